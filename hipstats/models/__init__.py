@@ -1,0 +1,1 @@
+"""Longitudinal protocol models: mixed models, estimated marginal means, ANCOVA, effect sizes."""
