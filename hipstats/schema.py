@@ -306,3 +306,12 @@ class ContractSettings:
     @property
     def reference(self) -> str:
         return self.reference_arm or self.arms[0]
+
+
+#: Default cut points (degrees of standing pelvic tilt, + = anterior) for tilt classes:
+#: below the first = "posterior", from the first up to the second = "neutral",
+#: at or above the second = "anterior". Based on the usual standing ASIS-PSIS
+#: angle of about 4-14 degrees anterior in healthy adults (Herrington 2011,
+#: Man Ther 16:646). Every analysis that classes tilt takes ``cuts=`` to change them.
+DEFAULT_TILT_CUTS: tuple[float, float] = (4.0, 14.0)
+TILT_CLASSES: tuple[str, ...] = ("posterior", "neutral", "anterior")
