@@ -1,0 +1,298 @@
+"""Tests of hipstats.screening (H3: does an ASLR below a cutoff flag limited hip IR?).
+
+References used
+---------------
+* R pROC 1.18.0 fixtures (tests/fixtures/screening/make_fixtures.R): AUC, DeLong variance and CI,
+  coords (all and Youden-best), paired DeLong roc.test, on pROC's aSAH data and on a simulated
+  data set with many ties. Tolerance 1e-6 absolute on AUC, variance, CIs, z and p; 1e-9 on the
+  curve coordinates (they are ratios of counts).
+* Published 2x2 example: Altman & Bland (1994) BMJ 308:1552 liver scan (TP 231, FP 32, FN 27,
+  TN 54), estimates to the 3 decimals printed; statsmodels' proportion_confint (Wilson,
+  Clopper-Pearson) and confint_proportions_2indep(method="log", compare="ratio") (Katz log
+  interval of a ratio of two independent proportions = Simel's LR interval) to 1e-10.
+* Simulation truth: binormal model with a closed-form AUC; the DeLong interval covers it at about
+  the nominal rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+from hipstats.errors import AnalysisError
+from hipstats import screening as scr
+
+FIX = Path(__file__).parent / "fixtures" / "screening"
+
+# pROC names directions by group order; hipstats by the test-positive rule (module docstring)
+TO_HS = {"auto": "auto", "<": ">", ">": "<"}
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    asah = pd.read_csv(FIX / "asah.csv").rename(columns={"poor": "case"})
+    ties = pd.read_csv(FIX / "ties.csv")
+    return {"asah": asah, "ties": ties}
+
+
+def _read(name):
+    return pd.read_csv(FIX / name, keep_default_na=False, na_values=[""])
+
+
+# ------------------------------------------------------------------------------------------ ROC
+@pytest.mark.parametrize("row", _read("roc_summary.csv").to_dict("records"),
+                         ids=lambda r: f"{r['dataset']}-{r['score']}-{r['direction_input']}-{r['conf_level']}")
+def test_auc_and_delong_ci_match_proc(datasets, row):
+    df = datasets[row["dataset"]]
+    r = scr.roc(df, row["score"], "case", direction=TO_HS[row["direction_input"]],
+                confidence=row["conf_level"])
+    assert r.proc_direction == row["direction"]
+    assert (r.n_cases, r.n_controls) == (row["n_cases"], row["n_controls"])
+    assert r.auc == pytest.approx(row["auc"], abs=1e-6)
+    assert r.se**2 == pytest.approx(row["var_delong"], abs=1e-6)
+    assert r.ci_low == pytest.approx(row["ci_low"], abs=1e-6)
+    assert r.ci_high == pytest.approx(row["ci_high"], abs=1e-6)
+
+
+@pytest.mark.parametrize("key", sorted({(r["dataset"], r["score"], r["direction_input"])
+                                        for r in _read("roc_coords.csv").to_dict("records")}))
+def test_roc_curve_matches_proc_coords(datasets, key):
+    dataset, score, dir_in = key
+    ref = _read("roc_coords.csv")
+    ref = ref[(ref.dataset == dataset) & (ref.score == score) & (ref.direction_input == dir_in)]
+    ref = ref.astype({"threshold": float}).sort_values(["threshold", "sensitivity"]).reset_index(drop=True)
+    curve = scr.roc(datasets[dataset], score, "case", direction=TO_HS[dir_in]).curve
+    curve = curve.sort_values(["threshold", "sensitivity"]).reset_index(drop=True)
+    assert len(curve) == len(ref)
+    np.testing.assert_allclose(curve["threshold"], ref["threshold"], rtol=1e-12)
+    np.testing.assert_allclose(curve["sensitivity"], ref["sensitivity"], atol=1e-9)
+    np.testing.assert_allclose(curve["specificity"], ref["specificity"], atol=1e-9)
+
+
+@pytest.mark.parametrize("key", sorted({(r["dataset"], r["score"], r["direction_input"])
+                                        for r in _read("youden.csv").to_dict("records")}))
+def test_youden_matches_proc_coords_best(datasets, key):
+    dataset, score, dir_in = key
+    ref = _read("youden.csv")
+    ref = ref[(ref.dataset == dataset) & (ref.score == score) & (ref.direction_input == dir_in)]
+    res = scr.youden_cutoff(datasets[dataset], score, "case", direction=TO_HS[dir_in], n_boot=0)
+    ties = res.attrs["ties"].sort_values("threshold").reset_index(drop=True)
+    ref = ref.sort_values("threshold").reset_index(drop=True)
+    np.testing.assert_allclose(ties["threshold"], ref["threshold"], rtol=1e-12)
+    np.testing.assert_allclose(ties["sensitivity"], ref["sensitivity"], atol=1e-9)
+    np.testing.assert_allclose(ties["specificity"], ref["specificity"], atol=1e-9)
+    np.testing.assert_allclose(ties["youden_j"] + 1, ref["youden"], atol=1e-9)  # pROC: Se + Sp
+    # the reported cutoff is the tie with the highest sensitivity
+    assert res.loc["cutoff", "estimate"] == ties.loc[ties["sensitivity"].idxmax(), "threshold"]
+
+
+@pytest.mark.parametrize("row", _read("roc_test.csv").to_dict("records"),
+                         ids=lambda r: f"{r['dataset']}-{r['score1']}-{r['score2']}")
+def test_paired_delong_test_matches_proc(datasets, row):
+    res = scr.roc_test(datasets[row["dataset"]], row["score1"], row["score2"], "case",
+                       confidence=row["conf_level"]).iloc[0]
+    assert (res.direction1, res.direction2) == (TO_HS[row["direction1"]], TO_HS[row["direction2"]])
+    for col in ("auc1", "auc2", "z", "p_value", "ci_low", "ci_high"):
+        assert res[col] == pytest.approx(row[col], abs=1e-6), col
+
+
+def test_bootstrap_band_agrees_with_proc_ci_se(datasets):
+    # Both are Monte Carlo (10,000 stratified replicates each); sensitivities move in steps of
+    # 1/41 = 0.024 here, so allow two steps.
+    ref = _read("ci_se.csv")
+    r = scr.roc(datasets["asah"], "s100b", "case")
+    band = r.ci_band(ref["specificity"].to_numpy(), n_boot=10_000, seed=3)
+    for col in ("se_low", "se_median", "se_high"):
+        np.testing.assert_allclose(band[col], ref[col], atol=0.05, err_msg=col)
+
+
+def test_auc_is_mann_whitney_probability():
+    # closed form: AUC = U / (m n) with ties counted 1/2 (scipy's Mann-Whitney U)
+    rng = np.random.default_rng(7)
+    y = rng.random(120) < 0.4
+    x = np.round(rng.normal(y * 0.8, 1), 1)
+    r = scr.roc(None, x, y, direction=">")
+    u = stats.mannwhitneyu(x[y], x[~y]).statistic
+    assert r.auc == pytest.approx(u / (y.sum() * (~y).sum()), abs=1e-12)
+
+
+def test_roc_test_identical_scores_gives_zero():
+    rng = np.random.default_rng(2)
+    y = rng.random(60) < 0.5
+    df = pd.DataFrame({"a": rng.normal(y * 1.0), "y": y})
+    df["b"] = df["a"]
+    res = scr.roc_test(df, "a", "b", "y").iloc[0]
+    assert res.z == 0 and res.p_value == 1
+
+
+def _binormal(rng, n_rep, m, n, delta):
+    """n_rep data sets of m cases ~ N(delta, 1) and n controls ~ N(0, 1); true AUC Phi(delta/sqrt2)."""
+    return rng.normal(delta, 1, size=(n_rep, m)), rng.normal(0, 1, size=(n_rep, n))
+
+
+def test_delong_ci_covers_true_auc_at_nominal_rate():
+    # 2000 binormal data sets (m = 40 cases, n = 80 controls, true AUC = Phi(1/sqrt 2) = 0.760),
+    # all placements at once. Coverage of the 95% interval: Monte Carlo SE 0.005; DeLong is a
+    # little liberal at this size, so accept 0.92 to 0.97.
+    rng = np.random.default_rng(11)
+    delta, reps = 1.0, 2000
+    cases, controls = _binormal(rng, reps, 40, 80, delta)
+    auc, v10, v01 = scr._delong_placements(cases, controls)
+    var = v10.var(axis=1, ddof=1) / 40 + v01.var(axis=1, ddof=1) / 80
+    true = stats.norm.cdf(delta / np.sqrt(2))
+    z = stats.norm.ppf(0.975)
+    cover = np.mean((auc - z * np.sqrt(var) <= true) & (true <= auc + z * np.sqrt(var)))
+    assert 0.92 <= cover <= 0.97
+    # and the vectorised placements agree with the public function on one replicate
+    x = np.concatenate([cases[0], controls[0]])
+    y = np.r_[np.ones(40, bool), np.zeros(80, bool)]
+    r = scr.roc(None, x, y, direction=">")
+    assert r.auc == pytest.approx(auc[0], abs=1e-12)
+    assert r.se == pytest.approx(np.sqrt(var[0]), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------ 2x2 accuracy
+def _two_by_two(tp, fp, fn, tn):
+    y = np.r_[np.ones(tp + fn, bool), np.zeros(fp + tn, bool)]
+    x = np.r_[np.zeros(tp), np.ones(fn), np.zeros(fp), np.ones(tn)]  # 0 = positive test
+    return pd.DataFrame({"score": x, "cond": y})
+
+
+def test_diagnostic_accuracy_published_liver_scan():
+    # Altman & Bland 1994: sensitivity 0.895, specificity 0.628, PPV 0.878, NPV 0.667, prev 0.75
+    df = _two_by_two(231, 32, 27, 54)
+    tab = scr.diagnostic_accuracy(df, "score", "cond", cutoff=0.5, direction="<")
+    assert tab.loc[["tp", "fp", "fn", "tn"], "estimate"].tolist() == [231, 32, 27, 54]
+    assert tab.loc["sensitivity", "estimate"] == pytest.approx(0.895, abs=5e-4)
+    assert tab.loc["specificity", "estimate"] == pytest.approx(0.628, abs=5e-4)
+    assert tab.loc["ppv", "estimate"] == pytest.approx(0.878, abs=5e-4)
+    assert tab.loc["npv", "estimate"] == pytest.approx(0.667, abs=5e-4)
+    assert tab.loc["prevalence", "estimate"] == pytest.approx(0.75, abs=5e-3)
+    assert tab.loc["lr_positive", "estimate"] == pytest.approx((231 / 258) / (32 / 86), rel=1e-12)
+
+
+@pytest.mark.parametrize("ci,sm_method", [("wilson", "wilson"), ("exact", "beta")])
+@pytest.mark.parametrize("cells", [(231, 32, 27, 54), (9, 3, 1, 20), (5, 0, 2, 12)])
+def test_diagnostic_accuracy_cis_match_statsmodels(ci, sm_method, cells):
+    tp, fp, fn, tn = cells
+    tab = scr.diagnostic_accuracy(_two_by_two(*cells), "score", "cond", cutoff=0.5, ci=ci,
+                                  confidence=0.9)
+    for stat, k, n in [("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
+                       ("ppv", tp, tp + fp), ("npv", tn, tn + fn),
+                       ("accuracy", tp + tn, sum(cells)), ("prevalence", tp + fn, sum(cells))]:
+        lo, hi = proportion_confint(k, n, alpha=0.1, method=sm_method)
+        assert tab.loc[stat, "ci_low"] == pytest.approx(lo, abs=1e-10), stat
+        assert tab.loc[stat, "ci_high"] == pytest.approx(hi, abs=1e-10), stat
+
+
+def test_likelihood_ratio_log_ci_matches_katz_ratio_interval():
+    tp, fp, fn, tn = 231, 32, 27, 54
+    tab = scr.diagnostic_accuracy(_two_by_two(tp, fp, fn, tn), "score", "cond", cutoff=0.5)
+    lo, hi = confint_proportions_2indep(tp, tp + fn, fp, fp + tn, method="log", compare="ratio")
+    assert (tab.loc["lr_positive", "ci_low"], tab.loc["lr_positive", "ci_high"]) == (
+        pytest.approx(lo, abs=1e-10), pytest.approx(hi, abs=1e-10))
+    lo, hi = confint_proportions_2indep(fn, tp + fn, tn, fp + tn, method="log", compare="ratio")
+    assert (tab.loc["lr_negative", "ci_low"], tab.loc["lr_negative", "ci_high"]) == (
+        pytest.approx(lo, abs=1e-10), pytest.approx(hi, abs=1e-10))
+    # hand value: LR+ 2.406 (1.823 to 3.176)
+    assert tab.loc["lr_positive", "estimate"] == pytest.approx(2.406, abs=5e-4)
+
+
+def test_zero_cell_likelihood_ratio_is_corrected_and_labelled():
+    tab = scr.diagnostic_accuracy(_two_by_two(5, 0, 2, 12), "score", "cond", cutoff=0.5)
+    assert "0.5 added" in tab.loc["lr_positive", "method"]
+    assert tab.loc["lr_positive", "estimate"] == pytest.approx((5.5 / 8) / (0.5 / 13), rel=1e-12)
+    assert np.isfinite(tab.loc["lr_positive", ["ci_low", "ci_high"]].astype(float)).all()
+
+
+def test_cutoff_direction_and_boundary():
+    df = pd.DataFrame({"s": [60, 70, 70, 80], "c": [1, 1, 0, 0]})
+    strict = scr.diagnostic_accuracy(df, "s", "c", cutoff=70, direction="<")
+    incl = scr.diagnostic_accuracy(df, "s", "c", cutoff=70, direction="<=")
+    assert strict.loc["tp", "estimate"] == 1 and incl.loc["tp", "estimate"] == 2
+    above = scr.diagnostic_accuracy(df, "s", "c", cutoff=65, direction=">")
+    assert above.loc["tp", "estimate"] == 1 and above.loc["fp", "estimate"] == 2
+
+
+# ------------------------------------------------------------------------------ edge cases
+def test_all_positive_or_negative_condition_is_refused():
+    df = pd.DataFrame({"s": [60.0, 65, 80], "c": [1, 1, 1]})
+    for fn in (scr.diagnostic_accuracy, scr.roc, scr.youden_cutoff):
+        with pytest.raises(AnalysisError, match="all 3 observations are positive"):
+            fn(df, "s", "c")
+    with pytest.raises(AnalysisError, match="all 3 observations are negative"):
+        scr.roc(df.assign(c=0), "s", "c")
+
+
+def test_non_binary_condition_and_missing_columns():
+    df = pd.DataFrame({"s": [60.0, 65, 80], "c": [0, 1, 2]})
+    with pytest.raises(AnalysisError, match="boolean or 0/1"):
+        scr.roc(df, "s", "c")
+    with pytest.raises(AnalysisError, match="'nope' not in data"):
+        scr.roc(df, "nope", "c")
+
+
+def test_cutoff_outside_range_warns_but_computes():
+    df = pd.DataFrame({"s": [60.0, 65, 80, 85], "c": [1, 1, 0, 0]})
+    with pytest.warns(UserWarning, match="outside the observed range"):
+        tab = scr.diagnostic_accuracy(df, "s", "c", cutoff=120)
+    assert tab.loc["sensitivity", "estimate"] == 1 and tab.loc["specificity", "estimate"] == 0
+
+
+def test_missing_values_are_dropped_with_a_warning():
+    df = pd.DataFrame({"s": [60.0, np.nan, 65, 80, 85], "c": [1, 1, np.nan, 0, 0]})
+    with pytest.warns(UserWarning, match="dropped 2 of 5 rows"):
+        r = scr.roc(df, "s", "c")
+    assert (r.n_cases, r.n_controls) == (1, 2)
+    with pytest.raises(AnalysisError, match="all missing"):
+        scr.roc(pd.DataFrame({"s": [np.nan], "c": [1]}), "s", "c")
+
+
+# ------------------------------------------------------------------------------ Youden
+def test_youden_cutoff_bootstrap_ci_covers_true_cutoff():
+    # Binormal truth: cases N(60, 10), controls N(80, 10); with equal variances the population
+    # Youden cutoff is the midpoint, 70. Over 100 seeded data sets (n = 200, 500 replicates each)
+    # the 95% percentile CI of the cutoff should cover 70 at about the nominal rate; it is known
+    # to be somewhat conservative, so accept 0.88 to 1.0 (Monte Carlo SE about 0.02).
+    cover = []
+    for s in range(100):
+        rng = np.random.default_rng(s)
+        y = rng.random(200) < 0.4
+        x = np.round(np.where(y, rng.normal(60, 10, 200), rng.normal(80, 10, 200)), 1)
+        res = scr.youden_cutoff(None, x, y, n_boot=500, seed=s)
+        cover.append(res.loc["cutoff", "ci_low"] <= 70 <= res.loc["cutoff", "ci_high"])
+    assert 0.88 <= np.mean(cover) <= 1.0
+
+
+def test_youden_is_seeded_and_direction_auto():
+    rng = np.random.default_rng(5)
+    y = rng.random(300) < 0.4
+    df = pd.DataFrame({"aslr": np.round(np.where(y, rng.normal(60, 10, 300), rng.normal(80, 10, 300))),
+                       "deficit": y})
+    a = scr.youden_cutoff(df, "aslr", "deficit", n_boot=300, seed=1)
+    b = scr.youden_cutoff(df, "aslr", "deficit", n_boot=300, seed=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert a.attrs["direction"] == "<"
+    assert (a["ci_low"] <= a["ci_high"]).all()
+    assert scr.youden_cutoff(df, "aslr", "deficit", n_boot=0)["ci_low"].isna().all()
+
+
+def test_youden_bootstrap_thresholds_are_midpoints_of_resampled_values():
+    # compare the vectorised bootstrap with a plain loop over the same resamples
+    rng = np.random.default_rng(9)
+    y = rng.random(50) < 0.5
+    x = np.round(rng.normal(70 - 8 * y, 9) / 2) * 2
+    u, c, k = scr._stratified_boot(x, y, 40, seed=4)
+    se, sp, tp, tn = scr._sesp_from_counts(c, k, "<")
+    kb = scr._youden_pick(tp, tn, int(y.sum()), int((~y).sum()), "<")
+    thr = scr._boot_thresholds(u, (c + k) > 0, kb)
+    for b in range(40):
+        xb = np.r_[np.repeat(u, c[b]), np.repeat(u, k[b])]
+        yb = np.r_[np.ones(c[b].sum(), bool), np.zeros(k[b].sum(), bool)]
+        res = scr.youden_cutoff(None, xb, yb, direction="<", n_boot=0)
+        assert thr[b] == pytest.approx(res.loc["cutoff", "estimate"], abs=1e-12)
