@@ -348,6 +348,7 @@ class Cohort:
                     table.to_parquet(tmp, index=False)
                 else:
                     table.to_excel(tmp, index=False, sheet_name=name)
+                os.chmod(tmp, 0o666 & ~_umask())
                 os.replace(tmp, targets[name])
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -362,6 +363,12 @@ class Cohort:
             h.update(name.encode())
             h.update(table.to_csv(index=False, float_format="%.10g").encode())
         return h.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------- finishing

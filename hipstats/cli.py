@@ -1,0 +1,180 @@
+"""The ``hipstats`` command line.
+
+Commands
+--------
+``hipstats validate SOURCE``
+    Print every problem in a cohort source as a table; exit 0 when clean, 2 when not.
+``hipstats simulate --out DIR``
+    Write a synthetic cohort (the three tables) to a folder.
+``hipstats report [SOURCE] --out DIR``
+    Run the parameterized notebooks and write offline HTML reports (see
+    :mod:`hipstats.report`).
+``hipstats notebooks``
+    List the notebooks with their parameters.
+``hipstats power``
+    Simulation power for a planned trial.
+
+Errors are printed as one clear message (no traceback) with a non-zero exit code:
+2 for bad input (data, parameters, usage), 1 for a failed run. Set
+``HIPSTATS_DEBUG=1`` to see tracebacks.
+
+Examples
+--------
+.. code-block:: console
+
+    $ hipstats validate data/example
+    data/example: no problems found
+    $ hipstats simulate --out /tmp/cohort --n 60 --seed 1
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from hipstats.errors import HipstatsError, ParameterError, ReportError, SourceError, ValidationError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=False, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
+
+
+def print_report(report, *, fmt: str = "table", max_rows: int | None = None) -> None:
+    """Print a ValidationReport as a rich table (or csv/json) on stdout."""
+    if fmt == "csv":
+        click.echo(report.to_frame().to_csv(index=False), nl=False)
+        return
+    if fmt == "json":
+        click.echo(report.to_frame().to_json(orient="records", indent=2))
+        return
+    console = _console()
+    if report.ok:
+        console.print(f"[green]{report.source}: no problems found[/green]")
+        return
+    from rich.table import Table
+
+    df = report.to_frame()
+    shown = df if max_rows is None else df.head(max_rows)
+    table = Table(title=f"{report.source}: {len(df)} problem(s)", show_lines=False, expand=False)
+    for col in ["table", "file", "row", "column", "value", "rule", "message"]:
+        table.add_column(col, overflow="fold", no_wrap=col in ("row", "rule"))
+    for r in shown.itertuples(index=False):
+        file = Path(str(r.file)).name if r.file else ""
+        table.add_row(str(r.table), file, "" if r.row is None or str(r.row) == "<NA>" else str(r.row),
+                      "" if r.column is None else str(r.column), str(r.value), str(r.rule), str(r.message))
+    console.print(table)
+    if max_rows is not None and len(df) > max_rows:
+        console.print(f"... and {len(df) - max_rows} more (use --max-rows 0 to show all)")
+    counts = df["rule"].value_counts()
+    console.print("by rule: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hipstats")
+def cli() -> None:
+    """hipstats: hip mobility cohort statistics and scheduled reports."""
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--arms", help="Comma-separated allowed arms, reference first (default from hipstats.yaml).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--max-rows", type=int, default=200, show_default=True, help="Rows to print; 0 for all.")
+def validate(source: str, arms: str | None, fmt: str, max_rows: int) -> None:
+    """Check SOURCE (folder, file, REDCap export or SQLAlchemy URL) against the data contract.
+
+    Exits 0 when the data are clean and 2 when there are problems. Nothing is written.
+    """
+    from hipstats.validation import validate as _validate
+
+    report = _validate(source, arms=arms.split(",") if arms else None)
+    print_report(report, fmt=fmt, max_rows=max_rows or None)
+    sys.exit(EXIT_OK if report.ok else EXIT_BAD_INPUT)
+
+
+@cli.command()
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the tables to.")
+@click.option("--n", "n_participants", type=click.IntRange(3, 1_000_000), default=150, show_default=True,
+              help="Participants.")
+@click.option("--weeks", default="0,3,6,9,12", show_default=True, help="Visit weeks, comma-separated.")
+@click.option("--arms", default="control,stretching,loading", show_default=True, help="Arms, reference first.")
+@click.option("--seed", type=int, default=2026, show_default=True)
+@click.option("--reliability-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), default="csv", show_default=True)
+@click.option("--force", is_flag=True, help="Replace existing table files.")
+def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, force) -> None:
+    """Write a synthetic cohort with known truth (measurements, participants, sessions) to OUT."""
+    from hipstats.simulate import simulate_cohort
+
+    try:
+        week_list = [float(w) for w in weeks.split(",")]
+    except ValueError:
+        raise ParameterError(f"--weeks must be numbers separated by commas, got '{weeks}'") from None
+    arm_list = [a.strip() for a in arms.split(",") if a.strip()]
+    cohort = simulate_cohort(n_participants, week_list, arm_list, seed, reliability_fraction=reliability_fraction)
+    written = cohort.write(out, format=fmt, overwrite=force)
+    settings = Path(out) / "hipstats.yaml"
+    if force or not settings.exists():
+        settings.write_text("# Arms of this cohort; the first is the reference arm for contrasts.\n"
+                            f"arms: [{', '.join(arm_list)}]\n", encoding="utf-8")
+    click.echo(f"wrote {', '.join(str(p) for p in written)} ({cohort.n_participants} participants, seed {seed})")
+
+
+def _register_optional_commands() -> None:
+    """Attach commands that live next to their feature modules."""
+    try:
+        from hipstats.report.cli import notebooks_command, report_command
+    except ImportError:  # pragma: no cover - report package not installed
+        return
+    cli.add_command(report_command, "report")
+    cli.add_command(notebooks_command, "notebooks")
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning hipstats errors into messages and exit codes."""
+    debug = os.environ.get("HIPSTATS_DEBUG") == "1"
+    try:
+        cli.main(args=argv, prog_name="hipstats", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:
+        print_report(exc.report, max_rows=200)
+        return EXIT_BAD_INPUT
+    except (SourceError, ParameterError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except ReportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILED
+    except HipstatsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # last resort: never show a traceback to a scheduled job's log
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set HIPSTATS_DEBUG=1 for details)", err=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
