@@ -650,3 +650,551 @@ def mdc(sem_value=None, *, confidence: float = 0.95, data=None, targets=None, ra
         sem_value = sem(data, targets, raters, ratings, method=method, nan_policy=nan_policy)
     out = _z(confidence) * np.sqrt(2.0) * np.asarray(sem_value, dtype=float)
     return float(out) if out.ndim == 0 else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bland-Altman limits of agreement
+# ---------------------------------------------------------------------------------------------
+_BA_CI_METHODS = ("approx", "simple", "exact")
+
+
+@dataclass
+class BlandAltmanResult:
+    """Limits of agreement between two measurement methods (or raters, sessions).
+
+    Attributes
+    ----------
+    x, y : str
+        Column names; differences are ``x - y``.
+    method : str
+        ``"classic"``, ``"repeated, true value varying"`` or ``"repeated, true value constant"``.
+    n : int
+        Number of pairs (classic, varying) or of readings (constant).
+    n_subjects : int
+        Number of subjects (equal to ``n`` for the classic analysis).
+    bias, sd : float
+        Mean difference and standard deviation of differences between single readings.
+    loa_low, loa_high : float
+        ``bias -/+ limits * sd``.
+    bias_ci, loa_low_ci, loa_high_ci : tuple of float
+        Confidence intervals at level ``confidence``.
+    bias_pval : float
+        Two-sided p-value of the t test of zero bias.
+    slope, slope_ci, slope_pval, intercept : float
+        Proportional bias: least-squares regression of difference on mean.
+    points : DataFrame
+        ``mean``, ``diff`` (and ``subject``) of the plotted points.
+    """
+
+    x: str
+    y: str
+    method: str
+    n: int
+    n_subjects: int
+    bias: float
+    sd: float
+    loa_low: float
+    loa_high: float
+    bias_ci: tuple[float, float]
+    loa_low_ci: tuple[float, float]
+    loa_high_ci: tuple[float, float]
+    bias_pval: float
+    slope: float
+    slope_ci: tuple[float, float]
+    slope_pval: float
+    intercept: float
+    limits: float
+    confidence: float
+    ci_method: str
+    points: pd.DataFrame = field(repr=False)
+    details: dict = field(default_factory=dict, repr=False)
+
+    def summary(self) -> pd.DataFrame:
+        """Bias, limits of agreement and proportional-bias slope with CIs (one row each)."""
+        rows = {
+            "bias": (self.bias, *self.bias_ci, self.bias_pval),
+            "loa_low": (self.loa_low, *self.loa_low_ci, np.nan),
+            "loa_high": (self.loa_high, *self.loa_high_ci, np.nan),
+            "slope": (self.slope, *self.slope_ci, self.slope_pval),
+        }
+        out = pd.DataFrame.from_dict(rows, orient="index",
+                                     columns=["estimate", "ci_low", "ci_high", "pval"])
+        out.index.name = "statistic"
+        out.attrs.update(method=self.method, n=self.n, n_subjects=self.n_subjects,
+                         sd=self.sd, confidence=self.confidence, limits=self.limits)
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One-row wide DataFrame with every number of the analysis."""
+        return pd.DataFrame([{
+            "x": self.x, "y": self.y, "method": self.method, "n": self.n,
+            "n_subjects": self.n_subjects, "bias": self.bias, "bias_ci_low": self.bias_ci[0],
+            "bias_ci_high": self.bias_ci[1], "bias_pval": self.bias_pval, "sd": self.sd,
+            "loa_low": self.loa_low, "loa_low_ci_low": self.loa_low_ci[0],
+            "loa_low_ci_high": self.loa_low_ci[1], "loa_high": self.loa_high,
+            "loa_high_ci_low": self.loa_high_ci[0], "loa_high_ci_high": self.loa_high_ci[1],
+            "slope": self.slope, "slope_ci_low": self.slope_ci[0],
+            "slope_ci_high": self.slope_ci[1], "slope_pval": self.slope_pval,
+            "limits": self.limits, "confidence": self.confidence, "ci_method": self.ci_method,
+        }])
+
+    def plot(self, **kwargs):
+        """Bland-Altman plot (mean vs difference); see :func:`hipstats.plots.reliability.bland_altman_plot`."""
+        from hipstats.plots.reliability import bland_altman_plot
+
+        return bland_altman_plot(self, **kwargs)
+
+    def __str__(self) -> str:
+        c = round(100 * self.confidence)
+        return (f"Bland-Altman ({self.method}), {self.x} - {self.y}: n = {self.n}"
+                f" ({self.n_subjects} subjects); bias {self.bias:.3g} "
+                f"[{c}% CI {self.bias_ci[0]:.3g}, {self.bias_ci[1]:.3g}], SD {self.sd:.3g}, "
+                f"limits of agreement {self.loa_low:.3g} to {self.loa_high:.3g}")
+
+    def _repr_html_(self) -> str:
+        head = (f"<p><b>Bland-Altman limits of agreement</b> ({self.method}): "
+                f"<code>{self.x}</code> &minus; <code>{self.y}</code>, n = {self.n} "
+                f"({self.n_subjects} subjects), SD of differences {self.sd:.4g}, limits = bias "
+                f"&plusmn; {self.limits:g} SD, {round(100 * self.confidence)}% CIs "
+                f"({self.ci_method}).</p>")
+        return head + self.summary().to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+def _ols_slope(mean: np.ndarray, diff: np.ndarray, confidence: float):
+    if mean.size < 3 or np.ptp(mean) == 0:
+        return np.nan, (np.nan, np.nan), np.nan, np.nan
+    res = stats.linregress(mean, diff)
+    t = stats.t.ppf(0.5 + confidence / 2, mean.size - 2)
+    return (float(res.slope), (res.slope - t * res.stderr, res.slope + t * res.stderr),
+            float(res.pvalue), float(res.intercept))
+
+
+def _single_reading_error(counts: pd.Series, what: str) -> None:
+    ones = counts.index[counts.to_numpy() < 2].tolist()
+    if ones:
+        raise AnalysisError(
+            f"bland_altman: {len(ones)} subject(s) have a single {what}, e.g. {ones[:5]}; "
+            "repeated-measures limits need at least two per subject. Drop those subjects or "
+            "use subject=None for the classic analysis of independent pairs."
+        )
+
+
+def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None, *,
+                 limits: float = 1.96, confidence: float = 0.95,
+                 true_value: str = "varying", ci_method: str = "approx") -> BlandAltmanResult:
+    r"""Bland-Altman limits of agreement, classic or for repeated measurements per subject.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per pair of readings (``x`` and ``y`` taken together), or, for
+        ``true_value="constant"``, one row per reading with the other column empty if the
+        readings were not paired.
+    x, y : str
+        Columns with the two methods' readings; differences are ``x - y``.
+    subject : str, optional
+        Subject column. When given, the Bland & Altman (2007) repeated-measures limits are
+        computed; every subject needs at least two pairs (two readings by each method).
+    limits : float
+        Multiplier of the SD of differences (1.96 for 95% limits; the 1986 paper used 2).
+    confidence : float
+        Level of the confidence intervals.
+    true_value : {"varying", "constant"}
+        Repeated measures only: whether the true value changes between a subject's pairs
+        (e.g. readings at different visits) or stays constant (replicate readings).
+    ci_method : {"approx", "simple", "exact"}
+        CIs of the limits. ``"approx"`` (default): Bland & Altman (1999), ``SE^2 = s^2 (1/n +
+        limits^2 / (2(n-1)))`` with a t quantile on ``n - 1`` df. ``"simple"``: the 1986
+        shortcut ``SE = sqrt(3 s^2 / n)``. ``"exact"``: Carkeet (2015) non-central t intervals
+        (classic analysis only). Repeated measures: ``"approx"`` by the delta method, ``SE^2 =
+        Var(bias) + limits^2 Var(s^2) / (4 s^2)`` with ``Var(MS) = 2 MS^2 / df`` for each mean
+        square in ``s^2``, t quantile on ``n_subjects - 1`` df.
+
+    Returns
+    -------
+    BlandAltmanResult
+        ``.summary()``, ``.to_frame()``, ``.plot()``, HTML repr.
+
+    Notes
+    -----
+    Classic: ``d = x - y``, bias ``= mean(d)``, ``s = SD(d)``, limits ``bias +/- limits * s``;
+    CI of the bias ``bias +/- t_{n-1} s / sqrt(n)``.
+
+    Repeated, true value varying (Bland & Altman 2007, section 5): one-way ANOVA of ``d`` on
+    subject with ``m_i`` pairs per subject, ``N = sum m_i``: ``s^2 = s_b^2 + MSW`` with
+    ``s_b^2 = (MSB - MSW) / c``, ``c = (N^2 - sum m_i^2) / ((n - 1) N)`` (set to 0 if negative);
+    bias is the mean of all differences.
+
+    Repeated, true value constant (section 3): subject means ``xbar_i``, ``ybar_i``,
+    ``s^2 = var(xbar_i - ybar_i) + (1 - 1/m_xh) s_xw^2 + (1 - 1/m_yh) s_yw^2`` with ``s_xw^2``
+    the within-subject variance of method x and ``m_xh`` the harmonic mean of the numbers of x
+    readings per subject; bias is the mean of ``xbar_i - ybar_i``.
+
+    Proportional bias is the least-squares slope of difference on mean over the pairs (classic)
+    or over the subject means (repeated measures, so that subjects are the independent units).
+
+    References
+    ----------
+    Bland & Altman (1986, 1999, 2007); Carkeet (2015).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.reliability import bland_altman
+    >>> df = pd.DataFrame({"r1": [30, 41, 35, 28, 44, 38], "r2": [32, 40, 37, 31, 45, 37]})
+    >>> res = bland_altman(df, "r1", "r2")
+    >>> round(res.bias, 3), round(res.sd, 3)
+    (-1.0, 1.673)
+    """
+    confidence = _check_confidence(confidence)
+    if ci_method not in _BA_CI_METHODS:
+        raise ValueError(f"ci_method must be one of {_BA_CI_METHODS}, got {ci_method!r}")
+    if true_value not in ("varying", "constant"):
+        raise ValueError(f"true_value must be 'varying' or 'constant', got {true_value!r}")
+    cols = [x, y] + ([subject] if subject is not None else [])
+    _require_columns(data, cols, "bland_altman")
+    df = data[cols].copy()
+    df[x] = pd.to_numeric(df[x], errors="coerce")
+    df[y] = pd.to_numeric(df[y], errors="coerce")
+    if subject is not None and ci_method == "exact":
+        raise ValueError("ci_method='exact' is available for the classic analysis only")
+    if subject is not None and df[subject].isna().any():
+        raise AnalysisError(f"bland_altman: {int(df[subject].isna().sum())} row(s) have no "
+                            f"{subject!r}")
+    if subject is None:
+        fit = _ba_classic(df, x, y, limits, confidence, ci_method)
+    elif true_value == "varying":
+        fit = _ba_varying(df, x, y, subject, limits, confidence)
+    else:
+        fit = _ba_constant(df, x, y, subject, limits, confidence)
+    pts = fit.pop("points")
+    slope, slope_ci, slope_p, intercept = _ols_slope(
+        fit.pop("reg_mean"), fit.pop("reg_diff"), confidence)
+    return BlandAltmanResult(x=x, y=y, limits=float(limits), confidence=confidence,
+                             ci_method=ci_method, slope=slope, slope_ci=tuple(map(float, slope_ci)),
+                             slope_pval=slope_p, intercept=intercept, points=pts, **fit)
+
+
+def _ba_paired(df, x, y, what):
+    pairs = df.dropna(subset=[x, y])
+    if len(pairs) < 3:
+        raise AnalysisError(f"bland_altman: need at least 3 complete {x}/{y} pairs, got "
+                            f"{len(pairs)}{what}")
+    d = (pairs[x] - pairs[y]).to_numpy(float)
+    if np.ptp(d) == 0:
+        raise AnalysisError(f"bland_altman: all differences {x} - {y} equal {d[0]:g}; the "
+                            "limits of agreement have no spread to estimate")
+    return pairs, d
+
+
+def _ba_limits(bias, se_bias, sd, var_sd2, df, limits, confidence, n_pairs, n_subjects,
+               method, points, reg_mean, reg_diff, details):
+    """Limits and their delta-method CIs (the 1999 approximation for the classic case)."""
+    t = stats.t.ppf(0.5 + confidence / 2, df)
+    se_loa = np.sqrt(se_bias**2 + limits**2 * var_sd2 / (4 * sd**2))
+    lo, hi = bias - limits * sd, bias + limits * sd
+    tstat = bias / se_bias
+    return dict(method=method, n=n_pairs, n_subjects=n_subjects, bias=float(bias), sd=float(sd),
+                loa_low=float(lo), loa_high=float(hi),
+                bias_ci=(float(bias - t * se_bias), float(bias + t * se_bias)),
+                loa_low_ci=(float(lo - t * se_loa), float(lo + t * se_loa)),
+                loa_high_ci=(float(hi - t * se_loa), float(hi + t * se_loa)),
+                bias_pval=float(2 * stats.t.sf(abs(tstat), df)), points=points,
+                reg_mean=reg_mean, reg_diff=reg_diff, details=details)
+
+
+def _ba_classic(df, x, y, limits, confidence, ci_method):
+    pairs, d = _ba_paired(df, x, y, "")
+    n = d.size
+    bias, sd = d.mean(), d.std(ddof=1)
+    m = ((pairs[x] + pairs[y]) / 2).to_numpy(float)
+    points = pd.DataFrame({"mean": m, "diff": d})
+    out = _ba_limits(bias, sd / np.sqrt(n), sd, 2 * sd**4 / (n - 1), n - 1, limits, confidence,
+                     n, n, "classic", points, m, d, {"dropped_rows": int(len(df) - n)})
+    if ci_method == "simple":
+        t = stats.t.ppf(0.5 + confidence / 2, n - 1)
+        h = t * np.sqrt(3 * sd**2 / n)
+        out["loa_low_ci"] = (out["loa_low"] - h, out["loa_low"] + h)
+        out["loa_high_ci"] = (out["loa_high"] - h, out["loa_high"] + h)
+    elif ci_method == "exact":
+        a = 1 - confidence
+        nc = limits * np.sqrt(n)
+        q_lo, q_hi = stats.nct.ppf([a / 2, 1 - a / 2], n - 1, nc) / np.sqrt(n)
+        out["loa_high_ci"] = (float(bias + q_lo * sd), float(bias + q_hi * sd))
+        out["loa_low_ci"] = (float(bias - q_hi * sd), float(bias - q_lo * sd))
+    return out
+
+
+def _ba_varying(df, x, y, subject, limits, confidence):
+    pairs, d = _ba_paired(df, x, y, "")
+    s = pairs[subject].to_numpy()
+    counts = pairs.groupby(subject, sort=False, observed=True).size()
+    _single_reading_error(counts, "pair of readings")
+    n, N = counts.size, d.size
+    g = pd.DataFrame({"s": s, "d": d, "m": ((pairs[x] + pairs[y]) / 2).to_numpy(float)})
+    gm = g.groupby("s", sort=False, observed=True).agg(d=("d", "mean"), m=("m", "mean"),
+                                                       size=("d", "size"))
+    m_i = gm["size"].to_numpy(float)
+    msw = ((g["d"] - g["s"].map(gm["d"])) ** 2).sum() / (N - n)
+    bias = d.mean()
+    msb = (m_i * (gm["d"].to_numpy() - bias) ** 2).sum() / (n - 1)
+    c = (N**2 - (m_i**2).sum()) / ((n - 1) * N)
+    s2b = max((msb - msw) / c, 0.0)
+    var_total = s2b + msw
+    if s2b > 0:
+        var_s2 = 2 * msb**2 / (c**2 * (n - 1)) + 2 * (1 - 1 / c) ** 2 * msw**2 / (N - n)
+    else:
+        var_s2 = 2 * msw**2 / (N - n)
+    se_bias = np.sqrt((s2b * (m_i**2).sum() + msw * N) / N**2)
+    points = pd.DataFrame({"mean": g["m"], "diff": g["d"], "subject": s})
+    details = dict(msb=msb, msw=msw, c=c, var_between=s2b, var_within=msw)
+    return _ba_limits(bias, se_bias, np.sqrt(var_total), var_s2, n - 1, limits, confidence, N,
+                      n, "repeated, true value varying", points, gm["m"].to_numpy(),
+                      gm["d"].to_numpy(), details)
+
+
+def _ba_constant(df, x, y, subject, limits, confidence):
+    parts = {}
+    for col in (x, y):
+        v = df[[subject, col]].dropna()
+        counts = v.groupby(subject, sort=True, observed=True)[col].size()
+        _single_reading_error(counts, f"reading of {col!r}")
+        means = v.groupby(subject, sort=True, observed=True)[col].mean()
+        ss = ((v[col] - v[subject].map(means)) ** 2).sum()
+        dfw = len(v) - counts.size
+        parts[col] = dict(means=means, counts=counts, s2w=ss / dfw, dfw=dfw, N=len(v))
+    sx, sy = set(parts[x]["means"].index), set(parts[y]["means"].index)
+    if sx != sy:
+        odd = sorted(map(str, sx ^ sy))
+        raise AnalysisError(f"bland_altman: subject(s) {odd[:5]} have readings by only one of "
+                            f"{x!r} and {y!r}")
+    n = len(sx)
+    if n < 3:
+        raise AnalysisError(f"bland_altman: need at least 3 subjects, got {n}")
+    xm, ym = parts[x]["means"], parts[y]["means"].reindex(parts[x]["means"].index)
+    d_i = (xm - ym).to_numpy(float)
+    s2d = d_i.var(ddof=1)
+    var_total, var_s2 = s2d, 2 * s2d**2 / (n - 1)
+    for col in (x, y):
+        p = parts[col]
+        mh = n / (1.0 / p["counts"].to_numpy(float)).sum()
+        w = 1 - 1 / mh
+        var_total += w * p["s2w"]
+        var_s2 += w**2 * 2 * p["s2w"] ** 2 / p["dfw"]
+    if var_total <= 0:
+        raise AnalysisError("bland_altman: the differences have no spread to estimate")
+    mean_i = ((xm + ym) / 2).to_numpy(float)
+    points = pd.DataFrame({"mean": mean_i, "diff": d_i, "subject": xm.index.to_numpy()})
+    details = dict(var_mean_diff=s2d, var_within_x=parts[x]["s2w"], var_within_y=parts[y]["s2w"])
+    return _ba_limits(d_i.mean(), np.sqrt(s2d / n), np.sqrt(var_total), var_s2, n - 1, limits,
+                      confidence, parts[x]["N"] + parts[y]["N"], n,
+                      "repeated, true value constant", points, mean_i, d_i, details)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kappa
+# ---------------------------------------------------------------------------------------------
+def _categories(values: Sequence, categories, what: str) -> list:
+    observed = pd.unique(pd.Series(values))
+    if categories is None:
+        try:
+            return sorted(observed)
+        except TypeError:
+            return sorted(observed, key=str)
+    cats = list(categories)
+    extra = [v for v in observed if v not in set(cats)]
+    if extra:
+        raise AnalysisError(f"{what}: rating(s) {extra[:5]} not among categories {cats}")
+    return cats
+
+
+def _kappa_weights(K: int, weights) -> np.ndarray:
+    i = np.arange(K)
+    dist = np.abs(i[:, None] - i[None, :]) / max(K - 1, 1)
+    if weights is None:
+        return np.eye(K)
+    if weights == "linear":
+        return 1.0 - dist
+    if weights == "quadratic":
+        return 1.0 - dist**2
+    raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+
+
+def cohen_kappa(data: pd.DataFrame, rater1: str, rater2: str, *, weights: str | None = None,
+                confidence: float = 0.95, categories: Sequence | None = None) -> pd.DataFrame:
+    r"""Cohen's kappa for two raters, unweighted or weighted, with standard error and CI.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per rated subject, one column per rater (rows with a missing rating are
+        dropped).
+    rater1, rater2 : str
+        Columns holding the two raters' categories.
+    weights : {None, "linear", "quadratic"}
+        Agreement weights for ordinal categories, ``1 - |i - j|/(K - 1)`` or
+        ``1 - (i - j)^2/(K - 1)^2`` by position in ``categories``.
+    confidence : float
+        Level of the normal-theory CI.
+    categories : sequence, optional
+        The ordered category list (e.g. ``range(6)`` for the Mens ASLR score 0-5). By default
+        the sorted union of the observed ratings; pass the full scale so that weights reflect
+        the real distances when some scores are never used.
+
+    Returns
+    -------
+    DataFrame
+        One row: ``kappa``, ``se``, ``ci_low``, ``ci_high``, ``z`` and ``pval`` (test of
+        kappa = 0 with the null standard error), ``po``, ``pe``, ``n``, ``n_categories``,
+        ``weights``.
+
+    Notes
+    -----
+    With observed proportions ``p_ij``, margins ``p_i.``, ``p_.j`` and weights ``w_ij``:
+    ``po = sum w_ij p_ij``, ``pe = sum w_ij p_i. p_.j``, ``kappa = (po - pe)/(1 - pe)``.
+    Large-sample variance (Fleiss, Cohen & Everitt 1969), with
+    ``wbar_i. = sum_j p_.j w_ij`` and ``wbar_.j = sum_i p_i. w_ij``:
+
+    .. math::
+
+        \mathrm{Var}(\hat\kappa) = \frac{\sum_{ij} p_{ij}\,[w_{ij} - (\bar w_{i.} + \bar w_{.j})
+        (1 - \hat\kappa)]^2 - [\hat\kappa - p_e (1 - \hat\kappa)]^2}{n (1 - p_e)^2}
+
+    and under the null ``Var_0 = (sum p_i. p_.j [w_ij - (wbar_i. + wbar_.j)]^2 - pe^2) /
+    (n (1 - pe)^2)``. The CI is ``kappa +/- z * SE`` (as psych::cohen.kappa).
+
+    References
+    ----------
+    Cohen J (1960, 1968); Fleiss, Cohen & Everitt (1969).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.reliability import cohen_kappa
+    >>> df = pd.DataFrame({"a": [0, 1, 2, 2, 1, 0, 2, 1], "b": [0, 1, 2, 1, 1, 0, 2, 2]})
+    >>> round(float(cohen_kappa(df, "a", "b")["kappa"].iloc[0]), 3)
+    0.619
+    """
+    confidence = _check_confidence(confidence)
+    _require_columns(data, [rater1, rater2], "cohen_kappa")
+    df = data[[rater1, rater2]].dropna()
+    n = len(df)
+    if n < 2:
+        raise AnalysisError(f"cohen_kappa: need at least two subjects rated by both raters, got {n}")
+    cats = _categories(np.concatenate([df[rater1].to_numpy(), df[rater2].to_numpy()]),
+                       categories, "cohen_kappa")
+    K = len(cats)
+    pos = {c: i for i, c in enumerate(cats)}
+    a = df[rater1].map(pos).to_numpy(int)
+    b = df[rater2].map(pos).to_numpy(int)
+    p = np.zeros((K, K))
+    np.add.at(p, (a, b), 1.0)
+    p /= n
+    w = _kappa_weights(K, weights)
+    pr, pc = p.sum(axis=1), p.sum(axis=0)
+    po = (w * p).sum()
+    pe = (w * np.outer(pr, pc)).sum()
+    if np.isclose(pe, 1.0):
+        raise AnalysisError("cohen_kappa: both raters used a single and the same category for "
+                            "every subject; chance agreement is 1 and kappa is undefined")
+    kappa = (po - pe) / (1 - pe)
+    wr = w @ pc  # wbar_i.
+    wc = pr @ w  # wbar_.j
+    wsum = wr[:, None] + wc[None, :]
+    var = (((p * (w - wsum * (1 - kappa)) ** 2).sum() - (kappa - pe * (1 - kappa)) ** 2)
+           / (n * (1 - pe) ** 2))
+    var0 = ((np.outer(pr, pc) * (w - wsum) ** 2).sum() - pe**2) / (n * (1 - pe) ** 2)
+    se, se0 = np.sqrt(max(var, 0.0)), np.sqrt(max(var0, 0.0))
+    z = _z(confidence)
+    zstat = kappa / se0 if se0 > 0 else np.inf
+    return pd.DataFrame([dict(kappa=kappa, se=se, ci_low=kappa - z * se, ci_high=kappa + z * se,
+                              z=zstat, pval=float(2 * stats.norm.sf(abs(zstat))), po=po, pe=pe,
+                              n=n, n_categories=K, weights=weights or "none")])
+
+
+def fleiss_kappa(data: pd.DataFrame, subject: str, rater: str, rating: str, *,
+                 categories: Sequence | None = None) -> pd.DataFrame:
+    r"""Fleiss' kappa: chance-corrected agreement of several raters on nominal categories.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long format, one row per (subject, rater) rating.
+    subject, rater, rating : str
+        Columns. Every subject must be rated by the same number ``m >= 2`` of raters (they need
+        not be the same raters); a rater may rate a subject only once.
+    categories : sequence, optional
+        Category list (default: observed categories).
+
+    Returns
+    -------
+    DataFrame
+        One row: ``kappa``, ``se`` (under the null), ``z``, ``pval``, ``p_agree`` (mean observed
+        agreement), ``p_chance``, ``n_subjects``, ``n_raters``, ``n_categories``. Per-category
+        kappas are in ``.attrs["category_kappa"]``.
+
+    Notes
+    -----
+    With ``n_ij`` the number of raters putting subject ``i`` in category ``j``,
+    ``p_j = sum_i n_ij / (N m)``, ``P_i = (sum_j n_ij^2 - m)/(m (m - 1))``:
+    ``kappa = (mean P_i - sum p_j^2)/(1 - sum p_j^2)``. Null variance (Fleiss, Nee & Landis
+    1979, as irr::kappam.fleiss): ``2 [(sum p_j q_j)^2 - sum p_j q_j (q_j - p_j)] /
+    (N m (m - 1) (sum p_j q_j)^2)``, ``q_j = 1 - p_j``. With two raters Fleiss' kappa equals
+    Scott's pi.
+
+    References
+    ----------
+    Fleiss (1971); Fleiss JL, Nee JCM, Landis JR (1979) Psychol Bull 86:974-977.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.reliability import fleiss_kappa
+    >>> df = pd.DataFrame({"s": [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4],
+    ...                    "r": ["A", "B", "C"] * 4,
+    ...                    "c": ["ant", "ant", "neu", "neu", "neu", "neu",
+    ...                          "pos", "pos", "neu", "ant", "ant", "ant"]})
+    >>> round(float(fleiss_kappa(df, "s", "r", "c")["kappa"].iloc[0]), 3)
+    0.467
+    """
+    _require_columns(data, [subject, rater, rating], "fleiss_kappa")
+    df = data[[subject, rater, rating]].dropna()
+    dup = df.duplicated([subject, rater])
+    if dup.any():
+        ex = df.loc[dup, [subject, rater]].head(3).to_records(index=False).tolist()
+        raise AnalysisError(f"fleiss_kappa: {int(dup.sum())} repeated (subject, rater) "
+                            f"rating(s), e.g. {ex}; give one rating per rater and subject")
+    cats = _categories(df[rating].to_numpy(), categories, "fleiss_kappa")
+    counts = pd.crosstab(df[subject], df[rating]).reindex(columns=cats, fill_value=0)
+    m_i = counts.sum(axis=1)
+    if m_i.nunique() != 1:
+        mode = int(m_i.mode().iloc[0])
+        odd = m_i.index[m_i != mode].tolist()
+        raise AnalysisError(f"fleiss_kappa: every subject needs the same number of raters; most "
+                            f"have {mode} but subject(s) {odd[:5]} have "
+                            f"{sorted(set(m_i[odd].tolist()))}")
+    nmat = counts.to_numpy(float)
+    N, m = nmat.shape[0], int(m_i.iloc[0])
+    if m < 2:
+        raise AnalysisError(f"fleiss_kappa: need at least two raters per subject, got {m}")
+    if N < 2:
+        raise AnalysisError(f"fleiss_kappa: need at least two subjects, got {N}")
+    pj = nmat.sum(axis=0) / (N * m)
+    qj = 1 - pj
+    if np.isclose(pj.max(), 1.0):
+        raise AnalysisError("fleiss_kappa: every rating is the same category; kappa is undefined")
+    P_i = ((nmat**2).sum(axis=1) - m) / (m * (m - 1))
+    p_agree, p_chance = P_i.mean(), (pj**2).sum()
+    kappa = (p_agree - p_chance) / (1 - p_chance)
+    pq = (pj * qj).sum()
+    var0 = 2 * (pq**2 - (pj * qj * (qj - pj)).sum()) / (N * m * (m - 1) * pq**2)
+    se = np.sqrt(var0)
+    zstat = kappa / se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kj = 1 - (nmat * (m - nmat)).sum(axis=0) / (N * m * (m - 1) * pj * qj)
+    out = pd.DataFrame([dict(kappa=kappa, se=se, z=zstat,
+                             pval=float(2 * stats.norm.sf(abs(zstat))), p_agree=p_agree,
+                             p_chance=p_chance, n_subjects=N, n_raters=m,
+                             n_categories=len(cats))])
+    out.attrs["category_kappa"] = dict(zip(cats, kj.tolist()))
+    return out
