@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from hipstats.errors import AnalysisError, ConvergenceWarning
+from hipstats.errors import AnalysisError
 from hipstats.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
 
 __all__ = [
@@ -70,7 +70,8 @@ class _Result:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        with pd.option_context("display.width", 120, "display.max_columns", 12):
+        with pd.option_context("display.width", 160, "display.max_columns", None,
+                               "display.max_colwidth", 70):
             return f"{self._title}\n{self.summary().to_string(index=False)}"
 
     def _repr_html_(self) -> str:
@@ -555,63 +556,30 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
 # Within-between mixed model
 # ----------------------------------------------------------------------------------------
 def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: str,
-                          alpha: float) -> tuple[pd.DataFrame, dict]:
-    """REML random-intercept model y ~ terms + (1 | subject).
+                          alpha: float, contrast: dict[str, float]):
+    """REML random-intercept model ``y ~ terms + (1 | subject)`` by
+    :func:`hipstats.models.lmm.fit_lmm` (lme4's profiled deviance, lmerTest's Satterthwaite df).
 
-    Uses :func:`hipstats.models.lmm.fit_lmm` when it is available, else statsmodels MixedLM.
-    Returns the fixed-effect table (term, estimate, se, ci_low, ci_high, z, p) and the
-    variance components.
+    Returns the fixed-effect table (term, estimate, se, df, t, p, ci_low, ci_high) with one extra
+    row ``"contrast"`` for the linear combination ``contrast`` ({term: weight}), and a dict of
+    fit information (variance components, n_obs, converged, singular, engine).
     """
-    formula = f"{y} ~ " + " + ".join(terms)
-    try:  # the package's own mixed-model engine, when present
-        from hipstats.models import lmm as _lmm  # noqa: PLC0415
-        fit_lmm = getattr(_lmm, "fit_lmm")
-    except (ImportError, AttributeError):
-        fit_lmm = None
-    if fit_lmm is not None:
-        try:
-            return _from_fit_lmm(fit_lmm, df, formula, subject, alpha)
-        except (TypeError, AttributeError, KeyError, NotImplementedError):
-            pass  # an interface we do not know: fall back to statsmodels
-    import statsmodels.formula.api as smf  # noqa: PLC0415
+    from hipstats.models.lmm import fit_lmm  # noqa: PLC0415 - models imports are heavier
 
-    model = smf.mixedlm(formula, df, groups=df[subject])
-    fit = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for method in ("lbfgs", "bfgs", "powell"):
-            fit = model.fit(reml=True, method=method)
-            if fit.converged:
-                break
-    for w in caught:
-        if "converge" in str(w.message).lower() or "boundary" in str(w.message).lower():
-            warnings.warn(f"mixed model {formula}: {w.message}", ConvergenceWarning, stacklevel=3)
-            break
-    names = [n for n in fit.fe_params.index]
-    est, se = fit.fe_params.to_numpy(), fit.bse_fe.to_numpy()
-    lo, hi, z, p = _wald(est, se, alpha)
-    table = pd.DataFrame({"term": names, "estimate": est, "se": se, "ci_low": lo,
-                          "ci_high": hi, "z": z, "p": p})
-    cov = fit.cov_params().loc[names, names]
-    info = {"var_subject": float(fit.cov_re.iloc[0, 0]), "var_residual": float(fit.scale),
-            "cov": cov, "n_obs": int(fit.nobs), "converged": bool(fit.converged),
-            "engine": "statsmodels.MixedLM (REML)"}
-    return table, info
-
-
-def _from_fit_lmm(fit_lmm, df, formula, subject, alpha):  # pragma: no cover - depends on models
-    res = fit_lmm(df, formula, group=subject)
-    fe = res.fixed_effects() if callable(getattr(res, "fixed_effects", None)) else res.fe_table
-    fe = fe.rename(columns={"Estimate": "estimate", "SE": "se", "std_err": "se"})
-    est, se = fe["estimate"].to_numpy(float), fe["se"].to_numpy(float)
-    lo, hi, z, p = _wald(est, se, alpha)
-    names = list(fe["term"] if "term" in fe.columns else fe.index)
-    table = pd.DataFrame({"term": names, "estimate": est, "se": se, "ci_low": lo,
-                          "ci_high": hi, "z": z, "p": p})
-    cov = pd.DataFrame(np.asarray(res.cov_fixed), index=names, columns=names)
-    info = {"var_subject": float(res.var_components[subject]),
-            "var_residual": float(res.sigma2), "cov": cov, "n_obs": len(df),
-            "converged": bool(getattr(res, "converged", True)), "engine": "hipstats.models.lmm"}
+    res = fit_lmm(f"{y} ~ " + " + ".join(terms), df, groups=subject)
+    table = res.summary(alpha).reset_index()
+    names = list(res.fe_params.index)
+    c = np.array([contrast.get(n, 0.0) for n in names])
+    est = float(c @ res.fe_params.to_numpy())
+    se = float(np.sqrt(c @ res.cov_fe.to_numpy() @ c))
+    dof = float(res.df_satterthwaite(c[None, :])[0])
+    lo, hi, t, p = _wald(est, se, alpha, df=dof)
+    row = pd.DataFrame([{"term": "contrast", "estimate": est, "se": se, "df": dof, "t": float(t),
+                         "p": float(p), "ci_low": float(lo), "ci_high": float(hi)}])
+    table = pd.concat([table, row], ignore_index=True)
+    info = {"var_subject": float(res.cov_re.iloc[0, 0]), "var_residual": res.sigma2,
+            "n_obs": res.nobs, "converged": res.converged, "singular": res.singular,
+            "engine": f"hipstats.models.lmm.fit_lmm ({res.engine}, REML, Satterthwaite df)"}
     return table, info
 
 
@@ -625,8 +593,9 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
                  + \\gamma^\\top c_{ij} + u_i + e_{ij},\\quad u_i \\sim N(0,\\tau^2),\\;
                  e_{ij} \\sim N(0, \\sigma^2)
 
-    fitted by REML. :math:`\\beta_W` answers "when a participant's x moves by one unit, how
-    does their y move?"; :math:`\\beta_B` "do participants with one unit more mean x have a
+    fitted by REML with :func:`hipstats.models.lmm.fit_lmm` (t tests and CIs on
+    Satterthwaite df, as lmerTest). :math:`\\beta_W` answers "when a participant's x moves
+    by one unit, how does their y move?"; :math:`\\beta_B` "do participants with one unit more mean x have a
     different mean y?"; the contextual effect :math:`\\beta_B - \\beta_W` tests whether the
     two levels differ (Curran & Bauer 2011; Enders & Tofighi 2007).
 
@@ -639,13 +608,13 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     covariates : sequence of str
         Extra fixed-effect terms (formula syntax, e.g. ``"C(side)"``).
     alpha : float
-        1 - confidence level (Wald CIs).
+        1 - confidence level.
 
     Returns
     -------
     DataFrame
         Rows ``within``, ``between``, ``contextual`` (between - within) and the intercept and
-        covariates: term, estimate, se, ci_low, ci_high, z, p; ``attrs`` holds the variance
+        covariates: term, estimate, se, df, t, p, ci_low, ci_high; ``attrs`` holds the variance
         components (var_subject, var_residual), n_obs, n_subjects and the engine used.
 
     References
@@ -679,21 +648,14 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
         raise AnalysisError(f"the {subject} means of {x!r} are all equal: no between-participant "
                             "component to estimate")
     d = d.rename(columns={y: "_y"})
-    table, info = _random_intercept_fit(d, "_y", ["_xb", "_xw", *covariates], subject, alpha)
-    table["term"] = table["term"].replace({"_xb": "between", "_xw": "within"})
-    cov = info["cov"]
-    c = np.zeros(len(cov))
-    c[list(cov.index).index("_xb")], c[list(cov.index).index("_xw")] = 1.0, -1.0
-    est = float(c @ table["estimate"].to_numpy())
-    se = float(np.sqrt(c @ cov.to_numpy() @ c))
-    lo, hi, z, p = _wald(est, se, alpha)
-    ctx = pd.DataFrame([{"term": "contextual", "estimate": est, "se": se, "ci_low": float(lo),
-                         "ci_high": float(hi), "z": float(z), "p": float(p)}])
-    order = {"within": 0, "between": 1}
-    table = pd.concat([table, ctx], ignore_index=True)
-    table = table.iloc[np.argsort([order.get(t, 2 if t == "contextual" else 3)
-                                   for t in table["term"]], kind="stable")].reset_index(drop=True)
-    table.attrs.update({k: v for k, v in info.items() if k != "cov"})
+    table, info = _random_intercept_fit(d, "_y", ["_xb", "_xw", *covariates], subject, alpha,
+                                        contrast={"_xb": 1.0, "_xw": -1.0})
+    table["term"] = table["term"].replace({"_xb": "between", "_xw": "within",
+                                           "contrast": "contextual"})
+    order = {"within": 0, "between": 1, "contextual": 2}
+    table = table.iloc[np.argsort([order.get(t, 3) for t in table["term"]], kind="stable")]
+    table = table.reset_index(drop=True)
+    table.attrs.update(info)
     table.attrs["n_subjects"] = int(d[subject].nunique())
     return table
 

@@ -1,0 +1,160 @@
+"""Figures for H1 (pelvic position and hip internal rotation).
+
+* :func:`ir_vs_tilt_plot` — IR against standing pelvic tilt, one thin line per participant
+  (the repeated-measures correlation fit: common within slope through each participant's
+  means) and the pooled within-participant slope in bold.
+* :func:`paired_pelvis_plot` — IR with a neutral-pelvis setup against own posture: a slope
+  graph (one line per participant) or a difference plot against standing tilt.
+
+Every function returns a :class:`matplotlib.figure.Figure`.
+
+Examples
+--------
+>>> import matplotlib; matplotlib.use("Agg")
+>>> import numpy as np, pandas as pd
+>>> from hipstats.plots.pelvis import ir_vs_tilt_plot
+>>> rng = np.random.default_rng(0)
+>>> s = np.repeat(np.arange(10), 4); tilt = rng.normal(10, 5, 10)[s] + rng.normal(0, 2, 40)
+>>> pf = pd.DataFrame({"participant_id": s, "tilt": tilt,
+...                    "ir_free": 40 - 0.3 * tilt + rng.normal(0, 5, 10)[s]})
+>>> fig = ir_vs_tilt_plot(pf)
+>>> fig.axes[0].get_xlabel()
+'Standing pelvic tilt (deg, + anterior)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hipstats.errors import AnalysisError
+from hipstats.pelvis import _as_pelvis_frame, paired_pelvis_difference, rm_corr, tilt_class
+from hipstats.plots._theme import arm_palette, theme
+from hipstats.schema import DEFAULT_TILT_CUTS, MEASURES, TILT_CLASSES
+
+__all__ = ["ir_vs_tilt_plot", "paired_pelvis_plot"]
+
+_TILT_LABEL = MEASURES["pelvic_tilt_deg"].label
+_IR_LABEL = MEASURES["hip_ir_deg"].label
+
+
+def ir_vs_tilt_plot(data, *, y: str = "ir_free", cuts: Sequence[float] = DEFAULT_TILT_CUTS,
+                    ax=None, side: str = "mean"):
+    """IR against standing tilt: participants as thin lines, pooled within slope in bold.
+
+    Each participant gets a thin line with the common within-participant slope
+    (:func:`hipstats.pelvis.rm_corr`) through their mean tilt and mean IR, spanning their own
+    tilt range and coloured by the tilt class of their mean tilt; points are the visits.
+    The bold black line is the pooled within-participant slope through the grand means; the
+    dashed grey line is the between-participant regression of participant means.
+
+    Parameters
+    ----------
+    data : Cohort, measurements DataFrame or pelvis frame
+        A pelvis frame needs participant_id, tilt and ``y``.
+    y : {"ir_free", "ir_neutral"}
+        Which IR to plot (own posture by default).
+    cuts : pair of float
+        Tilt class cut points for the colours; the cut points are drawn as dotted lines.
+    ax : matplotlib Axes, optional
+    side : {"mean", "left", "right"}
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    pf = _as_pelvis_frame(data, side=side).dropna(subset=["tilt", y])
+    rc = rm_corr(pf, "tilt", y, "participant_id").iloc[0]
+    slope = rc["slope"]
+    means = pf.groupby("participant_id")[["tilt", y]].agg(["mean", "min", "max"])
+    classes = tilt_class(means[("tilt", "mean")], cuts)
+    pal = arm_palette(TILT_CLASSES)
+    with theme():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 5))
+        else:
+            fig = ax.figure
+        colours = [pal.get(str(c), "#999999") for c in classes]
+        for (pid, row), col in zip(means.iterrows(), colours):
+            xs = np.array([row[("tilt", "min")], row[("tilt", "max")]])
+            ax.plot(xs, row[(y, "mean")] + slope * (xs - row[("tilt", "mean")]), color=col,
+                    lw=0.7, alpha=0.6)
+        pt_col = pf["participant_id"].map(dict(zip(means.index, colours)))
+        ax.scatter(pf["tilt"], pf[y], s=10, c=pt_col.tolist(), alpha=0.5, linewidths=0)
+        gx, gy = pf["tilt"].mean(), pf[y].mean()
+        xs = np.array([pf["tilt"].min(), pf["tilt"].max()])
+        ax.plot(xs, gy + slope * (xs - gx), color="black", lw=3,
+                label=f"within-participant slope {slope:.2f} deg/deg (r_rm = {rc['r']:.2f})")
+        mx, my = means[("tilt", "mean")], means[(y, "mean")]
+        if mx.nunique() > 1:
+            b = np.polyfit(mx, my, 1)
+            ax.plot(xs, np.polyval(b, xs), color="0.4", lw=1.5, ls="--",
+                    label=f"between participants {b[0]:.2f} deg/deg")
+        for c in cuts:
+            ax.axvline(c, color="0.6", lw=0.8, ls=":")
+        for cls in TILT_CLASSES:
+            ax.plot([], [], color=pal[cls], lw=2, label=f"{cls} tilt (participant mean)")
+        ax.set_xlabel(_TILT_LABEL)
+        cond = "own posture" if y == "ir_free" else "neutral-pelvis setup"
+        ax.set_ylabel(f"{_IR_LABEL}, {cond}")
+        ax.set_title("Hip IR against standing pelvic tilt")
+        ax.legend(fontsize=8, loc="best", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+def paired_pelvis_plot(data, *, kind: str = "slope", ax=None):
+    """Neutral-pelvis setup against own posture, one value per participant.
+
+    ``kind="slope"``: a slope graph, one thin line per participant from own posture to
+    neutral setup (mean of sides and visits) and the mean with its 95 % CI in bold.
+    ``kind="difference"``: the difference neutral - own posture per participant against
+    their mean standing tilt, with the mean difference and its 95 % CI as a band; a rising
+    cloud means the more anterior the tilt, the more rotation the own posture hides.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    pf = _as_pelvis_frame(data, side="both").dropna(subset=["ir_neutral", "ir_free"])
+    per = pf.groupby("participant_id")[["ir_neutral", "ir_free", "tilt"]].mean()
+    pooled = paired_pelvis_difference(pf).set_index("side").loc["pooled"]
+    pal = arm_palette(["free", "neutral"])
+    with theme():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 5))
+        else:
+            fig = ax.figure
+        if kind == "slope":
+            x = np.array([0.0, 1.0])
+            for _, r in per.iterrows():
+                ax.plot(x, [r["ir_free"], r["ir_neutral"]], color="0.6", lw=0.6, alpha=0.5)
+            ax.scatter(np.zeros(len(per)), per["ir_free"], s=12, color=pal["free"], zorder=3)
+            ax.scatter(np.ones(len(per)), per["ir_neutral"], s=12, color=pal["neutral"],
+                       zorder=3)
+            ax.plot(x, [pooled["mean_free"], pooled["mean_neutral"]], color="black", lw=3,
+                    label=f"mean difference {pooled['mean_diff']:.1f} deg (95% CI "
+                          f"{pooled['ci_low']:.1f} to {pooled['ci_high']:.1f})")
+            ax.set_xticks(x, ["Own posture", "Neutral-pelvis setup"])
+            ax.set_xlim(-0.3, 1.3)
+            ax.set_xlabel("Pelvic condition during the IR test")
+            ax.set_ylabel(_IR_LABEL)
+        elif kind == "difference":
+            diff = per["ir_neutral"] - per["ir_free"]
+            ax.axhspan(pooled["ci_low"], pooled["ci_high"], color=pal["neutral"], alpha=0.25,
+                       label="95% CI of the mean difference")
+            ax.axhline(pooled["mean_diff"], color="black", lw=2,
+                       label=f"mean difference {pooled['mean_diff']:.1f} deg")
+            ax.axhline(0, color="0.4", lw=0.8, ls="--")
+            ax.scatter(per["tilt"], diff, s=14, color=pal["free"], alpha=0.8)
+            ax.set_xlabel(f"Participant mean {_TILT_LABEL[0].lower()}{_TILT_LABEL[1:]}")
+            ax.set_ylabel("IR neutral setup - own posture (deg)")
+        else:
+            raise AnalysisError(f"kind must be 'slope' or 'difference', got {kind!r}")
+        ax.set_title("Hip IR: neutral-pelvis setup vs own posture")
+        ax.legend(fontsize=8, frameon=False, loc="best")
+        fig.tight_layout()
+    return fig

@@ -1,0 +1,391 @@
+"""Tests for hipstats.pelvis (H1) and its figures.
+
+References used:
+* Bland & Altman (1995) pH/PaCO2 data: the published repeated-measures correlation
+  r_rm = -0.507 (df 38, p = 0.0008), and the exact values of R's rmcorr formulas
+  (tests/fixtures/pelvis/make_fixtures.R -> reference.json).
+* Closed form: rm_corr is OLS with participant dummies (numpy least squares here).
+* lme4 / lmerTest fit of the within-between model on a stored data set (reference.json).
+* Simulation with known truth (a small numpy generator below, shaped like the data contract):
+  within slope -0.3, between slope -0.05, neutral-minus-free difference 0.3 * tilt.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from scipy import special, stats  # noqa: E402
+
+from hipstats.errors import AnalysisError  # noqa: E402
+from hipstats.pelvis import (  # noqa: E402
+    paired_pelvis_difference,
+    pelvis_analysis,
+    pelvis_frame,
+    ir_by_tilt_class,
+    rm_corr,
+    tilt_class,
+    within_between,
+)
+
+FIX = Path(__file__).parent / "fixtures" / "pelvis"
+REF = json.loads((FIX / "reference.json").read_text())
+
+# ----------------------------------------------------------------------------------------
+# A small generator with known truth (measurements table of the data contract)
+# ----------------------------------------------------------------------------------------
+TRUTH = dict(ir_mean=36.0, ir_sd_between=9.0, ir_sd_side=2.0, ir_sd_session=3.0, ir_sd_trial=2.0,
+             tilt_mean=10.0, tilt_sd_between=5.0, tilt_sd_within=2.5, tilt_mask_ir=-0.3,
+             tilt_between_ir=0.25)
+
+
+def _latent(n, weeks, seed, **over):
+    """Participant-visit-side latent values: neutral-setup IR and the visit's standing tilt.
+
+    IR_neutral = a_i + 0.25 (mu_i - 10) + side_is + visit noise; IR_free = IR_neutral +
+    tilt_mask_ir * tilt_ij (the standing tilt at that visit), so the within slope of free IR
+    on tilt is -0.3 and the between slope 0.25 - 0.3 = -0.05.
+    """
+    t = {**TRUTH, **over}
+    rng = np.random.default_rng(seed)
+    nw = len(weeks)
+    mu = rng.normal(t["tilt_mean"], t["tilt_sd_between"], n)
+    a = rng.normal(t["ir_mean"], t["ir_sd_between"], n) + t["tilt_between_ir"] * (mu - t["tilt_mean"])
+    tilt = mu[:, None] + rng.normal(0, t["tilt_sd_within"], (n, nw))          # n x visits
+    side = rng.normal(0, t["ir_sd_side"], (n, 1, 2))
+    neutral = a[:, None, None] + side + rng.normal(0, t["ir_sd_session"], (n, nw, 2))
+    i, j, k = np.meshgrid(np.arange(n), np.arange(nw), np.arange(2), indexing="ij")
+    return pd.DataFrame({
+        "participant_id": [f"P{v:03d}" for v in i.ravel()],
+        "visit": np.array(["baseline" if w == 0 else f"week_{w}" for w in weeks])[j.ravel()],
+        "week": np.asarray(weeks, float)[j.ravel()], "side": np.array(["left", "right"])[k.ravel()],
+        "neutral": neutral.ravel(), "tilt": tilt[i.ravel(), j.ravel()],
+        "free": (neutral + t["tilt_mask_ir"] * tilt[:, :, None]).ravel()}), t, rng
+
+
+def make_measurements(n=60, weeks=(0, 3, 6, 9, 12), seed=0, **over):
+    """Long measurements table: IR (free and neutral, both sides, 2 trials each, trial noise
+    sd 2) and standing tilt (2 identical trials) per visit."""
+    lat, t, rng = _latent(n, weeks, seed, **over)
+    parts = []
+    for pel in ("neutral", "free"):
+        for trial in (1, 2):
+            parts.append(lat.assign(measure="hip_ir_deg", pelvis=pel, trial=trial,
+                                    value=lat[pel] + rng.normal(0, t["ir_sd_trial"], len(lat))))
+    tilt = lat[lat["side"] == "left"].assign(measure="pelvic_tilt_deg", side=None, pelvis=None)
+    for trial in (1, 2):
+        parts.append(tilt.assign(trial=trial, value=tilt["tilt"]))
+    m = pd.concat(parts, ignore_index=True)[["participant_id", "visit", "week", "measure",
+                                             "side", "value", "trial", "pelvis"]]
+    m["rater"], m["position"] = "R1", np.where(m["measure"] == "hip_ir_deg", "prone", None)
+    return m
+
+
+def make_frame(n=60, weeks=(0, 3, 6, 9, 12), seed=0, side="mean", **over):
+    """The pelvis frame that pelvis_frame() builds from make_measurements (same model; the
+    mean of 2 trials adds noise with sd 2/sqrt(2)), generated directly for fast loops."""
+    lat, t, rng = _latent(n, weeks, seed, **over)
+    sd = t["ir_sd_trial"] / np.sqrt(2)
+    lat["ir_free"] = lat["free"] + rng.normal(0, sd, len(lat))
+    lat["ir_neutral"] = lat["neutral"] + rng.normal(0, sd, len(lat))
+    if side == "mean":
+        lat = (lat.groupby(["participant_id", "visit", "week"], as_index=False)
+                  [["ir_free", "ir_neutral", "tilt"]].mean().assign(side="mean"))
+    return lat
+
+
+@pytest.fixture(scope="module")
+def meas():
+    return make_measurements(n=80, seed=11)
+
+
+# ----------------------------------------------------------------------------------------
+# tilt_class
+# ----------------------------------------------------------------------------------------
+def test_tilt_class_boundaries_and_missing():
+    out = tilt_class([-5, 3.999, 4.0, 13.999, 14.0, 30, np.nan])
+    assert isinstance(out, pd.Categorical)
+    assert list(out.categories) == ["posterior", "neutral", "anterior"] and out.ordered
+    assert out.tolist()[:6] == ["posterior", "posterior", "neutral", "neutral", "anterior",
+                                "anterior"]
+    assert pd.isna(out[6])
+    assert tilt_class([5, 10], cuts=(6, 8)).tolist() == ["posterior", "anterior"]
+
+
+@pytest.mark.parametrize("cuts", [(14, 4), (4,), (4, 4), (np.nan, 3)])
+def test_tilt_class_bad_cuts(cuts):
+    with pytest.raises(AnalysisError, match="cuts"):
+        tilt_class([1.0], cuts=cuts)
+
+
+# ----------------------------------------------------------------------------------------
+# rm_corr
+# ----------------------------------------------------------------------------------------
+def test_rm_corr_bland_altman_published_and_r():
+    d = pd.read_csv(FIX / "bland1995.csv")
+    res = rm_corr(d, "PacO2", "pH", "Subject").iloc[0]
+    ref = REF["bland1995"]
+    # published (Bland & Altman 1995; Bakdash & Marusich 2017): r = -0.51, df 38, p = 0.0008
+    assert res["df"] == 38 and round(res["r"], 2) == -0.51 and round(res["p"], 4) == 0.0008
+    # R's rmcorr formulas (lm + drop1 + psych::r.con): agree to 1e-9
+    for key in ("r", "p", "ci_low", "ci_high", "slope"):
+        assert res[key] == pytest.approx(ref[key], abs=1e-9), key
+
+
+def _rm_corr_ols(d, x, y, s):
+    """Closed form: OLS y ~ participant dummies + x; r from the Type III SS of x."""
+    D = pd.get_dummies(d[s], dtype=float).to_numpy()
+    X1 = np.column_stack([D, d[x].to_numpy()])
+    b, *_ = np.linalg.lstsq(X1, d[y].to_numpy(), rcond=None)
+    rss_full = np.sum((d[y].to_numpy() - X1 @ b) ** 2)
+    b0, *_ = np.linalg.lstsq(D, d[y].to_numpy(), rcond=None)
+    rss_red = np.sum((d[y].to_numpy() - D @ b0) ** 2)
+    ss_x = rss_red - rss_full
+    dof = len(d) - D.shape[1] - 1
+    F = ss_x / (rss_full / dof)
+    return np.sign(b[-1]) * np.sqrt(ss_x / (ss_x + rss_full)), b[-1], dof, stats.f.sf(F, 1, dof)
+
+
+def test_pelvis_frame_from_measurements(meas):
+    """pelvis_frame = mean of trials per visit and side, sides averaged, tilt of the visit."""
+    pf = pelvis_frame(meas)
+    assert len(pf) == 80 * 5 and set(pf["side"]) == {"mean"}
+    ir = meas[meas["measure"] == "hip_ir_deg"]
+    by = ir.groupby(["participant_id", "visit", "pelvis"])["value"].mean().unstack()
+    got = pf.set_index(["participant_id", "visit"])
+    assert np.allclose(got["ir_free"], by.loc[got.index, "free"])
+    assert np.allclose(got["ir_neutral"], by.loc[got.index, "neutral"])
+    both = pelvis_frame(meas, side="both")
+    assert len(both) == 2 * len(pf) and set(both["side"]) == {"left", "right"}
+    assert list(pf["tilt_class"].cat.categories) == ["posterior", "neutral", "anterior"]
+
+
+def test_rm_corr_equals_ols_with_subject_dummies(meas):
+    pf = pelvis_frame(meas)
+    res = rm_corr(pf, "tilt", "ir_free", "participant_id").iloc[0]
+    r, slope, dof, p = _rm_corr_ols(pf, "tilt", "ir_free", "participant_id")
+    assert res["r"] == pytest.approx(r, abs=1e-10)
+    assert res["slope"] == pytest.approx(slope, abs=1e-10)
+    assert res["df"] == dof and res["p"] == pytest.approx(p, rel=1e-8)
+    wb = pd.read_csv(FIX / "within_between_data.csv")
+    res2 = rm_corr(wb, "tilt", "ir", "participant_id").iloc[0]
+    assert res2["r"] == pytest.approx(REF["within_between_rmcorr"]["r"], abs=1e-9)
+    assert res2["df"] == REF["within_between_rmcorr"]["df"]
+
+
+def test_rm_corr_single_visit_participants():
+    d = pd.read_csv(FIX / "bland1995.csv")
+    extra = pd.DataFrame({"Subject": [99], "pH": [7.0], "PacO2": [5.0]})
+    with_single = rm_corr(pd.concat([d, extra]), "PacO2", "pH", "Subject").iloc[0]
+    base = rm_corr(d, "PacO2", "pH", "Subject").iloc[0]
+    assert with_single["n_excluded"] == 1 and with_single["r"] == pytest.approx(base["r"])
+    assert with_single["df"] == base["df"]
+    one_each = d.groupby("Subject").head(1)
+    with pytest.raises(AnalysisError, match="single observation"):
+        rm_corr(one_each, "PacO2", "pH", "Subject")
+
+
+def test_rm_corr_constant_within_and_too_small():
+    d = pd.DataFrame({"s": [1, 1, 2, 2, 3, 3], "x": [1, 1, 2, 2, 3, 3], "y": [1, 2, 3, 4, 5, 7.]})
+    with pytest.raises(AnalysisError, match="does not vary within"):
+        rm_corr(d, "x", "y", "s")
+    d["x"] = [1, 2, 1, 2, 1, 2]
+    with pytest.raises(AnalysisError, match="degrees of freedom"):
+        rm_corr(d, "x", "y", "s")
+    with pytest.raises(AnalysisError, match="column"):
+        rm_corr(d, "x", "nope", "s")
+
+
+# ----------------------------------------------------------------------------------------
+# within_between
+# ----------------------------------------------------------------------------------------
+def test_within_between_matches_lme4_and_lmertest():
+    d = pd.read_csv(FIX / "within_between_data.csv")
+    res = within_between(d, "tilt", "ir", "participant_id").set_index("term")
+    ref = REF["within_between_lmer"]
+    for term, key in (("within", "within"), ("between", "between"),
+                      ("contextual", "contextual"), ("Intercept", "intercept")):
+        assert res.loc[term, "estimate"] == pytest.approx(ref[key], abs=1e-5), term  # lme4
+        assert res.loc[term, "se"] == pytest.approx(ref[f"se_{key}"], rel=1e-3), term
+    for term in ("within", "between", "contextual"):  # lmerTest Satterthwaite df, 1 %
+        assert res.loc[term, "df"] == pytest.approx(ref[f"df_{term}"], rel=1e-2), term
+    attrs = res.attrs
+    assert attrs["var_subject"] == pytest.approx(ref["var_subject"], rel=1e-4)
+    assert attrs["var_residual"] == pytest.approx(ref["var_residual"], rel=1e-4)
+    assert attrs["n_subjects"] == 30
+
+
+def test_within_between_errors():
+    d = pd.DataFrame({"s": [1, 1, 2, 2, 3, 3], "x": [1, 1, 2, 2, 3, 3.], "y": [1, 2, 3, 4, 5, 7.]})
+    with pytest.raises(AnalysisError, match="within any"):
+        within_between(d, "x", "y", "s")
+    d["x"] = [1, 2, 1, 2, 1, 2.]
+    with pytest.raises(AnalysisError, match="means of 'x' are all equal"):
+        within_between(d, "x", "y", "s")
+    with pytest.raises(AnalysisError, match="at least 3"):
+        within_between(d[d.s < 3], "x", "y", "s")
+
+
+# ----------------------------------------------------------------------------------------
+# paired neutral vs own posture
+# ----------------------------------------------------------------------------------------
+def test_paired_difference_closed_form(meas):
+    res = paired_pelvis_difference(meas).set_index("side")
+    assert list(res.index) == ["left", "right", "pooled"]
+    pf = pelvis_frame(meas, side="both")
+    per = pf.groupby("participant_id")[["ir_neutral", "ir_free"]].mean()
+    d = per["ir_neutral"] - per["ir_free"]
+    tt = stats.ttest_rel(per["ir_neutral"], per["ir_free"])
+    ci = tt.confidence_interval(0.95)
+    row = res.loc["pooled"]
+    assert row["n"] == 80 and row["mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
+    assert row["p"] == pytest.approx(tt.pvalue, rel=1e-10)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-10)
+    assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-10)
+    assert row["d_z"] == pytest.approx(d.mean() / d.std(ddof=1), abs=1e-12)
+    # g_av with the exact J; J(df) ~ 1 - 3/(4 df - 1) (Hedges 1981) to 1e-4 at df = 79
+    sd_av = (per["ir_neutral"].std() + per["ir_free"].std()) / 2
+    j_exact = np.exp(special.gammaln(79 / 2) - special.gammaln(78 / 2)) / np.sqrt(79 / 2)
+    assert row["g_av"] == pytest.approx(j_exact * d.mean() / sd_av, rel=1e-12)
+    assert j_exact == pytest.approx(1 - 3 / (4 * 79 - 1), abs=1e-4)
+    # d_z CI: noncentral t inversion; the bounds put alpha/2 in each tail of nct(t_obs)
+    t_obs = row["d_z"] * np.sqrt(80)
+    assert stats.nct.cdf(t_obs, 79, row["d_z_ci_low"] * np.sqrt(80)) == pytest.approx(0.975)
+    assert stats.nct.cdf(t_obs, 79, row["d_z_ci_high"] * np.sqrt(80)) == pytest.approx(0.025)
+
+
+@pytest.mark.slow
+def test_paired_difference_recovers_truth_and_dz_ci_covers():
+    """Neutral - free = 0.3 * tilt: the pooled mean difference CI covers 0.3 * mean tilt of
+    the sample about 95 % of the time (40 seeds: expect 38; accept >= 34, P(fail) < 1 %)."""
+    hits_mean, hits_dz = 0, 0
+    for seed in range(40):
+        m = make_frame(n=25, weeks=(0, 6, 12), seed=100 + seed, side="both")
+        res = paired_pelvis_difference(m).set_index("side").loc["pooled"]
+        hits_mean += res["ci_low"] <= 0.3 * 10 <= res["ci_high"]
+        # population d_z of the per-participant mean difference (2 sides x 3 visits):
+        # 0.3 * (mu_i + mean of 3 within deviations) + trial noise (var 2^2/2 per condition
+        # and side-visit, i.e. 4 per difference, averaged over 6 side-visits)
+        sd = np.sqrt(0.3 ** 2 * (5.0 ** 2 + 2.5 ** 2 / 3) + 4.0 / 6)
+        hits_dz += res["d_z_ci_low"] <= 3.0 / sd <= res["d_z_ci_high"]
+    assert hits_mean >= 34 and hits_dz >= 34
+
+
+def test_paired_difference_needs_neutral_readings(meas):
+    with pytest.raises(AnalysisError, match="neutral-pelvis"):
+        paired_pelvis_difference(meas[meas["pelvis"] != "neutral"])
+
+
+# ----------------------------------------------------------------------------------------
+# simulation truth: within slope -0.3, between slope -0.05
+# ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_within_between_recovers_truth_at_nominal_rate():
+    """95 % CIs of the within (-0.3) and between (-0.05) slopes and of rm_corr's slope cover
+    the truth in about 95 % of 40 simulated cohorts (expect 38; accept >= 34, P(fail) < 1 %).
+
+    The between slope is estimated on observed participant-mean tilt, which carries within
+    noise (var 2.5^2/5); its attenuation bias (about -0.01) is small next to its SE (~0.2)."""
+    hits = {"within": 0, "between": 0, "rm": 0}
+    for seed in range(40):
+        pf = make_frame(n=40, seed=200 + seed)
+        wb = within_between(pf, "tilt", "ir_free", "participant_id").set_index("term")
+        hits["within"] += wb.loc["within", "ci_low"] <= -0.3 <= wb.loc["within", "ci_high"]
+        hits["between"] += wb.loc["between", "ci_low"] <= -0.05 <= wb.loc["between", "ci_high"]
+        rc = rm_corr(pf, "tilt", "ir_free", "participant_id").iloc[0]
+        se = abs(rc["slope"]) / abs(rc["r"] * np.sqrt(rc["df"] / (1 - rc["r"] ** 2)))
+        crit = stats.t.ppf(0.975, rc["df"])
+        hits["rm"] += rc["slope"] - crit * se <= -0.3 <= rc["slope"] + crit * se
+    assert min(hits.values()) >= 34, hits
+
+
+def test_within_and_pooled_levels_differ():
+    """With a strong structural between effect the within slope stays at the masking value
+    (-0.3) while a naive pooled regression is pulled towards the between slope (+0.5)."""
+    pf = make_frame(n=150, seed=5, tilt_between_ir=0.8, ir_sd_between=4)
+    wb = within_between(pf, "tilt", "ir_free", "participant_id").set_index("term")
+    assert wb.loc["within", "ci_low"] < -0.3 < wb.loc["within", "ci_high"]
+    assert wb.loc["between", "ci_low"] < 0.5 < wb.loc["between", "ci_high"]
+    assert wb.loc["contextual", "p"] < 0.001
+    pooled = np.polyfit(pf["tilt"], pf["ir_free"], 1)[0]
+    assert pooled > 0  # the pooled slope has the wrong sign for the masking question
+
+
+# ----------------------------------------------------------------------------------------
+# IR by tilt class
+# ----------------------------------------------------------------------------------------
+def test_ir_by_tilt_class_matches_hand_grouping(meas):
+    res = ir_by_tilt_class(meas).set_index("tilt_class")
+    pf = pelvis_frame(meas)
+    base = pf[pf["visit"] == "baseline"].set_index("participant_id")
+    cls = pd.cut(base["tilt"], [-np.inf, 4, 14, np.inf], right=False,
+                 labels=["posterior", "neutral", "anterior"])
+    for c in ("posterior", "neutral", "anterior"):
+        sub = base[cls == c]
+        assert res.loc[c, "n"] == len(sub)
+        assert res.loc[c, "ir_free"] == pytest.approx(sub["ir_free"].mean())
+        assert res.loc[c, "diff"] == pytest.approx((sub["ir_neutral"] - sub["ir_free"]).mean())
+    # masking grows with tilt: anterior class has the largest neutral - free difference
+    assert res.loc["anterior", "diff"] > res.loc["neutral", "diff"] > res.loc["posterior", "diff"]
+    assert set(res.attrs["anova"]) == {"ir_free", "diff"}
+
+
+def test_ir_by_tilt_class_empty_classes(meas):
+    with pytest.warns(UserWarning, match="'posterior' has no participants"):
+        res = ir_by_tilt_class(meas, cuts=(-30, 10))
+    assert res.set_index("tilt_class").loc["posterior", "n"] == 0
+    with pytest.raises(AnalysisError, match="no participants with cut points"):
+        ir_by_tilt_class(meas, cuts=(-40, -35))
+
+
+# ----------------------------------------------------------------------------------------
+# one call + figures
+# ----------------------------------------------------------------------------------------
+def test_pelvis_analysis_one_call(meas):
+    res = pelvis_analysis(meas)
+    s = res.summary()
+    assert {"question", "estimate", "ci_low", "ci_high", "p", "interpretation"} <= set(s.columns)
+    assert len(s) == 5
+    assert s["interpretation"].str.len().gt(20).all()
+    frame = res.to_frame()
+    assert set(frame["analysis"]) == {"paired", "rm_corr", "within_between", "by_class"}
+    assert "H1" in res._repr_html_() and "Within-participant slope" in repr(res)
+    left = pelvis_analysis(meas, side="left")
+    assert (left.frame["side"] == "left").all()
+    assert not np.isclose(left.within_between.loc[0, "estimate"],
+                          res.within_between.loc[0, "estimate"])
+
+
+def test_pelvis_frame_without_pelvis_column_or_tilt(meas):
+    m = meas[meas["pelvis"].isin(["free"]) | (meas["measure"] == "pelvic_tilt_deg")]
+    pf = pelvis_frame(m.drop(columns="pelvis"))
+    assert pf["ir_neutral"].isna().all() and pf["ir_free"].notna().all()
+    res = pelvis_analysis(m.drop(columns="pelvis"))
+    assert res.paired is None and len(res.summary()) == 4
+    with pytest.raises(AnalysisError, match="no 'hip_ir_deg'"):
+        pelvis_frame(meas[meas["measure"] == "pelvic_tilt_deg"])
+
+
+def test_pelvis_figures_render(meas):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from hipstats.plots.pelvis import ir_vs_tilt_plot, paired_pelvis_plot
+
+    res = pelvis_analysis(meas)
+    for fig in (res.plot(), res.plot(kind="paired"), ir_vs_tilt_plot(meas),
+                paired_pelvis_plot(meas, kind="difference")):
+        assert isinstance(fig, Figure)
+        ax = fig.axes[0]
+        assert "deg" in ax.get_xlabel() + ax.get_ylabel()
+        plt.close(fig)
+    with pytest.raises(AnalysisError):
+        res.plot(kind="nope")
