@@ -289,3 +289,36 @@ def test_sleepstudy_plugin(r_con):
     assert con["contrast"].tolist() == ["Days5 - Days0", "Days9 - Days5"]
     rc = r_con[r_con.model == "lmer_sleepstudy"]
     _compare(con, rc, ["contrast"], {"estimate": "estimate", "se": "se"}, rtol=1e-8)
+
+
+def test_lmer_with_hipstats_engine_matches_lmertest_emmeans(long, r_con):
+    """EMMs, Satterthwaite df and contrasts from hipstats' fit_lmm vs lmerTest + emmeans (1e-4)."""
+    from hipstats.models.lmm import fit_lmm
+
+    res = fit_lmm("y ~ arm * C(week)", long, groups="participant_id", re_formula="1 + week")
+    emm = emmeans(res, "arm", by="week")
+    assert emm.df_method == "satterthwaite"
+    r = pd.read_csv(FIX / "emm_lmer_factor.csv").rename(columns={"fweek": "week"})
+    _compare(emm.to_frame(), r, ["arm", "week"], EMM_COLS)
+    for fam, adj in (("trt.vs.ctrl", "p_holm"), ("pairwise", "p_tukey")):
+        rc = r_con[(r_con.model == "lmer_factor") & (r_con.family == fam)]
+        con = contrasts(emm, fam, ref="control", adjust="holm" if adj == "p_holm" else "tukey")
+        _compare(con, rc, ["week", "contrast"], {**CON_COLS, "p_adj": adj})
+
+    tres = fit_lmm("y ~ arm * week", long, groups="participant_id", re_formula="1 + week")
+    rt = pd.read_csv(FIX / "emtrends.csv")
+    tr = emtrends(tres, "arm", var="week")
+    _compare(tr.to_frame().rename(columns={"week.trend": "emmean"}), rt[rt.model == "lmer_trend"],
+             ["arm"], EMM_COLS)
+    rc = r_con[(r_con.model == "lmer_trend")]
+    _compare(contrasts(tr, ref="control"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
+
+
+def test_sleepstudy_with_hipstats_engine():
+    from hipstats.models.lmm import fit_lmm
+
+    ss = pd.read_csv(FIX / "sleepstudy.csv")
+    res = fit_lmm("Reaction ~ Days", ss, groups="Subject", re_formula="1 + Days")
+    emm = emmeans(res, "Days", at={"Days": [0, 5, 9]})
+    r = pd.read_csv(FIX / "emm_lmer_sleepstudy.csv")
+    _compare(emm.to_frame(), r, ["Days"], EMM_COLS)
