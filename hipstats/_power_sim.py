@@ -141,8 +141,8 @@ def _two_arm_completers(y: np.ndarray, arm: np.ndarray, it: int, ir: int
     return y[keep, 0], y[keep, -1], (arm[keep] == it).astype(float)
 
 
-def _ols_coef_test(X: np.ndarray, yv: np.ndarray, j: int) -> tuple[float, float, float]:
-    """Estimate, SE and residual df of coefficient *j* in an OLS fit."""
+def _ols_coef_test(X: np.ndarray, yv: np.ndarray, j: int) -> tuple[float, float, float, int]:
+    """Estimate, SE, residual df and status of coefficient *j* in an OLS fit."""
     n, p = X.shape
     if n <= p:
         raise AnalysisError(f"{n} completers cannot support a model with {p} coefficients")
@@ -153,7 +153,7 @@ def _ols_coef_test(X: np.ndarray, yv: np.ndarray, j: int) -> tuple[float, float,
     df = n - p
     s2 = resid @ resid / df
     xtx_inv = np.linalg.inv(X.T @ X)
-    return float(beta[j]), float(np.sqrt(s2 * xtx_inv[j, j])), float(df)
+    return float(beta[j]), float(np.sqrt(s2 * xtx_inv[j, j])), float(df), OK
 
 
 def change_test(y, arm, it, ir, **_):
@@ -199,7 +199,7 @@ def arm_week_test(y, arm, it, ir, *, weeks, n_arms, random_slopes, df_method, en
     data, terms = lmm_frame(y, arm, weeks, n_arms, ir)
     formula = "value ~ week + " + " + ".join(terms)
     fit = resolve_engine(engine)(formula, data, "participant_id",
-                                 "1 + week" if random_slopes else "1")
+                                 "1 + week" if random_slopes else "1", warn=False)
     name = f"week_a{it}"
     names = list(fit.fe_params.index)
     j = names.index(name)
@@ -211,7 +211,7 @@ def arm_week_test(y, arm, it, ir, *, weeks, n_arms, random_slopes, df_method, en
         L = np.zeros(len(names))
         L[j] = 1.0
         df = float(np.squeeze(fit.df_satterthwaite(L)))
-    return est, se, df
+    return est, se, df, OK if getattr(fit, "converged", True) else WARNED
 
 
 _TEST_FUNCS = {"arm:week": arm_week_test, "change": change_test, "ancova": ancova_test}
@@ -234,12 +234,19 @@ class _StatsmodelsFit:
         raise AnalysisError("the statsmodels engine offers no Satterthwaite df; use df='wald'")
 
 
-def fit_statsmodels(formula, data, groups, re_formula="1", *, nested=None, reml=True):
+def fit_statsmodels(formula, data, groups, re_formula="1", *, nested=None, reml=True,
+                    warn=True):
     """statsmodels MixedLM behind the ``fit_lmm`` call signature (reference / benchmark only)."""
     import statsmodels.formula.api as smf
 
     mod = smf.mixedlm(formula, data, groups=data[groups], re_formula="~" + re_formula)
-    return _StatsmodelsFit(mod.fit(reml=reml))
+    with warnings.catch_warnings():
+        if not warn:
+            warnings.simplefilter("ignore")
+        try:
+            return _StatsmodelsFit(mod.fit(reml=reml))
+        except (ValueError, np.linalg.LinAlgError) as err:
+            raise AnalysisError(f"statsmodels MixedLM failed: {err}") from err
 
 
 def resolve_engine(engine: str):
@@ -268,19 +275,17 @@ def run_chunk(design: TrialDesign, options: dict, seeds: Sequence[np.random.Seed
     out = np.full((len(seeds), len(REPLICATE_COLUMNS)), np.nan)
     for i, ss in enumerate(seeds):
         y, arm = generate(design, np.random.default_rng(ss), sizes, means)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             try:
-                est, se, df = func(y, arm, it, ir, **extra)
-            except (np.linalg.LinAlgError, ValueError, ArithmeticError, RuntimeError):
+                est, se, df, status = func(y, arm, it, ir, **extra)
+            except (AnalysisError, np.linalg.LinAlgError, ArithmeticError):
                 out[i, 4] = FAILED
                 continue
         if not (np.isfinite(est) and np.isfinite(se) and se > 0 and df > 0):
             out[i, 4] = FAILED
             continue
-        warned = any(issubclass(w.category, UserWarning) and "onverg" in
-                     (w.category.__name__ + str(w.message)) for w in caught)
-        out[i] = (est, se, df, _p_value(est, se, df), WARNED if warned else OK)
+        out[i] = (est, se, df, _p_value(est, se, df), status)
     return out
 
 

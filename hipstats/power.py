@@ -665,6 +665,8 @@ def _options(design: TrialDesign, test, target, reference, df, random_slopes, en
             raise ParameterError(f"{name} arm {a!r} is not one of {list(design.arms)}")
     if target == reference:
         raise ParameterError("target and reference arms must differ")
+    if engine == "statsmodels" and test == "arm:week" and df != "wald":
+        raise ParameterError("the statsmodels engine has no Satterthwaite df; use df='wald'")
     if random_slopes is None:
         random_slopes = len(design.weeks) > 2
     if random_slopes and len(design.weeks) < 3:

@@ -1,0 +1,410 @@
+"""Tests of hipstats.power: analytic power against published values and statsmodels, simulated
+power against closed forms (within Monte Carlo error), reproducibility across backends.
+
+Monte Carlo tolerances: a simulated power p_hat from n replicates is compared with the exact
+or analytic value p using 3 Monte Carlo standard errors, 3 * sqrt(p (1 - p) / n) (two-sided
+~0.3% chance of a false alarm for a correct implementation; seeds are fixed so a run is
+deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.power import TTestIndPower
+
+from hipstats import _power_sim as sim
+from hipstats.errors import AnalysisError, ParameterError
+from hipstats.power import (
+    PowerResult,
+    TrialDesign,
+    power_ancova,
+    power_change_scores,
+    power_curve,
+    power_curve_plot,
+    run_power_from_params,
+    simulate_power,
+)
+
+
+def mc_tol(p: float, n: int, k: float = 3.0) -> float:
+    return k * math.sqrt(p * (1 - p) / n)
+
+
+TWO_VISIT = dict(arms=("control", "loading"), weeks=(0, 12), sd_intercept=8.0, sd_slope=0.0,
+                 sd_residual=5.0)
+
+
+# ------------------------------------------------------------------------------ analytic
+@pytest.mark.parametrize("d, n_cohen", [(0.5, 64), (0.8, 26)])
+def test_sample_size_matches_cohen_table(d, n_cohen):
+    # Cohen (1988) Table 2.4.1, two-tailed alpha 0.05, power 0.80: exact integer n per group
+    res = power_change_scores(effect=d * 10, sd=10, power=0.8)
+    assert res.n_completers == n_cohen
+    assert res.power >= 0.8
+
+
+@pytest.mark.parametrize("effect, sd, n", [(5, 10, 20), (3, 7.5, 55), (2, 9, 130.5), (-4, 6, 12)])
+def test_power_matches_statsmodels(effect, sd, n):
+    ref = TTestIndPower().power(abs(effect) / sd, nobs1=n, alpha=0.05, ratio=1.0)
+    assert power_change_scores(effect, sd, n_per_arm=n).power == pytest.approx(ref, abs=1e-8)
+
+
+@pytest.mark.parametrize("d, target", [(0.3, 0.8), (0.5, 0.9), (1.0, 0.85)])
+def test_solved_n_matches_statsmodels_and_guenther(d, target):
+    res = power_change_scores(effect=d, sd=1.0, power=target, alpha=0.05)
+    ref = TTestIndPower().solve_power(d, power=target, alpha=0.05)
+    assert res.n_exact == pytest.approx(ref, rel=1e-6)
+    # Guenther (1981, Am Stat 35:243): n_t ~ 2 (z_a + z_b)^2 / d^2 + z_a^2 / 4 (error < 0.2)
+    za, zb = stats.norm.isf(0.025), stats.norm.ppf(target)
+    assert res.n_exact == pytest.approx(2 * (za + zb) ** 2 / d**2 + za**2 / 4, abs=0.2)
+
+
+def test_dropout_inflation():
+    res = power_change_scores(effect=5, sd=10, power=0.8, dropout=0.2)
+    assert (res.n_completers, res.n_per_arm) == (64.0, 80.0)  # 64 / (1 - 0.2)
+    back = power_change_scores(effect=5, sd=10, n_per_arm=80, dropout=0.2)
+    assert back.n_completers == pytest.approx(64.0)
+    assert back.power == pytest.approx(res.power, abs=1e-12)
+    assert power_change_scores(5, 10, power=0.8, dropout=0.15).n_per_arm == math.ceil(64 / 0.85)
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.5, 0.7, 0.85])
+def test_ancova_design_effect_borm(rho):
+    # Borm, Fransen & Lemmens (2007): ANCOVA on (1 - rho^2) n has the power of a t test on
+    # the follow-up scores with n per group; the one-covariate df makes ANCOVA need slightly
+    # more (less than one participant per arm here).
+    t_test = power_change_scores(effect=4, sd=10, power=0.8)
+    anc = power_ancova(effect=4, sd=10, rho=rho, power=0.8)
+    assert anc.design_effect == pytest.approx(1 - rho**2)
+    assert anc.sd_effective == pytest.approx(10 * math.sqrt(1 - rho**2))
+    diff = anc.n_exact - (1 - rho**2) * t_test.n_exact
+    assert 0 < diff < 1.0
+
+
+def test_ancova_rho_zero_is_t_test_with_one_df_less():
+    anc = power_ancova(effect=5, sd=10, rho=0.0, n_per_arm=40).power
+    ref = TTestIndPower().power(0.5, nobs1=40, alpha=0.05, df=77)
+    assert anc == pytest.approx(ref, abs=1e-8)
+
+
+def test_analytic_argument_errors():
+    with pytest.raises(ParameterError, match="exactly one"):
+        power_change_scores(5, 10)
+    with pytest.raises(ParameterError, match="exactly one"):
+        power_change_scores(5, 10, n_per_arm=10, power=0.8)
+    with pytest.raises(ParameterError, match="rho"):
+        power_ancova(5, 10, rho=1.0, power=0.8)
+    with pytest.raises(ParameterError, match="dropout"):
+        power_change_scores(5, 10, power=0.8, dropout=1.0)
+    assert isinstance(power_change_scores(5, 10, n_per_arm=30).summary(), pd.DataFrame)
+
+
+# ------------------------------------------------------------------------------ design
+def test_design_normalises_and_validates():
+    d = TrialDesign(n_per_arm={"control": 10, "stretching": 12, "loading": 14}, dropout=0.1)
+    assert d.n_total == 36 and d.dropout == {"control": 0.1, "stretching": 0.1, "loading": 0.1}
+    assert d.dropout_weights == (0.25,) * 4
+    with pytest.raises(ParameterError, match="missing"):
+        TrialDesign(effects={"control": 0, "loading": 6})
+    with pytest.raises(ParameterError, match="weeks"):
+        TrialDesign(weeks=(0, 6, 3))
+    with pytest.raises(ParameterError, match="weights"):
+        TrialDesign(dropout_pattern=(1, 1))
+
+
+def test_mean_change_shapes():
+    lin = TrialDesign(effects={"control": 0, "stretching": 2, "loading": 6})
+    assert lin.mean_change().loc["loading"].tolist() == [0, 1.5, 3, 4.5, 6]
+    assert lin.true_contrast("arm:week", "loading", "control") == pytest.approx(0.5)
+    plateau = TrialDesign(plateau_tau_weeks=4.0)
+    assert plateau.mean_change().loc["loading", 12.0] == pytest.approx(6 * (1 - math.exp(-3)))
+    slope = TrialDesign(effect_type="slope", effects={"control": 0, "stretching": .1,
+                                                      "loading": .5})
+    assert slope.true_contrast("change", "loading", "stretching") == pytest.approx(4.8)
+
+
+def test_generator_moments_and_dropout():
+    # the lean generator draws the stated model: check variance components and dropout rates
+    d = TrialDesign(arms=("a", "b"), weeks=(0, 4, 8, 12), n_per_arm=20000,
+                    effects={"a": 0, "b": 6}, sd_intercept=6, sd_slope=0.4,
+                    corr_intercept_slope=-0.3, sd_residual=2, dropout={"a": 0.3, "b": 0.1},
+                    dropout_pattern=(0, 0, 1))
+    y, arm = sim.generate(d, np.random.default_rng(5))
+    full = y[(arm == 0) & ~np.isnan(y).any(axis=1)]  # completers of the no-change arm
+    t = np.array(d.weeks)
+    c01 = -0.3 * 6 * 0.4
+    model = 6**2 + c01 * np.add.outer(t, t) + 0.4**2 * np.outer(t, t) + 2**2 * np.eye(4)
+    # n ~ 14,000: sampling error of a covariance ~ 1-2%
+    assert np.allclose(np.cov(full.T), model, rtol=0.05, atol=0.5)
+    assert np.nanmean(y[arm == 1, 0]) == pytest.approx(36, abs=0.15)
+    assert np.nanmean(y[arm == 1, 3] - y[arm == 1, 0]) == pytest.approx(6, abs=0.2)
+    assert np.isnan(y[arm == 0, 3]).mean() == pytest.approx(0.3, abs=0.015)
+    assert np.isnan(y[:, 2]).sum() == 0  # pattern puts every dropout at the last visit
+    mono = np.isnan(y)
+    assert not (mono[:, :-1] & ~mono[:, 1:]).any()  # monotone
+
+
+# ------------------------------------------------------------------------------ simulation
+def test_change_score_simulation_matches_analytic():
+    d = TrialDesign(n_per_arm=30, effects={"control": 0, "loading": 5}, dropout=0.2,
+                    **TWO_VISIT)
+    res = simulate_power(d, test="change", n_sim=1000, seed=11, n_jobs=1)
+    sd_change = math.sqrt(2) * 5.0
+    ref = power_change_scores(5, sd_change, n_per_arm=30, dropout=0.2).power
+    assert abs(res.power - ref) < mc_tol(ref, res.n_sim)
+    assert res.ci_low < res.power < res.ci_high
+    assert res.summary()["mean_estimate"].iloc[0] == pytest.approx(5.0, abs=0.25)
+
+
+def test_ancova_simulation_matches_analytic():
+    d = TrialDesign(n_per_arm=25, effects={"control": 0, "loading": 5}, **TWO_VISIT)
+    res = simulate_power(d, test="ancova", n_sim=1000, seed=12, n_jobs=1)
+    rho = 8.0**2 / (8.0**2 + 5.0**2)
+    ref = power_ancova(5, math.sqrt(8.0**2 + 5.0**2), rho, n_per_arm=25).power
+    assert abs(res.power - ref) < mc_tol(ref, res.n_sim)
+
+
+@pytest.mark.parametrize("test", ["change", "ancova"])
+def test_type_one_error_simple_tests(test):
+    d = TrialDesign(n_per_arm=15, effects={"control": 0, "loading": 0}, **TWO_VISIT)
+    res = simulate_power(d, test=test, n_sim=2000, seed=3, n_jobs=1)
+    assert abs(res.power - 0.05) < mc_tol(0.05, 2000)
+
+
+def test_lmm_two_visits_equals_change_score_t_test():
+    # two visits, random intercept, complete data: the week x arm coefficient is the
+    # difference in mean change and its Satterthwaite t test is the pooled t test, df 2n - 2
+    d = TrialDesign(n_per_arm=20, effects={"control": 0, "loading": 4}, **TWO_VISIT)
+    lmm = simulate_power(d, test="arm:week", n_sim=6, seed=4, n_jobs=1, random_slopes=False)
+    chg = simulate_power(d, test="change", n_sim=6, seed=4, n_jobs=1)
+    a, b = lmm.replicates, chg.replicates
+    assert np.allclose(a["estimate"] * 12, b["estimate"], atol=1e-8)  # slope per week * 12
+    assert np.allclose(a["se"] * 12, b["se"], rtol=1e-4)
+    assert np.allclose(a["df"], 38, atol=0.05)
+    assert np.allclose(a["p_value"], b["p_value"], rtol=1e-3, atol=1e-6)
+
+
+def _slope_design(effect_b):
+    return TrialDesign(arms=("control", "loading"), weeks=(0, 4, 8, 12), n_per_arm=15,
+                       effects={"control": 0, "loading": effect_b}, effect_type="slope",
+                       sd_intercept=6, sd_slope=0.3, corr_intercept_slope=0.2, sd_residual=3)
+
+
+def _slope_sd(d: TrialDesign) -> float:
+    # complete balanced data: GLS slope = mean of per-participant OLS slopes, each with
+    # variance sd_slope^2 + sd_residual^2 / Sxx, so the test is a two-sample t test on slopes
+    t = np.asarray(d.weeks)
+    return math.sqrt(d.sd_slope**2 + d.sd_residual**2 / ((t - t.mean()) ** 2).sum())
+
+
+def test_lmm_slope_estimate_is_two_stage_slope_difference():
+    d = _slope_design(0.25)
+    res = simulate_power(d, n_sim=4, seed=8, n_jobs=1)
+    t = np.asarray(d.weeks) - d.weeks[0]
+    for r, ss in enumerate(np.random.SeedSequence(8).spawn(4)):
+        y, arm = sim.generate(d, np.random.default_rng(ss))
+        slopes = np.polyfit(t, y.T, 1)[0]
+        two_stage = slopes[arm == 1].mean() - slopes[arm == 0].mean()
+        assert res.replicates["estimate"].iloc[r] == pytest.approx(two_stage, abs=1e-6)
+        assert res.replicates["df"].iloc[r] == pytest.approx(28, abs=2.5)
+
+
+def test_lmm_power_matches_slope_t_test():
+    d = _slope_design(0.25)
+    res = simulate_power(d, n_sim=150, seed=21, n_jobs=2, chunk_size=25)
+    ref = power_change_scores(0.25, _slope_sd(d), n_per_arm=15).power
+    assert res.n_failed == 0
+    assert abs(res.power - ref) < mc_tol(ref, res.n_sim)
+
+
+def test_lmm_type_one_error_with_dropout():
+    d = dataclasses_replace(_slope_design(0.0), dropout=0.2)
+    res = simulate_power(d, n_sim=150, seed=22, n_jobs=2, chunk_size=25)
+    assert res.n_failed == 0
+    assert abs(res.power - 0.05) < mc_tol(0.05, res.n_sim)
+
+
+def dataclasses_replace(d, **kw):
+    import dataclasses
+
+    return dataclasses.replace(d, **kw)
+
+
+def test_power_curve_monotone_and_analytic():
+    d = TrialDesign(effects={"control": 0, "loading": 4}, **TWO_VISIT)
+    ns = [8, 16, 32, 64]
+    curve = power_curve(d, ns, test="change", n_sim=400, seed=5, n_jobs=1)
+    assert list(curve["n_per_arm"]) == ns
+    assert (curve["n_total"] == 2 * curve["n_per_arm"]).all()
+    for lo, hi in zip(curve.itertuples(), curve.iloc[1:].itertuples()):
+        assert hi.power > lo.power - 3 * math.hypot(lo.mc_se, hi.mc_se)
+    for row in curve.itertuples():
+        ref = power_change_scores(4, math.sqrt(2) * 5, n_per_arm=row.n_per_arm).power
+        assert abs(row.power - ref) < mc_tol(ref, 400)
+    fig = power_curve_plot(curve)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("participants") and len(ax.lines) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ reproducibility
+def test_same_seed_same_result_any_chunking_and_jobs():
+    d = TrialDesign(n_per_arm=20, effects={"control": 0, "loading": 3}, **TWO_VISIT)
+    a = simulate_power(d, test="ancova", n_sim=120, seed=9, n_jobs=1, chunk_size=120)
+    b = simulate_power(d, test="ancova", n_sim=120, seed=9, n_jobs=2, chunk_size=7)
+    c = simulate_power(d, test="ancova", n_sim=120, seed=10, n_jobs=1)
+    assert a.backend == "sequential" and b.backend == "loky"
+    pd.testing.assert_frame_equal(a.replicates, b.replicates, check_exact=True)
+    assert not np.array_equal(a.replicates["estimate"], c.replicates["estimate"])
+    # a replicate depends only on its own seed: the first 50 of 120 equal a 50-replicate run
+    head = simulate_power(d, test="ancova", n_sim=50, seed=9, n_jobs=1)
+    assert np.array_equal(head.replicates["estimate"], a.replicates["estimate"].iloc[:50])
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_equals_joblib(dask_client):
+    d = TrialDesign(n_per_arm=20, effects={"control": 0, "loading": 3}, **TWO_VISIT)
+    ref = simulate_power(d, test="change", n_sim=200, seed=13, n_jobs=2, chunk_size=50)
+    on_dask = simulate_power(d, test="change", n_sim=200, seed=13, client=dask_client,
+                             chunk_size=30)
+    assert on_dask.backend == "dask"
+    pd.testing.assert_frame_equal(ref.replicates, on_dask.replicates, check_exact=True)
+    by_address = simulate_power(d, test="change", n_sim=200, seed=13,
+                                client=dask_client.scheduler.address)
+    assert by_address.power == ref.power
+
+
+def test_dask_mixed_model_equals_joblib(dask_client):
+    d = _slope_design(0.2)
+    ref = simulate_power(d, n_sim=6, seed=14, n_jobs=2, chunk_size=3)
+    on_dask = simulate_power(d, n_sim=6, seed=14, client=dask_client, chunk_size=2)
+    pd.testing.assert_frame_equal(ref.replicates[["replicate", "status", "rejected"]],
+                                  on_dask.replicates[["replicate", "status", "rejected"]])
+    assert np.allclose(ref.replicates["estimate"], on_dask.replicates["estimate"], rtol=1e-9)
+    assert np.allclose(ref.replicates["p_value"], on_dask.replicates["p_value"], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ results, errors
+def test_result_object_and_ci():
+    d = TrialDesign(n_per_arm=10, effects={"control": 0, "loading": 4}, **TWO_VISIT)
+    res = simulate_power(d, test="change", n_sim=100, seed=1, n_jobs=1, ci_method="wilson")
+    assert isinstance(res, PowerResult)
+    k, n = res.n_rejected, res.n_sim
+    z = stats.norm.isf(0.025)  # Wilson interval by hand
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    assert (res.ci_low, res.ci_high) == pytest.approx((centre - half, centre + half), abs=1e-9)
+    cp = simulate_power(d, test="change", n_sim=100, seed=1, n_jobs=1)
+    assert cp.ci_low == pytest.approx(stats.beta.ppf(0.025, k, n - k + 1), abs=1e-9)
+    summ = res.summary()
+    assert summ.loc[0, "power"] == res.power and summ.loc[0, "contrast"] == "loading - control"
+    assert "Simulated power" in res._repr_html_() and "PowerResult(" in repr(res)
+    assert len(res.to_frame()) == 100
+
+
+def test_failures_are_counted_not_hidden():
+    # one participant per arm with dropout: many replicates have no completers in an arm
+    d = TrialDesign(n_per_arm=2, effects={"control": 0, "loading": 4}, dropout=0.6,
+                    **TWO_VISIT)
+    with pytest.warns(RuntimeWarning, match="failed"):
+        res = simulate_power(d, test="ancova", n_sim=200, seed=2, n_jobs=1)
+    assert 0 < res.n_failed < 200
+    assert res.power == res.n_rejected / (res.n_sim - res.n_failed)
+
+
+def test_simulation_argument_errors():
+    d = TrialDesign()
+    with pytest.raises(ParameterError, match="test"):
+        simulate_power(d, test="slopes")
+    with pytest.raises(ParameterError, match="target"):
+        simulate_power(d, target="yoga")
+    with pytest.raises(ParameterError, match="random slope"):
+        simulate_power(TrialDesign(**TWO_VISIT, effects={"control": 0, "loading": 1}),
+                       random_slopes=True)
+    with pytest.raises(ParameterError, match="wald"):
+        simulate_power(d, engine="statsmodels")
+    with pytest.raises(AnalysisError, match="every replicate"), pytest.warns(RuntimeWarning):
+        simulate_power(TrialDesign(n_per_arm=2, dropout=0.99, effects={"control": 0,
+                                   "loading": 1}, **TWO_VISIT), test="change", n_sim=5,
+                       n_jobs=1)
+
+
+# ------------------------------------------------------------------------------ pilot fits
+def test_from_fit_takes_variance_components_and_slopes():
+    from hipstats.models.lmm import fit_lmm
+
+    truth = TrialDesign(arms=("control", "loading"), n_per_arm=40, sd_intercept=7,
+                        sd_slope=0.4, corr_intercept_slope=0.3, sd_residual=2.5,
+                        effects={"control": 0.1, "loading": 0.6}, effect_type="slope")
+    pilot = truth.simulate(seed=3)
+    fit = fit_lmm("value ~ week * arm", pilot, groups="participant_id", re_formula="1 + week")
+    d = TrialDesign.from_fit(fit, arms=("control", "loading"), weeks=(0, 6, 12),
+                             n_per_arm=50, dropout=0.1)
+    vc = fit.varcomp
+    assert d.sd_intercept == pytest.approx(vc["sdcor"].iloc[0])
+    assert d.sd_slope == pytest.approx(vc["sdcor"].iloc[1])
+    assert d.corr_intercept_slope == pytest.approx(vc["sdcor"].iloc[2])
+    assert d.sd_residual == pytest.approx(fit.sigma)
+    fe = fit.fe_params
+    assert d.effects["control"] == pytest.approx(fe["week"])
+    assert d.effects["loading"] == pytest.approx(fe["week"] + fe["week:arm[T.loading]"])
+    assert d.effect_type == "slope" and d.n_per_arm == {"control": 50, "loading": 50}
+    # and the pilot recovers the generating values (n = 80, loose sampling tolerance)
+    assert d.sd_intercept == pytest.approx(7, rel=0.25)
+    assert d.effects["loading"] - d.effects["control"] == pytest.approx(0.5, abs=0.25)
+    with pytest.raises(AnalysisError, match="random intercept and slope"):
+        TrialDesign.from_fit(fit_lmm("value ~ week * arm", pilot, groups="participant_id"),
+                             arms=("control", "loading"), weeks=(0, 12))
+
+
+def test_from_statsmodels_fit():
+    import statsmodels.formula.api as smf
+
+    pilot = _slope_design(0.3).simulate(seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' optimiser chatter
+        fit = smf.mixedlm("value ~ week * arm", pilot, groups=pilot["participant_id"],
+                          re_formula="~week").fit()
+    d = TrialDesign.from_fit(fit, arms=("control", "loading"), weeks=(0, 12))
+    assert d.sd_residual == pytest.approx(math.sqrt(fit.scale))
+    assert d.effects["loading"] == pytest.approx(
+        fit.fe_params["week"] + fit.fe_params["week:arm[T.loading]"])
+
+
+# ------------------------------------------------------------------------------ CLI params
+def test_run_power_from_params():
+    analytic = run_power_from_params({"method": "ancova", "effect": "5", "sd": 10, "rho": 0.6,
+                                      "power": 0.8, "dropout": 0.2})
+    assert analytic.n_per_arm == math.ceil(42 / 0.8)
+    params = {"arms": "control,loading", "weeks": "0,12", "effects": "control=0,loading=4",
+              "sd_intercept": 8, "sd_slope": 0, "sd_residual": 5, "test": "change",
+              "n_sim": "200", "jobs": 1, "seed": 5, "scheduler": None}
+    one = run_power_from_params({**params, "n_per_arm": 20})
+    direct = simulate_power(TrialDesign(n_per_arm=20, effects={"control": 0, "loading": 4},
+                                        **TWO_VISIT), test="change", n_sim=200, seed=5,
+                            n_jobs=1)
+    assert one.power == direct.power
+    curve = run_power_from_params({**params, "n_per_arm": "10,20"})
+    assert list(curve["n_per_arm"]) == [10, 20]
+    with pytest.raises(ParameterError, match="unknown"):
+        run_power_from_params({"n_sims": 10})
