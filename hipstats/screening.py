@@ -1292,6 +1292,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     if complete.empty:
         raise AnalysisError(f"no participant has both {score_measure!r} and {ir_measure!r} at {visit!r}")
     complete = complete.assign(condition=complete["condition"].astype(bool))
+    _warn_cutoff_range(complete["score"].to_numpy(float), cutoff, score_measure)
     groups = [("all", complete)]
     if by_tilt_class:
         for cls in TILT_CLASSES:

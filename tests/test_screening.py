@@ -296,3 +296,239 @@ def test_youden_bootstrap_thresholds_are_midpoints_of_resampled_values():
         yb = np.r_[np.ones(c[b].sum(), bool), np.zeros(k[b].sum(), bool)]
         res = scr.youden_cutoff(None, xb, yb, direction="<", n_boot=0)
         assert thr[b] == pytest.approx(res.loc["cutoff", "estimate"], abs=1e-12)
+
+
+# ------------------------------------------------------------------------------ unpaired test
+@pytest.mark.parametrize("row", _read("roc_test_unpaired.csv").to_dict("records"), ids=lambda r: r["score"])
+def test_unpaired_delong_matches_proc(datasets, row):
+    df = datasets["asah"]
+    f = df["gender"] == "Female"
+    r1, r2 = scr.roc(df[f], row["score"], "case"), scr.roc(df[~f], row["score"], "case")
+    res = scr._auc_unpaired_test(r1, r2)
+    assert r1.auc == pytest.approx(row["auc_female"], abs=1e-6)
+    assert r2.auc == pytest.approx(row["auc_male"], abs=1e-6)
+    for key in ("statistic", "df", "p_value"):
+        assert res[key] == pytest.approx(row[key], abs=1e-6), key
+
+
+# ------------------------------------------------------------------------------ clustered AUC
+def _paired_sides(rng, n_part):
+    """Two sides per participant with a shared participant effect on IR and on ASLR."""
+    b = rng.normal(0, 1, n_part)[:, None]
+    u = rng.normal(0, 1, n_part)[:, None]
+    ir = 36 + 7 * b + 3 * rng.normal(0, 1, (n_part, 2))
+    aslr = 80 + 0.8 * (ir - 36) + 8 * u + 6 * rng.normal(0, 1, (n_part, 2))
+    return ir.ravel(), aslr.ravel(), np.repeat(np.arange(n_part), 2)
+
+
+def test_obuchowski_reduces_to_delong_for_singleton_clusters(datasets):
+    df = datasets["ties"]
+    r = scr.roc(df, "aslr", "case")
+    x = scr._oriented(df["aslr"].to_numpy(float), r.direction)
+    auc, var = scr._obuchowski_var(x, df["case"].to_numpy(bool), np.arange(len(df)))
+    assert auc == pytest.approx(r.auc, abs=1e-12)
+    assert var == pytest.approx(r.se**2, rel=1e-10)
+
+
+def test_obuchowski_ci_covers_true_auc_with_correlated_sides():
+    # Two correlated sides per participant (shared effects on IR and ASLR); deficit = IR < 30,
+    # score = ASLR (low is positive). True unit-level AUC from one large independent sample
+    # (200,000 participants, Monte Carlo SE < 0.001). Over 400 cohorts of 80 participants the
+    # clustered 95% CI should cover it at about the nominal rate: accept 0.92 to 0.975
+    # (Monte Carlo SE 0.011).
+    rng = np.random.default_rng(2024)
+    ir, aslr, _ = _paired_sides(rng, 200_000)
+    y = ir < 30
+    true = scr.roc(None, aslr, y, direction="<").auc
+    z = stats.norm.ppf(0.975)
+    cover = []
+    for _ in range(400):
+        ir, aslr, cl = _paired_sides(rng, 80)
+        y = ir < 30
+        if y.all() or not y.any():
+            continue
+        auc, var = scr._obuchowski_var(-aslr, y, cl)
+        cover.append(abs(auc - true) <= z * np.sqrt(var))
+    assert 0.92 <= np.mean(cover) <= 0.975
+
+
+# ------------------------------------------------------------------------------ reference condition
+def _ir_frame():
+    return pd.DataFrame({"participant_id": ["P1", "P1", "P2", "P2", "P3"],
+                         "side": ["left", "right", "left", "right", "left"],
+                         "value": [25.0, 38.0, 40.0, np.nan, 29.9]})
+
+
+def test_reference_condition_rules():
+    ir = _ir_frame()
+    assert scr.reference_condition(ir).tolist() == [True, False, False, pd.NA, True]
+    assert scr.reference_condition(ir, threshold=26).tolist() == [True, False, False, pd.NA, False]
+    z = scr.reference_condition(ir, deficit="z", mean=36, sd=9, threshold=-1.2)  # IR < 25.2
+    assert z.tolist() == [True, False, False, pd.NA, False]
+    sd = scr.reference_condition(ir, deficit="side_difference", threshold=10)
+    # P1: left 13 below right -> left deficit; P2 right missing -> NA; P3 has no right side -> NA
+    assert sd.tolist() == [True, False, pd.NA, pd.NA, pd.NA]
+
+
+def test_reference_condition_errors():
+    ir = _ir_frame()
+    with pytest.raises(AnalysisError, match="explicit threshold"):
+        scr.reference_condition(ir, deficit="side_difference")
+    with pytest.raises(AnalysisError, match="mean= and sd="):
+        scr.reference_condition(ir, deficit="z", threshold=-1)
+    with pytest.raises(AnalysisError, match="deficit must be"):
+        scr.reference_condition(ir, deficit="lower")
+    with pytest.raises(AnalysisError, match="one row per participant and side"):
+        scr.reference_condition(pd.concat([ir, ir]), deficit="side_difference", threshold=5)
+
+
+# ------------------------------------------------------------------------------ cohort analysis
+@pytest.fixture(scope="module")
+def cohort():
+    from hipstats.simulate import simulate_cohort
+
+    return simulate_cohort(150, seed=3)
+
+
+@pytest.fixture(scope="module")
+def result(cohort):
+    return scr.screening_analysis(cohort, n_boot=300, seed=1)
+
+
+def test_screening_analysis_matches_the_pure_functions(result):
+    units = result.units.dropna(subset=["score", "condition"]).astype({"condition": bool})
+    assert units["participant_id"].is_unique  # lower-IR side: one unit per participant
+    # the chosen side is the participant's lower IR side
+    acc = scr.diagnostic_accuracy(units, "score", "condition", cutoff=70)
+    mine = result.accuracy[result.accuracy["group"] == "all"].set_index("statistic")
+    pd.testing.assert_series_equal(mine["estimate"], acc["estimate"], check_names=False)
+    r = scr.roc(units, "score", "condition")
+    assert result.roc.auc == pytest.approx(r.auc, abs=1e-12)
+    assert result.roc.direction == "<"
+    s = result.summary()
+    assert s["group"].tolist() == ["all", "posterior", "neutral", "anterior"]
+    assert s["n_units"].iloc[1:].sum() == s["n_units"].iloc[0]
+    for g in ("posterior", "neutral", "anterior"):
+        sub = units[units["tilt_class"] == g]
+        if g in result.rocs:
+            assert result.rocs[g].auc == pytest.approx(scr.roc(sub, "score", "condition",
+                                                               direction="<").auc, abs=1e-12)
+    long = result.to_frame()
+    assert {"cutoff 70", "roc", "youden"} == set(long["analysis"])
+    assert "<table" in result._repr_html_()
+
+
+def test_lower_ir_side_is_chosen(cohort, result):
+    ir = cohort.outcomes("hip_ir_deg", pelvis="neutral", visits=["baseline"])
+    low = ir.loc[ir.groupby("participant_id")["value"].idxmin(), ["participant_id", "value"]]
+    merged = result.units.merge(low, on="participant_id")
+    np.testing.assert_allclose(merged["ir"], merged["value"])
+    assert result.units["condition"].astype(bool).eq(result.units["ir"] < 30).all()
+
+
+def test_both_sides_use_clustered_intervals(cohort):
+    res = scr.screening_analysis(cohort, sides="both", n_boot=300, seed=2, by_tilt_class=False)
+    assert res.roc.ci_method.startswith("Obuchowski")
+    assert (res.units.groupby("participant_id").size() <= 2).all()
+    units = res.units.dropna(subset=["score", "condition"]).astype({"condition": bool})
+    naive = scr.roc(units, "score", "condition")
+    assert res.roc.auc == pytest.approx(naive.auc, abs=1e-12)
+    acc = res.accuracy.set_index("statistic")
+    assert acc.loc["sensitivity", "method"].startswith("participant cluster bootstrap")
+    assert acc.loc["sensitivity", "ci_low"] < acc.loc["sensitivity", "estimate"] < acc.loc["sensitivity", "ci_high"]
+
+
+def test_side_difference_definition_runs(cohort):
+    res = scr.screening_analysis(cohort, deficit="side_difference", threshold=4, n_boot=0,
+                                 by_tilt_class=False)
+    assert res.settings["deficit_label"] == "IR more than 4 deg below the other side"
+    assert 0 < res.summary().loc[0, "n_deficit"] < res.summary().loc[0, "n_units"]
+
+
+def test_empty_class_gives_note_and_warning(cohort):
+    with pytest.warns(UserWarning, match="no participants in tilt class 'posterior'"):
+        res = scr.screening_analysis(cohort, cuts=(-40, 10), n_boot=0)
+    assert "posterior" not in res.rocs
+    row = res.summary().set_index("group").loc["posterior"]
+    assert row["n_units"] == 0 and np.isnan(row["auc"]) and "no participants" in row["note"]
+
+
+def test_no_deficit_at_all_is_refused(cohort):
+    with pytest.raises(AnalysisError, match="all 150 observations are negative"):
+        scr.screening_analysis(cohort, threshold=-5, n_boot=0)
+
+
+def test_cutoff_outside_data_warns(cohort):
+    with pytest.warns(UserWarning, match="outside the observed range"):
+        res = scr.screening_analysis(cohort, cutoff=200, n_boot=0, by_tilt_class=False)
+    assert res.summary().loc[0, "sensitivity"] == 1.0
+
+
+def test_unknown_visit_is_refused(cohort):
+    with pytest.raises(AnalysisError, match="visit 'week_99' not in the cohort"):
+        scr.screening_analysis(cohort, visit="week_99")
+
+
+def test_missing_aslr_is_left_out_with_warning(cohort):
+    from hipstats.cohort import Cohort
+
+    m = cohort.measurements
+    drop = (m["measure"] == "aslr_deg") & m["participant_id"].isin(["P0001", "P0002"])
+    c2 = Cohort(m[~drop].reset_index(drop=True), cohort.participants, cohort.sessions, cohort.settings)
+    with pytest.warns(UserWarning, match="2 of 150 units lack"):
+        res = scr.screening_analysis(c2, n_boot=0, by_tilt_class=False)
+    assert res.summary().loc[0, "n_units"] == 148
+
+
+def test_anterior_tilt_skews_sensitivity_as_simulated():
+    # Simulation truth: ASLR rises aslr_tilt_effect deg per deg of anterior tilt. With a strong
+    # effect (2 deg/deg) anteriorly tilted people pass the ASLR despite an IR deficit, so the
+    # anterior class must have lower sensitivity than the posterior class, and the difference
+    # must vanish (within noise) when the effect is 0. Two 600-participant cohorts.
+    import warnings
+
+    from hipstats.simulate import simulate_cohort
+
+    def sens(effect):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = simulate_cohort(600, weeks=(0, 1), seed=8, sessions=False, aslr_tilt_effect=effect)
+            s = scr.screening_analysis(c, n_boot=0).summary().set_index("group")
+        return s
+    strong, none = sens(2.0), sens(0.0)
+    assert strong.loc["anterior", "sensitivity_ci_high"] < strong.loc["posterior", "sensitivity_ci_low"]
+    assert none.loc["anterior", "sensitivity_ci_high"] > none.loc["posterior", "sensitivity_ci_low"]
+    assert none.loc["posterior", "sensitivity_ci_high"] > none.loc["anterior", "sensitivity_ci_low"]
+
+
+# ------------------------------------------------------------------------------ figures
+def test_roc_plot_renders(result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hipstats.plots.screening import roc_plot
+
+    fig = roc_plot(result, n_boot=100)
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "1 - specificity (false-positive rate)"
+    assert ax.get_ylabel().startswith("Sensitivity")
+    assert any("ASLR < 70 deg" in t.get_text() for t in ax.texts)  # cutoff annotated
+    assert len(ax.collections) >= 1  # the CI band
+    plt.close(fig)
+    fig = result.roc.plot(n_boot=100)
+    assert len(fig.axes) == 1
+    plt.close(fig)
+    fig = result.roc.plot(band=False)
+    assert len(fig.axes[0].collections) == 0
+    plt.close(fig)
+
+
+def test_roc_result_summary_and_html(result):
+    s = result.roc.summary()
+    assert s.loc[0, "ci_method"] == "DeLong" and s.loc[0, "ci_low"] < s.loc[0, "auc"] < s.loc[0, "ci_high"]
+    assert "AUC" in result.roc._repr_html_()
+    band = result.roc.ci_band([0.5, 0.9], n_boot=200, seed=1)
+    assert (band["se_low"] <= band["se_median"]).all() and (band["se_median"] <= band["se_high"]).all()
