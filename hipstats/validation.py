@@ -181,32 +181,44 @@ class _Collector:
 
 def _unique_map(series: pd.Series, fn) -> pd.Series:
     """Apply a scalar normaliser to the distinct values only (fast on large tables)."""
-    values = series.astype(object)
-    uniques = pd.unique(values)
-    mapping = {}
-    for u in uniques:
-        key = "__nan__" if is_missing(u) else u
-        mapping[key] = fn(u)
-    return values.map(lambda v: mapping["__nan__" if is_missing(v) else v])
+    codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    for i, u in enumerate(uniques):
+        table[i] = fn(u)
+    table[-1] = fn(None)  # code -1: missing
+    return pd.Series(table[codes], index=series.index, dtype=object)
 
 
 def _missing_mask(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
+        return series.isna()
     return _unique_map(series, is_missing).astype(bool)
 
 
 def _to_number(series: pd.Series, decimal_comma: bool) -> tuple[pd.Series, pd.Series]:
     """Numeric conversion; returns (numbers, mask of non-empty cells that are not numbers)."""
+    if pd.api.types.is_bool_dtype(series):
+        return pd.Series(np.nan, index=series.index), series.notna()
+    if pd.api.types.is_numeric_dtype(series):
+        nums = series.astype(float)
+        nums = nums.where(np.isfinite(nums))
+        return nums, pd.Series(False, index=series.index)
+
+    def parse(v):
+        if is_missing(v):
+            return np.nan
+        if isinstance(v, (bool, np.bool_)):
+            return "bad"
+        if isinstance(v, str):
+            v = v.strip()
+            if decimal_comma and re.fullmatch(r"[-+]?\d+,\d+", v):
+                v = v.replace(",", ".")
+        return v
+
     missing = _missing_mask(series)
-    obj = series.astype(object).where(~missing, None)
-    if obj.map(lambda v: isinstance(v, (bool, np.bool_))).any():
-        obj = obj.map(lambda v: "bool" if isinstance(v, (bool, np.bool_)) else v)
-    text = obj.map(lambda v: v.strip() if isinstance(v, str) else v)
-    if decimal_comma:
-        text = text.map(lambda v: v.replace(",", ".") if isinstance(v, str) and re.fullmatch(r"[-+]?\d+,\d+", v) else v)
-    nums = pd.to_numeric(text, errors="coerce").astype(float)
-    nums[~np.isfinite(nums.to_numpy(dtype=float, na_value=np.nan))] = np.nan
-    bad = nums.isna() & ~missing
-    return nums, bad
+    nums = pd.to_numeric(_unique_map(series, parse), errors="coerce").astype(float)
+    nums = nums.where(np.isfinite(nums.to_numpy(dtype=float, na_value=np.nan)))
+    return nums, nums.isna() & ~missing
 
 
 def _to_date(series: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -236,9 +248,9 @@ _PERSON = re.compile(r"^[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+$")
 def _check_identifier_values(df: pd.DataFrame, col: _Collector) -> None:
     if "participant_id" not in df.columns:
         return
-    ids = df["participant_id"].astype(str)
-    looks = ids.map(lambda v: bool(_EMAIL.match(v) or (_PHONE.match(v) and sum(c.isdigit() for c in v) >= 9)
-                                   or _PERSON.match(v)))
+    looks = _unique_map(df["participant_id"], lambda v: bool(
+        isinstance(v, str) and (_EMAIL.match(v) or (_PHONE.match(v) and sum(c.isdigit() for c in v) >= 9)
+                                or _PERSON.match(v)))).astype(bool)
     col.add_rows(df, looks, "participant_id", "identifier_value",
                  lambda v: f"participant_id '{v}' looks like a name, email or phone number; "
                            "use a pseudonymous code such as P001")
@@ -327,9 +339,8 @@ def _check_typed_columns(df: pd.DataFrame, table: schema.Table, col: _Collector,
                          lambda v, c=c: f"'{v}' is not true/false (yes/no, 1/0 also accepted) for {c.name}")
             out[c.name] = b.where(~bad, None)
         else:  # string
-            out[c.name] = s.astype(object).where(~missing, None).map(
-                lambda v: (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
-                if v is not None else None)
+            out[c.name] = _unique_map(s, lambda v: None if is_missing(v) else (
+                str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()))
     return out
 
 
@@ -391,7 +402,7 @@ def _check_duplicate_keys(df: pd.DataFrame, key: list[str], col: _Collector, ski
         shown = ", ".join(f"{kk}={g.iloc[0][kk]}" for kk in key if g.iloc[0][kk] is not None
                           and not (isinstance(g.iloc[0][kk], float) and np.isnan(g.iloc[0][kk])))
         for r in rows[1:]:
-            col.add(r, key[0] if len(key) == 1 else "+".join(key[:5]), shown, "duplicate_key",
+            col.add(r, key[0] if len(key) == 1 else None, shown, "duplicate_key",
                     f"row {r} has the same key as row {rows[0]} ({shown}); each key must be unique")
 
 
@@ -403,7 +414,7 @@ def _check_measurements(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
         col.add_rows(df.assign(_m=df["measure"]), rad.notna(), "measure", "radians",
                      lambda v: f"measure '{v}' is in radians; hipstats stores angles in degrees: "
                                f"multiply by 180/pi (numpy.degrees) and name it '{radians_measure_name(v)}'")
-        df = df.assign(measure=df["measure"].where(rad.isna(), None))
+        df = df.loc[rad.isna()].copy()
     df = _check_typed_columns(df, schema.TABLES["measurements"], col, col.decimal_comma)
     if {"measure", "value"} <= set(df.columns):
         for name, m in schema.MEASURES.items():
@@ -501,23 +512,21 @@ def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
     visits = (df.groupby(["participant_id", "visit"], sort=False)
                 .agg(week=("week", "min"), date=("visit_date", "min"), row=(ROW, "min")).reset_index())
     visits["label_week"] = visits["visit"].map(_label_week)
-    for pid, g in visits.groupby("participant_id", sort=False):
-        g = g.sort_values(["week", "row"])
-        lab = g.dropna(subset=["label_week"])
-        if len(lab) > 1:
-            lw = lab["label_week"].to_numpy()
-            for i in np.flatnonzero(np.diff(lw) < 0):
-                a, b = lab.iloc[i], lab.iloc[i + 1]
-                col.add(int(b["row"]), "week", b["week"], "week_order",
+    visits = visits.sort_values(["participant_id", "week", "row"], kind="stable")
+    for key, column in (("label_week", "week"), ("date", "visit_date")):
+        sub = visits.dropna(subset=[key])
+        prev = sub.groupby("participant_id", sort=False)[[key, "visit", "week"]].shift()
+        bad = sub[key] < prev[key]
+        for idx in sub.index[bad.to_numpy()]:
+            b, a = sub.loc[idx], prev.loc[idx]
+            pid = b["participant_id"]
+            if key == "label_week":
+                col.add(int(b["row"]), column, b["week"], "week_order",
                         f"weeks go backwards for participant {pid}: visit '{b['visit']}' is at week "
                         f"{b['week']:g}, after visit '{a['visit']}' at week {a['week']:g}, but its label says "
                         "earlier; check the week or the visit label")
-        dated = g.dropna(subset=["date"])
-        if len(dated) > 1:
-            d = dated["date"].to_numpy()
-            for i in np.flatnonzero(np.diff(d).astype("timedelta64[D]").astype(float) < 0):
-                a, b = dated.iloc[i], dated.iloc[i + 1]
-                col.add(int(b["row"]), "visit_date", str(b["date"].date()), "week_order",
+            else:
+                col.add(int(b["row"]), column, str(b["date"].date()), "week_order",
                         f"weeks go backwards for participant {pid}: visit '{b['visit']}' (week {b['week']:g}) "
                         f"is dated before visit '{a['visit']}' (week {a['week']:g})")
 
