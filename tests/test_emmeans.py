@@ -322,3 +322,18 @@ def test_sleepstudy_with_hipstats_engine():
     emm = emmeans(res, "Days", at={"Days": [0, 5, 9]})
     r = pd.read_csv(FIX / "emm_lmer_sleepstudy.csv")
     _compare(emm.to_frame(), r, ["Days"], EMM_COLS)
+
+
+@pytest.mark.parametrize("method", ["holm", "bonferroni", "sidak", "fdr_bh"])
+def test_p_adjust_matches_statsmodels(method):
+    """The internal step-down/step-up adjustments equal statsmodels' multipletests (1e-12)."""
+    from statsmodels.stats.multitest import multipletests
+
+    from hipstats.models.emmeans import _p_adjust
+
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 5, 11):
+        p = rng.uniform(0, 0.3, size)
+        p[-1] = p[0]  # ties
+        np.testing.assert_allclose(_p_adjust(p, method), multipletests(p, method=method)[1],
+                                   rtol=1e-12, atol=1e-15)

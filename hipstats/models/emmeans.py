@@ -759,10 +759,27 @@ def _mvt_adjust(t: np.ndarray, corr: np.ndarray, df: float, n_draws: int = 1_000
     return np.clip(exceed / n_draws, 0.0, 1.0)
 
 
+def _p_adjust(p: np.ndarray, method: str) -> np.ndarray:
+    """Holm, Bonferroni, Sidak and Benjamini-Hochberg adjusted p-values (as R's p.adjust)."""
+    m = len(p)
+    if method == "bonferroni":
+        return np.minimum(1.0, m * p)
+    if method == "sidak":
+        return 1.0 - (1.0 - p) ** m
+    order = np.argsort(p, kind="mergesort")
+    ps = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ps))
+    else:  # fdr_bh
+        adj = np.minimum.accumulate((m / np.arange(m, 0, -1)) * ps[::-1])[::-1]
+        adj = np.minimum(1.0, adj)
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
 def _adjust(p: np.ndarray, t: np.ndarray, df: np.ndarray, method: str, n_levels: int,
             corr: np.ndarray, family_method: str) -> np.ndarray:
-    from statsmodels.stats.multitest import multipletests
-
     ok = np.isfinite(p)
     out = np.full_like(p, np.nan)
     if not ok.any():
@@ -770,7 +787,7 @@ def _adjust(p: np.ndarray, t: np.ndarray, df: np.ndarray, method: str, n_levels:
     if method == "none":
         out[ok] = p[ok]
     elif method in ("holm", "bonferroni", "sidak", "fdr_bh"):
-        out[ok] = multipletests(p[ok], method=method)[1]
+        out[ok] = _p_adjust(p[ok], method)
     elif method == "tukey":
         if family_method not in ("pairwise", "revpairwise"):
             raise AnalysisError("adjust='tukey' is only valid for pairwise comparisons; use 'mvt'")
