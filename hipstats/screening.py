@@ -433,7 +433,7 @@ def _stratified_boot(x: np.ndarray, y: np.ndarray, n_boot: int, seed):
     return u, c, k
 
 
-@dataclass
+@dataclass(repr=False)
 class ROCResult:
     """Empirical ROC curve of one score against a binary reference condition.
 
@@ -532,6 +532,9 @@ class ROCResult:
                 f"{html.escape(self.ci_method)}), "
                 f"{self.n_cases} cases, {self.n_controls} controls; "
                 f"{html.escape(s.direction)}</div>")
+
+    def __repr__(self) -> str:
+        return f"<ROCResult {self}>"
 
     def __str__(self) -> str:
         pct = round(100 * self.confidence)
@@ -1304,9 +1307,8 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
                 "n_cases": int(sub["condition"].sum()), "n_controls": int((~sub["condition"]).sum())}
         try:
             if sub.empty:
-                lo, hi = _class_bounds(g, cuts)
-                raise AnalysisError(f"no participants in tilt class {g!r} ({lo})" if g != "all"
-                                    else "no participants")
+                raise AnalysisError(f"no participants in tilt class {g!r} ({_class_bounds(g, cuts)})"
+                                    if g != "all" else "no participants")
             acc, r, yd = _analyse_group(sub, clustered=sides == "both", cutoff=cutoff,
                                         direction=direction, ci=ci, confidence=confidence,
                                         n_boot=n_boot, seeds=children[2 * i: 2 * i + 2], group=g)
@@ -1352,8 +1354,7 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _class_bounds(cls: str, cuts) -> tuple[str, str]:
+def _class_bounds(cls: str, cuts) -> str:
     lo, hi = cuts
-    text = {"posterior": f"standing tilt < {lo:g} deg", "neutral": f"{lo:g} <= tilt < {hi:g} deg",
+    return {"posterior": f"standing tilt < {lo:g} deg", "neutral": f"{lo:g} <= standing tilt < {hi:g} deg",
             "anterior": f"standing tilt >= {hi:g} deg"}.get(cls, "")
-    return text, ""
