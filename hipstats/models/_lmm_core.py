@@ -18,7 +18,9 @@ a participant has no rows for a slot, e.g. a side never measured), so ``Lambda``
 ``d_REML(theta) = log|L|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p)))``.
 
 One evaluation costs ``O(N Q^2 p)``: the Cholesky factors and triangular solves of the many
-tiny ``Q x Q`` blocks are vectorised over participants, looping only over ``Q``.
+tiny ``Q x Q`` blocks are vectorised over participants, looping only over ``Q``. Arrays are
+stored component-first (``ZZ[a, b, i]``, shape ``(Q, Q, N)``) so that every operation is a
+contiguous vector operation of length ``N`` or a small BLAS product.
 """
 
 from __future__ import annotations
@@ -29,37 +31,40 @@ LOG2PI = float(np.log(2.0 * np.pi))
 
 
 def batched_cholesky(A: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack ``(N, Q, Q)`` of SPD matrices, vectorised over N."""
-    n, q, _ = A.shape
+    """Lower Cholesky factors of SPD matrices stored component-first, ``A`` ``(Q, Q, N)``."""
+    q = A.shape[0]
     L = np.zeros_like(A)
     for j in range(q):
-        s = A[:, j, j] - np.einsum("nk,nk->n", L[:, j, :j], L[:, j, :j])
+        s = A[j, j] - sum(L[j, k] * L[j, k] for k in range(j)) if j else A[j, j]
         d = np.sqrt(s)
-        L[:, j, j] = d
-        if j + 1 < q:
-            L[:, j + 1:, j] = (
-                A[:, j + 1:, j] - np.einsum("nik,nk->ni", L[:, j + 1:, :j], L[:, j, :j])
-            ) / d[:, None]
+        L[j, j] = d
+        for i in range(j + 1, q):
+            v = A[i, j] - sum(L[i, k] * L[j, k] for k in range(j)) if j else A[i, j]
+            L[i, j] = v / d
     return L
 
 
 def batched_forward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Solve ``L_i C_i = B_i`` for lower-triangular ``L`` ``(N,Q,Q)``, ``B`` ``(N,Q,c)``."""
-    q = L.shape[1]
+    """Solve ``L_i C_i = B_i``; ``L`` ``(Q, Q, N)`` lower triangular, ``B`` ``(Q, c, N)``."""
+    q = L.shape[0]
     C = np.empty_like(B)
     for j in range(q):
-        r = B[:, j, :] - np.einsum("nk,nkc->nc", L[:, j, :j], C[:, :j, :])
-        C[:, j, :] = r / L[:, j, j][:, None]
+        r = B[j].copy()
+        for k in range(j):
+            r -= L[j, k] * C[k]
+        C[j] = r / L[j, j]
     return C
 
 
 def batched_backward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Solve ``L_i' C_i = B_i`` for lower-triangular ``L`` ``(N,Q,Q)``, ``B`` ``(N,Q,c)``."""
-    q = L.shape[1]
+    """Solve ``L_i' C_i = B_i``; ``L`` ``(Q, Q, N)`` lower triangular, ``B`` ``(Q, c, N)``."""
+    q = L.shape[0]
     C = np.empty_like(B)
     for j in range(q - 1, -1, -1):
-        r = B[:, j, :] - np.einsum("nk,nkc->nc", L[:, j + 1:, j], C[:, j + 1:, :])
-        C[:, j, :] = r / L[:, j, j][:, None]
+        r = B[j].copy()
+        for k in range(j + 1, q):
+            r -= L[k, j] * C[k]
+        C[j] = r / L[j, j]
     return C
 
 
@@ -91,8 +96,12 @@ class Problem:
         Xy = np.column_stack([X, y])
         Zs = Z[order]
         Xys = Xy[order]
-        self.ZZ = np.add.reduceat(Zs[:, :, None] * Zs[:, None, :], starts, axis=0)
-        self.ZXy = np.add.reduceat(Zs[:, :, None] * Xys[:, None, :], starts, axis=0)
+        # component-first layout: (Q, Q, N) and (Q, p + 1, N)
+        self.ZZ = np.ascontiguousarray(
+            np.add.reduceat(Zs[:, :, None] * Zs[:, None, :], starts, axis=0).transpose(1, 2, 0))
+        self.ZXy = np.ascontiguousarray(
+            np.add.reduceat(Zs[:, :, None] * Xys[:, None, :], starts, axis=0).transpose(1, 2, 0))
+        self.ZX = np.ascontiguousarray(self.ZXy[:, : self.p])
         self.XyXy = Xy.T @ Xy
         # theta layout: lower triangle of the q x q factor, column-major (lme4's order),
         # then one relative SD shared by the nested slots.
@@ -104,6 +113,11 @@ class Problem:
         self.lower = np.array(lower)
         self.theta0 = np.array([1.0 if i == j else 0.0 for (i, j) in self.tri]
                                + ([1.0] if self.nested else []))
+        # RMS of the random-effects column each theta entry multiplies (row i of Lambda)
+        rms = np.sqrt(np.array([self.ZZ[j, j].sum() for j in range(self.Q)]) / self.n)
+        rms = np.where(rms > 0, rms, 1.0)
+        self.theta_scale = np.array([rms[i] for (i, j) in self.tri]
+                                    + ([1.0] if self.nested else []))
 
     # ------------------------------------------------------------------ building blocks
     def lam(self, theta):
@@ -124,34 +138,37 @@ class Problem:
 
     def solve(self, theta):
         """Penalised least squares at ``theta``: everything the deviance and estimates need."""
+        Q, N, p = self.Q, self.N, self.p
+        c = p + 1
         Lam = self.lam(theta)
-        LtZZ = np.matmul(Lam.T, self.ZZ)                      # Lambda' Z_i'Z_i
-        A = np.matmul(LtZZ, Lam)
-        A[:, np.arange(self.Q), np.arange(self.Q)] += 1.0
+        LtZZ = (Lam.T @ self.ZZ.reshape(Q, -1)).reshape(Q, Q, N)          # Lambda' Z_i'Z_i
+        A = (np.kron(Lam.T, Lam.T) @ self.ZZ.reshape(Q * Q, N)).reshape(Q, Q, N)
+        A[np.arange(Q), np.arange(Q)] += 1.0
         L = batched_cholesky(A)
-        B = np.matmul(Lam.T, self.ZXy)                       # Lambda' [Z'X, Z'y]
+        B = (Lam.T @ self.ZXy.reshape(Q, -1)).reshape(Q, c, N)           # Lambda'[Z'X, Z'y]
         C = batched_forward(L, B)
-        c = self.p + 1
-        Cf = C.reshape(-1, c)
-        S = self.XyXy - Cf.T @ Cf
+        S = self.XyXy.copy()
+        for j in range(Q):
+            S -= C[j] @ C[j].T
         R = np.linalg.cholesky(S)
-        Rx = R[: self.p, : self.p]
-        r2 = R[self.p, self.p] ** 2
-        # beta = Sxx^{-1} Sxy = Rx'^{-1} l
-        beta = np.linalg.solve(Rx.T, R[self.p, : self.p])
-        ldL2 = 2.0 * np.log(L[:, np.arange(self.Q), np.arange(self.Q)]).sum()
+        Rx = R[:p, :p]
+        r2 = R[p, p] ** 2
+        beta = np.linalg.solve(Rx.T, R[p, :p])                            # Sxx^{-1} Sxy
+        ldL2 = 2.0 * sum(np.log(L[j, j]).sum() for j in range(Q))
         ldRX2 = 2.0 * np.log(np.diag(Rx)).sum()
         return dict(Lam=Lam, LtZZ=LtZZ, L=L, C=C, Rx=Rx, r2=r2, beta=beta,
                     ldL2=ldL2, ldRX2=ldRX2)
 
-    def deviance(self, theta, reml=True, st=None):
-        """Profiled deviance (-2 log-likelihood, REML criterion when ``reml``)."""
-        st = self.solve(theta) if st is None else st
+    def _dev(self, st, reml):
         n, p = self.n, self.p
         if reml:
             nr = n - p
             return st["ldL2"] + st["ldRX2"] + nr * (1.0 + LOG2PI + np.log(st["r2"] / nr))
         return st["ldL2"] + n * (1.0 + LOG2PI + np.log(st["r2"] / n))
+
+    def deviance(self, theta, reml=True, st=None):
+        """Profiled deviance (-2 log-likelihood, REML criterion when ``reml``)."""
+        return self._dev(self.solve(theta) if st is None else st, reml)
 
     def deviance_varpar(self, varpar, reml=True):
         """Deviance at given ``(theta, sigma)`` (not profiled over sigma), as lmerTest."""
@@ -163,50 +180,75 @@ class Problem:
             dev += st["ldRX2"] - self.p * np.log(2 * np.pi * s2)
         return dev
 
-    def conditional_modes(self, st):
-        """Spherical random effects ``u_i`` (N, Q) at the PLS solution."""
+    def _u(self, st):
         C = st["C"]
-        cu = C[:, :, self.p] - C[:, :, : self.p] @ st["beta"]
-        return batched_backward(st["L"], cu[:, :, None])[:, :, 0]
+        cu = C[:, self.p, :] - np.tensordot(st["beta"], C[:, : self.p, :], axes=(0, 1))
+        return batched_backward(st["L"], cu[:, None, :])[:, 0, :]          # (Q, N)
+
+    def conditional_modes(self, st):
+        """Spherical random effects ``u_i`` as an ``(N, Q)`` array at the PLS solution."""
+        return self._u(st).T
 
     def unscaled_cov_beta(self, theta=None, st=None):
         st = self.solve(theta) if st is None else st
         Rinv = np.linalg.inv(st["Rx"])
         return Rinv.T @ Rinv
 
-    def gradient(self, theta, reml=True):
-        """Analytic gradient of the profiled deviance with respect to theta.
+    def grad_parts(self, theta, reml=True):
+        """Gradients of ``log|L|^2``, ``log|R_X|^2`` (zeros unless ``reml``) and ``r^2``.
 
         Uses ``d log|A_i| = tr(A_i^{-1} dA_i)``, the envelope theorem for the penalised RSS
         ``d r^2 = -2 sum_i (Z_i' res_i)' dLambda u_i``, and for REML
-        ``d log|R_X'R_X| = tr(P dS_xx)``, ``P = S_xx^{-1}``.
+        ``d log|R_X'R_X| = tr(P dS_xx)``, ``P = S_xx^{-1}``, with
+        ``dS_xx = -sum_i [dW_i'G_i + G_i'dW_i - G_i' dA_i G_i]``, ``W_i = Lambda'Z_i'X_i``,
+        ``G_i = A_i^{-1} W_i``. Returns ``(state, d_ldL2, d_ldRX2, d_r2)``.
         """
         st = self.solve(theta)
         p, Q = self.p, self.Q
         L, C, Lam = st["L"], st["C"], st["Lam"]
-        # H = sum_i A_i^{-1} Lambda' ZZ_i
-        AinvLtZZ = batched_backward(L, batched_forward(L, st["LtZZ"]))
-        H = AinvLtZZ.sum(axis=0)
-        u = self.conditional_modes(st)                              # (N, Q)
-        b = u @ Lam.T                                               # Lambda u_i
-        Zres = (self.ZXy[:, :, p] - self.ZXy[:, :, :p] @ st["beta"]
-                - np.einsum("nqr,nr->nq", self.ZZ, b))
-        K = Zres.T @ u                                              # sum_i Zres_i u_i'
-        dldL2 = 2.0 * H.T                                           # entry (r,s) -> 2 H[s,r]
-        dr2 = -2.0 * K
-        n = self.n
+        # H[s, r] = sum_i (A_i^{-1} Lambda' ZZ_i)[s, r]
+        H = batched_backward(L, batched_forward(L, st["LtZZ"])).sum(axis=2)
+        u = self._u(st)                                                   # (Q, N)
+        b = Lam @ u
+        Zres = (self.ZXy[:, p, :] - np.tensordot(st["beta"], self.ZX, axes=(0, 1))
+                - np.einsum("qrn,rn->qn", self.ZZ, b))
+        K = Zres @ u.T                                                    # sum_i Zres_i u_i'
+        E_L = 2.0 * H.T                                                   # entry (r, s)
+        E_r = -2.0 * K
         if reml:
-            G = batched_backward(L, C[:, :, :p])                    # A_i^{-1} W_i
+            G = batched_backward(L, np.ascontiguousarray(C[:, :p, :]))   # (Q, p, N)
             P = self.unscaled_cov_beta(st=st)
-            GP = G @ P
-            M1 = np.einsum("nsp,nrp->sr", GP, self.ZXy[:, :, :p])  # sum G_i P ZX_i'
-            V = np.matmul(GP, np.transpose(G, (0, 2, 1)))         # G_i P G_i'
-            M2 = np.einsum("nst,ntr->sr", V, st["LtZZ"])
-            dldRX2 = (-2.0 * (M1 - M2)).T                           # entry (r,s) -> [s,r]
-            E = dldL2 + dldRX2 + (n - p) / st["r2"] * dr2
+            GP = np.stack([P @ G[s] for s in range(Q)])                   # (G_i P)[s] (P sym)
+            M1 = GP.reshape(Q, -1) @ self.ZX.reshape(Q, -1).T             # sum G_i P ZX_i'
+            V = np.empty((Q, Q, self.N))
+            for s in range(Q):
+                for t in range(Q):
+                    V[s, t] = np.einsum("pn,pn->n", GP[s], G[t])          # G_i P G_i'
+            M2 = np.einsum("stn,trn->sr", V, st["LtZZ"])
+            E_X = -2.0 * (M1 - M2).T
         else:
-            E = dldL2 + n / st["r2"] * dr2
-        g = np.zeros(self.ntheta)
-        for k in range(self.ntheta):
-            g[k] = sum(E[r, s] for (r, s) in self._dlam_entries(k))
-        return g
+            E_X = np.zeros_like(E_L)
+        out = []
+        for E in (E_L, E_X, E_r):
+            out.append(np.array([sum(E[r, s] for (r, s) in self._dlam_entries(k))
+                                 for k in range(self.ntheta)]))
+        return (st, *out)
+
+    def value_and_grad(self, theta, reml=True):
+        """Profiled deviance and its analytic gradient with respect to theta."""
+        st, gL, gX, gr = self.grad_parts(theta, reml)
+        m = (self.n - self.p) if reml else self.n
+        return self._dev(st, reml), gL + gX + m / st["r2"] * gr
+
+    def varpar_gradient(self, varpar, reml=True):
+        """Analytic gradient of :meth:`deviance_varpar` in ``(theta, sigma)``."""
+        theta, sigma = np.asarray(varpar[:-1], float), float(varpar[-1])
+        st, gL, gX, gr = self.grad_parts(theta, reml)
+        s2 = sigma ** 2
+        m = (self.n - self.p) if reml else self.n
+        g_sigma = -2.0 * st["r2"] / sigma ** 3 + 2.0 * m / sigma
+        return np.r_[gL + gX + gr / s2, g_sigma]
+
+    def gradient(self, theta, reml=True):
+        """Analytic gradient of the profiled deviance (see :meth:`value_and_grad`)."""
+        return self.value_and_grad(theta, reml)[1]

@@ -94,6 +94,13 @@ def _build_frame(formula, data, groups, re_formula, nested, eval_env):
                                 f"(columns: {', '.join(map(str, data.columns))})")
     df = data if data.index.is_unique else data.reset_index(drop=True)
     re_rhs = _strip_tilde(re_formula)
+    # patsy walks string columns element by element; pandas categoricals go through codes
+    text = f"{formula} {re_rhs}"
+    conv = [c for c in df.columns if isinstance(c, str) and c in text
+            and (pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]))
+            and not isinstance(df[c].dtype, pd.CategoricalDtype)]
+    if conv:
+        df = df.assign(**{c: df[c].astype("category") for c in conv})
 
     def designs(frame):
         try:
@@ -214,30 +221,87 @@ def _num_jacobian(fun, x, rel=1e-5):
     return np.column_stack(cols)
 
 
-def _optimize(prob, reml, maxiter, theta0=None):
-    f = lambda t: prob.deviance(t, reml)  # noqa: E731
-    jac = lambda t: prob.gradient(t, reml)  # noqa: E731
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower]
-    x0 = prob.theta0 if theta0 is None else np.asarray(theta0, float)
+def _lbfgsb(fg, x0, bounds, maxiter):
+    opts = dict(maxiter=maxiter, ftol=1e-14, gtol=1e-7, maxcor=20)
+    return optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+
+
+def _escape_boundary(f, fg, phi, fbest, bounded, lower, bounds, maxiter):
+    """Move off a boundary point that is not a minimum.
+
+    The deviance is even in a diagonal entry of Lambda when the others in its row are 0, so a
+    bounded entry at 0 always has zero gradient there and a gradient method that hits the
+    bound stops even when the minimum is inside. For every bounded entry at 0 a bounded
+    Brent line search along that entry decides; if it improves, L-BFGS-B restarts from there.
+    """
     nfev = 0
-    opts = dict(maxiter=maxiter, ftol=1e-15, gtol=1e-8, maxcor=20)
-    res = optimize.minimize(f, x0, jac=jac, method="L-BFGS-B", bounds=bounds, options=opts)
-    nfev += res.nfev
-    theta = np.maximum(res.x, prob.lower)
+    for _ in range(2 * len(phi)):
+        moved = False
+        for k in np.flatnonzero(bounded & (phi < SINGULAR_TOL)):
+            def line(t, k=k):
+                x = phi.copy()
+                x[k] = t
+                return f(x)
+
+            r = optimize.minimize_scalar(line, bounds=(0.0, 3.0), method="bounded",
+                                         options=dict(xatol=1e-7))
+            nfev += r.nfev
+            if r.fun < fbest - 1e-9:
+                start = phi.copy()
+                start[k] = r.x
+                alt = _lbfgsb(fg, start, bounds, maxiter)
+                nfev += alt.nfev
+                if alt.fun < r.fun:
+                    phi, fbest = np.maximum(alt.x, lower), float(alt.fun)
+                else:
+                    phi, fbest = start, float(r.fun)
+                moved = True
+                break
+        if not moved:
+            break
+    return phi, fbest, nfev
+
+
+def _optimize(prob, reml, maxiter):
+    """Minimise the profiled deviance over theta.
+
+    The optimiser works on ``phi = theta * d`` where ``d`` is the root-mean-square of the
+    random-effects column that each theta entry multiplies (the factor of a random slope on
+    weeks is about the SD of weeks), which makes the problem far better conditioned; the
+    start is lme4's identity factor in those units. Bounded L-BFGS-B with the analytic
+    gradient; if a bounded entry ends at 0 the optimiser is restarted once with that entry
+    moved off the boundary when a line search finds a lower deviance (a boundary point that
+    is not a minimum is not accepted, see :func:`_escape_boundary`); if
+    lme4's gradient criterion still fails a Nelder-Mead polish and a second L-BFGS-B run
+    follow.
+    """
+    s = prob.theta_scale
+
+    def fg(phi):
+        v, g = prob.value_and_grad(phi / s, reml)
+        return v, g / s
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower]
+    bounded = np.isfinite(prob.lower)
+    res = _lbfgsb(fg, prob.theta0.copy(), bounds, maxiter)
+    nfev, nit, msg = res.nfev, res.nit, str(res.message)
+    phi, fbest = np.maximum(res.x, prob.lower), float(res.fun)
+    if maxiter > 1:
+        phi, fbest, extra = _escape_boundary(lambda x: fg(x)[0], fg, phi, fbest, bounded & (s > 0),
+                                             prob.lower, bounds, maxiter)
+        nfev += extra
+    theta = phi / s
     crit, g = _grad_check(prob, theta, reml)
-    msg = res.message
     if crit > GRAD_TOL and maxiter > 1:
-        # polish: derivative-free simplex from the quasi-Newton end point, then once more
-        nm = optimize.minimize(f, theta, method="Nelder-Mead", bounds=bounds,
-                               options=dict(maxiter=200 * prob.ntheta * 10, xatol=1e-10,
+        nm = optimize.minimize(lambda x: fg(x)[0], phi, method="Nelder-Mead", bounds=bounds,
+                               options=dict(maxiter=2000 * prob.ntheta, xatol=1e-10,
                                             fatol=1e-12, adaptive=True))
-        res = optimize.minimize(f, np.maximum(nm.x, prob.lower), jac=jac, method="L-BFGS-B",
-                                bounds=bounds, options=opts)
+        res = _lbfgsb(fg, np.maximum(nm.x, prob.lower), bounds, maxiter)
         nfev += nm.nfev + res.nfev
-        theta = np.maximum(res.x, prob.lower)
+        if res.fun <= fbest:
+            theta, msg = np.maximum(res.x, prob.lower) / s, str(res.message)
         crit, g = _grad_check(prob, theta, reml)
-        msg = res.message
-    return theta, crit, g, nfev, str(msg)
+    return theta, crit, g, nfev, f"{msg} ({nit} iterations)"
 
 
 # --------------------------------------------------------------------------- public API
@@ -343,7 +407,9 @@ def _fit_statsmodels(spec, prob, reml, maxiter):
         exog_vc = {spec.nested: {}}
         for g in np.unique(spec.codes):
             exog_vc[spec.nested][g] = Zn[spec.codes == g]
-    model = MixedLM(spec.y, spec.X, groups=spec.codes, exog_re=spec.Z[:, :q], exog_vc=exog_vc)
+    model = MixedLM(pd.Series(spec.y, name=spec.yname),
+                    pd.DataFrame(spec.X, columns=spec.exog_names), groups=spec.codes,
+                    exog_re=pd.DataFrame(spec.Z[:, :q], columns=spec.re_names), exog_vc=exog_vc)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         smres = model.fit(reml=reml, maxiter=maxiter)
@@ -532,25 +598,39 @@ class LMMResult:
                                             for lev in self._spec.nested_levels]
         q = len(self._spec.re_names)
         if self.nested is not None:
-            absent = self._prob.ZZ[:, np.arange(q, self._prob.Q), np.arange(q, self._prob.Q)] == 0
+            zz = self._prob.ZZ
+            absent = np.stack([zz[j, j] == 0 for j in range(q, self._prob.Q)], axis=1)
             b[:, q:][absent] = np.nan
         return pd.DataFrame(b, index=self._spec.group_labels, columns=cols)
 
     # -- inference
     def _satterthwaite_parts(self):
+        """``A = 2 H^{-1}`` and ``dC/dpsi`` in ``psi = (theta * d, sigma)``.
+
+        The df are invariant to a smooth reparametrisation of the variance parameters, so
+        they are computed in the well-conditioned scaled parameters the optimiser uses;
+        ``H`` is the Richardson-extrapolated central-difference Jacobian of the analytic
+        gradient of the deviance in ``(theta, sigma)``.
+        """
         if self._satt is None:
             prob, reml = self._prob, self.reml
-            vp = np.r_[self.theta, self.sigma]
-            H = _richardson_hessian(lambda v: prob.deviance_varpar(v, reml), vp)
+            sc = np.r_[prob.theta_scale, 1.0]
+            psi = np.r_[self.theta, self.sigma] * sc
+
+            def grad(v):
+                return prob.varpar_gradient(v / sc, reml) / sc
+
+            H = _richardson_jacobian(grad, psi)
             H = 0.5 * (H + H.T)
             A = 2.0 * np.linalg.pinv(H)
 
             def covb(v):
-                return (v[-1] ** 2) * prob.unscaled_cov_beta(theta=v[:-1])
+                v = v / sc
+                return ((v[-1] ** 2) * prob.unscaled_cov_beta(theta=v[:-1])).ravel()
 
-            J = _richardson_jacobian(lambda v: covb(v).ravel(), vp)
+            J = _richardson_jacobian(covb, psi)
             p = prob.p
-            self._satt = (A, [J[:, k].reshape(p, p) for k in range(len(vp))])
+            self._satt = (A, [J[:, k].reshape(p, p) for k in range(len(psi))])
         return self._satt
 
     def df_satterthwaite(self, L) -> np.ndarray:
@@ -559,8 +639,8 @@ class LMMResult:
         .. math:: \\nu_l = \\frac{2 (l^\\top C l)^2}{g^\\top A g},\\quad
             g_j = l^\\top \\frac{\\partial C}{\\partial \\varphi_j} l,\\quad A = 2H^{-1}
 
-        as lmerTest's ``contest1D``; ``H`` is the numerical (Richardson) Hessian of the
-        deviance in ``(theta, sigma)``.
+        as lmerTest's ``contest1D``; ``H`` is the Hessian of the deviance in
+        ``(theta, sigma)`` (numerical Jacobian of its analytic gradient).
 
         Examples
         --------
@@ -602,10 +682,10 @@ class LMMResult:
         fe = self.summary().reset_index().assign(component="fixed")
         vc = self.varcomp.rename(columns={"sdcor": "estimate"})
         vc = vc.assign(component="random",
-                       term=[f"{g}: {a}" + (f" ~ {b}" if b is not None else "")
-                             if a is not None else "Residual"
+                       term=[f"{g}: {a}" + ("" if pd.isna(b) else f" ~ {b}")
+                             if not pd.isna(a) else "Residual"
                              for g, a, b in zip(vc["group"], vc["var1"], vc["var2"])],
-                       kind=["cor" if b is not None else "sd" for b in vc["var2"]])
+                       kind=["sd" if pd.isna(b) else "cor" for b in vc["var2"]])
         fe["kind"] = "coef"
         cols = ["component", "term", "kind", "estimate", "se", "df", "t", "p", "ci_low", "ci_high"]
         return pd.concat([fe, vc], ignore_index=True).reindex(columns=cols)
@@ -704,10 +784,10 @@ class LMMResult:
 
 
 # --------------------------------------------------------------------------- numerics
-def _steps(x, d=1e-4, zero_tol=1e-4):
-    """numDeriv's default step: ``d * |x|`` (``d`` where ``|x|`` is ~0)."""
+def _steps(x, d=1e-3, floor=0.05):
+    """Initial step ``d * max(|x|, floor)`` (parameters are on a unit-ish scale)."""
     x = np.asarray(x, float)
-    return np.where(np.abs(x) < zero_tol, d, d * np.abs(x))
+    return d * np.maximum(np.abs(x), floor)
 
 
 def _richardson(values_by_step, r):
@@ -731,27 +811,3 @@ def _richardson_jacobian(fun, x, r=4):
             ests.append((np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * e[k]))
         cols.append(_richardson(ests, r))
     return np.column_stack(cols)
-
-
-def _richardson_hessian(fun, x, r=4):
-    x = np.asarray(x, float)
-    k = len(x)
-    h0 = _steps(x)
-    f0 = fun(x)
-    H = np.zeros((k, k))
-    for i in range(k):
-        for j in range(i, k):
-            ests = []
-            for m in range(r):
-                hi, hj = h0[i] / 2 ** m, h0[j] / 2 ** m
-                ei = np.zeros(k)
-                ei[i] = hi
-                ej = np.zeros(k)
-                ej[j] = hj
-                if i == j:
-                    ests.append((fun(x + ei) - 2 * f0 + fun(x - ei)) / hi ** 2)
-                else:
-                    ests.append((fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej)
-                                 + fun(x - ei - ej)) / (4 * hi * hj))
-            H[i, j] = H[j, i] = _richardson(ests, r)
-    return H
