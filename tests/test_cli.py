@@ -1,0 +1,35 @@
+"""The command line: exit codes, no tracebacks, simulate writes a valid cohort."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import hipstats as hs
+from hipstats.cli import main
+
+
+def test_validate_clean_exits_0(capsys):
+    assert main(["validate", "data/example"]) == 0
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_simulate_writes_valid_tables(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path), "--n", "12", "--seed", "1", "--format", "parquet"]) == 0
+    assert hs.validate(tmp_path).ok
+    assert main(["simulate", "--out", str(tmp_path), "--n", "12", "--format", "parquet"]) == 2  # no overwrite
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_bad_option_exits_2_without_traceback(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path), "--weeks", "0,x"]) == 2
+    err = capsys.readouterr().err
+    assert "--weeks must be numbers" in err and "Traceback" not in err
+    assert main(["no-such-command"]) == 2
+
+
+def test_console_script_runs_in_a_subprocess():
+    r = subprocess.run([sys.executable, "-m", "hipstats.cli", "validate", "tests/bad_inputs/out_of_range"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "range" in r.stdout and "Traceback" not in r.stdout + r.stderr
