@@ -428,6 +428,51 @@ class TrialDesign:
             return float(slope[self.arms.index(target)] - slope[self.arms.index(reference)])
         return float(m.iloc[self.arms.index(target), -1] - m.iloc[self.arms.index(reference), -1])
 
+    def endpoint_moments(self) -> pd.Series:
+        """SDs and correlation of baseline and last visit implied by the variance components.
+
+        With :math:`T` the time from baseline to the last visit,
+        :math:`\mathrm{Var}(y_0) = \sigma_0^2 + \sigma_e^2`,
+        :math:`\mathrm{Var}(y_T) = \sigma_0^2 + 2 r \sigma_0 \sigma_1 T + \sigma_1^2 T^2
+        + \sigma_e^2`, :math:`\mathrm{Cov} = \sigma_0^2 + r \sigma_0 \sigma_1 T`. These are
+        the ``sd`` and ``rho`` inputs of :func:`power_change_scores` (``sd_change``) and
+        :func:`power_ancova` (``sd_follow_up``, ``rho``) for the last-visit analyses.
+
+        Returns
+        -------
+        Series
+            sd_baseline, sd_follow_up, rho, sd_change.
+        """
+        t = self.weeks[-1] - self.weeks[0]
+        s0, s1, r, se = (self.sd_intercept, self.sd_slope, self.corr_intercept_slope,
+                         self.sd_residual)
+        v0 = s0 * s0 + se * se
+        c01 = s0 * s0 + r * s0 * s1 * t
+        v1 = s0 * s0 + 2 * r * s0 * s1 * t + s1 * s1 * t * t + se * se
+        return pd.Series({"sd_baseline": math.sqrt(v0), "sd_follow_up": math.sqrt(v1),
+                          "rho": c01 / math.sqrt(v0 * v1),
+                          "sd_change": math.sqrt(v0 + v1 - 2 * c01)})
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrialDesign:
+        """Design from flat parameters as the command line and notebooks give them.
+
+        Lists may be strings (``"0,3,6,9,12"``), per-arm values ``"control=0,loading=6"``
+        or ``"control:0,loading:6"``;
+        the keys are the field names (aliases ``corr``, ``tau``, ``visits``). Keys that are
+        not design fields are ignored, ``None`` values too.
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> d = TrialDesign.from_params({"arms": "control,loading", "weeks": "0,6,12",
+        ...                              "effects": "control=0,loading=6", "n_per_arm": "40"})
+        >>> d.weeks, d.n_total
+        ((0.0, 6.0, 12.0), 80)
+        """
+        d, _, sizes = _split_params(params)
+        return cls(n_per_arm=sizes[0], **d)
+
     def with_n(self, n_per_arm) -> TrialDesign:
         """Copy with another number of participants per arm."""
         return dataclasses.replace(self, n_per_arm=n_per_arm)
@@ -938,11 +983,59 @@ def _parse_mapping(value) -> dict[str, float]:
         return {str(k): float(v) for k, v in value.items()}
     out = {}
     for item in _parse_list(value):
-        if "=" not in item:
-            raise ParameterError(f"expected arm=value pairs, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = float(v)
+        sep = "=" if "=" in item else ":"
+        if sep not in item:
+            raise ParameterError(f"expected arm=value (or arm:value) pairs, got {item!r}")
+        k, v = item.split(sep, 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise ParameterError(f"{item!r}: {v.strip()!r} is not a number") from None
     return out
+
+
+def _normalise_keys(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {_ALIASES.get(k.replace("-", "_"), k.replace("-", "_")): v
+            for k, v in params.items() if v is not None}
+
+
+def _split_params(params: Mapping[str, Any]):
+    """(design kwargs without n_per_arm, simulate_power kwargs, list of sizes)."""
+    p = _normalise_keys(params)
+    d = {k: v for k, v in p.items() if k in _DESIGN_KEYS}
+    s = {k: v for k, v in p.items() if k in _SIM_KEYS}
+    if "arms" in d:
+        d["arms"] = tuple(_parse_list(d["arms"]))
+    if "weeks" in d:
+        d["weeks"] = tuple(_parse_list(d["weeks"], float))
+    for key in ("effects", "dropout", "n_per_arm"):
+        v = d.get(key)
+        if isinstance(v, Mapping) or (isinstance(v, str) and ("=" in v or ":" in v)):
+            d[key] = _parse_mapping(v)
+    if isinstance(d.get("dropout"), str):
+        d["dropout"] = float(d["dropout"])
+    if isinstance(d.get("dropout_pattern"), str) and d["dropout_pattern"] != "uniform":
+        d["dropout_pattern"] = tuple(_parse_list(d["dropout_pattern"], float))
+    for key in ("plateau_tau_weeks", "baseline_mean", "sd_intercept", "sd_slope",
+                "corr_intercept_slope", "sd_residual"):
+        if key in d:
+            d[key] = float(d[key])
+    n_arg = d.pop("n_per_arm", 60)
+    if isinstance(n_arg, Mapping):
+        sizes = [{k: int(v) for k, v in n_arg.items()}]
+    elif isinstance(n_arg, (int, float, np.integer)):
+        sizes = [int(n_arg)]
+    else:
+        sizes = _parse_list(n_arg, int)
+    for key in ("n_sim", "n_jobs", "chunk_size", "seed"):
+        if key in s:
+            s[key] = int(s[key])
+    for key in ("alpha", "ci_level"):
+        if key in s:
+            s[key] = float(s[key])
+    if s.get("client") == "":
+        s.pop("client")
+    return d, s, sizes
 
 
 def run_power_from_params(params: Mapping[str, Any]):
@@ -962,7 +1055,7 @@ def run_power_from_params(params: Mapping[str, Any]):
       ``effect``, ``sd``, (``rho``), and ``n_per_arm`` or ``power``, ``alpha``, ``dropout``.
 
     Strings are accepted as the command line gives them: lists as ``"0,3,6,9,12"``, per-arm
-    values as ``"control=0,loading=6"``; aliases ``jobs`` (n_jobs), ``scheduler`` (client),
+    values as ``"control=0,loading=6"`` or ``"control:0,loading:6"``; aliases ``jobs`` (n_jobs), ``scheduler`` (client),
     ``corr``, ``tau``, ``visits``. ``None`` values are ignored (unset options).
 
     Examples
@@ -972,8 +1065,7 @@ def run_power_from_params(params: Mapping[str, Any]):
     ...                        "power": 0.8}).n_per_arm
     64.0
     """
-    p = {_ALIASES.get(k.replace("-", "_"), k.replace("-", "_")): v
-         for k, v in params.items() if v is not None}
+    p = _normalise_keys(params)
     method = str(p.pop("method", "simulation")).lower()
     if method in _ANALYTIC:
         allowed = {"effect", "sd", "n_per_arm", "power", "alpha", "dropout"}
@@ -992,28 +1084,7 @@ def run_power_from_params(params: Mapping[str, Any]):
     unknown = set(p) - _DESIGN_KEYS - _SIM_KEYS
     if unknown:
         raise ParameterError(f"unknown parameters: {sorted(unknown)}")
-    d = {k: v for k, v in p.items() if k in _DESIGN_KEYS}
-    s = {k: v for k, v in p.items() if k in _SIM_KEYS}
-    if "arms" in d:
-        d["arms"] = tuple(_parse_list(d["arms"]))
-    if "weeks" in d:
-        d["weeks"] = tuple(_parse_list(d["weeks"], float))
-    for key in ("effects", "dropout"):
-        if key in d and (isinstance(d[key], Mapping) or
-                         (isinstance(d[key], str) and "=" in d[key])):
-            d[key] = _parse_mapping(d[key])
-        elif key in d and key == "dropout":
-            d[key] = float(d[key])
-    if isinstance(d.get("dropout_pattern"), str) and d["dropout_pattern"] != "uniform":
-        d["dropout_pattern"] = tuple(_parse_list(d["dropout_pattern"], float))
-    n_arg = d.pop("n_per_arm", 60)
-    sizes = ([int(n_arg)] if isinstance(n_arg, (int, float, np.integer))
-             else _parse_list(n_arg, int))
-    for key in ("n_sim", "n_jobs", "chunk_size"):
-        if key in s:
-            s[key] = int(s[key])
-    if "seed" in s:
-        s["seed"] = int(s["seed"])
+    d, s, sizes = _split_params(p)
     design = TrialDesign(n_per_arm=sizes[0], **d)
     if len(sizes) > 1:
         return power_curve(design, sizes, **s)
