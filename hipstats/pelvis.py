@@ -110,12 +110,24 @@ def _primary_rater(df: pd.DataFrame, rater: str | None) -> pd.DataFrame:
     return out
 
 
-def _select_visits(df: pd.DataFrame, visits) -> pd.DataFrame:
-    """visits: None = all visits; "scheduled" = all but 'retest' visits; or a list of labels."""
-    if visits is None:
+def _scheduled_visits(data) -> list[str]:
+    """Scheduled visits: the cohort's own list, else (as :meth:`Cohort.schedule`) the visits
+    attended by at least half as many participants as the best-attended visit."""
+    sched = getattr(data, "scheduled_visits", None)
+    if sched is not None and not isinstance(data, pd.DataFrame):
+        return list(sched)
+    m = _table(data, "measurements")
+    n = m.groupby("visit", observed=True)["participant_id"].nunique()
+    return n.index[n >= 0.5 * n.max()].tolist()
+
+
+def _select_visits(df: pd.DataFrame, visits, data) -> pd.DataFrame:
+    """visits: None/"all" = all visits; "scheduled" = scheduled visits only (a retest visit of
+    a reliability subset is left out); or a list of visit labels."""
+    if visits is None or (isinstance(visits, str) and visits == "all"):
         return df
     if isinstance(visits, str) and visits == "scheduled":
-        return df[~df["visit"].astype(str).str.startswith("retest")]
+        return df[df["visit"].isin(_scheduled_visits(data))]
     labels = [visits] if isinstance(visits, str) else list(visits)
     out = df[df["visit"].isin(labels)]
     if out.empty:
@@ -147,7 +159,7 @@ def visit_values(data, measure: str, *, pelvis: str | None = "free", rater: str 
     elif "position" in df.columns and df["position"].nunique() > 1:
         raise AnalysisError(f"{measure!r} was measured in several positions "
                             f"{sorted(df['position'].dropna().unique().tolist())}; pass position=")
-    df = _select_visits(_primary_rater(df, rater), visits)
+    df = _select_visits(_primary_rater(df, rater), visits, data)
     df = df.copy()
     if "week" not in df.columns:
         df["week"] = np.nan
@@ -293,7 +305,10 @@ def pelvis_frame(data, *, measure: str = "hip_ir_deg", tilt_measure: str = "pelv
     Returns
     -------
     DataFrame
-        participant_id, visit, week, side, ir_free, ir_neutral, tilt, tilt_class.
+        participant_id, visit, week, side, ir_free, ir_neutral, tilt, tilt_class;
+        ``attrs["tilt_error_var"]`` is the measurement-error variance of a visit's tilt (the
+        pooled within-visit variance of the tilt trials divided by the number of trials; NaN
+        without replicate trials), used to correct the tilt slopes for attenuation.
 
     Examples
     --------
@@ -309,11 +324,11 @@ def pelvis_frame(data, *, measure: str = "hip_ir_deg", tilt_measure: str = "pelv
     m = _table(data, "measurements")
     _require(m, ["participant_id", "visit", "measure", "value"], "a measurements table")
     has_pelvis = "pelvis" in m.columns and m.loc[m["measure"] == measure, "pelvis"].notna().any()
-    free = visit_values(m, measure, pelvis="free" if has_pelvis else None, rater=rater,
+    free = visit_values(data, measure, pelvis="free" if has_pelvis else None, rater=rater,
                         position=position, visits=visits, side=side)
     out = free.rename(columns={"value": "ir_free"}).drop(columns="n_trials")
     if has_pelvis and (m.loc[m["measure"] == measure, "pelvis"] == "neutral").any():
-        neu = visit_values(m, measure, pelvis="neutral", rater=rater, position=position,
+        neu = visit_values(data, measure, pelvis="neutral", rater=rater, position=position,
                            visits=visits, side=side)
         neu = neu.rename(columns={"value": "ir_neutral", "week": "_week"})
         out = out.merge(neu[["participant_id", "visit", "side", "ir_neutral", "_week"]],
@@ -322,14 +337,34 @@ def pelvis_frame(data, *, measure: str = "hip_ir_deg", tilt_measure: str = "pelv
     else:
         out["ir_neutral"] = np.nan
     if (m["measure"] == tilt_measure).any():
-        tilt = visit_values(m, tilt_measure, pelvis=None, rater=rater, visits=visits,
+        tilt = visit_values(data, tilt_measure, pelvis=None, rater=rater, visits=visits,
                             side="mean")[["participant_id", "visit", "value"]]
         out = out.merge(tilt.rename(columns={"value": "tilt"}), on=["participant_id", "visit"],
                         how="left")
     else:
         out["tilt"] = np.nan
     out["tilt_class"] = tilt_class(out["tilt"], cuts)
-    return out.sort_values(["participant_id", "week", "visit", "side"]).reset_index(drop=True)
+    out = out.sort_values(["participant_id", "week", "visit", "side"]).reset_index(drop=True)
+    out.attrs["tilt_error_var"] = (_trial_error_var(data, tilt_measure, rater, visits)
+                                   if out["tilt"].notna().any() else np.nan)
+    return out
+
+
+def _trial_error_var(data, measure: str, rater: str | None, visits) -> float:
+    """Measurement-error variance of a visit's mean of trials: the pooled within-visit
+    variance of the trials times the mean of 1/(trials per visit); NaN without replicates."""
+    m = _table(data, "measurements")
+    df = _select_visits(_primary_rater(m[m["measure"] == measure], rater), visits, data)
+    g = df.groupby(["participant_id", "visit"], observed=True)["value"]
+    sizes = g.size()
+    dof = int((sizes - 1).sum())
+    if dof < 2:
+        return np.nan
+    s2 = float(((df["value"] - g.transform("mean")) ** 2).sum() / dof)
+    return s2 * float((1.0 / sizes).mean())
+
+
+
 
 
 def _as_pelvis_frame(data, **kw) -> pd.DataFrame:
@@ -525,10 +560,11 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
     --------
     >>> import pandas as pd
     >>> from hipstats.pelvis import rm_corr
-    >>> df = pd.DataFrame({"s": [1, 1, 1, 2, 2, 2], "x": [1, 2, 3, 5, 6, 7],
-    ...                    "y": [2.0, 3.5, 4.0, 1.0, 2.2, 3.1]})
-    >>> round(float(rm_corr(df, "x", "y", "s")["r"].iloc[0]), 3)
-    0.959
+    >>> df = pd.DataFrame({"s": [1, 1, 1, 2, 2, 2, 3, 3, 3], "x": [1, 2, 3, 5, 6, 7, 2, 4, 6],
+    ...                    "y": [2.0, 3.5, 4.0, 1.0, 2.2, 3.1, 5.0, 5.5, 7.0]})
+    >>> res = rm_corr(df, "x", "y", "s")
+    >>> round(float(res["r"].iloc[0]), 3), int(res["df"].iloc[0])
+    (0.913, 5)
     """
     d, xc, yc, single = _within_subject(data, x, y, subject)
     k, n = d[subject].nunique(), len(d)
@@ -540,7 +576,8 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
                             "repeated-measures correlation is undefined")
     if dof < 4:
         raise AnalysisError(f"rm_corr needs at least 4 residual degrees of freedom "
-                            f"(N - k - 1), got {dof} from {n} observations of {k} {subject}s")
+                            f"(N - k - 1), got {dof} from {n} observations of {k} participants "
+                            f"({subject!r})")
     r = float(np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0))
     with np.errstate(divide="ignore"):
         t = r * np.sqrt(dof / (1 - r * r)) if abs(r) < 1 else np.sign(r) * np.inf
@@ -584,7 +621,8 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: s
 
 
 def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
-                   covariates: Sequence[str] = (), alpha: float = 0.05) -> pd.DataFrame:
+                   covariates: Sequence[str] = (), x_error_var: float | None = None,
+                   alpha: float = 0.05) -> pd.DataFrame:
     """Mixed model splitting x into between- and within-participant components.
 
     .. math::
@@ -595,9 +633,26 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
 
     fitted by REML with :func:`hipstats.models.lmm.fit_lmm` (t tests and CIs on
     Satterthwaite df, as lmerTest). :math:`\\beta_W` answers "when a participant's x moves
-    by one unit, how does their y move?"; :math:`\\beta_B` "do participants with one unit more mean x have a
-    different mean y?"; the contextual effect :math:`\\beta_B - \\beta_W` tests whether the
-    two levels differ (Curran & Bauer 2011; Enders & Tofighi 2007).
+    by one unit, how does their y move?"; :math:`\\beta_B` "do participants with one unit
+    more mean x have a different mean y?"; the contextual effect :math:`\\beta_B - \\beta_W`
+    tests whether the two levels differ (Curran & Bauer 2011).
+
+    **Measurement error in x.** When x is read with error (standing tilt: a few trials per
+    visit), both slopes are attenuated towards 0, the within slope most because within
+    variation is small. Given ``x_error_var`` :math:`\\sigma^2_u` (error variance of one
+    observed x, e.g. the trial variance divided by the number of trials averaged), the rows
+    ``within_corrected`` and ``between_corrected`` divide estimate, SE and CI by the
+    reliability ratios (regression calibration; Fuller 1987, Carroll et al. 2006)
+
+    .. math::
+
+        \\lambda_W = 1 - \\frac{(N - k)\\,\\sigma^2_u}{\\sum_{ij}(x_{ij} - \\bar x_i)^2},
+        \\qquad
+        \\lambda_B = 1 - \\frac{\\operatorname{mean}_i(\\sigma^2_u / n_i)}
+                               {\\operatorname{var}_i(\\bar x_i)}
+
+    treating :math:`\\lambda` as known (its uncertainty is small when many replicate trials
+    inform :math:`\\sigma^2_u`); t and p are those of the uncorrected slope.
 
     Parameters
     ----------
@@ -607,13 +662,16 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
         Column names.
     covariates : sequence of str
         Extra fixed-effect terms (formula syntax, e.g. ``"C(side)"``).
+    x_error_var : float, optional
+        Measurement-error variance of x; adds the corrected rows.
     alpha : float
         1 - confidence level.
 
     Returns
     -------
     DataFrame
-        Rows ``within``, ``between``, ``contextual`` (between - within) and the intercept and
+        Rows ``within``, ``between``, ``contextual`` (between - within), with ``x_error_var``
+        also ``within_corrected`` and ``between_corrected``, then the intercept and
         covariates: term, estimate, se, df, t, p, ci_low, ci_high; ``attrs`` holds the variance
         components (var_subject, var_residual), n_obs, n_subjects and the engine used.
 
@@ -621,6 +679,8 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     ----------
     Curran PJ, Bauer DJ (2011). The disaggregation of within-person and between-person effects
     in longitudinal models of change. Annual Review of Psychology 62:583-619.
+    Fuller WA (1987). Measurement Error Models. Wiley. Carroll RJ, Ruppert D, Stefanski LA,
+    Crainiceanu CM (2006). Measurement Error in Nonlinear Models, 2nd ed. Chapman & Hall.
 
     Examples
     --------
@@ -631,7 +691,7 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     >>> x = mu + rng.normal(0, 2, s.size)
     >>> y = 30 - 0.05 * mu - 0.3 * (x - mu) + rng.normal(0, 6, 40)[s] + rng.normal(0, 1, s.size)
     >>> wb = within_between(pd.DataFrame({"s": s, "x": x, "y": y}), "x", "y", "s")
-    >>> wb.set_index("term").loc["within", "estimate"] < 0
+    >>> bool(wb.set_index("term").loc["within", "estimate"] < 0)
     True
     """
     _require(data, [x, y, subject], "within_between")
@@ -652,12 +712,38 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
                                         contrast={"_xb": 1.0, "_xw": -1.0})
     table["term"] = table["term"].replace({"_xb": "between", "_xw": "within",
                                            "contrast": "contextual"})
-    order = {"within": 0, "between": 1, "contextual": 2}
-    table = table.iloc[np.argsort([order.get(t, 3) for t in table["term"]], kind="stable")]
+    if x_error_var is not None and np.isfinite(x_error_var) and x_error_var > 0:
+        lam = _reliability_ratios(d, subject, float(x_error_var))
+        fixed = table.set_index("term")
+        rows = []
+        for term in ("within", "between"):
+            r = fixed.loc[term].copy()
+            r[["estimate", "se", "ci_low", "ci_high"]] /= lam[term]
+            rows.append({"term": f"{term}_corrected", **r.to_dict()})
+        table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+        info = {**info, "x_error_var": float(x_error_var), "reliability_within": lam["within"],
+                "reliability_between": lam["between"]}
+    order = {"within": 0, "between": 1, "contextual": 2, "within_corrected": 3,
+             "between_corrected": 4}
+    table = table.iloc[np.argsort([order.get(t, 5) for t in table["term"]], kind="stable")]
     table = table.reset_index(drop=True)
     table.attrs.update(info)
     table.attrs["n_subjects"] = int(d[subject].nunique())
     return table
+
+
+def _reliability_ratios(d: pd.DataFrame, subject: str, err: float) -> dict[str, float]:
+    """lambda_W and lambda_B of :func:`within_between` (columns _xw, _xb of its frame)."""
+    n_i = d.groupby(subject)["_xb"].size()
+    xbar = d.groupby(subject)["_xb"].first()
+    ssw = float((d["_xw"] ** 2).sum())
+    lam_w = 1 - (len(d) - len(n_i)) * err / ssw
+    lam_b = 1 - float((err / n_i).mean()) / float(xbar.var(ddof=1))
+    if lam_w < 0.2 or lam_b < 0.2:
+        raise AnalysisError(f"the measurement error of x (variance {err:.3g}) is too large next "
+                            f"to its within-participant variation (reliability {lam_w:.2f}) or "
+                            f"between-participant variation ({lam_b:.2f}) to correct for it")
+    return {"within": lam_w, "between": lam_b}
 
 
 # ----------------------------------------------------------------------------------------
@@ -792,9 +878,11 @@ class PelvisResult(_Result):
         wb = self.within_between.set_index("term")
         for term, text in (("within", "when a participant's tilt rises by 1 deg"),
                            ("between", "per 1 deg higher participant-mean tilt")):
-            r = wb.loc[term]
+            corrected = f"{term}_corrected" in wb.index
+            r = wb.loc[f"{term}_corrected" if corrected else term]
+            note = ", corrected for tilt measurement error" if corrected else ""
             rows.append((f"{term.capitalize()}-participant slope of own-posture IR on standing "
-                         "tilt (deg/deg)", r["estimate"], r["ci_low"], r["ci_high"], r["p"],
+                         f"tilt (deg/deg{note})", r["estimate"], r["ci_low"], r["ci_high"], r["p"],
                          f"IR changes by {r['estimate']:.2f} deg {text} ({lvl} CI "
                          f"{r['ci_low']:.2f} to {r['ci_high']:.2f})"))
         c = self.rm_corr.iloc[0]
@@ -839,8 +927,8 @@ class PelvisResult(_Result):
 
 
 def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: str = "mean",
-                    alpha: float = 0.05, visits="scheduled", rater: str | None = None,
-                    position: str | None = None) -> PelvisResult:
+                    alpha: float = 0.05, correct_tilt_error: bool = True, visits="scheduled",
+                    rater: str | None = None, position: str | None = None) -> PelvisResult:
     """H1 in one call: paired neutral-vs-own-posture IR, tilt-IR association on both levels,
     and IR by tilt class.
 
@@ -854,6 +942,10 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
         paired comparison always reports left, right and pooled.
     alpha : float
         1 - confidence level.
+    correct_tilt_error : bool
+        Correct the within and between slopes for the measurement error of standing tilt,
+        estimated from the replicate tilt trials (see :func:`within_between`); the summary
+        then reports the corrected slopes. Without replicate trials no correction is made.
     visits, rater, position
         See :func:`pelvis_frame`.
 
@@ -871,14 +963,27 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
     """
     both = pelvis_frame(cohort, side="both", visits=visits, rater=rater, position=position,
                         cuts=cuts)
-    frame = (pelvis_frame(cohort, side=side, visits=visits, rater=rater, position=position,
-                          cuts=cuts) if side != "both" else both)
+    if side == "mean":  # the mean of the per-side means, as pelvis_frame(side="mean")
+        frame = (both.groupby(["participant_id", "visit"], sort=True, observed=True)
+                 .agg(week=("week", "first"), ir_free=("ir_free", "mean"),
+                      ir_neutral=("ir_neutral", "mean"), tilt=("tilt", "first")).reset_index()
+                 .assign(side="mean"))
+        frame["tilt_class"] = tilt_class(frame["tilt"], cuts)
+        frame = frame[both.columns]
+        frame.attrs.update(both.attrs)
+    elif side == "both":
+        frame = both
+    else:
+        frame = both[both["side"] == side].reset_index(drop=True)
+        if frame.empty:
+            raise AnalysisError(f"no IR readings on the {side} side")
     paired = (paired_pelvis_difference(both, alpha=alpha)
               if both["ir_neutral"].notna().any() else None)
     assoc = frame.dropna(subset=["tilt", "ir_free"])
     if assoc.empty:
         raise AnalysisError("no visit has both standing pelvic tilt and own-posture IR")
     rmc = rm_corr(assoc, "tilt", "ir_free", "participant_id", alpha=alpha)
-    wb = within_between(assoc, "tilt", "ir_free", "participant_id", alpha=alpha)
+    err = frame.attrs.get("tilt_error_var") if correct_tilt_error else None
+    wb = within_between(assoc, "tilt", "ir_free", "participant_id", x_error_var=err, alpha=alpha)
     by_class = ir_by_tilt_class(frame, cuts=cuts, alpha=alpha)
     return PelvisResult(frame, paired, rmc, wb, by_class, cuts, alpha)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.collections import LineCollection
 import numpy as np
 import pandas as pd
 
@@ -78,10 +79,11 @@ def ir_vs_tilt_plot(data, *, y: str = "ir_free", cuts: Sequence[float] = DEFAULT
         else:
             fig = ax.figure
         colours = [pal.get(str(c), "#999999") for c in classes]
-        for (pid, row), col in zip(means.iterrows(), colours):
-            xs = np.array([row[("tilt", "min")], row[("tilt", "max")]])
-            ax.plot(xs, row[(y, "mean")] + slope * (xs - row[("tilt", "mean")]), color=col,
-                    lw=0.7, alpha=0.6)
+        x0, x1 = means[("tilt", "min")].to_numpy(), means[("tilt", "max")].to_numpy()
+        xm, ym = means[("tilt", "mean")].to_numpy(), means[(y, "mean")].to_numpy()
+        segs = np.stack([np.column_stack([x0, ym + slope * (x0 - xm)]),
+                         np.column_stack([x1, ym + slope * (x1 - xm)])], axis=1)
+        ax.add_collection(LineCollection(segs, colors=colours, linewidths=0.7, alpha=0.6))
         pt_col = pf["participant_id"].map(dict(zip(means.index, colours)))
         ax.scatter(pf["tilt"], pf[y], s=10, c=pt_col.tolist(), alpha=0.5, linewidths=0)
         gx, gy = pf["tilt"].mean(), pf[y].mean()
@@ -130,8 +132,9 @@ def paired_pelvis_plot(data, *, kind: str = "slope", ax=None):
             fig = ax.figure
         if kind == "slope":
             x = np.array([0.0, 1.0])
-            for _, r in per.iterrows():
-                ax.plot(x, [r["ir_free"], r["ir_neutral"]], color="0.6", lw=0.6, alpha=0.5)
+            segs = np.stack([np.column_stack([np.zeros(len(per)), per["ir_free"]]),
+                             np.column_stack([np.ones(len(per)), per["ir_neutral"]])], axis=1)
+            ax.add_collection(LineCollection(segs, colors="0.6", linewidths=0.6, alpha=0.5))
             ax.scatter(np.zeros(len(per)), per["ir_free"], s=12, color=pal["free"], zorder=3)
             ax.scatter(np.ones(len(per)), per["ir_neutral"], s=12, color=pal["neutral"],
                        zorder=3)
