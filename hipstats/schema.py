@@ -315,3 +315,59 @@ class ContractSettings:
 #: Man Ther 16:646). Every analysis that classes tilt takes ``cuts=`` to change them.
 DEFAULT_TILT_CUTS: tuple[float, float] = (4.0, 14.0)
 TILT_CLASSES: tuple[str, ...] = ("posterior", "neutral", "anterior")
+
+
+def data_dictionary_markdown() -> str:
+    """The data dictionary (``docs/data_dictionary.md``) rendered from this module.
+
+    A test checks that the committed file equals this output, so the docs cannot
+    drift from the contract.
+
+    >>> "| hip_ir_deg |" in data_dictionary_markdown()
+    True
+    """
+    lines = ["# hipstats data dictionary", "",
+             "Generated from `hipstats/schema.py` by `python -m hipstats.schema > docs/data_dictionary.md`; "
+             "do not edit by hand.", "",
+             "Three tables in tidy long format. Column names are matched case-insensitively, with spaces and "
+             "punctuation read as `_` (so `Participant ID` is `participant_id`). Row numbers in validation "
+             "reports are the rows a person sees: the header is row 1 of a CSV file or sheet, so the first data "
+             "row is row 2; for Parquet files and SQL tables row 1 is the first record.", ""]
+    lines += ["## Measures", "", "| measure | unit | plausible range | per side | meaning |", "|---|---|---|---|---|"]
+    for m in MEASURES.values():
+        lines.append(f"| {m.name} | {'degrees' if m.is_angle else 'integer score'} | {m.plausible[0]:g} to "
+                     f"{m.plausible[1]:g} | {'yes' if m.sided else 'no (side empty)'} | {m.description} |")
+    lines += ["", "Angles must be in degrees: a measure named `*_rad`, or a degree measure whose readings all fit "
+              "inside the radian equivalent of its range, is refused with advice to convert "
+              "(`numpy.degrees`).", ""]
+    for t in TABLES.values():
+        lines += [f"## {t.name}", "", t.description, ""]
+        if t.key:
+            lines += [f"Unique key: ({', '.join(t.key)}); columns of the key that are absent are ignored.", ""]
+        lines += ["| column | type | required | unit | allowed values / range | meaning |",
+                  "|---|---|---|---|---|---|"]
+        for c in t.columns:
+            allowed = ""
+            if c.categories:
+                allowed = ", ".join(c.categories)
+            elif c.minimum is not None or c.maximum is not None:
+                allowed = f"{c.minimum:g} to {c.maximum:g}"
+            if c.name == "arm":
+                allowed = "declared in hipstats.yaml (default: " + ", ".join(DEFAULT_ARMS) + ")"
+            lines.append(f"| {c.name} | {c.dtype} | {'yes' if c.required else 'no'} | {c.unit or ''} | "
+                         f"{allowed} | {c.description} |")
+        lines.append("")
+    lines += ["## Refused identifier columns", "",
+              "Columns whose normalised name matches one of these patterns are refused in every table "
+              "(rule `identifier_column`); participant ids that look like an email, a phone number or a "
+              "person's name are refused too (rule `identifier_value`).", ""]
+    lines += [f"- `{p}`" for p in IDENTIFIER_PATTERNS]
+    lines += ["", "## Tilt classes", "",
+              f"Default cut points {DEFAULT_TILT_CUTS[0]:g} and {DEFAULT_TILT_CUTS[1]:g} degrees of standing "
+              f"tilt: below {DEFAULT_TILT_CUTS[0]:g} posterior, up to {DEFAULT_TILT_CUTS[1]:g} neutral, "
+              "from there anterior.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(data_dictionary_markdown(), end="")
