@@ -89,6 +89,18 @@ def test_emmeans_ols_ancova_matches_r(ols_ancova, weights):
     _compare(emm.to_frame(), r, ["arm"], EMM_COLS)
 
 
+@pytest.mark.parametrize("weights", ["equal", "proportional"])
+def test_cov_keep_two_valued_numeric_matches_r(anc, weights):
+    """A 0/1 numeric covariate is kept at both values (R's cov.keep = "2"), not at its mean."""
+    d = anc.assign(male=(anc["sex"] == "male").astype(float))
+    fit = smf.ols("week_12 ~ arm + baseline + male", d).fit()
+    r = pd.read_csv(FIX / "emm_ols_ancova.csv")
+    r = r[(r.model == "ols_keep") & (r.weights == weights)]
+    emm = emmeans(fit, "arm", weights=weights)
+    assert emm.grid["male"] == [0.0, 1.0]
+    _compare(emm.to_frame(), r, ["arm"], EMM_COLS)
+
+
 def test_emmeans_by_matches_r(ols_ancova):
     r = pd.read_csv(FIX / "emm_ols_ancova.csv")
     r = r[r.model == "ols_ancova_by_sex"]
