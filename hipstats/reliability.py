@@ -58,6 +58,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -256,20 +257,22 @@ def _reml_crossed(y: np.ndarray, target: np.ndarray, rater: np.ndarray | None = 
         inc = np.zeros((n_i.size, k))
         np.add.at(inc, (target, rater), 1.0)
     xtx, xty, yty = float(N), float(y.sum()), float(y @ y)
+    nt = np.stack([n_i, ty], axis=1)  # Z_t' [x, y]
+    if two:
+        mt = np.stack([m_j, ry], axis=1)  # Z_r' [x, y]
+        eye_m = np.diag(m_j)
 
     def parts(lam):
-        lt = lam[0]
-        d = 1.0 + lt * lt * n_i
-        va = lt * np.stack([n_i, ty], axis=1)  # Lambda Z_t' [x, y]
-        dva = va / d[:, None]
-        quad = va.T @ dva
+        lt2 = lam[0] * lam[0]
+        d = 1.0 + lt2 * n_i
+        dnt = nt / d[:, None]
+        quad = lt2 * (nt.T @ dnt)
         logdet = np.log(d).sum()
         if two:
-            lr = lam[1]
-            B = (lt * lr) * inc
-            S = np.diag(1.0 + lr * lr * m_j) - B.T @ (B / d[:, None])
-            vb = lr * np.stack([m_j, ry], axis=1)
-            W = vb - B.T @ dva
+            lr2 = lam[1] * lam[1]
+            inc_d = inc / d[:, None]
+            S = np.eye(k) + lr2 * eye_m - (lt2 * lr2) * (inc.T @ inc_d)
+            W = lam[1] * (mt - lt2 * (inc.T @ dnt))
             L = np.linalg.cholesky(S)
             c = np.linalg.solve(L, W)
             quad = quad + c.T @ c
@@ -298,7 +301,7 @@ def _reml_crossed(y: np.ndarray, target: np.ndarray, rater: np.ndarray | None = 
         lam, converged = np.array([res.x]), bool(res.success)
     else:
         res = optimize.minimize(lambda t: objective(np.abs(t)), start, method="Nelder-Mead",
-                                options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000})
+                                options={"xatol": 1e-8, "fatol": 1e-11, "maxiter": 4000})
         lam, converged = np.abs(res.x), bool(res.success)
     dev, rss, beta = parts(lam)
     sigma2 = rss / (N - p)
@@ -325,22 +328,36 @@ class _IccFit:
     info: dict = field(default_factory=dict)
 
 
+def _codes(df: pd.DataFrame, cols: list[str]):
+    """Integer codes (sorted levels) and the level labels of one or several id columns."""
+    if len(cols) == 1:
+        codes, labels = pd.factorize(df[cols[0]], sort=True)
+        return codes, pd.Index(labels, name=cols[0])
+    grouped = df.groupby(cols, sort=True, observed=True)
+    return grouped.ngroup().to_numpy(), pd.MultiIndex.from_tuples(list(grouped.groups), names=cols)
+
+
 def _cell_means(data, targets, raters, ratings, what):
+    """Mean and count of the ratings in each target x rater cell (trials averaged)."""
     tcols, rcols = _as_list(targets), _as_list(raters)
     _require_columns(data, tcols + rcols + [ratings], what)
-    df = data[tcols + rcols + [ratings]].copy()
-    if df[tcols + rcols].isna().any().any():
-        bad = [c for c in tcols + rcols if df[c].isna().any()]
+    ids = data[tcols + rcols]
+    if ids.isna().any().any():
+        bad = [c for c in tcols + rcols if ids[c].isna().any()]
         raise AnalysisError(f"{what}: missing values in identifier column(s) {bad}")
-    df[ratings] = pd.to_numeric(df[ratings], errors="coerce")
-    tkey = df.groupby(tcols, sort=True, observed=True).ngroup().to_numpy()
-    rkey = df.groupby(rcols, sort=True, observed=True).ngroup().to_numpy()
-    tlab = df.groupby(tcols, sort=True, observed=True).size().index
-    rlab = df.groupby(rcols, sort=True, observed=True).size().index
-    wide = (pd.DataFrame({"t": tkey, "r": rkey, "y": df[ratings].to_numpy()})
-            .groupby(["t", "r"]).agg(y=("y", "mean"), m=("y", "count"))
-            .reset_index())
-    return wide, tlab, rlab
+    y = pd.to_numeric(data[ratings], errors="coerce").to_numpy(float)
+    tkey, tlab = _codes(data, tcols)
+    rkey, rlab = _codes(data, rcols)
+    ok = np.isfinite(y)
+    k = len(rlab)
+    cell = tkey[ok] * k + rkey[ok]
+    size = len(tlab) * k
+    counts = np.bincount(cell, minlength=size)
+    sums = np.bincount(cell, weights=y[ok], minlength=size)
+    filled = np.flatnonzero(counts)
+    cells = pd.DataFrame({"t": filled // k, "r": filled % k,
+                          "y": sums[filled] / counts[filled], "m": counts[filled]})
+    return cells, tlab, rlab
 
 
 def _icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="raise", r0=0.0,
@@ -761,12 +778,19 @@ class BlandAltmanResult:
 
 
 def _ols_slope(mean: np.ndarray, diff: np.ndarray, confidence: float):
-    if mean.size < 3 or np.ptp(mean) == 0:
+    """Least-squares slope of difference on mean with its t-based CI and p-value."""
+    n = mean.size
+    if n < 3 or np.ptp(mean) == 0:
         return np.nan, (np.nan, np.nan), np.nan, np.nan
-    res = stats.linregress(mean, diff)
-    t = stats.t.ppf(0.5 + confidence / 2, mean.size - 2)
-    return (float(res.slope), (res.slope - t * res.stderr, res.slope + t * res.stderr),
-            float(res.pvalue), float(res.intercept))
+    mc = mean - mean.mean()
+    sxx = mc @ mc
+    slope = (mc @ diff) / sxx
+    intercept = diff.mean() - slope * mean.mean()
+    resid = diff - intercept - slope * mean
+    se = np.sqrt((resid @ resid) / (n - 2) / sxx)
+    t = stats.t.ppf(0.5 + confidence / 2, n - 2)
+    p = 2 * stats.t.sf(abs(slope / se), n - 2) if se > 0 else 0.0
+    return float(slope), (float(slope - t * se), float(slope + t * se)), float(p), float(intercept)
 
 
 def _single_reading_error(counts: pd.Series, what: str) -> None:
@@ -853,7 +877,7 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
         raise ValueError(f"true_value must be 'varying' or 'constant', got {true_value!r}")
     cols = [x, y] + ([subject] if subject is not None else [])
     _require_columns(data, cols, "bland_altman")
-    df = data[cols].copy()
+    df = pd.DataFrame({c: data[c].to_numpy() for c in dict.fromkeys(cols)})
     df[x] = pd.to_numeric(df[x], errors="coerce")
     df[y] = pd.to_numeric(df[y], errors="coerce")
     if subject is not None and ci_method == "exact":
@@ -876,15 +900,16 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
 
 
 def _ba_paired(df, x, y, what):
-    pairs = df.dropna(subset=[x, y])
-    if len(pairs) < 3:
+    xv, yv = df[x].to_numpy(float), df[y].to_numpy(float)
+    ok = np.isfinite(xv) & np.isfinite(yv)
+    if ok.sum() < 3:
         raise AnalysisError(f"bland_altman: need at least 3 complete {x}/{y} pairs, got "
-                            f"{len(pairs)}{what}")
-    d = (pairs[x] - pairs[y]).to_numpy(float)
+                            f"{int(ok.sum())}{what}")
+    d = xv[ok] - yv[ok]
     if np.ptp(d) == 0:
         raise AnalysisError(f"bland_altman: all differences {x} - {y} equal {d[0]:g}; the "
                             "limits of agreement have no spread to estimate")
-    return pairs, d
+    return ok, d, (xv[ok] + yv[ok]) / 2
 
 
 def _ba_limits(bias, se_bias, sd, var_sd2, df, limits, confidence, n_pairs, n_subjects,
@@ -904,10 +929,9 @@ def _ba_limits(bias, se_bias, sd, var_sd2, df, limits, confidence, n_pairs, n_su
 
 
 def _ba_classic(df, x, y, limits, confidence, ci_method):
-    pairs, d = _ba_paired(df, x, y, "")
+    ok, d, m = _ba_paired(df, x, y, "")
     n = d.size
     bias, sd = d.mean(), d.std(ddof=1)
-    m = ((pairs[x] + pairs[y]) / 2).to_numpy(float)
     points = pd.DataFrame({"mean": m, "diff": d})
     out = _ba_limits(bias, sd / np.sqrt(n), sd, 2 * sd**4 / (n - 1), n - 1, limits, confidence,
                      n, n, "classic", points, m, d, {"dropped_rows": int(len(df) - n)})
@@ -917,21 +941,27 @@ def _ba_classic(df, x, y, limits, confidence, ci_method):
         out["loa_low_ci"] = (out["loa_low"] - h, out["loa_low"] + h)
         out["loa_high_ci"] = (out["loa_high"] - h, out["loa_high"] + h)
     elif ci_method == "exact":
-        a = 1 - confidence
-        nc = limits * np.sqrt(n)
-        q_lo, q_hi = stats.nct.ppf([a / 2, 1 - a / 2], n - 1, nc) / np.sqrt(n)
+        q_lo, q_hi = _nct_quantiles(n, float(limits), confidence)
         out["loa_high_ci"] = (float(bias + q_lo * sd), float(bias + q_hi * sd))
         out["loa_low_ci"] = (float(bias - q_hi * sd), float(bias - q_lo * sd))
     return out
 
 
+@lru_cache(maxsize=256)
+def _nct_quantiles(n: int, limits: float, confidence: float) -> tuple[float, float]:
+    """Carkeet (2015) factors: non-central t quantiles (df n-1, ncp limits*sqrt(n)) / sqrt(n)."""
+    a = 1 - confidence
+    q = stats.nct.ppf([a / 2, 1 - a / 2], n - 1, limits * np.sqrt(n)) / np.sqrt(n)
+    return float(q[0]), float(q[1])
+
+
 def _ba_varying(df, x, y, subject, limits, confidence):
-    pairs, d = _ba_paired(df, x, y, "")
-    s = pairs[subject].to_numpy()
-    counts = pairs.groupby(subject, sort=False, observed=True).size()
+    ok, d, mean = _ba_paired(df, x, y, "")
+    s = df[subject].to_numpy()[ok]
+    counts = pd.Series(s).value_counts(sort=False)
     _single_reading_error(counts, "pair of readings")
     n, N = counts.size, d.size
-    g = pd.DataFrame({"s": s, "d": d, "m": ((pairs[x] + pairs[y]) / 2).to_numpy(float)})
+    g = pd.DataFrame({"s": s, "d": d, "m": mean})
     gm = g.groupby("s", sort=False, observed=True).agg(d=("d", "mean"), m=("m", "mean"),
                                                        size=("d", "size"))
     m_i = gm["size"].to_numpy(float)
