@@ -189,8 +189,8 @@ def participant_change(data, measure: str, *, final="final", pelvis: str | None 
                        rater: str | None = None, position: str | None = None) -> pd.DataFrame:
     """Baseline, final value and change (final - baseline) per participant, sides averaged.
 
-    ``final="final"`` uses the last scheduled week of the cohort (participants without it are
-    left out); ``final="last"`` uses each participant's last visit; a visit label uses that visit.
+    ``final="final"`` uses the last scheduled visit of the cohort (the visit label with the
+    latest median week; participants without it are left out); ``final="last"`` uses each participant's last visit; a visit label uses that visit.
     Baseline is each participant's earliest visit. Returns participant_id, baseline, final,
     final_week, change.
     """
@@ -200,8 +200,9 @@ def participant_change(data, measure: str, *, final="final", pelvis: str | None 
     base = v.groupby("participant_id", sort=True).first()
     if final == "last":
         end = v.groupby("participant_id", sort=True).last()
-    elif final == "final":
-        end = v[v["week"] == v["week"].max()].groupby("participant_id").last()
+    elif final == "final":  # the scheduled visit with the latest median week
+        last_visit = v.groupby("visit")["week"].median().idxmax()
+        end = v[v["visit"] == last_visit].groupby("participant_id").last()
     else:
         end = v[v["visit"] == final].groupby("participant_id").last()
     end = end[end["week"] > base.loc[end.index, "week"]]

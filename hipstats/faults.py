@@ -1,0 +1,353 @@
+"""H5 — which form faults occur, and do they matter?
+
+* :func:`fault_rates` — share of exercise rows with each fault (and with any fault) by
+  exercise, arm and week, with Wilson CIs;
+* :func:`fault_trend` — change of the fault rate over weeks: a logistic GEE clustered by
+  participant, odds ratio per week with a robust CI;
+* :func:`fault_outcome_association` — a participant's fault rate against their outcome change,
+  adjusted for arm and baseline;
+* :func:`faults_analysis` — all of it in one call on a cohort.
+
+The unit is a completed session-exercise row (one exercise in one session); its ``faults``
+cell is a semicolon list, so a row can show several faults. Rows not completed have no form to
+judge and are left out.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from hipstats.faults import fault_rates
+>>> log = pd.DataFrame({"participant_id": "p1", "week": [0., 0., 1.], "session": [1, 2, 3],
+...     "exercise": "ffe_split_squat", "sets": 3, "reps": 8, "load_kg": 10.0,
+...     "faults": ["back_knee_lean;front_knee_drift", "", "back_knee_lean"]})
+>>> r = fault_rates(log, by=("exercise",))
+>>> r.set_index("fault")["n_fault"].to_dict()["back_knee_lean"]
+2
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from hipstats.errors import AnalysisError, ConvergenceWarning
+from hipstats.loading import _adjusted_ols, _need_arm, _with_rate, prepare_sessions
+from hipstats.pelvis import _Result, _arms, _wald, participant_change
+from hipstats.schema import FAULTS
+
+__all__ = ["fault_rates", "fault_trend", "fault_outcome_association", "faults_analysis",
+           "FaultsResult"]
+
+ANY = "any"
+
+
+def _completed(data, participants) -> pd.DataFrame:
+    s = prepare_sessions(data, participants)
+    s = s[s["completed"]]
+    if s.empty:
+        raise AnalysisError("no completed exercise in the training log; fault rates need "
+                            "completed sessions")
+    return s
+
+
+def _fault_names(s: pd.DataFrame) -> list[str]:
+    seen = {f for lst in s["fault_list"] for f in lst}
+    return [f for f in FAULTS if f in seen] + sorted(seen - set(FAULTS))
+
+
+def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
+                faults: Sequence[str] | None = None, participants: pd.DataFrame | None = None,
+                alpha: float = 0.05) -> pd.DataFrame:
+    """Fault rates: share of completed exercise rows showing each fault, with Wilson CIs.
+
+    The ``faults`` list of each row is exploded; a row with two faults counts once for each,
+    and once for ``"any"``. Rates per group are :math:`k/n` with :math:`n` the completed rows
+    in the group and :math:`k` those with the fault (Wilson score interval; rows of one
+    participant are treated as independent here — use :func:`fault_trend` for inference that
+    respects clustering).
+
+    Parameters
+    ----------
+    data : Cohort or sessions DataFrame
+    by : sequence of str
+        Grouping columns of the log (``exercise``, ``arm``, ``week``, ``participant_id`` ...);
+        empty for the whole log.
+    faults : sequence of str, optional
+        Faults to report (default: every fault seen); ``"any"`` is always reported.
+    participants : DataFrame, optional
+        participant_id, arm, when ``data`` is a log and ``"arm"`` is in ``by``.
+    alpha : float
+
+    Returns
+    -------
+    DataFrame
+        by..., fault, n_rows, n_fault, rate, rate_ci_low, rate_ci_high.
+
+    References
+    ----------
+    Wilson EB (1927). JASA 22:209-212.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.faults import fault_rates
+    >>> log = pd.DataFrame({"participant_id": "p1", "week": [0., 1.], "exercise": "other",
+    ...                     "sets": 1, "reps": 5, "faults": ["lumbar_rounding", ""]})
+    >>> fault_rates(log, by=()).query("fault == 'any'")["rate"].tolist()
+    [0.5]
+    """
+    s = _completed(data, participants)
+    by = list(by)
+    if "arm" in by:
+        _need_arm(s, "fault rates")
+    missing = [c for c in by if c not in s.columns]
+    if missing:
+        raise AnalysisError(f"cannot group fault rates by {missing}: not columns of the log")
+    names = list(faults) if faults is not None else _fault_names(s)
+    ind = pd.DataFrame({f: s["fault_list"].map(lambda lst, f=f: f in lst) for f in names},
+                       index=s.index)
+    ind[ANY] = s["any_fault"]
+    ind = pd.concat([s[by], ind], axis=1) if by else ind.assign(_all=0)
+    keys = by or ["_all"]
+    counts = ind.groupby(keys, sort=True, observed=True).agg(["sum", "size"])
+    rows = []
+    for f in [ANY, *names]:
+        part = pd.DataFrame({"fault": f, "n_rows": counts[(f, "size")].astype(int),
+                             "n_fault": counts[(f, "sum")].astype(int)}).reset_index()
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True)
+    out = _with_rate(out, "n_fault", "n_rows", alpha)
+    if not by:
+        out = out.drop(columns="_all")
+    return out[[*by, "fault", "n_rows", "n_fault", "rate", "rate_ci_low", "rate_ci_high"]]
+
+
+def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str | None = None,
+                participants: pd.DataFrame | None = None, cov_struct: str = "exchangeable",
+                alpha: float = 0.05) -> pd.DataFrame:
+    """Change of the fault rate over weeks: logistic GEE clustered by participant.
+
+    .. math:: \\operatorname{logit} P(\\text{fault}_{ij}) = \\beta_0 + \\beta_1\\,\\text{week}_{ij}
+              \\;[+\\;\\text{arm terms}]
+
+    fitted by generalised estimating equations (binomial family, logit link, working
+    correlation ``cov_struct`` within participant) with robust (sandwich) standard errors, so
+    the CI stays valid when a participant's rows are correlated. ``exp(beta_1)`` is the
+    population-averaged odds ratio per week (< 1: faults become rarer).
+
+    Parameters
+    ----------
+    fault : str
+        ``"any"`` or one fault name.
+    by_arm : bool
+        Add arm main effects and an arm x week interaction; then one row per arm.
+    exercise : str, optional
+        Restrict to one exercise.
+    cov_struct : {"exchangeable", "independence"}
+
+    Returns
+    -------
+    DataFrame
+        One row (or one per arm): log_or_per_week, se, z, p, odds_ratio_per_week, or_ci_low,
+        or_ci_high, n_rows, n_participants; ``attrs["fit"]`` holds the statsmodels result.
+
+    References
+    ----------
+    Liang KY, Zeger SL (1986). Longitudinal data analysis using generalized linear models.
+    Biometrika 73:13-22.
+
+    Examples
+    --------
+    >>> import hipstats as hs  # doctest: +SKIP
+    >>> hs.fault_trend(hs.simulate_cohort(seed=1))  # doctest: +SKIP
+    """
+    import statsmodels.api as sm  # noqa: PLC0415
+    import statsmodels.formula.api as smf  # noqa: PLC0415
+
+    s = _completed(data, participants)
+    if exercise is not None:
+        s = s[s["exercise"] == exercise]
+        if s.empty:
+            raise AnalysisError(f"no completed rows of exercise {exercise!r}")
+    y = s["any_fault"] if fault == ANY else s["fault_list"].map(lambda lst: fault in lst)
+    d = pd.DataFrame({"y": y.astype(float).to_numpy(), "week": s["week"].to_numpy(float),
+                      "g": s["participant_id"].astype(str).to_numpy(),
+                      "order": s["session_order"].to_numpy()})
+    if by_arm:
+        _need_arm(s, "fault trend")
+        d["arm"] = s["arm"].astype(str).to_numpy()
+    if d["y"].nunique() < 2:
+        state = "every" if d["y"].iloc[0] == 1 else "no"
+        raise AnalysisError(f"{state} completed row shows fault {fault!r}; a trend needs both")
+    if d["week"].nunique() < 2:
+        raise AnalysisError("all completed rows are in the same week; no trend over weeks")
+    d = d.sort_values(["g", "order"])
+    cs = {"exchangeable": sm.cov_struct.Exchangeable(),
+          "independence": sm.cov_struct.Independence()}.get(cov_struct)
+    if cs is None:
+        raise AnalysisError(f"cov_struct must be 'exchangeable' or 'independence', got "
+                            f"{cov_struct!r}")
+    formula = "y ~ C(arm) * week" if by_arm and d["arm"].nunique() > 1 else "y ~ week"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = smf.gee(formula, "g", d, family=sm.families.Binomial(), cov_struct=cs).fit()
+    for w in caught:
+        if "converge" in str(w.message).lower():
+            warnings.warn(f"fault trend GEE: {w.message}", ConvergenceWarning, stacklevel=2)
+            break
+    names = list(fit.params.index)
+    cov = fit.cov_params().to_numpy()
+    rows = []
+    groups = sorted(d["arm"].unique()) if by_arm else [None]
+    for a in groups:
+        c = np.zeros(len(names))
+        c[names.index("week")] = 1.0
+        if a is not None and f"C(arm)[T.{a}]:week" in names:
+            c[names.index(f"C(arm)[T.{a}]:week")] = 1.0
+        est = float(c @ fit.params.to_numpy())
+        se = float(np.sqrt(c @ cov @ c))
+        lo, hi, z, p = _wald(est, se, alpha)
+        sub = d if a is None else d[d["arm"] == a]
+        row = {"fault": fault, "log_or_per_week": est, "se": se, "z": float(z), "p": float(p),
+               "odds_ratio_per_week": np.exp(est), "or_ci_low": float(np.exp(lo)),
+               "or_ci_high": float(np.exp(hi)), "n_rows": len(sub),
+               "n_participants": sub["g"].nunique()}
+        rows.append(row if a is None else {"arm": a, **row})
+    out = pd.DataFrame(rows)
+    out.attrs["fit"] = fit
+    return out
+
+
+def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str = ANY,
+                              per: float = 0.1, final="final",
+                              adjust: Sequence[str] = ("arm", "baseline"),
+                              alpha: float = 0.05) -> pd.DataFrame:
+    """Does a participant's fault rate go with less improvement?
+
+    .. math:: \\Delta y_i = \\beta_0 + \\beta_F\\,\\frac{f_i}{\\text{per}}
+              + \\sum_a\\gamma_a[\\text{arm}_i = a] + \\delta\\,y_{i0} + e_i
+
+    by OLS over participants with completed training rows, where :math:`f_i` is the share of
+    their completed exercise rows with the fault and :math:`\\Delta y_i` the change of the
+    measure from baseline to the final visit (sides averaged, own posture). :math:`\\beta_F`
+    is the difference in change per ``per`` (default 0.1 = 10 percentage points) of fault
+    rate, within arm. Observational: faults may mark people who respond less.
+
+    Returns
+    -------
+    DataFrame
+        term, estimate, se, t, p, ci_low, ci_high (the fault term is named
+        ``fault_rate_per_<per>``); ``attrs`` holds n, r_squared, formula and ``data``.
+
+    Examples
+    --------
+    >>> import hipstats as hs  # doctest: +SKIP
+    >>> hs.fault_outcome_association(hs.simulate_cohort(seed=1))  # doctest: +SKIP
+    """
+    s = _completed(cohort, None)
+    f = s["any_fault"] if fault == ANY else s["fault_list"].map(lambda lst: fault in lst)
+    rate = f.groupby(s["participant_id"]).mean().rename("fault_rate")
+    change = participant_change(cohort, measure, final=final)
+    df = change.merge(rate.reset_index(), on="participant_id", how="inner")
+    people = _arms(cohort, None)
+    if people is not None:
+        df = df.merge(people, on="participant_id", how="left")
+    elif "arm" in adjust:
+        raise AnalysisError("adjusting for arm needs the participants table")
+    if df.empty:
+        raise AnalysisError("no participant has both completed training and an outcome change")
+    label = f"fault_rate_per_{per:g}"
+    df["_f"] = df["fault_rate"] / per
+    ref = getattr(getattr(cohort, "settings", None), "reference", None)
+    out = _adjusted_ols(df, "_f", adjust, alpha, label, ref)
+    out.attrs["data"] = df.drop(columns="_f")
+    return out
+
+
+class FaultsResult(_Result):
+    """Everything :func:`faults_analysis` computes for H5.
+
+    Attributes
+    ----------
+    rates : DataFrame
+        :func:`fault_rates` by exercise and arm (all weeks).
+    weekly : DataFrame
+        :func:`fault_rates` of ``"any"`` fault by arm and week (for the figure).
+    trend, trend_by_arm : DataFrame
+    association : DataFrame or None
+    """
+
+    _title = "H5: form faults"
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+    def summary(self) -> pd.DataFrame:
+        """Plain-language rows: overall rate, trend, association."""
+        rows = []
+        r = self.overall.set_index("fault").loc[ANY]
+        rows.append(("Share of completed exercise rows with any form fault", r["rate"],
+                     r["rate_ci_low"], r["rate_ci_high"], np.nan,
+                     f"{100 * r['rate']:.0f}% of {int(r['n_rows'])} completed exercise rows"))
+        t = self.trend.iloc[0]
+        rows.append(("Odds ratio of a fault per training week (GEE)", t["odds_ratio_per_week"],
+                     t["or_ci_low"], t["or_ci_high"], t["p"],
+                     f"the odds of a fault change by {100 * (t['odds_ratio_per_week'] - 1):+.0f}% "
+                     "per week"))
+        if self.association is not None:
+            a = self.association.set_index("term")
+            a = a[a.index.str.startswith("fault_rate_per")]
+            if len(a):
+                a = a.iloc[0]
+                rows.append(("Outcome change per 10 points more fault rate (deg)", a["estimate"],
+                             a["ci_low"], a["ci_high"], a["p"],
+                             f"{a['estimate']:+.2f} deg change per 10 percentage points of fault "
+                             "rate, within arm"))
+        return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
+                                           "interpretation"])
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.rates
+
+    def plot(self, **kwargs):
+        """Fault rate by week and arm (:func:`hipstats.plots.loading.fault_rate_plot`)."""
+        from hipstats.plots.loading import fault_rate_plot  # noqa: PLC0415
+
+        return fault_rate_plot(self.weekly, **kwargs)
+
+
+def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float = 0.05
+                    ) -> FaultsResult:
+    """H5 in one call: rates by exercise and arm, weekly rates, GEE trend, outcome association.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        With sessions and participants (and measurements for the association).
+    measure : str or None
+        Outcome for :func:`fault_outcome_association`; None skips it.
+
+    Returns
+    -------
+    FaultsResult
+
+    Examples
+    --------
+    >>> import hipstats as hs  # doctest: +SKIP
+    >>> hs.faults_analysis(hs.simulate_cohort(seed=1)).summary()  # doctest: +SKIP
+    """
+    has_arm = _arms(cohort, None) is not None
+    arm = ["arm"] if has_arm else []
+    assoc = None
+    if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
+        assoc = fault_outcome_association(cohort, measure, alpha=alpha,
+                                          adjust=("arm", "baseline") if has_arm else ("baseline",))
+    return FaultsResult(
+        overall=fault_rates(cohort, by=(), alpha=alpha),
+        rates=fault_rates(cohort, by=("exercise", *arm), alpha=alpha),
+        weekly=fault_rates(cohort, by=(*arm, "week"), faults=[], alpha=alpha),
+        trend=fault_trend(cohort, alpha=alpha),
+        trend_by_arm=fault_trend(cohort, by_arm=True, alpha=alpha) if has_arm else None,
+        association=assoc)

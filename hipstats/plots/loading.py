@@ -1,0 +1,198 @@
+"""Figures for H4 (loading progression and safety) and H5 (form faults).
+
+* :func:`load_progression_plot` — weekly volume-load per arm: mean per participant with 95 % CI.
+* :func:`compliance_heatmap` — participant x week: no session, ok, or load progressed after
+  a session with faults or pain.
+* :func:`fault_rate_plot` — share of completed exercise rows with a fault by week (per arm),
+  with Wilson 95 % CIs.
+
+Every function returns a :class:`matplotlib.figure.Figure`.
+
+Examples
+--------
+>>> import matplotlib; matplotlib.use("Agg")
+>>> import pandas as pd
+>>> from hipstats.plots.loading import load_progression_plot
+>>> weekly = pd.DataFrame({"arm": ["loading"] * 3, "week": [0, 1, 2],
+...     "volume_load_kg": [400., 450., 520.], "ci_low": [350., 400., 460.],
+...     "ci_high": [450., 500., 580.], "n_participants": 20})
+>>> load_progression_plot(weekly).axes[0].get_ylabel()
+'Volume-load per participant (kg = sets x reps x kg)'
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.patches import Patch
+
+from hipstats.errors import AnalysisError
+from hipstats.plots._theme import arm_palette, theme
+
+__all__ = ["load_progression_plot", "compliance_heatmap", "fault_rate_plot"]
+
+_STATUS_COLOURS = {"no session": "#F2F2F2", "ok": "#56B4E9",
+                   "progressed after fault/pain": "#D55E00"}
+
+
+def _figure(ax, size):
+    if ax is None:
+        return plt.subplots(figsize=size)
+    return ax.figure, ax
+
+
+def _arm_lines(ax, df, x, y, lo, hi, order=None):
+    """One line per arm with a CI band, in the shared arm colours."""
+    arms = list(order) if order is not None else list(pd.unique(df["arm"]))
+    pal = arm_palette(arms)
+    for a in arms:
+        g = df[df["arm"] == a].sort_values(x)
+        if g.empty:
+            continue
+        ax.fill_between(g[x], g[lo], g[hi], color=pal[str(a)], alpha=0.2, linewidth=0)
+        ax.plot(g[x], g[y], color=pal[str(a)], lw=2, marker="o", ms=3, label=str(a))
+
+
+def load_progression_plot(data, *, ax=None):
+    """Weekly volume-load per participant in each arm: mean with 95 % CI band.
+
+    Parameters
+    ----------
+    data : DataFrame, Cohort or sessions table
+        The output of ``volume_load(..., level="arm_week")`` (arm, week, volume_load_kg,
+        ci_low, ci_high), or anything :func:`hipstats.loading.volume_load` accepts.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not (isinstance(data, pd.DataFrame) and {"arm", "week", "volume_load_kg", "ci_low"}
+            <= set(data.columns)):
+        from hipstats.loading import volume_load  # noqa: PLC0415
+
+        data = volume_load(data, level="arm_week")
+    with theme():
+        fig, ax = _figure(ax, (7, 4.5))
+        _arm_lines(ax, data, "week", "volume_load_kg", "ci_low", "ci_high")
+        ax.set_xlabel("Protocol week")
+        ax.set_ylabel("Volume-load per participant (kg = sets x reps x kg)")
+        ax.set_title("Load progression by arm (mean, 95% CI)")
+        ax.set_ylim(bottom=0)
+        ax.legend(title="Arm", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+def compliance_heatmap(data, *, ax=None, max_participants: int | None = 80,
+                       pain_threshold: float = 5):
+    """Participant x week heat map of the progression rule.
+
+    Each cell is a participant-week: grey = no session logged (or all missed), blue = trained
+    without breaking the rule, vermillion = the load went up after a session with form faults
+    or pain at or above the threshold. Participants are grouped by arm (an arm label per block)
+    and sorted by the number of violations.
+
+    Parameters
+    ----------
+    data : ComplianceResult, Cohort or sessions table
+    max_participants : int or None
+        Show at most this many participants (those with most violations first); None shows all.
+    pain_threshold : float
+        Used only when ``data`` is not already a ComplianceResult.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from hipstats.loading import COMPLIANCE_STATUS, ComplianceResult, progression_compliance  # noqa: PLC0415
+
+    res = data if isinstance(data, ComplianceResult) else progression_compliance(
+        data, pain_threshold=pain_threshold)
+    grid = res.grid.copy()
+    code = grid["status"].cat.codes
+    grid["_code"] = code.to_numpy()
+    wide = grid.pivot_table(index="participant_id", columns="week", values="_code",
+                            aggfunc="max").fillna(0)
+    viol = (wide == 2).sum(axis=1)
+    arm = (grid.drop_duplicates("participant_id").set_index("participant_id")["arm"]
+           if "arm" in grid.columns else pd.Series("", index=wide.index))
+    order = (pd.DataFrame({"arm": arm.reindex(wide.index).astype(str), "v": -viol})
+             .sort_values(["arm", "v"]).index)
+    if max_participants is not None and len(order) > max_participants:
+        keep = viol.sort_values(ascending=False).index[:max_participants]
+        order = [p for p in order if p in set(keep)]
+    wide = wide.loc[order]
+    cmap = ListedColormap([_STATUS_COLOURS[s] for s in COMPLIANCE_STATUS])
+    norm = BoundaryNorm(np.arange(-0.5, len(COMPLIANCE_STATUS)), cmap.N)
+    with theme():
+        fig, ax = _figure(ax, (8, max(3.0, 0.09 * len(wide) + 1.5)))
+        weeks = wide.columns.to_numpy(float)
+        ax.pcolormesh(np.arange(len(weeks) + 1), np.arange(len(wide) + 1), wide.to_numpy(),
+                      cmap=cmap, norm=norm)
+        step = max(1, len(weeks) // 12)
+        ax.set_xticks(np.arange(len(weeks))[::step] + 0.5,
+                      [f"{w:g}" for w in weeks[::step]], fontsize=8)
+        ax.set_yticks([])
+        arms_in_order = arm.reindex(wide.index).astype(str).to_numpy()
+        start = 0
+        for i in range(1, len(arms_in_order) + 1):
+            if i == len(arms_in_order) or arms_in_order[i] != arms_in_order[start]:
+                ax.text(-0.5, (start + i) / 2, arms_in_order[start], ha="right", va="center",
+                        fontsize=8, rotation=90)
+                if i < len(arms_in_order):
+                    ax.axhline(i, color="black", lw=0.8)
+                start = i
+        ax.invert_yaxis()
+        ax.grid(False)
+        ax.set_xlabel("Protocol week (weeks since start)")
+        ax.set_ylabel("Participants (by arm)", labelpad=14)
+        ax.set_title(f"Load progression rule (pain threshold {res.pain_threshold:g} NRS)")
+        ax.legend(handles=[Patch(color=_STATUS_COLOURS[s], label=s) for s in COMPLIANCE_STATUS],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False,
+                  fontsize=8)
+        fig.tight_layout()
+    return fig
+
+
+def fault_rate_plot(data, *, fault: str = "any", ax=None):
+    """Share of completed exercise rows with a form fault by week, one line per arm.
+
+    Parameters
+    ----------
+    data : DataFrame, Cohort or sessions table
+        The output of ``fault_rates(..., by=("arm", "week"))`` (or ``by=("week",)``), or
+        anything :func:`hipstats.faults.fault_rates` accepts.
+    fault : str
+        ``"any"`` or one fault name.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not (isinstance(data, pd.DataFrame) and {"fault", "rate", "week"} <= set(data.columns)):
+        from hipstats.faults import fault_rates  # noqa: PLC0415
+
+        try:
+            data = fault_rates(data, by=("arm", "week"))
+        except AnalysisError:
+            data = fault_rates(data, by=("week",))
+    df = data[data["fault"] == fault]
+    if df.empty:
+        raise AnalysisError(f"no rates for fault {fault!r}; faults present: "
+                            f"{sorted(data['fault'].unique())}")
+    if "arm" not in df.columns:
+        df = df.assign(arm="all")
+    df = df.assign(rate=100 * df["rate"], lo=100 * df["rate_ci_low"], hi=100 * df["rate_ci_high"])
+    with theme():
+        fig, ax = _figure(ax, (7, 4.5))
+        _arm_lines(ax, df, "week", "rate", "lo", "hi")
+        ax.set_xlabel("Protocol week")
+        what = "any form fault" if fault == "any" else fault.replace("_", " ")
+        ax.set_ylabel(f"Exercise rows with {what} (%)")
+        ax.set_title("Form fault rate by week (95% Wilson CI)")
+        ax.set_ylim(0, min(100, max(5.0, float(df["hi"].max()) * 1.1)))
+        ax.legend(title="Arm", frameon=False)
+        fig.tight_layout()
+    return fig
