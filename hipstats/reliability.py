@@ -374,7 +374,8 @@ def _icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="rai
     mat[cells["t"], cells["r"]] = cells["y"]
     per_cell = int(cells["m"].max()) if len(cells) else 0
     missing = np.isnan(mat)
-    info = {"ratings_per_cell_max": per_cell, "targets_dropped": 0}
+    info = {"ratings_per_cell_max": per_cell, "targets_dropped": 0,
+            "targets_used": tlab[~missing.all(axis=1)]}
     if missing.any() and nan_policy == "raise":
         rows = np.flatnonzero(missing.any(axis=1))
         examples = ", ".join(f"{tlab[i]!r} (no {', '.join(map(str, rlab[missing[i]]))})"
@@ -387,6 +388,7 @@ def _icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="rai
     if nan_policy == "omit" or (nan_policy == "model" and not missing.any()):
         keep = ~missing.any(axis=1)
         info["targets_dropped"] = int((~keep).sum())
+        info["targets_used"] = tlab[keep]
         mat = mat[keep]
         _need_two(mat.shape[0], k_all, what, after=" after dropping incomplete targets"
                   if info["targets_dropped"] else "")
@@ -413,6 +415,10 @@ def _check_variation(values: np.ndarray, within_ok: bool, what: str) -> None:
                             "check that raters/trials really are separate readings")
 
 
+def _public(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k != "targets_used"}
+
+
 def _table(rows, attrs) -> pd.DataFrame:
     table = pd.DataFrame([{k: (float(v) if k not in ("form", "sf_name", "description") else v)
                            for k, v in r.items()} for r in rows])
@@ -431,7 +437,7 @@ def _icc_fit_anova(mat, confidence, r0, info, what) -> _IccFit:
           "residual": ms["mse"], "within": ms["msw"],
           "target_oneway": (ms["msr"] - ms["msw"]) / k}
     attrs = dict(n_targets=n, n_raters=k, n_ratings=n * k, confidence=confidence, r0=r0,
-                 method="anova", mean_squares=ms, variance_components=vc, **info)
+                 method="anova", mean_squares=ms, variance_components=vc, **_public(info))
     return _IccFit(_table(rows, attrs), ms, vc, n, k, n * k, float(np.std(mat, ddof=1)), info)
 
 
@@ -468,7 +474,7 @@ def _icc_fit_model(mat, confidence, r0, info, what) -> _IccFit:
     vc = {"target": s_t, "rater": s_r, "residual": s_e, "within": s_w, "target_oneway": s_t1}
     attrs = dict(n_targets=n, n_raters=k, n_ratings=N, confidence=confidence, r0=r0,
                  method="reml", mean_squares=ms, variance_components=vc, k0=k0, n0=n0,
-                 converged=two.converged and one.converged, **info)
+                 converged=two.converged and one.converged, **_public(info))
     return _IccFit(_table(rows, attrs), ms, vc, n, k, N, float(np.std(y, ddof=1)), info)
 
 
@@ -958,16 +964,15 @@ def _nct_quantiles(n: int, limits: float, confidence: float) -> tuple[float, flo
 def _ba_varying(df, x, y, subject, limits, confidence):
     ok, d, mean = _ba_paired(df, x, y, "")
     s = df[subject].to_numpy()[ok]
-    counts = pd.Series(s).value_counts(sort=False)
-    _single_reading_error(counts, "pair of readings")
-    n, N = counts.size, d.size
-    g = pd.DataFrame({"s": s, "d": d, "m": mean})
-    gm = g.groupby("s", sort=False, observed=True).agg(d=("d", "mean"), m=("m", "mean"),
-                                                       size=("d", "size"))
-    m_i = gm["size"].to_numpy(float)
-    msw = ((g["d"] - g["s"].map(gm["d"])) ** 2).sum() / (N - n)
+    codes, labels = pd.factorize(s)
+    m_i = np.bincount(codes).astype(float)
+    _single_reading_error(pd.Series(m_i, index=labels), "pair of readings")
+    n, N = m_i.size, d.size
+    d_i = np.bincount(codes, weights=d) / m_i
+    mean_i = np.bincount(codes, weights=mean) / m_i
+    msw = ((d - d_i[codes]) ** 2).sum() / (N - n)
     bias = d.mean()
-    msb = (m_i * (gm["d"].to_numpy() - bias) ** 2).sum() / (n - 1)
+    msb = (m_i * (d_i - bias) ** 2).sum() / (n - 1)
     c = (N**2 - (m_i**2).sum()) / ((n - 1) * N)
     s2b = max((msb - msw) / c, 0.0)
     var_total = s2b + msw
@@ -976,11 +981,10 @@ def _ba_varying(df, x, y, subject, limits, confidence):
     else:
         var_s2 = 2 * msw**2 / (N - n)
     se_bias = np.sqrt((s2b * (m_i**2).sum() + msw * N) / N**2)
-    points = pd.DataFrame({"mean": g["m"], "diff": g["d"], "subject": s})
+    points = pd.DataFrame({"mean": mean, "diff": d, "subject": s})
     details = dict(msb=msb, msw=msw, c=c, var_between=s2b, var_within=msw)
     return _ba_limits(bias, se_bias, np.sqrt(var_total), var_s2, n - 1, limits, confidence, N,
-                      n, "repeated, true value varying", points, gm["m"].to_numpy(),
-                      gm["d"].to_numpy(), details)
+                      n, "repeated, true value varying", points, mean_i, d_i, details)
 
 
 def _ba_constant(df, x, y, subject, limits, confidence):
@@ -1114,9 +1118,8 @@ def cohen_kappa(data: pd.DataFrame, rater1: str, rater2: str, *, weights: str | 
     cats = _categories(np.concatenate([df[rater1].to_numpy(), df[rater2].to_numpy()]),
                        categories, "cohen_kappa")
     K = len(cats)
-    pos = {c: i for i, c in enumerate(cats)}
-    a = df[rater1].map(pos).to_numpy(int)
-    b = df[rater2].map(pos).to_numpy(int)
+    a = pd.Categorical(df[rater1], categories=cats).codes
+    b = pd.Categorical(df[rater2], categories=cats).codes
     p = np.zeros((K, K))
     np.add.at(p, (a, b), 1.0)
     p /= n
@@ -1392,9 +1395,11 @@ def _summary_row(df, targets, raters, measure, form, confidence, nan_policy):
     fit = _icc_fit(df, targets, raters, "value", confidence=confidence, nan_policy=nan_policy,
                    what=f"{measure} by {raters}")
     row = fit.table.set_index("form").loc[form]
-    used = df[df[raters].notna()]
+    used = fit.info.pop("targets_used")
+    pids = (used.get_level_values("participant_id") if isinstance(used, pd.MultiIndex)
+            else used)
     s = _sem_from_fit(fit, "within")
-    out = dict(n=fit.n_targets, n_participants=int(used["participant_id"].nunique()),
+    out = dict(n=fit.n_targets, n_participants=int(pd.Index(pids).nunique()),
                k=fit.n_raters, form=form, icc=float(row["icc"]), ci_low=float(row["ci_low"]),
                ci_high=float(row["ci_high"]), sem=s, mdc95=mdc(s, confidence=0.95))
     scale = _score_scale(measure)

@@ -337,6 +337,7 @@ def test_reliability_summary_recovers_known_variances(measurements):
     assert ir.loc["trial-to-trial", "n"] == 400 * 2 * 3  # participant x side x (visit, rater)
     assert ir.loc["session-to-session", "n"] == 800 and ir.loc["rater-to-rater", "n"] == 800
     assert ir.loc["session-to-session", "n_participants"] == 400
+    assert ir.loc["trial-to-trial", "n_participants"] == 400
     # pelvic tilt has no side; still analysed; scores get a weighted kappa, no trial design
     tilt = out[out.measure == "pelvic_tilt_deg"].set_index("design")
     assert set(tilt.index) == set(truth)
@@ -364,13 +365,20 @@ def test_reliability_summary_accepts_cohort_like_object(measurements):
 
 def test_reliability_summary_on_simulated_cohort():
     """The package's own simulated cohort: every row finite, ICC in (0, 1], the R1/R2
-    rater-to-rater and test-retest designs present for the reliability subset."""
-    simulate = pytest.importorskip("hipstats.simulate")
-    cohort = simulate.simulate_cohort(n_participants=60, seed=1)
+    rater-to-rater and test-retest designs present for the reliability subset, and the
+    trial-to-trial SEM of hip IR recovers truth["ir_sd_trial"] (within 0.2 deg, about 3 SE with
+    ~600 participant-side-visits)."""
+    from hipstats.simulate import simulate_cohort
+
+    cohort = simulate_cohort(n_participants=60, seed=1)
     out = reliability_summary(cohort)
     assert {"trial-to-trial", "session-to-session", "rater-to-rater"} <= set(out.design)
     assert np.isfinite(out[["icc", "ci_low", "ci_high", "sem", "mdc95"]].to_numpy()).all()
     assert ((out.icc > 0) & (out.icc <= 1)).all()
+    ir = out[(out.measure == "hip_ir_deg") & (out.pelvis == "free")].set_index("design")
+    assert ir.loc["trial-to-trial", "sem"] == pytest.approx(cohort.truth["ir_sd_trial"], abs=0.2)
+    retest = cohort.measurements.query("visit == 'retest'")["participant_id"].nunique()
+    assert ir.loc["session-to-session", "n_participants"] == retest
 
 
 # ------------------------------------------------------------------------------------ Bland-Altman
@@ -396,7 +404,9 @@ def test_bland_altman_1986_peak_flow():
 
 def test_bland_altman_approx_and_exact_intervals():
     """'approx' is BA (1999): SE^2 = s^2 (1/n + z^2 / (2(n-1))) (closed form, 1e-10); 'exact'
-    (Carkeet 2015) intervals cover the true limit at 95% +/- 2 points in 1000 simulations."""
+    (Carkeet 2015) intervals cover the true limit at 95% +/- 2.5 points in 600 simulations
+    (binomial SD 0.9 points); the approximation at 90-97% (it is known to be a little liberal
+    for small n, here n = 12)."""
     res = bland_altman(pefr_frame(), "wright1", "mini1")
     n, s = 17, res.sd
     se = s * np.sqrt(1 / n + 1.96**2 / (2 * (n - 1)))
@@ -405,13 +415,13 @@ def test_bland_altman_approx_and_exact_intervals():
                                             rel=1e-10)
     rng = np.random.default_rng(11)
     hits = {"exact": [], "approx": []}
-    for _ in range(1000):
+    for _ in range(600):
         d = rng.normal(1.0, 2.0, 12)
         df = pd.DataFrame({"x": d, "y": np.zeros(12)})
         for method in hits:
             r = bland_altman(df, "x", "y", ci_method=method)
             hits[method].append(r.loa_high_ci[0] <= 1.0 + 1.96 * 2.0 <= r.loa_high_ci[1])
-    assert 0.93 <= np.mean(hits["exact"]) <= 0.97
+    assert 0.925 <= np.mean(hits["exact"]) <= 0.975
     assert 0.90 <= np.mean(hits["approx"]) <= 0.97
 
 
