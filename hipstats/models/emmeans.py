@@ -66,9 +66,6 @@ __all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS"]
 #: p-value adjustments understood by :func:`contrasts`.
 ADJUST_METHODS: tuple[str, ...] = ("none", "holm", "bonferroni", "sidak", "fdr_bh", "tukey", "mvt")
 
-_ESTIMABILITY_TOL = 1e-8
-
-
 # --------------------------------------------------------------------------------------------
 # model adapter
 # --------------------------------------------------------------------------------------------
@@ -294,7 +291,7 @@ def _null_basis(fit: _Fit) -> np.ndarray:
     return fit.null_basis
 
 
-def _reference_grid(fit, specs, by, at, cov_reduce, cov_keep, weights):
+def _reference_grid(fit, specs, by, at, cov_reduce, cov_keep):
     """Rows of L (one per spec x by cell) and the key frame."""
     gvars = _grid_variables(fit, at, cov_reduce, cov_keep)
     names = [g.name for g in gvars]
@@ -304,7 +301,6 @@ def _reference_grid(fit, specs, by, at, cov_reduce, cov_keep, weights):
     if set(specs) & set(by):
         raise AnalysisError(f"a variable cannot be in both specs and by: {sorted(set(specs) & set(by))}")
     grid = pd.DataFrame(list(itertools.product(*[g.values for g in gvars])), columns=names)
-    # the model may need data columns the grid does not vary (none for patsy formulas)
     return gvars, grid
 
 
@@ -333,7 +329,7 @@ def _cell_weights(fit: _Fit, grid: pd.DataFrame, keys: list[str], gvars, weights
 
 
 def _cells(fit, specs, by, at, cov_reduce, cov_keep, weights, X_of_grid):
-    gvars, grid = _reference_grid(fit, specs, by, at, cov_reduce, cov_keep, weights)
+    gvars, grid = _reference_grid(fit, specs, by, at, cov_reduce, cov_keep)
     X = X_of_grid(grid)
     keys = by + specs
     w = _cell_weights(fit, grid, keys, gvars, weights)
@@ -863,10 +859,12 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "
             raise AnalysisError(f"by={b!r} is not one of the EMM variables {keys}")
     level_cols = [k for k in keys if k not in by_list]
     frame = emm.frame
-    groups = [((), np.arange(len(frame)))] if not by_list else [
-        (g if isinstance(g, tuple) else (g,), idx.to_numpy())
-        for g, idx in frame.groupby(by_list, sort=False).indices.items()
-        for idx in [pd.Index(idx)]]
+    if by_list:
+        keys_of_rows = list(frame[by_list].itertuples(index=False, name=None))
+        first_seen = list(dict.fromkeys(keys_of_rows))  # groups in row order
+        groups = [(g, np.array([i for i, k in enumerate(keys_of_rows) if k == g])) for g in first_seen]
+    else:
+        groups = [((), np.arange(len(frame)))]
     parts = []
     for gkey, idx in groups:
         labels = [" ".join(_level_label(c, v) for c, v in zip(level_cols, row, strict=True))
