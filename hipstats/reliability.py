@@ -235,7 +235,7 @@ class _RemlFit:
 
 
 def _reml_crossed(y: np.ndarray, target: np.ndarray, rater: np.ndarray | None = None) -> _RemlFit:
-    """REML fit of ``y = mu + t[target] + r[rater] + e`` (crossed random factors; ``rater`` optional).
+    """REML fit of ``y = mu + t[target] + r[rater] + e`` (crossed factors; ``rater`` optional).
 
     The relative standard deviations ``lambda = sigma_b / sigma`` are optimised on ``[0, inf)``
     (a variance may sit on the boundary at zero); ``mu`` and ``sigma^2`` are profiled out as in
@@ -399,7 +399,8 @@ def _icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="rai
 
 def _need_two(n, k, what, after=""):
     if k < 2:
-        raise AnalysisError(f"{what}: need at least two raters (or trials/sessions), got {k}{after}")
+        raise AnalysisError(
+            f"{what}: need at least two raters (or trials/sessions), got {k}{after}")
     if n < 2:
         raise AnalysisError(f"{what}: need at least two targets, got {n}{after}")
 
@@ -762,7 +763,7 @@ class BlandAltmanResult:
         }])
 
     def plot(self, **kwargs):
-        """Bland-Altman plot (mean vs difference); see :func:`hipstats.plots.reliability.bland_altman_plot`."""
+        """Bland-Altman plot; see :func:`hipstats.plots.reliability.bland_altman_plot`."""
         from hipstats.plots.reliability import bland_altman_plot
 
         return bland_altman_plot(self, **kwargs)
@@ -1114,7 +1115,8 @@ def cohen_kappa(data: pd.DataFrame, rater1: str, rater2: str, *, weights: str | 
     df = data[[rater1, rater2]].dropna()
     n = len(df)
     if n < 2:
-        raise AnalysisError(f"cohen_kappa: need at least two subjects rated by both raters, got {n}")
+        raise AnalysisError(
+            f"cohen_kappa: need at least two subjects rated by both raters, got {n}")
     cats = _categories(np.concatenate([df[rater1].to_numpy(), df[rater2].to_numpy()]),
                        categories, "cohen_kappa")
     K = len(cats)
@@ -1278,7 +1280,8 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
                         designs: Sequence[str] = _DESIGNS, form: str = "ICC(A,1)",
                         confidence: float = 0.95, baseline_visit: str = "baseline",
                         retest_visit: str = "retest", primary_rater: str | None = "R1",
-                        nan_policy: str = "omit") -> pd.DataFrame:
+                        nan_policy: str = "omit",
+                        tilt_cuts: Sequence[float] | None = None) -> pd.DataFrame:
     r"""Reliability of every measure by design: n, ICC with CI, SEM and MDC95.
 
     Parameters
@@ -1305,6 +1308,9 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
         Rater whose baseline and retest readings are compared (None: the most frequent rater).
     nan_policy : {"omit", "model", "raise"}
         Passed to :func:`icc` (default: drop targets without a complete set of readings).
+    tilt_cuts : pair of float, optional
+        Cut points of the posterior / neutral / anterior tilt classes used for the tilt-class
+        kappa (default ``hipstats.schema.DEFAULT_TILT_CUTS``).
 
     Returns
     -------
@@ -1313,10 +1319,11 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
         ``n`` (targets: participant-sides, or participant-side-visits), ``n_participants``,
         ``k`` (readings compared), ``form``, ``icc``, ``ci_low``, ``ci_high``, ``sem``
         (``sqrt(MS_within)``, the within-target SD in the measure's unit), ``mdc95``
-        (``1.96 sqrt(2) SEM``) and, for the ordinal scores with two readings,
-        ``kappa_w`` with ``kappa_ci_low``/``kappa_ci_high`` (quadratic-weighted Cohen's kappa on
-        the full score scale). Combinations the data cannot support are listed, with the
-        reason, in ``.attrs["skipped"]``.
+        (``1.96 sqrt(2) SEM``) and, where two readings are compared, ``kappa`` with
+        ``kappa_ci_low``/``kappa_ci_high`` and ``kappa_on`` saying on what: for the ordinal
+        scores the quadratic-weighted Cohen's kappa on the full score scale, for pelvic tilt the
+        unweighted kappa of the tilt classes (posterior / neutral / anterior). Combinations
+        the data cannot support are listed, with the reason, in ``.attrs["skipped"]``.
 
     Notes
     -----
@@ -1337,6 +1344,8 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     [['trial-to-trial', 40, 2], ['rater-to-rater', 20, 2]]
     """
     confidence = _check_confidence(confidence)
+    if tilt_cuts is None:
+        from hipstats.schema import DEFAULT_TILT_CUTS as tilt_cuts
     bad = [d for d in designs if d not in _DESIGNS]
     if bad:
         raise ValueError(f"unknown design(s) {bad}; choose from {_DESIGNS}")
@@ -1376,7 +1385,7 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
                 rows_df, targets, raters = spec
                 try:
                     row = _summary_row(rows_df, targets, raters, measure, form, confidence,
-                                       nan_policy)
+                                       nan_policy, tuple(tilt_cuts))
                 except AnalysisError as err:
                     skipped.append(dict(label, reason=str(err)))
                     continue
@@ -1390,7 +1399,7 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     return out
 
 
-def _summary_row(df, targets, raters, measure, form, confidence, nan_policy):
+def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, tilt_cuts):
     form = _FORM_ALIASES.get(form, form)
     fit = _icc_fit(df, targets, raters, "value", confidence=confidence, nan_policy=nan_policy,
                    what=f"{measure} by {raters}")
@@ -1403,10 +1412,21 @@ def _summary_row(df, targets, raters, measure, form, confidence, nan_policy):
                k=fit.n_raters, form=form, icc=float(row["icc"]), ci_low=float(row["ci_low"]),
                ci_high=float(row["ci_high"]), sem=s, mdc95=mdc(s, confidence=0.95))
     scale = _score_scale(measure)
-    if scale is not None and fit.n_raters == 2 and fit.info["ratings_per_cell_max"] == 1:
-        wide = df.pivot_table(index=targets, columns=raters, values="value", aggfunc="first")
-        k = cohen_kappa(wide, wide.columns[0], wide.columns[1], weights="quadratic",
-                        categories=scale, confidence=confidence)
-        out.update(kappa_w=float(k["kappa"].iloc[0]), kappa_ci_low=float(k["ci_low"].iloc[0]),
-                   kappa_ci_high=float(k["ci_high"].iloc[0]))
+    two_readings = fit.n_raters == 2
+    if (scale is not None or measure == "pelvic_tilt_deg") and two_readings:
+        # kappa on the categories a clinician would act on: the score itself (quadratic
+        # weights, full scale) or the tilt class of the (trial-mean) reading (unweighted)
+        wide = df.pivot_table(index=targets, columns=raters, values="value", aggfunc="mean")
+        if scale is None:
+            wide = pd.DataFrame(np.digitize(wide.to_numpy(), tilt_cuts), columns=wide.columns,
+                                index=wide.index).where(wide.notna())
+            scale, weights = [0, 1, 2], None
+            label = f"tilt class (cuts {tilt_cuts[0]:g}, {tilt_cuts[1]:g} deg), unweighted"
+        else:
+            weights, label = "quadratic", "score, quadratic weights"
+        if fit.info["ratings_per_cell_max"] == 1 or label.startswith("tilt"):
+            k = cohen_kappa(wide, wide.columns[0], wide.columns[1], weights=weights,
+                            categories=scale, confidence=confidence)
+            out.update(kappa=float(k["kappa"].iloc[0]), kappa_ci_low=float(k["ci_low"].iloc[0]),
+                       kappa_ci_high=float(k["ci_high"].iloc[0]), kappa_on=label)
     return out

@@ -94,7 +94,8 @@ def test_icc_matches_psych(icc_data, dataset, confidence):
                       confidence=confidence), "sf_name")
     for _, row in ref.iterrows():
         for col in ("icc", "f", "df1", "df2", "pval", "ci_low", "ci_high"):
-            assert res.loc[row.sf_name, col] == pytest.approx(row[col], abs=1e-9), (row.sf_name, col)
+            got = res.loc[row.sf_name, col]
+            assert got == pytest.approx(row[col], abs=1e-9), (row.sf_name, col)
 
 
 @pytest.mark.parametrize("r0", [0.2, 0.5])
@@ -344,7 +345,10 @@ def test_reliability_summary_recovers_known_variances(measurements):
     assert tilt.loc["session-to-session", "n"] == 400
     score = out[out.measure == "aslr_mens_score"].set_index("design")
     assert set(score.index) == {"session-to-session", "rater-to-rater"}
-    assert score["kappa_w"].between(0.5, 1).all()
+    assert score["kappa"].between(0.5, 1).all()
+    assert score["kappa_on"].str.contains("quadratic").all()
+    assert tilt["kappa_on"].str.startswith("tilt class").all()
+    assert tilt["kappa"].between(0, 1).all()
     assert any(s["measure"] == "aslr_mens_score" and s["design"] == "trial-to-trial"
                for s in out.attrs["skipped"])
 
@@ -577,7 +581,7 @@ def test_fleiss_kappa_published_example():
 
 
 def test_fleiss_kappa_two_raters_is_scotts_pi(kappa_data):
-    """With two raters Fleiss' kappa equals Scott's pi (po - pe)/(1 - pe), pe from pooled margins."""
+    """Two raters: Fleiss' kappa equals Scott's pi (po - pe)/(1 - pe), pe from pooled margins."""
     a, b = kappa_data["tilt1"], kappa_data["tilt2"]
     po = np.mean(a == b)
     pooled = pd.concat([a, b]).value_counts(normalize=True)
