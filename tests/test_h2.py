@@ -12,6 +12,7 @@ is checked to 1e-8.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,3 +125,87 @@ def test_aslr_and_given_mdc_and_errors():
     assert fin.loc["loading - control", "ci_low"] < truth < fin.loc["loading - control", "ci_high"]
     with pytest.raises(AnalysisError, match="mdc= is required"):
         h2_analysis(c, "hip_ir_deg")
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end against R: tests/fixtures/emmeans/make_h2_cohort.py wrote a small simulated cohort;
+# make_fixtures.R re-implements the outcome selection and fits lmer + emmeans (Satterthwaite).
+# Tolerance: 1e-4 relative (means, SEs, df, CIs, p-values); variance components 1e-3.
+# ---------------------------------------------------------------------------------------------
+FIX = Path(__file__).parent / "fixtures" / "emmeans"
+
+
+@pytest.fixture(scope="module")
+def res_r():
+    from hipstats.cohort import Cohort
+
+    m = pd.read_csv(FIX / "h2_measurements.csv")
+    p = pd.read_csv(FIX / "h2_participants.csv")
+    c = Cohort(measurements=m, participants=p, sessions=pd.DataFrame())
+    return h2_analysis(c, "hip_ir_deg", mdc=5.0)
+
+
+def _close(a, b, rtol=1e-4):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    assert a.shape == b.shape and a.size > 0, (a.shape, b.shape)
+    np.testing.assert_allclose(a, b, rtol=rtol)
+
+
+def test_h2_trajectories_and_contrasts_match_r(res_r):
+    r = pd.read_csv(FIX / "h2_emm.csv").set_index(["arm", "visit"])
+    t = res_r.trajectories.set_index(["arm", "visit"]).loc[r.index]
+    for py, rc in [("emmean", "estimate"), ("se", "se"), ("df", "df"), ("ci_low", "ci_low"), ("ci_high", "ci_high")]:
+        _close(t[py], r[rc])
+    con = pd.read_csv(FIX / "h2_contrasts.csv")
+    v = con[con.family == "vs_ref_by_visit"].set_index(["visit", "contrast"])
+    pv = res_r.vs_ref_by_visit.set_index(["visit", "contrast"]).loc[v.index]
+    for col in ("estimate", "se", "df", "t", "p_value", "ci_low", "ci_high"):
+        _close(pv[col], v[col])
+    _close(pv["p_adj"], v["p_holm"])
+    ch = con[con.family == "change"].copy()
+    ch["visit"] = ch["contrast"].str.split(" - ").str[0]
+    ch = ch.set_index(["arm", "visit"])
+    pc = res_r.change.set_index(["arm", "visit"]).loc[ch.index]
+    for col in ("estimate", "se", "df", "ci_low", "ci_high"):
+        _close(pc[col], ch[col])
+    for estimand in ("difference in change", "difference at final visit"):
+        f = con[con.family == estimand].set_index("contrast")
+        pf = res_r.final[res_r.final.estimand == estimand].set_index("contrast").loc[f.index]
+        for col in ("estimate", "se", "df", "t", "p_value", "ci_low", "ci_high"):
+            _close(pf[col], f[col])
+        _close(pf["p_adj"], f["p_holm"])
+
+
+def test_h2_variance_components_match_lme4(res_r):
+    vc = pd.read_csv(FIX / "h2_varcorr.csv")
+    r_int = vc[(vc.grp == "participant_id") & (vc.var1 == "(Intercept)") & vc.var2.isna()]["vcov"].iloc[0]
+    r_side = vc[vc.grp == "participant_id:side"]["vcov"].iloc[0]
+    r_res = vc[vc.grp == "Residual"]["vcov"].iloc[0]
+    py = res_r.variance_components
+    _close(py[(py.group == "participant_id") & (py.var1 == "Intercept") & py.var2.isna()]["vcov"], [r_int], 1e-3)
+    _close(py[py.group == "participant_id:side"]["vcov"], [r_side], 1e-3)
+    _close(py[py.group == "Residual"]["vcov"], [r_res], 1e-3)
+
+
+def test_h2_participant_level_matches_r(res_r):
+    ae = pd.read_csv(FIX / "h2_ancova_emm.csv").set_index("arm")
+    pa = res_r.ancova.adjusted_means.to_frame().set_index("arm").loc[ae.index]
+    _close(pa["emmean"], ae["estimate"])
+    _close(pa["se"], ae["se"])
+    ac = pd.read_csv(FIX / "h2_ancova_contrasts.csv").set_index("contrast")
+    pac = res_r.ancova.vs_ref.set_index("contrast").loc[ac.index]
+    for col in ("estimate", "se", "p_value", "ci_low", "ci_high"):
+        _close(pac[col], ac[col])
+    _close(pac["p_adj"], ac["p_holm"])
+    g = pd.read_csv(FIX / "h2_hedges_g.csv").set_index("arm")
+    pg = res_r.effect_sizes.set_index("group").loc[g.index]
+    for col in ("g", "J", "se"):
+        _close(pg[col], g[col])
+    _close(pg["ci_low"], g["exact_low"])
+    _close(pg["ci_high"], g["exact_high"])
+    rr = pd.read_csv(FIX / "h2_responders.csv").set_index("arm")
+    pr = res_r.responders.by_arm.set_index("arm").loc[rr.index]
+    np.testing.assert_array_equal(pr["n"], rr["n"])
+    np.testing.assert_array_equal(pr["responders"], rr["responders"])
+    _close(pr["ci_low"], rr["ci_low"], 1e-8)
+    _close(pr["ci_high"], rr["ci_high"], 1e-8)
