@@ -426,7 +426,8 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
     threshold : float
         NRS at or above which the session should stop (default 5).
     level : {"flags", "participant", "arm"}
-        ``flags``: the flagged units (participant, session, week, max pain, exercises).
+        ``flags``: the flagged units (participant, session, week, max pain, the exercises
+        with pain at or above the threshold).
         ``participant``: units, flagged units, rate (Wilson CI), first flagged week.
         ``arm``: pooled rate (Wilson CI), mean participant rate (t CI), participants with a flag.
     unit : {"session", "row"}
@@ -451,10 +452,13 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
     s = s.assign(_flag=s["pain_nrs"] >= threshold)
     keys = ["participant_id", *arm, "session"] + (["exercise"] if unit == "row" else [])
     units = (s.groupby(keys, sort=True)
-              .agg(week=("week", "first"), max_pain=("pain_nrs", "max"), flagged=("_flag", "any"),
-                   exercises=("exercise", lambda e: ";".join(map(str, e)))).reset_index())
+              .agg(week=("week", "first"), max_pain=("pain_nrs", "max"), flagged=("_flag", "any"))
+              .reset_index())
     if level == "flags":
-        return units[units["flagged"]].drop(columns="flagged").reset_index(drop=True)
+        out = units[units["flagged"]].drop(columns="flagged").reset_index(drop=True)
+        ex = (s[s["_flag"]].groupby(keys)["exercise"].agg(lambda e: ";".join(map(str, e)))
+              .rename("exercises").reset_index())
+        return out.merge(ex, on=keys, how="left")
     n_name = "sessions" if unit == "session" else "rows"
     per = (units.groupby(["participant_id", *arm], sort=True)
                 .agg(**{n_name: ("session", "size")}, flagged=("flagged", "sum")).reset_index())
@@ -609,10 +613,11 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
     weeks = (all_rows.assign(week=np.floor(all_rows["week"]))
              .groupby(["participant_id", *arm, "week"]).agg(done=("completed", "any"))
              .reset_index())
-    viol = tr.assign(week=np.floor(tr["week"])).groupby(["participant_id", "week"])["violation"].any()
-    v = pd.MultiIndex.from_frame(weeks[["participant_id", "week"]]).map(
-        lambda k: bool(viol.get(k, False)))
-    weeks["status"] = np.where(np.asarray(v, bool), COMPLIANCE_STATUS[2],
+    viol = (tr.assign(week=np.floor(tr["week"])).groupby(["participant_id", "week"])["violation"]
+            .any().rename("_viol").reset_index())
+    v = weeks[["participant_id", "week"]].merge(viol, on=["participant_id", "week"], how="left")
+    v = v["_viol"].fillna(False).to_numpy(bool)
+    weeks["status"] = np.where(v, COMPLIANCE_STATUS[2],
                                np.where(weeks["done"], COMPLIANCE_STATUS[1], COMPLIANCE_STATUS[0]))
     weeks["status"] = pd.Categorical(weeks["status"], categories=COMPLIANCE_STATUS)
     return ComplianceResult(tr, by_p, by_a, weeks.drop(columns="done"), pain_threshold, scope)
