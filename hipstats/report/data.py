@@ -1,0 +1,109 @@
+"""Opening the cohort inside a report notebook, with a validated snapshot shared by a run.
+
+A notebook calls :func:`open_cohort` with its ``source`` and ``as_of`` parameters. Run
+on its own (JupyterLab, plain papermill) that is :func:`hipstats.load_cohort` followed by
+:meth:`hipstats.Cohort.as_of`. Under ``hipstats report`` the runner has already read and
+validated the source once; it saves that cohort as a snapshot and names it in the
+``HIPSTATS_REPORT_SNAPSHOT`` environment variable of the notebook kernels. The snapshot
+is used only when it was taken from the same source and every input file still has the
+SHA-256 recorded with it, so a notebook can never report on other data than the
+manifest lists.
+
+Examples
+--------
+>>> import hipstats as hs, tempfile
+>>> from hipstats.report.data import open_cohort
+>>> folder = tempfile.mkdtemp()
+>>> _ = hs.simulate_cohort(n_participants=12, seed=3).write(folder)
+>>> open_cohort(folder).n_participants
+12
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+__all__ = ["open_cohort", "resolve_source", "write_snapshot", "read_snapshot", "SNAPSHOT_ENV", "validation_report"]
+
+SNAPSHOT_ENV = "HIPSTATS_REPORT_SNAPSHOT"
+
+
+def resolve_source(source, base=None) -> str:
+    """An absolute path for file sources (relative to ``base`` or the working folder); URLs unchanged."""
+    s = str(source)
+    if "://" in s:
+        return s
+    p = Path(s).expanduser()
+    if not p.is_absolute():
+        p = Path(base or os.getcwd()) / p
+    return str(p.resolve())
+
+
+def write_snapshot(path, source: str, cohort, report, files: list[dict[str, Any]]) -> Path:
+    """Save a validated cohort for the notebooks of one run (pickle; private to the run folder)."""
+    path = Path(path)
+    with open(path, "wb") as fh:
+        pickle.dump({"version": 1, "source": source, "files": files, "cohort": cohort, "report": report},
+                    fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def read_snapshot(source: str) -> dict[str, Any] | None:
+    """The run's snapshot for ``source`` when one is active and the input files are unchanged."""
+    path = os.environ.get(SNAPSHOT_ENV)
+    if not path or not Path(path).is_file():
+        return None
+    with open(path, "rb") as fh:
+        snap = pickle.load(fh)  # noqa: S301 - written by this run's own runner into its private folder
+    if snap.get("source") != source:
+        return None
+    from hipstats.report.manifest import sha256_file  # noqa: PLC0415
+
+    for f in snap.get("files", []):
+        p = Path(f["path"])
+        if not p.is_file() or p.stat().st_size != f["bytes"] or sha256_file(p) != f["sha256"]:
+            return None
+    return snap
+
+
+def open_cohort(source, as_of: str | None = "", *, base=None):
+    """Load (or take from the run's snapshot) the validated cohort, restricted to ``as_of``.
+
+    Parameters
+    ----------
+    source : str or path-like
+        Cohort source; a relative path is taken relative to ``base`` (default the working
+        folder, which is the notebook's folder in JupyterLab).
+    as_of : str, optional
+        ISO date; keep what was recorded on or before it ("" or None keeps everything).
+
+    Returns
+    -------
+    hipstats.Cohort
+
+    Raises
+    ------
+    hipstats.ValidationError, hipstats.SourceError, hipstats.ParameterError
+    """
+    from hipstats.cohort import load_cohort  # noqa: PLC0415
+
+    src = resolve_source(source, base)
+    snap = read_snapshot(src)
+    cohort = snap["cohort"] if snap else load_cohort(src)
+    if as_of:
+        cohort = cohort.as_of(as_of)
+    return cohort
+
+
+def validation_report(source, *, base=None):
+    """The :class:`~hipstats.ValidationReport` of a source (from the run's snapshot when there is one)."""
+    src = resolve_source(source, base)
+    snap = read_snapshot(src)
+    if snap is not None and snap.get("report") is not None:
+        return snap["report"]
+    from hipstats.validation import validate  # noqa: PLC0415
+
+    return validate(src)

@@ -1,0 +1,235 @@
+"""Key findings: one row per study question, recorded inside a notebook and collected by the runner.
+
+A notebook calls :func:`record` (or :func:`record_summary` with an analysis result's
+``.summary()`` table). Each call displays a small HTML box in the notebook (so the
+reader sees the finding where it was computed) and carries the same finding as a
+machine-readable output with the MIME type :data:`MIME_TYPE`. After a run,
+:func:`extract` reads those outputs back from the executed notebook, which is how
+the index page gets its key-findings table: no side files, and every number on
+the index is the number the notebook computed with a package function.
+
+Examples
+--------
+>>> from hipstats.report import findings
+>>> f = findings.Finding("H2", "IR gain, loading vs control (deg)", 4.1, 2.0, 6.2, 0.001,
+...                      "Loading gained 4.1 deg more IR than no intervention.")
+>>> bundle = f.mime_bundle()
+>>> sorted(bundle)
+['application/vnd.hipstats.finding+json', 'text/html', 'text/plain']
+>>> findings.Finding.from_dict(bundle[findings.MIME_TYPE]) == f
+True
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["Finding", "MIME_TYPE", "record", "record_summary", "extract", "format_p", "format_ci"]
+
+MIME_TYPE = "application/vnd.hipstats.finding+json"
+
+
+def _num(x) -> float | None:
+    """A JSON-safe float (None for missing / non-finite)."""
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def format_p(p) -> str:
+    """p-value for people: "< 0.001", "0.032", or "" when missing.
+
+    >>> format_p(0.0321), format_p(1e-6), format_p(None)
+    ('0.032', '< 0.001', '')
+    """
+    p = _num(p)
+    if p is None:
+        return ""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fmt(x, digits: int) -> str:
+    x = _num(x)
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def format_ci(low, high, digits: int = 2) -> str:
+    """ "low to high" or "" when either end is missing.
+
+    >>> format_ci(1.234, 5.6)
+    '1.23 to 5.60'
+    """
+    lo, hi = _fmt(low, digits), _fmt(high, digits)
+    return f"{lo} to {hi}" if lo and hi else ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One key finding: a study question's estimate, confidence interval, p-value and a sentence.
+
+    Attributes
+    ----------
+    area : str
+        Study question id (H1-H5, R, Data).
+    question : str
+        What was estimated, with units.
+    estimate, ci_low, ci_high, p : float or None
+    sentence : str
+        The finding in plain words for clinicians.
+    digits : int
+        Decimals shown for estimate and CI.
+    """
+
+    area: str
+    question: str
+    estimate: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p: float | None = None
+    sentence: str = ""
+    digits: int = 2
+
+    def __post_init__(self):
+        for name in ("estimate", "ci_low", "ci_high", "p"):
+            object.__setattr__(self, name, _num(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Finding":
+        keys = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in keys})
+
+    def _html(self) -> str:
+        ci = format_ci(self.ci_low, self.ci_high, self.digits)
+        p = format_p(self.p)
+        stats = [f"estimate {_fmt(self.estimate, self.digits)}"] if self.estimate is not None else []
+        if ci:
+            stats.append(f"95% CI {ci}")
+        if p:
+            stats.append(f"p {p}" if p.startswith("<") else f"p = {p}")
+        return ('<div class="hipstats-finding" style="border-left:4px solid #2b6cb0;background:#f0f5fb;'
+                'padding:8px 12px;margin:8px 0">'
+                f'<div style="font-size:0.85em;color:#2b6cb0;font-weight:bold">Key finding ({html.escape(self.area)})'
+                f' &mdash; {html.escape(self.question)}</div>'
+                f'<div style="font-size:1.05em;margin:4px 0">{html.escape(self.sentence)}</div>'
+                f'<div style="font-size:0.85em;color:#444">{html.escape("; ".join(stats))}</div></div>')
+
+    def __str__(self) -> str:
+        ci = format_ci(self.ci_low, self.ci_high, self.digits)
+        extra = ", ".join(x for x in (f"CI {ci}" if ci else "", f"p {format_p(self.p)}" if self.p is not None else "") if x)
+        est = _fmt(self.estimate, self.digits)
+        return f"[{self.area}] {self.question}: {est}{' (' + extra + ')' if extra else ''}. {self.sentence}"
+
+    def mime_bundle(self) -> dict[str, Any]:
+        """The display bundle: plain text, HTML box, and the JSON the runner extracts."""
+        return {"text/plain": str(self), "text/html": self._html(), MIME_TYPE: self.to_dict()}
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return self.mime_bundle()
+
+
+def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None, sentence: str = "",
+           *, digits: int = 2, display: bool = True) -> Finding:
+    """Record a key finding: show it in the notebook and hand it to the report index.
+
+    Parameters
+    ----------
+    area : str
+        Study question id: "H1" ... "H5", "R" or "Data".
+    question : str
+        What was estimated, with units (e.g. "IR gain at week 12, loading vs control (deg)").
+    estimate, ci_low, ci_high, p : float or None
+        Numbers from a package function (never typed in by hand).
+    sentence : str
+        The result in plain words.
+    digits : int
+        Decimals for the index page.
+    display : bool
+        Display the finding (default). False only builds the :class:`Finding`.
+
+    Returns
+    -------
+    Finding
+
+    Examples
+    --------
+    >>> from hipstats.report.findings import record
+    >>> f = record("R", "ICC(A,1) of hip IR", 0.91, 0.87, 0.94, None,
+    ...            "Two raters agree closely.", display=False)
+    >>> f.estimate
+    0.91
+    """
+    f = Finding(area, question, estimate, ci_low, ci_high, p, sentence, digits)
+    if display:
+        from IPython.display import display as _display  # noqa: PLC0415
+
+        _display(f.mime_bundle(), raw=True)
+    return f
+
+
+def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int = 2,
+                   display: bool = True) -> list[Finding]:
+    """Record the rows of an analysis result's ``.summary()`` table as key findings.
+
+    Parameters
+    ----------
+    area : str
+    summary : DataFrame
+        Columns ``question``, ``estimate``, ``ci_low``, ``ci_high``, ``p`` and
+        ``interpretation`` (or ``sentence``), as the analysis modules' ``summary()`` return.
+    rows : list of int, optional
+        Positions of the rows to record (default all).
+    digits : int
+    display : bool
+
+    Returns
+    -------
+    list of Finding
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = pd.DataFrame({"question": ["q"], "estimate": [1.0], "ci_low": [0.5], "ci_high": [1.5],
+    ...                   "p": [0.01], "interpretation": ["plain words"]})
+    >>> [f.sentence for f in record_summary("H1", s, display=False)]
+    ['plain words']
+    """
+    text_col = "interpretation" if "interpretation" in summary.columns else "sentence"
+    missing = {"question", "estimate", text_col} - set(summary.columns)
+    if missing:
+        from hipstats.errors import AnalysisError  # noqa: PLC0415
+
+        raise AnalysisError(f"summary table lacks column(s) {', '.join(sorted(missing))}")
+    picked = summary if rows is None else summary.iloc[list(rows)]
+    out = []
+    for r in picked.to_dict("records"):
+        out.append(record(area, str(r["question"]), r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
+                          r.get("p"), str(r.get(text_col, "")), digits=digits, display=display))
+    return out
+
+
+def extract(nb) -> list[Finding]:
+    """All findings recorded in an executed notebook (a ``nbformat`` node), in cell order."""
+    out = []
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = output.get("data") or {}
+            if MIME_TYPE in data:
+                payload = data[MIME_TYPE]
+                if isinstance(payload, str):  # some writers store JSON as text
+                    import json  # noqa: PLC0415
+
+                    payload = json.loads(payload)
+                out.append(Finding.from_dict(payload))
+    return out

@@ -1,0 +1,472 @@
+"""Run the report notebooks: validate, execute in parallel, export offline HTML, index, manifest.
+
+:func:`run_reports` is what ``hipstats report`` calls. Order of events:
+
+1. pick the notebooks (``only``) and read their declared parameters;
+2. check the user's parameters against those declarations (:class:`ParameterError`, exit 2);
+3. read and validate the source once (:class:`ValidationError`, exit 2) and check ``as_of``;
+   nothing has been written up to here;
+4. lock the output folder (a second run on it gets :class:`ReportError`, exit 1) and
+   work in a hidden temporary folder inside it;
+5. execute the notebooks with papermill, each in its own worker process and its own
+   kernel (the kernel is this environment's Python, ``sys.executable``), ``jobs`` at a
+   time, longest first when an earlier run's durations are known; a notebook that fails
+   does not stop the others;
+6. export each executed notebook to HTML without code (:mod:`hipstats.report.export`),
+   collect its key findings (:mod:`hipstats.report.findings`), write ``index.html`` and
+   ``manifest.json``;
+7. rename the temporary folder to ``<out>/<run_id>`` and only then point ``latest`` at it.
+
+Examples
+--------
+>>> import hipstats as hs                                        # doctest: +SKIP
+>>> run = hs.run_reports("data/example", out="reports", only=["data_quality"])  # doctest: +SKIP
+>>> run.ok, run.index                                            # doctest: +SKIP
+(True, PosixPath('reports/20260101-080000/index.html'))
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html as _html
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hipstats.errors import ParameterError, ReportError, ValidationError
+from hipstats.report import findings as _findings
+from hipstats.report.data import SNAPSHOT_ENV, resolve_source, write_snapshot
+from hipstats.report.lock import OutputLock
+from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
+from hipstats.report.params import (
+    NotebookInfo,
+    list_notebooks,
+    load_params_file,
+    parse_param_strings,
+    resolve_parameters,
+    select_notebooks,
+)
+
+__all__ = ["run_reports", "RunResult", "NotebookResult", "check_as_of"]
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class NotebookResult:
+    """What happened to one notebook in a run."""
+
+    name: str
+    title: str
+    status: str  # "ok" | "failed"
+    duration_s: float
+    html: str | None = None  # path relative to the run folder
+    notebook: str | None = None  # executed .ipynb, relative to the run folder
+    error: str | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class RunResult:
+    """A finished report run.
+
+    Attributes
+    ----------
+    run_id : str
+    run_dir : Path
+        ``<out>/<run_id>``.
+    results : list of NotebookResult
+    manifest : dict
+        The content of ``manifest.json``.
+    """
+
+    run_id: str
+    run_dir: Path
+    results: list[NotebookResult]
+    manifest: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def index(self) -> Path:
+        return self.run_dir / "index.html"
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.name for r in self.results if not r.ok]
+
+    def findings(self) -> pd.DataFrame:
+        """All key findings of the run: notebook, area, question, estimate, ci_low, ci_high, p, sentence."""
+        rows = [{"notebook": r.name, **f} for r in self.results for f in r.findings]
+        cols = ["notebook", "area", "question", "estimate", "ci_low", "ci_high", "p", "sentence"]
+        return pd.DataFrame(rows, columns=cols + ["digits"])[cols] if rows else pd.DataFrame(columns=cols)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per notebook: name, title, status, duration_s, findings, error, html."""
+        return pd.DataFrame([{"notebook": r.name, "title": r.title, "status": r.status,
+                              "duration_s": round(r.duration_s, 2), "findings": len(r.findings),
+                              "error": r.error or "", "html": str(self.run_dir / r.html) if r.html else ""}
+                             for r in self.results])
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"{len(self.failed)} failed ({', '.join(self.failed)})"
+        return f"<RunResult {self.run_id}: {len(self.results)} notebooks, {state}; {self.index}>"
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>Report run {_html.escape(self.run_id)}</b> &mdash; {_html.escape(str(self.index))}</p>" + \
+            self.summary().to_html(index=False)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone()
+
+
+def check_as_of(as_of) -> str:
+    """Normalise an ``--as-of`` date to ``YYYY-MM-DD`` ("" when not given)."""
+    if as_of in (None, ""):
+        return ""
+    try:
+        ts = pd.Timestamp(str(as_of))
+    except (ValueError, TypeError):
+        raise ParameterError(f"--as-of must be a date such as 2026-03-31, got '{as_of}'") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ParameterError(f"--as-of must be a date such as 2026-03-31, got '{as_of}'")
+    return ts.strftime("%Y-%m-%d")
+
+
+def _write_kernelspec(folder: Path) -> str:
+    """A kernelspec that starts ipykernel with this very interpreter (not whatever ``python`` is on PATH)."""
+    name = f"hipstats-{uuid.uuid4().hex[:10]}"
+    kdir = folder / "kernels" / name
+    kdir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=ERROR"],
+            "display_name": f"hipstats ({sys.executable})", "language": "python",
+            "metadata": {"debugger": False}}
+    (kdir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    return name
+
+
+def _previous_durations(out: Path) -> dict[str, float]:
+    try:
+        m = json.loads((out / "latest" / "manifest.json").read_text(encoding="utf-8"))
+        return {n["name"]: float(n["duration_s"]) for n in m.get("notebooks", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _new_run_id(out: Path, run_id: str | None) -> str:
+    if run_id:
+        if not _RUN_ID.match(run_id) or run_id in ("latest", ".", ".."):
+            raise ParameterError(f"--run-id '{run_id}' must be letters, digits, '.', '_' or '-' "
+                                 "(and not 'latest')")
+        if (out / run_id).exists():
+            raise ReportError(f"run folder {out / run_id} already exists; choose another --run-id")
+        return run_id
+    base = _now().strftime("%Y%m%d-%H%M%S")
+    rid, k = base, 1
+    while (out / rid).exists():
+        k += 1
+        rid = f"{base}-{k}"
+    return rid
+
+
+def _update_latest(out: Path, run_id: str) -> str:
+    """Point ``<out>/latest`` at the run (atomic symlink swap); fall back to LATEST + latest.html."""
+    (out / "LATEST").write_text(run_id + "\n", encoding="utf-8")
+    link, tmp = out / "latest", out / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_id, tmp, target_is_directory=True)
+        if link.exists() and not link.is_symlink():
+            raise OSError("'latest' exists and is not a symlink")
+        os.replace(tmp, link)
+        kind = "symlink"
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        kind = "file"
+    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="refresh" '
+            f'content="0; url={run_id}/index.html"><title>Latest hipstats report</title></head>'
+            f'<body><p>Latest report: <a href="{run_id}/index.html">{run_id}</a></p></body></html>')
+    tmp_page = out / f".latest-{os.getpid()}.html"
+    tmp_page.write_text(page, encoding="utf-8")
+    os.replace(tmp_page, out / "latest.html")
+    return kind
+
+
+# ------------------------------------------------------------------------------ worker
+def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one notebook with papermill and export it (runs in a worker process)."""
+    import nbformat  # noqa: PLC0415
+    import papermill  # noqa: PLC0415
+
+    from hipstats.report.export import external_references, notebook_to_html  # noqa: PLC0415
+
+    os.environ[SNAPSHOT_ENV] = job["snapshot"] or ""
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (job["jupyter_path"], os.environ.get("JUPYTER_PATH"))
+                                                 if p)
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    run_dir = Path(job["run_dir"])
+    out_nb = run_dir / job["notebook_rel"]
+    out_html = run_dir / job["html_rel"]
+    t0 = time.perf_counter()
+    status, error = "ok", None
+    try:
+        papermill.execute_notebook(job["path"], str(out_nb), parameters=job["parameters"],
+                                   kernel_name=job["kernel_name"], cwd=job["cwd"], progress_bar=False,
+                                   log_output=False, request_save_on_cell_execute=False,
+                                   execution_timeout=job["timeout"], report_mode=True)
+    except papermill.PapermillExecutionError as exc:
+        status, error = "failed", f"{exc.ename}: {exc.evalue}".strip()
+    except Exception as exc:  # kernel died, timeout, unreadable notebook ...
+        status, error = "failed", f"{type(exc).__name__}: {exc}".strip()
+    duration = time.perf_counter() - t0
+    found: list[dict[str, Any]] = []
+    try:
+        if out_nb.is_file():
+            nb = nbformat.read(out_nb, as_version=4)
+            found = [f.to_dict() for f in _findings.extract(nb)]
+            page = notebook_to_html(nb, title=job["title"], failed=status != "ok", banner=job["banner"])
+        else:
+            page = _error_page(job["title"], error or "the notebook produced no output")
+        refs = external_references(page)
+        if refs:
+            raise ReportError(f"refusing to write {out_html.name}: it would load {', '.join(refs[:3])}")
+        out_html.write_text(page, encoding="utf-8")
+    except Exception as exc:
+        status = "failed"
+        msg = f"HTML export failed: {type(exc).__name__}: {exc}"
+        error = f"{error}; {msg}" if error else msg
+        out_html.write_text(_error_page(job["title"], error + "\n\n" + traceback.format_exc()), encoding="utf-8")
+    return {"name": job["name"], "status": status, "duration_s": round(duration, 3), "error": error,
+            "findings": found, "export_s": round(time.perf_counter() - t0 - duration, 3)}
+
+
+def _error_page(title: str, message: str) -> str:
+    from hipstats.report.export import report_css  # noqa: PLC0415
+
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_html.escape(title)}</title>'
+            f'<style>{report_css()}</style></head><body><nav class="hipstats-nav"><a href="../index.html">'
+            f'&larr; All reports of this run</a></nav><main><h1>{_html.escape(title)}</h1>'
+            f'<div class="hipstats-failed-banner">This report could not be produced.</div>'
+            f'<pre>{_html.escape(message)}</pre></main></body></html>')
+
+
+# ------------------------------------------------------------------------------ main entry
+def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any] | list[str] | None = None,
+                params_file=None, as_of=None, run_id: str | None = None, jobs: int | None = None,
+                notebooks_dir=None, timeout: float | None = None, progress: bool = True,
+                console=None) -> RunResult:
+    """Run the report notebooks on a cohort and write offline HTML, an index and a manifest.
+
+    Parameters
+    ----------
+    source : str or path-like, optional
+        Cohort source (folder, file, REDCap export or SQLAlchemy URL). Default: the
+        notebooks' own default (the bundled example cohort).
+    out : path-like
+        Output folder; the run lands in ``<out>/<run_id>/`` and ``<out>/latest`` points to it.
+    only : list of str or str, optional
+        Notebook names to run (default: every notebook in the default set).
+    params : dict or list of "key=value", optional
+        Notebook parameters, checked against each notebook's declared parameters and types.
+        ``"nb.key"`` (or ``{nb: {key: value}}``) targets one notebook.
+    params_file : path-like, optional
+        YAML/JSON file of parameters (``params`` override it).
+    as_of : str or date, optional
+        Restrict every notebook to data recorded on or before this date.
+    run_id : str, optional
+        Name of the run folder (default a local timestamp, ``YYYYmmdd-HHMMSS``).
+    jobs : int, optional
+        Notebooks run at the same time (default ``os.cpu_count()``).
+    notebooks_dir : path-like, optional
+        Where the notebooks are (default the project's ``notebooks/``).
+    timeout : float, optional
+        Per-cell execution timeout in seconds (default none).
+    progress : bool
+        Show a progress display on stderr.
+
+    Returns
+    -------
+    RunResult
+        ``.ok`` is False when any notebook failed (the run is still complete and indexed).
+
+    Raises
+    ------
+    ParameterError
+        Unknown parameter, wrong type, unknown notebook, bad ``as_of`` or run id.
+    ValidationError
+        The source breaks the data contract (nothing is written).
+    ReportError
+        Another run holds the lock on ``out``, or the output cannot be written.
+    """
+    started = _now()
+    t_start = time.perf_counter()
+    catalogue = list_notebooks(notebooks_dir)
+    selected = select_notebooks(catalogue, only)
+    nb_dir = selected[0].path.parent
+
+    given: dict[str, Any] = {}
+    if params_file:
+        given.update(load_params_file(params_file))
+    if isinstance(params, (list, tuple)):
+        given.update(parse_param_strings(params))
+    elif params:
+        given.update(params)
+    as_of_s = check_as_of(as_of)
+    if source is None:
+        default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
+        if not default:
+            raise ParameterError("no SOURCE given and the notebooks declare no default source")
+        source = resolve_source(default, nb_dir)
+    src = resolve_source(source)
+    per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
+    jobs = max(1, int(jobs or os.cpu_count() or 1))
+
+    # ---- validate the data before anything is written
+    from hipstats.cohort import load_cohort  # noqa: PLC0415
+    from hipstats.validation import ValidationReport  # noqa: PLC0415
+
+    needs_data = any("source" in n.parameters for n in selected)
+    cohort = report = None
+    if needs_data:
+        cohort = load_cohort(src)  # raises ValidationError / SourceError
+        report = ValidationReport(mask_source(src), [])
+        if as_of_s:
+            restricted = cohort.as_of(as_of_s)  # ParameterError when there are no dates
+            if restricted.measurements.empty:
+                raise ParameterError(f"no measurements were recorded on or before {as_of_s}")
+
+    out = Path(out).expanduser().resolve()
+    lock = OutputLock(out)
+    lock.acquire()
+    tmp: Path | None = None
+    try:
+        rid = _new_run_id(out, run_id)
+        lock.note({"run_id": rid, "started": started.isoformat(timespec="seconds")})
+        tmp = out / f".{rid}.partial-{os.getpid()}"
+        (tmp / "reports").mkdir(parents=True)
+        (tmp / "notebooks").mkdir()
+        private = tmp / ".run"
+        private.mkdir()
+        files = input_files(cohort.files if cohort is not None else [], src) if needs_data else []
+        snapshot = (str(write_snapshot(private / "cohort.pkl", src, cohort, report, files))
+                    if cohort is not None else "")
+        del cohort
+        kernel_name = _write_kernelspec(private / "jupyter")
+        banner = f"run {rid} · data {mask_source(src)}" + (f" as of {as_of_s}" if as_of_s else "")
+        previous = _previous_durations(out)
+        order = sorted(selected, key=lambda n: -previous.get(n.name, 0.0))
+        jobs_ = [{"name": n.name, "title": n.title, "path": str(n.path), "cwd": str(n.path.parent),
+                  "parameters": per_nb[n.name], "kernel_name": kernel_name,
+                  "jupyter_path": str(private / "jupyter"), "snapshot": snapshot, "run_dir": str(tmp),
+                  "notebook_rel": f"notebooks/{n.name}.ipynb", "html_rel": f"reports/{n.name}.html",
+                  "timeout": timeout, "banner": banner} for n in order]
+        raw = _run_pool(jobs_, jobs, progress, console)
+        ended = _now()
+        results = []
+        for n in selected:
+            r = raw[n.name]
+            results.append(NotebookResult(n.name, n.title, r["status"], r["duration_s"],
+                                          f"reports/{n.name}.html",
+                                          f"notebooks/{n.name}.ipynb" if (tmp / f"notebooks/{n.name}.ipynb").exists()
+                                          else None, r["error"], r["findings"], _public_params(per_nb[n.name])))
+        manifest = {
+            "hipstats_report": 1,
+            "run_id": rid,
+            "status": "ok" if all(r.ok for r in results) else "failed",
+            "started": started.isoformat(timespec="seconds"),
+            "ended": ended.isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - t_start, 3),
+            "source": mask_source(src),
+            "as_of": as_of_s or None,
+            "inputs": files,
+            "parameters": {"given": _public_params(given), "per_notebook": {r.name: r.parameters for r in results}},
+            "jobs": jobs,
+            "kernel": {"python": sys.executable},
+            "packages": package_versions(),
+            "git": git_info(Path(__file__).parent),
+            "notebooks_git": git_info(nb_dir),
+            "host": {"platform": sys.platform, "cpu_count": os.cpu_count()},
+            "notebooks": [{"name": r.name, "title": r.title, "status": r.status, "duration_s": r.duration_s,
+                           "error": r.error, "html": r.html, "notebook": r.notebook,
+                           "source_notebook": str(n.path), "findings": len(r.findings)}
+                          for r, n in zip(results, selected)],
+        }
+        from hipstats.report.index import write_index  # noqa: PLC0415
+
+        write_index(tmp / "index.html", manifest, results)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        shutil.rmtree(private, ignore_errors=True)
+        final = out / rid
+        os.rename(tmp, final)
+        tmp = None
+        _update_latest(out, rid)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+    return RunResult(rid, final, results, manifest)
+
+
+def _public_params(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (mask_source(v) if k == "source" and isinstance(v, str) else v) for k, v in d.items()}
+
+
+def _run_pool(jobs_: list[dict[str, Any]], n_jobs: int, progress: bool, console) -> dict[str, dict[str, Any]]:
+    """Execute the jobs in worker processes with a rich progress display; never raises for one notebook."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    console = console or Console(stderr=True)
+    results: dict[str, dict[str, Any]] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with Progress(TextColumn("[bold]notebooks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console, disable=not progress,
+                  transient=False) as bar:
+        task = bar.add_task("running " + ", ".join(j["name"] for j in jobs_[:n_jobs]), total=len(jobs_))
+        with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs_)), mp_context=ctx) as pool:
+            futures = {pool.submit(_execute_one, j): j for j in jobs_}
+            pending = [j["name"] for j in jobs_]
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    r = fut.result()
+                except Exception as exc:  # the worker process itself died
+                    r = {"name": job["name"], "status": "failed", "duration_s": 0.0, "findings": [],
+                         "error": f"worker crashed: {type(exc).__name__}: {exc}"}
+                    Path(job["run_dir"], job["html_rel"]).write_text(
+                        _error_page(job["title"], r["error"]), encoding="utf-8")
+                results[job["name"]] = r
+                pending.remove(job["name"])
+                if progress:
+                    mark = "[green]ok[/green]" if r["status"] == "ok" else f"[red]FAILED[/red] {r['error']}"
+                    bar.console.print(f"  {job['name']}: {mark} ({r['duration_s']:.1f} s)", highlight=False,
+                                      soft_wrap=True)
+                bar.update(task, advance=1, description=("running " + ", ".join(pending[:n_jobs])) if pending
+                           else "done")
+    return results
