@@ -260,7 +260,7 @@ def power_ancova(effect: float, sd: float, rho: float, n_per_arm: float | None =
     --------
     >>> from hipstats.power import power_ancova
     >>> res = power_ancova(effect=5, sd=10, rho=0.6, power=0.8)
-    >>> res.design_effect, res.n_completers
+    >>> round(res.design_effect, 2), res.n_completers
     (0.64, 42.0)
     """
     if not -1 < rho < 1:
@@ -432,9 +432,9 @@ class TrialDesign:
         """SDs and correlation of baseline and last visit implied by the variance components.
 
         With :math:`T` the time from baseline to the last visit,
-        :math:`\mathrm{Var}(y_0) = \sigma_0^2 + \sigma_e^2`,
-        :math:`\mathrm{Var}(y_T) = \sigma_0^2 + 2 r \sigma_0 \sigma_1 T + \sigma_1^2 T^2
-        + \sigma_e^2`, :math:`\mathrm{Cov} = \sigma_0^2 + r \sigma_0 \sigma_1 T`. These are
+        :math:`\\mathrm{Var}(y_0) = \\sigma_0^2 + \\sigma_e^2`,
+        :math:`\\mathrm{Var}(y_T) = \\sigma_0^2 + 2 r \\sigma_0 \\sigma_1 T + \\sigma_1^2 T^2
+        + \\sigma_e^2`, :math:`\\mathrm{Cov} = \\sigma_0^2 + r \\sigma_0 \\sigma_1 T`. These are
         the ``sd`` and ``rho`` inputs of :func:`power_change_scores` (``sd_change``) and
         :func:`power_ancova` (``sd_follow_up``, ``rho``) for the last-visit analyses.
 
@@ -517,15 +517,15 @@ class TrialDesign:
 
         Examples
         --------
-        >>> import statsmodels.formula.api as smf
+        >>> from hipstats.models.lmm import fit_lmm
         >>> from hipstats.power import TrialDesign
-        >>> pilot = TrialDesign(arms=("control", "loading"), n_per_arm=30, sd_slope=0.3,
+        >>> pilot = TrialDesign(arms=("control", "loading"), n_per_arm=40, sd_slope=0.5,
         ...                     effects={"control": 0, "loading": 6}).simulate(seed=1)
-        >>> fit = smf.mixedlm("value ~ week * arm", pilot, groups=pilot["participant_id"],
-        ...                   re_formula="~week").fit()
+        >>> fit = fit_lmm("value ~ week * arm", pilot, groups="participant_id",
+        ...               re_formula="1 + week")
         >>> d = TrialDesign.from_fit(fit, arms=("control", "loading"), weeks=(0, 6, 12))
-        >>> d.effect_type
-        'slope'
+        >>> d.effect_type, round(d.effects["loading"] - d.effects["control"], 1)
+        ('slope', 0.5)
         """
         cov, resid_var = _variance_components(fit, time)
         sd0, sd1 = math.sqrt(max(cov[0, 0], 0.0)), math.sqrt(max(cov[1, 1], 0.0))
@@ -732,8 +732,8 @@ def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str |
     analysis model and tests the contrast of ``target`` vs ``reference`` at level ``alpha``;
     power is the share of replicates with p < alpha, with a binomial Monte Carlo CI.
 
-    Tests
-    -----
+    The tests (``test=``):
+
     ``"arm:week"`` (default)
         Linear mixed model ``value ~ week * arm`` (REML, treatment coding, all arms, all
         observed visits, so dropouts contribute their early visits) with a random intercept

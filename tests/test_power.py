@@ -144,6 +144,11 @@ def test_generator_moments_and_dropout():
     assert np.allclose(np.cov(full.T), model, rtol=0.05, atol=0.5)
     assert np.nanmean(y[arm == 1, 0]) == pytest.approx(36, abs=0.15)
     assert np.nanmean(y[arm == 1, 3] - y[arm == 1, 0]) == pytest.approx(6, abs=0.2)
+    m = d.endpoint_moments()  # the closed forms used for the last-visit formulas
+    assert m["sd_baseline"] == pytest.approx(math.sqrt(model[0, 0]))
+    assert m["sd_follow_up"] == pytest.approx(math.sqrt(model[3, 3]))
+    assert m["rho"] == pytest.approx(model[0, 3] / math.sqrt(model[0, 0] * model[3, 3]))
+    assert m["sd_change"] == pytest.approx(np.std(full[:, 3] - full[:, 0]), rel=0.03)
     assert np.isnan(y[arm == 0, 3]).mean() == pytest.approx(0.3, abs=0.015)
     assert np.isnan(y[:, 2]).sum() == 0  # pattern puts every dropout at the last visit
     mono = np.isnan(y)
@@ -215,19 +220,23 @@ def test_lmm_slope_estimate_is_two_stage_slope_difference():
         assert res.replicates["df"].iloc[r] == pytest.approx(28, abs=2.5)
 
 
+@pytest.mark.slow
 def test_lmm_power_matches_slope_t_test():
     d = _slope_design(0.25)
-    res = simulate_power(d, n_sim=150, seed=21, n_jobs=2, chunk_size=25)
+    res = simulate_power(d, n_sim=120, seed=21, n_jobs=2, chunk_size=20)
     ref = power_change_scores(0.25, _slope_sd(d), n_per_arm=15).power
     assert res.n_failed == 0
     assert abs(res.power - ref) < mc_tol(ref, res.n_sim)
 
 
+@pytest.mark.slow
 def test_lmm_type_one_error_with_dropout():
     d = dataclasses_replace(_slope_design(0.0), dropout=0.2)
-    res = simulate_power(d, n_sim=150, seed=22, n_jobs=2, chunk_size=25)
+    res = simulate_power(d, n_sim=120, seed=22, n_jobs=2, chunk_size=20)
     assert res.n_failed == 0
     assert abs(res.power - 0.05) < mc_tol(0.05, res.n_sim)
+    # the whole null distribution of Satterthwaite p-values is uniform (KS, 0.1% level)
+    assert stats.kstest(res.replicates["p_value"], "uniform").pvalue > 0.001
 
 
 def dataclasses_replace(d, **kw):
@@ -408,3 +417,10 @@ def test_run_power_from_params():
     assert list(curve["n_per_arm"]) == [10, 20]
     with pytest.raises(ParameterError, match="unknown"):
         run_power_from_params({"n_sims": 10})
+    d = TrialDesign.from_params({"arms": "a,b", "weeks": "0,6,12", "n_per_arm": "a:10,b:12",
+                                 "effects": "a:0,b:6", "dropout": "0.1", "corr": "-0.2",
+                                 "n_sim": 5})
+    assert d.n_per_arm == {"a": 10, "b": 12} and d.dropout == {"a": 0.1, "b": 0.1}
+    assert d.corr_intercept_slope == -0.2 and d.weeks == (0.0, 6.0, 12.0)
+    with pytest.raises(ParameterError, match="not a number"):
+        TrialDesign.from_params({"arms": "a,b", "effects": "a:0,b:six"})
