@@ -60,6 +60,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import html
 import warnings
 
@@ -84,6 +85,68 @@ def _strip_tilde(f: str) -> str:
     return f[1:].strip() if f.startswith("~") else f
 
 
+def _columns_if_row_wise(terms, frame, eval_env):
+    """Data columns used by ``terms`` if each design row depends on its data row alone.
+
+    That holds unless a factor uses a stateful transform (``center``, ``standardize``,
+    splines: they memorise data-wide statistics) or a name that is neither a column nor a
+    non-data object of the formula environment. Returns None when it does not hold.
+    """
+    import builtins
+
+    import patsy.builtins
+    from patsy.eval import ast_names
+
+    known = set(vars(patsy.builtins)) | set(vars(builtins))
+    cols = []
+    for term in terms:
+        for factor in term.factors:
+            if not isinstance(factor, patsy.EvalFactor):
+                return None
+            if factor.memorize_passes_needed({}, eval_env) > 0:
+                return None
+            for name in ast_names(factor.code):
+                if name in frame.columns:
+                    if name not in cols:
+                        cols.append(name)
+                    continue
+                try:
+                    obj = eval_env.namespace[name]
+                except KeyError:
+                    if name in known:
+                        continue
+                    return None
+                if isinstance(obj, (np.ndarray, pd.Series, pd.Index, list, tuple)):
+                    return None
+    return cols
+
+
+def _design(terms, frame, eval_env):
+    """patsy design (NA rows dropped) of ``terms``, a DataFrame indexed like ``frame``.
+
+    patsy handles categorical data element by element in Python, which dominates the cost of
+    a fit with tens of thousands of rows. When every design row depends only on its data row
+    (see :func:`_columns_if_row_wise`) the design is built on the distinct rows of the
+    columns used (e.g. arms x weeks) and expanded; otherwise on the full frame.
+    """
+    desc = patsy.ModelDesc([], list(terms))
+    cols = _columns_if_row_wise(terms, frame, eval_env)
+    if cols:
+        ids = frame.groupby(cols, dropna=False, sort=False, observed=True).ngroup().to_numpy()
+        uniq, first = np.unique(ids, return_index=True)
+        if len(uniq) <= len(frame) // 2:
+            sub = frame[cols].iloc[first]
+            sub.index = uniq
+            D = patsy.dmatrix(desc, sub, eval_env=eval_env, NA_action="drop",
+                              return_type="dataframe")
+            keep = np.isin(ids, D.index.to_numpy())
+            out = pd.DataFrame(D.to_numpy()[np.searchsorted(D.index.to_numpy(), ids[keep])],
+                               index=frame.index[keep], columns=D.columns)
+            return out, D.design_info
+    D = patsy.dmatrix(desc, frame, eval_env=eval_env, NA_action="drop", return_type="dataframe")
+    return D, D.design_info
+
+
 def _build_frame(formula, data, groups, re_formula, nested, eval_env):
     """Model frame (rows complete in every variable used) and the design matrices."""
     if not isinstance(data, pd.DataFrame):
@@ -93,37 +156,37 @@ def _build_frame(formula, data, groups, re_formula, nested, eval_env):
             raise AnalysisError(f"{what} column {col!r} not found in data "
                                 f"(columns: {', '.join(map(str, data.columns))})")
     df = data if data.index.is_unique else data.reset_index(drop=True)
-    re_rhs = _strip_tilde(re_formula)
-    # patsy walks string columns element by element; pandas categoricals go through codes
-    text = f"{formula} {re_rhs}"
-    conv = [c for c in df.columns if isinstance(c, str) and c in text
-            and (pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]))
-            and not isinstance(df[c].dtype, pd.CategoricalDtype)]
-    if conv:
-        df = df.assign(**{c: df[c].astype("category") for c in conv})
+    try:
+        desc = patsy.ModelDesc.from_formula(formula)
+        re_desc = patsy.ModelDesc.from_formula(_strip_tilde(re_formula))
+    except patsy.PatsyError as err:
+        raise AnalysisError(f"cannot parse formula {formula!r} / re_formula {re_formula!r}: "
+                            f"{err}") from err
+    if not desc.lhs_termlist:
+        raise AnalysisError(f"formula {formula!r} has no response (write 'value ~ ...')")
 
     def designs(frame):
         try:
-            y, X = patsy.dmatrices(formula, frame, eval_env=eval_env, NA_action="drop",
-                                   return_type="dataframe")
-            Z = patsy.dmatrix(re_rhs, frame, eval_env=eval_env, NA_action="drop",
-                              return_type="dataframe")
+            y, _ = _design(desc.lhs_termlist, frame, eval_env)
+            X, xinfo = _design(desc.rhs_termlist, frame, eval_env)
+            Z, zinfo = _design(re_desc.rhs_termlist, frame, eval_env)
         except patsy.PatsyError as err:
             raise AnalysisError(f"cannot build the model from formula {formula!r} / "
                                 f"re_formula {re_formula!r}: {err}") from err
-        return y, X, Z
+        return y, X, Z, xinfo, zinfo
 
-    y, X, Z = designs(df)
-    keep = df.index.isin(X.index) & df.index.isin(Z.index) & df[groups].notna().to_numpy()
+    y, X, Z, xinfo, zinfo = designs(df)
+    keep = (df.index.isin(y.index) & df.index.isin(X.index) & df.index.isin(Z.index)
+            & df[groups].notna().to_numpy())
     if nested is not None:
         keep &= df[nested].notna().to_numpy()
     frame = df.loc[keep]
-    if len(frame) != len(X) or len(frame) != len(Z):
-        y, X, Z = designs(frame)
+    if not (len(frame) == len(y) == len(X) == len(Z)):
+        y, X, Z, xinfo, zinfo = designs(frame)
     if y.shape[1] != 1:
         raise AnalysisError(f"the response of {formula!r} must be one numeric column, "
                             f"got columns {list(y.columns)}")
-    return frame, y, X, Z
+    return frame, y, X, Z, xinfo, zinfo
 
 
 class _Spec:
@@ -132,11 +195,12 @@ class _Spec:
     def __init__(self, formula, data, groups, re_formula, nested, eval_env):
         self.formula, self.groups, self.re_formula, self.nested = formula, groups, re_formula, nested
         self.eval_env = eval_env
-        frame, y, X, Zre = _build_frame(formula, data, groups, re_formula, nested, eval_env)
+        frame, y, X, Zre, xinfo, zinfo = _build_frame(formula, data, groups, re_formula, nested,
+                                                      eval_env)
         self.frame = frame
         self.yname = y.columns[0]
-        self.design_info = X.design_info
-        self.re_design_info = Zre.design_info
+        self.design_info = xinfo
+        self.re_design_info = zinfo
         self.exog_names = list(X.columns)
         self.re_names = list(Zre.columns)
         self.X = X.to_numpy(float)
@@ -193,6 +257,19 @@ class _Spec:
 
 
 # --------------------------------------------------------------------------- optimiser
+def _blas_single_thread():
+    """Limit BLAS to one thread while fitting (optional ``threadpoolctl``).
+
+    Every linear-algebra call of a fit is tiny (at most p x p); multi-threaded OpenBLAS only
+    adds synchronisation overhead there, and a lot of it on a busy machine.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _grad_check(prob, theta, reml):
     """lme4's check.conv.grad: max(min(|g|, |H^{-1/2} g|)) over parameters not at a bound."""
     g = prob.gradient(theta, reml)
@@ -222,7 +299,7 @@ def _num_jacobian(fun, x, rel=1e-5):
 
 
 def _lbfgsb(fg, x0, bounds, maxiter):
-    opts = dict(maxiter=maxiter, ftol=1e-14, gtol=1e-7, maxcor=20)
+    opts = dict(maxiter=maxiter, ftol=1e-10, gtol=1e-7, maxcor=20)
     return optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
 
 
@@ -375,7 +452,8 @@ def fit_lmm(formula, data, groups, re_formula="1", *, nested=None, reml=True, en
 def _fit_spec(spec, *, reml, engine, maxiter, warn):
     prob = spec.problem()
     if engine == "fast":
-        theta, crit, grad, nfev, msg = _optimize(prob, reml, maxiter)
+        with _blas_single_thread():
+            theta, crit, grad, nfev, msg = _optimize(prob, reml, maxiter)
         converged = crit <= GRAD_TOL
         info = dict(engine="fast", grad_crit=crit, gradient=grad, nfev=nfev, message=msg)
     elif engine == "statsmodels":
@@ -613,25 +691,29 @@ class LMMResult:
         gradient of the deviance in ``(theta, sigma)``.
         """
         if self._satt is None:
-            prob, reml = self._prob, self.reml
-            sc = np.r_[prob.theta_scale, 1.0]
-            psi = np.r_[self.theta, self.sigma] * sc
-
-            def grad(v):
-                return prob.varpar_gradient(v / sc, reml) / sc
-
-            H = _richardson_jacobian(grad, psi)
-            H = 0.5 * (H + H.T)
-            A = 2.0 * np.linalg.pinv(H)
-
-            def covb(v):
-                v = v / sc
-                return ((v[-1] ** 2) * prob.unscaled_cov_beta(theta=v[:-1])).ravel()
-
-            J = _richardson_jacobian(covb, psi)
-            p = prob.p
-            self._satt = (A, [J[:, k].reshape(p, p) for k in range(len(psi))])
+            with _blas_single_thread():
+                self._satt = self._compute_satterthwaite_parts()
         return self._satt
+
+    def _compute_satterthwaite_parts(self):
+        prob, reml = self._prob, self.reml
+        sc = np.r_[prob.theta_scale, 1.0]
+        psi = np.r_[self.theta, self.sigma] * sc
+
+        def grad(v):
+            return prob.varpar_gradient(v / sc, reml) / sc
+
+        H = _richardson_jacobian(grad, psi)
+        H = 0.5 * (H + H.T)
+        A = 2.0 * np.linalg.pinv(H)
+
+        def covb(v):
+            v = v / sc
+            return ((v[-1] ** 2) * prob.unscaled_cov_beta(theta=v[:-1])).ravel()
+
+        J = _richardson_jacobian(covb, psi)
+        p = prob.p
+        return A, [J[:, k].reshape(p, p) for k in range(len(psi))]
 
     def df_satterthwaite(self, L) -> np.ndarray:
         """Satterthwaite denominator df for each row of a contrast matrix ``L`` (k x p).
