@@ -1,0 +1,224 @@
+"""Tests for hipstats.faults (H5) and the fault-rate figure.
+
+References used:
+* hand-counted fault tables of a typed-in log; Wilson interval typed from its formula;
+* closed forms: the logistic maximum-likelihood estimate found with scipy.optimize and its
+  cluster-robust sandwich covariance computed with numpy (= GEE with independence working
+  correlation); OLS by numpy least squares for the outcome association;
+* simulation truth: a numpy generator with logit P(fault) = -0.5 - 0.15 week (the
+  simulator's fault_logit_*), and hs.simulate_cohort.
+"""
+
+from __future__ import annotations
+
+import types
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from scipy import optimize, stats  # noqa: E402
+
+from hipstats.errors import AnalysisError  # noqa: E402
+from hipstats.faults import (  # noqa: E402
+    fault_outcome_association,
+    fault_rates,
+    fault_trend,
+    faults_analysis,
+)
+
+LOG = pd.DataFrame({
+    "participant_id": ["a", "a", "a", "a", "b", "b", "b", "b"],
+    "session": [1, 1, 2, 2, 1, 1, 2, 2],
+    "week": [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+    "exercise": ["ffe_split_squat", "staggered_stance_deadlift"] * 4,
+    "sets": 3, "reps": 8, "load_kg": 20.0,
+    "faults": ["back_knee_lean;front_knee_drift", "lumbar_rounding", "", "lumbar_rounding",
+               "back_knee_lean", "", "pelvic_tilt_loss", "lumbar_rounding;poor_hip_shift"],
+    "completed": [True, True, True, True, True, False, True, True],
+})
+PEOPLE = pd.DataFrame({"participant_id": ["a", "b"], "arm": ["loading", "stretching"]})
+
+
+def test_fault_rates_hand_counted():
+    r = fault_rates(LOG, by=("exercise",)).set_index(["exercise", "fault"])
+    # split squat rows (4 completed): any 3, back_knee_lean 2, front_knee_drift 1
+    assert r.loc[("ffe_split_squat", "any"), ["n_rows", "n_fault"]].tolist() == [4, 3]
+    assert r.loc[("ffe_split_squat", "back_knee_lean"), "n_fault"] == 2
+    assert r.loc[("ffe_split_squat", "front_knee_drift"), "n_fault"] == 1
+    # deadlift: 3 completed rows (b's first was missed), all with lumbar rounding
+    assert r.loc[("staggered_stance_deadlift", "lumbar_rounding"), ["n_rows", "n_fault"]].tolist() == [3, 3]
+    assert r.loc[("staggered_stance_deadlift", "any"), "rate"] == 1.0
+    k, n, z = 3, 4, stats.norm.ppf(0.975)
+    p = k / n
+    lo = (p + z * z / (2 * n) - z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    assert r.loc[("ffe_split_squat", "any"), "rate_ci_low"] == pytest.approx(lo, abs=1e-12)
+    # fault order follows the data contract; "any" first
+    faults = fault_rates(LOG, by=())["fault"].tolist()
+    assert faults == ["any", "back_knee_lean", "front_knee_drift", "lumbar_rounding",
+                      "pelvic_tilt_loss", "poor_hip_shift"]
+
+
+def test_fault_rates_by_arm_and_week():
+    r = fault_rates(LOG, by=("arm", "week"), participants=PEOPLE).set_index(["arm", "week", "fault"])
+    assert r.loc[("stretching", 1.0, "any"), ["n_rows", "n_fault"]].tolist() == [2, 2]
+    assert r.loc[("loading", 1.0, "any"), ["n_rows", "n_fault"]].tolist() == [2, 1]
+    with pytest.raises(AnalysisError, match="participants table"):
+        fault_rates(LOG, by=("arm",))
+    with pytest.raises(AnalysisError, match="not columns"):
+        fault_rates(LOG, by=("site",))
+
+
+def test_no_sessions_or_none_completed():
+    with pytest.raises(AnalysisError, match="no training sessions"):
+        fault_rates(LOG.iloc[:0])
+    with pytest.raises(AnalysisError, match="no completed exercise"):
+        fault_trend(LOG.assign(completed=False))
+
+
+def test_trend_needs_faults_and_weeks():
+    with pytest.raises(AnalysisError, match="no completed row shows fault"):
+        fault_trend(LOG.assign(faults=""))
+    with pytest.raises(AnalysisError, match="same week"):
+        fault_trend(LOG.assign(week=0.0))
+
+
+# ----------------------------------------------------------------------------------------
+# generator with known truth
+# ----------------------------------------------------------------------------------------
+def make_fault_log(n=40, weeks=12, seed=0, b0=-0.5, b1=-0.15, sd_participant=0.0):
+    """Two completed exercise rows per session, 2 sessions a week; logit P(fault) = b0 + b1 w
+    (+ a participant random intercept when sd_participant > 0)."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(2 * weeks)
+    w = k / 2 + 0.25
+    u = rng.normal(0, sd_participant, n) if sd_participant else np.zeros(n)
+    p = 1 / (1 + np.exp(-(b0 + u[:, None, None] + b1 * w[None, :, None])))
+    fault = rng.random((n, k.size, 2)) < p
+    i, j, e = np.meshgrid(np.arange(n), k, np.arange(2), indexing="ij")
+    return pd.DataFrame({
+        "participant_id": [f"P{v:03d}" for v in i.ravel()], "session": j.ravel() + 1,
+        "week": w[j.ravel()], "exercise": np.array(["ffe_split_squat", "hold_90_90"])[e.ravel()],
+        "sets": 3, "reps": 8, "load_kg": 10.0,
+        "faults": np.where(fault.ravel(), "pelvic_tilt_loss", ""), "completed": True})
+
+
+def test_gee_independence_equals_logistic_mle_with_sandwich():
+    log = make_fault_log(n=30, seed=4, sd_participant=0.8)
+    res = fault_trend(log, cov_struct="independence").iloc[0]
+    y = (log["faults"] != "").to_numpy(float)
+    X = np.column_stack([np.ones(len(log)), log["week"].to_numpy(float)])
+
+    def nll(b):
+        eta = X @ b
+        return np.sum(np.logaddexp(0, eta) - y * eta)
+
+    b = optimize.minimize(nll, np.zeros(2), method="BFGS", options={"gtol": 1e-10}).x
+    mu = 1 / (1 + np.exp(-X @ b))
+    A = (X * (mu * (1 - mu))[:, None]).T @ X
+    score = pd.DataFrame(X * (y - mu)[:, None]).groupby(log["participant_id"].to_numpy()).sum()
+    B = score.to_numpy().T @ score.to_numpy()
+    V = np.linalg.inv(A) @ B @ np.linalg.inv(A)
+    assert res["log_or_per_week"] == pytest.approx(b[1], abs=1e-6)
+    assert res["se"] == pytest.approx(np.sqrt(V[1, 1]), rel=1e-4)
+    assert res["odds_ratio_per_week"] == pytest.approx(np.exp(b[1]), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_fault_trend_recovers_truth_at_nominal_rate():
+    """20 simulated logs (30 participants, 12 weeks): the 95 % CI of the log odds ratio per week
+    covers the truth -0.15 in >= 17 of 20 (expect 19; P(fail) < 2 %)."""
+    hits = 0
+    for seed in range(20):
+        res = fault_trend(make_fault_log(n=30, seed=100 + seed)).iloc[0]
+        hits += np.log(res["or_ci_low"]) <= -0.15 <= np.log(res["or_ci_high"])
+    assert hits >= 17
+
+
+def test_fault_rates_by_week_match_truth():
+    """Pooled over 200 participants, each week's rate CI covers logistic(-0.5 - 0.15 w) in
+    >= 21 of the 24 half-weeks (expect 22.8)."""
+    r = fault_rates(make_fault_log(n=200, seed=1), by=("week",))
+    r = r[r["fault"] == "any"]
+    truth = 1 / (1 + np.exp(0.5 + 0.15 * r["week"]))
+    assert ((r["rate_ci_low"] <= truth) & (truth <= r["rate_ci_high"])).sum() >= 21
+
+
+# ----------------------------------------------------------------------------------------
+# association with outcome change
+# ----------------------------------------------------------------------------------------
+def _assoc_cohort(n=120, seed=0, beta=-3.0):
+    """Participant fault propensity varies; change = 2 + arm + beta * fault_rate/0.1 ... with
+    the fault rate observed from 48 rows, so beta is estimated with the observed rate."""
+    rng = np.random.default_rng(10_000 + seed)
+    log = make_fault_log(n=n, seed=seed, sd_participant=1.0)
+    ids = pd.unique(log["participant_id"])
+    arms = np.array(["stretching", "loading"])[np.arange(n) % 2]
+    rate = (log["faults"] != "").groupby(log["participant_id"]).mean().reindex(ids).to_numpy()
+    base = rng.normal(36, 8, n)
+    change = 2 + 2 * (arms == "loading") + beta * rate / 0.1 - 0.1 * (base - 36) + rng.normal(0, 2, n)
+    m = pd.concat([pd.DataFrame({"participant_id": ids, "visit": v, "week": w,
+                                 "measure": "hip_ir_deg", "side": s, "pelvis": "free",
+                                 "value": val})
+                   for v, w, val in (("baseline", 0.0, base), ("week_12", 12.0, base + change))
+                   for s in ("left", "right")], ignore_index=True)
+    people = pd.DataFrame({"participant_id": ids, "arm": arms})
+    return types.SimpleNamespace(measurements=m, sessions=log, participants=people)
+
+
+def test_fault_outcome_association_closed_form():
+    cohort = _assoc_cohort(seed=5)
+    res = fault_outcome_association(cohort).set_index("term")
+    d = res.attrs["data"]
+    X = np.column_stack([np.ones(len(d)), d["arm"] == "stretching", d["fault_rate"] / 0.1,
+                         d["baseline"]]).astype(float)
+    b, *_ = np.linalg.lstsq(X, d["change"].to_numpy(), rcond=None)
+    assert res.loc["fault_rate_per_0.1", "estimate"] == pytest.approx(b[2], abs=1e-8)
+    assert res.loc["baseline", "estimate"] == pytest.approx(b[3], abs=1e-8)
+    assert res.attrs["n"] == 120
+    with pytest.raises(AnalysisError, match="participants table"):
+        fault_outcome_association(types.SimpleNamespace(measurements=cohort.measurements,
+                                                        sessions=cohort.sessions))
+
+
+@pytest.mark.slow
+def test_fault_outcome_association_recovers_truth():
+    """The 95 % CI of the fault-rate slope covers the truth (-3 deg per 10 points) in >= 17 of
+    20 simulated cohorts (expect 19; P(fail) < 2 %)."""
+    hits = 0
+    for seed in range(20):
+        row = fault_outcome_association(_assoc_cohort(n=80, seed=seed)).set_index("term").loc[
+            "fault_rate_per_0.1"]
+        hits += row["ci_low"] <= -3.0 <= row["ci_high"]
+    assert hits >= 17
+
+
+def test_faults_analysis_on_simulated_cohort():
+    """hs.simulate_cohort: fault_logit_week = -0.15 is inside the GEE CI (overall and per arm),
+    the week-0 rate is near logistic(-0.5), and the figure renders."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from hipstats.plots.loading import fault_rate_plot
+    from hipstats.simulate import simulate_cohort
+
+    c = simulate_cohort(n_participants=120, seed=11)
+    t = c.truth
+    res = faults_analysis(c)
+    tr = res.trend.iloc[0]
+    assert np.log(tr["or_ci_low"]) <= t["fault_logit_week"] <= np.log(tr["or_ci_high"])
+    for _, row in res.trend_by_arm.iterrows():
+        assert np.log(row["or_ci_low"]) <= t["fault_logit_week"] <= np.log(row["or_ci_high"])
+    s = res.summary()
+    assert len(s) == 3 and s["interpretation"].str.len().gt(10).all()
+    assert set(res.rates["arm"]) == {"loading", "stretching"}
+    assert "H5" in res._repr_html_()
+    for fig in (res.plot(), fault_rate_plot(c, fault="pelvic_tilt_loss"), fault_rate_plot(c.sessions)):
+        assert isinstance(fig, Figure)
+        assert "(%)" in fig.axes[0].get_ylabel() and "week" in fig.axes[0].get_xlabel().lower()
+        plt.close(fig)
+    with pytest.raises(AnalysisError, match="no rates for fault"):
+        fault_rate_plot(res.weekly, fault="back_knee_lean")
