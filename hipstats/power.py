@@ -671,6 +671,35 @@ class PowerResult:
         """Per-replicate results (copy)."""
         return self.replicates.copy()
 
+    def plot(self, ax=None):
+        """Histogram of the replicate estimates, true effect marked, rejected ones shaded.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        from hipstats.plots._theme import theme
+
+        ok = self.replicates[self.replicates["status"] < _sim.FAILED]
+        with theme():
+            if ax is None:
+                fig, ax = plt.subplots(figsize=(6, 4))
+            else:
+                fig = ax.figure
+            bins = np.histogram_bin_edges(ok["estimate"], bins="auto")
+            ax.hist(ok.loc[~ok["rejected"], "estimate"], bins=bins, color="#999999",
+                    label="not significant")
+            ax.hist(ok.loc[ok["rejected"], "estimate"], bins=bins, color="#0072B2",
+                    alpha=0.8, label=f"p < {self.alpha:g} ({self.power:.0%})")
+            ax.axvline(self.true_effect, color="#D55E00", lw=2, label="true effect")
+            unit = " per week" if self.test == "arm:week" else ""
+            ax.set_xlabel(f"estimated {self.target} - {self.reference}{unit}")
+            ax.set_ylabel("replicates")
+            ax.legend(frameon=False)
+        return fig
+
     def __repr__(self) -> str:
         return (f"PowerResult(power={self.power:.3f}, {self.ci_level:.0%} CI "
                 f"[{self.ci_low:.3f}, {self.ci_high:.3f}], test={self.test!r}, "

@@ -329,6 +329,11 @@ def test_result_object_and_ci():
     assert summ.loc[0, "power"] == res.power and summ.loc[0, "contrast"] == "loading - control"
     assert "Simulated power" in res._repr_html_() and "PowerResult(" in repr(res)
     assert len(res.to_frame()) == 100
+    fig = res.plot()
+    assert fig.axes[0].get_ylabel() == "replicates"
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_failures_are_counted_not_hidden():
