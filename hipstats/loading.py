@@ -42,7 +42,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from hipstats.errors import AnalysisError
-from hipstats.pelvis import _Result, _arms, _mean_ci, _require, _table, _wald, participant_change
+from hipstats.pelvis import _Result, _arms, _mean_ci, _require, _table, participant_change
 
 __all__ = [
     "volume_load",
@@ -113,7 +113,8 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
         if "date" not in s.columns:
             raise AnalysisError("the sessions table needs a 'week' or a 'date' column")
         d = pd.to_datetime(s["date"])
-        s["week"] = ((d - d.groupby(s["participant_id"]).transform("min")).dt.days // 7).astype(float)
+        first = d.groupby(s["participant_id"]).transform("min")
+        s["week"] = ((d - first).dt.days // 7).astype(float)
     if "session" in s.columns and s["session"].notna().all():
         order = s["session"]
     elif "date" in s.columns and s["date"].notna().all():

@@ -190,7 +190,8 @@ def participant_change(data, measure: str, *, final="final", pelvis: str | None 
     """Baseline, final value and change (final - baseline) per participant, sides averaged.
 
     ``final="final"`` uses the last scheduled visit of the cohort (the visit label with the
-    latest median week; participants without it are left out); ``final="last"`` uses each participant's last visit; a visit label uses that visit.
+    latest median week; participants without it are left out); ``final="last"`` uses each
+    participant's last visit; a visit label uses that visit.
     Baseline is each participant's earliest visit. Returns participant_id, baseline, final,
     final_week, change.
     """

@@ -29,6 +29,13 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
 from hipstats.errors import AnalysisError
+from hipstats.faults import fault_rates
+from hipstats.loading import (
+    COMPLIANCE_STATUS,
+    ComplianceResult,
+    progression_compliance,
+    volume_load,
+)
 from hipstats.plots._theme import arm_palette, theme
 
 __all__ = ["load_progression_plot", "compliance_heatmap", "fault_rate_plot"]
@@ -70,8 +77,6 @@ def load_progression_plot(data, *, ax=None):
     """
     if not (isinstance(data, pd.DataFrame) and {"arm", "week", "volume_load_kg", "ci_low"}
             <= set(data.columns)):
-        from hipstats.loading import volume_load  # noqa: PLC0415
-
         data = volume_load(data, level="arm_week")
     with theme():
         fig, ax = _figure(ax, (7, 4.5))
@@ -106,8 +111,6 @@ def compliance_heatmap(data, *, ax=None, max_participants: int | None = 80,
     -------
     matplotlib.figure.Figure
     """
-    from hipstats.loading import COMPLIANCE_STATUS, ComplianceResult, progression_compliance  # noqa: PLC0415
-
     res = data if isinstance(data, ComplianceResult) else progression_compliance(
         data, pain_threshold=pain_threshold)
     grid = res.grid.copy()
@@ -172,8 +175,6 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
     matplotlib.figure.Figure
     """
     if not (isinstance(data, pd.DataFrame) and {"fault", "rate", "week"} <= set(data.columns)):
-        from hipstats.faults import fault_rates  # noqa: PLC0415
-
         try:
             data = fault_rates(data, by=("arm", "week"))
         except AnalysisError:

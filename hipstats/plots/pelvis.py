@@ -29,7 +29,6 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 from matplotlib.collections import LineCollection
 import numpy as np
-import pandas as pd
 
 from hipstats.errors import AnalysisError
 from hipstats.pelvis import _as_pelvis_frame, paired_pelvis_difference, rm_corr, tilt_class
