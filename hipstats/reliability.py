@@ -420,6 +420,14 @@ def _public(info: dict) -> dict:
     return {k: v for k, v in info.items() if k != "targets_used"}
 
 
+def _check_residual(residual: float, scale: float, what: str) -> None:
+    if residual <= 1e-10 * scale:
+        raise AnalysisError(f"{what}: the residual (target x rater) variance is zero -- every "
+                            "rater differs from the others by the same constant on every target, "
+                            "so the consistency ICC is 1 with no sampling error and the F tests "
+                            "and intervals are undefined; check for copied or derived readings")
+
+
 def _table(rows, attrs) -> pd.DataFrame:
     table = pd.DataFrame([{k: (float(v) if k not in ("form", "sf_name", "description") else v)
                            for k, v in r.items()} for r in rows])
@@ -431,6 +439,7 @@ def _icc_fit_anova(mat, confidence, r0, info, what) -> _IccFit:
     n, k = mat.shape
     ms = {key: float(v) for key, v in _anova_mean_squares(mat).items()}
     _check_variation(mat.ravel(), ms["msw"] > 0, what)
+    _check_residual(ms["mse"], ms["msr"] + ms["msc"] + ms["msw"], what)
     rows = _icc_forms(ms["msr"], ms["msc"], ms["mse"], ms["msw"], k0=k, n0=n, K=k,
                       df_r=n - 1, df_c=k - 1, df_e=(n - 1) * (k - 1), df_w=n * (k - 1),
                       confidence=confidence, r0=r0)
@@ -456,8 +465,13 @@ def _icc_fit_model(mat, confidence, r0, info, what) -> _IccFit:
     if N - n - k + 1 < 1:
         raise AnalysisError(f"{what}: {N} ratings on {n} targets and {k} raters leave no "
                             "residual degrees of freedom for the crossed model")
-    two = _reml_crossed(y, t_idx, r_idx)
-    one = _reml_crossed(y, t_idx)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        two = _reml_crossed(y, t_idx, r_idx)
+        one = _reml_crossed(y, t_idx)
+    _check_residual(two.residual, float(np.var(y)), what)  # before any convergence warning
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     per_rater = np.bincount(r_idx)
     k0 = (N - (per_target**2).sum() / N) / (n - 1)
     n0 = (N - (per_rater**2).sum() / N) / (k - 1)
@@ -1265,8 +1279,11 @@ def _design_frame(df: pd.DataFrame, design: str, baseline_visit: str, retest_vis
         return (df, targets, "trial"), None
     if design == "session-to-session":
         sub = df[df["visit"].isin([baseline_visit, retest_visit])]
-        if has_rater:
+        if has_rater and not sub.empty:
             rater = primary_rater if primary_rater is not None else sub["rater"].mode().iloc[0]
+            if not (sub["rater"] == rater).any():
+                return None, (f"rater {rater!r} has no {baseline_visit!r}/{retest_visit!r} "
+                              "readings (set primary_rater)")
             sub = sub[sub["rater"] == rater]
         if sub["visit"].nunique() < 2:
             return None, f"no {retest_visit!r} visit to pair with {baseline_visit!r}"

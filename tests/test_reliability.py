@@ -361,6 +361,11 @@ def test_reliability_summary_accepts_cohort_like_object(measurements):
     c.measurements = measurements[measurements.measure == "aslr_deg"]
     out = reliability_summary(c, designs=["rater-to-rater"])
     assert out[["measure", "design"]].to_numpy().tolist() == [["aslr_deg", "rater-to-rater"]]
+    renamed = c.measurements.assign(rater=c.measurements.rater.map({"R1": "AB", "R2": "CD"}))
+    out = reliability_summary(renamed, designs=["session-to-session"], primary_rater="AB")
+    assert out.loc[0, "design"] == "session-to-session"
+    with pytest.raises(AnalysisError, match="set primary_rater"):
+        reliability_summary(renamed, designs=["session-to-session"])
     with pytest.raises(ValueError, match="unknown design"):
         reliability_summary(c, designs=["day-to-day"])
     with pytest.raises(TypeError):
@@ -603,6 +608,10 @@ def test_errors_name_the_problem():
         icc(long.assign(rating=5.0), "target", "rater", "rating")
     with pytest.raises(AnalysisError, match="identical ratings from all raters"):
         icc(long.assign(rating=long.target * 1.0), "target", "rater", "rating")
+    shifted = pd.DataFrame({"t": [0, 0, 1, 1, 2, 2], "r": [0, 1] * 3, "y": [1, 3, 2, 4, 5, 7.0]})
+    for policy in ("raise", "model"):
+        with pytest.raises(AnalysisError, match="residual"):
+            icc(shifted, "t", "r", "y", nan_policy=policy)
     with pytest.raises(AnalysisError, match="two targets, got 1 after dropping incomplete"):
         icc(long[long.target <= 1].iloc[1:], "target", "rater", "rating", nan_policy="omit")
     with pytest.raises(AnalysisError, match="column"):
