@@ -222,6 +222,8 @@ def test_predict_newdata_unknown_participant_gets_population_prediction():
     np.testing.assert_allclose(pr.iloc[1], pop)
     assert np.isnan(pr.iloc[2])
     np.testing.assert_allclose(res.predict(new, random=False).iloc[:2], [pop, pop])
+    with pytest.raises(AnalysisError, match="no column 'Subject'"):
+        res.predict(new.drop(columns="Subject"))
 
 
 def test_nested_blups_absent_side_is_nan_and_predictions_add_it():
