@@ -329,9 +329,14 @@ def pelvis_frame(data, *, measure: str = "hip_ir_deg", tilt_measure: str = "pelv
     free = visit_values(data, measure, pelvis="free" if has_pelvis else None, rater=rater,
                         position=position, visits=visits, side=side)
     out = free.rename(columns={"value": "ir_free"}).drop(columns="n_trials")
+    neu = None
     if has_pelvis and (m.loc[m["measure"] == measure, "pelvis"] == "neutral").any():
-        neu = visit_values(data, measure, pelvis="neutral", rater=rater, position=position,
-                           visits=visits, side=side)
+        try:  # a rater may have measured own posture only
+            neu = visit_values(data, measure, pelvis="neutral", rater=rater, position=position,
+                               visits=visits, side=side)
+        except AnalysisError:
+            neu = None
+    if neu is not None:
         neu = neu.rename(columns={"value": "ir_neutral", "week": "_week"})
         out = out.merge(neu[["participant_id", "visit", "side", "ir_neutral", "_week"]],
                         on=["participant_id", "visit", "side"], how="outer")

@@ -381,3 +381,24 @@ def test_loading_analysis_one_call_and_figures(sim):
     assert "kg" in res.plot().axes[0].get_ylabel()
     with pytest.raises(AnalysisError, match="kind"):
         res.plot(kind="pie")
+
+
+def test_options_and_errors():
+    log = make_log(n=5, seed=3)
+    only = progression_slopes(log, exercise="ffe_split_squat")
+    assert set(only["exercise"]) == {"ffe_split_squat"} and len(only) == 5
+    with pytest.raises(AnalysisError, match="level must be"):
+        progression_slopes(log, level="week")
+    with pytest.raises(AnalysisError, match="unit must be"):
+        adherence(log, unit="week")
+    with pytest.raises(AnalysisError, match="participants table"):
+        adherence(log, level="arm")
+    with pytest.raises(AnalysisError, match="'week' or a 'date'"):
+        volume_load(log.drop(columns="week"))
+    cohort, _ = _dose_cohort(seed=4)
+    last = dose_response(cohort, final="last", adjust=("arm",))
+    assert "baseline" not in set(last["term"]) and last.attrs["n"] == 90
+    # participants without a final visit are left out
+    m = cohort.measurements
+    cohort.measurements = m[~((m["participant_id"] == "P000") & (m["visit"] == "week_12"))]
+    assert dose_response(cohort).attrs["n"] == 89

@@ -451,3 +451,63 @@ def test_simulated_cohort_truth_recovered_at_nominal_rate():
         p = res.paired.set_index("side").loc["pooled"]
         hits["paired"] += p["ci_low"] <= -t["tilt_mask_ir"] * t["tilt_mean"] <= p["ci_high"]
     assert min(hits.values()) >= 10, hits
+
+
+# ----------------------------------------------------------------------------------------
+# properties and options
+# ----------------------------------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), shift=st.floats(-50, 50), scale=st.floats(0.1, 10))
+def test_rm_corr_invariances(seed, shift, scale):
+    """r_rm ignores participant-specific offsets and positive rescaling of x; negating x flips
+    its sign; the slope scales with 1/scale."""
+    rng = np.random.default_rng(seed)
+    s = np.repeat(np.arange(6), 4)
+    d = pd.DataFrame({"s": s, "x": rng.normal(0, 1, 24), "y": rng.normal(0, 1, 24)})
+    base = rm_corr(d, "x", "y", "s").iloc[0]
+    offsets = rng.normal(0, 20, 6)[s]
+    moved = d.assign(x=scale * d["x"] + shift + offsets, y=d["y"] - offsets)
+    res = rm_corr(moved, "x", "y", "s").iloc[0]
+    assert res["r"] == pytest.approx(base["r"], abs=1e-9)
+    assert res["slope"] == pytest.approx(base["slope"] / scale, rel=1e-7, abs=1e-9)
+    flipped = rm_corr(d.assign(x=-d["x"]), "x", "y", "s").iloc[0]
+    assert flipped["r"] == pytest.approx(-base["r"], abs=1e-12)
+    assert flipped["ci_low"] == pytest.approx(-base["ci_high"], abs=1e-12)
+
+
+def test_within_between_with_covariate(meas):
+    both = pelvis_frame(meas, side="both")
+    wb = within_between(both, "tilt", "ir_free", "participant_id", covariates=["C(side)"])
+    assert "C(side)[T.right]" in set(wb["term"])
+    assert wb.loc[wb["term"] == "within", "estimate"].iloc[0] < 0
+
+
+def test_pelvis_frame_rater_and_visit_selection():
+    from hipstats.simulate import simulate_cohort
+
+    c = simulate_cohort(n_participants=40, seed=2, sessions=False)
+    pf = pelvis_frame(c)  # primary rater R1, scheduled visits
+    assert len(pf) == c.measurements.loc[c.measurements["visit"] != "retest"].groupby(
+        ["participant_id", "visit"]).ngroups
+    r2 = pelvis_frame(c, rater="R2", visits=["baseline"])
+    assert r2["ir_neutral"].isna().all() and r2["ir_free"].notna().all()  # R2: own posture only
+    assert set(r2["visit"]) == {"baseline"} and len(r2) < len(pf)
+    with pytest.raises(AnalysisError, match="rater 'R9'"):
+        pelvis_frame(c, rater="R9")
+    with pytest.raises(AnalysisError, match="none of the visits"):
+        pelvis_frame(c, visits=["week_99"])
+    allv = pelvis_frame(c, visits="all")
+    assert "retest" in set(allv["visit"])
+
+
+def test_ir_by_tilt_class_visit_options(meas):
+    all_visits = ir_by_tilt_class(meas, visit="all")
+    pf = pelvis_frame(meas)
+    per = pf.groupby("participant_id")[["tilt", "ir_free"]].mean()
+    cls = tilt_class(per["tilt"])
+    assert all_visits.set_index("tilt_class").loc["anterior", "n"] == (cls == "anterior").sum()
+    wk6 = ir_by_tilt_class(meas, visit="week_6")
+    assert wk6["n"].sum() == 80
