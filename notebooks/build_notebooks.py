@@ -46,10 +46,13 @@ def code(text: str, tags=()):
     return cell
 
 
-def notebook(name: str, title: str, order: int, description: str, cells: list, params: str = "") -> tuple:
+def notebook(name: str, title: str, order: int, description: str, cells: list, params: str = "",
+             imports: str = "") -> tuple:
+    setup = SETUP.replace("from hipstats import report\n", "from hipstats import report\n" + imports.strip("\n") + "\n"
+                          if imports else "from hipstats import report\n")
     head = [md(f"# {title}\n\n{description}"),
             code(PARAMS_COMMON + ("\n" + params.strip("\n") if params else ""), tags=["parameters"]),
-            md(SETUP_MD), code(SETUP)]
+            md(SETUP_MD), code(setup)]
     nb = new_notebook(cells=head + cells)
     for i, cell in enumerate(nb.cells):  # stable ids keep the generated files reproducible
         cell.id = f"{name.replace('_', '-')}-{i:02d}"
@@ -124,7 +127,246 @@ How many participants the analyses can use at the end of the protocol."""),
     code("report.quality.record_data_findings(cohort);"),
 ])
 
-NOTEBOOKS = [DATA_QUALITY]
+RELIABILITY = notebook("reliability", "Can the measurements be trusted? (reliability)", 20, """\
+How closely repeated readings of the same hip agree: trial to trial, between two raters on the same day, and
+between two sessions about a week apart. Every later report rests on this: a change smaller than the
+measurement error cannot be told apart from noise.""", [
+    md("""\
+## Reliability of every measure
+
+One row per measure, test condition and design. **ICC** (intraclass correlation, here the absolute-agreement
+form for a single reading) is the share of the differences between participants that is real rather than
+measurement error: 1 means perfect agreement; by the usual guide values below 0.5 are poor, 0.5 to 0.75
+moderate, 0.75 to 0.9 good and above 0.9 excellent. **SEM** (standard error of measurement) is the typical
+error of one reading in degrees (or score points), and **MDC95** (minimal detectable change) is the smallest
+change in one participant that is larger than measurement error with 95% confidence. For the ordinal scores and
+for tilt classes, **kappa** measures agreement beyond chance."""),
+    code("table = reliability_summary(cohort, form=form, confidence=confidence)\ntable"),
+    md("""\
+## Agreement between two raters (Bland-Altman)
+
+For each participant and side measured by both raters at baseline, the difference between the two raters'
+readings is plotted against their average. The middle line is the average difference (a systematic offset
+between raters, the *bias*); the outer lines are the 95% limits of agreement: for 95% of readings the two
+raters differ by no more than this. Both sides of a participant enter, which the limits account for
+(repeated-measures method of Bland and Altman, 2007)."""),
+    code("""\
+ir_raters = report.areas.rater_pairs(cohort, "hip_ir_deg", pelvis="free")
+ba_raters = bland_altman(ir_raters, *ir_raters.attrs["raters"], subject="participant_id",
+                                        confidence=confidence)
+ba_raters"""),
+    code("ba_raters.plot()"),
+    md("""\
+## Agreement between two sessions (test-retest)
+
+The same comparison for hip internal rotation measured by the same rater at baseline and again about a week
+later, before any training could change it. Wider limits than between raters mean that day-to-day variation
+(of the hip and of the setup) is the larger source of error."""),
+    code("""\
+ir_retest = report.areas.retest_pairs(cohort, "hip_ir_deg", pelvis="free")
+ba_retest = bland_altman(ir_retest, "retest", "baseline", subject="participant_id",
+                                        confidence=confidence)
+ba_retest"""),
+    code("ba_retest.plot()"),
+    md("""\
+## Agreement on the ASLR difficulty score
+
+Cohen's kappa with quadratic weights for the Mens ASLR score (0 to 5) given by the two raters: disagreements by
+one point count less than disagreements by several points. Values above 0.8 are usually read as very good
+agreement."""),
+    code("""\
+mens = report.areas.rater_pairs(cohort, "aslr_mens_score", pelvis=None)
+cohen_kappa(mens, *mens.attrs["raters"], weights="quadratic")"""),
+    md("""\
+## Key findings
+
+Agreement between raters and between sessions for the two main outcomes, with the SEM and the MDC95 that the
+outcome report uses to count responders."""),
+    code("report.areas.reliability_findings(table);"),
+], params="""\
+form: str = "ICC(A,1)"  # ICC form reported (McGraw-Wong name, e.g. ICC(A,1), ICC(C,1), ICC(1,1))
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.reliability import bland_altman, cohen_kappa, reliability_summary""")
+
+PELVIS = notebook("pelvis", "H1: Does pelvic position mask or limit hip internal rotation?", 30, """\
+Hip internal rotation (IR) was measured twice at each visit: once with the pelvis set to neutral by the examiner,
+and once in the participant's own posture. Standing pelvic tilt was measured too. This report asks whether the
+way a participant holds the pelvis makes IR look better or worse than it is.""", [
+    md("""\
+## Neutral setup against own posture
+
+The paired difference between IR measured with a neutral-pelvis setup and IR measured in the participant's own
+posture, at the same visit. A positive difference means that the own posture hides some IR; this matters
+because an IR deficit measured in own posture may partly be a pelvic-position effect rather than a hip
+limitation. *d_z* is the difference in units of its standard deviation."""),
+    code("""\
+h1 = pelvis_analysis(cohort, cuts=(tilt_cut_low, tilt_cut_high), side=side, alpha=1 - confidence)
+h1.paired"""),
+    code('h1.plot(kind="paired")'),
+    md("""\
+## Tilt and IR within and between participants
+
+Two different questions hide in one correlation. *Within* a participant: when the same person stands with more
+anterior tilt at one visit than at another, does their IR change? *Between* participants: do people who usually
+stand with more tilt have different IR? The mixed model separates the two slopes (degrees of IR per degree of
+tilt); the repeated-measures correlation gives the within-participant association as a correlation. A clear
+within-participant slope with a flat between-participant slope points to a measurement (masking) effect of
+posture rather than to a structural difference between people."""),
+    code("h1.within_between"),
+    code("h1.rm_corr"),
+    code('h1.plot(kind="tilt")'),
+    md("""\
+## IR by tilt class
+
+Participants grouped by their standing tilt into posterior, neutral and anterior classes (cut points given as
+parameters, in degrees): mean IR in each class with its confidence interval."""),
+    code("h1.by_class"),
+    md("""\
+## Key findings
+
+The rows below are copied to the index page."""),
+    code("report.areas.pelvis_findings(h1);"),
+], params="""\
+tilt_cut_low: float = 4.0  # standing tilt (deg) below which the pelvis counts as posterior
+tilt_cut_high: float = 14.0  # standing tilt (deg) above which the pelvis counts as anterior
+side: str = "mean"  # side for the tilt association: mean, left or right
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.pelvis import pelvis_analysis""")
+
+OUTCOMES = notebook("outcomes", "H2: Do loading protocols improve IR and ASLR more than stretching or no intervention?",
+                    40, """\
+The primary comparison of the trial: how hip internal rotation (IR, in own posture) and the ASLR angle changed
+over the weeks in each arm, and whether the loading protocol improved them more than stretching alone or no
+intervention.""", [
+    md("""\
+## Hip internal rotation over the weeks
+
+Estimated mean IR in each arm at each visit, from a mixed model that uses every available measurement of every
+participant (also from those who left the study early) and accounts for each participant's own level and rate of
+change and for the two sides of one person being alike. Bars are confidence intervals. Lines that separate
+over time show an effect of the protocol."""),
+    code('ir = h2_analysis(cohort, "hip_ir_deg", mdc=mdc or None, confidence=confidence, adjust=adjust)\n'
+         "ir.plot()"),
+    md("""\
+The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
+minus the gain in the other), with confidence intervals and p-values adjusted for making several
+comparisons. An interval that lies entirely above zero means the first arm gained more."""),
+    code("report.areas.h2_contrast_table(ir)"),
+    md("""\
+The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
+final value adjusted for baseline (columns *ancova_*), Hedges' *g* (the difference in change in standard
+deviation units; 0.2 small, 0.5 medium, 0.8 large) and the share of **responders**, participants whose IR
+improved by more than the minimal detectable change (MDC95), so by more than measurement error."""),
+    code("ir.summary()"),
+    code("ir.responders.by_arm"),
+    md("""\
+## ASLR angle over the weeks
+
+The same analysis for the active straight leg raise angle."""),
+    code('aslr = h2_analysis(cohort, "aslr_deg", mdc=mdc or None, confidence=confidence, adjust=adjust)\n'
+         "aslr.plot()"),
+    code("report.areas.h2_contrast_table(aslr)"),
+    code("aslr.summary()"),
+    md("""\
+## Key findings
+
+Differences in change from baseline to the last visit between arms, for IR and for the ASLR angle."""),
+    code("report.areas.h2_findings(ir);\nreport.areas.h2_findings(aslr);"),
+], params="""\
+mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
+confidence: float = 0.95  # confidence level of the intervals
+adjust: str = "holm"  # multiplicity adjustment of the contrasts: holm, bonferroni, sidak, BH or none""", imports="""from hipstats.models.h2 import h2_analysis""")
+
+SCREENING = notebook("screening", "H3: Does a low ASLR flag limited hip internal rotation?", 50, """\
+The ASLR is quick to test. This report asks whether an ASLR below a cutoff (70 degrees by default) picks out
+participants whose hip internal rotation is limited (below 30 degrees measured with a neutral pelvis), and
+whether the participant's standing pelvic tilt changes how well the screen works.""", [
+    md("""\
+## Accuracy at the cutoff
+
+For all participants at baseline (one hip per participant: the side with less IR) and for each standing tilt
+class: **sensitivity** (of those with limited IR, the share the screen flags), **specificity** (of those without,
+the share it clears), **PPV** and **NPV** (how often a flag, or a clear result, is right in this group) and the
+ROC **AUC** with its confidence interval. The last columns give the cutoff that best balances sensitivity
+and specificity (Youden) with a bootstrap confidence interval. PPV and NPV depend on how common limited IR is
+in the group (*prevalence*)."""),
+    code("""\
+h3 = screening_analysis(cohort, cutoff=cutoff, threshold=ir_threshold, n_boot=n_boot, seed=seed,
+                                     confidence=confidence)
+h3"""),
+    md("""\
+## ROC curves
+
+Each curve shows every possible cutoff: the higher and further left a curve runs, the better the ASLR
+separates limited from normal IR. The marked point is the pre-set cutoff; the shaded band is the confidence
+band of the overall curve."""),
+    code("h3.plot()"),
+    md("""\
+## Does pelvic tilt skew the screen?
+
+The AUC of each tilt class compared with participants whose pelvis is neutral (DeLong's test for independent
+groups). A clearly lower AUC in the anterior class would mean that anterior tilt makes the ASLR a worse guide
+to hip IR."""),
+    code("h3.tilt_comparison"),
+    md("## Key findings"),
+    code("report.areas.screening_findings(h3);"),
+], params="""\
+cutoff: float = 70.0  # ASLR (deg) below which the screen is positive
+ir_threshold: float = 30.0  # IR (deg, neutral pelvis) below which IR counts as limited
+n_boot: int = 2000  # bootstrap replicates for the Youden cutoff CI
+seed: int = 0  # random seed of the bootstrap (same seed, same numbers)
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.screening import screening_analysis""")
+
+LOADING_FAULTS = notebook("loading_faults", "H4 and H5: Is loading progressive and safe, and do form faults matter?",
+                          60, """\
+From the training log: how the loads rose over the weeks, how many sessions were completed, whether the
+progression rule (raise the load only after a session without form faults and with little pain) was kept,
+how often pain stopped a session, whether more training went with more gain, and which form faults occur.""", [
+    md("""\
+## Load progression (H4)
+
+Mean weekly volume-load (sets x repetitions x kg) per arm, with 95% confidence intervals. A steady rise means the
+protocol was progressive; a flattening shows where participants stopped progressing."""),
+    code('h4 = loading_analysis(cohort, pain_threshold=pain_threshold)\nh4.plot(kind="progression")'),
+    md("""\
+Per arm and exercise: the average rise in load per week over participants (kg/week, from each participant's own
+progression line) and the share of participants whose load rose at all."""),
+    code("h4.progression_by_arm"),
+    md("""\
+## Adherence, rule-keeping and pain (H4)
+
+One row per arm: mean adherence (completed share of the prescribed sessions), how often the load was raised
+after a session with a form fault or pain (*violations*, against the progression rule), and the share of
+sessions with pain at or above the stop threshold on the 0 to 10 scale."""),
+    code("h4.summary()"),
+    md("""\
+Each row of the figure is a participant, each column a training week: it shows where load increases followed a
+session that should have held the load."""),
+    code('h4.plot(kind="compliance")'),
+    md("""\
+## Dose-response (H4)
+
+Does more total training go with more IR gain? The regression of the IR change on cumulative volume-load
+(per 1,000 kg), adjusted for arm and baseline IR. Participants who train more differ in other ways too, so
+this is an association, not proof of cause."""),
+    code("h4.dose_response"),
+    md("""\
+## Form faults (H5)
+
+Share of completed exercise rows with each fault, by exercise and arm (with 95% confidence intervals), then the
+weekly rate of any fault per arm: falling lines mean technique improved with practice."""),
+    code("h5 = faults_analysis(cohort)\nh5.rates"),
+    code("h5.plot()"),
+    md("""\
+The trend of the fault rate over the weeks (odds ratio per week from a GEE model that accounts for repeated
+sessions of one participant) and the association of each participant's fault rate with their IR change."""),
+    code("h5.trend"),
+    code("h5.association"),
+    md("## Key findings"),
+    code("report.areas.loading_findings(h4);\nreport.areas.faults_findings(h5);"),
+], params="""\
+pain_threshold: float = 5.0  # pain NRS (0-10) at or above which a session counts as a stop""", imports="""from hipstats.faults import faults_analysis
+from hipstats.loading import loading_analysis""")
+
+NOTEBOOKS = [DATA_QUALITY, RELIABILITY, PELVIS, OUTCOMES, SCREENING, LOADING_FAULTS]
 
 
 def build(check: bool = False) -> int:

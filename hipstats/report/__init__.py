@@ -18,11 +18,11 @@ Examples
 ['data_quality']
 """
 
-from hipstats.report import quality
+from hipstats.report import areas, quality
 from hipstats.report.data import open_cohort, validation_report
 from hipstats.report.findings import Finding, record, record_summary
 from hipstats.report.params import NotebookInfo, Parameter, list_notebooks
 from hipstats.report.runner import NotebookResult, RunResult, run_reports
 
-__all__ = ["quality", "Finding", "NotebookInfo", "NotebookResult", "Parameter", "RunResult", "list_notebooks",
+__all__ = ["areas", "quality", "Finding", "NotebookInfo", "NotebookResult", "Parameter", "RunResult", "list_notebooks",
            "open_cohort", "record", "record_summary", "run_reports", "validation_report"]

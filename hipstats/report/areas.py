@@ -1,0 +1,226 @@
+"""Turn each study question's analysis result into key findings (and the small tables notebooks show).
+
+The analysis modules compute everything; the functions here only pick the estimates that
+answer a question and word them for clinicians. Each ``*_findings`` function records its
+rows with :func:`hipstats.report.findings.record` (``display=False`` only builds them) and
+returns the list of :class:`~hipstats.report.findings.Finding`.
+
+Examples
+--------
+>>> from hipstats.report.areas import icc_words
+>>> icc_words(0.93), icc_words(0.62)
+('excellent', 'moderate')
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hipstats.errors import AnalysisError
+from hipstats.report.findings import Finding, format_p, record, record_summary
+
+__all__ = ["icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
+           "pelvis_findings", "screening_findings", "loading_findings", "faults_findings"]
+
+MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
+                  "pelvic_tilt_deg": "standing pelvic tilt", "aslr_mens_score": "Mens ASLR score",
+                  "aslr_fms_score": "FMS ASLR score"}
+
+
+def icc_words(icc: float) -> str:
+    """Koo & Li (2016) wording of an ICC: poor (< 0.5), moderate (< 0.75), good (< 0.9), excellent."""
+    if icc is None or not np.isfinite(icc):
+        return "not estimable"
+    return "poor" if icc < 0.5 else "moderate" if icc < 0.75 else "good" if icc < 0.9 else "excellent"
+
+
+def _wide(cohort, measure: str, pelvis: str | None, visits, column: str) -> pd.DataFrame:
+    m = cohort.measurements
+    m = m[(m["measure"] == measure) & m["visit"].isin(visits)]
+    if pelvis is not None and m["pelvis"].notna().any():
+        m = m[(m["pelvis"] == pelvis) | m["pelvis"].isna()]
+    if m.empty:
+        raise AnalysisError(f"no {measure} readings at {', '.join(visits)}")
+    m = m.assign(side=m["side"].astype(object).fillna(""))
+    w = (m.groupby(["participant_id", "side", column], observed=True)["value"].mean()
+         .unstack(column).reset_index())
+    w.columns.name = None
+    return w
+
+
+def rater_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", visit: str | None = None,
+                raters: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Trial-mean readings of two raters at the same visit, one row per participant and side.
+
+    Returns
+    -------
+    DataFrame
+        participant_id, side, <rater 1>, <rater 2> (complete pairs only); ``attrs["raters"]``.
+    """
+    visit = visit or cohort.baseline_visit
+    w = _wide(cohort, measure, pelvis, [visit], "rater")
+    cols = [c for c in w.columns if c not in ("participant_id", "side")]
+    if raters is None:
+        counts = w[cols].notna().sum().sort_values(ascending=False)
+        raters = tuple(sorted(counts.index[:2]))
+    if len(raters) < 2 or any(r not in w.columns for r in raters):
+        raise AnalysisError(f"{measure} at {visit} was not read by two raters")
+    out = w[["participant_id", "side", *raters]].dropna()
+    if out.empty:
+        raise AnalysisError(f"no participant has {measure} from both {raters[0]} and {raters[1]} at {visit}")
+    out.attrs["raters"] = raters
+    return out.reset_index(drop=True)
+
+
+def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", retest_visit: str = "retest",
+                 rater: str | None = "primary") -> pd.DataFrame:
+    """Trial-mean readings of one rater at baseline and at the retest visit (participant_id, side, baseline, retest)."""
+    base = cohort.baseline_visit
+    rater = cohort.primary_rater(measure) if rater == "primary" else rater
+    m = cohort.measurements
+    sub = cohort.subset(m.loc[m["visit"] == retest_visit, "participant_id"].unique())
+    if rater is not None:
+        mm = sub.measurements
+        sub.measurements = mm[(mm["rater"] == rater) | mm["rater"].isna()]
+    w = _wide(sub, measure, pelvis, [base, retest_visit], "visit")
+    if retest_visit not in w.columns or base not in w.columns:
+        raise AnalysisError(f"no {measure} retest readings (visit '{retest_visit}')")
+    out = w.rename(columns={base: "baseline", retest_visit: "retest"})[["participant_id", "side", "baseline",
+                                                                         "retest"]].dropna()
+    return out.reset_index(drop=True)
+
+
+def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: str = "free",
+                         display: bool = True) -> list[Finding]:
+    """Key findings R: rater-to-rater and session-to-session ICC (with SEM and MDC95) of the main measures."""
+    out = []
+    designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
+    for measure in measures:
+        t = table[table["measure"] == measure]
+        if "pelvis" in t.columns and (t["pelvis"] == pelvis).any():
+            t = t[t["pelvis"] == pelvis]
+        for design, words in designs.items():
+            r = t[t["design"] == design]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            label = MEASURE_LABELS.get(measure, measure)
+            out.append(record(
+                "R", f"{r['form']} of {label}, {design} (n = {int(r['n'])})", r["icc"], r["ci_low"], r["ci_high"], None,
+                f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}); a single reading "
+                f"is within about {r['sem']:.1f} deg of the true value (SEM), and only a change larger than "
+                f"{r['mdc95']:.1f} deg (MDC95) is more than measurement error.", display=display))
+    return out
+
+
+def h2_contrast_table(result) -> pd.DataFrame:
+    """The primary H2 estimand: difference in change from baseline to the final visit between arms."""
+    f = result.final[result.final["estimand"] == "difference in change"]
+    return f[["contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust"]].reset_index(
+        drop=True)
+
+
+def h2_findings(result, *, display: bool = True) -> list[Finding]:
+    """Key findings H2: difference in change from baseline at the final visit, each pair of arms."""
+    label = MEASURE_LABELS.get(result.measure, result.measure)
+    out = []
+    for r in h2_contrast_table(result).itertuples():
+        a, b = r.contrast.split(" - ")
+        more = "more" if r.estimate > 0 else "less"
+        sig = ("this difference is unlikely to be chance" if r.p_adj < 0.05
+               else "the data cannot rule out no difference")
+        out.append(record(
+            "H2", f"{label}: change to {r.visit}, {a} minus {b} (deg)", r.estimate, r.ci_low, r.ci_high, r.p_adj,
+            f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} than the "
+            f"{b} arm (95% CI {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {r.adjust}-adjusted p {format_p(r.p_adj)}).",
+            digits=1, display=display))
+    return out
+
+
+def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
+    """Key findings H1 (the rows of :meth:`hipstats.pelvis.PelvisResult.summary`)."""
+    return record_summary("H1", result.summary(), display=display)
+
+
+def screening_findings(result, *, display: bool = True) -> list[Finding]:
+    """Key findings H3: accuracy at the cutoff, AUC, Youden cutoff, and whether anterior tilt changes the AUC."""
+    s = result.summary().set_index("group")
+    a = s.loc["all"]
+    cut = result.settings["cutoff"]
+    rule = f"ASLR {result.settings['direction']} {cut:g} deg"
+    out = [
+        record("H3", f"Sensitivity of {rule} for limited IR", a["sensitivity"], a["sensitivity_ci_low"],
+               a["sensitivity_ci_high"], None,
+               f"Of participants with limited IR, {100 * a['sensitivity']:.0f}% had {rule} "
+               f"(the screen catches about {round(10 * a['sensitivity'])} in 10).", display=display),
+        record("H3", f"Specificity of {rule}", a["specificity"], a["specificity_ci_low"], a["specificity_ci_high"],
+               None, f"Of participants without limited IR, {100 * a['specificity']:.0f}% were correctly not flagged.",
+               display=display),
+        record("H3", "ROC AUC of ASLR for limited IR (DeLong CI)", a["auc"], a["auc_ci_low"], a["auc_ci_high"], None,
+               f"Across all possible cutoffs, ASLR separates participants with and without limited IR with an AUC "
+               f"of {a['auc']:.2f} (0.5 = no better than chance, 1 = perfect).", display=display),
+        record("H3", "Youden-optimal ASLR cutoff (deg, bootstrap CI)", a["youden_cutoff"], a["youden_cutoff_ci_low"],
+               a["youden_cutoff_ci_high"], None,
+               f"The cutoff that best balances sensitivity and specificity in these data is {a['youden_cutoff']:.0f} deg "
+               f"(the pre-set cutoff is {cut:g} deg).", digits=1, display=display),
+    ]
+    tc = result.tilt_comparison
+    if tc is not None and len(tc) and "anterior" in set(tc["group"]):
+        r = tc.set_index("group").loc["anterior"]
+        out.append(record(
+            "H3", f"AUC anterior tilt minus {r['reference']} tilt", r["difference"], None, None, r["p_value"],
+            f"In participants with anterior pelvic tilt the ASLR screen's AUC is {abs(r['difference']):.2f} "
+            f"{'lower' if r['difference'] < 0 else 'higher'} than with a {r['reference']} pelvis "
+            f"(p {format_p(r['p_value'])}).", display=display))
+    return out
+
+
+def loading_findings(result, *, arm: str = "loading", display: bool = True) -> list[Finding]:
+    """Key findings H4: progression, adherence, progression-rule violations, pain flags, dose-response."""
+    out = []
+    pr = result.progression_by_arm
+    if pr is not None and len(pr):
+        for r in pr[pr["arm"] == arm].itertuples():
+            out.append(record("H4", f"Load progression, {r.exercise} ({arm} arm, kg/week)", r.mean_slope, r.ci_low,
+                              r.ci_high, None,
+                              f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
+                              f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
+                              digits=2, display=display))
+    ad = result.adherence_by_arm
+    if ad is not None and (ad["arm"] == arm).any():
+        r = ad[ad["arm"] == arm].iloc[0]
+        out.append(record("H4", f"Mean adherence ({arm} arm, share of prescribed sessions completed)",
+                          r["mean_adherence"], r["mean_adherence_ci_low"], r["mean_adherence_ci_high"], None,
+                          f"Participants in the {arm} arm completed {100 * r['mean_adherence']:.0f}% of their "
+                          "prescribed sessions on average.", display=display))
+    comp = result.compliance.by_arm
+    if comp is not None and (comp["arm"] == arm).any():
+        r = comp[comp["arm"] == arm].iloc[0]
+        out.append(record("H4", f"Load increases after a fault or pain session ({arm} arm, share)", r["violation_rate"],
+                          r["violation_rate_ci_low"], r["violation_rate_ci_high"], None,
+                          f"After {int(r['flagged'])} sessions with a form fault or pain the load was still raised "
+                          f"{int(r['violations'])} times ({100 * r['violation_rate']:.0f}%), against the "
+                          "progression rule.", display=display))
+    pain = result.pain_by_arm
+    if pain is not None and (pain["arm"] == arm).any():
+        r = pain[pain["arm"] == arm].iloc[0]
+        out.append(record("H4", f"Sessions with pain at or above the stop threshold ({arm} arm, share)", r["rate"],
+                          r["rate_ci_low"], r["rate_ci_high"], None,
+                          f"{100 * r['rate']:.1f}% of {arm} sessions had a pain flag; {int(r['participants_flagged'])} "
+                          "participants had at least one.", digits=3, display=display))
+    dr = result.dose_response
+    if dr is not None and len(dr):
+        row = dr[dr["term"].astype(str).str.startswith("volume_load")]
+        if len(row):
+            r = row.iloc[0]
+            out.append(record("H4", "Outcome change per 1,000 kg more cumulative volume-load (deg, within arm)",
+                              r["estimate"], r["ci_low"], r["ci_high"], r["p"],
+                              f"Within an arm, participants who lifted 1,000 kg more in total changed by "
+                              f"{r['estimate']:+.2f} deg (dose-response).", display=display))
+    return out
+
+
+def faults_findings(result, *, display: bool = True) -> list[Finding]:
+    """Key findings H5 (the rows of :meth:`hipstats.faults.FaultsResult.summary`)."""
+    return record_summary("H5", result.summary(), display=display)
