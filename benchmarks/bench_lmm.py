@@ -209,9 +209,14 @@ def write_report(t, path, args):
         "participants").get("mixedlm_s", pd.Series(dtype=float)).get(n, np.nan))]
     lines += [""]
     if skipped:
+        ml = t.set_index("participants").get("mixedlm_s", pd.Series(dtype=float)).dropna()
+        proj = ""
+        if len(ml):
+            n0, t0 = ml.index.max(), ml.loc[ml.index.max()]
+            proj = (f"; at least {min(skipped) / n0 * t0 / 60:.0f} min projected by linear "
+                    f"scaling of its {n0:,}-participant time")
         lines.append(f"MixedLM was not run at {', '.join(f'{n:,}' for n in skipped)} "
-                     "participants (it is projected to take several minutes there; pass "
-                     "`--mixedlm-all` to run it).")
+                     f"participants (too slow{proj}; pass `--mixedlm-all` to run it).")
     if "lme4_max_fixef_rel_diff" in t:
         lines.append("Largest relative difference of fixed effects hipstats vs lme4: "
                      + ", ".join(f"{n:,}: {d:.1e}" for n, d in

@@ -48,11 +48,14 @@ SPECS = {
     # name: (data loader, formula, re_formula, nested, groups, R factor prefixes -> patsy)
     "sleepstudy": (_sleep, "Reaction ~ Days", "1 + Days", None, "Subject", {}),
     "sleepstudy_intercept": (_sleep, "Reaction ~ Days", "1", None, "Subject", {}),
+    "sleepstudy_noint": (_sleep, "Reaction ~ Days", "0 + Days", None, "Subject", {}),
     "cohort_a": (lambda: _cohort("cohort_a"), "value ~ C(arm, Treatment('control')) * week",
                  "1 + week", None, "participant_id",
                  {"arm": "C(arm, Treatment('control'))"}),
     "cohort_b": (lambda: _cohort("cohort_b"), "value ~ arm * week + side", "1 + week", "side",
                  "participant_id", {"arm": "arm", "side": "side"}),
+    "cohort_b_intercepts": (lambda: _cohort("cohort_b"), "value ~ arm * week + side", "1",
+                            "side", "participant_id", {"arm": "arm", "side": "side"}),
     "cohort_singular": (lambda: _cohort("cohort_singular"), "value ~ week", "1 + week", None,
                         "participant_id", {}),
 }
@@ -111,8 +114,10 @@ def _key(df):
 
 REFERENCE_MODELS = [("sleepstudy", "reml"), ("sleepstudy", "ml"),
                     ("sleepstudy_intercept", "reml"), ("sleepstudy_intercept", "ml"),
+                    ("sleepstudy_noint", "reml"), ("sleepstudy_noint", "ml"),
                     ("cohort_a", "reml"), ("cohort_a", "ml"),
-                    ("cohort_b", "reml"), ("cohort_b", "ml")]
+                    ("cohort_b", "reml"), ("cohort_b", "ml"),
+                    ("cohort_b_intercepts", "reml"), ("cohort_b_intercepts", "ml")]
 
 
 # --------------------------------------------------------------------------- lme4 agreement
