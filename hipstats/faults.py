@@ -271,6 +271,8 @@ class FaultsResult(_Result):
 
     Attributes
     ----------
+    overall : DataFrame
+        :func:`fault_rates` of the whole log (each fault and "any").
     rates : DataFrame
         :func:`fault_rates` by exercise and arm (all weeks).
     weekly : DataFrame

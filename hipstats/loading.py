@@ -178,8 +178,8 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
     -------
     DataFrame
         ``session``: participant_id, [arm], session, week, n_rows, n_completed,
-        volume_load_kg, reps_volume, bodyweight_reps. ``week``: per participant and week with
-        sessions (distinct sessions with a completed row) and the cumulative volume-load.
+        volume_load_kg, reps_volume, bodyweight_reps. ``week``: per participant and whole week
+        with sessions (distinct sessions with a completed row) and the cumulative volume-load.
 
     References
     ----------
@@ -234,6 +234,7 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
         return _int_reps(out)
     if level in ("week", "arm_week"):
         s["_done_session"] = np.where(done, s["session"], np.nan)
+        s["week"] = np.floor(s["week"])
         out = (s.groupby(["participant_id", *arm, "week"], sort=True, dropna=False)
                 .agg(sessions=("_done_session", "nunique"), **{k: (k, v) for k, v in sums.items()})
                 .reset_index())

@@ -62,10 +62,12 @@ def test_volume_load_hand_computed():
     assert s["reps_volume"].tolist() == [44, 44, 24, 48, 48]
     assert s["bodyweight_reps"].tolist() == [20, 20, 0, 24, 24]
     assert s.loc[("a", 3), "n_completed"] == 1 and s.loc[("a", 3), "n_rows"] == 2
+    # whole weeks: a's sessions 1, 2 are week 0, session 3 week 1
     w = volume_load(LOG, level="week", participants=PEOPLE).set_index(["participant_id", "week"])
-    assert w["volume_load_kg"].tolist() == [480.0, 540.0, 600.0, 720.0, 720.0]
-    assert w.loc[("a", 1.25), "cumulative_volume_kg"] == 1620.0
-    assert w.loc[("b", 1.25), "cumulative_volume_kg"] == 1440.0
+    assert w["volume_load_kg"].tolist() == [1020.0, 600.0, 720.0, 720.0]
+    assert w["sessions"].tolist() == [2, 1, 1, 1]
+    assert w.loc[("a", 1.0), "cumulative_volume_kg"] == 1620.0
+    assert w.loc[("b", 1.0), "cumulative_volume_kg"] == 1440.0
 
 
 def test_volume_load_bodyweight_mass():
@@ -82,7 +84,7 @@ def test_volume_load_bodyweight_mass():
 def test_volume_load_arm_week_and_levels():
     aw = volume_load(LOG, level="arm_week", participants=PEOPLE)
     assert set(aw["arm"]) == {"loading", "stretching"}
-    assert aw.set_index(["arm", "week"]).loc[("loading", 0.75), "volume_load_kg"] == 540.0
+    assert aw.set_index(["arm", "week"]).loc[("loading", 0.0), "volume_load_kg"] == 1020.0
     with pytest.raises(AnalysisError, match="participants table"):
         volume_load(LOG, level="arm_week")
     with pytest.raises(AnalysisError, match="level must be"):

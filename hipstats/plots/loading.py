@@ -17,7 +17,7 @@ Examples
 ...     "volume_load_kg": [400., 450., 520.], "ci_low": [350., 400., 460.],
 ...     "ci_high": [450., 500., 580.], "n_participants": 20})
 >>> load_progression_plot(weekly).axes[0].get_ylabel()
-'Volume-load per participant (kg = sets x reps x kg)'
+'Weekly volume-load per participant (kg)'
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def load_progression_plot(data, *, ax=None):
         fig, ax = _figure(ax, (7, 4.5))
         _arm_lines(ax, data, "week", "volume_load_kg", "ci_low", "ci_high")
         ax.set_xlabel("Protocol week")
-        ax.set_ylabel("Volume-load per participant (kg = sets x reps x kg)")
-        ax.set_title("Load progression by arm (mean, 95% CI)")
+        ax.set_ylabel("Weekly volume-load per participant (kg)")
+        ax.set_title("Load progression by arm (sets x reps x load; mean, 95% CI)", fontsize=11)
         ax.set_ylim(bottom=0)
         ax.legend(title="Arm", frameon=False)
         fig.tight_layout()
