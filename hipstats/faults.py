@@ -72,8 +72,8 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     ----------
     data : Cohort or sessions DataFrame
     by : sequence of str
-        Grouping columns of the log (``exercise``, ``arm``, ``week``, ``participant_id`` ...);
-        empty for the whole log.
+        Grouping columns of the log (``exercise``, ``arm``, ``week``, ``protocol_week`` = whole
+        weeks, ``participant_id`` ...); empty for the whole log.
     faults : sequence of str, optional
         Faults to report (default: every fault seen); ``"any"`` is always reported.
     participants : DataFrame, optional
@@ -276,7 +276,7 @@ class FaultsResult(_Result):
     rates : DataFrame
         :func:`fault_rates` by exercise and arm (all weeks).
     weekly : DataFrame
-        :func:`fault_rates` of ``"any"`` fault by arm and week (for the figure).
+        :func:`fault_rates` of ``"any"`` fault by arm and whole protocol week (for the figure).
     trend, trend_by_arm : DataFrame
     association : DataFrame or None
     """
@@ -349,7 +349,7 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     return FaultsResult(
         overall=fault_rates(cohort, by=(), alpha=alpha),
         rates=fault_rates(cohort, by=("exercise", *arm), alpha=alpha),
-        weekly=fault_rates(cohort, by=(*arm, "week"), faults=[], alpha=alpha),
+        weekly=fault_rates(cohort, by=(*arm, "protocol_week"), faults=[], alpha=alpha),
         trend=fault_trend(cohort, alpha=alpha),
         trend_by_arm=fault_trend(cohort, by_arm=True, alpha=alpha) if has_arm else None,
         association=assoc)

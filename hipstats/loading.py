@@ -92,7 +92,8 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
 
     Adds: ``arm`` (when participants are known), ``completed`` (bool, True when missing),
     ``load_kg`` (0 when missing), ``week`` (from ``date`` when missing: whole weeks since the
-    participant's first session), ``session_order`` (1, 2, ... per participant), ``fault_list``
+    participant's first session), ``protocol_week`` (whole weeks: the floor of ``week``),
+    ``session_order`` (1, 2, ... per participant), ``fault_list``
     (list of fault names), ``any_fault`` (bool), ``n_faults``.
 
     Raises :class:`~hipstats.errors.AnalysisError` when there are no sessions at all.
@@ -121,6 +122,7 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
         order = pd.to_datetime(s["date"])
     else:
         order = s["week"]
+    s["protocol_week"] = np.floor(s["week"])
     s["session_order"] = order.groupby(s["participant_id"]).rank(method="dense").astype(int)
     if "session" not in s.columns or s["session"].isna().any():
         s["session"] = s["session_order"]

@@ -216,9 +216,14 @@ def test_faults_analysis_on_simulated_cohort():
     assert len(s) == 3 and s["interpretation"].str.len().gt(10).all()
     assert set(res.rates["arm"]) == {"loading", "stretching"}
     assert "H5" in res._repr_html_()
-    for fig in (res.plot(), fault_rate_plot(c, fault="pelvic_tilt_loss"), fault_rate_plot(c.sessions)):
+    assert set(res.weekly["protocol_week"]) == set(range(12))  # whole weeks 0..11
+    by_week = fault_rates(c, by=("week",))
+    for fig in (res.plot(), fault_rate_plot(c, fault="pelvic_tilt_loss"), fault_rate_plot(c.sessions),
+                fault_rate_plot(by_week)):
         assert isinstance(fig, Figure)
         assert "(%)" in fig.axes[0].get_ylabel() and "week" in fig.axes[0].get_xlabel().lower()
         plt.close(fig)
     with pytest.raises(AnalysisError, match="no rates for fault"):
         fault_rate_plot(res.weekly, fault="back_knee_lean")
+    with pytest.raises(AnalysisError, match="by week"):
+        fault_rate_plot(res.rates)

@@ -165,8 +165,9 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
     Parameters
     ----------
     data : DataFrame, Cohort or sessions table
-        The output of ``fault_rates(..., by=("arm", "week"))`` (or ``by=("week",)``), or
-        anything :func:`hipstats.faults.fault_rates` accepts.
+        The output of ``fault_rates(..., by=("arm", "protocol_week"))`` (or with ``week``, or
+        without arm), or anything :func:`hipstats.faults.fault_rates` accepts (then whole
+        protocol weeks are used).
     fault : str
         ``"any"`` or one fault name.
 
@@ -174,11 +175,15 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
     -------
     matplotlib.figure.Figure
     """
-    if not (isinstance(data, pd.DataFrame) and {"fault", "rate", "week"} <= set(data.columns)):
+    is_rates = isinstance(data, pd.DataFrame) and {"fault", "rate"} <= set(data.columns)
+    if not is_rates:
         try:
-            data = fault_rates(data, by=("arm", "week"))
+            data = fault_rates(data, by=("arm", "protocol_week"))
         except AnalysisError:
-            data = fault_rates(data, by=("week",))
+            data = fault_rates(data, by=("protocol_week",))
+    x = "protocol_week" if "protocol_week" in data.columns else "week"
+    if x not in data.columns:
+        raise AnalysisError("fault_rate_plot needs rates by week or protocol_week")
     df = data[data["fault"] == fault]
     if df.empty:
         raise AnalysisError(f"no rates for fault {fault!r}; faults present: "
@@ -188,7 +193,7 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
     df = df.assign(rate=100 * df["rate"], lo=100 * df["rate_ci_low"], hi=100 * df["rate_ci_high"])
     with theme():
         fig, ax = _figure(ax, (7, 4.5))
-        _arm_lines(ax, df, "week", "rate", "lo", "hi")
+        _arm_lines(ax, df, x, "rate", "lo", "hi")
         ax.set_xlabel("Protocol week")
         what = "any form fault" if fault == "any" else fault.replace("_", " ")
         ax.set_ylabel(f"Exercise rows with {what} (%)")
