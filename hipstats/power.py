@@ -1084,8 +1084,10 @@ def run_power_from_params(params: Mapping[str, Any]):
       ``effect``, ``sd``, (``rho``), and ``n_per_arm`` or ``power``, ``alpha``, ``dropout``.
 
     Strings are accepted as the command line gives them: lists as ``"0,3,6,9,12"``, per-arm
-    values as ``"control=0,loading=6"`` or ``"control:0,loading:6"``; aliases ``jobs`` (n_jobs), ``scheduler`` (client),
-    ``corr``, ``tau``, ``visits``. ``None`` values are ignored (unset options).
+    values as ``"control=0,loading=6"`` or ``"control:0,loading:6"``; aliases ``jobs``
+    (n_jobs), ``scheduler`` (client), ``corr``, ``tau``, ``visits``; dashes in keys are read
+    as underscores (``n-sim``). ``None`` values are ignored (unset options), and so is an
+    empty ``scheduler``.
 
     Examples
     --------
