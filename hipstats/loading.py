@@ -45,6 +45,8 @@ from hipstats.errors import AnalysisError
 from hipstats.pelvis import _Result, _arms, _mean_ci, _require, _table, participant_change
 
 __all__ = [
+    "COMPLIANCE_STATUS",
+    "prepare_sessions",
     "volume_load",
     "progression_slopes",
     "adherence",
@@ -97,6 +99,15 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
     (list of fault names), ``any_fault`` (bool), ``n_faults``.
 
     Raises :class:`~hipstats.errors.AnalysisError` when there are no sessions at all.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.loading import prepare_sessions
+    >>> log = pd.DataFrame({"participant_id": "p1", "week": [0.25, 1.75], "exercise": "other",
+    ...                     "sets": 1, "reps": 5, "faults": ["lumbar_rounding", None]})
+    >>> prepare_sessions(log)[["protocol_week", "session_order", "any_fault"]].values.tolist()
+    [[0.0, 1, True], [1.0, 2, False]]
     """
     s = _table(data, "sessions")
     if s is None or len(s) == 0:

@@ -39,6 +39,8 @@ from hipstats.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
 
 __all__ = [
     "tilt_class",
+    "visit_values",
+    "participant_change",
     "pelvis_frame",
     "paired_pelvis_difference",
     "rm_corr",
@@ -143,6 +145,16 @@ def visit_values(data, measure: str, *, pelvis: str | None = "free", rater: str 
     Returns participant_id, visit, week, side, value, n_trials. With ``side="mean"`` the two
     sides of a visit are averaged (side "mean"); "left"/"right" keep one side; "both" keeps both.
     Shared by :mod:`hipstats.pelvis`, :mod:`hipstats.loading` and :mod:`hipstats.faults`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.pelvis import visit_values
+    >>> m = pd.DataFrame({"participant_id": "p1", "visit": "baseline", "week": 0.0,
+    ...     "measure": "hip_ir_deg", "side": ["left", "left", "right", "right"],
+    ...     "pelvis": "free", "value": [30.0, 32.0, 40.0, 42.0]})
+    >>> visit_values(m, "hip_ir_deg")[["side", "value", "n_trials"]].values.tolist()
+    [['mean', 36.0, 4]]
     """
     m = _table(data, "measurements")
     _require(m, ["participant_id", "visit", "measure", "value"], "a measurements table")
@@ -194,6 +206,16 @@ def participant_change(data, measure: str, *, final="final", pelvis: str | None 
     participant's last visit; a visit label uses that visit.
     Baseline is each participant's earliest visit. Returns participant_id, baseline, final,
     final_week, change.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.pelvis import participant_change
+    >>> m = pd.DataFrame({"participant_id": "p1", "visit": ["baseline", "week_12"],
+    ...     "week": [0.0, 12.0], "measure": "hip_ir_deg", "side": "left", "pelvis": "free",
+    ...     "value": [30.0, 36.0]})
+    >>> participant_change(m, "hip_ir_deg")["change"].tolist()
+    [6.0]
     """
     v = visit_values(data, measure, pelvis=pelvis, rater=rater, position=position,
                      visits="scheduled", side="mean")
