@@ -28,6 +28,7 @@ SETUP = '''\
 import hipstats as hs
 from hipstats import report
 
+report.setup_figures()
 cohort = report.open_cohort(source, as_of=as_of)
 cohort'''
 

@@ -20,9 +20,10 @@ Examples
 
 from hipstats.report import areas, quality
 from hipstats.report.data import open_cohort, validation_report
+from hipstats.report.display import setup_figures
 from hipstats.report.findings import Finding, record, record_summary
 from hipstats.report.params import NotebookInfo, Parameter, list_notebooks
 from hipstats.report.runner import NotebookResult, RunResult, run_reports
 
 __all__ = ["areas", "quality", "Finding", "NotebookInfo", "NotebookResult", "Parameter", "RunResult", "list_notebooks",
-           "open_cohort", "record", "record_summary", "run_reports", "validation_report"]
+           "open_cohort", "record", "record_summary", "run_reports", "setup_figures", "validation_report"]

@@ -34,7 +34,7 @@ _PATTERNS = {
     "css-url": re.compile(r"url\(\s*[\"']?\s*((?:https?:)?//[^\"')\s]+)", re.I),
     "img": re.compile(r"<(?:img|iframe|source|video|audio|embed)\b[^>]*\bsrc\s*=\s*[\"']?\s*((?:https?:)?//[^\"'\s>]+)",
                       re.I),
-    "module": re.compile(r"\bimport\s*\(?\s*[\"']((?:https?:)?//[^\"']+)[\"']", re.I),
+    "module": re.compile(r"\b(?:import|from)\s*\(?\s*[\"']((?:https?:)?//[^\"']+)[\"']", re.I),
 }
 
 

@@ -1,0 +1,52 @@
+"""Notebook display settings for reports: every figure appears exactly once.
+
+With the inline backend a function that returns a matplotlib Figure shows it twice (once
+as the cell's result, once when the backend flushes open figures after the cell).
+:func:`setup_figures` replaces the flush with one that skips the figure already shown as
+the cell's result, so plot functions can return their Figure (script-friendly) and notebooks
+stay thin. Figures are PNG at a resolution that reads well in the offline HTML.
+"""
+
+from __future__ import annotations
+
+__all__ = ["setup_figures"]
+
+_STATE = {"installed": False}
+
+
+def setup_figures(dpi: int = 110) -> None:
+    """Show each figure once per cell (inline backend); no-op outside IPython."""
+    try:
+        from IPython import get_ipython  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None or _STATE["installed"]:
+        return
+    import matplotlib  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (activates the inline backend and its hook)
+    from matplotlib._pylab_helpers import Gcf  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    matplotlib.rcParams["figure.dpi"] = dpi
+    try:
+        from matplotlib_inline.backend_inline import flush_figures  # noqa: PLC0415
+
+        ip.events.unregister("post_execute", flush_figures)
+    except (ImportError, ValueError):
+        pass
+
+    def _flush(result) -> None:
+        from IPython.display import display  # noqa: PLC0415
+
+        shown = result.result if isinstance(getattr(result, "result", None), Figure) else None
+        try:
+            for manager in Gcf.get_all_fig_managers():
+                fig = manager.canvas.figure
+                if fig is not shown:
+                    display(fig)
+        finally:
+            plt.close("all")
+
+    ip.events.register("post_run_cell", _flush)
+    _STATE["installed"] = True

@@ -1,0 +1,205 @@
+"""Fast tests of the report machinery that need no kernel: parameters, findings, HTML checks, lock, index."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hipstats.errors import ParameterError, ReportError
+from hipstats.report import findings as fnd
+from hipstats.report.export import external_references
+from hipstats.report.lock import OutputLock
+from hipstats.report.params import (
+    coerce,
+    list_notebooks,
+    load_params_file,
+    parse_param_strings,
+    resolve_parameters,
+    select_notebooks,
+)
+from hipstats.report.runner import check_as_of
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+DEFAULT_SET = ["data_quality", "reliability", "pelvis", "outcomes", "screening", "loading_faults"]
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return list_notebooks(NB_DIR)
+
+
+# ------------------------------------------------------------------ parameters
+@pytest.mark.parametrize("raw,type_,expected", [
+    ("65", "float", 65.0), (65, "float", 65.0), ("2", "int", 2), (3.0, "int", 3), ("007", "str", "007"),
+    (7, "str", "7"), ("yes", "bool", True), ("off", "bool", False), (True, "bool", True),
+    ("a,b", "list", ["a", "b"]), ("[1, 2]", "list[int]", [1, 2]), (["1", "2"], "list[int]", [1, 2]),
+    ("none", "Optional[float]", None), ("1.5", "float | None", 1.5), ("{a: 1}", "dict", {"a": 1}),
+])
+def test_coerce_accepts_values_of_the_declared_type(raw, type_, expected):
+    assert coerce("x", raw, type_) == expected
+
+
+@pytest.mark.parametrize("raw,type_", [
+    ("abc", "float"), ("2.5", "int"), (True, "int"), (True, "float"), ("maybe", "bool"), (1, "bool"),
+    ("x", "dict"), (None, "float"), ([1], "str"),
+])
+def test_coerce_refuses_wrong_types(raw, type_):
+    with pytest.raises(ParameterError, match="parameter 'x' expects"):
+        coerce("x", raw, type_)
+
+
+def test_parse_param_strings():
+    assert parse_param_strings(["a=1", "screening.cutoff=65", "s=x=y"]) == {"a": "1", "screening.cutoff": "65",
+                                                                            "s": "x=y"}
+    with pytest.raises(ParameterError, match="key=value"):
+        parse_param_strings(["novalue"])
+    with pytest.raises(ParameterError, match="not a valid parameter name"):
+        parse_param_strings(["1bad=2"])
+
+
+def test_params_file_yaml_and_errors(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("cutoff: 65\nscreening:\n  n_boot: 100\n")
+    assert load_params_file(p) == {"cutoff": 65, "screening": {"n_boot": 100}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ParameterError, match="mapping"):
+        load_params_file(bad)
+    with pytest.raises(ParameterError, match="does not exist"):
+        load_params_file(tmp_path / "missing.yaml")
+
+
+def test_resolve_parameters_types_scopes_and_runner_values(catalogue):
+    chosen = select_notebooks(catalogue)
+    out = resolve_parameters(chosen, {"cutoff": "65", "confidence": 0.9, "screening": {"n_boot": 50},
+                                      "outcomes.adjust": "bonferroni"},
+                             runner={"source": "/data/x", "as_of": ""}, catalogue=catalogue)
+    assert out["screening"] == {"cutoff": 65.0, "confidence": 0.9, "n_boot": 50, "source": "/data/x", "as_of": ""}
+    assert out["outcomes"]["adjust"] == "bonferroni" and out["outcomes"]["confidence"] == 0.9
+    assert "cutoff" not in out["pelvis"] and out["pelvis"]["confidence"] == 0.9
+    assert out["data_quality"] == {"source": "/data/x", "as_of": ""}
+
+
+def test_resolve_parameters_lists_every_problem(catalogue):
+    chosen = select_notebooks(catalogue)
+    with pytest.raises(ParameterError) as err:
+        resolve_parameters(chosen, {"nonsense": 1, "cutoff": "seventy", "screening.n_boot": 2.5,
+                                    "source": "/elsewhere", "power.n_sim": 10}, catalogue=catalogue)
+    msg = str(err.value)
+    assert "unknown parameter 'nonsense'" in msg
+    assert "parameter 'cutoff' expects float, got 'seventy'" in msg
+    assert "parameter 'n_boot' expects int, got 2.5" in msg
+    assert "'source' is set by the runner" in msg
+    assert "'power.n_sim' is for notebook 'power', which is not selected" in msg
+
+
+def test_catalogue_default_set_and_only(catalogue):
+    assert [n.name for n in select_notebooks(catalogue)] == DEFAULT_SET
+    assert [n.name for n in select_notebooks(catalogue, "screening,pelvis")] == ["screening", "pelvis"]
+    if any(n.name == "power" for n in catalogue):
+        assert [n.name for n in select_notebooks(catalogue, ["power"])] == ["power"]
+    with pytest.raises(ParameterError, match="unknown notebook"):
+        select_notebooks(catalogue, ["nope"])
+
+
+def test_check_as_of():
+    assert check_as_of(None) == "" and check_as_of("2026-03-31") == "2026-03-31"
+    assert check_as_of("2026/3/1") == "2026-03-01"
+    with pytest.raises(ParameterError, match="as-of"):
+        check_as_of("last tuesday")
+
+
+# ------------------------------------------------------------------ notebooks are thin and typed
+def test_notebooks_are_up_to_date_with_their_build_script():
+    r = subprocess.run([sys.executable, str(NB_DIR / "build_notebooks.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", DEFAULT_SET)
+def test_notebook_structure(name, catalogue):
+    info = {n.name: n for n in catalogue}[name]
+    nb = nbformat.read(info.path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].metadata.get("tags") == ["parameters"], "first code cell must be tagged 'parameters'"
+    # every parameter is typed, and the default source points at the bundled example from notebooks/
+    assert all(p.type not in ("None", "") for p in info.parameters.values()), info.parameters
+    assert info.parameters["source"].default == "../data/example"
+    assert (info.path.parent / info.parameters["source"].default / "measurements.csv").is_file()
+    assert info.parameters["as_of"].type == "str"
+    # thin: no definitions or loops in notebooks, short code cells, narrative around them
+    for c in code[1:]:
+        assert not any(line.lstrip().startswith(("def ", "class ", "for ", "while ", "lambda")) for line in
+                       c.source.splitlines()), c.source
+        body = [ln for ln in c.source.splitlines() if ln.strip() and not ln.startswith(("import ", "from "))]
+        assert len(body) <= 5, c.source
+    assert sum(c.cell_type == "markdown" for c in nb.cells) >= len(code) // 2
+    assert any("record" in c.source or "findings" in c.source for c in code), "notebook records no key finding"
+
+
+# ------------------------------------------------------------------ findings
+def test_finding_round_trip_through_a_notebook_output():
+    f = fnd.record("H2", "IR gain (deg)", 4.25, 1.5, 7.0, 0.0004, "Loading gained more.", display=False)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=f.mime_bundle()),
+                    nbformat.v4.new_output("stream", name="stdout", text="hello")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
+    # survives writing and reading the notebook as JSON
+    again = nbformat.reads(nbformat.writes(nb), as_version=4)
+    assert fnd.extract(again) == [f]
+    assert "4.25" in f.mime_bundle()["text/plain"] and "p &lt; 0.001" in f.mime_bundle()["text/html"]
+
+
+def test_finding_missing_numbers_and_p_format():
+    f = fnd.Finding("R", "q", float("nan"), None, float("inf"), None, "s")
+    assert f.estimate is None and f.ci_high is None
+    assert json.loads(json.dumps(f.to_dict()))["estimate"] is None
+    assert fnd.format_p(0.00049) == "< 0.001" and fnd.format_p(0.0456) == "0.046"
+
+
+def test_record_summary_needs_the_summary_columns():
+    import pandas as pd
+
+    from hipstats.errors import AnalysisError
+
+    with pytest.raises(AnalysisError, match="question"):
+        fnd.record_summary("H1", pd.DataFrame({"estimate": [1.0]}), display=False)
+
+
+# ------------------------------------------------------------------ offline HTML checks
+@pytest.mark.parametrize("html,expected", [
+    ('<script src="https://cdn.x.org/require.js"></script>', ["script: https://cdn.x.org/require.js"]),
+    ("<link rel=stylesheet href=//fonts.googleapis.com/css>", ["link: //fonts.googleapis.com/css"]),
+    ("<style>@import url('https://a.b/c.css');</style>", ["import: https://a.b/c.css"]),
+    ("<style>@font-face{src:url(https://f.io/x.woff)}</style>", ["css-url: https://f.io/x.woff"]),
+    ('<img src="http://x.org/a.png">', ["img: http://x.org/a.png"]),
+    ('<script type="module">import mermaid from "https://cdn.j/m.mjs";</script>', ["module: https://cdn.j/m.mjs"]),
+    ('<a href="https://example.org">a link loads nothing</a><img src="data:image/png;base64,AA">', []),
+])
+def test_external_references(html, expected):
+    found = external_references(html)
+    assert set(expected) <= set(found) and bool(found) == bool(expected)
+
+
+# ------------------------------------------------------------------ lock
+def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
+    with OutputLock(tmp_path) as first:
+        first.note({"run_id": "r1", "started": "now"})
+        with pytest.raises(ReportError, match=r"another hipstats report run is writing to .*run r1"):
+            OutputLock(tmp_path).acquire()
+    with OutputLock(tmp_path):  # released: free again
+        pass
+
+
+def test_lock_is_released_when_the_holder_process_dies(tmp_path):
+    code = ("import sys, os; from hipstats.report.lock import OutputLock; l = OutputLock(sys.argv[1]); "
+            "l.acquire(); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    with OutputLock(tmp_path):
+        pass
