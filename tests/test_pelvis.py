@@ -413,6 +413,13 @@ def test_pelvis_figures_render(meas):
         plt.close(fig)
     with pytest.raises(AnalysisError):
         res.plot(kind="nope")
+    from hipstats.simulate import simulate_cohort
+
+    sim = pelvis_analysis(simulate_cohort(n_participants=40, seed=8, sessions=False))
+    for kind in ("tilt", "paired"):
+        fig = sim.plot(kind=kind)
+        assert isinstance(fig, Figure) and "deg" in fig.axes[0].get_ylabel()
+        plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------
