@@ -418,8 +418,8 @@ def _finish_sessions(df: pd.DataFrame | None) -> pd.DataFrame:
     df["session"] = pd.to_numeric(df["session"], errors="coerce").astype("Int64")
     df["date"] = pd.to_datetime(df["date"], errors="coerce")
     df["faults"] = df["faults"].fillna("").astype(str)
-    df["completed"] = df["completed"].map(lambda v: True if v is None or (isinstance(v, float) and np.isnan(v))
-                                          else bool(v)).astype(bool)
+    completed = df["completed"].astype(object)
+    df["completed"] = completed.where(completed.notna(), True).astype(bool)
     df["load_kg"] = df["load_kg"].fillna(0.0)
     return df.reset_index(drop=True)
 

@@ -181,7 +181,7 @@ class _Collector:
 
 def _unique_map(series: pd.Series, fn) -> pd.Series:
     """Apply a scalar normaliser to the distinct values only (fast on large tables)."""
-    codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
     table = np.empty(len(uniques) + 1, dtype=object)
     for i, u in enumerate(uniques):
         table[i] = fn(u)
@@ -327,11 +327,11 @@ def _check_typed_columns(df: pd.DataFrame, table: schema.Table, col: _Collector,
         elif c.dtype == "list":
             lists = _unique_map(s, lambda v, c=c: normalise_list(v, c.name))
             allowed = set(c.categories or ())
-            bad = lists.map(lambda t: any(x not in allowed for x in t))
+            bad = _unique_map(lists, lambda t: t is not None and any(x not in allowed for x in t)).astype(bool)
             col.add_rows(out.assign(**{c.name: s}), bad, c.name, "category",
                          lambda v, c=c: f"'{v}' holds a label that is not an allowed {c.name} item (allowed: "
                                         f"{', '.join(c.categories or ())}; separate items with ';')")
-            out[c.name] = lists.map(lambda t: ";".join(t))
+            out[c.name] = _unique_map(lists, lambda t: ";".join(t) if t is not None else "")
         elif c.dtype == "bool":
             b = _unique_map(s, normalise_bool)
             bad = b.notna() & ~b.map(lambda v: isinstance(v, bool))
@@ -372,31 +372,39 @@ def _fmt_range(c) -> str:
     return f"{c.minimum:g} to {c.maximum:g}{unit}"
 
 
-def _check_duplicate_rows(df: pd.DataFrame, raw: pd.DataFrame, col: _Collector) -> None:
+def _row_hashes(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One 64-bit hash per row of the given columns (NaN and None hash alike)."""
+    return pd.util.hash_pandas_object(df[columns], index=False, categorize=True)
+
+
+def _check_duplicate_rows(df: pd.DataFrame, raw: pd.DataFrame, col: _Collector) -> set:
+    """Report exact repeats of earlier rows; return their row numbers."""
     content = [c for c in raw.columns if c != ROW]
     if not content or raw.empty:
-        return
-    keyed = raw[content].astype(str)
-    dup = keyed.duplicated(keep="first")
-    if dup.any():
-        first_rows = keyed.groupby(content, sort=False, dropna=False).ngroup()
-        first_of_group = raw[ROW].groupby(first_rows).transform("min")
-        for row, first in zip(raw.loc[dup, ROW], first_of_group[dup]):
-            col.add(row, None, None, "duplicate_row", f"row {row} repeats row {first} exactly; delete one")
+        return set()
+    h = _row_hashes(raw, content)
+    dup = h.duplicated(keep="first")
+    if not dup.any():
+        return set()
+    first_row = raw[ROW].groupby(h.to_numpy()).transform("min")
+    for row, first in zip(raw.loc[dup, ROW], first_row[dup]):
+        col.add(row, None, None, "duplicate_row", f"row {row} repeats row {first} exactly; delete one")
+    return set(raw.loc[dup, ROW])
 
 
 def _check_duplicate_keys(df: pd.DataFrame, key: list[str], col: _Collector, skip_rows: set) -> None:
     key = [k for k in key if k in df.columns]
     if not key:
         return
-    sub = df[~df[ROW].isin(skip_rows)]
+    sub = df[~df[ROW].isin(skip_rows)] if skip_rows else df
     if sub.empty:
         return
-    k = sub[key].astype(str)
-    dup = k.duplicated(keep=False)
+    h = _row_hashes(sub, key)
+    dup = h.duplicated(keep=False)
     if not dup.any():
         return
-    groups = sub.loc[dup].assign(_k=k[dup].agg("|".join, axis=1)).groupby("_k", sort=False)
+    k = sub.loc[dup, key].astype(str)
+    groups = sub.loc[dup].assign(_k=k.agg("|".join, axis=1)).groupby("_k", sort=False)
     for _, g in groups:
         rows = g[ROW].tolist()
         shown = ", ".join(f"{kk}={g.iloc[0][kk]}" for kk in key if g.iloc[0][kk] is not None
@@ -410,7 +418,7 @@ def _check_duplicate_keys(df: pd.DataFrame, key: list[str], col: _Collector, ski
 def _check_measurements(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     if "measure" in df.columns:
         # a measure recorded in radians by name (hip_ir_rad) -> refuse with advice
-        rad = df["measure"].map(lambda v: radians_measure_name(v) if isinstance(v, str) else None)
+        rad = _unique_map(df["measure"], lambda v: radians_measure_name(v) if isinstance(v, str) else None)
         col.add_rows(df.assign(_m=df["measure"]), rad.notna(), "measure", "radians",
                      lambda v: f"measure '{v}' is in radians; hipstats stores angles in degrees: "
                                f"multiply by 180/pi (numpy.degrees) and name it '{radians_measure_name(v)}'")
@@ -438,7 +446,7 @@ def _check_measurements(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
                 col.add_rows(df, frac, "value", "integer_score",
                              lambda v, name=name: f"{v:g} is not a whole number; {name} is an integer score")
         if "side" in df.columns:
-            sided = df["measure"].map(lambda v: schema.MEASURES[v].sided if v in schema.MEASURES else None)
+            sided = df["measure"].map({k: m.sided for k, m in schema.MEASURES.items()})
             need = (sided == True) & df["side"].isna()  # noqa: E712
             col.add_rows(df, need, "side", "side",
                          lambda v: "side is empty; this measure is taken per leg (left or right)")
@@ -538,8 +546,8 @@ def _check_sessions(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
             df[c] = None
     no_time = df["date"].isna() & df["week"].isna()
     col.add_rows(df, no_time, "week", "date_or_week", lambda v: "session has neither a date nor a week")
-    df["completed"] = df["completed"].map(lambda v: True if v is None or (isinstance(v, float) and np.isnan(v))
-                                          else bool(v))
+    completed = df["completed"].astype(object)
+    df["completed"] = completed.where(completed.notna(), True).astype(bool)
     df["load_kg"] = df["load_kg"].fillna(0.0)
     df["date"] = pd.to_datetime(df["date"], errors="coerce")
     return df
@@ -594,8 +602,7 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         df = _check_columns(rt.frame, schema.TABLES[name], col)
         df = df.drop(columns=[c for c in df.columns if c != ROW and schema.is_identifier_column(c)])
         _check_identifier_values(df, col)
-        _check_duplicate_rows(df, df, col)
-        dup_rows = set(df.loc[df.drop(columns=[ROW]).astype(str).duplicated(), ROW]) if len(df.columns) > 1 else set()
+        dup_rows = _check_duplicate_rows(df, df, col)
         if name == "measurements":
             if col.problems and any(p.rule == "required_column" for p in col.problems):
                 report.extend(col.problems)
