@@ -306,9 +306,10 @@ def _lbfgsb(fg, x0, bounds, maxiter):
 def _escape_boundary(f, fg, phi, fbest, bounded, lower, bounds, maxiter):
     """Move off a boundary point that is not a minimum.
 
-    The deviance is even in a diagonal entry of Lambda when the others in its row are 0, so a
-    bounded entry at 0 always has zero gradient there and a gradient method that hits the
-    bound stops even when the minimum is inside. For every bounded entry at 0 a bounded
+    The deviance depends on Lambda only through Lambda Lambda', which is even in the last
+    diagonal entry (and in any diagonal entry whose column is otherwise 0), so such an entry
+    at 0 has zero gradient there and a gradient method that hits the bound stops even when
+    the minimum is inside. For every bounded entry at 0 a bounded
     Brent line search along that entry decides; if it improves, L-BFGS-B restarts from there.
     """
     nfev = 0
@@ -371,8 +372,8 @@ def _optimize(prob, reml, maxiter):
     crit, g = _grad_check(prob, theta, reml)
     if crit > GRAD_TOL and maxiter > 1:
         nm = optimize.minimize(lambda x: fg(x)[0], phi, method="Nelder-Mead", bounds=bounds,
-                               options=dict(maxiter=2000 * prob.ntheta, xatol=1e-10,
-                                            fatol=1e-12, adaptive=True))
+                               options=dict(maxfev=400 * prob.ntheta, xatol=1e-7,
+                                            fatol=1e-9, adaptive=True))
         res = _lbfgsb(fg, np.maximum(nm.x, prob.lower), bounds, maxiter)
         nfev += nm.nfev + res.nfev
         if res.fun <= fbest:
