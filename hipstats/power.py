@@ -492,6 +492,7 @@ class TrialDesign:
     def from_fit(cls, fit, *, arms: Sequence[str], weeks: Sequence[float], n_per_arm=60,
                  effects: Mapping[str, float] | None = None, time: str = "week",
                  arm: str = "arm", dropout=0.0, dropout_pattern="uniform",
+                 effect_type: str = "slope", plateau_tau_weeks: float | None = None,
                  scale_slope_sd: float = 1.0) -> TrialDesign:
         """Design whose variance components (and, unless given, effects) come from a pilot fit.
 
@@ -509,7 +510,15 @@ class TrialDesign:
         arms, weeks, n_per_arm, dropout, dropout_pattern
             The planned trial (see :class:`TrialDesign`).
         effects : dict, optional
-            Per-arm mean change per week; default from the fit's fixed effects.
+            Per-arm effects (interpreted with ``effect_type``); default the per-arm slopes
+            (change per week) from the fit's fixed effects. Pilot effect estimates are noisy:
+            planning usually keeps the pilot's variance components but states the effect
+            that matters clinically.
+        effect_type : {"slope", "gain"}
+            Meaning of a given ``effects`` (see :class:`TrialDesign`); ignored when the
+            effects come from the fit (always slopes).
+        plateau_tau_weeks : float, optional
+            With gains: plateau curve (see :class:`TrialDesign`).
         time, arm : str
             Names of the time and arm variables in the fit's formula.
         scale_slope_sd : float
@@ -532,14 +541,95 @@ class TrialDesign:
         corr = float(cov[0, 1] / (sd0 * sd1)) if sd0 > 0 and sd1 > 0 else 0.0
         fe = _fixed_effects(fit)
         if effects is None:
-            effects = _slopes_from_fixed_effects(fe, arms, time, arm)
+            effects, effect_type = _slopes_from_fixed_effects(fe, arms, time, arm), "slope"
         intercept = float(fe.get("Intercept", fe.iloc[0]))
         return cls(arms=tuple(arms), weeks=tuple(weeks), n_per_arm=n_per_arm,
-                   effects=dict(effects), effect_type="slope", baseline_mean=intercept,
+                   effects=dict(effects), effect_type=effect_type,
+                   plateau_tau_weeks=plateau_tau_weeks, baseline_mean=intercept,
                    sd_intercept=sd0, sd_slope=sd1 * scale_slope_sd,
                    corr_intercept_slope=float(np.clip(corr, -1, 1)),
                    sd_residual=math.sqrt(resid_var), dropout=dropout,
                    dropout_pattern=dropout_pattern)
+
+    @classmethod
+    def from_cohort(cls, cohort, measure: str = "hip_ir_deg", *, n_per_arm=60,
+                    weeks: Sequence[float] | None = None,
+                    effects: Mapping[str, float] | None = None, effect_type: str = "gain",
+                    plateau_tau_weeks: float | None = None, dropout="observed",
+                    dropout_pattern="uniform", pelvis: str | None = "free",
+                    scale_slope_sd: float = 1.0) -> TrialDesign:
+        """Design whose variance components (and dropout) come from a pilot cohort.
+
+        The cohort's outcome (mean of trials and sides per participant and visit, as the
+        protocol model analyses it; :meth:`hipstats.Cohort.analysis_frame`) is fitted with
+        :func:`hipstats.models.lmm.fit_lmm` (``value ~ week * arm``, random intercept and slope
+        per participant, REML) and :meth:`TrialDesign.from_fit` takes the variance components.
+
+        Parameters
+        ----------
+        cohort : hipstats.Cohort
+            Pilot cohort.
+        measure : str
+            Outcome measure, e.g. ``"hip_ir_deg"`` or ``"aslr_deg"``.
+        n_per_arm : int or dict
+            Planned participants per arm.
+        weeks : sequence of float, optional
+            Planned visits; default the cohort's scheduled visits (median week, rounded to
+            whole weeks).
+        effects : dict, optional
+            Assumed effects per arm (``effect_type``); default the pilot's fitted slopes.
+        effect_type, plateau_tau_weeks, dropout_pattern, scale_slope_sd
+            See :class:`TrialDesign` and :meth:`TrialDesign.from_fit`.
+        dropout : "observed", float or dict
+            ``"observed"``: per arm, the share of the pilot's randomised participants without a
+            value at the last scheduled visit.
+        pelvis : str or None
+            Pelvic condition of the outcome (see :meth:`hipstats.Cohort.outcomes`).
+
+        Returns
+        -------
+        TrialDesign
+
+        Examples
+        --------
+        >>> from hipstats.simulate import simulate_cohort
+        >>> from hipstats.power import TrialDesign
+        >>> pilot = simulate_cohort(n_participants=60, seed=2)
+        >>> d = TrialDesign.from_cohort(pilot, "hip_ir_deg", n_per_arm=40,
+        ...                             effects={"control": 0, "stretching": 2, "loading": 6})
+        >>> d.weeks, d.n_total
+        ((0.0, 3.0, 6.0, 9.0, 12.0), 120)
+        """
+        import warnings
+
+        from hipstats.models.lmm import fit_lmm
+
+        frame = cohort.analysis_frame(measure, pelvis=pelvis)
+        pv = (frame.groupby(["participant_id", "visit"], observed=True, as_index=False)
+              .agg(arm=("arm", "first"), week=("week", "mean"), value=("value", "mean")))
+        arms = [str(a) for a in cohort.arms]
+        ref = str(cohort.reference_arm) if cohort.reference_arm in arms else arms[0]
+        pv["arm"] = pd.Categorical(pv["arm"].astype(str), categories=arms)
+        with warnings.catch_warnings():
+            # a singular pilot fit still gives usable components (slope SD ~ 0)
+            warnings.simplefilter("ignore", UserWarning)
+            fit = fit_lmm(f"value ~ week * C(arm, Treatment({ref!r}))", pv,
+                          groups="participant_id", re_formula="1 + week")
+        sched = cohort.schedule()
+        sched = sched[sched["scheduled"]]
+        if weeks is None:
+            weeks = tuple(float(w) for w in np.round(sched["week"].to_numpy(dtype=float)))
+        if isinstance(dropout, str):
+            if dropout != "observed":
+                raise ParameterError("dropout must be 'observed', a number or a dict per arm")
+            last = set(pv.loc[pv["visit"] == sched["visit"].iloc[-1], "participant_id"])
+            parts = cohort.participants[["participant_id", "arm"]].astype({"arm": str})
+            dropout = {a: float(1 - parts.loc[parts["arm"] == a, "participant_id"]
+                                .isin(last).mean()) for a in arms}
+        return cls.from_fit(fit, arms=arms, weeks=weeks, n_per_arm=n_per_arm, effects=effects,
+                            effect_type=effect_type, plateau_tau_weeks=plateau_tau_weeks,
+                            dropout=dropout, dropout_pattern=dropout_pattern,
+                            scale_slope_sd=scale_slope_sd)
 
 
 def _fixed_effects(fit) -> pd.Series:

@@ -429,3 +429,31 @@ def test_run_power_from_params():
     assert d.corr_intercept_slope == -0.2 and d.weeks == (0.0, 6.0, 12.0)
     with pytest.raises(ParameterError, match="not a number"):
         TrialDesign.from_params({"arms": "a,b", "effects": "a:0,b:six"})
+
+
+def test_from_cohort_uses_pilot_fit_and_observed_dropout():
+    from hipstats.models.lmm import fit_lmm
+    from hipstats.simulate import simulate_cohort
+
+    pilot = simulate_cohort(n_participants=90, seed=1)
+    gains = {"control": 0, "stretching": 2, "loading": 7}
+    d = TrialDesign.from_cohort(pilot, "hip_ir_deg", n_per_arm=50, effects=gains)
+    assert d.arms == tuple(pilot.arms) and d.weeks == (0.0, 3.0, 6.0, 9.0, 12.0)
+    assert d.effects == {k: float(v) for k, v in gains.items()} and d.effect_type == "gain"
+    # the same numbers by hand: participant x visit means, fit_lmm, from_fit
+    f = pilot.analysis_frame("hip_ir_deg")
+    pv = f.groupby(["participant_id", "visit"], observed=True, as_index=False).agg(
+        arm=("arm", "first"), week=("week", "mean"), value=("value", "mean"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_lmm("value ~ week * C(arm, Treatment('control'))", pv,
+                      groups="participant_id", re_formula="1 + week")
+    assert d.sd_residual == pytest.approx(fit.sigma, rel=1e-6)
+    assert d.sd_intercept == pytest.approx(fit.varcomp["sdcor"].iloc[0], rel=1e-6)
+    # observed dropout: randomised participants without a week-12 value, per arm
+    last = set(pv.loc[pv["visit"] == "week_12", "participant_id"])
+    for arm in pilot.arms:
+        ids = pilot.participants.loc[pilot.participants["arm"] == arm, "participant_id"]
+        assert d.dropout[arm] == pytest.approx(1 - ids.isin(last).mean())
+    # loose recovery of the generating truth (30 per arm): dropout 25/20/15 %
+    assert d.dropout["control"] == pytest.approx(0.25, abs=0.2)
