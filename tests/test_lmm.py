@@ -510,6 +510,8 @@ def test_errors_name_the_problem():
         fit_lmm("Reaction ~ Days", d.assign(Subject="one"), "Subject")
     with pytest.raises(AnalysisError, match="must exceed the number of random effects"):
         fit_lmm("Reaction ~ Days", d[d["Days"] < 2], "Subject", "1 + Days")
+    with pytest.raises(AnalysisError, match="no complete rows"):
+        fit_lmm("Reaction ~ Days", d.assign(Reaction=np.nan), "Subject")
     with pytest.raises(AnalysisError, match="engine"):
         fit_lmm("Reaction ~ Days", d, "Subject", engine="lme4")
     with pytest.raises(AnalysisError, match="columns"):

@@ -193,7 +193,8 @@ class _Spec:
     """Everything needed to (re)fit a model: formula, data, structure, patsy environment."""
 
     def __init__(self, formula, data, groups, re_formula, nested, eval_env):
-        self.formula, self.groups, self.re_formula, self.nested = formula, groups, re_formula, nested
+        self.formula, self.groups = formula, groups
+        self.re_formula, self.nested = re_formula, nested
         self.eval_env = eval_env
         frame, y, X, Zre, xinfo, zinfo = _build_frame(formula, data, groups, re_formula, nested,
                                                       eval_env)
@@ -209,7 +210,8 @@ class _Spec:
         n, p = self.X.shape
         if n == 0:
             raise AnalysisError("no complete rows left for the model (every row has a missing "
-                                f"value in a variable of {formula!r}, {re_formula!r} or {groups!r})")
+                                f"value in a variable of {formula!r}, {re_formula!r} or "
+                                f"{groups!r})")
         codes, uniques = pd.factorize(frame[groups], sort=True)
         self.codes, self.group_labels = codes, pd.Index(uniques, name=groups)
         if nested is not None:
@@ -589,7 +591,12 @@ class LMMResult:
     sigma2 : float
         Residual variance.
     theta : numpy.ndarray
-        Relative covariance factor (lme4's ``getME(fit, "theta")``).
+        Relative covariance factor (lme4's ``getME(fit, "theta")``): the lower triangle of
+        the participant block column by column, then the nested intercept's relative SD
+        (lme4 lists the ``participant:side`` term first).
+    deviance, npar, sigma, cov_re, fit_info
+        -2 llf, number of parameters, residual SD, random-effects covariance matrix, and
+        optimiser details (engine, gradient criterion, evaluations, message).
     varcomp : pandas.DataFrame
         SDs and correlations (like ``as.data.frame(VarCorr(fit))``).
     random_effects : pandas.DataFrame
