@@ -68,6 +68,20 @@ class Cohort:
         self.measurements = _finish_measurements(self.measurements)
         self.participants = _finish_participants(self.participants, self.settings)
         self.sessions = _finish_sessions(self.sessions)
+        self._cache: dict = {}
+
+    # A Cohort is treated as immutable: derived views are cached. Make a changed
+    # cohort with subset(), as_of() or a new Cohort(...) rather than editing tables in place.
+    def _cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        value = self._cache[key]
+        return value.copy() if isinstance(value, (pd.DataFrame, pd.Series)) else value
+
+    def _measure_rows(self, measure: str, columns: list[str] | None = None) -> pd.DataFrame:
+        index = self._cached("measure_index", lambda: self.measurements.groupby("measure", sort=False).indices)
+        table = self.measurements if columns is None else self.measurements[columns]
+        return table.take(index.get(measure, np.array([], dtype=int)))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -91,6 +105,9 @@ class Cohort:
         attend the best-attended visit; extra visits (a reliability retest of a subset)
         are kept in the data but left out of outcome views by default.
         """
+        return self._cached("schedule", self._schedule)
+
+    def _schedule(self) -> pd.DataFrame:
         m = self.measurements
         if m.empty:
             return pd.DataFrame(columns=["visit", "week", "n_participants", "scheduled"])
@@ -113,8 +130,11 @@ class Cohort:
 
     def primary_rater(self, measure: str) -> str | None:
         """The rater who took most readings of a measure (None when raters are not recorded)."""
-        r = self.measurements.loc[self.measurements["measure"] == measure, "rater"].dropna()
-        return None if r.empty else str(r.value_counts().sort_index().idxmax())
+        def make():
+            r = self._measure_rows(measure, ["rater"])["rater"].dropna()
+            return None if r.empty else str(r.value_counts().sort_index().idxmax())
+
+        return self._cached(("primary_rater", measure), make)
 
     # ------------------------------------------------------------------ views
     def outcomes(self, measure: str, *, pelvis: str | None = "free", visits="scheduled",
@@ -142,8 +162,11 @@ class Cohort:
         """
         if measure not in schema.MEASURES:
             raise AnalysisError(f"unknown measure '{measure}' (known: {', '.join(schema.MEASURES)})")
-        m = self.measurements
-        m = m[m["measure"] == measure]
+        key = ("outcomes", measure, pelvis, visits if isinstance(visits, str) else tuple(visits), rater, side)
+        return self._cached(key, lambda: self._outcomes(measure, pelvis, visits, rater, side))
+
+    def _outcomes(self, measure, pelvis, visits, rater, side) -> pd.DataFrame:
+        m = self._measure_rows(measure, ["participant_id", "visit", "week", "side", "value", "rater", "pelvis"])
         if pelvis is not None and m["pelvis"].notna().any():
             if pelvis not in schema.PELVIS_CONDITIONS:
                 raise AnalysisError(f"unknown pelvis condition '{pelvis}' (known: {', '.join(schema.PELVIS_CONDITIONS)})")
@@ -181,6 +204,9 @@ class Cohort:
         Baseline outcomes are the mean over sides of the baseline visit
         (``baseline_hip_ir_deg``, ``baseline_aslr_deg``).
         """
+        return self._cached("baseline_covariates", self._baseline_covariates)
+
+    def _baseline_covariates(self) -> pd.DataFrame:
         p = self.participants.copy()
         base = self.baseline_visit if not self.measurements.empty else None
         tilt = self.outcomes("pelvic_tilt_deg", pelvis=None, visits=[base] if base else "all")
