@@ -590,3 +590,13 @@ def test_optimiser_stress_never_worse_than_lme4():
         assert reml.converged, r["dataset"]
         if not r["reml_singular"]:
             np.testing.assert_allclose(reml.fe_params, r["reml_fixef"], rtol=FE_RTOL)
+
+
+def test_unused_categories_are_dropped_like_lme4():
+    d = _cohort("cohort_b")
+    d["participant_id"] = pd.Categorical(d["participant_id"],
+                                         categories=[*d["participant_id"].unique(), "ghost"])
+    d["side"] = pd.Categorical(d["side"], categories=["left", "right", "unused"])
+    res = fit_lmm("value ~ arm * week + side", d, "participant_id", "1 + week", nested="side")
+    assert res.ngroups == 150 and "side[T.unused]" not in res.fe_params
+    np.testing.assert_allclose(res.llf, REF["cohort_b"]["reml"]["loglik"], atol=LL_ATOL)

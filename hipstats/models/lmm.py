@@ -181,7 +181,13 @@ def _build_frame(formula, data, groups, re_formula, nested, eval_env):
     if nested is not None:
         keep &= df[nested].notna().to_numpy()
     frame = df.loc[keep]
-    if not (len(frame) == len(y) == len(X) == len(Z)):
+    # like lme4's model frame: drop categories without rows (they are not estimable)
+    unused = {c: frame[c].cat.remove_unused_categories() for c in frame.columns
+              if isinstance(frame[c].dtype, pd.CategoricalDtype)
+              and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)}
+    if unused:
+        frame = frame.assign(**unused)
+    if unused or not (len(frame) == len(y) == len(X) == len(Z)):
         y, X, Z, xinfo, zinfo = designs(frame)
     if y.shape[1] != 1:
         raise AnalysisError(f"the response of {formula!r} must be one numeric column, "
