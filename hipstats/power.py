@@ -689,7 +689,7 @@ def _binomial_ci(k: int, n: int, level: float, method: str) -> tuple[float, floa
     return float(ci.low), float(ci.high)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class PowerResult:
     """Simulated power of one design and test (see :func:`simulate_power`).
 
@@ -941,6 +941,12 @@ def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str |
                         elapsed=elapsed, ci_method=ci_method, ci_level=ci_level)
 
 
+def _seed_label(seed):
+    if isinstance(seed, np.random.SeedSequence):
+        return f"SeedSequence(entropy={seed.entropy}, spawn_key={tuple(seed.spawn_key)})"
+    return seed
+
+
 def _make_result(arr, design, opts, *, alpha, seed, backend, elapsed, ci_method, ci_level
                  ) -> PowerResult:
     reps = pd.DataFrame(arr, columns=list(_sim.REPLICATE_COLUMNS))
@@ -966,7 +972,7 @@ def _make_result(arr, design, opts, *, alpha, seed, backend, elapsed, ci_method,
         df=opts["df"] if opts["test"] == "arm:week" else "residual", target=opts["target"],
         reference=opts["reference"],
         true_effect=design.true_contrast(opts["test"], opts["target"], opts["reference"]),
-        seed=seed if np.isscalar(seed) else str(seed), backend=backend, elapsed_s=elapsed,
+        seed=_seed_label(seed), backend=backend, elapsed_s=elapsed,
         design=design, replicates=reps)
 
 
