@@ -457,3 +457,24 @@ def test_from_cohort_uses_pilot_fit_and_observed_dropout():
         assert d.dropout[arm] == pytest.approx(1 - ids.isin(last).mean())
     # loose recovery of the generating truth (30 per arm): dropout 25/20/15 %
     assert d.dropout["control"] == pytest.approx(0.25, abs=0.2)
+
+
+@pytest.mark.slow
+def test_power_notebook_runs(tmp_path, small_cohort_dir):
+    import nbformat
+    import papermill as pm
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "notebooks" / "power.ipynb"
+    clean = nbformat.read(src, as_version=4)
+    assert all(not c.get("outputs") for c in clean.cells if c.cell_type == "code")
+    assert clean.cells[1].metadata["tags"] == ["parameters"]
+    out = tmp_path / "power.ipynb"
+    pm.execute_notebook(str(src), str(out), cwd=str(src.parent), progress_bar=False,
+                        parameters={"n_sim": 4, "n_per_arm_grid": "20,40", "n_jobs": 1,
+                                    "source": str(small_cohort_dir),
+                                    "pilot_measure": "hip_ir_deg"})
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nbformat.read(out, as_version=4).cells
+                     if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "PowerResult(power=" in text and "ANCOVA" in text and "dropout loading" in text
