@@ -127,6 +127,66 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
     click.echo(f"wrote {', '.join(str(p) for p in written)} ({cohort.n_participants} participants, seed {seed})")
 
 
+@cli.command(context_settings={"show_default": True})
+@click.option("--method", type=click.Choice(["simulation", "change", "ancova"]), default="simulation",
+              help="Simulation power for the mixed model, or the analytic change-score / ANCOVA formulas.")
+@click.option("--n-per-arm", help="Participants per arm; several (comma-separated) give a power curve.")
+@click.option("--arms", help="Arms, reference first (simulation), e.g. control,stretching,loading.")
+@click.option("--weeks", help="Visit weeks (simulation), e.g. 0,3,6,9,12.")
+@click.option("--effects", help="Gain per arm at the plateau in degrees, e.g. control=0,loading=5.")
+@click.option("--target", help="Arm whose difference from the reference is tested (simulation).")
+@click.option("--dropout", help="Dropout share, one number or per arm (control=0.25,loading=0.15).")
+@click.option("--effect", type=float, help="Analytic: difference in mean change between two arms (degrees).")
+@click.option("--sd", type=float, help="Analytic: SD of the outcome (degrees).")
+@click.option("--rho", type=float, help="ANCOVA: baseline-follow-up correlation.")
+@click.option("--power", "target_power", type=float, help="Analytic: solve for n at this power.")
+@click.option("--alpha", type=float, default=0.05)
+@click.option("--n-sim", type=click.IntRange(10), default=1000, help="Simulated trials per design.")
+@click.option("--seed", type=int, default=2026)
+@click.option("--jobs", type=int, default=-1, help="Worker processes (-1 = all cores).")
+@click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) to run replicates on a cluster.")
+@click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Any other design or simulation parameter (sd_intercept, sd_slope, corr, sd_residual, "
+                   "test, df, ...); repeatable.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the result table as CSV to this file.")
+def power(method, n_per_arm, arms, weeks, effects, target, dropout, effect, sd, rho, target_power, alpha,
+          n_sim, seed, jobs, scheduler, extra, out) -> None:
+    """Power or sample size for a planned trial (analytic, or by simulating the mixed model)."""
+    from hipstats.power import run_power_from_params
+
+    params: dict = {"method": method, "alpha": alpha}
+    if method == "simulation":
+        params.update({"n_per_arm": n_per_arm, "arms": arms, "weeks": weeks, "effects": effects,
+                       "target": target, "dropout": dropout, "n_sim": n_sim, "seed": seed, "n_jobs": jobs,
+                       "client": scheduler})
+    else:
+        params.update({"effect": effect, "sd": sd, "n_per_arm": n_per_arm, "power": target_power,
+                       "dropout": dropout})
+        if method == "ancova":
+            params["rho"] = rho
+    for item in extra:
+        if "=" not in item:
+            raise ParameterError(f"--set expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        params[key.strip()] = value.strip()
+    params = {k: v for k, v in params.items() if v is not None}
+    result = run_power_from_params(params)
+    table = result if hasattr(result, "columns") else result.summary()
+    from rich.table import Table
+
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    rich_table = Table(title=f"hipstats power ({method})")  # one column per design, one row per quantity
+    rich_table.add_column("quantity")
+    for i in range(len(table)):
+        rich_table.add_column(f"design {i + 1}" if len(table) > 1 else "value")
+    for c in table.columns:
+        rich_table.add_row(str(c), *[fmt(v) for v in table[c].tolist()])
+    _console().print(rich_table)
+    if out:
+        table.to_csv(out, index=False)
+        click.echo(f"wrote {out}")
+
+
 def _register_optional_commands() -> None:
     """Attach commands that live next to their feature modules."""
     try:

@@ -33,3 +33,15 @@ def test_console_script_runs_in_a_subprocess():
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "range" in r.stdout and "Traceback" not in r.stdout + r.stderr
+
+
+def test_power_command_analytic(capsys, tmp_path):
+    out = tmp_path / "power.csv"
+    assert main(["power", "--method", "change", "--effect", "5", "--sd", "10", "--power", "0.8",
+                 "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert table["n_per_arm"].item() == 64  # two-sample t test, d = 0.5, 80 % power: 64 per arm
+    assert main(["power", "--set", "bogus=1"]) == 2
+    assert "unknown parameters" in capsys.readouterr().err
