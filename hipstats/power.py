@@ -1158,6 +1158,11 @@ def _split_params(params: Mapping[str, Any]):
     for key in ("alpha", "ci_level"):
         if key in s:
             s[key] = float(s[key])
+    if isinstance(s.get("random_slopes"), str):
+        flag = s["random_slopes"].strip().lower()
+        if flag not in ("true", "false", "yes", "no", "1", "0"):
+            raise ParameterError(f"random_slopes must be true or false, got {flag!r}")
+        s["random_slopes"] = flag in ("true", "yes", "1")
     if s.get("client") == "":
         s.pop("client")
     return d, s, sizes
