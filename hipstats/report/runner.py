@@ -175,11 +175,15 @@ def _previous_durations(out: Path) -> dict[str, float]:
         return {}
 
 
+def _check_run_id(run_id: str | None) -> None:
+    if run_id is not None and (not _RUN_ID.match(run_id) or run_id in ("latest", ".", "..")):
+        raise ParameterError(f"--run-id '{run_id}' must be letters, digits, '.', '_' or '-' "
+                             "(and not 'latest')")
+
+
 def _new_run_id(out: Path, run_id: str | None) -> str:
     if run_id:
-        if not _RUN_ID.match(run_id) or run_id in ("latest", ".", ".."):
-            raise ParameterError(f"--run-id '{run_id}' must be letters, digits, '.', '_' or '-' "
-                                 "(and not 'latest')")
+        _check_run_id(run_id)
         if (out / run_id).exists():
             raise ReportError(f"run folder {out / run_id} already exists; choose another --run-id")
         return run_id
@@ -226,7 +230,8 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
     os.environ[SNAPSHOT_ENV] = job["snapshot"] or ""
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (job["jupyter_path"], os.environ.get("JUPYTER_PATH"))
                                                  if p)
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # figures must come back to the notebook as images whatever the caller uses (cron jobs often set Agg)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     run_dir = Path(job["run_dir"])
     out_nb = run_dir / job["notebook_rel"]
@@ -336,6 +341,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     elif params:
         given.update(params)
     as_of_s = check_as_of(as_of)
+    _check_run_id(run_id)
     if source is None:
         default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
         if not default:
@@ -345,6 +351,30 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
 
+    # ---- start the worker processes now: they import papermill, nbconvert and hipstats while the
+    # source is validated below (nothing runs in them until validation has passed)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(selected)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for _ in range(min(jobs, len(selected))):
+            pool.submit(_warm_up)
+        result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout,
+                      progress, console, started, t_start)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return result
+
+
+def _warm_up() -> None:
+    import nbconvert  # noqa: F401, PLC0415
+    import papermill  # noqa: F401, PLC0415
+
+    import hipstats.report.export  # noqa: F401, PLC0415
+
+
+def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
+         console, started, t_start) -> RunResult:
     # ---- validate the data before anything is written
     from hipstats.cohort import load_cohort  # noqa: PLC0415
     from hipstats.validation import ValidationReport  # noqa: PLC0415
@@ -384,7 +414,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
                   "jupyter_path": str(private / "jupyter"), "snapshot": snapshot, "run_dir": str(tmp),
                   "notebook_rel": f"notebooks/{n.name}.ipynb", "html_rel": f"reports/{n.name}.html",
                   "timeout": timeout, "banner": banner} for n in order]
-        raw = _run_pool(jobs_, jobs, progress, console)
+        raw = _run_pool(pool, jobs_, jobs, progress, console)
         ended = _now()
         results = []
         for n in selected:
@@ -437,36 +467,34 @@ def _public_params(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (mask_source(v) if k == "source" and isinstance(v, str) else v) for k, v in d.items()}
 
 
-def _run_pool(jobs_: list[dict[str, Any]], n_jobs: int, progress: bool, console) -> dict[str, dict[str, Any]]:
+def _run_pool(pool, jobs_: list[dict[str, Any]], n_jobs: int, progress: bool, console) -> dict[str, dict[str, Any]]:
     """Execute the jobs in worker processes with a rich progress display; never raises for one notebook."""
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
     console = console or Console(stderr=True)
     results: dict[str, dict[str, Any]] = {}
-    ctx = multiprocessing.get_context("spawn")
     with Progress(TextColumn("[bold]notebooks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console, disable=not progress,
                   transient=False) as bar:
         task = bar.add_task("running " + ", ".join(j["name"] for j in jobs_[:n_jobs]), total=len(jobs_))
-        with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs_)), mp_context=ctx) as pool:
-            futures = {pool.submit(_execute_one, j): j for j in jobs_}
-            pending = [j["name"] for j in jobs_]
-            for fut in as_completed(futures):
-                job = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as exc:  # the worker process itself died
-                    r = {"name": job["name"], "status": "failed", "duration_s": 0.0, "findings": [],
-                         "error": f"worker crashed: {type(exc).__name__}: {exc}"}
-                    Path(job["run_dir"], job["html_rel"]).write_text(
-                        _error_page(job["title"], r["error"]), encoding="utf-8")
-                results[job["name"]] = r
-                pending.remove(job["name"])
-                if progress:
-                    mark = "[green]ok[/green]" if r["status"] == "ok" else f"[red]FAILED[/red] {r['error']}"
-                    bar.console.print(f"  {job['name']}: {mark} ({r['duration_s']:.1f} s)", highlight=False,
-                                      soft_wrap=True)
-                bar.update(task, advance=1, description=("running " + ", ".join(pending[:n_jobs])) if pending
-                           else "done")
+        futures = {pool.submit(_execute_one, j): j for j in jobs_}
+        pending = [j["name"] for j in jobs_]
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                r = fut.result()
+            except Exception as exc:  # the worker process itself died
+                r = {"name": job["name"], "status": "failed", "duration_s": 0.0, "findings": [],
+                     "error": f"worker crashed: {type(exc).__name__}: {exc}"}
+                Path(job["run_dir"], job["html_rel"]).write_text(
+                    _error_page(job["title"], r["error"]), encoding="utf-8")
+            results[job["name"]] = r
+            pending.remove(job["name"])
+            if progress:
+                mark = "[green]ok[/green]" if r["status"] == "ok" else f"[red]FAILED[/red] {r['error']}"
+                bar.console.print(f"  {job['name']}: {mark} ({r['duration_s']:.1f} s)", highlight=False,
+                                  soft_wrap=True)
+            bar.update(task, advance=1, description=("running " + ", ".join(pending[:n_jobs])) if pending
+                       else "done")
     return results
