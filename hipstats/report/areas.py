@@ -222,5 +222,21 @@ def loading_findings(result, *, arm: str = "loading", display: bool = True) -> l
 
 
 def faults_findings(result, *, display: bool = True) -> list[Finding]:
-    """Key findings H5 (the rows of :meth:`hipstats.faults.FaultsResult.summary`)."""
-    return record_summary("H5", result.summary(), display=display)
+    """Key findings H5: the rows of :meth:`hipstats.faults.FaultsResult.summary`, worded for clinicians."""
+    s = result.summary()
+    words = []
+    for r in s.itertuples():
+        q, est = str(r.question), r.estimate
+        if q.startswith("Share of completed"):
+            words.append(f"{100 * est:.0f}% of completed exercises in the training log had at least one form fault "
+                         f"(back-knee lean, front-knee drift, lumbar rounding, loss of neutral pelvis, ...).")
+        elif q.startswith("Odds ratio"):
+            words.append(f"With each training week the odds of a form fault changed by {100 * (est - 1):+.0f}%"
+                         + (" - technique improved with practice." if r.ci_high < 1 else "."))
+        elif q.startswith("Outcome change"):
+            words.append(f"Within an arm, participants with 10 percentage points more faulty exercises changed by "
+                         f"{est:+.1f} deg; " + ("faults went with a different gain." if r.p < 0.05 else
+                                                 "no clear link between faults and gain."))
+        else:
+            words.append(str(r.interpretation))
+    return record_summary("H5", s.assign(interpretation=words), display=display)

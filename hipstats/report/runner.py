@@ -220,6 +220,9 @@ def _update_latest(out: Path, run_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------ worker
+_ORIGINAL_ENV: dict[str, str] = {}  # a worker's environment before its first job
+
+
 def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
     """Run one notebook with papermill and export it (runs in a worker process)."""
     import nbformat  # noqa: PLC0415
@@ -228,8 +231,8 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
     from hipstats.report.export import external_references, notebook_to_html  # noqa: PLC0415
 
     os.environ[SNAPSHOT_ENV] = job["snapshot"] or ""
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (job["jupyter_path"], os.environ.get("JUPYTER_PATH"))
-                                                 if p)
+    base = _ORIGINAL_ENV.setdefault("JUPYTER_PATH", os.environ.get("JUPYTER_PATH", ""))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (job["jupyter_path"], base) if p)
     # figures must come back to the notebook as images whatever the caller uses (cron jobs often set Agg)
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
