@@ -47,6 +47,11 @@ def code(text: str, tags=()):
     return cell
 
 
+# Relative run times (20,000 participants), so that the runner starts the long notebooks first.
+COST = {"data_quality": 1.0, "reliability": 2.0, "pelvis": 1.0, "outcomes": 1.5, "screening": 0.8,
+        "loading_faults": 4.0}
+
+
 def notebook(name: str, title: str, order: int, description: str, cells: list, params: str = "",
              imports: str = "") -> tuple:
     setup = SETUP.replace("from hipstats import report\n", "from hipstats import report\n" + imports.strip("\n") + "\n"
@@ -59,7 +64,8 @@ def notebook(name: str, title: str, order: int, description: str, cells: list, p
         cell.id = f"{name.replace('_', '-')}-{i:02d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["hipstats"] = {"title": title, "order": order, "description": description, "default": True}
+    nb.metadata["hipstats"] = {"title": title, "order": order, "description": description, "default": True,
+                               "cost": COST.get(name, 1.0)}
     return name, nb
 
 

@@ -76,6 +76,7 @@ class NotebookInfo:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     default: bool = True
     order: int = 100
+    cost: float = 1.0  # relative run time, to start long notebooks first (metadata hipstats.cost)
 
     def to_frame_rows(self) -> list[dict[str, Any]]:
         return [{"notebook": self.name, "parameter": p.name, "type": p.type, "default": p.default,
@@ -148,7 +149,7 @@ def list_notebooks(notebooks_dir=None) -> list[NotebookInfo]:
         title, desc = _title(nb, path.stem)
         default = bool(meta.get("default", path.stem not in OPTIONAL_NOTEBOOKS))
         out.append(NotebookInfo(path.stem, path.resolve(), title, desc, _inspect(path), default,
-                                int(meta.get("order", 100))))
+                                int(meta.get("order", 100)), float(meta.get("cost", 1.0))))
     return sorted(out, key=lambda n: (n.order, n.name))
 
 

@@ -382,6 +382,8 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
     from hipstats.cohort import load_cohort  # noqa: PLC0415
     from hipstats.validation import ValidationReport  # noqa: PLC0415
 
+    phases: dict[str, float] = {"prepare_s": time.perf_counter() - t_start}
+    t_phase = time.perf_counter()
     needs_data = any("source" in n.parameters for n in selected)
     cohort = report = None
     if needs_data:
@@ -392,6 +394,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             if restricted.measurements.empty:
                 raise ParameterError(f"no measurements were recorded on or before {as_of_s}")
 
+    phases["validate_s"] = time.perf_counter() - t_phase
     out = Path(out).expanduser().resolve()
     lock = OutputLock(out)
     lock.acquire()
@@ -410,14 +413,21 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         del cohort
         kernel_name = _write_kernelspec(private / "jupyter")
         banner = f"run {rid} · data {mask_source(src)}" + (f" as of {as_of_s}" if as_of_s else "")
+        # longest first (durations of the previous run in this folder, else the notebooks' cost hints),
+        # so that the slowest notebook does not start last and leave a core idle at the end
         previous = _previous_durations(out)
-        order = sorted(selected, key=lambda n: -previous.get(n.name, 0.0))
+        if all(n.name in previous for n in selected):
+            order = sorted(selected, key=lambda n: -previous[n.name])
+        else:
+            order = sorted(selected, key=lambda n: -n.cost)
         jobs_ = [{"name": n.name, "title": n.title, "path": str(n.path), "cwd": str(n.path.parent),
                   "parameters": per_nb[n.name], "kernel_name": kernel_name,
                   "jupyter_path": str(private / "jupyter"), "snapshot": snapshot, "run_dir": str(tmp),
                   "notebook_rel": f"notebooks/{n.name}.ipynb", "html_rel": f"reports/{n.name}.html",
                   "timeout": timeout, "banner": banner} for n in order]
+        t_phase = time.perf_counter()
         raw = _run_pool(pool, jobs_, jobs, progress, console)
+        phases["notebooks_s"] = time.perf_counter() - t_phase
         ended = _now()
         results = []
         for n in selected:
@@ -433,6 +443,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "started": started.isoformat(timespec="seconds"),
             "ended": ended.isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - t_start, 3),
+            "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "source": mask_source(src),
             "as_of": as_of_s or None,
             "inputs": files,
