@@ -76,6 +76,7 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
+    simulate_power(DESIGN, n_sim=2, n_jobs=1, seed=99)  # warm-up: imports, first fits
     load0 = os.getloadavg()
     cpu = []  # in-process runs: label, n, wall/rep, cpu/rep, power
     for label, df in [("hipstats fit_lmm, Satterthwaite df", "satterthwaite"),
