@@ -442,6 +442,13 @@ class TrialDesign:
         -------
         Series
             sd_baseline, sd_follow_up, rho, sd_change.
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> m = TrialDesign(sd_intercept=8, sd_slope=0, sd_residual=6).endpoint_moments()
+        >>> round(float(m["rho"]), 2), round(float(m["sd_change"]), 2)
+        (0.64, 8.49)
         """
         t = self.weeks[-1] - self.weeks[0]
         s0, s1, r, se = (self.sd_intercept, self.sd_slope, self.corr_intercept_slope,
@@ -478,7 +485,14 @@ class TrialDesign:
         return dataclasses.replace(self, n_per_arm=n_per_arm)
 
     def simulate(self, seed=0) -> pd.DataFrame:
-        """One simulated trial as a tidy frame (participant_id, arm, week, value)."""
+        """One simulated trial as a tidy frame (participant_id, arm, week, value).
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> TrialDesign(n_per_arm=10).simulate(seed=1).shape
+        (150, 4)
+        """
         rng = np.random.default_rng(seed)
         y, arm = _sim.generate(self, rng)
         return _sim.to_long(y, arm, self.weeks, self.arms)
@@ -708,6 +722,17 @@ class PowerResult:
     replicates : DataFrame
         One row per replicate: estimate, se, df, p_value, status (0 ok, 1 warned, 2 failed),
         rejected.
+
+    Examples
+    --------
+    >>> from hipstats.power import TrialDesign, simulate_power
+    >>> d = TrialDesign(arms=("control", "loading"), weeks=(0, 12), n_per_arm=20,
+    ...                 effects={"control": 0, "loading": 0}, sd_slope=0)
+    >>> res = simulate_power(d, test="change", n_sim=400, n_jobs=1, seed=3)
+    >>> abs(res.power - 0.05) < 3 * res.mc_se + 0.01   # type I error under no effect
+    True
+    >>> list(res.summary().columns[:4])
+    ['test', 'contrast', 'df', 'n_per_arm']
     """
 
     power: float
