@@ -68,6 +68,7 @@ _LAZY: dict[str, str] = {
     # trial planning
     "power_change_scores": "hipstats.power", "power_ancova": "hipstats.power", "TrialDesign": "hipstats.power",
     "simulate_power": "hipstats.power", "power_curve": "hipstats.power", "PowerResult": "hipstats.power",
+    "power_curve_plot": "hipstats.power", "AnalyticPower": "hipstats.power",
     # reports
     "run_reports": "hipstats.report", "list_notebooks": "hipstats.report",
 }
