@@ -170,36 +170,79 @@ def ancova_test(y, arm, it, ir, **_):
     return _ols_coef_test(X, last, 2)
 
 
-def lmm_frame(y: np.ndarray, arm: np.ndarray, weeks: Sequence[float], n_arms: int,
-              reference: int) -> tuple[pd.DataFrame, list[str]]:
-    """Long frame with explicit treatment-coded columns (names ``a<k>``, ``week_a<k>``).
+def lmm_arrays(y: np.ndarray, arm: np.ndarray, weeks: Sequence[float], n_arms: int,
+               reference: int) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Observed rows of one replicate as model arrays, treatment coded against *reference*.
 
-    Explicit numeric columns keep coefficient names independent of any formula engine's
-    naming of factor levels.
+    Returns the response, the fixed-effects design with columns ``Intercept, week`` then
+    ``a<k>, week_a<k>`` for every non-reference arm *k* (``week`` counted from the first
+    visit), its column names, and the participant index of every row. Built directly with
+    numpy: every replicate has the same design up to its dropped visits, and building it
+    through a formula engine would cost more than the fit.
     """
     n, k = y.shape
     obs = ~np.isnan(y)
     pid = np.broadcast_to(np.arange(n)[:, None], (n, k))[obs]
     wk = np.broadcast_to(np.asarray(weeks, dtype=float) - weeks[0], (n, k))[obs]
     arm_obs = np.broadcast_to(arm[:, None], (n, k))[obs]
-    cols: dict[str, Any] = {"participant_id": pid, "week": wk, "value": y[obs]}
-    terms = []
+    cols, names = [np.ones_like(wk), wk], ["Intercept", "week"]
     for a in range(n_arms):
         if a == reference:
             continue
         ind = (arm_obs == a).astype(float)
-        cols[f"a{a}"] = ind
-        cols[f"week_a{a}"] = ind * wk
-        terms += [f"a{a}", f"week_a{a}"]
-    return pd.DataFrame(cols), terms
+        cols += [ind, ind * wk]
+        names += [f"a{a}", f"week_a{a}"]
+    return y[obs], np.column_stack(cols), names, pid
 
 
-def arm_week_test(y, arm, it, ir, *, weeks, n_arms, random_slopes, df_method, engine, **_):
-    """Difference in mean slope (target - reference) in the random-slope LMM."""
-    data, terms = lmm_frame(y, arm, weeks, n_arms, ir)
-    formula = "value ~ week + " + " + ".join(terms)
-    fit = resolve_engine(engine)(formula, data, "participant_id",
-                                 "1 + week" if random_slopes else "1", warn=False)
+def lmm_frame(y: np.ndarray, arm: np.ndarray, weeks: Sequence[float], n_arms: int,
+              reference: int) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`lmm_arrays` as a long frame (for formula engines) and its arm term names.
+
+    Explicit numeric columns keep coefficient names independent of any formula engine's
+    naming of factor levels.
+    """
+    yv, X, names, pid = lmm_arrays(y, arm, weeks, n_arms, reference)
+    data = pd.DataFrame(X[:, 1:], columns=names[1:])
+    data.insert(0, "participant_id", pid)
+    data["value"] = yv
+    return data, names[2:]
+
+
+def true_theta(design: TrialDesign, random_slopes: bool) -> np.ndarray | None:
+    """lme4's ``theta`` of the generating model (start of every replicate's optimiser).
+
+    The Cholesky factor of the random intercept/slope covariance over the residual SD,
+    lower triangle column by column; None when the residual SD is 0.
+    """
+    se = float(design.sd_residual)
+    if not se > 0:
+        return None
+    s0, s1, r = design.sd_intercept, design.sd_slope, design.corr_intercept_slope
+    if not random_slopes:
+        return np.array([s0 / se])
+    return np.array([s0, r * s1, s1 * np.sqrt(max(0.0, 1.0 - r * r))]) / se
+
+
+def arm_week_test(y, arm, it, ir, *, weeks, n_arms, random_slopes, df_method, engine,
+                  theta0=None, **_):
+    """Difference in mean slope (target - reference) in the random-slope LMM.
+
+    The hipstats engine fits the model arrays directly (private fast path of
+    :func:`hipstats.models.lmm.fit_lmm`), starting the optimiser at ``theta0`` if given.
+    """
+    if engine == "hipstats":
+        from hipstats.models.lmm import _fit_arrays
+
+        yv, X, names, pid = lmm_arrays(y, arm, weeks, n_arms, ir)
+        Z, re_names = (X[:, :2], names[:2]) if random_slopes else (X[:, :1], names[:1])
+        fit = _fit_arrays(X, yv, Z, pid, exog_names=names, re_names=re_names, warn=False,
+                          theta0=theta0)
+    else:
+        data, terms = lmm_frame(y, arm, weeks, n_arms, ir)
+        formula = "value ~ week + " + " + ".join(terms)
+        fit = resolve_engine(engine)(formula, data, "participant_id",
+                                     "1 + week" if random_slopes else "1", warn=False)
     name = f"week_a{it}"
     names = list(fit.fe_params.index)
     j = names.index(name)
@@ -272,6 +315,8 @@ def run_chunk(design: TrialDesign, options: dict, seeds: Sequence[np.random.Seed
     extra = dict(weeks=np.asarray(design.weeks, dtype=float), n_arms=len(design.arms),
                  random_slopes=options["random_slopes"], df_method=options["df"],
                  engine=options["engine"])
+    if options["engine"] == "hipstats":
+        extra["theta0"] = true_theta(design, options["random_slopes"])
     out = np.full((len(seeds), len(REPLICATE_COLUMNS)), np.nan)
     for i, ss in enumerate(seeds):
         y, arm = generate(design, np.random.default_rng(ss), sizes, means)

@@ -234,6 +234,30 @@ class Problem:
                                  for k in range(self.ntheta)]))
         return (st, *out)
 
+    def dsxx_dtheta(self, theta=None, st=None):
+        """Analytic derivatives ``dS_xx / dtheta_k`` (list of ``p x p``) of ``S_xx = R_X R_X'``.
+
+        ``S_xx = X'X - sum_i W_i' A_i^{-1} W_i`` with ``W_i = Lambda' Z_i'X_i`` and
+        ``A_i = Lambda' Z_i'Z_i Lambda + I``, so with ``G_i = A_i^{-1} W_i``
+        ``dS_xx = -sum_i [dW_i'G_i + G_i'dW_i - G_i' dA_i G_i]``. For ``dLambda = E_rs``,
+        ``dW_i = E_sr Z_i'X_i`` and ``G_i' dA_i G_i = g_s v_r' + v_r g_s'`` with ``g_s`` row
+        ``s`` of ``G_i`` and ``v_r = G_i' (Lambda' Z_i'Z_i)[:, r]``; the sums over participants
+        are ``p x N`` by ``N x p`` products. The covariance of ``beta`` is
+        ``sigma^2 S_xx^{-1}``, so ``d(S_xx^{-1}) = -S_xx^{-1} dS_xx S_xx^{-1}``.
+        """
+        st = self.solve(theta) if st is None else st
+        p = self.p
+        G = batched_backward(st["L"], np.ascontiguousarray(st["C"][:, :p, :]))   # (Q, p, N)
+        V = np.einsum("trn,tpn->rpn", st["LtZZ"], G)                            # v_r: (p, N)
+        out = []
+        for k in range(self.ntheta):
+            D = np.zeros((p, p))
+            for (r, s) in self._dlam_entries(k):
+                M = self.ZX[r] @ G[s].T - G[s] @ V[r].T
+                D -= M + M.T
+            out.append(D)
+        return out
+
     def value_and_grad(self, theta, reml=True):
         """Profiled deviance and its analytic gradient with respect to theta."""
         st, gL, gX, gr = self.grad_parts(theta, reml)

@@ -77,6 +77,9 @@ __all__ = ["fit_lmm", "LMMResult", "lrt"]
 #: lme4's default tolerances: ``check.conv.grad`` (2e-3) and ``isSingular`` (1e-4).
 GRAD_TOL = 2e-3
 SINGULAR_TOL = 1e-4
+#: Richardson levels of the numerical theta block of the Satterthwaite Hessian (1: one central
+#: difference, error O(h^2); df within 5e-6 of 4 levels on every test_lmm fixture).
+SATT_RICHARDSON = 1
 
 
 # --------------------------------------------------------------------------- model frame
@@ -234,6 +237,42 @@ class _Spec:
         self.Z = Z
         self._check(n, p, len(uniques), Zr.shape[1], n_nested_groups)
 
+    @classmethod
+    def from_arrays(cls, X, y, Z, groups, *, exog_names, re_names):
+        """Specification from ready design arrays (no formula, no nested factor).
+
+        For callers that fit the same design many times (simulation power): patsy's design
+        building costs more than the fit of a small model. The result has no model frame
+        or ``design_info``, so it cannot ``predict``.
+        """
+        self = cls.__new__(cls)
+        X = np.asarray(X, float)
+        y = np.asarray(y, float).ravel()
+        Z = np.asarray(Z, float)
+        groups = np.asarray(groups)
+        if X.ndim != 2 or Z.ndim != 2 or not (len(X) == len(y) == len(Z) == len(groups)):
+            raise AnalysisError(f"X {X.shape}, y {y.shape}, Z {Z.shape} and groups "
+                                f"{groups.shape} must be 2-D, 1-D, 2-D, 1-D with equal rows")
+        if X.shape[1] != len(exog_names) or Z.shape[1] != len(re_names):
+            raise AnalysisError("exog_names / re_names must name every column of X / Z")
+        if not (np.isfinite(X).all() and np.isfinite(y).all() and np.isfinite(Z).all()):
+            raise AnalysisError("X, y and Z must be finite (drop incomplete rows first)")
+        self.formula = "y ~ 0 + " + " + ".join(exog_names)
+        self.re_formula = " + ".join(re_names)
+        self.groups, self.nested, self.eval_env = "group", None, None
+        self.frame = self.design_info = self.re_design_info = None
+        self.yname = "y"
+        self.exog_names, self.re_names = list(exog_names), list(re_names)
+        self.X, self.y, self.Z = X, y, Z
+        codes, uniques = pd.factorize(groups, sort=True)
+        self.codes, self.group_labels = codes, pd.Index(uniques, name="group")
+        self.nested_levels = []
+        n, p = X.shape
+        if n == 0:
+            raise AnalysisError("no rows to fit")
+        self._check(n, p, len(uniques), Z.shape[1], 0)
+        return self
+
     def _check(self, n, p, ngroups, q, n_nested_groups):
         rank = np.linalg.matrix_rank(self.X)
         if rank < p:
@@ -265,34 +304,49 @@ class _Spec:
 
 
 # --------------------------------------------------------------------------- optimiser
+_BLAS_CONTROLLER: list = []
+
+
 def _blas_single_thread():
     """Limit BLAS to one thread while fitting (optional ``threadpoolctl``).
 
     Every linear-algebra call of a fit is tiny (at most p x p); multi-threaded OpenBLAS only
-    adds synchronisation overhead there, and a lot of it on a busy machine.
+    adds synchronisation overhead there, and a lot of it on a busy machine. The loaded BLAS
+    libraries are looked up once per process (a lookup reads the process memory map and
+    costs milliseconds, more than a small fit); numpy and scipy have loaded theirs by then.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - optional
+            _BLAS_CONTROLLER.append(None)
+        else:
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+    ctl = _BLAS_CONTROLLER[0]
+    if ctl is None:  # pragma: no cover - optional
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return ctl.limit(limits=1, user_api="blas")
 
 
 def _grad_check(prob, theta, reml):
-    """lme4's check.conv.grad: max(min(|g|, |H^{-1/2} g|)) over parameters not at a bound."""
+    """lme4's check.conv.grad: max(min(|g|, |H^{-1/2} g|)) over parameters not at a bound.
+
+    Returns the criterion, the gradient and the (symmetrised, central-difference) Hessian of
+    the profiled deviance in theta, None when every parameter is at a bound.
+    """
     g = prob.gradient(theta, reml)
     free = ~((theta <= prob.lower + 1e-10) & (g > 0))
     if not free.any():
-        return 0.0, g
+        return 0.0, g, None
     gf = g[free]
     H = _num_jacobian(lambda t: prob.gradient(t, reml), theta)
-    H = 0.5 * (H + H.T)[np.ix_(free, free)]
+    H = 0.5 * (H + H.T)
     try:
-        scg = np.linalg.solve(np.linalg.cholesky(H), gf)
+        scg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(free, free)]), gf)
         crit = float(np.max(np.minimum(np.abs(scg), np.abs(gf))))
     except np.linalg.LinAlgError:
         crit = float(np.max(np.abs(gf)))
-    return crit, g
+    return crit, g, H
 
 
 def _num_jacobian(fun, x, rel=1e-5):
@@ -348,7 +402,7 @@ def _escape_boundary(f, fg, phi, fbest, bounded, lower, bounds, maxiter):
     return phi, fbest, nfev
 
 
-def _optimize(prob, reml, maxiter):
+def _optimize(prob, reml, maxiter, theta0=None):
     """Minimise the profiled deviance over theta.
 
     The optimiser works on ``phi = theta * d`` where ``d`` is the root-mean-square of the
@@ -359,7 +413,8 @@ def _optimize(prob, reml, maxiter):
     moved off the boundary when a line search finds a lower deviance (a boundary point that
     is not a minimum is not accepted, see :func:`_escape_boundary`); if
     lme4's gradient criterion still fails a Nelder-Mead polish and a second L-BFGS-B run
-    follow.
+    follow. ``theta0`` (e.g. the true values in a simulation) replaces the identity start;
+    bounded entries start at least 0.01 (scaled units) off their bound.
     """
     s = prob.theta_scale
 
@@ -369,7 +424,12 @@ def _optimize(prob, reml, maxiter):
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower]
     bounded = np.isfinite(prob.lower)
-    res = _lbfgsb(fg, prob.theta0.copy(), bounds, maxiter)
+    if theta0 is None:
+        x0 = prob.theta0.copy()
+    else:
+        x0 = np.asarray(theta0, float) * s
+        x0 = np.where(bounded, np.maximum(x0, prob.lower + 1e-2), x0)
+    res = _lbfgsb(fg, x0, bounds, maxiter)
     nfev, nit, msg = res.nfev, res.nit, str(res.message)
     phi, fbest = np.maximum(res.x, prob.lower), float(res.fun)
     if maxiter > 1:
@@ -377,7 +437,7 @@ def _optimize(prob, reml, maxiter):
                                              prob.lower, bounds, maxiter)
         nfev += extra
     theta = phi / s
-    crit, g = _grad_check(prob, theta, reml)
+    crit, g, H = _grad_check(prob, theta, reml)
     if crit > GRAD_TOL and maxiter > 1:
         nm = optimize.minimize(lambda x: fg(x)[0], phi, method="Nelder-Mead", bounds=bounds,
                                options=dict(maxfev=400 * prob.ntheta, xatol=1e-7,
@@ -386,8 +446,8 @@ def _optimize(prob, reml, maxiter):
         nfev += nm.nfev + res.nfev
         if res.fun <= fbest:
             theta, msg = np.maximum(res.x, prob.lower) / s, str(res.message)
-        crit, g = _grad_check(prob, theta, reml)
-    return theta, crit, g, nfev, f"{msg} ({nit} iterations)"
+        crit, g, H = _grad_check(prob, theta, reml)
+    return theta, crit, g, H, nfev, f"{msg} ({nit} iterations)"
 
 
 # --------------------------------------------------------------------------- public API
@@ -458,13 +518,27 @@ def fit_lmm(formula, data, groups, re_formula="1", *, nested=None, reml=True, en
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
-def _fit_spec(spec, *, reml, engine, maxiter, warn):
+def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
+                theta0=None):
+    """:func:`fit_lmm` on ready design arrays (private fast path of simulation power).
+
+    ``X`` (n, p) fixed effects, ``y`` (n,), ``Z`` (n, q) correlated random effects per
+    participant, ``groups`` (n,) participant labels; ``theta0`` an optional start for
+    ``theta``. Same optimiser, checks and :class:`LMMResult` as :func:`fit_lmm` (without a
+    model frame: no ``predict``).
+    """
+    spec = _Spec.from_arrays(X, y, Z, groups, exog_names=exog_names, re_names=re_names)
+    return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
+
+
+def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
     prob = spec.problem()
     if engine == "fast":
         with _blas_single_thread():
-            theta, crit, grad, nfev, msg = _optimize(prob, reml, maxiter)
+            theta, crit, grad, hess, nfev, msg = _optimize(prob, reml, maxiter, theta0)
         converged = crit <= GRAD_TOL
-        info = dict(engine="fast", grad_crit=crit, gradient=grad, nfev=nfev, message=msg)
+        info = dict(engine="fast", grad_crit=crit, gradient=grad, hessian=hess, nfev=nfev,
+                    message=msg)
     elif engine == "statsmodels":
         theta, converged, info = _fit_statsmodels(spec, prob, reml, maxiter)
     else:
@@ -512,7 +586,7 @@ def _fit_statsmodels(spec, prob, reml, maxiter):
     if spec.nested is not None:
         theta.append(float(np.sqrt(max(float(np.asarray(smres.vcomp)[0]) / scale, 0.0))))
     theta = np.asarray(theta)
-    crit, grad = _grad_check(prob, np.maximum(theta, prob.lower), reml)
+    crit, grad, _ = _grad_check(prob, np.maximum(theta, prob.lower), reml)
     info = dict(engine="statsmodels", engine_result=smres, engine_llf=float(smres.llf),
                 grad_crit=crit, gradient=grad,
                 message=f"statsmodels converged={smres.converged}",
@@ -602,7 +676,8 @@ class LMMResult:
         (lme4 lists the ``participant:side`` term first).
     deviance, npar, sigma, cov_re, fit_info
         -2 llf, number of parameters, residual SD, random-effects covariance matrix, and
-        optimiser details (engine, gradient criterion, evaluations, message).
+        optimiser details (engine, gradient criterion, gradient and Hessian of the profiled
+        deviance in theta, evaluations, message).
     varcomp : pandas.DataFrame
         SDs and correlations (like ``as.data.frame(VarCorr(fit))``).
     random_effects : pandas.DataFrame
@@ -700,9 +775,16 @@ class LMMResult:
         """``A = 2 H^{-1}`` and ``dC/dpsi`` in ``psi = (theta * d, sigma)``.
 
         The df are invariant to a smooth reparametrisation of the variance parameters, so
-        they are computed in the well-conditioned scaled parameters the optimiser uses;
-        ``H`` is the Richardson-extrapolated central-difference Jacobian of the analytic
-        gradient of the deviance in ``(theta, sigma)``.
+        they are computed in the well-conditioned scaled parameters the optimiser uses.
+        ``dC/dpsi`` is analytic (``C = sigma^2 S_xx^{-1}``, see
+        :meth:`~hipstats.models._lmm_core.Problem.dsxx_dtheta`); so are the ``sigma`` row
+        and column of the Hessian ``H`` of the deviance ``f`` in ``(theta, sigma)``. At
+        ``sigma = sigma_hat(theta)`` the profiled deviance ``d`` has Hessian
+        ``H_dd = H_tt - H_ts H_ts' / H_ss`` (``df/dsigma = 0`` there), so the ``theta`` block
+        ``H_tt`` is recovered from the Hessian of ``d`` that the convergence check already
+        computed; without one (every parameter at a bound) it is the central-difference
+        Jacobian of the analytic gradient (step ``1e-3 max(|psi|, 0.05)``,
+        :data:`SATT_RICHARDSON` Richardson levels).
         """
         if self._satt is None:
             with _blas_single_thread():
@@ -711,23 +793,33 @@ class LMMResult:
 
     def _compute_satterthwaite_parts(self):
         prob, reml = self._prob, self.reml
-        sc = np.r_[prob.theta_scale, 1.0]
-        psi = np.r_[self.theta, self.sigma] * sc
+        sc = prob.theta_scale
+        sigma, s2 = self.sigma, self.sigma2
+        m = (prob.n - prob.p) if reml else prob.n
 
-        def grad(v):
-            return prob.varpar_gradient(v / sc, reml) / sc
+        def grad_theta(phi):          # d deviance / d phi at fixed sigma
+            _, gL, gX, gr = prob.grad_parts(phi / sc, reml)
+            return (gL + gX + gr / s2) / sc
 
-        H = _richardson_jacobian(grad, psi)
-        H = 0.5 * (H + H.T)
+        _, _, _, gr = prob.grad_parts(self.theta, reml)
+        h_ts = -2.0 * gr / sigma ** 3 / sc
+        h_ss = 6.0 * self._st["r2"] / sigma ** 4 - 2.0 * m / s2
+        hprof = self.fit_info.get("hessian") if self.engine == "fast" else None
+        if hprof is not None:
+            Htt = hprof / np.outer(sc, sc) + np.outer(h_ts, h_ts) / h_ss
+        else:
+            Htt = _richardson_jacobian(grad_theta, self.theta * sc, r=SATT_RICHARDSON)
+        k = prob.ntheta
+        H = np.empty((k + 1, k + 1))
+        H[:k, :k] = 0.5 * (Htt + Htt.T)
+        H[:k, k] = H[k, :k] = h_ts
+        H[k, k] = h_ss
         A = 2.0 * np.linalg.pinv(H)
-
-        def covb(v):
-            v = v / sc
-            return ((v[-1] ** 2) * prob.unscaled_cov_beta(theta=v[:-1])).ravel()
-
-        J = _richardson_jacobian(covb, psi)
-        p = prob.p
-        return A, [J[:, k].reshape(p, p) for k in range(len(psi))]
+        P = self._unsc
+        jac = [-s2 * (P @ D @ P) / sc[j]
+               for j, D in enumerate(prob.dsxx_dtheta(st=self._st))]
+        jac.append(2.0 * sigma * P)
+        return A, jac
 
     def df_satterthwaite(self, L) -> np.ndarray:
         """Satterthwaite denominator df for each row of a contrast matrix ``L`` (k x p).
@@ -803,6 +895,9 @@ class LMMResult:
         nested levels absent for a participant, get 0, i.e. the population prediction);
         ``random=False`` gives ``X beta`` only. Rows with missing predictors give NaN.
         """
+        if self.design_info is None:
+            raise AnalysisError("this fit was made from design arrays (no formula design); "
+                                "predict needs a fit_lmm fit")
         data = self.data if newdata is None else newdata
         X = patsy.build_design_matrices([self.design_info], data, NA_action="drop",
                                         return_type="dataframe")[0]
