@@ -118,6 +118,11 @@ class Problem:
         rms = np.where(rms > 0, rms, 1.0)
         self.theta_scale = np.array([rms[i] for (i, j) in self.tri]
                                     + ([1.0] if self.nested else []))
+        # dmap @ E.ravel() = [sum of E[r, s] over the entries (r, s) parameter k sets]_k
+        self.dmap = np.zeros((self.ntheta, self.Q * self.Q))
+        for k in range(self.ntheta):
+            for (r, s) in self._dlam_entries(k):
+                self.dmap[k, r * self.Q + s] += 1.0
 
     # ------------------------------------------------------------------ building blocks
     def lam(self, theta):
@@ -142,7 +147,8 @@ class Problem:
         c = p + 1
         Lam = self.lam(theta)
         LtZZ = (Lam.T @ self.ZZ.reshape(Q, -1)).reshape(Q, Q, N)          # Lambda' Z_i'Z_i
-        A = (np.kron(Lam.T, Lam.T) @ self.ZZ.reshape(Q * Q, N)).reshape(Q, Q, N)
+        # A_i = Lambda' (Lambda' Z_i'Z_i)' (Z_i'Z_i symmetric)
+        A = (Lam.T @ LtZZ.transpose(1, 0, 2).reshape(Q, -1)).reshape(Q, Q, N)
         A[np.arange(Q), np.arange(Q)] += 1.0
         L = batched_cholesky(A)
         B = (Lam.T @ self.ZXy.reshape(Q, -1)).reshape(Q, c, N)           # Lambda'[Z'X, Z'y]
@@ -205,34 +211,27 @@ class Problem:
         """
         st = self.solve(theta)
         p, Q = self.p, self.Q
-        L, C, Lam = st["L"], st["C"], st["Lam"]
-        # H[s, r] = sum_i (A_i^{-1} Lambda' ZZ_i)[s, r]
-        H = batched_backward(L, batched_forward(L, st["LtZZ"])).sum(axis=2)
-        u = self._u(st)                                                   # (Q, N)
+        L, C, Lam, beta = st["L"], st["C"], st["Lam"], st["beta"]
+        # one backward solve for [A_i^{-1} Lambda' ZZ_i, G_i = A_i^{-1} W_i, A_i^{-1} Lambda'Z_i'y_i]
+        Bk = batched_backward(L, np.concatenate([batched_forward(L, st["LtZZ"]), C], axis=1))
+        H = Bk[:, :Q, :].sum(axis=2)                 # H[s, r] = sum_i (A_i^{-1} Lambda' ZZ_i)[s, r]
+        G = Bk[:, Q:Q + p, :]                                             # (Q, p, N)
+        u = Bk[:, Q + p, :] - np.tensordot(beta, G, axes=(0, 1))          # (Q, N), as _u
         b = Lam @ u
-        Zres = (self.ZXy[:, p, :] - np.tensordot(st["beta"], self.ZX, axes=(0, 1))
+        Zres = (self.ZXy[:, p, :] - np.tensordot(beta, self.ZX, axes=(0, 1))
                 - np.einsum("qrn,rn->qn", self.ZZ, b))
-        K = Zres @ u.T                                                    # sum_i Zres_i u_i'
         E_L = 2.0 * H.T                                                   # entry (r, s)
-        E_r = -2.0 * K
+        E_r = -2.0 * (Zres @ u.T)                                         # sum_i Zres_i u_i'
         if reml:
-            G = batched_backward(L, np.ascontiguousarray(C[:, :p, :]))   # (Q, p, N)
             P = self.unscaled_cov_beta(st=st)
-            GP = np.stack([P @ G[s] for s in range(Q)])                   # (G_i P)[s] (P sym)
+            GP = np.matmul(P, G)                                          # (G_i P)[s] (P sym)
             M1 = GP.reshape(Q, -1) @ self.ZX.reshape(Q, -1).T             # sum G_i P ZX_i'
-            V = np.empty((Q, Q, self.N))
-            for s in range(Q):
-                for t in range(Q):
-                    V[s, t] = np.einsum("pn,pn->n", GP[s], G[t])          # G_i P G_i'
+            V = np.einsum("spn,tpn->stn", GP, G)                          # G_i P G_i'
             M2 = np.einsum("stn,trn->sr", V, st["LtZZ"])
             E_X = -2.0 * (M1 - M2).T
         else:
             E_X = np.zeros_like(E_L)
-        out = []
-        for E in (E_L, E_X, E_r):
-            out.append(np.array([sum(E[r, s] for (r, s) in self._dlam_entries(k))
-                                 for k in range(self.ntheta)]))
-        return (st, *out)
+        return (st, *(self.dmap @ E.ravel() for E in (E_L, E_X, E_r)))
 
     def dsxx_dtheta(self, theta=None, st=None):
         """Analytic derivatives ``dS_xx / dtheta_k`` (list of ``p x p``) of ``S_xx = R_X R_X'``.
