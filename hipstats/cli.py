@@ -137,8 +137,9 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 @click.option("--target", help="Arm whose difference from the reference is tested (simulation).")
 @click.option("--dropout", help="Dropout share, one number or per arm (control=0.25,loading=0.15).")
 @click.option("--effect", type=float, help="Analytic: difference in mean change between two arms (degrees).")
-@click.option("--sd", type=float, help="Analytic: SD of the outcome (degrees).")
-@click.option("--rho", type=float, help="ANCOVA: baseline-follow-up correlation.")
+@click.option("--sd", type=float, help="Analytic: SD of the change scores (change) or of the outcome at "
+                                        "follow-up (ancova), degrees.")
+@click.option("--rho", type=float, help="ANCOVA: baseline-follow-up correlation (required for ancova).")
 @click.option("--power", "target_power", type=float, help="Analytic: solve for n at this power.")
 @click.option("--alpha", type=float, default=0.05)
 @click.option("--n-sim", type=click.IntRange(10), default=1000, help="Simulated trials per design.")
@@ -154,6 +155,13 @@ def power(method, n_per_arm, arms, weeks, effects, target, dropout, effect, sd, 
     """Power or sample size for a planned trial (analytic, or by simulating the mixed model)."""
     from hipstats.power import run_power_from_params
 
+    if method == "ancova" and rho is None:
+        raise click.UsageError("--method ancova needs --rho (the baseline-follow-up correlation)")
+    if method == "change" and rho is not None:
+        raise click.UsageError("--rho applies to --method ancova; for --method change give --sd as the SD of "
+                               "the change scores")
+    if method != "simulation" and (effect is None or sd is None):
+        raise click.UsageError(f"--method {method} needs --effect and --sd")
     params: dict = {"method": method, "alpha": alpha}
     if method == "simulation":
         params.update({"n_per_arm": n_per_arm, "arms": arms, "weeks": weeks, "effects": effects,

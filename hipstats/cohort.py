@@ -146,8 +146,9 @@ class Cohort:
         measure : str
             A measure name from :data:`hipstats.schema.MEASURES`.
         pelvis : str or None
-            Pelvic condition to keep (rows with no condition recorded are kept too);
-            None keeps all conditions. Default "free" (own posture).
+            Pelvic condition to keep; None keeps all conditions. Default "free" (own
+            posture). Readings with no condition recorded count as own posture: they are
+            kept for "free" and never for "neutral", "anterior" or "posterior".
         visits : "scheduled", "all" or list of str
             Which visits to keep (see :meth:`schedule`).
         rater : "primary", a rater code, or None
@@ -167,10 +168,15 @@ class Cohort:
 
     def _outcomes(self, measure, pelvis, visits, rater, side) -> pd.DataFrame:
         m = self._measure_rows(measure, ["participant_id", "visit", "week", "side", "value", "rater", "pelvis"])
-        if pelvis is not None and m["pelvis"].notna().any():
+        if pelvis is not None:
             if pelvis not in schema.PELVIS_CONDITIONS:
                 raise AnalysisError(f"unknown pelvis condition '{pelvis}' (known: {', '.join(schema.PELVIS_CONDITIONS)})")
-            m = m[(m["pelvis"] == pelvis) | m["pelvis"].isna()]
+            # readings with no pelvic condition recorded are taken as the participant's own posture
+            # ("free"): they never stand in for a neutral-pelvis (or other set-up) reading
+            if pelvis == "free":
+                m = m[(m["pelvis"] == "free") | m["pelvis"].isna()]
+            else:
+                m = m[m["pelvis"] == pelvis]
         if rater == "primary":
             rater = self.primary_rater(measure)
         if rater is not None:

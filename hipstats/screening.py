@@ -1156,6 +1156,13 @@ def _screening_units(cohort, *, visit, ir_measure, ir_pelvis, score_measure, sco
     if visit not in visits:
         raise AnalysisError(f"visit {visit!r} not in the cohort (visits: {sorted(visits)})")
     ir = cohort.outcomes(ir_measure, pelvis=ir_pelvis, visits=[visit])
+    if ir.empty and ir_pelvis == "neutral":
+        own = cohort.outcomes(ir_measure, pelvis="free", visits=[visit])
+        if not own.empty:
+            warnings.warn(f"no {ir_measure!r} readings with a neutral-pelvis setup at visit {visit!r}; the "
+                          "reference condition uses own-posture IR instead (ir_pelvis='free')", UserWarning,
+                          stacklevel=3)
+            ir, ir_pelvis = own, "free"
     if ir.empty:
         raise AnalysisError(f"no {ir_measure!r} outcomes with pelvis={ir_pelvis!r} at visit {visit!r}")
     sc = cohort.outcomes(score_measure, pelvis=score_pelvis, visits=[visit])
@@ -1177,7 +1184,9 @@ def _screening_units(cohort, *, visit, ir_measure, ir_pelvis, score_measure, sco
     tilt_mean = tilt.groupby("participant_id")["value"].mean()
     units = units.assign(standing_tilt_deg=units["participant_id"].map(tilt_mean))
     units["tilt_class"] = _tilt_class(units["standing_tilt_deg"], cuts)
-    return units.sort_values(["participant_id", "side"]).reset_index(drop=True)
+    units = units.sort_values(["participant_id", "side"]).reset_index(drop=True)
+    units.attrs["ir_pelvis"] = ir_pelvis  # the condition actually used (after any fallback)
+    return units
 
 
 def _tilt_class(values, cuts) -> pd.Categorical:
@@ -1287,6 +1296,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     units = _screening_units(cohort, visit=visit, ir_measure=ir_measure, ir_pelvis=ir_pelvis,
                              score_measure=score_measure, score_pelvis=score_pelvis, deficit=deficit,
                              threshold=thr, mean=mean, sd=sd, sides=sides, cuts=cuts)
+    ir_pelvis = units.attrs.get("ir_pelvis", ir_pelvis)
     complete = units.dropna(subset=["score", "condition"])
     n_excl = len(units) - len(complete)
     if n_excl:

@@ -45,3 +45,10 @@ def test_power_command_analytic(capsys, tmp_path):
     assert table["n_per_arm"].item() == 64  # two-sample t test, d = 0.5, 80 % power: 64 per arm
     assert main(["power", "--set", "bogus=1"]) == 2
     assert "unknown parameters" in capsys.readouterr().err
+
+
+def test_power_command_usage_errors(capsys):
+    assert main(["power", "--method", "ancova", "--effect", "5", "--sd", "8", "--power", "0.8"]) == 2
+    assert "needs --rho" in capsys.readouterr().err
+    assert main(["power", "--method", "change", "--effect", "5", "--sd", "8", "--rho", "0.5"]) == 2
+    assert main(["power", "--method", "change", "--power", "0.8"]) == 2

@@ -89,3 +89,25 @@ def test_summary_and_repr(tiny):
 def test_fingerprint_is_stable(tiny, tmp_path):
     tiny.write(tmp_path / "copy")
     assert hs.load_cohort(tmp_path / "copy").fingerprint() == tiny.fingerprint()
+
+
+def test_unlabelled_pelvis_is_own_posture_never_neutral(tmp_path):
+    (tmp_path / "participants.csv").write_text("participant_id,arm\nP1,control\n")
+    (tmp_path / "measurements.csv").write_text(
+        "participant_id,visit,week,measure,side,value,pelvis\n"
+        "P1,baseline,0,hip_ir_deg,left,30,\nP1,baseline,0,hip_ir_deg,right,32,free\n"
+        "P1,baseline,0,hip_ir_deg,left,35,neutral\n")
+    c = hs.load_cohort(tmp_path)
+    assert c.outcomes("hip_ir_deg", pelvis="free")["value"].tolist() == [30.0, 32.0]
+    assert c.outcomes("hip_ir_deg", pelvis="neutral")["value"].tolist() == [35.0]
+    assert c.outcomes("hip_ir_deg", pelvis="posterior").empty
+
+
+def test_screening_falls_back_to_own_posture_with_a_warning(tmp_path):
+    c = hs.simulate_cohort(80, seed=4)
+    m = c.measurements[c.measurements["pelvis"] != "neutral"].copy()
+    m["pelvis"] = None
+    unlabelled = hs.Cohort(m, c.participants, c.sessions, c.settings)
+    with pytest.warns(UserWarning, match="own-posture IR instead"):
+        res = hs.screening_analysis(unlabelled, n_boot=200, seed=1)
+    assert res.settings["ir_pelvis"] == "free"
