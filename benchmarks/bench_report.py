@@ -123,6 +123,7 @@ def main() -> int:
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "hipstats-bench"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "report.md"))
     ap.add_argument("--skip-plain", action="store_true", help="only time hipstats report")
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two runs this many times; report medians")
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -135,25 +136,37 @@ def main() -> int:
     rows = []
     for size in args.sizes.split(","):
         src, n = dataset(size.strip(), cache)
-        work = Path(tempfile.mkdtemp(prefix="bench-report-", dir=cache))
-        print(f"== {size}: {src}", flush=True)
-        r_hs = measure([str(BIN / "hipstats"), "report", src, "--out", str(work / "hs"), "--jobs", str(args.jobs),
-                        "--quiet"], env, args.timeout)
-        print(f"hipstats report: {r_hs['wall_s']:.1f} s, {r_hs['peak_mb']:.0f} MB, rc {r_hs['rc']}", flush=True)
-        manifest = {}
-        try:
-            manifest = json.loads(next((work / "hs").glob("*/manifest.json")).read_text())
-        except StopIteration:
-            pass
-        r_pl = None
-        if not args.skip_plain:
-            r_pl = measure([sys.executable, "-c", PLAIN_LOOP, str(ROOT / "notebooks"), src, str(work / "plain"),
-                            json.dumps(names)], env, args.timeout)
-            print(f"plain loop: {r_pl['wall_s']:.1f} s, {r_pl['peak_mb']:.0f} MB, rc {r_pl['rc']}", flush=True)
-        rows.append({"size": size, "n": n, "hs": r_hs, "plain": r_pl,
+        runs_hs, runs_pl, manifest = [], [], {}
+        for rep in range(args.repeat):
+            work = Path(tempfile.mkdtemp(prefix="bench-report-", dir=cache))
+            print(f"== {size} (repeat {rep + 1}): {src}", flush=True)
+            r_hs = measure([str(BIN / "hipstats"), "report", src, "--out", str(work / "hs"), "--jobs",
+                            str(args.jobs), "--quiet"], env, args.timeout)
+            print(f"hipstats report: {r_hs['wall_s']:.1f} s, {r_hs['peak_mb']:.0f} MB, rc {r_hs['rc']}", flush=True)
+            runs_hs.append(r_hs)
+            try:
+                manifest = json.loads(next((work / "hs").glob("*/manifest.json")).read_text())
+            except StopIteration:
+                pass
+            if not args.skip_plain:
+                r_pl = measure([sys.executable, "-c", PLAIN_LOOP, str(ROOT / "notebooks"), src, str(work / "plain"),
+                                json.dumps(names)], env, args.timeout)
+                print(f"plain loop: {r_pl['wall_s']:.1f} s, {r_pl['peak_mb']:.0f} MB, rc {r_pl['rc']}", flush=True)
+                runs_pl.append(r_pl)
+        rows.append({"size": size, "n": n, "hs": _median(runs_hs), "plain": _median(runs_pl) if runs_pl else None,
+                     "all_hs": [r["wall_s"] for r in runs_hs], "all_plain": [r["wall_s"] for r in runs_pl],
+                     "phases": manifest.get("phases_s", {}),
                      "per_notebook": {x["name"]: (x["status"], x["duration_s"]) for x in manifest.get("notebooks", [])}})
     write_markdown(rows, args, names, Path(args.out))
     return 0
+
+
+def _median(runs: list[dict]) -> dict:
+    """The run with the median wall time (upper median for an even count); peak memory is the largest seen."""
+    ordered = sorted(runs, key=lambda r: r["wall_s"])
+    mid = dict(ordered[len(ordered) // 2])
+    mid["peak_mb"] = max(r["peak_mb"] for r in runs)
+    return mid
 
 
 def write_markdown(rows, args, names, path: Path) -> None:
@@ -171,9 +184,15 @@ def write_markdown(rows, args, names, path: Path) -> None:
         lines.append(f"| {r['size']} | {r['n']:,} | {hs['wall_s']:.1f} | {hs['peak_mb']:.0f} | "
                      + (f"{pl['wall_s']:.1f} | {pl['peak_mb']:.0f} | " if pl else "not run | | ")
                      + f"{ratio} | hipstats {hs['rc']}, plain {pl['rc'] if pl else '-'} |")
-    lines += ["", "Per-notebook durations inside `hipstats report` (status, seconds):", ""]
+    if args.repeat > 1:
+        lines += ["", f"Medians of {args.repeat} alternating runs; all wall times (s):", ""]
+        for r in rows:
+            lines.append(f"- {r['size']}: hipstats {', '.join(f'{x:.1f}' for x in r['all_hs'])}; plain "
+                         f"{', '.join(f'{x:.1f}' for x in r['all_plain'])}")
+    lines += ["", "Inside `hipstats report` (last run): phases and per-notebook durations (status, seconds):", ""]
     for r in rows:
-        lines.append(f"- {r['size']}: " + ", ".join(f"{k} {v[0]} {v[1]:.1f}" for k, v in r["per_notebook"].items()))
+        lines.append(f"- {r['size']}: phases " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()) + "; "
+                     + ", ".join(f"{k} {v[0]} {v[1]:.1f}" for k, v in r["per_notebook"].items()))
     lines += ["", "Targets: ratio <= 0.6 on 2 cores; 20,000 participants under 180 s.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

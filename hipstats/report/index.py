@@ -49,7 +49,8 @@ body {{ margin: 0; color: #1a202c; }}
 h1 {{ font-size: 1.6em; margin: 20px 0 4px 0; }} h2 {{ font-size: 1.2em; margin-top: 28px; }}
 </style></head><body><div class="hipstats-page">
 <h1>Hip mobility cohort &mdash; reports</h1>
-<p class="hipstats-meta">Run <code>{_e(manifest['run_id'])}</code> &middot; data <code>{_e(manifest['source'])}</code>"""
+<p class="hipstats-meta">Run <code>{_e(manifest['run_id'])}</code>"""
+                 + (f" &middot; data <code>{_e(manifest['source'])}</code>" if manifest.get("source") else "")
                  + (f" as of <b>{_e(manifest['as_of'])}</b>" if manifest.get("as_of") else "")
                  + f""" &middot; started {_e(manifest['started'])}, finished {_e(manifest['ended'])}
 &middot; hipstats {_e(manifest['packages'].get('hipstats'))}"""

@@ -347,10 +347,11 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     _check_run_id(run_id)
     if source is None:
         default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
-        if not default:
+        if default:
+            source = resolve_source(default, nb_dir)
+        elif any("source" in n.parameters for n in selected):
             raise ParameterError("no SOURCE given and the notebooks declare no default source")
-        source = resolve_source(default, nb_dir)
-    src = resolve_source(source)
+    src = resolve_source(source) if source is not None else ""  # "" : no selected notebook reads data
     per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
 
@@ -412,7 +413,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
                     if cohort is not None else "")
         del cohort
         kernel_name = _write_kernelspec(private / "jupyter")
-        banner = f"run {rid} · data {mask_source(src)}" + (f" as of {as_of_s}" if as_of_s else "")
+        banner = f"run {rid}" + (f" · data {mask_source(src)}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
         # longest first (durations of the previous run in this folder, else the notebooks' cost hints),
         # so that the slowest notebook does not start last and leave a core idle at the end
         previous = _previous_durations(out)
