@@ -14,7 +14,8 @@ Usage::
     .venv/bin/python benchmarks/bench_power.py --n-sim 200 --naive 10 --no-write
 
 Results go to benchmarks/results/power.md (numbers depend on machine load: the load average
-at the start and end of the run is recorded with them).
+at the start and end of the run is recorded with them). A ``## History`` section at the end of
+that file (earlier figures, written by hand) is kept when the file is rewritten.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def timed(**kw):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-sim", type=int, default=1000, help="replicates of the n_jobs=2 run")
-    ap.add_argument("--probe", type=int, default=40, help="in-process replicates (CPU time)")
+    ap.add_argument("--probe", type=int, default=100, help="in-process replicates (CPU time)")
     ap.add_argument("--naive", type=int, default=10, help="statsmodels replicates")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -139,6 +140,9 @@ def main(argv=None):
     print(text)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        if "\n## History" in old:
+            text += old[old.index("\n## History"):]
         RESULTS.write_text(text)
 
 

@@ -209,15 +209,13 @@ def lmm_frame(y: np.ndarray, arm: np.ndarray, weeks: Sequence[float], n_arms: in
     return data, names[2:]
 
 
-def true_theta(design: TrialDesign, random_slopes: bool) -> np.ndarray | None:
+def true_theta(design: TrialDesign, random_slopes: bool) -> np.ndarray:
     """lme4's ``theta`` of the generating model (start of every replicate's optimiser).
 
-    The Cholesky factor of the random intercept/slope covariance over the residual SD,
-    lower triangle column by column; None when the residual SD is 0.
+    The Cholesky factor of the random intercept/slope covariance over the residual SD
+    (positive, checked by TrialDesign), lower triangle column by column.
     """
     se = float(design.sd_residual)
-    if not se > 0:
-        return None
     s0, s1, r = design.sd_intercept, design.sd_slope, design.corr_intercept_slope
     if not random_slopes:
         return np.array([s0 / se])

@@ -918,7 +918,10 @@ def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str |
         Random slope in the analysis model (``"arm:week"`` only).
     engine : {"hipstats", "statsmodels"}
         Mixed-model engine: :func:`hipstats.models.lmm.fit_lmm` or statsmodels MixedLM
-        (slow, Wald df only; for comparison).
+        (slow, Wald df only; for comparison). The hipstats engine fits each replicate's
+        design arrays directly (no formula parsing; the same optimiser, convergence check
+        and Satterthwaite df as ``fit_lmm``), starting the optimiser at the design's true
+        variance components; see ``benchmarks/results/power.md`` for replicates per second.
     ci_method : {"clopper-pearson", "wilson"}
     ci_level : float
 

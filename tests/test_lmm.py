@@ -193,6 +193,51 @@ def test_satterthwaite_df_of_a_contrast_matches_lmertest():
     np.testing.assert_allclose(se, c["Std. Error"], rtol=SE_RTOL)
 
 
+@pytest.mark.parametrize("name", ["sleepstudy", "cohort_b", "cohort_singular"])
+def test_satterthwaite_hessian_reused_or_own_agree(name):
+    # The theta block of the Satterthwaite Hessian comes from the convergence check's
+    # Hessian of the profiled deviance (Schur complement relation); without one it is a
+    # central difference of the analytic gradient. Both approximate the same matrix: df agree
+    # to 1e-4 relative (observed < 1e-5), far inside DF_RTOL.
+    res = fit(name)
+    assert res.fit_info["hessian"] is not None
+    own = LMMResult(res._spec, res._prob, res.theta, reml=True, converged=res.converged,
+                    info={**res.fit_info, "hessian": None})
+    eye = np.eye(len(res.fe_params))
+    np.testing.assert_allclose(own.df_satterthwaite(eye), res.df_satterthwaite(eye), rtol=1e-4)
+
+
+def test_fit_from_arrays_equals_fit_lmm():
+    # private fast path of simulation power (no patsy): same optimum as fit_lmm on the same
+    # arrays; a start elsewhere (theta0) reaches it within the lme4 tolerances (VC_RTOL for
+    # theta, FE_RTOL for the fixed effects; observed 2e-4 on the flat correlation entry)
+    from hipstats.models.lmm import _fit_arrays
+
+    res = fit("sleepstudy")
+    sp = res._spec
+    kw = dict(exog_names=sp.exog_names, re_names=sp.re_names)
+    arr = _fit_arrays(sp.X, sp.y, sp.Z, sp.group_labels[sp.codes], **kw)
+    np.testing.assert_allclose(arr.fe_params, res.fe_params, rtol=1e-12)
+    np.testing.assert_allclose(arr.llf, res.llf, rtol=1e-12)
+    eye = np.eye(len(res.fe_params))
+    np.testing.assert_allclose(arr.df_satterthwaite(eye), res.df_satterthwaite(eye), rtol=1e-9)
+    warm = _fit_arrays(sp.X, sp.y, sp.Z, sp.codes, theta0=[2.0, 0.0, 0.0], **kw)
+    np.testing.assert_allclose(warm.theta, res.theta, rtol=VC_RTOL)
+    np.testing.assert_allclose(warm.fe_params, res.fe_params, rtol=FE_RTOL)
+    assert warm.converged and arr.ngroups == 18
+    with pytest.raises(AnalysisError, match="design arrays"):
+        arr.predict()
+    with pytest.raises(AnalysisError, match="equal rows"):
+        _fit_arrays(sp.X[:-1], sp.y, sp.Z, sp.codes, **kw)
+    y = sp.y.copy()
+    y[3] = np.nan
+    with pytest.raises(AnalysisError, match="finite"):
+        _fit_arrays(sp.X, y, sp.Z, sp.codes, **kw)
+    with pytest.raises(AnalysisError, match="rank deficient"):
+        _fit_arrays(np.column_stack([sp.X, sp.X[:, 1]]), sp.y, sp.Z, sp.codes,
+                    exog_names=[*sp.exog_names, "copy"], re_names=sp.re_names)
+
+
 def test_summary_p_values_and_ci_follow_t_with_satterthwaite_df():
     from scipy import stats
 
@@ -465,6 +510,12 @@ def test_analytic_gradient_matches_finite_differences(q, nested, reml):
     fdv = [(prob.deviance_varpar(vp + h * e, reml) - prob.deviance_varpar(vp - h * e, reml))
            / (2 * h) for e in np.eye(len(vp))]
     np.testing.assert_allclose(gv, fdv, rtol=1e-5, atol=1e-4)
+    # analytic d S_xx / d theta (S_xx = R_X R_X', gives dC/dtheta for the Satterthwaite df)
+    for k, D in enumerate(prob.dsxx_dtheta(theta)):
+        e = np.eye(prob.ntheta)[k] * h
+        sp, sm = (prob.solve(theta + e)["Rx"], prob.solve(theta - e)["Rx"])
+        fds = (sp @ sp.T - sm @ sm.T) / (2 * h)
+        np.testing.assert_allclose(D, fds, rtol=1e-5, atol=1e-6 * np.abs(D).max())
 
 
 def test_deviance_equals_dense_marginal_likelihood():

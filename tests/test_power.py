@@ -480,12 +480,45 @@ def test_power_notebook_runs(tmp_path, small_cohort_dir):
     assert "PowerResult(power=" in text and "ANCOVA" in text and "dropout loading" in text
 
 
-def test_replicate_test_matches_lmertest():
+def test_lmm_arrays_equal_the_formula_design():
+    # the replicate design built with numpy (fast path) is patsy's design of the formula
+    # the formula engines fit, column for column, on data with dropout
+    import patsy
+
+    d = TrialDesign(n_per_arm=8, dropout=0.4, **{**TWO_VISIT, "weeks": (0, 4, 8, 12),
+                                                  "arms": ("control", "stretching", "loading")})
+    y, arm = sim.generate(d, np.random.default_rng(11))
+    assert np.isnan(y).any()
+    yv, X, names, pid = sim.lmm_arrays(y, arm, d.weeks, 3, 1)
+    data, terms = sim.lmm_frame(y, arm, d.weeks, 3, 1)
+    yp, Xp = patsy.dmatrices("value ~ week + " + " + ".join(terms), data,
+                             return_type="dataframe")
+    assert names == list(Xp.columns) == ["Intercept", "week", "a0", "week_a0", "a2", "week_a2"]
+    np.testing.assert_array_equal(X, Xp.to_numpy())
+    np.testing.assert_array_equal(yv, yp.to_numpy().ravel())
+    np.testing.assert_array_equal(pid, data["participant_id"])
+
+
+def test_true_theta_is_lme4_factor_of_the_generating_covariance():
+    # Lambda Lambda' sd_residual^2 = Sigma (closed form of the random intercept/slope
+    # covariance); intercept-only model: sd_intercept / sd_residual
+    d = _slope_design(0.25)
+    t0, t1, t2 = sim.true_theta(d, True)
+    lam = np.array([[t0, 0.0], [t1, t2]]) * d.sd_residual
+    s0, s1, r = d.sd_intercept, d.sd_slope, d.corr_intercept_slope
+    np.testing.assert_allclose(lam @ lam.T, [[s0**2, r * s0 * s1], [r * s0 * s1, s1**2]],
+                               rtol=1e-12)
+    np.testing.assert_allclose(sim.true_theta(d, False), [s0 / d.sd_residual])
+
+
+@pytest.mark.parametrize("start", ["identity", "truth"])
+def test_replicate_test_matches_lmertest(start):
     # tests/fixtures/power: replicates drawn by the generator (make_replicates.py), each
     # fitted in R with lme4 REML + lmerTest (lmer_replicates.R); contrast loading vs the
-    # non-first reference arm stretching. Tolerances: estimate 1e-4 deg/week (SE ~0.2),
-    # SE 0.05%, Satterthwaite df 2% (observed: < 0.1%, except 1.2% on the replicate where
-    # lme4 warns max|grad| 0.0034), p 0.001.
+    # non-first reference arm stretching; optimiser started at lme4's identity factor or (as
+    # simulate_power does) at the generating theta. Tolerances: estimate 1e-4 deg/week
+    # (SE ~0.2), SE 0.05%, Satterthwaite df 2% (observed: < 0.1%, except 1.2% on the
+    # replicate where lme4 warns max|grad| 0.0034), p 0.001.
     from pathlib import Path
 
     here = Path(__file__).parent / "fixtures" / "power"
@@ -497,6 +530,7 @@ def test_replicate_test_matches_lmertest():
     design = TrialDesign(arms=arms, weeks=tuple(weeks), n_per_arm=12,
                          effects={"control": 0, "stretching": 2, "loading": 6}, sd_intercept=8,
                          sd_slope=0.3, corr_intercept_slope=0.2, sd_residual=3, dropout=0.25)
+    theta0 = sim.true_theta(design, True) if start == "truth" else None
     for r, rep in data.groupby("replicate"):
         n = rep["participant_id"].max() + 1
         y = np.full((n, len(weeks)), np.nan)
@@ -509,7 +543,7 @@ def test_replicate_test_matches_lmertest():
         assert np.allclose(y_now, y, rtol=1e-9, atol=1e-9, equal_nan=True)
         est, se, df, status = sim.arm_week_test(y, arm, 2, 1, weeks=weeks, n_arms=3,
                                                 random_slopes=True, df_method="satterthwaite",
-                                                engine="hipstats")
+                                                engine="hipstats", theta0=theta0)
         want = ref.loc[r]
         assert est == pytest.approx(want["estimate"], abs=1e-4)
         assert se == pytest.approx(want["se"], rel=5e-4)
