@@ -1,7 +1,8 @@
 """H5 — which form faults occur, and do they matter?
 
 * :func:`fault_rates` — share of exercise rows with each fault (and with any fault) by
-  exercise, arm and week, with Wilson CIs;
+  exercise, arm and week, with participant-cluster CIs (rows of one participant are
+  correlated; Wilson CIs kept alongside);
 * :func:`fault_trend` — change of the fault rate over weeks: a logistic GEE clustered by
   participant, odds ratio per week with a robust CI;
 * :func:`fault_outcome_association` — a participant's fault rate against their outcome change,
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
-from hipstats.loading import _adjusted_ols, _need_arm, _with_rate, prepare_sessions
+from hipstats.loading import _adjusted_ols, _need_arm, pooled_rate, prepare_sessions
 from hipstats.pelvis import _Result, _arms, _wald, participant_change
 from hipstats.schema import FAULTS
 
@@ -60,13 +61,19 @@ def _fault_names(s: pd.DataFrame) -> list[str]:
 def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
                 faults: Sequence[str] | None = None, participants: pd.DataFrame | None = None,
                 alpha: float = 0.05) -> pd.DataFrame:
-    """Fault rates: share of completed exercise rows showing each fault, with Wilson CIs.
+    """Fault rates: share of completed exercise rows showing each fault, with
+    participant-cluster CIs.
 
     The ``faults`` list of each row is exploded; a row with two faults counts once for each,
     and once for ``"any"``. Rates per group are :math:`k/n` with :math:`n` the completed rows
-    in the group and :math:`k` those with the fault (Wilson score interval; rows of one
-    participant are treated as independent here — use :func:`fault_trend` for inference that
-    respects clustering).
+    in the group and :math:`k` those with the fault. Rows of one participant are correlated
+    (some participants fault far more often than others), so ``rate_ci_low`` /
+    ``rate_ci_high`` are participant-cluster CIs (:func:`hipstats.loading.pooled_rate`:
+    ratio estimator with cluster-robust variance, on the logit scale). The Wilson score CI,
+    which treats every row as independent, is kept as ``rate_ci_low_wilson`` /
+    ``rate_ci_high_wilson``: it is right only for the rows of a single participant (e.g.
+    ``by=("participant_id",)``, where both CIs coincide) and too narrow for cells pooling
+    several participants. For change over weeks use :func:`fault_trend`.
 
     Parameters
     ----------
@@ -83,10 +90,12 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     Returns
     -------
     DataFrame
-        by..., fault, n_rows, n_fault, rate, rate_ci_low, rate_ci_high.
+        by..., fault, n_participants, n_rows, n_fault, rate, rate_ci_low, rate_ci_high
+        (cluster CI), rate_ci_low_wilson, rate_ci_high_wilson.
 
     References
     ----------
+    Cochran WG (1977). Sampling Techniques, 3rd ed., section 6.11.
     Wilson EB (1927). JASA 22:209-212.
 
     Examples
@@ -109,19 +118,17 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     ind = pd.DataFrame({f: s["fault_list"].map(lambda lst, f=f: f in lst) for f in names},
                        index=s.index)
     ind[ANY] = s["any_fault"]
-    ind = pd.concat([s[by], ind], axis=1) if by else ind.assign(_all=0)
-    keys = by or ["_all"]
-    counts = ind.groupby(keys, sort=True, observed=True).agg(["sum", "size"])
+    cells = list(dict.fromkeys([*by, "participant_id"]))
+    ind = pd.concat([s[cells], ind], axis=1)
+    counts = ind.groupby(cells, sort=True, observed=True).agg(["sum", "size"])
     rows = []
     for f in [ANY, *names]:
-        part = pd.DataFrame({"fault": f, "n_rows": counts[(f, "size")].astype(int),
-                             "n_fault": counts[(f, "sum")].astype(int)}).reset_index()
-        rows.append(part)
+        per = pd.DataFrame({"n_rows": counts[(f, "size")], "n_fault": counts[(f, "sum")]})
+        rows.append(pooled_rate(per.reset_index(), "n_fault", "n_rows", by=by, alpha=alpha)
+                    .assign(fault=f))
     out = pd.concat(rows, ignore_index=True)
-    out = _with_rate(out, "n_fault", "n_rows", alpha)
-    if not by:
-        out = out.drop(columns="_all")
-    return out[[*by, "fault", "n_rows", "n_fault", "rate", "rate_ci_low", "rate_ci_high"]]
+    return out[[*by, "fault", "n_participants", "n_rows", "n_fault", "rate", "rate_ci_low",
+                "rate_ci_high", "rate_ci_low_wilson", "rate_ci_high_wilson"]]
 
 
 def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str | None = None,
@@ -292,7 +299,8 @@ class FaultsResult(_Result):
         r = self.overall.set_index("fault").loc[ANY]
         rows.append(("Share of completed exercise rows with any form fault", r["rate"],
                      r["rate_ci_low"], r["rate_ci_high"], np.nan,
-                     f"{100 * r['rate']:.0f}% of {int(r['n_rows'])} completed exercise rows"))
+                     f"{100 * r['rate']:.0f}% of {int(r['n_rows'])} completed exercise rows of "
+                     f"{int(r['n_participants'])} participants (CI clustered by participant)"))
         t = self.trend.iloc[0]
         rows.append(("Odds ratio of a fault per training week (GEE)", t["odds_ratio_per_week"],
                      t["or_ci_low"], t["or_ci_high"], t["p"],

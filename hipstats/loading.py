@@ -6,7 +6,8 @@ From the training log (the ``sessions`` table: one row per exercise per session)
   exercises handled explicitly);
 * :func:`progression_slopes` — each participant's load progression (OLS slope of load on
   week per exercise, with CI) and per-arm summaries;
-* :func:`adherence` — completed / prescribed, per participant and arm, with Wilson CIs;
+* :func:`adherence` — completed / prescribed, per participant (Wilson CIs) and arm
+  (participant-cluster CIs, :func:`pooled_rate`);
 * :func:`progression_compliance` — the rule "progress the load only after a session with
   solid form; pain at or above a threshold means stop" as a table of every load increase that
   followed a session with faults or pain, with rates per participant and arm;
@@ -54,6 +55,7 @@ __all__ = [
     "pain_flags",
     "dose_response",
     "loading_analysis",
+    "pooled_rate",
     "ComplianceResult",
     "LoadingResult",
 ]
@@ -81,6 +83,128 @@ def _with_rate(df: pd.DataFrame, count: str, nobs: str, alpha: float, name: str 
         df[name] = np.where(df[nobs] > 0, df[count] / df[nobs].where(df[nobs] > 0, 1), np.nan)
     df[f"{name}_ci_low"], df[f"{name}_ci_high"] = lo, hi
     return df
+
+
+def _cluster_logit_ci(k_tot, n_tot, ss, g, alpha: float):
+    """Cluster-robust logit CI of a pooled proportion (see :func:`pooled_rate`), vectorised.
+
+    ``k_tot``, ``n_tot`` the pooled counts, ``ss`` the sum over clusters of
+    :math:`(k_i - \\hat p n_i)^2` and ``g`` the number of clusters with rows. Where the CI
+    cannot be estimated from the clusters (fewer than 2, or :math:`\\hat p` 0 or 1) it falls
+    back to Wilson with the participants as the sample size (one reading per participant,
+    the most conservative choice), or to Wilson on the rows with a single participant; the
+    result is never narrower than the Wilson CI on the rows.
+    """
+    k_tot, n_tot, ss, g = (np.asarray(v, float) for v in (k_tot, n_tot, ss, g))
+    w_lo, w_hi = _wilson(k_tot, n_tot, alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k_tot / n_tot
+        var_p = g / (g - 1) * ss / n_tot ** 2
+        se = np.sqrt(var_p) / (p * (1 - p))
+        q = stats.t.ppf(1 - alpha / 2, np.maximum(g - 1, 1))
+        lp = np.log(p / (1 - p))
+        lo, hi = 1 / (1 + np.exp(-(lp - q * se))), 1 / (1 + np.exp(-(lp + q * se)))
+    edge = (p <= 0) | (p >= 1)
+    g_lo, g_hi = _wilson(p * g, g, alpha)  # Wilson with one reading per participant
+    lo, hi = np.where(edge, g_lo, lo), np.where(edge, g_hi, hi)
+    single = g < 2
+    lo, hi = np.where(single, w_lo, np.fmin(lo, w_lo)), np.where(single, w_hi, np.fmax(hi, w_hi))
+    bad = n_tot <= 0
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] = (),
+                cluster: str = "participant_id", alpha: float = 0.05,
+                name: str = "rate") -> pd.DataFrame:
+    """Pooled proportion of rows from many participants, with a participant-cluster CI.
+
+    Rows (exercise rows, sessions, transitions) of one participant are correlated: a
+    participant who often shows a fault shows it in many rows. The Wilson interval on the
+    pooled counts treats every row as independent and is too narrow (coverage far below
+    nominal when rates differ between participants). Here each participant is a cluster;
+    the pooled proportion :math:`\\hat p = \\sum_i k_i / \\sum_i n_i` is a ratio estimator
+    with the cluster-robust (sandwich, linearisation) variance
+
+    .. math::
+
+        \\widehat{\\operatorname{var}}(\\hat p) = \\frac{G}{G - 1}
+            \\frac{\\sum_i (k_i - \\hat p\\, n_i)^2}{(\\sum_i n_i)^2},
+
+    :math:`G` the number of participants; the CI is built on the logit scale,
+    :math:`\\operatorname{logit}\\hat p \\pm t_{G-1,1-\\alpha/2}\\,
+    \\operatorname{se}/(\\hat p(1-\\hat p))`, and transformed back (so it stays in [0, 1]).
+    It is never narrower than the Wilson CI on the rows (design effect floored at 1); when
+    :math:`\\hat p` is 0 or 1 the Wilson CI with the :math:`G` participants as the sample
+    size is used, and with a single participant the Wilson CI on the rows. The Wilson CI is
+    kept as ``name_ci_low_wilson`` / ``name_ci_high_wilson`` (rows as independent: only
+    right for a single participant's rows).
+
+    Parameters
+    ----------
+    per : DataFrame
+        One row per cluster (participant) and cell: ``count`` successes out of ``nobs``
+        (several rows per cluster and cell are summed).
+    count, nobs : str
+        Column names.
+    by : sequence of str
+        Cells (e.g. ``["arm"]``); empty for one pooled rate.
+    cluster : str
+        Cluster column (default ``participant_id``).
+    alpha : float
+    name : str
+        Name of the rate column.
+
+    Returns
+    -------
+    DataFrame
+        by..., n_participants, count, nobs, name, name_ci_low, name_ci_high (cluster CI),
+        name_ci_low_wilson, name_ci_high_wilson.
+
+    References
+    ----------
+    Cochran WG (1977). Sampling Techniques, 3rd ed., section 6.11 (ratio estimator).
+    Liang KY, Zeger SL (1986). Biometrika 73:13-22 (cluster-robust variance).
+    Wilson EB (1927). JASA 22:209-212.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from hipstats.loading import pooled_rate
+    >>> per = pd.DataFrame({"participant_id": ["a", "b", "c", "d"], "k": [9, 1, 8, 2],
+    ...                     "n": [10, 10, 10, 10]})
+    >>> r = pooled_rate(per, "k", "n")
+    >>> float(r["rate"].iloc[0]), bool(r["rate_ci_low"].iloc[0] < r["rate_ci_low_wilson"].iloc[0])
+    (0.5, True)
+    """
+    by = list(by)
+    cells = list(dict.fromkeys([*by, cluster]))
+    d = per[[*cells, count, nobs]].copy()
+    d[count], d[nobs] = d[count].astype(float), d[nobs].astype(float)
+    keys = by or ["_all"]
+    if not by:
+        d["_all"] = 0
+    d = (d.groupby(list(dict.fromkeys([*keys, cluster])), sort=True, observed=True)
+         [[count, nobs]].sum().reset_index())
+    g = d.groupby(keys, sort=True, observed=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = g[count].transform("sum") / g[nobs].transform("sum")
+    d["_ss"] = (d[count] - p.fillna(0) * d[nobs]) ** 2
+    d["_g"] = (d[nobs] > 0).astype(int)
+    out = d.groupby(keys, sort=True, observed=True).agg(
+        n_participants=("_g", "sum"), **{count: (count, "sum"), nobs: (nobs, "sum")},
+        _ss=("_ss", "sum")).reset_index()
+    lo, hi = _cluster_logit_ci(out[count], out[nobs], out.pop("_ss"), out["n_participants"],
+                               alpha)
+    out = _with_rate(out, count, nobs, alpha, name)
+    out = out.rename(columns={f"{name}_ci_low": f"{name}_ci_low_wilson",
+                              f"{name}_ci_high": f"{name}_ci_high_wilson"})
+    out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
+    for c in (count, nobs):
+        out[c] = out[c].astype(int)
+    if not by:
+        out = out.drop(columns="_all")
+    return out[[*by, "n_participants", count, nobs, name, f"{name}_ci_low", f"{name}_ci_high",
+                f"{name}_ci_low_wilson", f"{name}_ci_high_wilson"]]
 
 
 def _faults_list(v) -> list[str]:
@@ -361,15 +485,15 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
 # Adherence and pain
 # ----------------------------------------------------------------------------------------
 def _arm_rate_summary(per: pd.DataFrame, count: str, nobs: str, rate: str, alpha: float):
-    """Per arm: pooled proportion with Wilson CI and mean of participants' rates with t CI."""
+    """Per arm: pooled proportion with participant-cluster CI (:func:`pooled_rate`; Wilson
+    kept as ``*_wilson``) and mean of participants' rates with t CI."""
     rows = []
     for a, g in per.groupby("arm", sort=True):
         m, lo, hi = _mean_ci(g[rate].to_numpy(float), alpha)
-        rows.append({"arm": a, "n_participants": len(g), nobs: int(g[nobs].sum()),
-                     count: int(g[count].sum()), f"mean_{rate}": m,
+        rows.append({"arm": a, f"mean_{rate}": m,
                      f"mean_{rate}_ci_low": lo, f"mean_{rate}_ci_high": hi})
-    out = pd.DataFrame(rows)
-    return _with_rate(out, count, nobs, alpha, name=rate)
+    pooled = pooled_rate(per, count, nobs, by=["arm"], alpha=alpha, name=rate)
+    return pooled.merge(pd.DataFrame(rows), on="arm", how="left")
 
 
 def adherence(data, *, level: str = "participant", unit: str = "row",
@@ -382,17 +506,20 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
     .. math:: \\hat p = k/n,\\qquad
               \\frac{\\hat p + z^2/2n \\pm z\\sqrt{\\hat p(1-\\hat p)/n + z^2/4n^2}}{1 + z^2/n}
 
-    ``level="arm"`` reports the pooled proportion (Wilson CI, which treats rows as independent
-    and so is too narrow when adherence differs between participants) and the mean of the
-    participants' adherence with a t-based CI (participants as the unit; use this one to
-    compare arms).
+    ``level="arm"`` reports the pooled proportion with a participant-cluster CI
+    (:func:`pooled_rate`: cluster-robust ratio estimator on the logit scale; the Wilson CI,
+    which treats rows as independent and is too narrow when adherence differs between
+    participants, is kept as ``adherence_ci_low_wilson`` / ``adherence_ci_high_wilson``) and
+    the mean of the participants' adherence with a t-based CI (participants as the unit; use
+    this one to compare arms).
 
     Returns
     -------
     DataFrame
         participant: participant_id, [arm], prescribed, completed, adherence, adherence_ci_low,
-        adherence_ci_high. arm: arm, n_participants, prescribed, completed, mean_adherence (+CI),
-        adherence (+ Wilson CI).
+        adherence_ci_high (Wilson: one participant's rows). arm: arm, n_participants,
+        completed, prescribed, adherence, adherence_ci_low, adherence_ci_high (cluster CI),
+        adherence_ci_low_wilson, adherence_ci_high_wilson, mean_adherence (+ t CI).
 
     References
     ----------
@@ -444,7 +571,9 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
         ``flags``: the flagged units (participant, session, week, max pain, the exercises
         with pain at or above the threshold).
         ``participant``: units, flagged units, rate (Wilson CI), first flagged week.
-        ``arm``: pooled rate (Wilson CI), mean participant rate (t CI), participants with a flag.
+        ``arm``: pooled rate with participant-cluster CI (``rate_ci_low``/``rate_ci_high``,
+        :func:`pooled_rate`; Wilson kept as ``rate_ci_low_wilson``/``rate_ci_high_wilson``),
+        mean participant rate (t CI), participants with a flag.
     unit : {"session", "row"}
 
     Examples
@@ -516,17 +645,17 @@ class ComplianceResult(_Result):
 
     _title = "H4: load progression after faults or pain"
 
-    def __init__(self, transitions, by_participant, by_arm, grid, pain_threshold, scope):
+    def __init__(self, transitions, by_participant, by_arm, grid, pain_threshold, scope,
+                 alpha: float = 0.05):
         self.transitions, self.by_participant, self.by_arm = transitions, by_participant, by_arm
         self.violations = transitions[transitions["violation"]].reset_index(drop=True)
         self.grid, self.pain_threshold, self.scope = grid, pain_threshold, scope
+        self.alpha = alpha
 
     def summary(self) -> pd.DataFrame:
         if self.by_arm is not None:
             return self.by_arm
-        tot = self.by_participant[["increases", "flagged", "violations"]].sum()
-        return _with_rate(pd.DataFrame([tot.astype(int)]), "violations", "flagged", 0.05,
-                          "violation_rate")
+        return _rule_rates_pooled(self.by_participant, [], self.alpha)
 
     def to_frame(self) -> pd.DataFrame:
         return self.transitions
@@ -536,6 +665,20 @@ class ComplianceResult(_Result):
         from hipstats.plots.loading import compliance_heatmap  # noqa: PLC0415
 
         return compliance_heatmap(self, **kwargs)
+
+
+def _rule_rates_pooled(by_p: pd.DataFrame, keys: list[str], alpha: float) -> pd.DataFrame:
+    """Pooled rule rates over participants (rows of ``by_p``) with participant-cluster CIs."""
+    v = pooled_rate(by_p, "violations", "flagged", by=keys, alpha=alpha, name="violation_rate")
+    u = pooled_rate(by_p, "violations", "increases", by=keys, alpha=alpha, name="unsafe_share")
+    tot = (by_p.assign(_all=0).groupby(keys or ["_all"], sort=True)[["transitions"]]
+           .sum().reset_index().drop(columns="_all", errors="ignore"))
+    u = u.drop(columns=["n_participants", "violations"])  # v has them (n_participants: with
+    # flagged transitions, the clusters of violation_rate)
+    out = v.merge(u, on=keys) if keys else pd.concat([v, u], axis=1)
+    out = tot.merge(out, on=keys) if keys else pd.concat([tot, out], axis=1)
+    return out[[*keys, "n_participants", "transitions", "increases", "flagged", "violations",
+                *[c for c in out.columns if c.startswith(("violation_rate", "unsafe_share"))]]]
 
 
 def _rule_rates(df: pd.DataFrame, keys: list[str], alpha: float) -> pd.DataFrame:
@@ -564,9 +707,12 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
     flagged session. Only exercises done with an external load (``load_kg > 0`` at some point
     for that participant) are audited: a bodyweight exercise has no load to raise.
 
-    Rates (Wilson CIs): ``violation_rate`` = violations / flagged transitions, the probability
+    Rates: ``violation_rate`` = violations / flagged transitions, the probability
     that the load went up although the rule said hold; ``unsafe_share`` = violations /
-    increases, the share of all increases that broke the rule.
+    increases, the share of all increases that broke the rule. Per participant the CIs are
+    Wilson; pooled over participants (``by_arm`` and ``summary()``) they are participant-cluster
+    CIs (:func:`pooled_rate`), with the Wilson CIs kept as ``*_ci_low_wilson`` /
+    ``*_ci_high_wilson`` (too narrow there: transitions of one participant are correlated).
 
     Returns
     -------
@@ -623,7 +769,7 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
             "prev_pain", "prev_pain_nrs", "prev_flagged", "violation"]
     tr = tr[cols].sort_values(["participant_id", "session", "exercise"]).reset_index(drop=True)
     by_p = _rule_rates(tr, ["participant_id", *arm], alpha)
-    by_a = _rule_rates(tr, ["arm"], alpha) if arm else None
+    by_a = _rule_rates_pooled(by_p, ["arm"], alpha) if arm else None
     # participant x whole-week grid (floor of the session week) over weeks with log rows
     weeks = (all_rows.assign(week=np.floor(all_rows["week"]))
              .groupby(["participant_id", *arm, "week"]).agg(done=("completed", "any"))
@@ -635,7 +781,8 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
     weeks["status"] = np.where(v, COMPLIANCE_STATUS[2],
                                np.where(weeks["done"], COMPLIANCE_STATUS[1], COMPLIANCE_STATUS[0]))
     weeks["status"] = pd.Categorical(weeks["status"], categories=COMPLIANCE_STATUS)
-    return ComplianceResult(tr, by_p, by_a, weeks.drop(columns="done"), pain_threshold, scope)
+    return ComplianceResult(tr, by_p, by_a, weeks.drop(columns="done"), pain_threshold, scope,
+                            alpha)
 
 
 # ----------------------------------------------------------------------------------------
@@ -758,7 +905,8 @@ class LoadingResult(_Result):
         self.__dict__.update(parts)
 
     def summary(self) -> pd.DataFrame:
-        """One row per arm: progression, adherence, rule violations, pain flags."""
+        """One row per arm: progression, adherence, rule violations, pain flags (pooled rates
+        with participant-cluster CIs, :func:`pooled_rate`)."""
         out = self.adherence_by_arm[["arm", "n_participants", "mean_adherence",
                                      "mean_adherence_ci_low", "mean_adherence_ci_high"]]
         if self.progression_by_arm is not None and len(self.progression_by_arm):
@@ -768,10 +916,13 @@ class LoadingResult(_Result):
             out = out.merge(prog, on="arm", how="left")
         if self.compliance.by_arm is not None:
             out = out.merge(self.compliance.by_arm[["arm", "flagged", "violations",
-                                                    "violation_rate", "unsafe_share"]],
+                                                    "violation_rate", "violation_rate_ci_low",
+                                                    "violation_rate_ci_high", "unsafe_share"]],
                             on="arm", how="left")
-        out = out.merge(self.pain_by_arm[["arm", "rate", "participants_flagged"]]
-                        .rename(columns={"rate": "pain_flag_rate"}), on="arm", how="left")
+        pain = self.pain_by_arm[["arm", "rate", "rate_ci_low", "rate_ci_high",
+                                 "participants_flagged"]]
+        out = out.merge(pain.rename(columns=lambda c: c.replace("rate", "pain_flag_rate", 1)
+                                    if c.startswith("rate") else c), on="arm", how="left")
         return out
 
     def to_frame(self) -> pd.DataFrame:

@@ -55,7 +55,21 @@ def test_fault_rates_hand_counted():
     k, n, z = 3, 4, stats.norm.ppf(0.975)
     p = k / n
     lo = (p + z * z / (2 * n) - z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
-    assert r.loc[("ffe_split_squat", "any"), "rate_ci_low"] == pytest.approx(lo, abs=1e-12)
+    assert r.loc[("ffe_split_squat", "any"), "rate_ci_low_wilson"] == pytest.approx(lo, abs=1e-12)
+    # participant-cluster CI by hand: a 1/2, b 2/2 -> p = 3/4, var = G/(G-1) sum (k_i - p n_i)^2 / n^2
+    var = 2 / 1 * ((1 - 1.5) ** 2 + (2 - 1.5) ** 2) / 16
+    se_logit = np.sqrt(var) / (p * (1 - p))
+    q = stats.t.ppf(0.975, 1)
+    expit = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    lo_c = expit(np.log(3) - q * se_logit)
+    hi_c = max(expit(np.log(3) + q * se_logit), r.loc[("ffe_split_squat", "any"), "rate_ci_high_wilson"])
+    assert r.loc[("ffe_split_squat", "any"), ["rate_ci_low", "rate_ci_high"]].tolist() == pytest.approx(
+        [lo_c, hi_c], abs=1e-12)
+    assert r.loc[("ffe_split_squat", "any"), "n_participants"] == 2
+    # one participant per cell: the cluster CI is the Wilson CI on that participant's rows
+    pp = fault_rates(LOG, by=("participant_id",))
+    assert np.allclose(pp["rate_ci_low"], pp["rate_ci_low_wilson"], equal_nan=True)
+    assert np.allclose(pp["rate_ci_high"], pp["rate_ci_high_wilson"], equal_nan=True)
     # fault order follows the data contract; "any" first
     faults = fault_rates(LOG, by=())["fault"].tolist()
     assert faults == ["any", "back_knee_lean", "front_knee_drift", "lumbar_rounding",
@@ -227,3 +241,31 @@ def test_faults_analysis_on_simulated_cohort():
         fault_rate_plot(res.weekly, fault="back_knee_lean")
     with pytest.raises(AnalysisError, match="by week"):
         fault_rate_plot(res.rates)
+
+
+def _clustered_log(n_people: int, rows_each: int, sd_logit: float, rng) -> pd.DataFrame:
+    """A log where each participant has their own fault probability (logit random effect)."""
+    pid = np.repeat([f"p{i:03d}" for i in range(n_people)], rows_each)
+    p_i = 1 / (1 + np.exp(-(-1.0 + rng.normal(0, sd_logit, n_people))))
+    fault = rng.random(pid.size) < np.repeat(p_i, rows_each)
+    return pd.DataFrame({"participant_id": pid, "session": np.tile(np.arange(1, rows_each + 1), n_people),
+                         "week": np.tile(np.arange(rows_each) / 3.0, n_people), "exercise": "other",
+                         "sets": 1, "reps": 5, "faults": np.where(fault, "lumbar_rounding", "")})
+
+
+def test_overall_fault_share_ci_is_clustered():
+    """The overall share in fault_rates / faults summary is pooled_rate's participant-cluster CI
+    (checked by hand from per-participant counts), wider than Wilson when participants differ;
+    its coverage is tested in test_loading.test_pooled_rate_coverage_clustered."""
+    log = _clustered_log(25, 30, 1.5, np.random.default_rng(11))
+    r = fault_rates(log, by=()).set_index("fault").loc["any"]
+    k = log.groupby("participant_id")["faults"].apply(lambda f: (f != "").sum()).to_numpy(float)
+    n, g = np.full(25, 30.0), 25
+    p = k.sum() / n.sum()
+    se = np.sqrt(g / (g - 1) * ((k - p * n) ** 2).sum() / n.sum() ** 2) / (p * (1 - p))
+    q = stats.t.ppf(0.975, g - 1)
+    lo, hi = (1 / (1 + np.exp(-(np.log(p / (1 - p)) + s * q * se))) for s in (-1, 1))
+    assert r["n_participants"] == 25 and r["rate"] == pytest.approx(p, abs=1e-12)
+    assert [r["rate_ci_low"], r["rate_ci_high"]] == pytest.approx([lo, hi], abs=1e-12)
+    # rates vary a lot between participants: the honest CI is clearly wider than Wilson's
+    assert (r["rate_ci_high"] - r["rate_ci_low"]) > 1.5 * (r["rate_ci_high_wilson"] - r["rate_ci_low_wilson"])
