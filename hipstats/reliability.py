@@ -394,6 +394,7 @@ def _icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="rai
                   if info["targets_dropped"] else "")
     if nan_policy == "model":
         return _icc_fit_model(mat, confidence, r0, info, what)
+    info["matrix"] = mat  # complete targets x raters (for the participant-cluster bootstrap)
     return _icc_fit_anova(mat, confidence, r0, info, what)
 
 
@@ -417,7 +418,7 @@ def _check_variation(values: np.ndarray, within_ok: bool, what: str) -> None:
 
 
 def _public(info: dict) -> dict:
-    return {k: v for k, v in info.items() if k != "targets_used"}
+    return {k: v for k, v in info.items() if k not in ("targets_used", "matrix")}
 
 
 def _check_residual(residual: float, scale: float, what: str) -> None:
@@ -449,6 +450,76 @@ def _icc_fit_anova(mat, confidence, r0, info, what) -> _IccFit:
     attrs = dict(n_targets=n, n_raters=k, n_ratings=n * k, confidence=confidence, r0=r0,
                  method="anova", mean_squares=ms, variance_components=vc, **_public(info))
     return _IccFit(_table(rows, attrs), ms, vc, n, k, n * k, float(np.std(mat, ddof=1)), info)
+
+
+def _weighted_mean_squares(mat: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Two-way ANOVA mean squares of ``mat`` (n targets x k raters) with each target repeated
+    ``w[b, t]`` times (frequency weights; one row of ``w`` per bootstrap draw). With all
+    weights 1 this is :func:`_anova_mean_squares`."""
+    y = mat - mat.mean()  # centred for numerical stability
+    k = y.shape[1]
+    n = w.sum(axis=1)
+    col = (w @ y) / n[:, None]
+    grand = col.mean(axis=1)
+    ss_t = w @ (y ** 2).sum(axis=1) - n * k * grand ** 2
+    ss_r = k * (w @ y.mean(axis=1) ** 2 - n * grand ** 2)
+    ss_c = n * ((col - grand[:, None]) ** 2).sum(axis=1)
+    ss_e = ss_t - ss_r - ss_c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"msr": ss_r / (n - 1), "msc": ss_c / (k - 1), "mse": ss_e / ((n - 1) * (k - 1)),
+                "msw": (ss_c + ss_e) / (n * (k - 1)), "n": n}
+
+
+def _cluster_bootstrap_icc(mat: np.ndarray, cluster: np.ndarray, form: str, *,
+                           confidence: float = 0.95, n_boot: int = 1000, seed=0):
+    r"""Participant-cluster bootstrap CI of a single-reading ICC form and of the SEM.
+
+    Participants (``cluster``: one code per row of ``mat``) are drawn with replacement, each
+    bringing all their targets (both sides, all visits); the mean squares of every draw are
+    computed at once from frequency weights (:func:`_weighted_mean_squares`) and the ICC
+    re-estimated with the same McGraw & Wong formula. The CI uses the bootstrap standard error
+    on a normalising scale, with the :math:`t_{G-1}` quantile (:math:`G` participants), and is
+    transformed back:
+
+    .. math::
+
+        z(\rho) = \tfrac12 \ln\frac{1 + (k-1)\rho}{1 - \rho}\ \text{(Fisher)},\qquad
+        z(\hat\rho) \pm t_{G-1}\,\operatorname{sd}_b\{z(\rho^*_b)\};\qquad
+        \ln \widehat{SEM} \pm t_{G-1}\,\operatorname{sd}_b\{\ln SEM^*_b\}
+
+    (in simulation this covers better than the percentile interval with 15-60
+    participants). Returns (icc_lo, icc_hi, sem_lo, sem_hi, draws used); the MDC CI is the
+    SEM CI times ``1.96 sqrt 2``. NaNs (and 0 draws) with fewer than 3 participants or when
+    more than 10% of the draws are degenerate.
+    """
+    codes, cl = np.unique(cluster, return_inverse=True)
+    g = codes.size
+    if g < 3:
+        return (np.nan,) * 4 + (0,)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot).astype(float)
+    w = np.vstack([np.ones((1, g)), counts])[:, cl]  # row 0: the data themselves
+    ms = _weighted_mean_squares(mat, w)
+    k = mat.shape[1]
+    rows = _icc_forms(ms["msr"], ms["msc"], ms["mse"], ms["msw"], k0=k, n0=ms["n"], K=k,
+                      df_r=ms["n"] - 1, df_c=k - 1, df_e=(ms["n"] - 1) * (k - 1),
+                      df_w=ms["n"] * (k - 1), confidence=confidence, r0=0.0)
+    est = np.asarray(next(r["icc"] for r in rows if r["form"] == form), float)
+    eps = 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.clip(est, -1.0 / (k - 1) + eps, 1 - eps)
+        z = 0.5 * np.log((1 + (k - 1) * rho) / (1 - rho))
+        log_sem = 0.5 * np.log(ms["msw"])
+    ok = np.isfinite(z) & np.isfinite(log_sem) & (ms["mse"] > 0)
+    used = int(ok[1:].sum())
+    if not ok[0] or used < 0.9 * n_boot:
+        return (np.nan,) * 4 + (used,)
+    q = stats.t.ppf(0.5 + confidence / 2, g - 1)
+    zb, sb = z[1:][ok[1:]], log_sem[1:][ok[1:]]
+    z_lo, z_hi = z[0] + np.array([-1, 1]) * q * zb.std(ddof=1)
+    lo, hi = ((np.exp(2 * v) - 1) / (np.exp(2 * v) + k - 1) for v in (z_lo, z_hi))
+    s_lo, s_hi = np.exp(log_sem[0] + np.array([-1, 1]) * q * sb.std(ddof=1))
+    return float(lo), float(hi), float(s_lo), float(s_hi), used
 
 
 def _icc_fit_model(mat, confidence, r0, info, what) -> _IccFit:
@@ -1298,8 +1369,20 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
                         confidence: float = 0.95, baseline_visit: str = "baseline",
                         retest_visit: str = "retest", primary_rater: str | None = "R1",
                         nan_policy: str = "omit",
-                        tilt_cuts: Sequence[float] | None = None) -> pd.DataFrame:
-    r"""Reliability of every measure by design: n, ICC with CI, SEM and MDC95.
+                        tilt_cuts: Sequence[float] | None = None, ci: str = "cluster",
+                        n_boot: int = 1000, seed=0) -> pd.DataFrame:
+    r"""Reliability of every measure by design: participants, ICC with CI, SEM and MDC95.
+
+    The targets of an ICC here are participant-sides (or participant-side-visits): the two
+    sides and the visits of one participant are *not* independent targets, so the F-based
+    ICC interval (which assumes independent targets) is too narrow. The default CI is
+    therefore a participant-cluster bootstrap: participants are drawn with replacement, each
+    bringing all their targets, and the ICC (same McGraw & Wong formula) and SEM are
+    re-estimated in each of ``n_boot`` draws (vectorised); the CI is the point estimate
+    ± :math:`t_{G-1}` bootstrap SEs on the Fisher z scale of the ICC (log scale of the SEM),
+    transformed back (:math:`G` participants; MDC95 CI = 1.96 sqrt 2 x SEM CI). The point
+    estimates are those of the full data. The F-based CI is kept as ``ci_low_f`` /
+    ``ci_high_f``.
 
     Parameters
     ----------
@@ -1328,15 +1411,29 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     tilt_cuts : pair of float, optional
         Cut points of the posterior / neutral / anterior tilt classes used for the tilt-class
         kappa (default ``hipstats.schema.DEFAULT_TILT_CUTS``).
+    ci : {"cluster", "f"}
+        What ``ci_low`` / ``ci_high`` hold: the participant-cluster bootstrap CI (default) or
+        the F-based CI (targets as independent; always also in ``ci_low_f`` / ``ci_high_f``).
+        With ``nan_policy="model"`` (REML) or fewer than 3 participants no bootstrap is done
+        and the F-based CI is reported (see ``ci_method``).
+    n_boot : int
+        Bootstrap draws (default 1000).
+    seed : int or numpy Generator seed
+        Seed of the bootstrap (results are reproducible).
 
     Returns
     -------
     DataFrame
         One row per measure, condition (pelvis, position, device where recorded) and design:
-        ``n`` (targets: participant-sides, or participant-side-visits), ``n_participants``,
-        ``k`` (readings compared), ``form``, ``icc``, ``ci_low``, ``ci_high``, ``sem``
-        (``sqrt(MS_within)``, the within-target SD in the measure's unit), ``mdc95``
-        (``1.96 sqrt(2) SEM``) and, where two readings are compared, ``kappa`` with
+        ``n_participants`` (the independent units: the effective sample size for the CIs),
+        ``n`` (targets: participant-sides, or participant-side-visits),
+        ``k`` (readings compared), ``form``, ``icc``, ``ci_low``, ``ci_high`` (the CI of
+        ``ci_method``), ``ci_low_f``, ``ci_high_f`` (F-based, targets as independent),
+        ``ci_method``, ``sem`` (``sqrt(MS_within)``, the within-target SD in the measure's
+        unit: the typical error of a single reading is about ±SEM, 95% of readings within
+        ±1.96·SEM of the participant's true value) with ``sem_ci_low``, ``sem_ci_high``,
+        ``mdc95`` (``1.96 sqrt(2) SEM``) with ``mdc95_ci_low``, ``mdc95_ci_high`` (bootstrap
+        CIs; NaN without bootstrap) and, where two readings are compared, ``kappa`` with
         ``kappa_ci_low``/``kappa_ci_high`` and ``kappa_on`` saying on what: for the ordinal
         scores the quadratic-weighted Cohen's kappa on the full score scale, for pelvic tilt the
         unweighted kappa of the tilt classes (posterior / neutral / anterior). Combinations
@@ -1345,7 +1442,14 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     Notes
     -----
     Left and right sides enter as separate targets (so ``n`` counts participant-sides); they
-    are not independent, so the CIs are somewhat narrow when sides are strongly correlated.
+    are not independent, so the F-based CIs (``ci_low_f``, ``ci_high_f``) are too narrow when
+    sides are strongly correlated; the default bootstrap CI resamples participants and is
+    valid for that dependence (Field & Welsh 2007 on the cluster bootstrap). Report ``n_participants`` as the sample size.
+
+    References
+    ----------
+    Field CA, Welsh AH (2007). Bootstrapping clustered data. JRSS B 69:369-390.
+    McGraw KO, Wong SP (1996). Psychological Methods 1:30-46.
 
     Examples
     --------
@@ -1357,10 +1461,14 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     ...              side="left", trial=t, rater=r, value=true[i] + rng.normal(0, 2))
     ...         for i in range(20) for r in ("R1", "R2") for t in (1, 2)]
     >>> out = reliability_summary(pd.DataFrame(rows))
-    >>> out[["design", "n", "k"]].to_numpy().tolist()
-    [['trial-to-trial', 40, 2], ['rater-to-rater', 20, 2]]
+    >>> out[["design", "n_participants", "n", "k"]].to_numpy().tolist()
+    [['trial-to-trial', 20, 40, 2], ['rater-to-rater', 20, 20, 2]]
+    >>> out["ci_method"].iloc[0]
+    'participant-cluster bootstrap (1000 draws)'
     """
     confidence = _check_confidence(confidence)
+    if ci not in ("cluster", "f"):
+        raise ValueError(f"ci must be 'cluster' or 'f', got {ci!r}")
     if tilt_cuts is None:
         from hipstats.schema import DEFAULT_TILT_CUTS as tilt_cuts
     bad = [d for d in designs if d not in _DESIGNS]
@@ -1402,7 +1510,9 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
                 rows_df, targets, raters = spec
                 try:
                     row = _summary_row(rows_df, targets, raters, measure, form, confidence,
-                                       nan_policy, tuple(tilt_cuts))
+                                       nan_policy, tuple(tilt_cuts),
+                                       boot=dict(n_boot=n_boot, seed=seed) if ci == "cluster"
+                                       else None)
                 except AnalysisError as err:
                     skipped.append(dict(label, reason=str(err)))
                     continue
@@ -1416,18 +1526,31 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     return out
 
 
-def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, tilt_cuts):
+def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, tilt_cuts,
+                 boot=None):
     form = _FORM_ALIASES.get(form, form)
     fit = _icc_fit(df, targets, raters, "value", confidence=confidence, nan_policy=nan_policy,
                    what=f"{measure} by {raters}")
     row = fit.table.set_index("form").loc[form]
     used = fit.info.pop("targets_used")
+    mat = fit.info.pop("matrix", None)
     pids = (used.get_level_values("participant_id") if isinstance(used, pd.MultiIndex)
             else used)
     s = _sem_from_fit(fit, "within")
-    out = dict(n=fit.n_targets, n_participants=int(pd.Index(pids).nunique()),
-               k=fit.n_raters, form=form, icc=float(row["icc"]), ci_low=float(row["ci_low"]),
-               ci_high=float(row["ci_high"]), sem=s, mdc95=mdc(s, confidence=0.95))
+    f_lo, f_hi = float(row["ci_low"]), float(row["ci_high"])
+    b = (np.nan,) * 4 + (0,)
+    if boot is not None and mat is not None:
+        b = _cluster_bootstrap_icc(mat, np.asarray(pids), form, confidence=confidence, **boot)
+    z2 = _z(0.95) * np.sqrt(2.0)  # as mdc()
+    if b[4]:
+        method, lo, hi = f"participant-cluster bootstrap ({b[4]} draws)", b[0], b[1]
+    else:
+        method, lo, hi = "F (targets as independent)", f_lo, f_hi
+    out = dict(n_participants=int(pd.Index(pids).nunique()), n=fit.n_targets,
+               k=fit.n_raters, form=form, icc=float(row["icc"]), ci_low=lo, ci_high=hi,
+               ci_low_f=f_lo, ci_high_f=f_hi, ci_method=method,
+               sem=s, sem_ci_low=b[2], sem_ci_high=b[3],
+               mdc95=mdc(s, confidence=0.95), mdc95_ci_low=z2 * b[2], mdc95_ci_high=z2 * b[3])
     scale = _score_scale(measure)
     two_readings = fit.n_raters == 2
     if (scale is not None or measure == "pelvic_tilt_deg") and two_readings:
