@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from hipstats.errors import ParameterError
 
 __all__ = ["NotebookInfo", "Parameter", "list_notebooks", "select_notebooks", "parse_param_strings",
@@ -137,6 +135,8 @@ def list_notebooks(notebooks_dir=None) -> list[NotebookInfo]:
         ``default`` is False for notebooks that only run with ``--only`` (``power`` and any
         whose metadata ``hipstats.default`` is false).
     """
+    import nbformat  # noqa: PLC0415  (2-3 s to import: only when notebooks are read)
+
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     if not folder.is_dir():
         raise ParameterError(f"notebooks folder {folder} does not exist")
