@@ -212,7 +212,7 @@ class Problem:
         st = self.solve(theta)
         p, Q = self.p, self.Q
         L, C, Lam, beta = st["L"], st["C"], st["Lam"], st["beta"]
-        # one backward solve for [A_i^{-1} Lambda' ZZ_i, G_i = A_i^{-1} W_i, A_i^{-1} Lambda'Z_i'y_i]
+        # one backward solve: A_i^{-1} [Lambda' ZZ_i, W_i (so G_i), Lambda' Z_i'y_i]
         Bk = batched_backward(L, np.concatenate([batched_forward(L, st["LtZZ"]), C], axis=1))
         H = Bk[:, :Q, :].sum(axis=2)                 # H[s, r] = sum_i (A_i^{-1} Lambda' ZZ_i)[s, r]
         G = Bk[:, Q:Q + p, :]                                             # (Q, p, N)
