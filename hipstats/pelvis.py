@@ -332,7 +332,8 @@ def pelvis_frame(data, *, measure: str = "hip_ir_deg", tilt_measure: str = "pelv
         participant_id, visit, week, side, ir_free, ir_neutral, tilt, tilt_class;
         ``attrs["tilt_error_var"]`` is the measurement-error variance of a visit's tilt (the
         pooled within-visit variance of the tilt trials divided by the number of trials; NaN
-        without replicate trials), used to correct the tilt slopes for attenuation.
+        without replicate trials), used to correct the tilt slopes for attenuation, and
+        ``attrs["tilt_error_df"]`` its degrees of freedom (0 without replicates).
 
     Examples
     --------
@@ -374,23 +375,25 @@ def pelvis_frame(data, *, measure: str = "hip_ir_deg", tilt_measure: str = "pelv
         out["tilt"] = np.nan
     out["tilt_class"] = tilt_class(out["tilt"], cuts)
     out = out.sort_values(["participant_id", "week", "visit", "side"]).reset_index(drop=True)
-    out.attrs["tilt_error_var"] = (_trial_error_var(data, tilt_measure, rater, visits)
-                                   if out["tilt"].notna().any() else np.nan)
+    err, dof = (_trial_error_var(data, tilt_measure, rater, visits)
+                if out["tilt"].notna().any() else (np.nan, 0))
+    out.attrs["tilt_error_var"], out.attrs["tilt_error_df"] = err, dof
     return out
 
 
-def _trial_error_var(data, measure: str, rater: str | None, visits) -> float:
+def _trial_error_var(data, measure: str, rater: str | None, visits) -> tuple[float, int]:
     """Measurement-error variance of a visit's mean of trials: the pooled within-visit
-    variance of the trials times the mean of 1/(trials per visit); NaN without replicates."""
+    variance of the trials times the mean of 1/(trials per visit), and its degrees of freedom
+    (sum of trials - 1 over visits); (NaN, 0) without replicates."""
     m = _table(data, "measurements")
     df = _select_visits(_primary_rater(m[m["measure"] == measure], rater), visits, data)
     g = df.groupby(["participant_id", "visit"], observed=True)["value"]
     sizes = g.size()
     dof = int((sizes - 1).sum())
     if dof < 2:
-        return np.nan
+        return np.nan, 0
     s2 = float(((df["value"] - g.transform("mean")) ** 2).sum() / dof)
-    return s2 * float((1.0 / sizes).mean())
+    return s2 * float((1.0 / sizes).mean()), dof
 
 
 
@@ -651,7 +654,8 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: s
 
 def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
                    covariates: Sequence[str] = (), x_error_var: float | None = None,
-                   alpha: float = 0.05) -> pd.DataFrame:
+                   x_error_df: float | None = None, alpha: float = 0.05, n_boot: int = 999,
+                   seed=0) -> pd.DataFrame:
     """Mixed model splitting x into between- and within-participant components.
 
     .. math::
@@ -670,8 +674,8 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     visit), both slopes are attenuated towards 0, the within slope most because within
     variation is small. Given ``x_error_var`` :math:`\\sigma^2_u` (error variance of one
     observed x, e.g. the trial variance divided by the number of trials averaged), the rows
-    ``within_corrected`` and ``between_corrected`` divide estimate, SE and CI by the
-    reliability ratios (regression calibration; Fuller 1987, Carroll et al. 2006)
+    ``within_corrected`` and ``between_corrected`` divide the estimate by the reliability
+    ratios (regression calibration; Fuller 1987, Carroll et al. 2006)
 
     .. math::
 
@@ -680,8 +684,18 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
         \\lambda_B = 1 - \\frac{\\operatorname{mean}_i(\\sigma^2_u / n_i)}
                                {\\operatorname{var}_i(\\bar x_i)}
 
-    treating :math:`\\lambda` as known (its uncertainty is small when many replicate trials
-    inform :math:`\\sigma^2_u`); t and p are those of the uncorrected slope.
+    and their SE, CI, t and p come from a participant cluster bootstrap that re-estimates
+    :math:`\\lambda` and the slopes in every draw, so the uncertainty of :math:`\\lambda`
+    is included: participants are drawn with replacement (``n_boot`` draws, ``seed``); the
+    slopes of a draw are the GLS fixed effects of the random-intercept model with the variance
+    components held at the REML estimates of the data (with all weights 1 this is the REML
+    estimate itself), computed for all draws at once from per-participant cross-products;
+    :math:`\\lambda_W`, :math:`\\lambda_B` are recomputed from the drawn participants, and,
+    given ``x_error_df``, :math:`\\sigma^2_u` is redrawn as :math:`\\sigma^2_u\\chi^2_\\nu/\\nu`
+    (the trial deviations are independent of the visit means). The CI is the percentile
+    interval of the corrected draws; ``se`` their SD, ``t = estimate / se`` and ``p`` from
+    :math:`t_{G-1}` (``df`` = participants - 1). Draws with :math:`\\lambda < 0.2` are left
+    out (``attrs["n_boot_used"]``).
 
     Parameters
     ----------
@@ -693,8 +707,15 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
         Extra fixed-effect terms (formula syntax, e.g. ``"C(side)"``).
     x_error_var : float, optional
         Measurement-error variance of x; adds the corrected rows.
+    x_error_df : float, optional
+        Degrees of freedom of ``x_error_var`` (replicate trials: sum over visits of trials -
+        1); its sampling error then enters the bootstrap. None treats it as known.
     alpha : float
         1 - confidence level.
+    n_boot : int
+        Bootstrap draws for the corrected rows (default 999).
+    seed : int
+        Seed of the bootstrap.
 
     Returns
     -------
@@ -744,14 +765,26 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     if x_error_var is not None and np.isfinite(x_error_var) and x_error_var > 0:
         lam = _reliability_ratios(d, subject, float(x_error_var))
         fixed = table.set_index("term")
+        draws = _corrected_slope_draws(d, subject, covariates, info, float(x_error_var),
+                                       x_error_df, n_boot, seed)
+        g = d[subject].nunique()
         rows = []
         for term in ("within", "between"):
-            r = fixed.loc[term].copy()
-            r[["estimate", "se", "ci_low", "ci_high"]] /= lam[term]
-            rows.append({"term": f"{term}_corrected", **r.to_dict()})
+            est = float(fixed.loc[term, "estimate"]) / lam[term]
+            v = draws[term][np.isfinite(draws[term])]
+            se = float(v.std(ddof=1)) if v.size > 1 else np.nan
+            lo, hi = (np.percentile(v, [50 * alpha, 100 - 50 * alpha]) if v.size > 1
+                      else (np.nan, np.nan))
+            t = est / se
+            rows.append({"term": f"{term}_corrected", "estimate": est, "se": se,
+                         "df": float(g - 1), "t": t, "p": float(2 * stats.t.sf(abs(t), g - 1)),
+                         "ci_low": float(lo), "ci_high": float(hi)})
         table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
         info = {**info, "x_error_var": float(x_error_var), "reliability_within": lam["within"],
-                "reliability_between": lam["between"]}
+                "reliability_between": lam["between"],
+                "x_error_df": np.nan if x_error_df is None else float(x_error_df),
+                "n_boot": int(n_boot), "n_boot_used": int(draws["used"]),
+                "corrected_ci": "participant cluster bootstrap (lambda re-estimated), percentile"}
     order = {"within": 0, "between": 1, "contextual": 2, "within_corrected": 3,
              "between_corrected": 4}
     table = table.iloc[np.argsort([order.get(t, 5) for t in table["term"]], kind="stable")]
@@ -759,6 +792,64 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     table.attrs.update(info)
     table.attrs["n_subjects"] = int(d[subject].nunique())
     return table
+
+
+def _corrected_slope_draws(d: pd.DataFrame, subject: str, covariates: Sequence[str],
+                           info: dict, err: float, err_df: float | None, n_boot: int,
+                           seed) -> dict:
+    """Participant cluster bootstrap draws of the corrected within and between slopes.
+
+    Per participant i: :math:`A_i = X_i^\\top V_i^{-1} X_i`, :math:`b_i = X_i^\\top V_i^{-1}
+    y_i` with :math:`\\sigma^2 V_i^{-1} = I - c_i J`, :math:`c_i = \\tau^2 / (\\sigma^2 + n_i
+    \\tau^2)` at the REML variance components; a draw with participant counts :math:`w`
+    gives :math:`\\hat\\beta^* = (\\sum_i w_i A_i)^{-1} \\sum_i w_i b_i` (all draws at
+    once), and :math:`\\lambda^*` from the same counts. ``point`` holds the uncorrected
+    slopes and ratios of the data themselves (all counts 1)."""
+    import patsy  # noqa: PLC0415
+
+    rhs = " + ".join(["_xb", "_xw", *covariates])
+    yv, X = patsy.dmatrices(f"_y ~ {rhs}", d, return_type="dataframe")
+    subj = pd.factorize(d.loc[X.index, subject])[0]
+    Xa, ya = X.to_numpy(float), yv.to_numpy(float)[:, 0]
+    g, p = subj.max() + 1, Xa.shape[1]
+    n_i = np.bincount(subj, minlength=g).astype(float)
+    tau2, sig2 = max(info["var_subject"], 0.0), info["var_residual"]
+    c = tau2 / (sig2 + n_i * tau2)
+    sx = np.zeros((g, p))
+    np.add.at(sx, subj, Xa)
+    sy = np.bincount(subj, weights=ya, minlength=g)
+    xx = np.zeros((g, p, p))
+    np.add.at(xx, subj, Xa[:, :, None] * Xa[:, None, :])
+    xy = np.zeros((g, p))
+    np.add.at(xy, subj, Xa * ya[:, None])
+    A = xx - c[:, None, None] * sx[:, :, None] * sx[:, None, :]
+    b = xy - (c * sy)[:, None] * sx
+    rng = np.random.default_rng(seed)
+    w = np.vstack([np.ones((1, g)),  # row 0: the data themselves
+                   rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot).astype(float)])
+    with np.errstate(all="ignore"):
+        Ab = np.einsum("bg,gij->bij", w, A)
+        bb = w @ b
+        ok = np.abs(np.linalg.det(Ab)) > 1e-12 * np.abs(np.einsum("bii->b", Ab)).max() ** p
+        beta = np.full((n_boot + 1, p), np.nan)
+        beta[ok] = np.linalg.solve(Ab[ok], bb[ok][:, :, None])[:, :, 0]
+        e = err
+        if err_df is not None and np.isfinite(err_df) and err_df > 0:
+            e = err * np.r_[1.0, rng.chisquare(err_df, n_boot) / err_df]
+        xw2 = np.bincount(subj, weights=d.loc[X.index, "_xw"].to_numpy(float) ** 2, minlength=g)
+        xbar = np.bincount(subj, weights=d.loc[X.index, "_xb"].to_numpy(float),
+                           minlength=g) / n_i
+        lam_w = 1 - e * (w @ (n_i - 1)) / (w @ xw2)
+        m = (w @ xbar) / g
+        var_b = (w @ xbar ** 2 - g * m ** 2) / (g - 1)
+        lam_b = 1 - e * (w @ (1 / n_i)) / g / var_b
+    cols = list(X.columns)
+    good = ok & (lam_w >= 0.2) & (lam_b >= 0.2)
+    within = np.where(good, beta[:, cols.index("_xw")] / lam_w, np.nan)
+    between = np.where(good, beta[:, cols.index("_xb")] / lam_b, np.nan)
+    return {"within": within[1:], "between": between[1:], "used": int(good[1:].sum()),
+            "point": {"within": beta[0, cols.index("_xw")], "between": beta[0, cols.index("_xb")],
+                      "lambda_within": lam_w[0], "lambda_between": lam_b[0]}}
 
 
 def _reliability_ratios(d: pd.DataFrame, subject: str, err: float) -> dict[str, float]:
@@ -905,15 +996,21 @@ class PelvisResult(_Result):
                          f"setup ({lvl} CI {p['ci_low']:.1f} to {p['ci_high']:.1f}; "
                          f"d_z = {p['d_z']:.2f}, n = {int(p['n'])})"))
         wb = self.within_between.set_index("term")
-        for term, text in (("within", "when a participant's tilt rises by 1 deg"),
-                           ("between", "per 1 deg higher participant-mean tilt")):
+        for term in ("within", "between"):
             corrected = f"{term}_corrected" in wb.index
             r = wb.loc[f"{term}_corrected" if corrected else term]
             note = ", corrected for tilt measurement error" if corrected else ""
+            ci = f"({lvl} CI {r['ci_low']:.2f} to {r['ci_high']:.2f})"
+            if term == "within":  # a change within a person
+                text = (f"IR changes by {r['estimate']:.2f} deg when a participant's tilt rises "
+                        f"by 1 deg {ci}")
+            else:  # a cross-sectional difference between people, not a change
+                text = (f"Participants whose average tilt is 1 deg higher have "
+                        f"{abs(r['estimate']):.2f} deg {'lower' if r['estimate'] < 0 else 'higher'}"
+                        f" IR on average {ci}; a difference between participants, not a change")
             rows.append((f"{term.capitalize()}-participant slope of own-posture IR on standing "
                          f"tilt (deg/deg{note})", r["estimate"], r["ci_low"], r["ci_high"], r["p"],
-                         f"IR changes by {r['estimate']:.2f} deg {text} ({lvl} CI "
-                         f"{r['ci_low']:.2f} to {r['ci_high']:.2f})"))
+                         text))
         c = self.rm_corr.iloc[0]
         rows.append(("Repeated-measures correlation of tilt with own-posture IR", c["r"],
                      c["ci_low"], c["ci_high"], c["p"],
@@ -957,7 +1054,8 @@ class PelvisResult(_Result):
 
 def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: str = "mean",
                     alpha: float = 0.05, correct_tilt_error: bool = True, visits="scheduled",
-                    rater: str | None = None, position: str | None = None) -> PelvisResult:
+                    rater: str | None = None, position: str | None = None,
+                    n_boot: int = 999, seed=0) -> PelvisResult:
     """H1 in one call: paired neutral-vs-own-posture IR, tilt-IR association on both levels,
     and IR by tilt class.
 
@@ -974,7 +1072,11 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
     correct_tilt_error : bool
         Correct the within and between slopes for the measurement error of standing tilt,
         estimated from the replicate tilt trials (see :func:`within_between`); the summary
-        then reports the corrected slopes. Without replicate trials no correction is made.
+        then reports the corrected slopes, with participant cluster bootstrap CIs that
+        include the uncertainty of the reliability ratios. Without replicate trials no
+        correction is made.
+    n_boot, seed
+        Bootstrap draws and seed of the corrected slopes (see :func:`within_between`).
     visits, rater, position
         See :func:`pelvis_frame`.
 
@@ -1013,6 +1115,8 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
         raise AnalysisError("no visit has both standing pelvic tilt and own-posture IR")
     rmc = rm_corr(assoc, "tilt", "ir_free", "participant_id", alpha=alpha)
     err = frame.attrs.get("tilt_error_var") if correct_tilt_error else None
-    wb = within_between(assoc, "tilt", "ir_free", "participant_id", x_error_var=err, alpha=alpha)
+    wb = within_between(assoc, "tilt", "ir_free", "participant_id", x_error_var=err,
+                        x_error_df=frame.attrs.get("tilt_error_df"), alpha=alpha,
+                        n_boot=n_boot, seed=seed)
     by_class = ir_by_tilt_class(frame, cuts=cuts, alpha=alpha)
     return PelvisResult(frame, paired, rmc, wb, by_class, cuts, alpha)
