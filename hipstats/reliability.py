@@ -685,6 +685,8 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
     Returns
     -------
     float
+        In words: the typical error of a single reading is about ±SEM (95% of readings within
+        ±1.96·SEM of the participant's true value, for normally distributed errors).
 
     References
     ----------
