@@ -1446,7 +1446,8 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     Left and right sides enter as separate targets (so ``n`` counts participant-sides); they
     are not independent, so the F-based CIs (``ci_low_f``, ``ci_high_f``) are too narrow when
     sides are strongly correlated; the default bootstrap CI resamples participants and is
-    valid for that dependence (Field & Welsh 2007 on the cluster bootstrap). Report ``n_participants`` as the sample size.
+    valid for that dependence (Field & Welsh 2007 on the cluster bootstrap). Report
+    ``n_participants`` as the sample size.
 
     References
     ----------
