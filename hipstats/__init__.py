@@ -60,7 +60,7 @@ _LAZY: dict[str, str] = {
     # loading (H4) and faults (H5)
     "volume_load": "hipstats.loading", "progression_slopes": "hipstats.loading", "adherence": "hipstats.loading",
     "progression_compliance": "hipstats.loading", "pain_flags": "hipstats.loading",
-    "dose_response": "hipstats.loading", "loading_analysis": "hipstats.loading",
+    "dose_response": "hipstats.loading", "loading_analysis": "hipstats.loading", "pooled_rate": "hipstats.loading",
     "LoadingResult": "hipstats.loading",
     "fault_rates": "hipstats.faults", "fault_trend": "hipstats.faults",
     "fault_outcome_association": "hipstats.faults", "faults_analysis": "hipstats.faults",
