@@ -203,3 +203,81 @@ def test_lock_is_released_when_the_holder_process_dies(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     with OutputLock(tmp_path):
         pass
+
+
+# ------------------------------------------------------------------ confidence level and wording of findings
+def test_finding_says_the_confidence_level_it_was_computed_at():
+    f = fnd.Finding("H2", "q", 1.0, 0.5, 1.5, 0.1, "s", confidence=0.80)
+    assert "80% CI 0.50 to 1.50" in f._html() and "80% CI" in str(f) and "95%" not in f._html()
+    assert abs(f.alpha - 0.2) < 1e-12
+    assert fnd.Finding.from_dict(f.to_dict()) == f
+    assert "95% CI" in fnd.Finding("H2", "q", 1.0, 0.5, 1.5)._html()  # default level
+    assert fnd.Finding.from_dict({"area": "R", "question": "q", "estimate": 1.0}).confidence == 0.95  # old outputs
+    with pytest.raises(ValueError):
+        fnd.Finding("H2", "q", 1.0, confidence=95)
+
+
+def test_significance_words_follow_alpha():
+    assert fnd.significance_words(0.1, confidence=0.80) == "unlikely to be chance"
+    assert fnd.significance_words(0.1, confidence=0.95) == "the data cannot rule out chance"
+    assert fnd.significance_words(0.03, confidence=0.99) == "the data cannot rule out chance"
+
+
+def _h2_like(confidence, p_adj, adjust="holm"):
+    import pandas as pd  # noqa: PLC0415
+
+    final = pd.DataFrame({"estimand": ["difference in change"], "contrast": ["loading - control"], "visit": ["w12"],
+                          "estimate": [4.0], "ci_low": [1.0], "ci_high": [7.0], "df": [50.0], "p_value": [p_adj],
+                          "p_adj": [p_adj], "adjust": [adjust]})
+    return type("R", (), {"measure": "hip_ir_deg", "confidence": confidence, "final": final, "notes": {}})()
+
+
+def test_h2_finding_level_alpha_and_unadjusted_ci_wording():
+    from hipstats.report.areas import h2_findings  # noqa: PLC0415
+
+    (f,) = h2_findings(_h2_like(0.80, 0.1), display=False)
+    assert f.confidence == 0.80 and "80% CI" in f._html()
+    assert "80% CI, not adjusted for multiple comparisons: 1.0 to 7.0" in f.sentence
+    assert "unlikely to be chance" in f.sentence and "holm-adjusted p 0.100" in f.sentence  # 0.1 < alpha 0.2
+    (g,) = h2_findings(_h2_like(0.95, 0.1), display=False)
+    assert "cannot rule out" in g.sentence and "95% CI, not adjusted" in g.sentence
+    (h,) = h2_findings(_h2_like(0.95, 0.01, adjust="none"), display=False)
+    assert "(95% CI: 1.0 to 7.0;" in h.sentence and "not adjusted" not in h.sentence
+
+
+def test_h2_finding_reports_sub_analyses_that_are_not_estimable():
+    from hipstats.report.areas import h2_findings  # noqa: PLC0415
+
+    r = _h2_like(0.95, 0.01)
+    r.notes = {"ANCOVA": "fewer than 2 participants in arm control"}
+    out = h2_findings(r, display=False)
+    assert out[-1].estimate is None and "not estimable: fewer than 2 participants" in out[-1].sentence
+
+
+def test_reliability_finding_counts_participants_and_words_the_sem():
+    import pandas as pd  # noqa: PLC0415
+
+    from hipstats.report.areas import reliability_findings  # noqa: PLC0415
+
+    t = pd.DataFrame({"measure": ["hip_ir_deg"], "pelvis": ["free"], "design": ["rater-to-rater"],
+                      "form": ["ICC(A,1)"], "n_participants": [28], "n": [56], "icc": [0.91], "ci_low": [0.85],
+                      "ci_high": [0.95], "sem": [2.0], "mdc95": [5.5], "ci_method": ["cluster bootstrap"]})
+    t.attrs["confidence"] = 0.9
+    (f,) = reliability_findings(t, display=False)
+    assert "(28 participants, both sides" in f.question and "28 participants, both sides" in f.sentence
+    assert "typical error of about ±2.0 deg (SEM; 95% of readings within ±3.9 deg)" in f.sentence
+    assert f.confidence == 0.9 and "90% CI" in f._html()
+
+
+def test_tilt_comparison_finding_has_the_ci_of_the_auc_difference():
+    import pandas as pd  # noqa: PLC0415
+    from scipy import stats  # noqa: PLC0415
+
+    from hipstats.report.areas import _difference_ci  # noqa: PLC0415
+
+    row = pd.Series({"difference": -0.1, "se": 0.05, "df": 30.0})
+    lo, hi = _difference_ci(row, 0.95)
+    q = stats.t.ppf(0.975, 30)
+    assert abs(lo - (-0.1 - q * 0.05)) < 1e-12 and abs(hi - (-0.1 + q * 0.05)) < 1e-12
+    lo, _ = _difference_ci(pd.Series({"difference": 0.0, "se": 1.0, "df": float("nan")}), 0.95)
+    assert abs(lo + 1.959963985) < 1e-8  # normal quantile without df

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.errors import AnalysisError
-from hipstats.report.findings import Finding, format_p, record, record_summary
+from hipstats.report.findings import Finding, ci_label, format_p, record, record_summary, significance_words
 
 __all__ = ["icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
            "pelvis_findings", "screening_findings", "loading_findings", "faults_findings"]
@@ -26,6 +26,39 @@ __all__ = ["icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "
 MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
                   "pelvic_tilt_deg": "standing pelvic tilt", "aslr_mens_score": "Mens ASLR score",
                   "aslr_fms_score": "FMS ASLR score"}
+
+
+def result_confidence(result, default: float = 0.95) -> float:
+    """The confidence level an analysis result was computed at.
+
+    Looks for ``result.confidence``, ``result.settings["confidence"]``, ``result.alpha`` (as
+    1 - alpha), a table's ``attrs["confidence"]``, in that order; else ``default``.
+
+    >>> class R: alpha = 0.2
+    >>> result_confidence(R())
+    0.8
+    """
+    def ok(x):
+        try:
+            return 0 < float(x) < 1
+        except (TypeError, ValueError):
+            return False
+
+    attrs = getattr(result, "attrs", None)
+    settings = getattr(result, "settings", None)
+    candidates = [getattr(result, "confidence", None),
+                  settings.get("confidence") if isinstance(settings, dict) else None,
+                  (1 - getattr(result, "alpha")) if ok(getattr(result, "alpha", None)) else None,
+                  attrs.get("confidence") if isinstance(attrs, dict) else None]
+    for c in candidates:
+        if ok(c):
+            return round(float(c), 10)
+    return default
+
+
+def not_estimable(what: str, reason) -> str:
+    """The sentence a notebook shows for a sub-analysis the data cannot support."""
+    return f"{what}: not estimable: {reason}"
 
 
 def icc_words(icc: float) -> str:
@@ -91,9 +124,30 @@ def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "f
     return out.reset_index(drop=True)
 
 
+def _units(r) -> str:
+    """ "28 participants, both sides" from a reliability_summary row (n counts participant-sides)."""
+    n = int(r["n"])
+    if "n_participants" not in r.index or pd.isna(r["n_participants"]):
+        return f"n = {n}"
+    k = int(r["n_participants"])
+    if n == 2 * k:
+        sides = "both sides"
+    elif n == k:
+        sides = "one reading each"
+    else:
+        sides = f"{n} participant-sides"
+    return f"{k} participant{'s' if k != 1 else ''}, {sides}"
+
+
 def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: str = "free",
-                         display: bool = True) -> list[Finding]:
-    """Key findings R: rater-to-rater and session-to-session ICC (with SEM and MDC95) of the main measures."""
+                         confidence: float | None = None, display: bool = True) -> list[Finding]:
+    """Key findings R: rater-to-rater and session-to-session ICC (with SEM and MDC95) of the main measures.
+
+    ``confidence`` defaults to the table's ``attrs["confidence"]`` (0.95 when absent).
+    The SEM is worded as the typical error of a single reading, with 95% of readings
+    within ±1.96 SEM of the true value.
+    """
+    conf = result_confidence(table) if confidence is None else confidence
     out = []
     designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
     for measure in measures:
@@ -106,11 +160,15 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
                 continue
             r = r.iloc[0]
             label = MEASURE_LABELS.get(measure, measure)
+            sem = float(r["sem"])
+            method = f", {r['ci_method']} CI" if "ci_method" in r.index and isinstance(r["ci_method"], str) else ""
             out.append(record(
-                "R", f"{r['form']} of {label}, {design} (n = {int(r['n'])})", r["icc"], r["ci_low"], r["ci_high"], None,
-                f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}); a single reading "
-                f"is within about {r['sem']:.1f} deg of the true value (SEM), and only a change larger than "
-                f"{r['mdc95']:.1f} deg (MDC95) is more than measurement error.", display=display))
+                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["ci_low"], r["ci_high"],
+                None,
+                f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}, {_units(r)}); "
+                f"a single reading has a typical error of about ±{sem:.1f} deg (SEM; 95% of readings within "
+                f"±{1.96 * sem:.1f} deg), and only a change larger than {r['mdc95']:.1f} deg (MDC95) is more "
+                "than measurement error.", confidence=conf, display=display))
     return out
 
 
@@ -122,94 +180,127 @@ def h2_contrast_table(result) -> pd.DataFrame:
 
 
 def h2_findings(result, *, display: bool = True) -> list[Finding]:
-    """Key findings H2: difference in change from baseline at the final visit, each pair of arms."""
+    """Key findings H2: difference in change from baseline at the final visit, each pair of arms.
+
+    The CI is per comparison (not adjusted for multiple comparisons) and the p-value is
+    multiplicity-adjusted; the sentence says so, and "unlikely to be chance" means the
+    adjusted p is below alpha = 1 - confidence.
+    """
     label = MEASURE_LABELS.get(result.measure, result.measure)
+    conf = result_confidence(result)
     out = []
     for r in h2_contrast_table(result).itertuples():
         a, b = r.contrast.split(" - ")
         more = "more" if r.estimate > 0 else "less"
-        sig = ("this difference is unlikely to be chance" if r.p_adj < 0.05
+        sig = ("this difference is unlikely to be chance" if significance_words(r.p_adj, conf).startswith("unlikely")
                else "the data cannot rule out no difference")
+        adjusted = r.adjust not in (None, "none")
+        ci_words = f"{ci_label(conf)}, not adjusted for multiple comparisons" if adjusted else ci_label(conf)
+        p_words = f"{r.adjust}-adjusted p" if adjusted else "p"
         out.append(record(
             "H2", f"{label}: change to {r.visit}, {a} minus {b} (deg)", r.estimate, r.ci_low, r.ci_high, r.p_adj,
             f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} than the "
-            f"{b} arm (95% CI {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {r.adjust}-adjusted p {format_p(r.p_adj)}).",
-            digits=1, display=display))
+            f"{b} arm ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}).",
+            digits=1, confidence=conf, display=display))
+    notes = getattr(result, "notes", None) or {}
+    for what, reason in notes.items():
+        out.append(record("H2", f"{label}: {what}", None, None, None, None, not_estimable(what, reason),
+                          confidence=conf, display=display))
     return out
 
 
 def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H1 (the rows of :meth:`hipstats.pelvis.PelvisResult.summary`)."""
-    return record_summary("H1", result.summary(), display=display)
+    return record_summary("H1", result.summary(), confidence=result_confidence(result), display=display)
 
 
 def screening_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H3: accuracy at the cutoff, AUC, Youden cutoff, and whether anterior tilt changes the AUC."""
     s = result.summary().set_index("group")
     a = s.loc["all"]
+    conf = result_confidence(result)
     cut = result.settings["cutoff"]
     rule = f"ASLR {result.settings['direction']} {cut:g} deg"
     out = [
         record("H3", f"Sensitivity of {rule} for limited IR", a["sensitivity"], a["sensitivity_ci_low"],
                a["sensitivity_ci_high"], None,
                f"Of participants with limited IR, {100 * a['sensitivity']:.0f}% had {rule} "
-               f"(the screen catches about {round(10 * a['sensitivity'])} in 10).", display=display),
+               f"(the screen catches about {round(10 * a['sensitivity'])} in 10).", confidence=conf,
+               display=display),
         record("H3", f"Specificity of {rule}", a["specificity"], a["specificity_ci_low"], a["specificity_ci_high"],
                None, f"Of participants without limited IR, {100 * a['specificity']:.0f}% were correctly not flagged.",
-               display=display),
+               confidence=conf, display=display),
         record("H3", "ROC AUC of ASLR for limited IR (DeLong CI)", a["auc"], a["auc_ci_low"], a["auc_ci_high"], None,
                f"Across all possible cutoffs, ASLR separates participants with and without limited IR with an AUC "
-               f"of {a['auc']:.2f} (0.5 = no better than chance, 1 = perfect).", display=display),
+               f"of {a['auc']:.2f} (0.5 = no better than chance, 1 = perfect).", confidence=conf,
+               display=display),
         record("H3", "Youden-optimal ASLR cutoff (deg, bootstrap CI)", a["youden_cutoff"], a["youden_cutoff_ci_low"],
                a["youden_cutoff_ci_high"], None,
                f"The cutoff that best balances sensitivity and specificity in these data is {a['youden_cutoff']:.0f} deg "
-               f"(the pre-set cutoff is {cut:g} deg).", digits=1, display=display),
+               f"(the pre-set cutoff is {cut:g} deg).", digits=1, confidence=conf, display=display),
     ]
     tc = result.tilt_comparison
     if tc is not None and len(tc) and "anterior" in set(tc["group"]):
         r = tc.set_index("group").loc["anterior"]
+        lo, hi = _difference_ci(r, conf)
+        ci = f"{ci_label(conf)} {lo:.2f} to {hi:.2f}; " if np.isfinite(lo) and np.isfinite(hi) else ""
         out.append(record(
-            "H3", f"AUC anterior tilt minus {r['reference']} tilt", r["difference"], None, None, r["p_value"],
+            "H3", f"AUC anterior tilt minus {r['reference']} tilt", r["difference"], lo, hi, r["p_value"],
             f"In participants with anterior pelvic tilt the ASLR screen's AUC is {abs(r['difference']):.2f} "
             f"{'lower' if r['difference'] < 0 else 'higher'} than with a {r['reference']} pelvis "
-            f"(p {format_p(r['p_value'])}).", display=display))
+            f"({ci}p {format_p(r['p_value'])}).", confidence=conf, display=display))
     return out
+
+
+def _difference_ci(row, confidence: float) -> tuple[float, float]:
+    """Wald CI of an AUC difference: difference -/+ q SE, q from t(df) when ``df`` is finite, else normal
+    (the same reference distribution as the row's p-value)."""
+    from scipy import stats  # noqa: PLC0415
+
+    est, se = float(row["difference"]), float(row.get("se", np.nan))
+    df = float(row.get("df", np.nan)) if "df" in row.index else np.nan
+    level = 0.5 + confidence / 2
+    q = stats.t.ppf(level, df) if np.isfinite(df) and df > 0 else stats.norm.ppf(level)
+    if not (np.isfinite(est) and np.isfinite(se)):
+        return np.nan, np.nan
+    return est - q * se, est + q * se
 
 
 def loading_findings(result, *, arm: str = "loading", display: bool = True) -> list[Finding]:
     """Key findings H4: progression, adherence, progression-rule violations, pain flags, dose-response."""
+    conf = result_confidence(result)
     out = []
-    pr = result.progression_by_arm
+    pr = getattr(result, "progression_by_arm", None)
     if pr is not None and len(pr):
         for r in pr[pr["arm"] == arm].itertuples():
             out.append(record("H4", f"Load progression, {r.exercise} ({arm} arm, kg/week)", r.mean_slope, r.ci_low,
                               r.ci_high, None,
                               f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
-                              digits=2, display=display))
-    ad = result.adherence_by_arm
+                              digits=2, confidence=conf, display=display))
+    ad = getattr(result, "adherence_by_arm", None)
     if ad is not None and (ad["arm"] == arm).any():
         r = ad[ad["arm"] == arm].iloc[0]
         out.append(record("H4", f"Mean adherence ({arm} arm, share of prescribed sessions completed)",
                           r["mean_adherence"], r["mean_adherence_ci_low"], r["mean_adherence_ci_high"], None,
                           f"Participants in the {arm} arm completed {100 * r['mean_adherence']:.0f}% of their "
-                          "prescribed sessions on average.", display=display))
-    comp = result.compliance.by_arm
+                          "prescribed sessions on average.", confidence=conf, display=display))
+    comp = getattr(getattr(result, "compliance", None), "by_arm", None)
     if comp is not None and (comp["arm"] == arm).any():
         r = comp[comp["arm"] == arm].iloc[0]
         out.append(record("H4", f"Load increases after a fault or pain session ({arm} arm, share)", r["violation_rate"],
                           r["violation_rate_ci_low"], r["violation_rate_ci_high"], None,
                           f"After {int(r['flagged'])} sessions with a form fault or pain the load was still raised "
                           f"{int(r['violations'])} times ({100 * r['violation_rate']:.0f}%), against the "
-                          "progression rule.", display=display))
-    pain = result.pain_by_arm
+                          "progression rule.", confidence=conf, display=display))
+    pain = getattr(result, "pain_by_arm", None)
     if pain is not None and (pain["arm"] == arm).any():
         r = pain[pain["arm"] == arm].iloc[0]
         out.append(record("H4", f"Sessions with pain at or above the stop threshold ({arm} arm, share)", r["rate"],
                           r["rate_ci_low"], r["rate_ci_high"], None,
                           f"{100 * r['rate']:.1f}% of {arm} sessions had a pain flag; {int(r['participants_flagged'])} "
-                          "participants had at least one.", digits=3, display=display))
-    dr = result.dose_response
+                          "participants had at least one.", digits=3, confidence=conf, display=display))
+    dr = getattr(result, "dose_response", None)
     if dr is not None and len(dr):
         row = dr[dr["term"].astype(str).str.startswith("volume_load")]
         if len(row):
@@ -217,12 +308,13 @@ def loading_findings(result, *, arm: str = "loading", display: bool = True) -> l
             out.append(record("H4", "Outcome change per 1,000 kg more cumulative volume-load (deg, within arm)",
                               r["estimate"], r["ci_low"], r["ci_high"], r["p"],
                               f"Within an arm, participants who lifted 1,000 kg more in total changed by "
-                              f"{r['estimate']:+.2f} deg (dose-response).", display=display))
+                              f"{r['estimate']:+.2f} deg (dose-response).", confidence=conf, display=display))
     return out
 
 
 def faults_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H5: the rows of :meth:`hipstats.faults.FaultsResult.summary`, worded for clinicians."""
+    conf = result_confidence(result)
     s = result.summary()
     words = []
     for r in s.itertuples():
@@ -235,8 +327,8 @@ def faults_findings(result, *, display: bool = True) -> list[Finding]:
                          + (" - technique improved with practice." if r.ci_high < 1 else "."))
         elif q.startswith("Outcome change"):
             words.append(f"Within an arm, participants with 10 percentage points more faulty exercises changed by "
-                         f"{est:+.1f} deg; " + ("faults went with a different gain." if r.p < 0.05 else
+                         f"{est:+.1f} deg; " + ("faults went with a different gain." if r.p < 1 - conf else
                                                  "no clear link between faults and gain."))
         else:
             words.append(str(r.interpretation))
-    return record_summary("H5", s.assign(interpretation=words), display=display)
+    return record_summary("H5", s.assign(interpretation=words), confidence=conf, display=display)

@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Finding", "MIME_TYPE", "record", "record_summary", "extract", "format_p", "format_ci"]
+__all__ = ["Finding", "MIME_TYPE", "record", "record_summary", "extract", "format_p", "format_ci", "ci_label",
+           "significance_words"]
 
 MIME_TYPE = "application/vnd.hipstats.finding+json"
 
@@ -62,6 +63,27 @@ def _fmt(x, digits: int) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
+def ci_label(confidence: float = 0.95) -> str:
+    """ "95% CI" for a confidence level (rounded to a whole percent).
+
+    >>> ci_label(0.8), ci_label(0.95)
+    ('80% CI', '95% CI')
+    """
+    return f"{round(100 * float(confidence))}% CI"
+
+
+def significance_words(p, confidence: float = 0.95) -> str:
+    """Plain words for a p-value against alpha = 1 - confidence ("" when p is missing).
+
+    >>> significance_words(0.03), significance_words(0.03, confidence=0.99)
+    ('unlikely to be chance', 'the data cannot rule out chance')
+    """
+    p = _num(p)
+    if p is None:
+        return ""
+    return "unlikely to be chance" if p < 1.0 - float(confidence) else "the data cannot rule out chance"
+
+
 def format_ci(low, high, digits: int = 2) -> str:
     """ "low to high" or "" when either end is missing.
 
@@ -87,6 +109,9 @@ class Finding:
         The finding in plain words for clinicians.
     digits : int
         Decimals shown for estimate and CI.
+    confidence : float
+        Level of the CI (0.95 shows "95% CI"); :attr:`alpha` = 1 - confidence is the
+        significance level the sentences use.
     """
 
     area: str
@@ -97,10 +122,25 @@ class Finding:
     p: float | None = None
     sentence: str = ""
     digits: int = 2
+    confidence: float = 0.95
 
     def __post_init__(self):
         for name in ("estimate", "ci_low", "ci_high", "p"):
             object.__setattr__(self, name, _num(getattr(self, name)))
+        conf = _num(self.confidence)
+        if conf is None or not 0 < conf < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence!r}")
+        object.__setattr__(self, "confidence", conf)
+
+    @property
+    def alpha(self) -> float:
+        """Significance level tied to the CI: 1 - confidence."""
+        return 1.0 - self.confidence
+
+    @property
+    def ci_label(self) -> str:
+        """ "95% CI" (or the level the finding was computed at)."""
+        return ci_label(self.confidence)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,7 +155,7 @@ class Finding:
         p = format_p(self.p)
         stats = [f"estimate {_fmt(self.estimate, self.digits)}"] if self.estimate is not None else []
         if ci:
-            stats.append(f"95% CI {ci}")
+            stats.append(f"{self.ci_label} {ci}")
         if p:
             stats.append(f"p {p}" if p.startswith("<") else f"p = {p}")
         return ('<div class="hipstats-finding" style="border-left:4px solid #2b6cb0;background:#f0f5fb;'
@@ -127,7 +167,7 @@ class Finding:
 
     def __str__(self) -> str:
         ci = format_ci(self.ci_low, self.ci_high, self.digits)
-        extra = ", ".join(x for x in (f"CI {ci}" if ci else "", f"p {format_p(self.p)}" if self.p is not None else "") if x)
+        extra = ", ".join(x for x in (f"{self.ci_label} {ci}" if ci else "", f"p {format_p(self.p)}" if self.p is not None else "") if x)
         est = _fmt(self.estimate, self.digits)
         return f"[{self.area}] {self.question}: {est}{' (' + extra + ')' if extra else ''}. {self.sentence}"
 
@@ -140,7 +180,7 @@ class Finding:
 
 
 def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None, sentence: str = "",
-           *, digits: int = 2, display: bool = True) -> Finding:
+           *, digits: int = 2, confidence: float = 0.95, display: bool = True) -> Finding:
     """Record a key finding: show it in the notebook and hand it to the report index.
 
     Parameters
@@ -155,6 +195,8 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
         The result in plain words.
     digits : int
         Decimals for the index page.
+    confidence : float, default 0.95
+        Level of the CI (shown as "95% CI"); pass the analysis result's confidence.
     display : bool
         Display the finding (default). False only builds the :class:`Finding`.
 
@@ -170,7 +212,7 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
     >>> f.estimate
     0.91
     """
-    f = Finding(area, question, estimate, ci_low, ci_high, p, sentence, digits)
+    f = Finding(area, question, estimate, ci_low, ci_high, p, sentence, digits, confidence)
     if display:
         from IPython.display import display as _display  # noqa: PLC0415
 
@@ -178,7 +220,7 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
     return f
 
 
-def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int = 2,
+def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int = 2, confidence: float = 0.95,
                    display: bool = True) -> list[Finding]:
     """Record the rows of an analysis result's ``.summary()`` table as key findings.
 
@@ -191,6 +233,8 @@ def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int =
     rows : list of int, optional
         Positions of the rows to record (default all).
     digits : int
+    confidence : float, default 0.95
+        Level of the CIs in ``summary``.
     display : bool
 
     Returns
@@ -215,7 +259,8 @@ def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int =
     out = []
     for r in picked.to_dict("records"):
         out.append(record(area, str(r["question"]), r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
-                          r.get("p"), str(r.get(text_col, "")), digits=digits, display=display))
+                          r.get("p"), str(r.get(text_col, "")), digits=digits, confidence=confidence,
+                          display=display))
     return out
 
 
