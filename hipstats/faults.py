@@ -34,7 +34,16 @@ import numpy as np
 import pandas as pd
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
-from hipstats.loading import _adjusted_ols, _need_arm, pooled_rate, prepare_sessions
+from hipstats.loading import (
+    _adjusted_ols,
+    _estimate,
+    _faults_list,
+    _need_arm,
+    _note_rows,
+    _prepared_source,
+    pooled_rate,
+    prepare_sessions,
+)
 from hipstats.pelvis import _Result, _arms, _wald, participant_change
 from hipstats.schema import FAULTS
 
@@ -53,8 +62,18 @@ def _completed(data, participants) -> pd.DataFrame:
     return s
 
 
+def _has_fault(s: pd.DataFrame, fault: str) -> pd.Series:
+    """Whether each row's fault list holds ``fault`` (``"any"``: any fault), judged once per
+    distinct ``faults`` string."""
+    if fault == ANY:
+        return s["any_fault"]
+    codes, uniq = pd.factorize(s["faults"], use_na_sentinel=True)
+    hit = np.array([fault in _faults_list(v) for v in uniq] + [False], dtype=bool)
+    return pd.Series(hit[codes], index=s.index)
+
+
 def _fault_names(s: pd.DataFrame) -> list[str]:
-    seen = {f for lst in s["fault_list"] for f in lst}
+    seen = {f for v in pd.unique(s["faults"]) for f in _faults_list(v)}
     return [f for f in FAULTS if f in seen] + sorted(seen - set(FAULTS))
 
 
@@ -115,8 +134,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     if missing:
         raise AnalysisError(f"cannot group fault rates by {missing}: not columns of the log")
     names = list(faults) if faults is not None else _fault_names(s)
-    ind = pd.DataFrame({f: s["fault_list"].map(lambda lst, f=f: f in lst) for f in names},
-                       index=s.index)
+    ind = pd.DataFrame({f: _has_fault(s, f) for f in names}, index=s.index)
     ind[ANY] = s["any_fault"]
     cells = list(dict.fromkeys([*by, "participant_id"]))
     ind = pd.concat([s[cells], ind], axis=1)
@@ -178,7 +196,7 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
         s = s[s["exercise"] == exercise]
         if s.empty:
             raise AnalysisError(f"no completed rows of exercise {exercise!r}")
-    y = s["any_fault"] if fault == ANY else s["fault_list"].map(lambda lst: fault in lst)
+    y = _has_fault(s, fault)
     d = pd.DataFrame({"y": y.astype(float).to_numpy(), "week": s["week"].to_numpy(float),
                       "g": s["participant_id"].astype(str).to_numpy(),
                       "order": s["session_order"].to_numpy()})
@@ -254,7 +272,7 @@ def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str
     >>> hs.fault_outcome_association(hs.simulate_cohort(seed=1))  # doctest: +SKIP
     """
     s = _completed(cohort, None)
-    f = s["any_fault"] if fault == ANY else s["fault_list"].map(lambda lst: fault in lst)
+    f = _has_fault(s, fault)
     rate = f.groupby(s["participant_id"]).mean().rename("fault_rate")
     change = participant_change(cohort, measure, final=final)
     df = change.merge(rate.reset_index(), on="participant_id", how="inner")
@@ -286,26 +304,33 @@ class FaultsResult(_Result):
         :func:`fault_rates` of ``"any"`` fault by arm and whole protocol week (for the figure).
     trend, trend_by_arm : DataFrame
     association : DataFrame or None
+        Any part is None when the data cannot support it; ``notes`` maps its name to the
+        reason (also listed by :meth:`summary` as "not estimable: ..." rows).
+    notes : dict of str to str
     """
 
     _title = "H5: form faults"
 
     def __init__(self, **parts):
+        self.notes: dict[str, str] = {}
         self.__dict__.update(parts)
 
     def summary(self) -> pd.DataFrame:
         """Plain-language rows: overall rate, trend, association."""
         rows = []
-        r = self.overall.set_index("fault").loc[ANY]
-        rows.append(("Share of completed exercise rows with any form fault", r["rate"],
-                     r["rate_ci_low"], r["rate_ci_high"], np.nan,
-                     f"{100 * r['rate']:.0f}% of {int(r['n_rows'])} completed exercise rows of "
-                     f"{int(r['n_participants'])} participants (CI clustered by participant)"))
-        t = self.trend.iloc[0]
-        rows.append(("Odds ratio of a fault per training week (GEE)", t["odds_ratio_per_week"],
-                     t["or_ci_low"], t["or_ci_high"], t["p"],
-                     f"the odds of a fault change by {100 * (t['odds_ratio_per_week'] - 1):+.0f}% "
-                     "per week"))
+        if self.overall is not None:
+            r = self.overall.set_index("fault").loc[ANY]
+            rows.append(("Share of completed exercise rows with any form fault", r["rate"],
+                         r["rate_ci_low"], r["rate_ci_high"], np.nan,
+                         f"{100 * r['rate']:.0f}% of {int(r['n_rows'])} completed exercise rows "
+                         f"of {int(r['n_participants'])} participants (CI clustered by "
+                         "participant)"))
+        if self.trend is not None:
+            t = self.trend.iloc[0]
+            rows.append(("Odds ratio of a fault per training week (GEE)",
+                         t["odds_ratio_per_week"], t["or_ci_low"], t["or_ci_high"], t["p"],
+                         "the odds of a fault change by "
+                         f"{100 * (t['odds_ratio_per_week'] - 1):+.0f}% per week"))
         if self.association is not None:
             a = self.association.set_index("term")
             a = a[a.index.str.startswith("fault_rate_per")]
@@ -315,6 +340,8 @@ class FaultsResult(_Result):
                              a["ci_low"], a["ci_high"], a["p"],
                              f"{a['estimate']:+.2f} deg change per 10 percentage points of fault "
                              "rate, within arm"))
+        for name, note in zip(self.notes, _note_rows(self.notes)):
+            rows.append((name, np.nan, np.nan, np.nan, np.nan, note))
         return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
                                            "interpretation"])
 
@@ -350,14 +377,18 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     """
     has_arm = _arms(cohort, None) is not None
     arm = ["arm"] if has_arm else []
+    src = _prepared_source(cohort)  # the log is prepared once for every part below
+    notes: dict[str, str] = {}
     assoc = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
-        assoc = fault_outcome_association(cohort, measure, alpha=alpha,
-                                          adjust=("arm", "baseline") if has_arm else ("baseline",))
+        assoc = _estimate(notes, "association", fault_outcome_association, src, measure,
+                          alpha=alpha, adjust=("arm", "baseline") if has_arm else ("baseline",))
     return FaultsResult(
-        overall=fault_rates(cohort, by=(), alpha=alpha),
-        rates=fault_rates(cohort, by=("exercise", *arm), alpha=alpha),
-        weekly=fault_rates(cohort, by=(*arm, "protocol_week"), faults=[], alpha=alpha),
-        trend=fault_trend(cohort, alpha=alpha),
-        trend_by_arm=fault_trend(cohort, by_arm=True, alpha=alpha) if has_arm else None,
-        association=assoc)
+        overall=_estimate(notes, "overall", fault_rates, src, by=(), alpha=alpha),
+        rates=_estimate(notes, "rates", fault_rates, src, by=("exercise", *arm), alpha=alpha),
+        weekly=_estimate(notes, "weekly", fault_rates, src, by=(*arm, "protocol_week"),
+                         faults=[], alpha=alpha),
+        trend=_estimate(notes, "trend", fault_trend, src, alpha=alpha),
+        trend_by_arm=(_estimate(notes, "trend_by_arm", fault_trend, src, by_arm=True,
+                                alpha=alpha) if has_arm else None),
+        association=assoc, notes=notes)

@@ -35,7 +35,9 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -213,6 +215,57 @@ def _faults_list(v) -> list[str]:
     return [f.strip() for f in str(v).split(";") if f.strip() and f.strip().lower() != "nan"]
 
 
+def _parse_faults(faults: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Fault lists and counts of a ``faults`` column, parsing each distinct string once.
+
+    The lists of rows with the same string are the same (read-only) list object.
+    """
+    codes, uniq = pd.factorize(faults, use_na_sentinel=True)
+    lists = np.empty(len(uniq) + 1, dtype=object)
+    for i, v in enumerate(uniq):
+        lists[i] = _faults_list(v)
+    lists[-1] = []  # missing values (code -1)
+    counts = np.array([len(v) for v in lists], dtype=int)
+    return lists[codes], counts[codes]
+
+
+#: Prepared sessions tables handed to the sub-analyses by :func:`_prepared_source`, by id
+#: (weak: an entry goes with its frame). :func:`prepare_sessions` returns a copy of such a
+#: frame instead of preparing it again.
+_PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _prepared_source(data, participants: pd.DataFrame | None = None):
+    """``data`` with its sessions table prepared once (:func:`prepare_sessions`).
+
+    For a Cohort, a shallow copy whose ``sessions`` is the prepared table; for a log, the
+    prepared table itself. Every analysis of this module called on the result reuses the
+    prepared table (a copy of it) instead of preparing the log again.
+    """
+    s = prepare_sessions(data, participants)
+    _PREPARED[id(s)] = s
+    if isinstance(data, pd.DataFrame):
+        return s
+    src = copy.copy(data)
+    src.sessions = s
+    return src
+
+
+def _estimate(notes: dict[str, str], name: str, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or None with the reason in ``notes[name]`` when the data
+    cannot support it (:class:`~hipstats.errors.AnalysisError`)."""
+    try:
+        return fn(*args, **kwargs)
+    except AnalysisError as err:
+        notes[name] = str(err)
+        return None
+
+
+def _note_rows(notes: Mapping[str, str]) -> list[str]:
+    """``"not estimable: <component>: <reason>"`` per entry of ``notes``."""
+    return [f"not estimable: {k}: {v}" for k, v in notes.items()]
+
+
 def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataFrame:
     """The training log with the derived columns every H4/H5 analysis uses.
 
@@ -234,6 +287,8 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
     [[0.0, 1, True], [1.0, 2, False]]
     """
     s = _table(data, "sessions")
+    if _PREPARED.get(id(s)) is s and (participants is None or "arm" in s.columns):
+        return s.copy()
     if s is None or len(s) == 0:
         raise AnalysisError("the cohort has no training sessions (the sessions table is empty); "
                             "loading and fault analyses need a training log")
@@ -263,8 +318,7 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
         s["session"] = s["session_order"]
     if "faults" not in s.columns:
         s["faults"] = ""
-    s["fault_list"] = [_faults_list(v) for v in s["faults"]]
-    s["n_faults"] = s["fault_list"].map(len).astype(int)
+    s["fault_list"], s["n_faults"] = _parse_faults(s["faults"])
     s["any_fault"] = s["n_faults"] > 0
     if "pain_nrs" not in s.columns:
         s["pain_nrs"] = np.nan
@@ -400,16 +454,30 @@ def _int_reps(df: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------
 # Progression slopes
 # ----------------------------------------------------------------------------------------
-def _ols_slope(x: np.ndarray, y: np.ndarray, alpha: float):
-    n = x.size
-    sxx = np.sum((x - x.mean()) ** 2)
-    if n < 3 or sxx == 0:
-        return np.nan, np.nan, np.nan, np.nan
-    b = np.sum((x - x.mean()) * (y - y.mean())) / sxx
-    resid = y - y.mean() - b * (x - x.mean())
-    se = np.sqrt(np.sum(resid ** 2) / (n - 2) / sxx)
-    h = stats.t.ppf(1 - alpha / 2, n - 2) * se
-    return b, se, b - h, b + h
+def _group_ols_slopes(gid: np.ndarray, x: np.ndarray, y: np.ndarray, n_groups: int,
+                      alpha: float) -> pd.DataFrame:
+    """OLS slope of y on x in each group, in closed form from per-group sums.
+
+    With :math:`x_c = x - \\bar x_g`, :math:`y_c = y - \\bar y_g`:
+    :math:`\\hat b_g = \\sum x_c y_c / \\sum x_c^2`,
+    :math:`SE = \\sqrt{\\sum (y_c - \\hat b_g x_c)^2 / (n_g - 2) / \\sum x_c^2}` and the CI
+    :math:`\\hat b_g \\pm t_{n_g-2,1-\\alpha/2} SE`. NaN where :math:`n_g < 3` or x does not
+    vary within the group. ``gid`` are group codes 0..n_groups-1.
+    """
+    n = np.bincount(gid, minlength=n_groups).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = x - (np.bincount(gid, x, n_groups) / n)[gid]
+        yc = y - (np.bincount(gid, y, n_groups) / n)[gid]
+        sxx = np.bincount(gid, xc * xc, n_groups)
+        b = np.bincount(gid, xc * yc, n_groups) / sxx
+        rss = np.bincount(gid, (yc - b[gid] * xc) ** 2, n_groups)
+        se = np.sqrt(rss / (n - 2) / sxx)
+        xmin = pd.Series(x).groupby(gid).min().to_numpy()
+        xmax = pd.Series(x).groupby(gid).max().to_numpy()
+        bad = (n < 3) | (xmin == xmax)
+        h = stats.t.ppf(1 - alpha / 2, np.where(bad, 1, n - 2)) * se
+    b, se, h = (np.where(bad, np.nan, v) for v in (b, se, h))
+    return pd.DataFrame({"slope_kg_per_week": b, "se": se, "ci_low": b - h, "ci_high": b + h})
 
 
 def progression_slopes(data, *, level: str = "participant", exercise: str | Sequence[str] | None
@@ -457,15 +525,22 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
         raise AnalysisError("no completed session with an external load (load_kg > 0)"
                             + (f" for exercise {exercise!r}" if exercise is not None else ""))
     arm = ["arm"] if "arm" in s.columns else []
-    rows = []
-    for keys, g in s.groupby(["participant_id", *arm, "exercise"], sort=True):
-        g = g.sort_values("session_order")
-        b, se, lo, hi = _ols_slope(g["week"].to_numpy(float), g["load_kg"].to_numpy(float), alpha)
-        rows.append(dict(zip(["participant_id", *arm, "exercise"], keys),
-                         n_sessions=len(g), first_week=g["week"].min(), last_week=g["week"].max(),
-                         start_load_kg=g["load_kg"].iloc[0], end_load_kg=g["load_kg"].iloc[-1],
-                         slope_kg_per_week=b, se=se, ci_low=lo, ci_high=hi))
-    out = pd.DataFrame(rows)
+    keys = ["participant_id", *arm, "exercise"]
+    s = s.sort_values([*keys, "session_order"], kind="stable")
+    s = s.assign(_g=s.groupby(keys, sort=True, observed=True).ngroup().to_numpy())
+    s = s[s["_g"] >= 0]  # rows with a missing key (e.g. no arm) form no group, as in groupby
+    if s.empty:
+        raise AnalysisError("no participant and exercise with completed loaded rows"
+                            + (" and a known arm" if arm else ""))
+    g = s.groupby("_g", sort=True)
+    out = g[keys].first().reset_index(drop=True)
+    out["n_sessions"] = g.size().to_numpy()
+    out["first_week"], out["last_week"] = g["week"].min().to_numpy(), g["week"].max().to_numpy()
+    out["start_load_kg"] = g["load_kg"].first().to_numpy()
+    out["end_load_kg"] = g["load_kg"].last().to_numpy()
+    fit = _group_ols_slopes(s["_g"].to_numpy(), s["week"].to_numpy(float),
+                            s["load_kg"].to_numpy(float), len(out), alpha)
+    out = pd.concat([out, fit], axis=1)
     if level == "participant":
         return out
     if level != "arm":
@@ -897,6 +972,9 @@ class LoadingResult(_Result):
     compliance : ComplianceResult
     pain, pain_by_arm : DataFrame
     dose_response : DataFrame or None
+        Any part is None when the data cannot support it; ``notes`` maps its name to the
+        reason (also listed by :meth:`summary` as "not estimable: ..." rows).
+    notes : dict of str to str
     """
 
     _title = "H4: loading progression and safety"
@@ -907,22 +985,32 @@ class LoadingResult(_Result):
     def summary(self) -> pd.DataFrame:
         """One row per arm: progression, adherence, rule violations, pain flags (pooled rates
         with participant-cluster CIs, :func:`pooled_rate`)."""
-        out = self.adherence_by_arm[["arm", "n_participants", "mean_adherence",
-                                     "mean_adherence_ci_low", "mean_adherence_ci_high"]]
+        parts = []
+        if self.adherence_by_arm is not None:
+            parts.append(self.adherence_by_arm[["arm", "n_participants", "mean_adherence",
+                                                "mean_adherence_ci_low",
+                                                "mean_adherence_ci_high"]])
         if self.progression_by_arm is not None and len(self.progression_by_arm):
-            prog = (self.progression_by_arm.groupby("arm")
-                    .apply(lambda g: np.average(g["mean_slope"], weights=g["n_participants"]),
-                           include_groups=False).rename("mean_slope_kg_per_week").reset_index())
-            out = out.merge(prog, on="arm", how="left")
-        if self.compliance.by_arm is not None:
-            out = out.merge(self.compliance.by_arm[["arm", "flagged", "violations",
-                                                    "violation_rate", "violation_rate_ci_low",
-                                                    "violation_rate_ci_high", "unsafe_share"]],
-                            on="arm", how="left")
-        pain = self.pain_by_arm[["arm", "rate", "rate_ci_low", "rate_ci_high",
-                                 "participants_flagged"]]
-        out = out.merge(pain.rename(columns=lambda c: c.replace("rate", "pain_flag_rate", 1)
-                                    if c.startswith("rate") else c), on="arm", how="left")
+            parts.append(self.progression_by_arm.groupby("arm")
+                         .apply(lambda g: np.average(g["mean_slope"], weights=g["n_participants"]),
+                                include_groups=False).rename("mean_slope_kg_per_week")
+                         .reset_index())
+        if self.compliance is not None and self.compliance.by_arm is not None:
+            parts.append(self.compliance.by_arm[["arm", "flagged", "violations",
+                                                 "violation_rate", "violation_rate_ci_low",
+                                                 "violation_rate_ci_high", "unsafe_share"]])
+        if self.pain_by_arm is not None:
+            pain = self.pain_by_arm[["arm", "rate", "rate_ci_low", "rate_ci_high",
+                                     "participants_flagged"]]
+            parts.append(pain.rename(columns=lambda c: c.replace("rate", "pain_flag_rate", 1)
+                                     if c.startswith("rate") else c))
+        out = pd.DataFrame({"arm": pd.Series(dtype=object)})
+        for i, part in enumerate(parts):
+            out = part if i == 0 else out.merge(part, on="arm", how="left")
+        notes = getattr(self, "notes", None) or {}
+        if notes:  # one row per part that could not be estimated, in a ``note`` column
+            out = pd.concat([out.assign(note=""), pd.DataFrame({"note": _note_rows(notes)})],
+                            ignore_index=True)
         return out
 
     def to_frame(self) -> pd.DataFrame:
@@ -967,22 +1055,24 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
     >>> hs.loading_analysis(hs.simulate_cohort(seed=3)).summary()  # doctest: +SKIP
     """
     kw = dict(bodyweight=bodyweight, bodyweight_fraction=bodyweight_fraction)
-    weekly = volume_load(cohort, level="week", **kw)
-    arm_weekly = volume_load(cohort, level="arm_week", alpha=alpha, **kw)
-    try:
-        prog = progression_slopes(cohort, alpha=alpha)
-        prog_arm = progression_slopes(cohort, level="arm", alpha=alpha)
-    except AnalysisError:
-        prog, prog_arm = None, None
+    src = _prepared_source(cohort)  # the log is prepared once for every part below
+    notes: dict[str, str] = {}
     dose = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
-        dose = dose_response(cohort, measure, alpha=alpha, **kw)
+        dose = _estimate(notes, "dose_response", dose_response, src, measure, alpha=alpha, **kw)
     return LoadingResult(
-        weekly=weekly, arm_weekly=arm_weekly, progression=prog, progression_by_arm=prog_arm,
-        adherence=adherence(cohort, alpha=alpha),
-        adherence_by_arm=adherence(cohort, level="arm", alpha=alpha),
-        compliance=progression_compliance(cohort, pain_threshold=pain_threshold, scope=scope,
-                                          alpha=alpha),
-        pain=pain_flags(cohort, threshold=pain_threshold, alpha=alpha),
-        pain_by_arm=pain_flags(cohort, threshold=pain_threshold, level="arm", alpha=alpha),
-        dose_response=dose, pain_threshold=pain_threshold)
+        weekly=_estimate(notes, "weekly", volume_load, src, level="week", **kw),
+        arm_weekly=_estimate(notes, "arm_weekly", volume_load, src, level="arm_week",
+                             alpha=alpha, **kw),
+        progression=_estimate(notes, "progression", progression_slopes, src, alpha=alpha),
+        progression_by_arm=_estimate(notes, "progression_by_arm", progression_slopes, src,
+                                     level="arm", alpha=alpha),
+        adherence=_estimate(notes, "adherence", adherence, src, alpha=alpha),
+        adherence_by_arm=_estimate(notes, "adherence_by_arm", adherence, src, level="arm",
+                                   alpha=alpha),
+        compliance=_estimate(notes, "compliance", progression_compliance, src,
+                             pain_threshold=pain_threshold, scope=scope, alpha=alpha),
+        pain=_estimate(notes, "pain", pain_flags, src, threshold=pain_threshold, alpha=alpha),
+        pain_by_arm=_estimate(notes, "pain_by_arm", pain_flags, src, threshold=pain_threshold,
+                              level="arm", alpha=alpha),
+        dose_response=dose, pain_threshold=pain_threshold, notes=notes)

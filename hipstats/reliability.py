@@ -333,8 +333,10 @@ def _codes(df: pd.DataFrame, cols: list[str]):
     if len(cols) == 1:
         codes, labels = pd.factorize(df[cols[0]], sort=True)
         return codes, pd.Index(labels, name=cols[0])
-    grouped = df.groupby(cols, sort=True, observed=True)
-    return grouped.ngroup().to_numpy(), pd.MultiIndex.from_tuples(list(grouped.groups), names=cols)
+    codes = df.groupby(cols, sort=True, observed=True).ngroup().to_numpy()
+    # labels from the first row of each group (codes are 0..G-1 in sorted key order)
+    first = np.unique(codes, return_index=True)[1]
+    return codes, pd.MultiIndex.from_frame(df[cols].iloc[first].reset_index(drop=True))
 
 
 def _cell_means(data, targets, raters, ratings, what):
