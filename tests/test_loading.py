@@ -471,3 +471,121 @@ def test_arm_rates_use_cluster_ci(sim):
     s = loading_analysis(sim, measure=None).summary()
     assert {"violation_rate_ci_low", "violation_rate_ci_high", "pain_flag_rate_ci_low",
             "pain_flag_rate_ci_high"} <= set(s.columns)
+
+
+# ----------------------------------------------------------------------------------------
+# speed-ups: closed-form group slopes, faults parsed per distinct string, prepared log reused
+# ----------------------------------------------------------------------------------------
+def test_group_slopes_equal_per_group_ols_with_ties_and_degenerate_groups():
+    """Closed-form per-group slopes/SEs = one numpy least-squares fit per group (tol 1e-10);
+    groups with < 3 rows or constant x are NaN."""
+    from hipstats.loading import _group_ols_slopes
+
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 30, 200)
+    gid = np.repeat(np.arange(sizes.size), sizes)
+    x = rng.integers(0, 12, gid.size).astype(float) + rng.choice([0.0, 0.5], gid.size)
+    x[gid == 5] = 2.5  # constant x
+    y = 20 + 2.5 * x + rng.normal(0, 3, gid.size) * (1 + gid % 3)
+    out = _group_ols_slopes(gid, x, y, sizes.size, 0.05)
+    for g in range(sizes.size):
+        xg, yg = x[gid == g], y[gid == g]
+        if xg.size < 3 or np.ptp(xg) == 0:
+            assert np.isnan(out.loc[g, "slope_kg_per_week"]) and np.isnan(out.loc[g, "se"])
+            continue
+        X = np.column_stack([np.ones_like(xg), xg])
+        beta, rss, *_ = np.linalg.lstsq(X, yg, rcond=None)
+        cov = (rss[0] if rss.size else 0.0) / (xg.size - 2) * np.linalg.inv(X.T @ X)
+        se = np.sqrt(cov[1, 1])
+        crit = stats.t.ppf(0.975, xg.size - 2)
+        assert out.loc[g, "slope_kg_per_week"] == pytest.approx(beta[1], abs=1e-10)
+        assert out.loc[g, "se"] == pytest.approx(se, abs=1e-10)
+        assert out.loc[g, "ci_high"] == pytest.approx(beta[1] + crit * se, abs=1e-10)
+
+
+def test_progression_slopes_match_linregress_on_simulated_cohort(sim):
+    """Every participant x exercise slope/SE/CI of the cohort = scipy linregress on that
+    group's completed rows (tol 1e-10); start/end load follow session order."""
+    out = progression_slopes(sim)
+    s = sim.sessions
+    s = s[s["completed"].fillna(True).astype(bool)]
+    for _, row in out.sample(60, random_state=0).iterrows():
+        g = s[(s["participant_id"] == row["participant_id"]) & (s["exercise"] == row["exercise"])]
+        g = g.sort_values("session", kind="stable")
+        assert row["n_sessions"] == len(g)
+        assert row["start_load_kg"] == g["load_kg"].iloc[0]
+        assert row["end_load_kg"] == g["load_kg"].iloc[-1]
+        if len(g) < 3 or g["week"].nunique() < 2:
+            assert np.isnan(row["slope_kg_per_week"])
+            continue
+        lr = stats.linregress(g["week"], g["load_kg"])
+        crit = stats.t.ppf(0.975, len(g) - 2)
+        assert row["slope_kg_per_week"] == pytest.approx(lr.slope, abs=1e-10)
+        assert row["se"] == pytest.approx(lr.stderr, abs=1e-10)
+        assert row["ci_low"] == pytest.approx(lr.slope - crit * lr.stderr, abs=1e-10)
+
+
+def test_fault_lists_parsed_once_per_string_equal_row_by_row():
+    from hipstats.loading import _faults_list, prepare_sessions
+
+    faults = ["a;b", "", None, np.nan, " a ; ;nan", "b", "a;b", "nan"] * 5
+    log = pd.DataFrame({"participant_id": "p1", "week": np.arange(40) / 2, "exercise": "x",
+                        "sets": 1, "reps": 5, "faults": faults})
+    s = prepare_sessions(log)
+    by_row = [_faults_list(v) for v in s["faults"]]
+    assert s["fault_list"].tolist() == by_row
+    assert s["n_faults"].tolist() == [len(v) for v in by_row]
+    assert s["any_fault"].tolist() == [len(v) > 0 for v in by_row]
+
+
+def test_loading_analysis_parts_equal_separate_calls(sim):
+    """The prepared log reused by loading_analysis gives exactly the separate calls' tables,
+    and the cohort's own sessions table is left untouched."""
+    from hipstats.loading import _prepared_source, prepare_sessions
+
+    before = sim.sessions.copy()
+    res = loading_analysis(sim)
+    pd.testing.assert_frame_equal(sim.sessions, before)
+    assert res.notes == {}
+    pd.testing.assert_frame_equal(res.progression, progression_slopes(sim))
+    pd.testing.assert_frame_equal(res.adherence_by_arm, adherence(sim, level="arm"))
+    pd.testing.assert_frame_equal(res.pain_by_arm, pain_flags(sim, level="arm"))
+    pd.testing.assert_frame_equal(res.weekly, volume_load(sim, level="week"))
+    pd.testing.assert_frame_equal(res.compliance.transitions,
+                                  progression_compliance(sim).transitions)
+    pd.testing.assert_frame_equal(res.dose_response, dose_response(sim))
+    src = _prepared_source(sim)
+    a, b = prepare_sessions(src), prepare_sessions(src)
+    assert a is not b and a is not src.sessions  # copies: callers may add columns
+    pd.testing.assert_frame_equal(a, prepare_sessions(sim))
+
+
+def test_loading_analysis_tiny_cohort_records_what_cannot_be_estimated():
+    """6 participants: the dose-response cannot separate volume from arm; the rest is still
+    estimated, the part is None with its reason in notes and a summary row."""
+    from hipstats.simulate import simulate_cohort
+
+    res = loading_analysis(simulate_cohort(6, seed=1))
+    assert res.dose_response is None
+    assert "does not vary within any arm" in res.notes["dose_response"]
+    assert res.adherence_by_arm is not None and res.compliance is not None
+    s = res.summary()
+    notes = s["note"][s["note"] != ""].tolist()
+    assert notes == [f"not estimable: dose_response: {res.notes['dose_response']}"]
+    assert s["arm"].notna().sum() == 2  # the two arm rows are still there
+
+
+def test_loading_analysis_without_loaded_exercise_or_pain():
+    """A bodyweight-only log without pain scores: progression, compliance and pain are None
+    with reasons; adherence and volume-load are still reported."""
+    log = make_log(n=8, seed=2)
+    log = log[log["exercise"] == "glute_bridge"].drop(columns="pain_nrs")
+    people = pd.DataFrame({"participant_id": log["participant_id"].unique(), "arm": "loading"})
+    res = loading_analysis(types.SimpleNamespace(sessions=log, participants=people))
+    assert res.progression is None and res.compliance is None and res.pain_by_arm is None
+    assert "external load" in res.notes["progression"]
+    assert "no pain_nrs" in res.notes["pain"]
+    s = res.summary()
+    assert s.loc[s["arm"] == "loading", "mean_adherence"].iloc[0] == pytest.approx(
+        adherence(log, participants=people)["adherence"].mean())
+    assert s["note"].str.startswith("not estimable: compliance: ").any()
