@@ -269,3 +269,50 @@ def test_overall_fault_share_ci_is_clustered():
     assert [r["rate_ci_low"], r["rate_ci_high"]] == pytest.approx([lo, hi], abs=1e-12)
     # rates vary a lot between participants: the honest CI is clearly wider than Wilson's
     assert (r["rate_ci_high"] - r["rate_ci_low"]) > 1.5 * (r["rate_ci_high_wilson"] - r["rate_ci_low_wilson"])
+
+
+def test_faults_analysis_tiny_cohort_records_what_cannot_be_estimated():
+    """6 simulated participants: too few for the adjusted outcome association; the rates and
+    trend are still estimated, the association is None with its reason in notes and in a
+    "not estimable" summary row."""
+    from hipstats.simulate import simulate_cohort
+
+    res = faults_analysis(simulate_cohort(6, seed=1))
+    assert res.association is None
+    assert "too few" in res.notes["association"]
+    assert res.overall is not None and res.trend is not None
+    s = res.summary()
+    assert s["interpretation"].iloc[-1] == f"not estimable: association: {res.notes['association']}"
+    assert s["question"].iloc[0].startswith("Share of completed")
+
+
+def test_faults_analysis_without_any_fault_keeps_rates():
+    """No completed row shows a fault: the GEE trends cannot be fitted (None, with reasons);
+    the rates (all 0) are still reported."""
+    from hipstats.simulate import simulate_cohort
+
+    c = simulate_cohort(20, seed=2)
+    log = c.sessions.assign(faults="")
+    res = faults_analysis(types.SimpleNamespace(sessions=log, participants=c.participants),
+                          measure=None)
+    assert res.trend is None and res.trend_by_arm is None
+    assert "no completed row shows fault" in res.notes["trend"]
+    assert (res.overall["rate"] == 0).all()
+    s = res.summary()
+    assert s["interpretation"].str.startswith("not estimable: trend").any()
+
+
+def test_faults_analysis_parts_equal_separate_calls():
+    """faults_analysis reuses one prepared log; its parts equal the separate calls."""
+    from hipstats.simulate import simulate_cohort
+
+    c = simulate_cohort(40, seed=4)
+    res = faults_analysis(c)
+    assert res.notes == {}
+    pd.testing.assert_frame_equal(res.rates, fault_rates(c, by=("exercise", "arm")))
+    pd.testing.assert_frame_equal(res.trend.drop(columns=[]), fault_trend(c))
+    pd.testing.assert_frame_equal(res.association, fault_outcome_association(c))
+    one = fault_rates(c, by=(), faults=["back_knee_lean"])
+    by_row = c.sessions[c.sessions["completed"].fillna(True).astype(bool)]["faults"].fillna("")
+    k = by_row.map(lambda v: "back_knee_lean" in [f.strip() for f in v.split(";")]).sum()
+    assert one.set_index("fault").loc["back_knee_lean", "n_fault"] == k
