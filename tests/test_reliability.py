@@ -719,3 +719,19 @@ def test_reliability_summary_reports_cluster_and_f_cis():
     assert f["ci_method"].startswith("F")
     with pytest.raises(ValueError, match="ci must be"):
         reliability_summary(long, ci="wald")
+
+
+def test_codes_of_several_columns_match_sorted_groups():
+    """Factorised multi-column codes: code i labels the i-th key in sorted order, and every
+    row's code points at its own key (reference: sorted drop_duplicates of the keys)."""
+    from hipstats.reliability import _codes
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"participant_id": rng.choice(["p3", "p1", "p2", "p10"], 300),
+                       "side": rng.choice(["right", "left"], 300),
+                       "trial": rng.integers(1, 4, 300)})
+    codes, labels = _codes(df, ["participant_id", "side", "trial"])
+    ref = df.drop_duplicates().sort_values(["participant_id", "side", "trial"])
+    assert list(labels) == list(ref.itertuples(index=False, name=None))
+    assert list(labels.names) == ["participant_id", "side", "trial"]
+    assert [labels[c] for c in codes] == list(df.itertuples(index=False, name=None))
