@@ -349,3 +349,16 @@ def test_p_adjust_matches_statsmodels(method):
         p[-1] = p[0]  # ties
         np.testing.assert_allclose(_p_adjust(p, method), multipletests(p, method=method)[1],
                                    rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("alias", ["BH", "bh", "fdr", "FDR_BH", "fdr_bh"])
+def test_contrast_adjust_aliases_mean_benjamini_hochberg(ols_ancova, alias):
+    """BH / fdr / fdr_bh (any case) give the same p_adj as fdr_bh, and the canonical name is reported."""
+    emm = emmeans(ols_ancova, "arm")
+    ref = contrasts(emm, "pairwise", adjust="fdr_bh")
+    got = contrasts(emm, "pairwise", adjust=alias)
+    np.testing.assert_allclose(got["p_adj"], ref["p_adj"], rtol=0, atol=0)
+    assert set(got["adjust"]) == {"fdr_bh"}
+    assert set(contrasts(emm, "pairwise", adjust="Holm")["adjust"]) == {"holm"}
+    with pytest.raises(AnalysisError, match="unknown adjust"):
+        contrasts(emm, "pairwise", adjust="hochberg")

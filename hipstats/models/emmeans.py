@@ -61,10 +61,26 @@ from scipy import stats
 
 from hipstats.errors import AnalysisError
 
-__all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS"]
+__all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS", "normalize_adjust"]
 
 #: p-value adjustments understood by :func:`contrasts`.
 ADJUST_METHODS: tuple[str, ...] = ("none", "holm", "bonferroni", "sidak", "fdr_bh", "tukey", "mvt")
+#: Other accepted spellings (case-insensitive) of the adjustment methods.
+ADJUST_ALIASES: dict[str, str] = {"bh": "fdr_bh", "fdr": "fdr_bh", "fdr_bh": "fdr_bh", "benjamini-hochberg": "fdr_bh"}
+
+
+def normalize_adjust(adjust: str) -> str:
+    """The canonical name of a multiplicity adjustment (case-insensitive; "BH"/"fdr" mean "fdr_bh").
+
+    >>> normalize_adjust("BH"), normalize_adjust("Holm"), normalize_adjust("fdr")
+    ('fdr_bh', 'holm', 'fdr_bh')
+    """
+    key = str(adjust).strip().lower() if adjust is not None else "none"
+    key = ADJUST_ALIASES.get(key, key)
+    if key not in ADJUST_METHODS:
+        raise AnalysisError(f"unknown adjust={adjust!r}; use one of {ADJUST_METHODS} "
+                            "(BH and fdr are accepted for fdr_bh)")
+    return key
 
 # --------------------------------------------------------------------------------------------
 # model adapter
@@ -823,7 +839,8 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "
     ref : str or int, optional
         Reference level for ``trt.vs.ctrl`` (label, or position).
     adjust : {"holm", "bonferroni", "sidak", "fdr_bh", "tukey", "mvt", "none"}
-        Multiplicity adjustment within each by group. ``tukey`` (studentized range, pairwise
+        Multiplicity adjustment within each by group (case-insensitive; "BH" and "fdr" are
+        accepted for "fdr_bh", Benjamini-Hochberg). ``tukey`` (studentized range, pairwise
         only) and ``mvt`` (single-step multivariate t for any family, by Monte-Carlo integration
         with a fixed seed, error below 5e-4) are R's defaults for pairwise and ``trt.vs.ctrl``/``consec``.
         ``mvt`` uses the mean df of the family when the df differ (Satterthwaite).
@@ -850,8 +867,7 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "
     if not isinstance(emm, EMMResult):
         raise AnalysisError("contrasts() needs an EMMResult from emmeans() or emtrends()")
     confidence = emm.confidence if confidence is None else _check_confidence(confidence)
-    if adjust not in ADJUST_METHODS:
-        raise AnalysisError(f"unknown adjust={adjust!r}; use one of {ADJUST_METHODS}")
+    adjust = normalize_adjust(adjust)
     by_list = emm.by if by == "__default__" else ([by] if isinstance(by, str) else list(by or []))
     keys = emm.specs + emm.by
     for b in by_list:

@@ -4,7 +4,8 @@ Every report notebook starts with a code cell tagged ``parameters`` whose lines 
 ``name: type = default`` (papermill's convention). :func:`list_notebooks` reads those
 declarations without running anything, and :func:`resolve_parameters` checks the
 values a user passes (``--param key=value`` strings or a YAML file) against them
-before any notebook runs: an unknown name or a value of the wrong type is a
+before any notebook runs: an unknown name, a value of the wrong type, or a value outside
+the choices a declaration's comment lists as ``one of {a, b, c}`` is a
 :class:`hipstats.errors.ParameterError`, never a warning.
 
 Examples
@@ -35,6 +36,7 @@ RUNNER_PARAMETERS = ("source", "as_of")
 #: Notebooks that only run when asked for with ``--only`` (or whose metadata says ``default: false``).
 OPTIONAL_NOTEBOOKS = ("power",)
 
+_CHOICES = re.compile(r"one of \{([^}]*)\}")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -47,6 +49,26 @@ class Parameter:
     type: str
     default: Any
     help: str = ""
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """Allowed values declared in the comment as ``one of {a, b, c}`` (compared case-insensitively).
+
+        >>> Parameter("adjust", "str", "holm", "adjustment, one of {holm, BH, none}").choices
+        ('holm', 'BH', 'none')
+        """
+        m = _CHOICES.search(self.help or "")
+        if not m:
+            return None
+        return tuple(c.strip() for c in m.group(1).split(",") if c.strip())
+
+    def check_choice(self, value: Any) -> None:
+        """Raise :class:`ParameterError` when ``value`` is not one of the declared choices."""
+        choices = self.choices
+        if choices is None or value is None:
+            return
+        if str(value).strip().lower() not in {c.lower() for c in choices}:
+            raise ParameterError(f"parameter '{self.name}' must be one of {', '.join(choices)}, got {value!r}")
 
     @property
     def optional(self) -> bool:
@@ -363,6 +385,7 @@ def resolve_parameters(notebooks: list[NotebookInfo], given: dict[str, Any] | No
             decl = n.parameters[key]
             try:
                 out[n.name][key] = coerce(key, value, decl.type, optional=decl.optional)
+                decl.check_choice(out[n.name][key])
             except ParameterError as exc:
                 problems.append(f"{n.name}: {exc}")
     for key, value in (runner or {}).items():
