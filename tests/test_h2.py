@@ -125,8 +125,29 @@ def test_aslr_and_given_mdc_and_errors():
     fin = res.final[res.final.estimand == "difference in change"].set_index("contrast")
     truth = _expected_diff(c, "arm_gain_aslr", "loading", 12.0)
     assert fin.loc["loading - control", "ci_low"] < truth < fin.loc["loading - control", "ci_high"]
-    with pytest.raises(AnalysisError, match="mdc= is required"):
-        h2_analysis(c, "hip_ir_deg")
+    # no retest data and no mdc=: the responder analysis is not estimable, the rest is kept
+    no_mdc = h2_analysis(c, "hip_ir_deg")
+    assert no_mdc.responders is None and no_mdc.mdc is None
+    assert "mdc= is required" in no_mdc.notes["responders"]
+    assert set(no_mdc.notes) == {"responders"} and no_mdc.ancova is not None
+    assert "responders_arm" not in no_mdc.summary().columns
+    assert "not estimable: mdc= is required" in no_mdc._repr_html_()
+
+
+def test_small_arms_keep_the_model_and_note_the_participant_level_analyses():
+    """One participant in an arm: ANCOVA / Hedges' g cannot be estimated, the mixed model still is."""
+    c = simulate_cohort(12, seed=2, reliability_fraction=0.0, sessions=False)
+    keep = c.participants.groupby("arm", observed=True)["participant_id"].apply(
+        lambda s: list(s)[:1] if s.name == "control" else list(s)).explode()
+    c = c.subset(list(keep))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = h2_analysis(c, "hip_ir_deg", mdc=5.0, adjust="BH")
+    assert res.final["estimate"].notna().all() and set(res.final["adjust"]) == {"fdr_bh"}
+    assert res.notes and set(res.notes) <= {"ancova", "effect_sizes", "responders"}
+    for name, reason in res.notes.items():
+        assert getattr(res, name) is None and reason
+    assert len(res.summary()) == 2
 
 
 # ---------------------------------------------------------------------------------------------

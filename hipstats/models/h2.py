@@ -86,10 +86,14 @@ class H2Result:
     final : pandas.DataFrame
         At the final visit: ``estimand`` "difference in change" (primary) and "difference at
         final visit", for each arm vs the reference and between active arms.
-    ancova : AncovaResult
-    effect_sizes : pandas.DataFrame
+    ancova : AncovaResult or None
+    effect_sizes : pandas.DataFrame or None
         Hedges' g of the change from baseline to the final visit vs the reference.
     responders : ResponderResult or None
+    notes : dict
+        Sub-analyses the data could not support (``ancova``, ``effect_sizes``, ``responders``)
+        mapped to the reason (the :class:`AnalysisError` message); their attribute is None.
+        The mixed model, EMMs and contrasts are always estimated (or the call raises).
     mdc : float
     mdc_source : str
     participant_change : pandas.DataFrame
@@ -108,8 +112,8 @@ class H2Result:
         """
         ref = self.reference
         fin = self.final[(self.final["estimand"] == "difference in change")].set_index("contrast")
-        anc = self.ancova.vs_ref.set_index("contrast")
-        g = self.effect_sizes.set_index("group")
+        anc = self.ancova.vs_ref.set_index("contrast") if self.ancova is not None else pd.DataFrame()
+        g = self.effect_sizes.set_index("group") if self.effect_sizes is not None else pd.DataFrame()
         rows = []
         for arm in self.arms:
             if arm == ref:
@@ -172,7 +176,8 @@ class H2Result:
         fmt = lambda x: f"{x:.3g}"  # noqa: E731 - local formatter
         return (f"<p><b>H2 analysis</b> of {self.measure} (pelvis {self.pelvis}); reference arm "
                 f"{self.reference}; {self.model.ngroups} participants, {self.model.nobs} observations; "
-                f"MDC {self.mdc:.3g} ({self.mdc_source})</p>"
+                + (f"MDC {self.mdc:.3g} ({self.mdc_source})</p>" if self.mdc is not None else "no MDC</p>")
+                + "".join(f"<p><b>{k}</b>: not estimable: {v}</p>" for k, v in self.notes.items())
                 + ("<p><b>Warning:</b> singular mixed-model fit (a variance is ~0); consider "
                    "re_formula='1'.</p>" if getattr(self.model, "singular", False) else "")
                 + ("<p><b>Warning:</b> the mixed model did not converge.</p>"
@@ -237,8 +242,8 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
         Pelvic condition of the readings (IR in own posture by default).
     mdc : float, optional
         Minimal detectable change for the responder analysis; default: the cohort's
-        session-to-session MDC95 (see module notes). Raises :class:`AnalysisError` when
-        neither is available.
+        session-to-session MDC95 (see module notes). When neither is available the
+        responder analysis is not estimable (``responders`` None, reason in ``notes``).
     direction : {+1, -1}
         +1 when an increase is the improvement (IR, ASLR angle).
     re_formula : str, default "1 + week"
@@ -249,7 +254,15 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
         Baseline covariates added to the mixed model and the ANCOVA (e.g. ``["age_years"]``).
     confidence : float, default 0.95
     adjust : str, default "holm"
-        Multiplicity adjustment within each family of contrasts.
+        Multiplicity adjustment within each family of contrasts (any name
+        :func:`hipstats.models.emmeans.contrasts` accepts, e.g. "BH"). p-values are adjusted;
+        CIs are per comparison (not adjusted).
+
+    Notes
+    -----
+    A participant-level sub-analysis that the data cannot support (ANCOVA or Hedges' g with
+    fewer than two participants in an arm, responders without an MDC) does not fail the call:
+    its attribute is None and ``notes[name]`` holds the reason.
 
     Returns
     -------
@@ -261,8 +274,10 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     >>> res = h2_analysis(simulate_cohort(60, seed=1), mdc=5.0)  # doctest: +SKIP
     >>> res.summary()[["arm", "diff_change", "diff_change_ci_low"]]  # doctest: +SKIP
     """
+    from hipstats.models.emmeans import normalize_adjust
     from hipstats.models.lmm import fit_lmm
 
+    adjust = normalize_adjust(adjust)
     af = cohort.analysis_frame(measure, pelvis=pelvis)
     af = af.dropna(subset=["value", "arm", "week"])
     arms = [a for a in cohort.arms if a in set(af["arm"].astype(object))]
@@ -333,28 +348,42 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     final = pd.concat(finals, ignore_index=True)
     final.insert(1, "visit", final_visit)
 
-    # participant-level: ANCOVA, Hedges' g, responders
+    # participant-level: ANCOVA, Hedges' g, responders (each may be not estimable on a small cohort)
+    notes: dict[str, str] = {}
+
+    def attempt(name, fn):
+        try:
+            return fn()
+        except AnalysisError as err:
+            notes[name] = str(err)
+            return None
+
     pc = _participant_change(af, base_visit, final_visit)
     pc = pc.merge(af.drop_duplicates("participant_id")[["participant_id", *covariates]],
                   on="participant_id", how="left") if covariates else pc
-    anc: AncovaResult = ancova(pc, "final", "baseline", "arm", covariates=list(covariates), ref=ref,
-                               levels=arms, confidence=confidence, adjust=adjust)
+    anc: AncovaResult | None = attempt("ancova", lambda: ancova(
+        pc, "final", "baseline", "arm", covariates=list(covariates), ref=ref, levels=arms,
+        confidence=confidence, adjust=adjust))
     done = pc.dropna(subset=["change"])
-    g = hedges_g(done, dv="change", group="arm", ref=ref, confidence=confidence)
-    g["group"] = pd.Categorical(g["group"], categories=arms)
-    g = g.sort_values("group").reset_index(drop=True)
-    g["group"] = g["group"].astype(object)
 
+    def effect_sizes():
+        g = hedges_g(done, dv="change", group="arm", ref=ref, confidence=confidence)
+        g["group"] = pd.Categorical(g["group"], categories=arms)
+        g = g.sort_values("group").reset_index(drop=True)
+        g["group"] = g["group"].astype(object)
+        return g
+
+    g = attempt("effect_sizes", effect_sizes)
+    mdc_source = "given"
     if mdc is None:
-        mdc, mdc_source = _cohort_mdc(cohort, measure, pelvis)
-    else:
-        mdc_source = "given"
+        found = attempt("responders", lambda: _cohort_mdc(cohort, measure, pelvis))
+        mdc, mdc_source = found if found is not None else (None, "not available")
     done = done.assign(arm=pd.Categorical(done["arm"], categories=arms))
-    resp: ResponderResult = responders(done, "change", "arm", mdc, direction=direction, ref=ref,
-                                       confidence=confidence)
+    resp: ResponderResult | None = None if mdc is None else attempt("responders", lambda: responders(
+        done, "change", "arm", mdc, direction=direction, ref=ref, confidence=confidence))
     return H2Result(
         measure=measure, pelvis=pelvis, reference=ref, arms=arms, visits=order, confidence=confidence,
         model=model, formula=formula, fixed_effects=model.summary(alpha=1 - confidence),
         variance_components=model.varcomp, emm=emm, trajectories=traj, change=change,
         vs_ref_by_visit=vs_ref, final=final, ancova=anc, effect_sizes=g, responders=resp,
-        mdc=float(mdc), mdc_source=mdc_source, participant_change=pc)
+        mdc=None if mdc is None else float(mdc), mdc_source=mdc_source, participant_change=pc, notes=notes)
