@@ -156,25 +156,25 @@ For each participant and side measured by both raters at baseline, the differenc
 readings is plotted against their average. The middle line is the average difference (a systematic offset
 between raters, the *bias*); the outer lines are the 95% limits of agreement: for 95% of readings the two
 raters differ by no more than this. Both sides of a participant enter, which the limits account for
-(repeated-measures method of Bland and Altman, 2007)."""),
+(repeated-measures method of Bland and Altman, 2007). When the cohort has no second rater (or too few
+participants read by both), a sentence says so instead."""),
     code("""\
-ir_raters = report.areas.rater_pairs(cohort, "hip_ir_deg", pelvis="free")
-ba_raters = bland_altman(ir_raters, *ir_raters.attrs["raters"], subject="participant_id",
-                                        confidence=confidence)
+ba_raters = report.areas.attempt("Agreement between two raters", report.areas.rater_agreement, cohort,
+                                 "hip_ir_deg", pelvis="free", confidence=confidence)
 ba_raters"""),
-    code("ba_raters.plot()"),
+    code('report.areas.show(ba_raters, "plot")'),
     md("""\
 ## Agreement between two sessions (test-retest)
 
 The same comparison for hip internal rotation measured by the same rater at baseline and again about a week
 later, before any training could change it. Wider limits than between raters mean that day-to-day variation
-(of the hip and of the setup) is the larger source of error."""),
+(of the hip and of the setup) is the larger source of error. When the cohort has no retest visit, a sentence
+says so instead."""),
     code("""\
-ir_retest = report.areas.retest_pairs(cohort, "hip_ir_deg", pelvis="free")
-ba_retest = bland_altman(ir_retest, "retest", "baseline", subject="participant_id",
-                                        confidence=confidence)
+ba_retest = report.areas.attempt("Agreement between two sessions", report.areas.retest_agreement, cohort,
+                                 "hip_ir_deg", pelvis="free", confidence=confidence)
 ba_retest"""),
-    code("ba_retest.plot()"),
+    code('report.areas.show(ba_retest, "plot")'),
     md("""\
 ## Agreement on the ASLR difficulty score
 
@@ -182,17 +182,17 @@ Cohen's kappa with quadratic weights for the Mens ASLR score (0 to 5) given by t
 one point count less than disagreements by several points. Values above 0.8 are usually read as very good
 agreement."""),
     code("""\
-mens = report.areas.rater_pairs(cohort, "aslr_mens_score", pelvis=None)
-cohen_kappa(mens, *mens.attrs["raters"], weights="quadratic")"""),
+report.areas.attempt("Agreement on the Mens ASLR score", report.areas.score_agreement, cohort,
+                     "aslr_mens_score", weights="quadratic")"""),
     md("""\
 ## Key findings
 
 Agreement between raters and between sessions for the two main outcomes, with the SEM and the MDC95 that the
 outcome report uses to count responders."""),
-    code("report.areas.reliability_findings(table);"),
+    code("report.areas.reliability_findings(table, confidence=confidence);"),
 ], params="""\
 form: str = "ICC(A,1)"  # ICC form reported (McGraw-Wong name, e.g. ICC(A,1), ICC(C,1), ICC(1,1))
-confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.reliability import bland_altman, cohen_kappa, reliability_summary""")
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.reliability import reliability_summary""")
 
 PELVIS = notebook("pelvis", "H1: Does pelvic position mask or limit hip internal rotation?", 30, """\
 Hip internal rotation (IR) was measured twice at each visit: once with the pelvis set to neutral by the examiner,
@@ -206,9 +206,10 @@ posture, at the same visit. A positive difference means that the own posture hid
 because an IR deficit measured in own posture may partly be a pelvic-position effect rather than a hip
 limitation. *d_z* is the difference in units of its standard deviation."""),
     code("""\
-h1 = pelvis_analysis(cohort, cuts=(tilt_cut_low, tilt_cut_high), side=side, alpha=1 - confidence)
-h1.paired"""),
-    code('h1.plot(kind="paired")'),
+h1 = report.areas.attempt("H1 pelvis analysis", pelvis_analysis, cohort, cuts=(tilt_cut_low, tilt_cut_high),
+                          side=side, alpha=1 - confidence)
+report.areas.show(h1, "paired")"""),
+    code('report.areas.show(h1, "plot", kind="paired")'),
     md("""\
 ## Tilt and IR within and between participants
 
@@ -218,15 +219,15 @@ stand with more tilt have different IR? The mixed model separates the two slopes
 tilt); the repeated-measures correlation gives the within-participant association as a correlation. A clear
 within-participant slope with a flat between-participant slope points to a measurement (masking) effect of
 posture rather than to a structural difference between people."""),
-    code("h1.within_between"),
-    code("h1.rm_corr"),
-    code('h1.plot(kind="tilt")'),
+    code('report.areas.show(h1, "within_between")'),
+    code('report.areas.show(h1, "rm_corr")'),
+    code('report.areas.show(h1, "plot", kind="tilt")'),
     md("""\
 ## IR by tilt class
 
 Participants grouped by their standing tilt into posterior, neutral and anterior classes (cut points given as
 parameters, in degrees): mean IR in each class with its confidence interval."""),
-    code("h1.by_class"),
+    code('report.areas.show(h1, "by_class")'),
     md("""\
 ## Key findings
 
@@ -254,16 +255,21 @@ over time show an effect of the protocol."""),
          "ir.plot()"),
     md("""\
 The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
-minus the gain in the other), with confidence intervals and p-values adjusted for making several
-comparisons. An interval that lies entirely above zero means the first arm gained more."""),
+minus the gain in the other), with confidence intervals and p-values. The p-values (*p_adj*) are adjusted for
+making several comparisons (method in the *adjust* column); the confidence intervals are per comparison, **not**
+adjusted for multiple comparisons, so an interval that just excludes zero can go with an adjusted p-value above
+the significance level. The key findings below say so. An interval that lies entirely above zero means the
+first arm gained more."""),
     code("report.areas.h2_contrast_table(ir)"),
     md("""\
 The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
 final value adjusted for baseline (columns *ancova_*), Hedges' *g* (the difference in change in standard
 deviation units; 0.2 small, 0.5 medium, 0.8 large) and the share of **responders**, participants whose IR
-improved by more than the minimal detectable change (MDC95), so by more than measurement error."""),
+improved by more than the minimal detectable change (MDC95), so by more than measurement error. On a small
+cohort a part that cannot be estimated (for example fewer than two participants in an arm) is left out of the
+table and named below with the reason."""),
     code("ir.summary()"),
-    code("ir.responders.by_arm"),
+    code('report.areas.show(ir, "responders.by_arm")'),
     md("""\
 ## ASLR angle over the weeks
 
@@ -280,7 +286,7 @@ Differences in change from baseline to the last visit between arms, for IR and f
 ], params="""\
 mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
 confidence: float = 0.95  # confidence level of the intervals
-adjust: str = "holm"  # multiplicity adjustment of the contrasts: holm, bonferroni, sidak, BH or none""", imports="""from hipstats.models.h2 import h2_analysis""")
+adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}""", imports="""from hipstats.models.h2 import h2_analysis""")
 
 SCREENING = notebook("screening", "H3: Does a low ASLR flag limited hip internal rotation?", 50, """\
 The ASLR is quick to test. This report asks whether an ASLR below a cutoff (70 degrees by default) picks out
@@ -332,41 +338,43 @@ how often pain stopped a session, whether more training went with more gain, and
 
 Mean weekly volume-load (sets x repetitions x kg) per arm, with 95% confidence intervals. A steady rise means the
 protocol was progressive; a flattening shows where participants stopped progressing."""),
-    code('h4 = loading_analysis(cohort, pain_threshold=pain_threshold)\nh4.plot(kind="progression")'),
+    code('h4 = report.areas.attempt("H4 loading analysis", loading_analysis, cohort, pain_threshold=pain_threshold)\n'
+         'report.areas.show(h4, "plot", kind="progression")'),
     md("""\
 Per arm and exercise: the average rise in load per week over participants (kg/week, from each participant's own
 progression line) and the share of participants whose load rose at all."""),
-    code("h4.progression_by_arm"),
+    code('report.areas.show(h4, "progression_by_arm")'),
     md("""\
 ## Adherence, rule-keeping and pain (H4)
 
 One row per arm: mean adherence (completed share of the prescribed sessions), how often the load was raised
 after a session with a form fault or pain (*violations*, against the progression rule), and the share of
 sessions with pain at or above the stop threshold on the 0 to 10 scale."""),
-    code("h4.summary()"),
+    code('report.areas.show(h4, "summary")'),
     md("""\
 Each row of the figure is a participant, each column a training week: it shows where load increases followed a
 session that should have held the load."""),
-    code('h4.plot(kind="compliance")'),
+    code('report.areas.show(h4, "plot", kind="compliance")'),
     md("""\
 ## Dose-response (H4)
 
 Does more total training go with more IR gain? The regression of the IR change on cumulative volume-load
 (per 1,000 kg), adjusted for arm and baseline IR. Participants who train more differ in other ways too, so
-this is an association, not proof of cause."""),
-    code("h4.dose_response"),
+this is an association, not proof of cause. Any part of this report that the data cannot support (for example
+too few participants for the regression) is shown as one sentence with the reason."""),
+    code('report.areas.show(h4, "dose_response")'),
     md("""\
 ## Form faults (H5)
 
 Share of completed exercise rows with each fault, by exercise and arm (with 95% confidence intervals), then the
 weekly rate of any fault per arm: falling lines mean technique improved with practice."""),
-    code("h5 = faults_analysis(cohort)\nh5.rates"),
-    code("h5.plot()"),
+    code('h5 = report.areas.attempt("H5 faults analysis", faults_analysis, cohort)\nreport.areas.show(h5, "rates")'),
+    code('report.areas.show(h5, "plot")'),
     md("""\
 The trend of the fault rate over the weeks (odds ratio per week from a GEE model that accounts for repeated
 sessions of one participant) and the association of each participant's fault rate with their IR change."""),
-    code("h5.trend"),
-    code("h5.association"),
+    code('report.areas.show(h5, "trend")'),
+    code('report.areas.show(h5, "association")'),
     md("## Key findings"),
     code("report.areas.loading_findings(h4);\nreport.areas.faults_findings(h5);"),
 ], params="""\

@@ -79,3 +79,15 @@ def test_index_has_every_question_and_report(run):
         assert f'href="{r.html}"' in index
     assert "All 6 report(s) ran without errors." in index
     assert external_references(index) == []
+
+
+def test_every_notebook_runs_on_a_six_participant_cohort(tmp_path):
+    """`hipstats simulate --n 6` then `hipstats report`: sub-analyses the data cannot support are shown as
+    "not estimable" sentences instead of failing the notebook."""
+    from hipstats.cli import main
+
+    src, out = tmp_path / "cohort", tmp_path / "reports"
+    assert main(["simulate", "--out", str(src), "--n", "6"]) == 0
+    code = main(["report", str(src), "--out", str(out), "-j", "2", "-q", "-p", "screening.n_boot=200"])
+    manifest = next(out.glob("*/manifest.json")).read_text()
+    assert code == 0, manifest

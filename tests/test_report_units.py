@@ -281,3 +281,11 @@ def test_tilt_comparison_finding_has_the_ci_of_the_auc_difference():
     assert abs(lo - (-0.1 - q * 0.05)) < 1e-12 and abs(hi - (-0.1 + q * 0.05)) < 1e-12
     lo, _ = _difference_ci(pd.Series({"difference": 0.0, "se": 1.0, "df": float("nan")}), 0.95)
     assert abs(lo + 1.959963985) < 1e-8  # normal quantile without df
+
+
+def test_choice_parameters_are_checked_before_a_run(catalogue):
+    chosen = select_notebooks(catalogue, "outcomes")
+    assert {"holm", "fdr_bh", "BH", "none"} <= set(chosen[0].parameters["adjust"].choices)
+    assert resolve_parameters(chosen, {"adjust": "bh"})["outcomes"]["adjust"] == "bh"
+    with pytest.raises(ParameterError, match="'adjust' must be one of"):
+        resolve_parameters(chosen, {"adjust": "hochberg"})

@@ -20,7 +20,7 @@ import pandas as pd
 from hipstats.errors import AnalysisError
 from hipstats.report.findings import Finding, ci_label, format_p, record, record_summary, significance_words
 
-__all__ = ["icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
+__all__ = ["rater_agreement", "retest_agreement", "score_agreement", "attempt", "show", "NotEstimable", "result_confidence", "icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
            "pelvis_findings", "screening_findings", "loading_findings", "faults_findings"]
 
 MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
@@ -59,6 +59,80 @@ def result_confidence(result, default: float = 0.95) -> float:
 def not_estimable(what: str, reason) -> str:
     """The sentence a notebook shows for a sub-analysis the data cannot support."""
     return f"{what}: not estimable: {reason}"
+
+
+class NotEstimable:
+    """A sub-analysis the data cannot support: shown in a notebook as one sentence; falsy.
+
+    >>> bool(NotEstimable("retest agreement", "no retest visit"))
+    False
+    """
+
+    def __init__(self, what: str, reason):
+        self.what, self.reason = what, str(reason)
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return not_estimable(self.what, self.reason)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html  # noqa: PLC0415
+
+        return f"<p><em>{html.escape(str(self))}</em></p>"
+
+    def __getattr__(self, name):  # a guarded result used further down stays a sentence
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self
+
+
+def attempt(what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or a :class:`NotEstimable` naming the reason when the data cannot support it
+    (:class:`hipstats.errors.AnalysisError`). Other errors propagate.
+
+    >>> def needs_two(): raise AnalysisError("only one rater")
+    >>> str(attempt("rater agreement", needs_two))
+    'rater agreement: not estimable: only one rater'
+    """
+    try:
+        return fn(*args, **kwargs)
+    except AnalysisError as err:
+        return NotEstimable(what, err)
+
+
+def show(result, attr: str, *args, **kwargs):
+    """An attribute (or method call with ``args``) of an analysis result, or a sentence when it is missing.
+
+    ``result`` may be a :class:`NotEstimable` (returned as is); an attribute that is None is
+    shown as "not estimable" with the reason from ``result.notes[attr]`` when the result has one.
+    """
+    if isinstance(result, NotEstimable):
+        return result
+    value = result
+    parts = attr.split(".")
+    for i, part in enumerate(parts):
+        value = getattr(value, part, None)
+        if value is None:
+            notes = getattr(result, "notes", None)
+            reason = None
+            if isinstance(notes, dict):
+                reason = notes.get(".".join(parts[:i + 1])) or notes.get(parts[0])
+            return NotEstimable(parts[i].replace("_", " "), reason or "the data do not support it")
+    if callable(value) and not isinstance(value, pd.DataFrame) and (args or kwargs or parts[-1] in ("plot",
+                                                                                                    "summary")):
+        return attempt(parts[-1].replace("_", " "), value, *args, **kwargs)
+    return value
+
+
+def _unavailable(area: str, result, display: bool) -> list[Finding] | None:
+    """A single not-estimable finding when the analysis itself could not run (a :class:`NotEstimable`)."""
+    if isinstance(result, NotEstimable):
+        return [record(area, result.what, None, None, None, None, str(result), display=display)]
+    return None
 
 
 def icc_words(icc: float) -> str:
@@ -139,6 +213,31 @@ def _units(r) -> str:
     return f"{k} participant{'s' if k != 1 else ''}, {sides}"
 
 
+def rater_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", confidence: float = 0.95):
+    """Bland-Altman agreement of two raters (repeated-measures limits over sides) from :func:`rater_pairs`."""
+    from hipstats.reliability import bland_altman  # noqa: PLC0415
+
+    pairs = rater_pairs(cohort, measure, pelvis=pelvis)
+    return bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id", confidence=confidence)
+
+
+def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free",
+                     confidence: float = 0.95):
+    """Bland-Altman agreement of retest against baseline (one rater) from :func:`retest_pairs`."""
+    from hipstats.reliability import bland_altman  # noqa: PLC0415
+
+    pairs = retest_pairs(cohort, measure, pelvis=pelvis)
+    return bland_altman(pairs, "retest", "baseline", subject="participant_id", confidence=confidence)
+
+
+def score_agreement(cohort, measure: str = "aslr_mens_score", *, weights: str = "quadratic"):
+    """Weighted Cohen's kappa of two raters' ordinal scores from :func:`rater_pairs`."""
+    from hipstats.reliability import cohen_kappa  # noqa: PLC0415
+
+    pairs = rater_pairs(cohort, measure, pelvis=None)
+    return cohen_kappa(pairs, *pairs.attrs["raters"], weights=weights)
+
+
 def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: str = "free",
                          confidence: float | None = None, display: bool = True) -> list[Finding]:
     """Key findings R: rater-to-rater and session-to-session ICC (with SEM and MDC95) of the main measures.
@@ -186,6 +285,8 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
     multiplicity-adjusted; the sentence says so, and "unlikely to be chance" means the
     adjusted p is below alpha = 1 - confidence.
     """
+    if (na := _unavailable("H2", result, display)) is not None:
+        return na
     label = MEASURE_LABELS.get(result.measure, result.measure)
     conf = result_confidence(result)
     out = []
@@ -211,11 +312,15 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
 
 def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H1 (the rows of :meth:`hipstats.pelvis.PelvisResult.summary`)."""
+    if (na := _unavailable("H1", result, display)) is not None:
+        return na
     return record_summary("H1", result.summary(), confidence=result_confidence(result), display=display)
 
 
 def screening_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H3: accuracy at the cutoff, AUC, Youden cutoff, and whether anterior tilt changes the AUC."""
+    if (na := _unavailable("H3", result, display)) is not None:
+        return na
     s = result.summary().set_index("group")
     a = s.loc["all"]
     conf = result_confidence(result)
@@ -268,6 +373,8 @@ def _difference_ci(row, confidence: float) -> tuple[float, float]:
 
 def loading_findings(result, *, arm: str = "loading", display: bool = True) -> list[Finding]:
     """Key findings H4: progression, adherence, progression-rule violations, pain flags, dose-response."""
+    if (na := _unavailable("H4", result, display)) is not None:
+        return na
     conf = result_confidence(result)
     out = []
     pr = getattr(result, "progression_by_arm", None)
@@ -314,8 +421,12 @@ def loading_findings(result, *, arm: str = "loading", display: bool = True) -> l
 
 def faults_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H5: the rows of :meth:`hipstats.faults.FaultsResult.summary`, worded for clinicians."""
+    if (na := _unavailable("H5", result, display)) is not None:
+        return na
     conf = result_confidence(result)
-    s = result.summary()
+    s = attempt("H5 summary", result.summary)
+    if isinstance(s, NotEstimable):
+        return [record("H5", s.what, None, None, None, None, str(s), display=display)]
     words = []
     for r in s.itertuples():
         q, est = str(r.question), r.estimate
