@@ -289,3 +289,28 @@ def test_choice_parameters_are_checked_before_a_run(catalogue):
     assert resolve_parameters(chosen, {"adjust": "bh"})["outcomes"]["adjust"] == "bh"
     with pytest.raises(ParameterError, match="'adjust' must be one of"):
         resolve_parameters(chosen, {"adjust": "hochberg"})
+
+
+def test_show_and_attempt_turn_missing_parts_into_sentences():
+    import pandas as pd  # noqa: PLC0415
+
+    from hipstats.errors import AnalysisError  # noqa: PLC0415
+    from hipstats.report import areas  # noqa: PLC0415
+
+    table = pd.DataFrame({"a": [1]})
+    res = type("R", (), {"notes": {"dose_response": "4 participants are too few"}, "dose_response": None,
+                         "rates": table, "responders": None})()
+    assert areas.show(res, "rates") is table
+    s = areas.show(res, "dose_response")
+    assert not s and str(s) == "dose response: not estimable: 4 participants are too few"
+    assert "not estimable: the data do not support it" in str(areas.show(res, "responders.by_arm"))
+
+    def boom():
+        raise AnalysisError("only one rater")
+
+    ne = areas.attempt("rater agreement", boom)
+    assert areas.show(ne, "plot") is ne and "only one rater" in ne._repr_html_()
+    (f,) = areas.pelvis_findings(ne, display=False)
+    assert f.area == "H1" and f.estimate is None and "not estimable: only one rater" in f.sentence
+    with pytest.raises(ZeroDivisionError):  # other errors are not hidden
+        areas.attempt("x", lambda: 1 / 0)
