@@ -407,9 +407,7 @@ def _umask() -> int:
 def _finish_measurements(df: pd.DataFrame) -> pd.DataFrame:
     cols = schema.TABLES["measurements"].column_names
     df = df.copy()
-    for c in cols:
-        if c not in df.columns:
-            df[c] = np.nan if c in ("week",) else None
+    schema.TABLES["measurements"].add_missing_columns(df)
     df = df[cols + [c for c in df.columns if c not in cols and not c.startswith("_")]]
     df["participant_id"] = df["participant_id"].astype(str)
     df["visit"] = df["visit"].astype(str)
@@ -425,9 +423,7 @@ def _finish_measurements(df: pd.DataFrame) -> pd.DataFrame:
 def _finish_participants(df: pd.DataFrame, settings) -> pd.DataFrame:
     cols = schema.TABLES["participants"].column_names
     df = df.copy()
-    for c in cols:
-        if c not in df.columns:
-            df[c] = None
+    schema.TABLES["participants"].add_missing_columns(df)
     df = df[cols + [c for c in df.columns if c not in cols and not c.startswith("_")]]
     df["participant_id"] = df["participant_id"].astype(str)
     for c in ("age_years", "height_cm", "mass_kg"):
@@ -438,9 +434,7 @@ def _finish_participants(df: pd.DataFrame, settings) -> pd.DataFrame:
 def _finish_sessions(df: pd.DataFrame | None) -> pd.DataFrame:
     cols = schema.TABLES["sessions"].column_names
     df = pd.DataFrame(columns=cols) if df is None else df.copy()
-    for c in cols:
-        if c not in df.columns:
-            df[c] = None
+    schema.TABLES["sessions"].add_missing_columns(df)
     df = df[cols + [c for c in df.columns if c not in cols and not c.startswith("_")]]
     df["participant_id"] = df["participant_id"].astype(str)
     for c in ("week", "load_kg", "rpe", "pain_nrs"):

@@ -97,6 +97,19 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def add_missing_columns(self, df):
+        """Add absent contract columns to ``df`` in place (numbers as NaN, others as None); return it.
+
+        >>> import pandas as pd
+        >>> df = TABLES["participants"].add_missing_columns(pd.DataFrame({"participant_id": ["P1"]}))
+        >>> df["age_years"].isna().item(), df["sex"].item() is None
+        (True, True)
+        """
+        for c in self.columns:
+            if c.name not in df.columns:
+                df[c.name] = float("nan") if c.dtype in ("float", "int") else None
+        return df
+
     def __getitem__(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:

@@ -260,7 +260,7 @@ def _normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Canonical column names (lower case, ``_``) with a few common aliases."""
     aliases = {"id": "participant_id", "subject": "participant_id", "subject_id": "participant_id",
                "participant": "participant_id", "pid": "participant_id", "group": "arm",
-               "date": "date", "visit_label": "visit", "load": "load_kg", "weight_kg": "mass_kg",
+               "visit_label": "visit", "load": "load_kg", "weight_kg": "mass_kg",
                "age": "age_years", "height": "height_cm", "mass": "mass_kg", "pain": "pain_nrs",
                "leg": "side", "sex_gender": "sex", "gender": "sex"}
     out = {}
@@ -377,7 +377,7 @@ def _row_hashes(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.util.hash_pandas_object(df[columns], index=False, categorize=True)
 
 
-def _check_duplicate_rows(df: pd.DataFrame, raw: pd.DataFrame, col: _Collector) -> set:
+def _check_duplicate_rows(raw: pd.DataFrame, col: _Collector) -> set:
     """Report exact repeats of earlier rows; return their row numbers."""
     content = [c for c in raw.columns if c != ROW]
     if not content or raw.empty:
@@ -460,9 +460,7 @@ def _check_measurements(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     if "trial" not in df.columns:
         df["trial"] = 1.0
     df["trial"] = df["trial"].fillna(1.0)
-    for c in schema.TABLES["measurements"].column_names:
-        if c not in df.columns:
-            df[c] = None if c not in ("week",) else np.nan
+    schema.TABLES["measurements"].add_missing_columns(df)
     df["visit_date"] = pd.to_datetime(df["visit_date"], errors="coerce")
     return df
 
@@ -541,15 +539,9 @@ def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
 
 def _check_sessions(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     df = _check_typed_columns(df, schema.TABLES["sessions"], col, col.decimal_comma)
-    for c in schema.TABLES["sessions"].column_names:
-        if c not in df.columns:
-            df[c] = None
+    schema.TABLES["sessions"].add_missing_columns(df)
     no_time = df["date"].isna() & df["week"].isna()
     col.add_rows(df, no_time, "week", "date_or_week", lambda v: "session has neither a date nor a week")
-    completed = df["completed"].astype(object)
-    df["completed"] = completed.where(completed.notna(), True).astype(bool)
-    df["load_kg"] = df["load_kg"].fillna(0.0)
-    df["date"] = pd.to_datetime(df["date"], errors="coerce")
     return df
 
 
@@ -561,9 +553,7 @@ def _check_participants(df: pd.DataFrame, col: _Collector, settings: schema.Cont
         col.add_rows(df, bad, "arm", "unknown_arm",
                      lambda v: f"arm '{v}' is not one of the cohort's arms ({', '.join(settings.arms)}); "
                                "fix the label or declare the arm in hipstats.yaml (arms: [...])")
-    for c in schema.TABLES["participants"].column_names:
-        if c not in df.columns:
-            df[c] = None
+    schema.TABLES["participants"].add_missing_columns(df)
     return df
 
 
@@ -602,11 +592,11 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         df = _check_columns(rt.frame, schema.TABLES[name], col)
         df = df.drop(columns=[c for c in df.columns if c != ROW and schema.is_identifier_column(c)])
         _check_identifier_values(df, col)
-        dup_rows = _check_duplicate_rows(df, df, col)
+        dup_rows = _check_duplicate_rows(df, col)
+        if name != "participants" and any(p.rule == "required_column" for p in col.problems):
+            report.extend(col.problems)  # row checks need the required columns
+            continue
         if name == "measurements":
-            if col.problems and any(p.rule == "required_column" for p in col.problems):
-                report.extend(col.problems)
-                continue
             df = _check_measurements(df, col)
             df = _derive_weeks(df, col)
             _check_duplicate_keys(df, list(schema.TABLES[name].key), col, dup_rows)
@@ -615,9 +605,6 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
             df = _check_participants(df, col, settings)
             _check_duplicate_keys(df, ["participant_id"], col, dup_rows)
         else:
-            if col.problems and any(p.rule == "required_column" for p in col.problems):
-                report.extend(col.problems)
-                continue
             df = _check_sessions(df, col)
             _check_duplicate_keys(df, list(schema.TABLES[name].key), col, dup_rows)
         report.extend(col.problems)
