@@ -195,17 +195,15 @@ def power(method, n_per_arm, arms, weeks, effects, target, dropout, effect, sd, 
         click.echo(f"wrote {out}")
 
 
-def _register_optional_commands() -> None:
-    """Attach commands that live next to their feature modules."""
-    try:
-        from hipstats.report.cli import notebooks_command, report_command
-    except ImportError:  # pragma: no cover - report package not installed
-        return
+def _register_report_commands() -> None:
+    """Attach the commands that live next to the report package."""
+    from hipstats.report.cli import notebooks_command, report_command
+
     cli.add_command(report_command, "report")
     cli.add_command(notebooks_command, "notebooks")
 
 
-_register_optional_commands()
+_register_report_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
