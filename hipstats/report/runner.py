@@ -9,7 +9,8 @@
 4. lock the output folder (a second run on it gets :class:`ReportError`, exit 1) and
    work in a hidden temporary folder inside it;
 5. execute the notebooks with papermill, each in its own worker process and its own
-   kernel (the kernel is this environment's Python, ``sys.executable``), ``jobs`` at a
+   kernel (the kernel is this environment's Python, ``sys.executable``; each worker
+   starts its first kernel during step 3, see :mod:`hipstats.report.kernels`), ``jobs`` at a
    time, longest first when an earlier run's durations are known; a notebook that fails
    does not stop the others;
 6. export each executed notebook to HTML without code (:mod:`hipstats.report.export`),
@@ -35,9 +36,9 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 import traceback
-import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ import pandas as pd
 
 from hipstats.errors import ParameterError, ReportError, ValidationError
 from hipstats.report import findings as _findings
+from hipstats.report import kernels as _kernels
 from hipstats.report.data import SNAPSHOT_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
@@ -154,19 +156,6 @@ def check_as_of(as_of) -> str:
     return ts.strftime("%Y-%m-%d")
 
 
-def _write_kernelspec(folder: Path) -> str:
-    """A kernelspec that starts ipykernel with this very interpreter (not whatever ``python`` is on PATH)."""
-    name = f"hipstats-{uuid.uuid4().hex[:10]}"
-    kdir = folder / "kernels" / name
-    kdir.mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--IPKernelApp.log_level=ERROR"],
-            "display_name": f"hipstats ({sys.executable})", "language": "python",
-            "metadata": {"debugger": False}}
-    (kdir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    return name
-
-
 def _previous_durations(out: Path) -> dict[str, float]:
     try:
         m = json.loads((out / "latest" / "manifest.json").read_text(encoding="utf-8"))
@@ -220,29 +209,21 @@ def _update_latest(out: Path, run_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------ worker
-_ORIGINAL_ENV: dict[str, str] = {}  # a worker's environment before its first job
-
-
 def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one notebook with papermill and export it (runs in a worker process)."""
+    """Run one notebook with papermill and export it (runs in a worker, see :func:`kernels.init_worker`)."""
     import nbformat  # noqa: PLC0415
     import papermill  # noqa: PLC0415
 
     from hipstats.report.export import external_references, notebook_to_html  # noqa: PLC0415
 
-    os.environ[SNAPSHOT_ENV] = job["snapshot"] or ""
-    base = _ORIGINAL_ENV.setdefault("JUPYTER_PATH", os.environ.get("JUPYTER_PATH", ""))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (job["jupyter_path"], base) if p)
-    # figures must come back to the notebook as images whatever the caller uses (cron jobs often set Agg)
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     run_dir = Path(job["run_dir"])
     out_nb = run_dir / job["notebook_rel"]
     out_html = run_dir / job["html_rel"]
     t0 = time.perf_counter()
-    status, error = "ok", None
+    status, error, km = "ok", None, None
     try:
-        papermill.execute_notebook(job["path"], str(out_nb), parameters=job["parameters"],
+        km = _kernels.take_kernel()
+        papermill.execute_notebook(job["path"], str(out_nb), parameters=job["parameters"], km=km,
                                    kernel_name=job["kernel_name"], cwd=job["cwd"], progress_bar=False,
                                    log_output=False, request_save_on_cell_execute=False,
                                    execution_timeout=job["timeout"], report_mode=True)
@@ -250,6 +231,9 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
         status, error = "failed", f"{exc.ename}: {exc.evalue}".strip()
     except Exception as exc:  # kernel died, timeout, unreadable notebook ...
         status, error = "failed", f"{type(exc).__name__}: {exc}".strip()
+    finally:
+        if km is not None:
+            _kernels.stop_kernel(km)
     duration = time.perf_counter() - t0
     found: list[dict[str, Any]] = []
     try:
@@ -355,30 +339,38 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
 
-    # ---- start the worker processes now: they import papermill, nbconvert and hipstats while the
-    # source is validated below (nothing runs in them until validation has passed)
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(selected)), mp_context=multiprocessing.get_context("spawn"))
+    # ---- start the worker processes now: each imports papermill and nbconvert and starts its first
+    # kernel (which imports the analysis modules) while the source is validated below; nothing runs
+    # a notebook until validation has passed. Kernelspec and snapshot live in a private temporary
+    # folder outside the output, so a run that stops at validation writes nothing there.
+    private = Path(tempfile.mkdtemp(prefix="hipstats-report-"))
+    kernel_name, jupyter_path = _kernels.write_kernelspec(private / "jupyter")
+    snapshot = private / "cohort.pkl"
+    settings = {"kernel_name": kernel_name, "jupyter_path": jupyter_path, "cwd": str(nb_dir),
+                "env": {SNAPSHOT_ENV: str(snapshot), "MPLBACKEND": _kernels.INLINE_BACKEND,
+                        "PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(selected)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_kernels.init_worker, initargs=(settings,))
+    for _ in range(min(jobs, len(selected))):
+        pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
     try:
-        for _ in range(min(jobs, len(selected))):
-            pool.submit(_warm_up)
-        result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout,
-                      progress, console, started, t_start)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+        try:
+            result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
+                          timeout, progress, console, started, t_start, snapshot, kernel_name)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the workers stop the kernels they started
+            raise
+        pool.shutdown(wait=True)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return result
 
 
-def _warm_up() -> None:
-    import nbconvert  # noqa: F401, PLC0415
-    import papermill  # noqa: F401, PLC0415
-
-    import hipstats.report.export  # noqa: F401, PLC0415
-
-
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
-         console, started, t_start) -> RunResult:
+         console, started, t_start, snapshot: Path, kernel_name: str) -> RunResult:
     # ---- validate the data before anything is written
     from hipstats.cohort import load_cohort  # noqa: PLC0415
     from hipstats.validation import ValidationReport  # noqa: PLC0415
@@ -406,13 +398,10 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         tmp = out / f".{rid}.partial-{os.getpid()}"
         (tmp / "reports").mkdir(parents=True)
         (tmp / "notebooks").mkdir()
-        private = tmp / ".run"
-        private.mkdir()
         files = input_files(cohort.files if cohort is not None else [], src) if needs_data else []
-        snapshot = (str(write_snapshot(private / "cohort.pkl", src, cohort, report, files))
-                    if cohort is not None else "")
+        if cohort is not None:
+            write_snapshot(snapshot, src, cohort, report, files)
         del cohort
-        kernel_name = _write_kernelspec(private / "jupyter")
         banner = f"run {rid}" + (f" · data {mask_source(src)}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
         # longest first (durations of the previous run in this folder, else the notebooks' cost hints),
         # so that the slowest notebook does not start last and leave a core idle at the end
@@ -422,8 +411,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         else:
             order = sorted(selected, key=lambda n: -n.cost)
         jobs_ = [{"name": n.name, "title": n.title, "path": str(n.path), "cwd": str(n.path.parent),
-                  "parameters": per_nb[n.name], "kernel_name": kernel_name,
-                  "jupyter_path": str(private / "jupyter"), "snapshot": snapshot, "run_dir": str(tmp),
+                  "parameters": per_nb[n.name], "kernel_name": kernel_name, "run_dir": str(tmp),
                   "notebook_rel": f"notebooks/{n.name}.ipynb", "html_rel": f"reports/{n.name}.html",
                   "timeout": timeout, "banner": banner} for n in order]
         t_phase = time.perf_counter()
@@ -464,7 +452,6 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
 
         write_index(tmp / "index.html", manifest, results)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-        shutil.rmtree(private, ignore_errors=True)
         final = out / rid
         os.rename(tmp, final)
         tmp = None
