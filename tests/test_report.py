@@ -201,3 +201,45 @@ def test_as_of_restricts_the_data_and_run_ids_are_never_reused(cohort_dir, nb_di
     assert extract(nb)[0].estimate == expected < full_rows
     assert main(cmd) == 1  # the run folder exists: never overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_run_cleanly(cohort_dir, tmp_path):
+    """A scheduler's kill (SIGTERM) mid-run: exit 143, no partial output, no process or temp data left."""
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    import psutil
+    from nbformat.v4 import new_code_cell
+
+    from report_helpers import _nb
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("slow_a", "slow_b"):
+        nbformat.write(_nb(name, [new_code_cell("import time\nprint('STARTED', flush=True)\ntime.sleep(120)")]),
+                       nbs / f"{name}.ipynb")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "hipstats.cli", "report", str(cohort_dir), "--out", str(out),
+                             "--notebooks-dir", str(nbs), "--jobs", "2", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    partial = []
+    while time.time() < deadline and not partial:  # validation passed: the run folder exists
+        partial = list(out.glob(".*.partial-*")) if out.is_dir() else []
+        time.sleep(0.2)
+    assert partial, "the run never got past validation"
+    time.sleep(5)  # the two notebooks are sleeping in their kernels now
+    family = [runner] + runner.children(recursive=True)
+    kernels = [p for p in family if "ipykernel_launcher" in " ".join(p.cmdline())]
+    assert len(kernels) == 2
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "terminated" in err
+    assert not list(out.glob(".*.partial-*")) and not [p for p in out.iterdir() if p.is_dir()]
+    assert not list(Path(tempfile.gettempdir()).glob(f"hipstats-report-{proc.pid}-*"))
+    _, alive = psutil.wait_procs(family[1:], timeout=30)
+    assert alive == [], [p.cmdline()[:3] for p in alive]

@@ -6,9 +6,11 @@ into it. While the runner reads and validates the source (one core busy, the oth
 on a two-core machine), each worker process of the run starts its first kernel and has it
 import those modules (:data:`KERNEL_PRELOAD`), so the first notebook of every worker starts
 on a warm kernel. Later notebooks get a fresh kernel each (no state is shared between
-notebooks). Kernels are shut down by the worker that started them; one that was started and
-never used is shut down when its worker exits, and an IPython kernel also exits on its own
-when its parent process dies.
+notebooks). Kernels are shut down by the worker that started them, together with the kernel
+clients that talked to them; one that was started and never used is shut down when its
+worker exits. A worker whose runner disappears (killed, not stopped) stops its kernels and
+exits; a worker sent SIGTERM stops its kernels first; and an IPython kernel also exits on
+its own when its parent process dies.
 
 The kernel is always ``sys.executable -m ipykernel_launcher`` (a kernelspec written into the
 run's private folder), never whatever ``python3`` kernel happens to be installed.
@@ -22,15 +24,22 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import multiprocessing.util
 import os
+import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KERNEL_PRELOAD", "kernel_argv", "write_kernelspec", "skip_iri_format_checker",
+__all__ = ["KERNEL_PRELOAD", "kernel_argv", "write_kernelspec", "private_folder", "skip_iri_format_checker",
            "init_worker", "take_kernel", "start_kernel", "stop_kernel"]
 
 #: Modules a kernel started ahead of time imports before its notebook arrives (most report
@@ -67,6 +76,37 @@ def write_kernelspec(folder) -> tuple[str, str]:
     return name, str(folder)
 
 
+_PRIVATE_PREFIX = "hipstats-report-"
+
+
+def private_folder() -> Path:
+    """A new private temporary folder for one run (kernelspec, snapshot), named after this process.
+
+    Folders of earlier runs whose process no longer exists (a runner killed with SIGKILL
+    cannot clean up) are removed first, so no participant data is left behind in the
+    temporary folder for long.
+    """
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{_PRIVATE_PREFIX}*"):
+        m = re.fullmatch(rf"{_PRIVATE_PREFIX}(\d+)-\w+", old.name)
+        try:
+            if m and old.is_dir() and old.stat().st_uid == os.getuid() and not _pid_alive(int(m.group(1))):
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def skip_iri_format_checker() -> None:
     """Keep ``jsonschema`` from building its IRI grammar in this process (1.5-2 s per import).
 
@@ -75,7 +115,8 @@ def skip_iri_format_checker() -> None:
     (JupyterLab's dependencies install it). No notebook schema uses that format
     (python-jsonschema/jsonschema#1428). Marking the module as absent makes ``jsonschema``
     skip that one format check. Called only in processes hipstats owns: the ``hipstats``
-    command and the report workers, never on import of the library.
+    command's own process (:func:`hipstats.cli.run`, the console script) and the report
+    workers; never on import of the library nor by :func:`hipstats.cli.main`.
     """
     if "jsonschema" not in sys.modules:
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
@@ -83,6 +124,7 @@ def skip_iri_format_checker() -> None:
 
 # ------------------------------------------------------------------------------ per worker
 _SPARE: Any = None  # the kernel this worker started ahead of time, until a notebook takes it
+_ACTIVE: Any = None  # the kernel running this worker's current notebook
 _SETTINGS: dict[str, Any] = {}
 
 
@@ -97,6 +139,7 @@ def init_worker(settings: dict[str, Any]) -> None:
     """
     global _SPARE
     skip_iri_format_checker()
+    _watch_for_the_end()
     _SETTINGS.clear()
     _SETTINGS.update(settings)
     os.environ.update(settings["env"])
@@ -126,32 +169,45 @@ def start_kernel(preload: tuple[str, ...] = ()):
     -------
     jupyter_client.AsyncKernelManager
     """
-    from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415
     from jupyter_core.utils import run_sync  # noqa: PLC0415
 
-    km = AsyncKernelManager(kernel_name=_SETTINGS["kernel_name"])
-    extra = [f"--IPKernelApp.exec_lines=__import__({m!r})" for m in preload]
+    km = _manager_class()(kernel_name=_SETTINGS["kernel_name"])
+    # a statement, not an expression: IPython stores no output (_ and Out stay empty) and binds no name
+    extra = [f"--IPKernelApp.exec_lines=if __import__({m!r}): pass" for m in preload]
     run_sync(km.start_kernel)(cwd=_SETTINGS["cwd"], extra_arguments=extra)
     return km
 
 
 def take_kernel():
     """The kernel started ahead of time if there is one still alive, else a new one."""
-    global _SPARE
+    global _SPARE, _ACTIVE
     km, _SPARE = _SPARE, None
     if km is not None:
         from jupyter_core.utils import run_sync  # noqa: PLC0415
 
-        if run_sync(km.is_alive)():
-            return km
-        stop_kernel(km)
-    return start_kernel()
+        if not run_sync(km.is_alive)():
+            stop_kernel(km)
+            km = None
+    _ACTIVE = km if km is not None else start_kernel()
+    return _ACTIVE
 
 
 def stop_kernel(km) -> None:
-    """Stop a kernel at once (its notebook is saved; nothing in it needs an orderly exit)."""
+    """Stop a kernel at once (its notebook is saved; nothing in it needs an orderly exit).
+
+    The kernel clients papermill opened on it are closed too: papermill leaves them open when
+    it did not start the kernel itself.
+    """
+    global _ACTIVE
     from jupyter_core.utils import run_sync  # noqa: PLC0415
 
+    if km is _ACTIVE:
+        _ACTIVE = None
+    for kc in km.__dict__.pop("_hipstats_clients", []):
+        try:
+            kc.stop_channels()
+        except Exception:  # noqa: BLE001, S110 - already closed
+            pass
     try:
         if run_sync(km.is_alive)():
             run_sync(km.shutdown_kernel)(now=True)
@@ -166,3 +222,47 @@ def _stop_spare() -> None:
     if _SPARE is not None:
         stop_kernel(_SPARE)
         _SPARE = None
+
+
+@functools.cache
+def _manager_class():
+    """``AsyncKernelManager`` that remembers the clients it hands out, so they can be closed."""
+    from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415
+
+    class RunKernelManager(AsyncKernelManager):
+        def client(self, **kwargs):
+            kc = super().client(**kwargs)
+            self.__dict__.setdefault("_hipstats_clients", []).append(kc)
+            return kc
+
+    return RunKernelManager
+
+
+def _kill_kernels_now() -> None:
+    """Kill this worker's kernels without the event loop (from a signal handler or a thread)."""
+    for km in (_SPARE, _ACTIVE):
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        try:
+            if proc is not None:
+                proc.kill()
+        except Exception:  # noqa: BLE001, S110 - already gone
+            pass
+
+
+def _watch_for_the_end() -> None:
+    """Stop this worker's kernels and exit when the runner dies or this worker gets SIGTERM."""
+    def on_sigterm(signum, frame):  # noqa: ARG001
+        _kill_kernels_now()
+        os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        parent.join()  # returns when the runner process is gone
+        _kill_kernels_now()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hipstats-parent-watch", daemon=True).start()

@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -224,7 +223,7 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
     try:
         km = _kernels.take_kernel()
         papermill.execute_notebook(job["path"], str(out_nb), parameters=job["parameters"], km=km,
-                                   kernel_name=job["kernel_name"], cwd=job["cwd"], progress_bar=False,
+                                   kernel_name=job["kernel_name"], progress_bar=False,
                                    log_output=False, request_save_on_cell_execute=False,
                                    execution_timeout=job["timeout"], report_mode=True)
     except papermill.PapermillExecutionError as exc:
@@ -343,30 +342,47 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     # kernel (which imports the analysis modules) while the source is validated below; nothing runs
     # a notebook until validation has passed. Kernelspec and snapshot live in a private temporary
     # folder outside the output, so a run that stops at validation writes nothing there.
-    private = Path(tempfile.mkdtemp(prefix="hipstats-report-"))
-    kernel_name, jupyter_path = _kernels.write_kernelspec(private / "jupyter")
-    snapshot = private / "cohort.pkl"
-    settings = {"kernel_name": kernel_name, "jupyter_path": jupyter_path, "cwd": str(nb_dir),
-                "env": {SNAPSHOT_ENV: str(snapshot), "MPLBACKEND": _kernels.INLINE_BACKEND,
-                        "PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(selected)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_kernels.init_worker, initargs=(settings,))
-    for _ in range(min(jobs, len(selected))):
-        pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
+    private = _kernels.private_folder()
+    pool = None
     try:
-        try:
-            result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
-                          timeout, progress, console, started, t_start, snapshot, kernel_name)
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        except BaseException:
+        kernel_name, jupyter_path = _kernels.write_kernelspec(private / "jupyter")
+        snapshot = private / "cohort.pkl"
+        settings = {"kernel_name": kernel_name, "jupyter_path": jupyter_path, "cwd": str(nb_dir),
+                    "env": {SNAPSHOT_ENV: str(snapshot), "MPLBACKEND": _kernels.INLINE_BACKEND,
+                            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
+        n_workers = min(jobs, len(selected))
+        pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_kernels.init_worker, initargs=(settings,))
+        for _ in range(n_workers):
+            pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
+        result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
+                      timeout, progress, console, started, t_start, snapshot, kernel_name)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into SystemExit by the command
+        if pool is not None:
+            _stop_pool_now(pool)
+        raise
+    except BaseException:
+        if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)  # the workers stop the kernels they started
-            raise
+        raise
+    else:
         pool.shutdown(wait=True)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return result
+
+
+def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers without waiting for their notebooks (each stops its kernels on SIGTERM)."""
+    # ProcessPoolExecutor has no public way to stop running workers before Python 3.14
+    # (terminate_workers); its process table is the only handle, and shutdown() drops it
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        try:
+            proc.terminate()
+        except (OSError, ValueError):
+            pass
 
 
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
@@ -410,7 +426,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             order = sorted(selected, key=lambda n: -previous[n.name])
         else:
             order = sorted(selected, key=lambda n: -n.cost)
-        jobs_ = [{"name": n.name, "title": n.title, "path": str(n.path), "cwd": str(n.path.parent),
+        jobs_ = [{"name": n.name, "title": n.title, "path": str(n.path),
                   "parameters": per_nb[n.name], "kernel_name": kernel_name, "run_dir": str(tmp),
                   "notebook_rel": f"notebooks/{n.name}.ipynb", "html_rel": f"reports/{n.name}.html",
                   "timeout": timeout, "banner": banner} for n in order]
