@@ -283,12 +283,7 @@ def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str
         raise AnalysisError("adjusting for arm needs the participants table")
     if df.empty:
         raise AnalysisError("no participant has both completed training and an outcome change")
-    label = f"fault_rate_per_{per:g}"
-    df["_f"] = df["fault_rate"] / per
-    ref = getattr(getattr(cohort, "settings", None), "reference", None)
-    out = _adjusted_ols(df, "_f", adjust, alpha, label, ref)
-    out.attrs["data"] = df.drop(columns="_f")
-    return out
+    return _adjusted_ols(df, "fault_rate", per, adjust, alpha, f"fault_rate_per_{per:g}", cohort)
 
 
 class FaultsResult(_Result):

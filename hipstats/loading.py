@@ -877,24 +877,33 @@ def _ols_table(df: pd.DataFrame, formula: str, alpha: float, rename: dict[str, s
     return out
 
 
-def _adjusted_ols(df: pd.DataFrame, x: str, adjust: Sequence[str], alpha: float,
-                  label: str, reference: str | None) -> pd.DataFrame:
-    """OLS change ~ x + adjusters; checks that x varies within arm when arm is adjusted for."""
+def _adjusted_ols(df: pd.DataFrame, column: str, per: float, adjust: Sequence[str], alpha: float,
+                  label: str, cohort) -> pd.DataFrame:
+    """OLS change ~ column/per + adjusters (the cohort's reference arm first), data in ``attrs``.
+
+    Checks that the exposure varies within arm when arm is adjusted for. The fitted frame
+    (without the scaled helper column) is kept in ``attrs["data"]``.
+    """
+    x = "_exposure"
+    data = df.assign(**{x: df[column] / per})
+    reference = getattr(getattr(cohort, "settings", None), "reference", None)
     terms = [x]
     if "arm" in adjust:
-        arms = df["arm"].dropna().unique()
+        arms = data["arm"].dropna().unique()
         if len(arms) > 1:
             ref = reference if reference in arms else sorted(arms)[0]
             terms.append(f"C(arm, Treatment({ref!r}))")
-        if not (df.groupby("arm")[x].std(ddof=0).fillna(0) > 0).any():
+        if not (data.groupby("arm")[x].std(ddof=0).fillna(0) > 0).any():
             raise AnalysisError(f"{label} does not vary within any arm; its effect cannot be "
                                 "separated from the arm effect")
     if "baseline" in adjust:
         terms.append("baseline")
-    if len(df) < len(terms) + 3:
-        raise AnalysisError(f"{len(df)} participants are too few for {len(terms) + 1} "
+    if len(data) < len(terms) + 3:
+        raise AnalysisError(f"{len(data)} participants are too few for {len(terms) + 1} "
                             "coefficients")
-    return _ols_table(df, "change ~ " + " + ".join(terms), alpha, {x: label})
+    out = _ols_table(data, "change ~ " + " + ".join(terms), alpha, {x: label})
+    out.attrs["data"] = df
+    return out
 
 
 def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
@@ -949,12 +958,7 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     df["volume_load_kg"] = df["participant_id"].map(vol).fillna(0.0)
     if arms is not None:
         df = df[df["arm"].isin(list(arms))]
-    label = f"volume_load_per_{per:g}kg"
-    df["_v"] = df["volume_load_kg"] / per
-    ref = getattr(getattr(cohort, "settings", None), "reference", None)
-    out = _adjusted_ols(df, "_v", adjust, alpha, label, ref)
-    out.attrs["data"] = df.drop(columns="_v")
-    return out
+    return _adjusted_ols(df, "volume_load_kg", per, adjust, alpha, f"volume_load_per_{per:g}kg", cohort)
 
 
 # ----------------------------------------------------------------------------------------
