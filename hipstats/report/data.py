@@ -43,7 +43,11 @@ def resolve_source(source, base=None) -> str:
 
 
 def write_snapshot(path, source: str, cohort, report, files: list[dict[str, Any]]) -> Path:
-    """Save a validated cohort for the notebooks of one run (pickle; private to the run folder)."""
+    """Save a validated cohort for the notebooks of one run (pickle, in the run's private folder).
+
+    The runner puts it in :func:`hipstats.report.kernels.private_folder` (mode 0700, outside
+    the output, removed at the end of the run).
+    """
     path = Path(path)
     with open(path, "wb") as fh:
         pickle.dump({"version": 1, "source": source, "files": files, "cohort": cohort, "report": report},

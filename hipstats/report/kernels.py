@@ -39,7 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KERNEL_PRELOAD", "kernel_argv", "write_kernelspec", "private_folder", "skip_iri_format_checker",
+__all__ = ["KERNEL_PRELOAD", "KERNEL_ENV", "kernel_argv", "write_kernelspec", "private_folder", "skip_iri_format_checker",
            "init_worker", "take_kernel", "start_kernel", "stop_kernel"]
 
 #: Modules a kernel started ahead of time imports before its notebook arrives (most report
@@ -47,9 +47,10 @@ __all__ = ["KERNEL_PRELOAD", "kernel_argv", "write_kernelspec", "private_folder"
 #: the machine would otherwise wait for the validation of the source).
 KERNEL_PRELOAD = ("hipstats.report", "hipstats.plots", "matplotlib.pyplot", "seaborn", "statsmodels.api")
 
-#: Figures must come back to the notebook as images, whatever backend the caller set
-#: (cron jobs often set ``MPLBACKEND=Agg``).
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: Environment of every report kernel: figures must come back to the notebook as images,
+#: whatever backend the caller set (cron jobs often set ``MPLBACKEND=Agg``); no debugger
+#: warning about frozen modules.
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
 def kernel_argv() -> list[str]:
@@ -132,7 +133,8 @@ def init_worker(settings: dict[str, Any]) -> None:
     """Initialiser of a report worker process: environment, imports, and a kernel started ahead.
 
     ``settings`` holds ``kernel_name`` and ``jupyter_path`` (from :func:`write_kernelspec`),
-    ``cwd`` (the notebooks' folder) and ``env`` (variables for every kernel of the run).
+    ``cwd`` (the notebooks' folder) and ``env`` (variables of the run for every kernel, such as
+    the snapshot's path); :data:`KERNEL_ENV` is added to them.
 
     Never raises (an initialiser that raises breaks the whole process pool): when the kernel
     cannot be started here, the notebook starts its own and reports any error itself.
@@ -142,7 +144,7 @@ def init_worker(settings: dict[str, Any]) -> None:
     _watch_for_the_end()
     _SETTINGS.clear()
     _SETTINGS.update(settings)
-    os.environ.update(settings["env"])
+    os.environ.update({**KERNEL_ENV, **settings["env"]})
     base = os.environ.get("JUPYTER_PATH", "")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (settings["jupyter_path"], base) if p)
     try:

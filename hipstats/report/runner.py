@@ -223,7 +223,7 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
     try:
         km = _kernels.take_kernel()
         papermill.execute_notebook(job["path"], str(out_nb), parameters=job["parameters"], km=km,
-                                   kernel_name=job["kernel_name"], progress_bar=False,
+                                   kernel_name=km.kernel_name, progress_bar=False,
                                    log_output=False, request_save_on_cell_execute=False,
                                    execution_timeout=job["timeout"], report_mode=True)
     except papermill.PapermillExecutionError as exc:
@@ -348,15 +348,14 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         kernel_name, jupyter_path = _kernels.write_kernelspec(private / "jupyter")
         snapshot = private / "cohort.pkl"
         settings = {"kernel_name": kernel_name, "jupyter_path": jupyter_path, "cwd": str(nb_dir),
-                    "env": {SNAPSHOT_ENV: str(snapshot), "MPLBACKEND": _kernels.INLINE_BACKEND,
-                            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}}
+                    "env": {SNAPSHOT_ENV: str(snapshot)}}
         n_workers = min(jobs, len(selected))
         pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_kernels.init_worker, initargs=(settings,))
         for _ in range(n_workers):
             pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
         result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
-                      timeout, progress, console, started, t_start, snapshot, kernel_name)
+                      timeout, progress, console, started, t_start, snapshot)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into SystemExit by the command
         if pool is not None:
             _stop_pool_now(pool)
@@ -386,7 +385,7 @@ def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
 
 
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
-         console, started, t_start, snapshot: Path, kernel_name: str) -> RunResult:
+         console, started, t_start, snapshot: Path) -> RunResult:
     # ---- validate the data before anything is written
     from hipstats.cohort import load_cohort  # noqa: PLC0415
     from hipstats.validation import ValidationReport  # noqa: PLC0415
@@ -427,7 +426,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         else:
             order = sorted(selected, key=lambda n: -n.cost)
         jobs_ = [{"name": n.name, "title": n.title, "path": str(n.path),
-                  "parameters": per_nb[n.name], "kernel_name": kernel_name, "run_dir": str(tmp),
+                  "parameters": per_nb[n.name], "run_dir": str(tmp),
                   "notebook_rel": f"notebooks/{n.name}.ipynb", "html_rel": f"reports/{n.name}.html",
                   "timeout": timeout, "banner": banner} for n in order]
         t_phase = time.perf_counter()
