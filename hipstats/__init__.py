@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "bland_altman": "hipstats.reliability", "BlandAltmanResult": "hipstats.reliability",
     "cohen_kappa": "hipstats.reliability", "fleiss_kappa": "hipstats.reliability",
     # protocol models (H2)
+    "fit_mmrm": "hipstats.models.mmrm", "MMRMResult": "hipstats.models.mmrm",
     "fit_lmm": "hipstats.models.lmm", "LMMResult": "hipstats.models.lmm", "lrt": "hipstats.models.lmm",
     "emmeans": "hipstats.models.emmeans", "emtrends": "hipstats.models.emmeans",
     "contrasts": "hipstats.models.emmeans", "EMMResult": "hipstats.models.emmeans",

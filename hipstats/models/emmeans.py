@@ -141,6 +141,9 @@ def _adapt(result, df: float | None = None) -> _Fit:
         data = pd.DataFrame(result.data)
         if fixed_df is not None:
             return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: fixed_df, "user")
+        if hasattr(result, "df_contrast"):  # the model's own df rule (e.g. MMRMResult.ddf)
+            return _Fit(beta.to_numpy(float), vcov, names, di, data,
+                        lambda L: result.df_contrast(L), str(getattr(result, "ddf", "model")))
         if hasattr(result, "df_satterthwaite"):
             return _Fit(beta.to_numpy(float), vcov, names, di, data,
                         lambda L: result.df_satterthwaite(L), "satterthwaite")
