@@ -46,8 +46,8 @@ the Hessian (central differences of the analytic gradient), whose inverse ``2 H^
 covariance of ``theta`` used for the Satterthwaite and Kenward-Roger df
 (:mod:`hipstats.models.kenward_roger`), as mmrm does with TMB's Hessian.
 
-The log-likelihood is the one of mmrm, SAS PROC MIXED and lme4; ``nlme::gls`` adds
-``+ 1/2 log|X'X|`` to the REML criterion (``llf_nlme``).
+The log-likelihood (REML criterion for REML fits) is the one ``mmrm``, ``nlme::gls`` and SAS
+PROC MIXED report.
 
 References
 ----------
@@ -90,6 +90,7 @@ from scipy import linalg, optimize, stats
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.models import kenward_roger as kr
+from hipstats.results import Result, exclusion_note, html_table
 
 __all__ = ["fit_mmrm", "MMRMResult", "COVARIANCES", "DDF_METHODS"]
 
@@ -153,6 +154,19 @@ class _Structure:
         self.lower = [(i, j) for i in range(m) for j in range(i)]       # mmrm's row-wise order
         lag = np.abs(np.subtract.outer(np.arange(m), np.arange(m)))
         self.lag = lag
+        # constant tensors: Dsd[a] = e_a 1' + 1 e_a' (the visits whose SD parameter a sets)
+        E = np.eye(m) if self.hetero else np.ones((1, m))
+        self._Dsd = E[:, :, None] + E[:, None, :]                        # (nsd, m, m)
+        self._Dsd2 = self._Dsd[:, None] * self._Dsd[None, :]             # (nsd, nsd, m, m)
+        if name == "us" and m > 1:
+            c = len(self.lower)
+            self._rows = np.array([i for i, _ in self.lower])
+            self._cols = np.array([j for _, j in self.lower])
+            Eu = np.zeros((c, m, m))
+            Eu[np.arange(c), self._rows, self._cols] = 1.0
+            self._Eu = Eu
+            EE = np.einsum("kab,lcb->klac", Eu, Eu)                      # E_k E_l'
+            self._d2C_us = EE + EE.transpose(0, 1, 3, 2)
 
     def param_names(self, labels) -> list[str]:
         labels = [str(v) for v in labels]
@@ -177,16 +191,11 @@ class _Structure:
             return C, dC, d2C
         if self.name == "us":
             U = np.eye(m)
-            E = np.zeros((c, m, m))
-            for k, (i, j) in enumerate(self.lower):
-                U[i, j] = phi[k]
-                E[k, i, j] = 1.0
+            U[self._rows, self._cols] = phi
             C = U @ U.T
-            EU = E @ U.T                                                 # E_k U'
+            EU = self._Eu @ U.T                                          # E_k U'
             dC = EU + EU.transpose(0, 2, 1)
-            EE = np.einsum("kab,lcb->klac", E, E)                        # E_k E_l'
-            d2C = EE + EE.transpose(0, 1, 3, 2)
-            return C, dC, d2C
+            return C, dC, self._d2C_us
         if self.name in ("toep", "toeph"):
             r, r1, r2 = _r(np.asarray(phi, float))
             for l in range(1, m):
@@ -221,24 +230,15 @@ class _Structure:
         S = sd[:, None] * C * sd[None, :]
         if order == 0:
             return S
-        # E_a: indicator of the visits whose SD parameter a sets
-        Ea = np.eye(m)[:, :, None] if self.hetero else np.ones((1, m, 1))
-        Ea = Ea.reshape(ns, m) if self.hetero else np.ones((1, m))
         dS = np.empty((k, m, m))
-        for a in range(ns):
-            e = Ea[a]
-            dS[a] = (e[:, None] + e[None, :]) * S
+        dS[:ns] = self._Dsd * S
         dS[ns:] = sd[None, :, None] * dC * sd[None, None, :]
         if order == 1:
             return S, dS
         d2S = np.zeros((k, k, m, m))
-        for a in range(ns):
-            ea = Ea[a]
-            for b in range(ns):
-                eb = Ea[b]
-                d2S[a, b] = (ea[:, None] + ea[None, :]) * (eb[:, None] + eb[None, :]) * S
-            for c in range(ns, k):
-                d2S[a, c] = d2S[c, a] = (ea[:, None] + ea[None, :]) * dS[c]
+        d2S[:ns, :ns] = self._Dsd2 * S
+        d2S[:ns, ns:] = self._Dsd[:, None] * dS[None, ns:]
+        d2S[ns:, :ns] = d2S[:ns, ns:].transpose(1, 0, 2, 3)
         d2S[ns:, ns:] = sd[None, None, :, None] * d2C * sd[None, None, None, :]
         return S, dS, d2S
 
@@ -278,84 +278,97 @@ class _Pattern:
         self.X = X                                   # (n_S, m_S, p)
         self.Y = Y                                   # (n_S, m_S)
         self.subjects = subjects
-        n, m, p = X.shape
+        n, m, _ = X.shape
         self.n, self.m = n, m
-        self.XX = np.einsum("iap,ibq->abpq", X, X, optimize=True).reshape(m * m, p * p)
-        self.Xy = np.einsum("iap,ib->abp", X, Y, optimize=True).reshape(m * m, p)
-        self.yy = Y.T @ Y
 
 
 class _Engine:
-    """Deviance (-2 log-likelihood) of an MMRM and its analytic gradient in ``theta``."""
+    """Deviance (-2 log-likelihood) of an MMRM and its analytic gradient in ``theta``.
+
+    Every visit pattern is padded to the full ``m`` visits (missing visits get an identity
+    block in ``Sigma`` and zero sufficient statistics, which changes neither the likelihood nor
+    the gradient), so one evaluation is a few batched operations over the patterns.
+    """
 
     def __init__(self, patterns, structure, p, N):
         self.patterns, self.st, self.p, self.N = patterns, structure, p, N
+        m, G = structure.m, len(patterns)
+        self.G = G
+        pres = np.zeros((G, m), dtype=bool)
+        XX = np.zeros((G, m, m, p, p))
+        Xy = np.zeros((G, m, m, p))
+        yy = np.zeros((G, m, m))
+        for g, pat in enumerate(patterns):
+            i = pat.idx
+            pres[g, i] = True
+            ix = np.ix_(i, i)
+            XX[g][ix] = np.einsum("iap,ibq->abpq", pat.X, pat.X, optimize=True)
+            Xy[g][ix] = np.einsum("iap,ib->abp", pat.X, pat.Y, optimize=True)
+            yy[g][ix] = pat.Y.T @ pat.Y
+        self.mask = (pres[:, :, None] & pres[:, None, :]).astype(float)       # (G, m, m)
+        self.pad = np.zeros((G, m, m))
+        for g in range(G):
+            self.pad[g][np.diag(~pres[g])] = 1.0
+        self.n = np.array([pat.n for pat in patterns], float)
+        self.XX = XX.reshape(G * m * m, p * p)
+        self.XXg = XX.reshape(G, m * m, p * p)
+        self.Xy = Xy.reshape(G * m * m, p)
+        self.Xyg = Xy.reshape(G, m * m, p)
+        self.yy = yy
+
+    def _factor(self, S):
+        Sp = self.mask * S + self.pad
+        try:
+            C = np.linalg.cholesky(Sp)
+        except np.linalg.LinAlgError:
+            return None
+        W = np.linalg.inv(Sp)
+        logdet = 2.0 * float(self.n @ np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1))
+        return W, logdet
 
     def evaluate(self, theta, reml=True, grad=True):
-        st, p = self.st, self.p
+        st, p, m, G = self.st, self.p, self.st.m, self.G
         if grad:
             S, dS = st.sigma(theta, order=1)
         else:
             S = st.sigma(theta)
-        XVX = np.zeros(p * p)
-        XVy = np.zeros(p)
-        yVy = 0.0
-        logdet = 0.0
-        parts = []
-        for g in self.patterns:
-            Sg = S[np.ix_(g.idx, g.idx)]
-            try:
-                cf = linalg.cho_factor(Sg, lower=True, check_finite=False)
-            except linalg.LinAlgError:
-                return (np.inf, None) if grad else np.inf
-            W = linalg.cho_solve(cf, np.eye(g.m), check_finite=False)
-            logdet += g.n * 2.0 * np.log(np.diag(cf[0])).sum()
-            w = W.ravel()
-            XVX += w @ g.XX
-            XVy += w @ g.Xy
-            yVy += float(w @ g.yy.ravel())
-            parts.append(W)
-        XVX = XVX.reshape(p, p)
-        try:
-            cx = linalg.cho_factor(XVX, lower=True, check_finite=False)
-        except linalg.LinAlgError:
+        fac = self._factor(S)
+        if fac is None:
             return (np.inf, None) if grad else np.inf
-        beta = linalg.cho_solve(cx, XVy, check_finite=False)
-        rss = yVy - beta @ XVy
-        dev = self.N * LOG2PI + logdet + rss
+        W, logdet = fac
+        w = W.reshape(-1)
+        XVX = (w @ self.XX).reshape(p, p)
+        XVy = w @ self.Xy
+        yVy = float(w @ self.yy.reshape(-1))
+        try:
+            cx = np.linalg.cholesky(XVX)
+        except np.linalg.LinAlgError:
+            return (np.inf, None) if grad else np.inf
+        beta = np.linalg.solve(XVX, XVy)
+        dev = self.N * LOG2PI + logdet + yVy - beta @ XVy
         if reml:
-            dev += 2.0 * np.log(np.diag(cx[0])).sum() - p * LOG2PI
+            dev += 2.0 * np.log(np.diag(cx)).sum() - p * LOG2PI
         if not grad:
-            return dev
-        Phi = linalg.cho_solve(cx, np.eye(p), check_finite=False) if reml else None
-        g_out = np.zeros(st.k)
-        bb = np.outer(beta, beta).ravel()
-        for g, W in zip(self.patterns, parts):
-            m = g.m
-            B = (g.Xy @ beta).reshape(m, m)                  # B[a, b] = sum_i (x_ia'beta) y_ib
-            RR = g.yy - B - B.T + (g.XX @ bb).reshape(m, m)
-            F = g.n * W - W @ RR @ W
-            if reml:
-                M = (g.XX @ Phi.ravel()).reshape(m, m)
-                F -= W @ M @ W
-            dSg = dS[:, g.idx][:, :, g.idx]
-            g_out += np.einsum("kab,ab->k", dSg, F)
-        return dev, g_out
+            return float(dev)
+        B = (self.Xyg @ beta).reshape(G, m, m)             # B[a, b] = sum_i (x_ia'beta) y_ib
+        RR = self.yy - B - B.transpose(0, 2, 1) + (self.XXg @ np.outer(beta, beta).ravel()).reshape(G, m, m)
+        if reml:
+            Phi = np.linalg.inv(XVX)
+            RR = RR + (self.XXg @ Phi.ravel()).reshape(G, m, m)
+        F = self.n[:, None, None] * W - W @ RR @ W
+        Fsum = (self.mask * F).sum(axis=0)
+        return float(dev), np.einsum("kab,ab->k", dS, Fsum)
 
     def solve(self, theta):
-        """GLS ``beta``, ``Phi = (X'V^-1 X)^-1`` at ``theta``."""
-        S = self.st.sigma(theta)
+        """GLS ``beta``, ``Phi = (X'V^-1 X)^-1`` and ``X'V^-1 X`` at ``theta``."""
         p = self.p
-        XVX = np.zeros(p * p)
-        XVy = np.zeros(p)
-        for g in self.patterns:
-            W = np.linalg.inv(S[np.ix_(g.idx, g.idx)]).ravel()
-            XVX += W @ g.XX
-            XVy += W @ g.Xy
-        XVX = XVX.reshape(p, p)
-        Phi = np.linalg.inv(0.5 * (XVX + XVX.T))
+        W, _ = self._factor(self.st.sigma(theta))
+        w = W.reshape(-1)
+        XVX = (w @ self.XX).reshape(p, p)
+        XVX = 0.5 * (XVX + XVX.T)
+        Phi = np.linalg.inv(XVX)
         Phi = 0.5 * (Phi + Phi.T)
-        return Phi @ XVy, Phi, XVX
+        return Phi @ (w @ self.Xy), Phi, XVX
 
     def hessian(self, theta, reml):
         """Hessian of the deviance: central differences of the analytic gradient."""
@@ -393,16 +406,15 @@ def _optimize(engine, theta0, reml, maxiter):
     theta, f = res.x, float(res.fun)
     nfev, msg = res.nfev, str(res.message)
     H = engine.hessian(theta, reml)
-    for _ in range(8):
+    moved = False
+    for _ in range(6):
         g = engine.evaluate(theta, reml)[1]
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
         dec = float(g @ step)
-        if not np.isfinite(dec) or dec < 0:
-            break
-        if dec < 1e-12:
+        if not np.isfinite(dec) or dec < 1e-14:
             break
         t = 1.0
         while t > 1e-4:
@@ -410,11 +422,12 @@ def _optimize(engine, theta0, reml, maxiter):
             fc = engine.evaluate(cand, reml, grad=False)
             nfev += 1
             if fc <= f + 1e-12:
-                theta, f = cand, float(fc)
+                theta, f, moved = cand, float(fc), True
                 break
             t /= 2
         else:
             break
+    if moved:
         H = engine.hessian(theta, reml)
     g = engine.evaluate(theta, reml)[1]
     evals = np.linalg.eigvalsh(H)
@@ -466,12 +479,11 @@ def _build(formula, data, subject, visit, visits, eval_env):
         raise AnalysisError(f"cannot parse formula {formula!r}: {err}") from err
     if not desc.lhs_termlist:
         raise AnalysisError(f"formula {formula!r} has no response (write 'value ~ ...')")
-    notes = {}
+    notes = []
     keep = df[subject].notna() & df[visit].notna()
     n_key = int((~keep).sum())
     if n_key:
-        notes["rows_missing_subject_or_visit"] = (
-            f"{n_key} rows dropped: no {subject!r} or {visit!r}")
+        notes.append(exclusion_note(n_key, f"no {subject} or no {visit}"))
     df = df.loc[keep]
     try:
         y, X = patsy.dmatrices(desc, df, eval_env=eval_env, NA_action="drop",
@@ -480,8 +492,7 @@ def _build(formula, data, subject, visit, visits, eval_env):
         raise AnalysisError(f"cannot build the model from formula {formula!r}: {err}") from err
     n_na = len(df) - len(X)
     if n_na:
-        notes["rows_missing_values"] = (f"{n_na} rows dropped: a missing value in a variable of "
-                                        f"{formula!r}")
+        notes.append(exclusion_note(n_na, f"a missing value in a variable of {formula}"))
     frame = df.loc[X.index]
     unused = {c: frame[c].cat.remove_unused_categories() for c in frame.columns
               if isinstance(frame[c].dtype, pd.CategoricalDtype)
@@ -695,12 +706,13 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
                                 + f"; {nsub} subjects, {N} observations, {m} visits")
         tried.append((cov, why))
     if tried:
-        msg = "; ".join(f"{c}: {w}" for c, w in tried)
-        notes["covariance_fallback"] = (f"requested {cov_list[0]!r}, used {structure.name!r} "
-                                        f"({nsub} subjects, {N} observations, {m} visits). {msg}")
+        msg = "; ".join(w for _, w in tried)
+        fb = (f"residual covariance: {COVARIANCES[structure.name]} used instead of the requested "
+              f"{COVARIANCES[cov_list[0]]} ({nsub} participants, {N} observations, {m} visits); "
+              f"{msg}")
+        notes.append(fb)
         if warn:
-            warnings.warn(f"MMRM fell back to the {COVARIANCES[structure.name]} covariance: "
-                          f"{notes['covariance_fallback']}", UserWarning, stacklevel=2)
+            warnings.warn(f"MMRM fell back: {fb}", UserWarning, stacklevel=2)
     if warn and not info["converged"]:
         warnings.warn(f"MMRM {formula!r} ({structure.name}) did not converge: Newton decrement "
                       f"{info['newton_decrement']:.3g} (tolerance {CONV_TOL}), Hessian positive "
@@ -717,7 +729,7 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
 
 
 # --------------------------------------------------------------------------- result
-class MMRMResult:
+class MMRMResult(Result):
     """A fitted MMRM (see :func:`fit_mmrm`).
 
     Attributes
@@ -736,9 +748,9 @@ class MMRMResult:
     cor_residual : pandas.DataFrame
         The corresponding correlation matrix.
     llf, aic, bic : float
-        Log-likelihood (the REML criterion for REML fits, mmrm/SAS convention), AIC and BIC with
-        the covariance parameters counted (REML, as mmrm) or all parameters (ML); ``llf_nlme``
-        is the value ``nlme::gls`` reports (adds ``1/2 log|X'X|`` for REML).
+        Log-likelihood (the REML criterion for REML fits, as ``logLik`` of mmrm and gls), AIC
+        and BIC (``log`` of the number of participants) with the covariance parameters counted
+        (REML, as mmrm) or all parameters (ML).
     theta, theta_vcov : numpy.ndarray
         Covariance parameters (mmrm's parameterisation, names in ``theta_names``) and their
         covariance ``2 H^{-1}`` (H the Hessian of the deviance).
@@ -747,8 +759,8 @@ class MMRMResult:
         fallback).
     nobs, n_participants : int
     converged : bool
-    notes : dict
-        Rows left out and why, fallbacks.
+    notes : list of str
+        Rows left out and why, the covariance actually used after a fallback.
     patterns : pandas.DataFrame
         Visit patterns: visits, number of visits, number of participants.
     """
@@ -767,7 +779,8 @@ class MMRMResult:
         self.theta_names = engine.st.param_names(self.visits)
         self.fit_info = info
         self.converged = bool(info["converged"])
-        self.notes = dict(notes)
+        self.notes = list(notes)
+        self.confidence = 0.95
         self.patterns = patterns
         self.nobs, self.n_participants = engine.N, nsub
         self._hessian = hessian
@@ -788,13 +801,7 @@ class MMRMResult:
         dev = float(engine.evaluate(self.theta, self.reml, grad=False))
         self.llf = -0.5 * dev
         k, p, n = engine.st.k, engine.p, engine.N
-        if self.reml:
-            X = np.concatenate([g.X.reshape(-1, p) for g in engine.patterns])
-            self.llf_nlme = self.llf + 0.5 * np.linalg.slogdet(X.T @ X)[1]
-            self.npar = k
-        else:
-            self.llf_nlme = self.llf
-            self.npar = k + p
+        self.npar = k if self.reml else k + p
         self.aic = -2 * self.llf + 2 * self.npar
         self.bic = -2 * self.llf + np.log(nsub) * self.npar
         self._kr = {}
@@ -802,14 +809,13 @@ class MMRMResult:
         self.cov_fe = self.vcov(ddf)
         self.bse = pd.Series(np.sqrt(np.diag(self.cov_fe)), index=names, name="se")
 
-    # -- pickling: patsy's DesignInfo does not pickle; rebuild it from the formula and frame
+    _title = "Mixed model for repeated measures"
+
+    # -- pickling: patsy's DesignInfo does not pickle; rebuilt from the formula and frame
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = dict(self.__dict__)
         state["_design_info"] = None
         return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
     @property
     def design_info(self):
@@ -919,14 +925,16 @@ class MMRMResult:
 
         The hypothesis of a term is mmrm's ``h_type2_contrast``: the term's coefficients, with
         the higher-order terms that contain it (and add only factors) projected as in car's
-        type II. Columns ``term, statistic, num_df, den_df, p_value``.
+        type II. Columns ``term, statistic`` (F), ``df1, df2`` (numerator and denominator
+        df), ``p_value``.
         """
         ddf = self.ddf if ddf is None else _normalize_ddf(ddf)
         rows = []
         for name, L in self._type2_contrasts().items():
             r = self.test(L, ddf)
-            rows.append(dict(term=name, **r))
-        return pd.DataFrame(rows, columns=["term", "statistic", "num_df", "den_df", "p_value"])
+            rows.append(dict(term=name, statistic=r["statistic"], df1=r["num_df"],
+                             df2=r["den_df"], p_value=r["p_value"]))
+        return pd.DataFrame(rows, columns=["term", "statistic", "df1", "df2", "p_value"])
 
     def _type2_contrasts(self) -> dict:
         di = self.design_info
@@ -1019,9 +1027,10 @@ class MMRMResult:
     def _repr_html_(self):
         info = self.model_info()
         head = ", ".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}" for k, v in info.items())
-        notes = "".join(f"<p>{html.escape(str(k))}: {html.escape(str(v))}</p>"
-                        for k, v in self.notes.items())
-        return (f"<div><p>Mixed model for repeated measures &mdash; {head}</p>{notes}"
-                f"<p><b>Fixed effects</b></p>{self.summary().to_html(float_format='%.4g')}"
-                f"<p><b>Residual covariance</b></p>{self.cov_residual.to_html(float_format='%.4g')}"
-                "</div>")
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        cov = self.cov_residual.reset_index().rename(columns={self.visit: "visit"})
+        cov.columns = [str(c) for c in cov.columns]
+        return (f"<div><h4>{html.escape(self._title)}</h4><p>{head}</p>"
+                + (f"<ul class=\"hipstats-notes\">{notes}</ul>" if notes else "")
+                + f"<p><b>Fixed effects</b></p>{html_table(self.summary().reset_index())}"
+                f"<p><b>Residual covariance</b></p>{html_table(cov)}</div>")
