@@ -298,7 +298,7 @@ class TrialDesign:
     with random intercept and slope :math:`(b_{0i}, b_{1i})` (SDs ``sd_intercept``,
     ``sd_slope``, correlation ``corr_intercept_slope``), residual SD ``sd_residual`` and the
     arm's mean change :math:`m_a(t)` from ``effects``. This is the measurement model of
-    :func:`hipstats.simulate.simulate_cohort` collapsed to the analysed value.
+    :func:`hipstats.cohort.simulate.simulate_cohort` collapsed to the analysed value.
 
     Parameters
     ----------
@@ -606,7 +606,7 @@ class TrialDesign:
 
         Examples
         --------
-        >>> from hipstats.simulate import simulate_cohort
+        >>> from hipstats.cohort.simulate import simulate_cohort
         >>> from hipstats.power import TrialDesign
         >>> pilot = simulate_cohort(n_participants=60, seed=2)
         >>> d = TrialDesign.from_cohort(pilot, "hip_ir_deg", n_per_arm=40,
@@ -795,7 +795,7 @@ class PowerResult:
         """
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import theme
+        from hipstats.plots.style import theme
 
         ok = self.replicates[self.replicates["status"] < _sim.FAILED]
         with theme():
@@ -1079,7 +1079,7 @@ def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, a
     """
     import matplotlib.pyplot as plt
 
-    from hipstats.plots._theme import arm_palette, theme
+    from hipstats.plots.style import arm_palette, theme
 
     need = {"n_per_arm", "power", "ci_low", "ci_high"}
     if not need <= set(curve.columns):
