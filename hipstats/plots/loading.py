@@ -108,6 +108,7 @@ def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
         raise AnalysisError("compliance_heatmap draws a ComplianceResult "
                             "(hipstats.questions.loading.progression_compliance)")
     grid = res.grid.copy()
+    statuses = tuple(grid["status"].cat.categories)  # COMPLIANCE_STATUS of the result
     code = grid["status"].cat.codes
     grid["_code"] = code.to_numpy()
     wide = grid.pivot_table(index="participant_id", columns="week", values="_code",
@@ -121,8 +122,8 @@ def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
         keep = viol.sort_values(ascending=False).index[:max_participants]
         order = [p for p in order if p in set(keep)]
     wide = wide.loc[order]
-    cmap = ListedColormap([_STATUS_COLOURS[s] for s in COMPLIANCE_STATUS])
-    norm = BoundaryNorm(np.arange(-0.5, len(COMPLIANCE_STATUS)), cmap.N)
+    cmap = ListedColormap([_STATUS_COLOURS[s] for s in statuses])
+    norm = BoundaryNorm(np.arange(-0.5, len(statuses)), cmap.N)
     with theme():
         fig, ax = _figure(ax, (8, max(3.0, 0.09 * len(wide) + 1.5)))
         weeks = wide.columns.to_numpy(float)
@@ -146,7 +147,7 @@ def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
         ax.set_xlabel("Protocol week (weeks since start)")
         ax.set_ylabel("Participants (by arm)", labelpad=14)
         ax.set_title(f"Load progression rule (pain threshold {res.pain_threshold:g} NRS)")
-        ax.legend(handles=[Patch(color=_STATUS_COLOURS[s], label=s) for s in COMPLIANCE_STATUS],
+        ax.legend(handles=[Patch(color=_STATUS_COLOURS[s], label=s) for s in statuses],
                   loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False,
                   fontsize=8)
         fig.tight_layout()
