@@ -67,7 +67,9 @@ _LAZY: dict[str, str] = {
     "FaultsResult": "hipstats.faults",
     # trial planning
     "power_change_scores": "hipstats.power.analytic", "power_ancova": "hipstats.power.analytic",
-    "AnalyticPower": "hipstats.power.analytic", "TrialDesign": "hipstats.power.design",
+    "AnalyticPower": "hipstats.power.analytic", "power_slope": "hipstats.power.analytic",
+    "power_mmrm": "hipstats.power.analytic", "LongitudinalPower": "hipstats.power.analytic",
+    "TrialDesign": "hipstats.power.design",
     "simulate_power": "hipstats.power.simulation", "power_curve": "hipstats.power.simulation",
     "PowerResult": "hipstats.power.simulation", "power_curve_plot": "hipstats.plots.power",
     # reports

@@ -4,7 +4,8 @@ One design object, :class:`TrialDesign` (:mod:`hipstats.power.design`), describe
 trial and every assumption, and the same object feeds each way of answering:
 
 * :mod:`hipstats.power.analytic`: closed forms for two-arm comparisons at the last visit
-  (:func:`power_change_scores`, :func:`power_ancova`);
+  (:func:`power_change_scores`, :func:`power_ancova`) and for the longitudinal design, as
+  R's longpower (:func:`power_slope`, :func:`power_mmrm`);
 * :mod:`hipstats.power.simulation`: simulation power of the longitudinal mixed model
   (:func:`simulate_power`, :func:`power_curve`), with joblib or Dask;
 * :mod:`hipstats.power.params`: flat parameters as the ``hipstats power`` command and the
@@ -23,7 +24,14 @@ Examples
 True
 """
 
-from hipstats.power.analytic import AnalyticPower, power_ancova, power_change_scores
+from hipstats.power.analytic import (
+    AnalyticPower,
+    LongitudinalPower,
+    power_ancova,
+    power_change_scores,
+    power_mmrm,
+    power_slope,
+)
 from hipstats.power.design import TrialDesign
 from hipstats.power.params import run_power_from_params
 from hipstats.power.simulation import PowerResult, power_curve, simulate_power
@@ -41,6 +49,9 @@ __all__ = [
     "AnalyticPower",
     "power_change_scores",
     "power_ancova",
+    "power_slope",
+    "power_mmrm",
+    "LongitudinalPower",
     "TrialDesign",
     "PowerResult",
     "simulate_power",
