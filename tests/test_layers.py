@@ -24,7 +24,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("figures", ("hipstats.plots",)),
     ("statistics, models, power", ("hipstats.stats", "hipstats.models", "hipstats.power", "hipstats._power_sim")),
     ("study questions", ("hipstats.questions",)),
-    ("report pipeline", ("hipstats.report",)),
+    ("report pipeline", ("hipstats.report", "hipstats.notebooks")),
     ("command line", ("hipstats.cli", "hipstats.__main__")),
     ("flat public API", ("hipstats",)),
 ]
