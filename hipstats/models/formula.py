@@ -35,9 +35,14 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+import patsy
+
 from hipstats.errors import AnalysisError
 
-__all__ = ["RandomTerm", "MixedFormula", "parse_formula", "patsy_code", "quote_name"]
+__all__ = ["RandomTerm", "MixedFormula", "parse_formula", "patsy_code", "quote_name",
+           "design_matrix"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -316,3 +321,76 @@ def parse_formula(text: str) -> MixedFormula:
     fixed = " + ".join(fixed_parts) if fixed_parts else "1"
     return MixedFormula(text=text, response=patsy_code(lhs.strip()), fixed=patsy_code(fixed),
                         random=tuple(random))
+
+
+# --------------------------------------------------------------------------- designs
+def _columns_if_row_wise(terms, frame, eval_env):
+    """Data columns used by ``terms`` if each design row depends on its data row alone.
+
+    That holds unless a factor uses a stateful transform (``center``, ``standardize``,
+    splines: they memorise data-wide statistics) or a name that is neither a column nor a
+    non-data object of the formula environment. Returns None when it does not hold.
+    """
+    import builtins
+
+    import patsy.builtins
+    from patsy.eval import ast_names
+
+    known = set(vars(patsy.builtins)) | set(vars(builtins))
+    cols = []
+    for term in terms:
+        for factor in term.factors:
+            if not isinstance(factor, patsy.EvalFactor):
+                return None
+            if factor.memorize_passes_needed({}, eval_env) > 0:
+                return None
+            names = list(ast_names(factor.code))
+            names += [m.group(2) for m in _Q_RE.finditer(factor.code)]
+            for name in names:
+                if name in frame.columns:
+                    if name not in cols:
+                        cols.append(name)
+                    continue
+                if name == "Q":
+                    continue
+                try:
+                    obj = eval_env.namespace[name]
+                except KeyError:
+                    if name in known:
+                        continue
+                    return None
+                if isinstance(obj, (np.ndarray, pd.Series, pd.Index, list, tuple)):
+                    return None
+    return cols
+
+
+_Q_RE = re.compile(r"""Q\(\s*(['"])(.+?)\1\s*\)""")
+
+
+def design_matrix(terms, frame, eval_env):
+    """patsy design (NA rows dropped) of ``terms``, a DataFrame indexed like ``frame``.
+
+    Returns ``(DataFrame, patsy.DesignInfo)``; ``terms`` is a patsy term list (e.g.
+    ``patsy.ModelDesc.from_formula("y ~ x").rhs_termlist``).
+
+    patsy handles categorical data element by element in Python, which dominates the cost of
+    a fit with tens of thousands of rows. When every design row depends only on its data row
+    (see :func:`_columns_if_row_wise`) the design is built on the distinct rows of the
+    columns used (e.g. arms x weeks) and expanded; otherwise on the full frame.
+    """
+    desc = patsy.ModelDesc([], list(terms))
+    cols = _columns_if_row_wise(terms, frame, eval_env)
+    if cols:
+        ids = frame.groupby(cols, dropna=False, sort=False, observed=True).ngroup().to_numpy()
+        uniq, first = np.unique(ids, return_index=True)
+        if len(uniq) <= len(frame) // 2:
+            sub = frame[cols].iloc[first]
+            sub.index = uniq
+            D = patsy.dmatrix(desc, sub, eval_env=eval_env, NA_action="drop",
+                              return_type="dataframe")
+            keep = np.isin(ids, D.index.to_numpy())
+            out = pd.DataFrame(D.to_numpy()[np.searchsorted(D.index.to_numpy(), ids[keep])],
+                               index=frame.index[keep], columns=D.columns)
+            return out, D.design_info
+    D = patsy.dmatrix(desc, frame, eval_env=eval_env, NA_action="drop", return_type="dataframe")
+    return D, D.design_info

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import re
 import warnings
 
 import numpy as np
@@ -73,7 +72,7 @@ from scipy import optimize, stats
 from hipstats.errors import AnalysisError, ConvergenceWarning, SingularFitWarning
 from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_modes, lme4_order
 from hipstats.models._lmm_core import Problem
-from hipstats.models.formula import MixedFormula, parse_formula
+from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
 
 __all__ = ["fit_lmm", "LMMResult", "lrt"]
 
@@ -86,75 +85,6 @@ SATT_RICHARDSON = 1
 
 
 # --------------------------------------------------------------------------- model frame
-def _columns_if_row_wise(terms, frame, eval_env):
-    """Data columns used by ``terms`` if each design row depends on its data row alone.
-
-    That holds unless a factor uses a stateful transform (``center``, ``standardize``,
-    splines: they memorise data-wide statistics) or a name that is neither a column nor a
-    non-data object of the formula environment. Returns None when it does not hold.
-    """
-    import builtins
-
-    import patsy.builtins
-    from patsy.eval import ast_names
-
-    known = set(vars(patsy.builtins)) | set(vars(builtins))
-    cols = []
-    for term in terms:
-        for factor in term.factors:
-            if not isinstance(factor, patsy.EvalFactor):
-                return None
-            if factor.memorize_passes_needed({}, eval_env) > 0:
-                return None
-            names = list(ast_names(factor.code))
-            names += [m.group(2) for m in _Q_RE.finditer(factor.code)]
-            for name in names:
-                if name in frame.columns:
-                    if name not in cols:
-                        cols.append(name)
-                    continue
-                if name == "Q":
-                    continue
-                try:
-                    obj = eval_env.namespace[name]
-                except KeyError:
-                    if name in known:
-                        continue
-                    return None
-                if isinstance(obj, (np.ndarray, pd.Series, pd.Index, list, tuple)):
-                    return None
-    return cols
-
-
-_Q_RE = re.compile(r"""Q\(\s*(['"])(.+?)\1\s*\)""")
-
-
-def _design(terms, frame, eval_env):
-    """patsy design (NA rows dropped) of ``terms``, a DataFrame indexed like ``frame``.
-
-    patsy handles categorical data element by element in Python, which dominates the cost of
-    a fit with tens of thousands of rows. When every design row depends only on its data row
-    (see :func:`_columns_if_row_wise`) the design is built on the distinct rows of the
-    columns used (e.g. arms x weeks) and expanded; otherwise on the full frame.
-    """
-    desc = patsy.ModelDesc([], list(terms))
-    cols = _columns_if_row_wise(terms, frame, eval_env)
-    if cols:
-        ids = frame.groupby(cols, dropna=False, sort=False, observed=True).ngroup().to_numpy()
-        uniq, first = np.unique(ids, return_index=True)
-        if len(uniq) <= len(frame) // 2:
-            sub = frame[cols].iloc[first]
-            sub.index = uniq
-            D = patsy.dmatrix(desc, sub, eval_env=eval_env, NA_action="drop",
-                              return_type="dataframe")
-            keep = np.isin(ids, D.index.to_numpy())
-            out = pd.DataFrame(D.to_numpy()[np.searchsorted(D.index.to_numpy(), ids[keep])],
-                               index=frame.index[keep], columns=D.columns)
-            return out, D.design_info
-    D = patsy.dmatrix(desc, frame, eval_env=eval_env, NA_action="drop", return_type="dataframe")
-    return D, D.design_info
-
-
 def _legacy_formula(formula, groups, re_formula, nested):
     """The lme4 formula that ``fit_lmm(formula, groups=, re_formula=, nested=)`` means.
 
@@ -227,9 +157,9 @@ def _build_frame(mf, data, eval_env):
 
     def designs(frame):
         try:
-            y, _ = _design(desc.lhs_termlist, frame, eval_env)
-            X, xinfo = _design(desc.rhs_termlist, frame, eval_env)
-            Zs = [_design(d.rhs_termlist, frame, eval_env) for d in re_descs]
+            y, _ = design_matrix(desc.lhs_termlist, frame, eval_env)
+            X, xinfo = design_matrix(desc.rhs_termlist, frame, eval_env)
+            Zs = [design_matrix(d.rhs_termlist, frame, eval_env) for d in re_descs]
         except (patsy.PatsyError, SyntaxError) as err:
             raise AnalysisError(f"cannot build the model from formula {mf.text!r}: {err} "
                                 "(write column names that are not Python identifiers in "
