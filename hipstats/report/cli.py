@@ -23,7 +23,8 @@ __all__ = ["report_command", "notebooks_command"]
 @click.option("--notebooks-dir", type=click.Path(file_okay=False, exists=True), help="Folder of report notebooks.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Per-cell timeout in seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet):
+@click.option("--pdf", is_flag=True, help="Also write an A4 PDF beside each page (needs headless Chromium).")
+def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet, pdf):
     """Run the report notebooks on SOURCE and write offline HTML reports with an index.
 
     SOURCE is a folder, file, REDCap export or SQLAlchemy URL (default: the bundled example
@@ -36,7 +37,7 @@ def report_command(source, out, only, params, params_file, as_of, run_id, jobs, 
 
     run = run_reports(source, out, only=[o for o in only if o] or None, params=list(params),
                       params_file=params_file, as_of=as_of, run_id=run_id, jobs=jobs,
-                      notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet)
+                      notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet, pdf=pdf)
     console = Console(stderr=False, soft_wrap=True)
     if run.ok:
         console.print(f"[green]{len(run.results)} report(s) written[/green]: {run.index}")

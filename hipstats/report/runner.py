@@ -51,6 +51,7 @@ from hipstats.report import kernels as _kernels
 from hipstats.report.data import SNAPSHOT_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
+from hipstats.report.pdf import require_browser, write_pdfs
 from hipstats.report.params import (
     NotebookInfo,
     list_notebooks,
@@ -269,7 +270,7 @@ def _error_page(title: str, message: str) -> str:
 def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any] | list[str] | None = None,
                 params_file=None, as_of=None, run_id: str | None = None, jobs: int | None = None,
                 notebooks_dir=None, timeout: float | None = None, progress: bool = True,
-                console=None) -> RunResult:
+                console=None, pdf: bool = False) -> RunResult:
     """Run the report notebooks on a cohort and write offline HTML, an index and a manifest.
 
     Parameters
@@ -298,6 +299,9 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         Per-cell execution timeout in seconds (default none).
     progress : bool
         Show a progress display on stderr.
+    pdf : bool
+        Also print every page (and the index) to an A4 PDF beside it with headless Chromium
+        (:mod:`hipstats.report.pdf`); checked before anything runs.
 
     Returns
     -------
@@ -328,6 +332,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         given.update(params)
     as_of_s = check_as_of(as_of)
     _check_run_id(run_id)
+    browser = require_browser() if pdf else None  # a missing browser is said before anything runs
     if source is None:
         default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
         if default:
@@ -355,7 +360,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         for _ in range(n_workers):
             pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
         result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
-                      timeout, progress, console, started, t_start, snapshot)
+                      timeout, progress, console, started, t_start, snapshot, pdf_browser=browser)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into SystemExit by the command
         if pool is not None:
             _stop_pool_now(pool)
@@ -385,7 +390,7 @@ def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
 
 
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
-         console, started, t_start, snapshot: Path) -> RunResult:
+         console, started, t_start, snapshot: Path, pdf_browser: Path | None = None) -> RunResult:
     # ---- validate the data before anything is written
     from hipstats.cohort import load_cohort  # noqa: PLC0415
     from hipstats.validation import ValidationReport  # noqa: PLC0415
@@ -466,6 +471,8 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         from hipstats.report.index import write_index  # noqa: PLC0415
 
         write_index(tmp / "index.html", manifest, results)
+        if pdf_browser is not None:
+            write_pdfs(tmp, browser=pdf_browser)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         final = out / rid
         os.rename(tmp, final)
