@@ -52,7 +52,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from hipstats.models._lmm_core import LOG2PI, batched_backward, batched_cholesky, batched_forward
+from hipstats.models._lmm_core import Deviance, batched_backward, batched_cholesky, batched_forward
 
 #: Largest Schur complement factorised densely; larger ones go to sparse LU.
 DENSE_MAX = 3000
@@ -96,7 +96,7 @@ def term_z(t: TermData) -> sp.csc_matrix:
     return sp.csc_matrix((t.Xt.ravel(), (rows, cols)), shape=(n, t.nlev * k))
 
 
-class BlockedProblem:
+class BlockedProblem(Deviance):
     """Sufficient statistics and profiled deviance of a model with several terms.
 
     Parameters
@@ -279,27 +279,6 @@ class BlockedProblem:
         beta = sla.solve_triangular(Rx.T, R[p, :p], lower=False, check_finite=False)
         ldRX2 = 2.0 * np.log(np.diag(Rx)).sum()
         return dict(Ts=Ts, Rx=Rx, r2=r2, beta=beta, ldL2=ld1 + ldr, ldRX2=ldRX2)
-
-    def _dev(self, st, reml):
-        n, p = self.n, self.p
-        if reml:
-            nr = n - p
-            return st["ldL2"] + st["ldRX2"] + nr * (1.0 + LOG2PI + np.log(st["r2"] / nr))
-        return st["ldL2"] + n * (1.0 + LOG2PI + np.log(st["r2"] / n))
-
-    def deviance(self, theta, reml=True, st=None):
-        """Profiled deviance (-2 log-likelihood, REML criterion when ``reml``)."""
-        return self._dev(self.solve(theta) if st is None else st, reml)
-
-    def deviance_varpar(self, varpar, reml=True):
-        """Deviance at given ``(theta, sigma)`` (not profiled over sigma), as lmerTest."""
-        theta, sigma = varpar[:-1], varpar[-1]
-        st = self.solve(theta)
-        s2 = sigma ** 2
-        dev = st["ldL2"] + st["r2"] / s2 + self.n * np.log(2 * np.pi * s2)
-        if reml:
-            dev += st["ldRX2"] - self.p * np.log(2 * np.pi * s2)
-        return dev
 
     def unscaled_cov_beta(self, theta=None, st=None):
         st = self.solve(theta) if st is None else st
