@@ -84,6 +84,10 @@ def capture_warnings() -> None:
     def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
         technical = {"category": getattr(category, "__name__", str(category)), "message": str(message),
                      "where": f"{Path(str(filename)).name}:{lineno}"}
+        key = (technical["category"], technical["message"], technical["where"])
+        if key in _STATE["seen"]:
+            return
+        _STATE["seen"].add(key)
         quiet = _is_quiet(category)
         note = "" if quiet else plain_note(category, str(message))
         technical["note"] = note
