@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MIME_TYPE", "plain_note", "capture_warnings", "extract"]
+__all__ = ["MIME_TYPE", "plain_note", "plain_reason", "capture_warnings", "extract"]
 
 MIME_TYPE = "application/vnd.hipstats.warning+json"
 
@@ -62,6 +62,39 @@ def plain_note(category, message: str) -> str:
     text = re.sub(r"\s+", " ", text).strip(" :;,")
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."
+
+
+_REASONS = (
+    (re.compile(r"mdc= is required.*?(?:no session-to-session|give no session-to-session).*?MDC for (\w+)", re.S),
+     "no minimal detectable change (MDC95) is available for {0}: the cohort has no usable test-retest readings, "
+     "so responders cannot be counted (give the MDC as a parameter to count them)"),
+    (re.compile(r"mdc= is required.*?for (\w+)", re.S),
+     "no minimal detectable change (MDC95) is available for {0}, so responders cannot be counted"),
+    (re.compile(r"need at least (\d+) complete (\S+)/(\S+) pairs, got (\d+)"),
+     "too few participants were measured by both ({3}; at least {0} are needed)"),
+    (re.compile(r"both raters used a single and the same category.*", re.S),
+     "both raters gave every participant the same score, so agreement beyond chance cannot be measured"),
+)
+
+
+def plain_reason(reason) -> str:
+    """Why a part could not be estimated, in words for a reader: no function names, dicts or paths.
+
+    >>> plain_reason("bland_altman: need at least 3 complete R1/R2 pairs, got 2")
+    'too few participants were measured by both (2; at least 3 are needed)'
+    >>> plain_reason("mdc= is required: no session-to-session reliability data for aslr_deg")
+    'no minimal detectable change (MDC95) is available for ASLR angle, so responders cannot be counted'
+    """
+    text = str(reason).strip()
+    for pattern, words in _REASONS:
+        m = pattern.search(text)
+        if m:
+            groups = [_CODE_NAMES.get(g, g.replace("_", " ")) for g in m.groups()]
+            return words.format(*groups)
+    text = re.sub(r"\((?:\w+: )?[^()]*(?:\[[^\]]*\])[^()]*\)", "", text)  # a parenthesis holding a list/dict
+    text = re.sub(r"^(?:[a-z_]+\.)*[a-z]+_[a-z_]+: ", "", text)  # function-name prefix ("bland_altman: ")
+    out = plain_note(UserWarning, text).rstrip(".")
+    return out[:1].lower() + out[1:] if out[:2] != out[:2].upper() else out
 
 
 def _is_quiet(category) -> bool:
