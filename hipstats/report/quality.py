@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hipstats import schema
+from hipstats.data import schema
 
 __all__ = ["measure_summary", "outliers", "trial_agreement", "retention", "plot_distributions", "plot_flow",
            "record_data_findings", "table1", "participant_flow", "flow_table"]
@@ -33,7 +33,7 @@ def _present(cohort) -> list[str]:
 def measure_summary(cohort) -> pd.DataFrame:
     """Per measure: readings, participants, mean, SD, min, 5th/50th/95th percentile, max, out-of-range count.
 
-    Out-of-range counts use the plausible ranges of :data:`hipstats.schema.MEASURES` and are
+    Out-of-range counts use the plausible ranges of :data:`hipstats.data.schema.MEASURES` and are
     zero for data that passed validation; they are shown as a check.
     """
     m = cohort.measurements
@@ -243,7 +243,7 @@ def plot_flow(cohort, as_of: str | None = None):
     from matplotlib.figure import Figure  # noqa: PLC0415
     from matplotlib.patches import FancyBboxPatch  # noqa: PLC0415
 
-    from hipstats.plots._theme import arm_palette, theme  # noqa: PLC0415
+    from hipstats.plots.style import arm_palette, theme  # noqa: PLC0415
 
     f = participant_flow(cohort, as_of)
     arms = [str(a) for a in cohort.arms]
@@ -287,7 +287,7 @@ def plot_distributions(cohort, measures=("hip_ir_deg", "aslr_deg", "pelvic_tilt_
     import matplotlib.pyplot as plt  # noqa: PLC0415
     import seaborn as sns  # noqa: PLC0415
 
-    from hipstats.plots._theme import arm_palette, theme  # noqa: PLC0415
+    from hipstats.plots.style import arm_palette, theme  # noqa: PLC0415
 
     measures = [x for x in measures if x in _present(cohort)]
     visits = cohort.scheduled_visits
