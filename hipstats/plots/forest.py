@@ -18,7 +18,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from hipstats.plots._theme import theme
+from hipstats.plots.style import theme
 
 __all__ = ["forest_plot"]
 
