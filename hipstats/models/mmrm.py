@@ -997,26 +997,10 @@ class MMRMResult(Result):
 
     def plot(self, ax=None):
         """Heat map of the residual correlation across visits; returns the Figure."""
-        import matplotlib.pyplot as plt
+        from hipstats.plots.correlation import correlation_heatmap
 
-        from hipstats.plots._theme import theme
-
-        R = self.cor_residual
-        with theme():
-            if ax is None:
-                fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(R), 0.8 + 0.6 * len(R)))
-            else:
-                fig = ax.figure
-            im = ax.imshow(R.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
-            labels = [str(v) for v in R.index]
-            ax.set_xticks(range(len(R)), labels, rotation=45, ha="right")
-            ax.set_yticks(range(len(R)), labels)
-            for i in range(len(R)):
-                for j in range(len(R)):
-                    ax.text(j, i, f"{R.iat[i, j]:.2f}", ha="center", va="center", fontsize=8)
-            fig.colorbar(im, ax=ax, label="residual correlation")
-            ax.set_title(f"MMRM residual correlation ({COVARIANCES[self.covariance]})")
-        return fig
+        return correlation_heatmap(self.cor_residual, ax=ax, label="residual correlation",
+                                   title=f"Residual correlation ({COVARIANCES[self.covariance]})")
 
     def __repr__(self):
         return (f"MMRMResult({self.formula!r}, covariance={self.covariance!r}, "

@@ -48,9 +48,11 @@ import pandas as pd
 from hipstats.errors import ParameterError, ReportError, ValidationError
 from hipstats.report import findings as _findings
 from hipstats.report import kernels as _kernels
-from hipstats.report.data import SNAPSHOT_ENV, resolve_source, write_snapshot
+from hipstats.report import notes as _notes
+from hipstats.report.data import SNAPSHOT_ENV, SOURCE_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
+from hipstats.report.index import source_name
 from hipstats.report.pdf import require_browser, write_pdfs
 from hipstats.report.params import (
     NotebookInfo,
@@ -236,10 +238,12 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
             _kernels.stop_kernel(km)
     duration = time.perf_counter() - t0
     found: list[dict[str, Any]] = []
+    noted: list[dict[str, Any]] = []
     try:
         if out_nb.is_file():
             nb = nbformat.read(out_nb, as_version=4)
             found = [f.to_dict() for f in _findings.extract(nb)]
+            noted = _notes.extract(nb)
             page = notebook_to_html(nb, title=job["title"], failed=status != "ok", banner=job["banner"])
         else:
             page = _error_page(job["title"], error or "the notebook produced no output")
@@ -253,7 +257,7 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
         error = f"{error}; {msg}" if error else msg
         out_html.write_text(_error_page(job["title"], error + "\n\n" + traceback.format_exc()), encoding="utf-8")
     return {"name": job["name"], "status": status, "duration_s": round(duration, 3), "error": error,
-            "findings": found, "export_s": round(time.perf_counter() - t0 - duration, 3)}
+            "findings": found, "warnings": noted, "export_s": round(time.perf_counter() - t0 - duration, 3)}
 
 
 def _error_page(title: str, message: str) -> str:
@@ -277,7 +281,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     ----------
     source : str or path-like, optional
         Cohort source (folder, file, REDCap export or SQLAlchemy URL). Default: the
-        notebooks' own default (the bundled example cohort).
+        environment variable ``HIPSTATS_SOURCE``; required when a selected notebook reads data.
     out : path-like
         Output folder; the run lands in ``<out>/<run_id>/`` and ``<out>/latest`` points to it.
     only : list of str or str, optional
@@ -294,7 +298,8 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     jobs : int, optional
         Notebooks run at the same time (default ``os.cpu_count()``).
     notebooks_dir : path-like, optional
-        Where the notebooks are (default the project's ``notebooks/``).
+        A folder of customised notebooks (``hipstats init`` writes one); default the notebooks
+        that ship inside the package (:mod:`hipstats.notebooks`).
     timeout : float, optional
         Per-cell execution timeout in seconds (default none).
     progress : bool
@@ -333,12 +338,12 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     as_of_s = check_as_of(as_of)
     _check_run_id(run_id)
     browser = require_browser() if pdf else None  # a missing browser is said before anything runs
-    if source is None:
-        default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
-        if default:
-            source = resolve_source(default, nb_dir)
-        elif any("source" in n.parameters for n in selected):
-            raise ParameterError("no SOURCE given and the notebooks declare no default source")
+    if source in (None, ""):
+        source = os.environ.get(SOURCE_ENV, "").strip() or None
+        if source is None and any(n.needs_data for n in selected):
+            raise ParameterError(f"no SOURCE given: name the cohort (a folder, file, REDCap export or database "
+                                 f"URL), e.g. `hipstats report data/cohort`, or set the environment variable "
+                                 f"{SOURCE_ENV}")
     src = resolve_source(source) if source is not None else ""  # "" : no selected notebook reads data
     per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
@@ -392,15 +397,17 @@ def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
          console, started, t_start, snapshot: Path, pdf_browser: Path | None = None) -> RunResult:
     # ---- validate the data before anything is written
-    from hipstats.cohort import load_cohort  # noqa: PLC0415
-    from hipstats.validation import ValidationReport  # noqa: PLC0415
+    from hipstats.cohort.cohort import load_cohort  # noqa: PLC0415
+    from hipstats.data.problems import ValidationReport  # noqa: PLC0415
 
     phases: dict[str, float] = {"prepare_s": time.perf_counter() - t_start}
     t_phase = time.perf_counter()
-    needs_data = any("source" in n.parameters for n in selected)
+    needs_data = bool(src) and any("source" in n.parameters for n in selected)
     cohort = report = None
+    cohort_info: dict[str, Any] = {}
     if needs_data:
         cohort = load_cohort(src)  # raises ValidationError / SourceError
+        cohort_info = {"arms": [str(a) for a in cohort.arms], "n_participants": int(cohort.n_participants)}
         report = ValidationReport(mask_source(src), [])
         if as_of_s:
             restricted = cohort.as_of(as_of_s)  # ParameterError when there are no dates
@@ -422,7 +429,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         if cohort is not None:
             write_snapshot(snapshot, src, cohort, report, files)
         del cohort
-        banner = f"run {rid}" + (f" · data {mask_source(src)}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
+        banner = f"run {rid}" + (f" · data {source_name(mask_source(src))}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
         # longest first (durations of the previous run in this folder, else the notebooks' cost hints),
         # so that the slowest notebook does not start last and leave a core idle at the end
         previous = _previous_durations(out)
@@ -455,6 +462,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "source": mask_source(src),
             "as_of": as_of_s or None,
+            "cohort": cohort_info,
             "inputs": files,
             "parameters": {"given": _public_params(given), "per_notebook": {r.name: r.parameters for r in results}},
             "jobs": jobs,
@@ -465,7 +473,8 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "host": {"platform": sys.platform, "cpu_count": os.cpu_count()},
             "notebooks": [{"name": r.name, "title": r.title, "status": r.status, "duration_s": r.duration_s,
                            "error": r.error, "html": r.html, "notebook": r.notebook,
-                           "source_notebook": str(n.path), "findings": len(r.findings)}
+                           "source_notebook": str(n.path), "findings": len(r.findings),
+                           "warnings": raw[r.name].get("warnings", [])}
                           for r, n in zip(results, selected)],
         }
         from hipstats.report.index import write_index  # noqa: PLC0415
