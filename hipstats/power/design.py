@@ -26,9 +26,62 @@ import pandas as pd
 
 from hipstats.errors import AnalysisError, ParameterError
 
-__all__ = ["TrialDesign", "draw_trial", "to_long", "mean_trajectories",
+__all__ = ["TrialDesign", "DEFAULTS", "DEFAULT_PROVENANCE", "TESTS", "DF_METHODS", "draw_trial", "to_long", "mean_trajectories",
            "arm_sizes", "DESIGN_KEYS", "SIMULATION_KEYS",
            "split_params", "normalise_keys"]
+
+
+#: Tests the simulation can run (see :func:`hipstats.power.simulate_power`).
+TESTS = ("arm:week", "change", "ancova")
+#: Reference distributions of the mixed-model test.
+DF_METHODS = ("satterthwaite", "wald")
+
+#: The one set of planning defaults, used by the Python API, the ``hipstats power`` command and
+#: the power notebook. Where each value comes from is in :data:`DEFAULT_PROVENANCE`.
+DEFAULTS: dict[str, Any] = {
+    "arms": ("control", "stretching", "loading"),
+    "weeks": (0.0, 3.0, 6.0, 9.0, 12.0),
+    "n_per_arm": 60,
+    "effects": {"control": 0.0, "stretching": 2.0, "loading": 6.0},
+    "effect_type": "gain",
+    "plateau_tau_weeks": None,
+    "baseline_mean": 36.0,
+    "sd_intercept": 9.0,
+    "sd_slope": 0.15,
+    "corr_intercept_slope": 0.0,
+    "sd_residual": 3.0,
+    "dropout": 0.2,
+    "dropout_pattern": "uniform",
+    "target": None,
+    "reference": None,
+    "test": "arm:week",
+    "df": "satterthwaite",
+    "alpha": 0.05,
+}
+
+#: Why each default is what it is (shown in every design table beside "default").
+DEFAULT_PROVENANCE: dict[str, str] = {
+    "arms": "the protocol's three arms, reference first",
+    "weeks": "the protocol's visit schedule (baseline and every 3 weeks to 12)",
+    "n_per_arm": "planning size to be checked, not a recommendation",
+    "effects": "gains of the synthetic cohort (hipstats.simulate: loading 6, stretching 2 deg)",
+    "effect_type": "effects are gains at the last visit",
+    "plateau_tau_weeks": "linear change to the gain at the last visit",
+    "baseline_mean": "synthetic cohort's baseline IR (does not affect power)",
+    "sd_intercept": "synthetic cohort's between-participant SD (hipstats.simulate)",
+    "sd_slope": "synthetic cohort's SD of individual change per week (hipstats.simulate)",
+    "corr_intercept_slope": "no assumed link between starting level and rate of change",
+    "sd_residual": ("synthetic cohort's visit-to-visit noise of the visit mean "
+                    "(about 2.3 deg), rounded up"),
+    "dropout": "middle of the synthetic cohort's 15-25% dropout, same in every arm",
+    "dropout_pattern": "dropouts leave at any follow-up visit with equal chance",
+    "target": "the last arm listed",
+    "reference": ("the arm listed before the target: the active comparator when arms are "
+                  "listed control, comparator, new treatment"),
+    "test": "the protocol analysis: difference in mean slope in the mixed model",
+    "df": "as lmerTest (Satterthwaite)",
+    "alpha": "conventional two-sided 5%",
+}
 
 
 def _per_arm(value, arms: Sequence[str], name: str, cast=float) -> dict[str, Any]:
@@ -92,20 +145,25 @@ class TrialDesign:
     (180, 0.15)
     """
 
-    arms: tuple[str, ...] = ("control", "stretching", "loading")
-    weeks: tuple[float, ...] = (0.0, 3.0, 6.0, 9.0, 12.0)
-    n_per_arm: Any = 60
-    effects: Any = field(default_factory=lambda: {"control": 0.0, "stretching": 2.0,
-                                                  "loading": 6.0})
-    effect_type: str = "gain"
-    plateau_tau_weeks: float | None = None
-    baseline_mean: float = 36.0
-    sd_intercept: float = 9.0
-    sd_slope: float = 0.15
-    corr_intercept_slope: float = 0.0
-    sd_residual: float = 3.0
-    dropout: Any = 0.0
-    dropout_pattern: Any = "uniform"
+    arms: tuple[str, ...] = DEFAULTS["arms"]
+    weeks: tuple[float, ...] = DEFAULTS["weeks"]
+    n_per_arm: Any = DEFAULTS["n_per_arm"]
+    effects: Any = field(default_factory=lambda: dict(DEFAULTS["effects"]))
+    effect_type: str = DEFAULTS["effect_type"]
+    plateau_tau_weeks: float | None = DEFAULTS["plateau_tau_weeks"]
+    baseline_mean: float = DEFAULTS["baseline_mean"]
+    sd_intercept: float = DEFAULTS["sd_intercept"]
+    sd_slope: float = DEFAULTS["sd_slope"]
+    corr_intercept_slope: float = DEFAULTS["corr_intercept_slope"]
+    sd_residual: float = DEFAULTS["sd_residual"]
+    dropout: Any = DEFAULTS["dropout"]
+    dropout_pattern: Any = DEFAULTS["dropout_pattern"]
+    target: str | None = None
+    reference: str | None = None
+    test: str = DEFAULTS["test"]
+    df: str = DEFAULTS["df"]
+    alpha: float = DEFAULTS["alpha"]
+    sources: Any = field(default=None, compare=False)
 
     def __post_init__(self):
         def put(name, value):
@@ -150,6 +208,45 @@ class TrialDesign:
                 raise ParameterError(f"dropout_pattern needs {k} non-negative weights "
                                      "(one per follow-up visit)")
             put("dropout_pattern", tuple(float(v) for v in w))
+        if self.test not in TESTS:
+            raise ParameterError(f"test must be one of {TESTS}, got {self.test!r}")
+        if self.df not in DF_METHODS:
+            raise ParameterError(f"df must be one of {DF_METHODS}, got {self.df!r}")
+        if not 0 < float(self.alpha) < 1:
+            raise ParameterError(f"alpha must be in (0, 1), got {self.alpha}")
+        put("alpha", float(self.alpha))
+        target = arms[-1] if self.target is None else str(self.target)
+        if target not in arms:
+            raise ParameterError(f"target arm {target!r} is not one of {list(arms)}")
+        if self.reference is None:  # the arm listed before the target (see DEFAULTS)
+            i = arms.index(target)
+            reference = arms[i - 1] if i > 0 else arms[1]
+        else:
+            reference = str(self.reference)
+        if reference not in arms:
+            raise ParameterError(f"reference arm {reference!r} is not one of {list(arms)}")
+        if target == reference:
+            raise ParameterError("target and reference arms must differ")
+        put("target", target)
+        put("reference", reference)
+        src = {} if self.sources is None else {str(k): str(v) for k, v in dict(self.sources).items()}
+        for name in ("target", "reference"):
+            if getattr(self, name) is not None and name not in src:
+                src[name] = "user"
+        for name in DEFAULTS:
+            if name not in src:
+                src[name] = "default" if self._is_default(name) else "user"
+        put("sources", src)
+
+    def _is_default(self, name: str) -> bool:
+        value, default = getattr(self, name), DEFAULTS[name]
+        if name in ("target", "reference"):
+            return True  # derived by the documented rule unless a source says otherwise
+        if isinstance(value, Mapping):
+            if isinstance(default, Mapping):
+                return dict(value) == {k: float(v) for k, v in default.items()}
+            return all(v == default for v in value.values())
+        return value == default
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -238,9 +335,93 @@ class TrialDesign:
         d, _, sizes = split_params(params)
         return cls(n_per_arm=sizes[0], **d)
 
+    def replace(self, source: str = "user", **changes) -> TrialDesign:
+        """Copy with some fields changed; their source becomes *source*.
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> TrialDesign().replace(sd_slope=0.4).sources["sd_slope"]
+        'user'
+        """
+        unknown = set(changes) - set(DEFAULTS)
+        if unknown:
+            raise ParameterError(f"not design fields: {sorted(unknown)}")
+        src = dict(self.sources)
+        src.update({k: source for k in changes})
+        if "target" in changes and "reference" not in changes and self.sources["reference"] == "default":
+            changes["reference"], src["reference"] = None, "default"
+        if "arms" in changes:
+            for k in ("target", "reference"):
+                if k not in changes and self.sources[k] == "default":
+                    changes[k], src[k] = None, "default"
+        return dataclasses.replace(self, sources=src, **changes)
+
     def with_n(self, n_per_arm) -> TrialDesign:
         """Copy with another number of participants per arm."""
-        return dataclasses.replace(self, n_per_arm=n_per_arm)
+        return self.replace(n_per_arm=n_per_arm)
+
+    def design_table(self) -> pd.DataFrame:
+        """Every assumption of the design, its value and where it came from.
+
+        Columns ``quantity``, ``value`` (text, with units) and ``source`` (``default``,
+        ``user``, ``pilot fit ...``, ``pilot observed ...``) and ``why`` (the reason for a
+        default). This is the table every output of the power tools prints.
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> t = TrialDesign(sd_slope=0.4).design_table()
+        >>> t.set_index("quantity").loc["Random slope SD", ["value", "source"]].tolist()
+        ['0.4 deg/week', 'user']
+        """
+        def num(v, unit=""):
+            return f"{v:.4g}{unit}"
+
+        def per_arm(d, fmt):
+            vals = list(d.values())
+            if all(v == vals[0] for v in vals):
+                return f"{fmt(vals[0])} in every arm"
+            return ", ".join(f"{a} {fmt(v)}" for a, v in d.items())
+
+        unit = "deg at the last visit" if self.effect_type == "gain" else "deg/week"
+        shape = ("linear to the last visit" if self.effect_type == "slope" or
+                 self.plateau_tau_weeks is None else
+                 f"plateau, gain x (1 - exp(-week / {self.plateau_tau_weeks:g}))")
+        pattern = ("any follow-up visit, equal chance" if self.dropout_pattern == "uniform" else
+                   ", ".join(f"week {w:g}: {p:.0%}" for w, p in zip(self.weeks[1:], self.dropout_weights)))
+        tests = {"arm:week": "difference in mean slope, mixed model (random intercept and slope)",
+                 "change": "change from baseline to the last visit, t test (completers)",
+                 "ancova": "last visit adjusted for baseline, ANCOVA (completers)"}
+        dfs = {"satterthwaite": "Satterthwaite", "wald": "normal (Wald)"}
+        rows = [
+            ("Arms", ", ".join(self.arms), "arms"),
+            ("Visits (weeks)", ", ".join(f"{w:g}" for w in self.weeks), "weeks"),
+            ("Participants per arm (enrolled)", per_arm(self.n_per_arm, str), "n_per_arm"),
+            ("Effects", per_arm(self.effects, lambda v: num(v)) + f" ({unit})", "effects"),
+            ("Shape of change", shape, "plateau_tau_weeks"),
+            ("Random intercept SD", num(self.sd_intercept, " deg"), "sd_intercept"),
+            ("Random slope SD", num(self.sd_slope, " deg/week"), "sd_slope"),
+            ("Intercept-slope correlation", num(self.corr_intercept_slope), "corr_intercept_slope"),
+            ("Residual SD", num(self.sd_residual, " deg"), "sd_residual"),
+            ("Dropout", per_arm(self.dropout, lambda v: f"{v:.0%}"), "dropout"),
+            ("Dropout timing", pattern, "dropout_pattern"),
+            ("Comparison", f"{self.target} vs {self.reference}", "reference"),
+            ("Test", tests[self.test], "test"),
+            ("Degrees of freedom", dfs[self.df] if self.test == "arm:week" else "residual (OLS)", "df"),
+            ("Significance level (two-sided)", f"{self.alpha:g}", "alpha"),
+        ]
+        out = []
+        for label, value, key in rows:
+            source = self.sources.get(key, "default")
+            why = DEFAULT_PROVENANCE.get(key, "") if source == "default" else ""
+            if key == "reference" and self.sources.get("target") != "default":
+                if source == "default":
+                    source, why = "user (target); reference by rule", DEFAULT_PROVENANCE["reference"]
+                else:
+                    source = "user"
+            out.append({"quantity": label, "value": value, "source": source, "why": why})
+        return pd.DataFrame(out)
 
     def simulate(self, seed=0) -> pd.DataFrame:
         """One simulated trial as a tidy frame (participant_id, arm, week, value).
