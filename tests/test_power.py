@@ -484,13 +484,58 @@ def test_power_notebook_runs(tmp_path, small_cohort_dir):
     assert clean.cells[1].metadata["tags"] == ["parameters"]
     out = tmp_path / "power.ipynb"
     pm.execute_notebook(str(src), str(out), cwd=str(src.parent), progress_bar=False,
-                        parameters={"n_sim": 4, "n_per_arm_grid": "20,40", "n_jobs": 1,
-                                    "source": str(small_cohort_dir),
-                                    "pilot_measure": "hip_ir_deg"})
+                        parameters={"n_sim": 20, "n_per_arm_grid": "20,40", "n_jobs": 1,
+                                    "source": str(small_cohort_dir), "from_pilot": True,
+                                    "effects": "control=0,stretching=2,loading=6",
+                                    "target_power": 0.05})
+    executed = nbformat.read(out, as_version=4)
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nbformat.read(out, as_version=4).cells
+                     for c in executed.cells
                      if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "PowerResult(power=" in text and "ANCOVA" in text and "dropout loading" in text
+    assert "PowerResult(power=" in text and "Lu, Luo & Chen" in text
+    assert "pilot fit (pilot cohort" in text and "pilot observed" in text
+    from hipstats.report.findings import extract
+
+    found = extract(executed)
+    assert [f.area for f in found] == ["Planning", "Planning"]
+    assert found[0].ci_low <= found[0].estimate <= found[0].ci_high
+    assert "Traceback" not in text and "simulating" not in text  # progress line removed
+
+
+@pytest.mark.slow
+def test_cli_notebook_and_api_give_the_same_answer(tmp_path):
+    # the same question three ways: the package defaults plus three stated values
+    import nbformat
+    import papermill as pm
+    from pathlib import Path
+
+    from hipstats.cli import main
+    from hipstats.report.findings import extract
+
+    stated = {"effects": "control=0,stretching=2,loading=7", "sd_slope": "0.4", "dropout": "0.2"}
+    api = simulate_power(TrialDesign(effects={"control": 0, "stretching": 2, "loading": 7},
+                                     sd_slope=0.4, dropout=0.2, n_per_arm=60), n_sim=100, seed=0,
+                         n_jobs=1)
+    out = tmp_path / "cli.csv"
+    assert main(["power", "--n-per-arm", "60", "--effects", stated["effects"], "--sd-slope", "0.4",
+                 "--dropout", "0.2", "--n-sim", "100", "--jobs", "1", "--quiet", "--out",
+                 str(out)]) == 0
+    cli = pd.read_csv(out).iloc[0]
+    src = Path(__file__).resolve().parents[1] / "hipstats" / "notebooks" / "power.ipynb"
+    nb_out = tmp_path / "power.ipynb"
+    pm.execute_notebook(str(src), str(nb_out), cwd=str(src.parent), progress_bar=False,
+                        parameters={**stated, "n_sim": 100, "n_jobs": 1, "n_per_arm_grid": "60"})
+    nb_power = extract(nbformat.read(nb_out, as_version=4))[0]
+    assert cli["power"] == api.power == pytest.approx(nb_power.estimate, abs=1e-12)
+    assert cli["power_ci_low"] == api.ci_low and nb_power.ci_low == pytest.approx(api.ci_low)
+    # and all three say what they assumed, with the same sources
+    design = pd.read_csv(str(out).replace(".csv", ".design.csv"))
+    table = api.design_table()
+    assert design["value"].tolist() == table["value"].tolist()
+    assert design["source"].tolist() == table["source"].tolist()
+    assert dict(zip(table["quantity"], table["source"]))["Random slope SD"] == "user"
+    assert dict(zip(table["quantity"], table["source"]))["Residual SD"] == "default"
+    assert dict(zip(table["quantity"], table["value"]))["Comparison"] == "loading vs stretching"
 
 
 def test_lmm_arrays_equal_the_formula_design():

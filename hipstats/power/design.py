@@ -215,6 +215,7 @@ class TrialDesign:
         if not 0 < float(self.alpha) < 1:
             raise ParameterError(f"alpha must be in (0, 1), got {self.alpha}")
         put("alpha", float(self.alpha))
+        given = {"target": self.target is not None, "reference": self.reference is not None}
         target = arms[-1] if self.target is None else str(self.target)
         if target not in arms:
             raise ParameterError(f"target arm {target!r} is not one of {list(arms)}")
@@ -231,7 +232,7 @@ class TrialDesign:
         put("reference", reference)
         src = {} if self.sources is None else {str(k): str(v) for k, v in dict(self.sources).items()}
         for name in ("target", "reference"):
-            if getattr(self, name) is not None and name not in src:
+            if given[name] and name not in src:
                 src[name] = "user"
         for name in DEFAULTS:
             if name not in src:
@@ -315,6 +316,52 @@ class TrialDesign:
                           "rho": c01 / math.sqrt(v0 * v1),
                           "sd_change": math.sqrt(v0 + v1 - 2 * c01)})
 
+    def visit_covariance(self) -> np.ndarray:
+        """Covariance of one participant's visits implied by the variance components.
+
+        :math:`Z D Z' + \\sigma_e^2 I` with :math:`Z = [1, t]` (time from the first visit).
+        """
+        t = np.asarray(self.weeks) - self.weeks[0]
+        c = self.corr_intercept_slope * self.sd_intercept * self.sd_slope
+        D = np.array([[self.sd_intercept**2, c], [c, self.sd_slope**2]])
+        Z = np.column_stack([np.ones_like(t), t])
+        return Z @ D @ Z.T + self.sd_residual**2 * np.eye(t.size)
+
+    def retention(self, arm: str) -> np.ndarray:
+        """Expected share of *arm* still measured at each visit (monotone dropout).
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> TrialDesign(dropout=0.2).retention("loading").round(2).tolist()
+        [1.0, 0.95, 0.9, 0.85, 0.8]
+        """
+        left = np.concatenate([[0.0], np.cumsum(self.dropout_weights)])
+        return 1.0 - self.dropout[arm] * left
+
+    def mmrm_inputs(self) -> dict[str, Any]:
+        """The inputs of :func:`hipstats.power.power_mmrm` implied by this design.
+
+        ``delta`` (target - reference mean change at the last visit), ``sd`` (SD at the last
+        visit), ``correlation`` (of the visits), ``retention`` (target arm) and
+        ``retention_reference``, ``alpha``.
+        """
+        V = self.visit_covariance()
+        sd = np.sqrt(np.diag(V))
+        return dict(delta=self.true_contrast("change", self.target, self.reference),
+                    sd=float(sd[-1]), correlation=V / np.outer(sd, sd),
+                    retention=self.retention(self.target),
+                    retention_reference=self.retention(self.reference), alpha=self.alpha)
+
+    def slope_inputs(self) -> dict[str, Any]:
+        """The inputs of :func:`hipstats.power.power_slope` implied by this design (the formula
+        assumes complete follow-up: dropout is not among them)."""
+        return dict(delta=self.true_contrast("arm:week", self.target, self.reference),
+                    times=tuple(w - self.weeks[0] for w in self.weeks),
+                    sd_intercept=self.sd_intercept, sd_slope=self.sd_slope,
+                    sd_residual=self.sd_residual, cor_intercept_slope=self.corr_intercept_slope,
+                    alpha=self.alpha)
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrialDesign:
         """Design from flat parameters as the command line and notebooks give them.
@@ -333,7 +380,7 @@ class TrialDesign:
         ((0.0, 6.0, 12.0), 80)
         """
         d, _, sizes = split_params(params)
-        return cls(n_per_arm=sizes[0], **d)
+        return cls(**d) if sizes is None else cls(n_per_arm=sizes[0], **d)
 
     def replace(self, source: str = "user", **changes) -> TrialDesign:
         """Copy with some fields changed; their source becomes *source*.
@@ -444,9 +491,11 @@ class TrialDesign:
     @classmethod
     def from_fit(cls, fit, *, arms: Sequence[str], weeks: Sequence[float], n_per_arm=60,
                  effects: Mapping[str, float] | None = None, time: str = "week",
-                 arm: str = "arm", dropout=0.0, dropout_pattern="uniform",
+                 arm: str = "arm", dropout=DEFAULTS["dropout"], dropout_pattern="uniform",
                  effect_type: str = "slope", plateau_tau_weeks: float | None = None,
-                 scale_slope_sd: float = 1.0) -> TrialDesign:
+                 scale_slope_sd: float = 1.0,
+                 source_label: str = "pilot fit",
+                 sources: Mapping[str, str] | None = None) -> TrialDesign:
         """Design whose variance components (and, unless given, effects) come from a pilot fit.
 
         As simr's ``extend()``/``powerSim`` do, the fitted model of a pilot cohort supplies the
@@ -476,6 +525,10 @@ class TrialDesign:
             Names of the time and arm variables in the fit's formula.
         scale_slope_sd : float
             Multiplier on the pilot's slope SD (sensitivity analysis).
+        source_label : str
+            Source recorded for the values taken from the fit (see :meth:`design_table`).
+        sources : dict, optional
+            Sources of other values (e.g. ``{"dropout": "pilot observed"}``).
 
         Examples
         --------
@@ -493,8 +546,14 @@ class TrialDesign:
         sd0, sd1 = math.sqrt(max(cov[0, 0], 0.0)), math.sqrt(max(cov[1, 1], 0.0))
         corr = float(cov[0, 1] / (sd0 * sd1)) if sd0 > 0 and sd1 > 0 else 0.0
         fe = _fixed_effects(fit)
+        src = {k: source_label for k in ("sd_intercept", "sd_slope", "corr_intercept_slope",
+                                         "sd_residual", "baseline_mean")}
+        if scale_slope_sd != 1.0:
+            src["sd_slope"] = f"{source_label} x {scale_slope_sd:g} (user)"
         if effects is None:
             effects, effect_type = _slopes_from_fixed_effects(fe, arms, time, arm), "slope"
+            src["effects"] = src["effect_type"] = source_label
+        src.update(sources or {})
         intercept = float(fe.get("Intercept", fe.iloc[0]))
         return cls(arms=tuple(arms), weeks=tuple(weeks), n_per_arm=n_per_arm,
                    effects=dict(effects), effect_type=effect_type,
@@ -502,7 +561,7 @@ class TrialDesign:
                    sd_intercept=sd0, sd_slope=sd1 * scale_slope_sd,
                    corr_intercept_slope=float(np.clip(corr, -1, 1)),
                    sd_residual=math.sqrt(resid_var), dropout=dropout,
-                   dropout_pattern=dropout_pattern)
+                   dropout_pattern=dropout_pattern, sources=src)
 
     @classmethod
     def from_cohort(cls, cohort, measure: str = "hip_ir_deg", *, n_per_arm=60,
@@ -510,7 +569,8 @@ class TrialDesign:
                     effects: Mapping[str, float] | None = None, effect_type: str = "gain",
                     plateau_tau_weeks: float | None = None, dropout="observed",
                     dropout_pattern="uniform", pelvis: str | None = "free",
-                    scale_slope_sd: float = 1.0) -> TrialDesign:
+                    scale_slope_sd: float = 1.0,
+                    source_label: str = "pilot") -> TrialDesign:
         """Design whose variance components (and dropout) come from a pilot cohort.
 
         The cohort's outcome (mean of trials and sides per participant and visit, as the
@@ -538,6 +598,8 @@ class TrialDesign:
             value at the last scheduled visit.
         pelvis : str or None
             Pelvic condition of the outcome (see :meth:`hipstats.Cohort.outcomes`).
+        source_label : str
+            Names the pilot in the design table (``"pilot fit (<label>)"``).
 
         Returns
         -------
@@ -572,17 +634,22 @@ class TrialDesign:
         sched = sched[sched["scheduled"]]
         if weeks is None:
             weeks = tuple(float(w) for w in np.round(sched["week"].to_numpy(dtype=float)))
-        if isinstance(dropout, str):
+        observed = isinstance(dropout, str)
+        if observed:
             if dropout != "observed":
                 raise ParameterError("dropout must be 'observed', a number or a dict per arm")
             last = set(pv.loc[pv["visit"] == sched["visit"].iloc[-1], "participant_id"])
             parts = cohort.participants[["participant_id", "arm"]].astype({"arm": str})
             dropout = {a: float(1 - parts.loc[parts["arm"] == a, "participant_id"]
                                 .isin(last).mean()) for a in arms}
+        measured = f"{measure}, {cohort.n_participants} participants"
         return cls.from_fit(fit, arms=arms, weeks=weeks, n_per_arm=n_per_arm, effects=effects,
                             effect_type=effect_type, plateau_tau_weeks=plateau_tau_weeks,
                             dropout=dropout, dropout_pattern=dropout_pattern,
-                            scale_slope_sd=scale_slope_sd)
+                            scale_slope_sd=scale_slope_sd,
+                            source_label=f"pilot fit ({source_label}: {measured})",
+                            sources={"dropout": f"pilot observed ({source_label})"} if observed
+                            else None)
 
 
 def _fixed_effects(fit) -> pd.Series:
@@ -699,10 +766,10 @@ def to_long(y: np.ndarray, arm: np.ndarray, weeks: Sequence[float], arms: Sequen
 
 
 #: Options of :func:`hipstats.power.simulate_power` accepted as flat parameters.
-SIMULATION_KEYS = {"test", "target", "reference", "df", "alpha", "n_sim", "seed", "n_jobs",
-                   "client", "chunk_size", "random_slopes", "engine", "ci_method", "ci_level"}
+SIMULATION_KEYS = {"n_sim", "seed", "n_jobs", "client", "chunk_size", "random_slopes", "engine", "ci_method",
+                   "confidence", "max_failed_share", "progress"}
 #: Fields of :class:`TrialDesign`.
-DESIGN_KEYS = {f.name for f in dataclasses.fields(TrialDesign)}
+DESIGN_KEYS = {f.name for f in dataclasses.fields(TrialDesign)} - {"sources"}
 _ALIASES = {"jobs": "n_jobs", "scheduler": "client", "corr": "corr_intercept_slope",
             "tau": "plateau_tau_weeks", "visits": "weeks"}
 
@@ -736,8 +803,11 @@ def normalise_keys(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def split_params(params: Mapping[str, Any]):
-    """(design kwargs without n_per_arm, simulate_power kwargs, list of sizes)."""
-    p = normalise_keys(params)
+    """(design kwargs without n_per_arm, simulate_power kwargs, list of sizes or None).
+
+    Empty strings count as not given (a notebook's "use the default").
+    """
+    p = {k: v for k, v in normalise_keys(params).items() if not (isinstance(v, str) and v == "")}
     d = {k: v for k, v in p.items() if k in DESIGN_KEYS}
     s = {k: v for k, v in p.items() if k in SIMULATION_KEYS}
     if "arms" in d:
@@ -756,8 +826,10 @@ def split_params(params: Mapping[str, Any]):
                 "corr_intercept_slope", "sd_residual"):
         if key in d:
             d[key] = float(d[key])
-    n_arg = d.pop("n_per_arm", 60)
-    if isinstance(n_arg, Mapping):
+    n_arg = d.pop("n_per_arm", None)
+    if n_arg is None:
+        sizes = None
+    elif isinstance(n_arg, Mapping):
         sizes = [{k: int(v) for k, v in n_arg.items()}]
     elif isinstance(n_arg, (int, float, np.integer)):
         sizes = [int(n_arg)]
@@ -766,9 +838,13 @@ def split_params(params: Mapping[str, Any]):
     for key in ("n_sim", "n_jobs", "chunk_size", "seed"):
         if key in s:
             s[key] = int(s[key])
-    for key in ("alpha", "ci_level"):
+    if "alpha" in d:
+        d["alpha"] = float(d["alpha"])
+    for key in ("confidence", "max_failed_share"):
         if key in s:
             s[key] = float(s[key])
+    if isinstance(s.get("progress"), str):
+        s["progress"] = s["progress"].strip().lower() in ("true", "yes", "1")
     if isinstance(s.get("random_slopes"), str):
         flag = s["random_slopes"].strip().lower()
         if flag not in ("true", "false", "yes", "no", "1", "0"):
