@@ -476,7 +476,7 @@ class TrialDesign:
         Examples
         --------
         >>> from hipstats.power import TrialDesign
-        >>> TrialDesign(n_per_arm=10).simulate(seed=1).shape
+        >>> TrialDesign(n_per_arm=10, dropout=0).simulate(seed=1).shape
         (150, 4)
         """
         rng = np.random.default_rng(seed)
