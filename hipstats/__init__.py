@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import importlib
 
-from hipstats.data import schema
 from hipstats.cohort import Cohort, load_cohort
+from hipstats.data import schema
 from hipstats.errors import (
     AnalysisError,
     HipstatsError,

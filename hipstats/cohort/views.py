@@ -22,9 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hipstats.errors import AnalysisError
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
-from hipstats.errors import check_columns
+from hipstats.errors import AnalysisError, check_columns
 
 __all__ = ['tilt_class', 'visit_values', 'participant_change']
 

@@ -23,8 +23,23 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.stats.accuracy import accuracy_table, check_confidence_level, check_direction, positive, require_both_classes, warn_cutoff_range
-from hipstats.stats.roc import ROCResult, auc_unpaired_test, clustered_accuracy_ci, obuchowski_var, oriented, roc_core, youden_core
+from hipstats.stats.accuracy import (
+    accuracy_table,
+    check_confidence_level,
+    check_direction,
+    positive,
+    require_both_classes,
+    warn_cutoff_range,
+)
+from hipstats.stats.roc import (
+    auc_unpaired_test,
+    clustered_accuracy_ci,
+    obuchowski_var,
+    oriented,
+    roc_core,
+    ROCResult,
+    youden_core,
+)
 
 __all__ = ['reference_condition', 'screening_analysis', 'ScreeningResult']
 

@@ -46,7 +46,12 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.stats.accuracy import check_confidence_level, positive, require_both_classes, score_condition_arrays
+from hipstats.stats.accuracy import (
+    check_confidence_level,
+    positive,
+    require_both_classes,
+    score_condition_arrays,
+)
 
 __all__ = ['roc', 'ROCResult', 'roc_test', 'youden_cutoff']
 

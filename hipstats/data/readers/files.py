@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.data import schema
-from hipstats.data.problems import ROW, Problem
+from hipstats.data.problems import Problem, ROW
 
 __all__ = ['RawTable', 'read_table_file', 'TABLE_NAMES', 'REQUIRED_TABLES', 'PARTICIPANT_COLUMNS', 'source_problem']
 
