@@ -33,11 +33,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
 GENERIC = ("hipstats.stats", "hipstats.models")
 
 #: Known exceptions, each with who removes it; the list only shrinks.
-ALLOWED_PRIVATE = {
-    # the power simulation's fast path into the LMM engine: models/lmm.py (helper 13) is to
-    # export the array-level fit under a public name, then power (helper 16) imports that.
-    ("hipstats.power.simulation", "_fit_arrays"),
-}
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()  # power no longer uses models.lmm._fit_arrays
 STUDY = ("hipstats.cohort", "hipstats.questions")
 
 
