@@ -170,11 +170,11 @@ def arm_week_test(y, arm, it, ir, *, weeks, n_arms, random_slopes, df_method, en
     :func:`hipstats.models.lmm.fit_lmm`), starting the optimiser at ``theta0`` if given.
     """
     if engine == "hipstats":
-        from hipstats.models.lmm import _fit_arrays
+        from hipstats.models.lmm import fit_arrays
 
         yv, X, names, pid = lmm_arrays(y, arm, weeks, n_arms, ir)
         Z, re_names = (X[:, :2], names[:2]) if random_slopes else (X[:, :1], names[:1])
-        fit = _fit_arrays(X, yv, Z, pid, exog_names=names, re_names=re_names, warn=False,
+        fit = fit_arrays(X, yv, Z, pid, exog_names=names, re_names=re_names, warn=False,
                           theta0=theta0)
     else:
         data, terms = lmm_frame(y, arm, weeks, n_arms, ir)
