@@ -239,7 +239,7 @@ def test_h2_finding_level_alpha_and_unadjusted_ci_wording():
     (f,) = h2_findings(_h2_like(0.80, 0.1), display=False)
     assert f.confidence == 0.80 and "80% CI" in f._html()
     assert "80% CI, not adjusted for multiple comparisons: 1.0 to 7.0" in f.sentence
-    assert "unlikely to be chance" in f.sentence and "holm-adjusted p 0.100" in f.sentence  # 0.1 < alpha 0.2
+    assert "unlikely to be chance" in f.sentence and "Holm-adjusted p 0.100" in f.sentence  # 0.1 < alpha 0.2
     (g,) = h2_findings(_h2_like(0.95, 0.1), display=False)
     assert "cannot rule out" in g.sentence and "95% CI, not adjusted" in g.sentence
     (h,) = h2_findings(_h2_like(0.95, 0.01, adjust="none"), display=False)

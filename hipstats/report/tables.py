@@ -83,6 +83,10 @@ LABELS = {
     "question": "What was estimated", "interpretation": "In plain words", "note": "Note", "proportion": "Proportion",
     "responders": "Responders", "participant_id": "Participant", "estimand": "Estimand", "emmean": "Mean",
     "change": "Change", "limits": "Limits (SD)", "x": "First", "y": "Second", "sessions_per_week": "Sessions/week",
+    "participants": "Participants", "measurements": "Measurement rows", "visits": "Visits attended",
+    "characteristic": "Characteristic", "level": "", "statistic_name": "", "condition": "Test condition",
+    "p": "p", "pval": "p", "p_adj_holm": "p (Holm)", "reason": "Reason", "rule": "Rule", "column": "Column",
+    "row": "Row", "file": "File", "message": "Problem",
 }
 
 #: Columns whose values are in the measure's unit (the ``unit=`` argument labels them).
@@ -343,8 +347,11 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
     Returns
     -------
     ReportTable
-        Displays as HTML; ``frames`` and ``labels`` hold the text that is shown.
+        Displays as HTML; ``frames`` and ``labels`` hold the text that is shown. Anything that
+        is not a DataFrame (a "not estimable" sentence, None) is returned unchanged.
     """
+    if not isinstance(data, pd.DataFrame):  # a "not estimable" sentence (or nothing) passes through unchanged
+        return data
     df = data.copy()
     if not isinstance(df.index, pd.RangeIndex) and any(n is not None for n in df.index.names):
         df = df.reset_index()
