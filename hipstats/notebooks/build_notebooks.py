@@ -173,7 +173,7 @@ participants read by both), a sentence says so instead."""),
 ba_raters = report.areas.attempt("Agreement between two raters", report.areas.rater_agreement, cohort,
                                  "hip_ir_deg", pelvis="free", confidence=confidence)
 report.areas.agreement_table(ba_raters)"""),
-    code('report.areas.show(ba_raters, "plot")'),
+    code('report.areas.show(ba_raters, "plot", unit="deg")'),
     md("""\
 ## Agreement between two sessions (test-retest)
 
@@ -185,7 +185,7 @@ says so instead."""),
 ba_retest = report.areas.attempt("Agreement between two sessions", report.areas.retest_agreement, cohort,
                                  "hip_ir_deg", pelvis="free", confidence=confidence)
 report.areas.agreement_table(ba_retest)"""),
-    code('report.areas.show(ba_retest, "plot")'),
+    code('report.areas.show(ba_retest, "plot", unit="deg")'),
     md("""\
 ## Agreement on the ASLR difficulty score
 
@@ -266,15 +266,15 @@ over time show an effect of the protocol."""),
          "ir.plot()"),
     md("""\
 The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
-minus the gain in the other), with confidence intervals and p-values. The p-values (*p_adj*) are adjusted for
-making several comparisons (method in the *adjust* column); the confidence intervals are per comparison, **not**
+minus the gain in the other), with confidence intervals and p-values. The adjusted p-values account for making
+several comparisons (the method is named below the table); the confidence intervals are per comparison, **not**
 adjusted for multiple comparisons, so an interval that just excludes zero can go with an adjusted p-value above
 the significance level. The key findings below say so. An interval that lies entirely above zero means the
 first arm gained more."""),
     code('report.table(report.areas.h2_contrast_table(ir), "Hip IR: difference in change from baseline", unit="deg")'),
     md("""\
 The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
-final value adjusted for baseline (columns *ancova_*), Hedges' *g* (the difference in change in standard
+final value adjusted for baseline, Hedges' *g* (the difference in change in standard
 deviation units; 0.2 small, 0.5 medium, 0.8 large) and the share of **responders**, participants whose IR
 improved by more than the minimal detectable change (MDC95), so by more than measurement error. On a small
 cohort a part that cannot be estimated (for example fewer than two participants in an arm) is left out of the

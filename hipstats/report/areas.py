@@ -419,7 +419,6 @@ def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
                 text += (f"; the figure and the model table show the uncorrected within-participant slope "
                          f"({raw_within:.2f}), which measurement error in tilt pulls towards zero")
         elif "correlation" in q.lower():
-            kw.update(unit="correlation r", null=0.0)
             text = text.replace("r_rm", "repeated-measures r")
         out.append(record("H1", q, r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
                           r.get("p_value", r.get("p")), text, confidence=conf, display=display, **kw))
@@ -459,7 +458,7 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
         record("H3", "ROC AUC of ASLR for limited IR (DeLong CI)", a["auc"], a["auc_ci_low"], a["auc_ci_high"], None,
                f"Across all possible cutoffs, ASLR separates participants with and without limited IR with an AUC "
                f"of {a['auc']:.2f} (0.5 = no better than chance, 1 = perfect).", confidence=conf,
-               display=display, unit="AUC", null=0.5),
+               display=display),
         record("H3", "Youden-optimal ASLR cutoff (deg, bootstrap CI)", a["youden_cutoff"], a["youden_cutoff_ci_low"],
                a["youden_cutoff_ci_high"], None,
                f"The cutoff that best balances sensitivity and specificity in these data is {a['youden_cutoff']:.0f} deg "

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hipstats.plots.style import MEASURE_LABELS
+
 __all__ = ["table"]
 
 #: Page budget in characters (about 720 CSS px of A4 print at 9 pt, 1,070 px on screen at 1280 px).
@@ -44,9 +46,7 @@ _WRAP = 24  # a wrapping text column takes at most this many characters of width
 
 MISSING = "–"
 
-MEASURE_NAMES = {"hip_ir_deg": "Hip internal rotation (deg)", "hip_er_deg": "Hip external rotation (deg)",
-                 "aslr_deg": "ASLR angle (deg)", "pelvic_tilt_deg": "Standing pelvic tilt (deg)",
-                 "aslr_mens_score": "Mens ASLR score (0-5)", "aslr_fms_score": "FMS ASLR score (0-3)"}
+MEASURE_NAMES = MEASURE_LABELS
 
 #: Column labels: the shared vocabulary first, then the analyses' own columns.
 LABELS = {
