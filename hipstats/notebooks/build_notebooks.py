@@ -279,7 +279,7 @@ deviation units; 0.2 small, 0.5 medium, 0.8 large) and the share of **responders
 improved by more than the minimal detectable change (MDC95), so by more than measurement error. On a small
 cohort a part that cannot be estimated (for example fewer than two participants in an arm) is left out of the
 table and named below with the reason."""),
-    code('report.table(ir.summary(), "Hip IR: ANCOVA, Hedges\' g and responders against the reference arm", unit="deg")'),
+    code('report.table(report.areas.show(ir, "summary"), "Hip IR: ANCOVA, Hedges\' g and responders against the reference arm", unit="deg")'),
     code('report.areas.mdc_note(ir)'),
     code('report.table(report.areas.show(ir, "responders.by_arm"), "Responders by arm (share)")'),
     md("""\
@@ -290,7 +290,7 @@ The same analysis for the active straight leg raise angle."""),
          "aslr.plot()"),
     code('report.table(report.areas.h2_contrast_table(aslr), "ASLR angle: difference in change from baseline", '
          'unit="deg")'),
-    code('report.table(aslr.summary(), "ASLR angle: ANCOVA, Hedges\' g and responders", unit="deg")'),
+    code('report.table(report.areas.show(aslr, "summary"), "ASLR angle: ANCOVA, Hedges\' g and responders", unit="deg")'),
     code('report.areas.mdc_note(aslr)'),
     md("""\
 ## Key findings

@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -130,7 +132,10 @@ def show(result, attr: str, *args, **kwargs):
             return NotEstimable(parts[i].replace("_", " "), reason or "the data do not support it")
     if callable(value) and not isinstance(value, pd.DataFrame) and (args or kwargs or parts[-1] in ("plot",
                                                                                                     "summary")):
-        return attempt(parts[-1].replace("_", " "), value, *args, **kwargs)
+        value = attempt(parts[-1].replace("_", " "), value, *args, **kwargs)
+    if isinstance(value, pd.DataFrame) and "confidence" not in value.attrs:  # its tables label CIs at its level
+        value = value.copy()
+        value.attrs["confidence"] = result_confidence(result)
     return value
 
 
@@ -313,7 +318,13 @@ def h2_contrast_table(result) -> pd.DataFrame:
     f = result.final[result.final["estimand"] == "difference in change"]
     cols = [c for c in ("contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust")
             if c in f.columns]
-    return f[cols].reset_index(drop=True)
+    out = f[cols].reset_index(drop=True)
+    # the model names arms with word characters only: show the cohort's own arm names
+    own = {re.sub(r"\W", "_", str(a)): str(a) for a in getattr(result, "arms", [])}
+    if own:
+        out["contrast"] = out["contrast"].map(lambda c: " - ".join(own.get(x, x) for x in str(c).split(" - ")))
+    out.attrs["confidence"] = result_confidence(result)
+    return out
 
 
 _ADJUST_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni", "sidak": "Sidak", "fdr_bh": "Benjamini-Hochberg",
