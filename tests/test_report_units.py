@@ -301,7 +301,8 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
     table = pd.DataFrame({"a": [1]})
     res = type("R", (), {"notes": {"dose_response": "4 participants are too few"}, "dose_response": None,
                          "rates": table, "responders": None})()
-    assert areas.show(res, "rates") is table
+    shown = areas.show(res, "rates")
+    assert shown.equals(table) and shown.attrs["confidence"] == 0.95  # the result's level travels with the table
     s = areas.show(res, "dose_response")
     assert not s and str(s) == "dose response: not estimable: 4 participants are too few"
     assert "not estimable: the data do not support it" in str(areas.show(res, "responders.by_arm"))
@@ -311,6 +312,7 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
 
     ne = areas.attempt("rater agreement", boom)
     assert areas.show(ne, "plot") is ne and "only one rater" in ne._repr_html_()
+    assert areas.show(ne, "plot") is None  # said once: later uses of the same part show nothing
     (f,) = areas.pelvis_findings(ne, display=False)
     assert f.area == "H1" and f.estimate is None and "not estimable: only one rater" in f.sentence
     with pytest.raises(ZeroDivisionError):  # other errors are not hidden
