@@ -26,6 +26,7 @@ from hipstats.errors import (
     HipstatsError,
     ParameterError,
     ReportError,
+    RunFailedError,
     SourceError,
     ValidationError,
 )
@@ -97,6 +98,6 @@ def __dir__():
 
 __all__ = sorted([
     "AnalysisError", "Cohort", "HipstatsError", "ParameterError", "Problem", "ReportError",
-    "SimulationParameters", "SourceError", "ValidationError", "ValidationReport", "load_cohort", "schema",
+    "RunFailedError", "SimulationParameters", "SourceError", "ValidationError", "ValidationReport", "load_cohort", "schema",
     "simulate_cohort", "validate", *_LAZY,
 ])
