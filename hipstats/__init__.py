@@ -77,7 +77,7 @@ _LAZY: dict[str, str] = {
     "run_reports": "hipstats.report", "list_notebooks": "hipstats.report",
 }
 _SUBMODULES = {"reliability", "models", "pelvis", "screening", "loading", "faults", "power", "plots", "report",
-               "io", "normalize", "cohort", "simulate", "validation", "cli"}
+               "io", "normalize", "cohort", "simulate", "validation", "cli", "notebooks"}
 
 
 def __getattr__(name: str):
