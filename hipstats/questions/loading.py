@@ -47,7 +47,10 @@ from hipstats.questions.common import Result, adjusted_ols, estimate_or_note, no
 from hipstats.stats.inference import mean_ci
 from hipstats.stats.rates import pooled_rate, with_rate
 
-__all__ = ['COMPLIANCE_STATUS', 'volume_load', 'progression_slopes', 'adherence', 'progression_compliance', 'pain_flags', 'dose_response', 'loading_analysis', 'ComplianceResult', 'LoadingResult']
+__all__ = [
+    "COMPLIANCE_STATUS", "volume_load", "progression_slopes", "adherence", "progression_compliance",
+    "pain_flags", "dose_response", "loading_analysis", "ComplianceResult", "LoadingResult"
+]
 
 
 #: Status labels of a participant-week in the compliance grid (heat map), in display order.

@@ -40,7 +40,7 @@ from hipstats.questions.common import Result
 from hipstats.stats.correlation import rm_corr, within_between
 from hipstats.stats.inference import mean_ci, wald
 
-__all__ = ['pelvis_frame', 'paired_pelvis_difference', 'ir_by_tilt_class', 'pelvis_analysis', 'PelvisResult']
+__all__ = ["pelvis_frame", "paired_pelvis_difference", "ir_by_tilt_class", "pelvis_analysis", "PelvisResult"]
 
 
 # ----------------------------------------------------------------------------------------

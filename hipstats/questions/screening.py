@@ -25,12 +25,12 @@ from scipy import stats
 from hipstats.errors import AnalysisError
 from hipstats.stats.accuracy import (
     accuracy_table,
-    check_confidence_level,
     check_direction,
     positive,
     require_both_classes,
     warn_cutoff_range,
 )
+from hipstats.stats.inference import check_confidence
 from hipstats.stats.roc import (
     auc_unpaired_test,
     clustered_accuracy_ci,
@@ -41,7 +41,7 @@ from hipstats.stats.roc import (
     youden_core,
 )
 
-__all__ = ['reference_condition', 'screening_analysis', 'ScreeningResult']
+__all__ = ["reference_condition", "screening_analysis", "ScreeningResult"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     """
     from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
 
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     check_direction(direction, allow_auto=False)
     if ci not in ("wilson", "exact"):
         raise AnalysisError(f"ci must be 'wilson' or 'exact', got {ci!r}")
