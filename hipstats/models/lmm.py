@@ -74,7 +74,7 @@ from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_m
 from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
 
-__all__ = ["fit_lmm", "LMMResult", "lrt"]
+__all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
 
 #: lme4's default tolerances: ``check.conv.grad`` (2e-3) and ``isSingular`` (1e-4).
 GRAD_TOL = 2e-3
@@ -611,9 +611,9 @@ def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=Tru
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
-def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
+def fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
                 theta0=None):
-    """:func:`fit_lmm` on ready design arrays (private fast path of simulation power).
+    """:func:`fit_lmm` on ready design arrays (fast path of simulation power).
 
     ``X`` (n, p) fixed effects, ``y`` (n,), ``Z`` (n, q) correlated random effects per
     participant, ``groups`` (n,) participant labels; ``theta0`` an optional start for
@@ -622,6 +622,10 @@ def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=100
     """
     spec = _Spec.from_arrays(X, y, Z, groups, exog_names=exog_names, re_names=re_names)
     return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
+
+
+#: Former private name of :func:`fit_arrays` (kept until its callers move).
+_fit_arrays = fit_arrays
 
 
 def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
@@ -1178,7 +1182,7 @@ class LMMResult:
         """Forest plot of the fixed effects with 95% Satterthwaite CIs; returns the Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import theme
+        from hipstats.plots.style import theme
 
         s = self.summary()
         if not intercept:
