@@ -172,6 +172,12 @@ class BlockedProblem(Deviance):
         e2 = starts[lev_of] + w % cnt
         key = col[e1].astype(np.int64) * self.m + col[e2]
         gidx = lev_of * k1 * k1 + r[e1] * k1 + r[e2]
+        if self.dense:
+            # rows of P are the entries of the dense m x m matrix (no search for distinct keys)
+            self._P = sp.csr_matrix((val[e1] * val[e2], (key, gidx)),
+                                    shape=(self.m * self.m, self.N * k1 * k1))
+            self._pair_key = None
+            return
         uniq, inv = np.unique(key, return_inverse=True)
         self._P = sp.csr_matrix((val[e1] * val[e2], (inv, gidx)),
                                 shape=(len(uniq), self.N * k1 * k1))
@@ -250,8 +256,7 @@ class BlockedProblem(Deviance):
         bgb = self._P @ G.ravel()
         LamW = self.lambda_rest(theta)
         if self.dense:
-            S = self.WW.copy()
-            S.ravel()[self._pair_key] -= bgb
+            S = self.WW - bgb.reshape(self.m, self.m)
             if qr:
                 if isinstance(LamW, np.ndarray):
                     S *= LamW[:, None] * LamW[None, :]

@@ -423,8 +423,8 @@ def _bobyqa(f, x0, lower, maxiter):
     opt.set_min_objective(obj)
     lo = np.where(np.isfinite(lower), lower, -1e10)
     opt.set_lower_bounds(lo)
-    opt.set_ftol_abs(1e-10)
-    opt.set_xtol_abs(1e-9)
+    opt.set_ftol_abs(1e-8)                 # lme4's nloptwrap defaults
+    opt.set_xtol_abs(1e-8)
     opt.set_maxeval(max(int(maxiter) * 10, 2 * k + 2) if maxiter > 1 else 2 * k + 2)
     x0 = np.maximum(np.asarray(x0, float), lo)
     opt.set_initial_step(np.maximum(0.25 * np.abs(x0), 0.1))
