@@ -94,7 +94,9 @@ def run_r(tmp, what, data=None, repeats=1, extra=()):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"R failed ({what}): {proc.stderr[-800:]}")
-    return out if what.endswith("_data") else json.loads(out.read_text())
+    res = json.loads(out.read_text())
+    res["times"] = [float(x) for x in np.atleast_1d(res["times"])]   # one repeat: a scalar
+    return res
 
 
 def time_fit(formula, df, repeats):
