@@ -114,6 +114,16 @@ class _Fit:
         return np.array(out, dtype=float)
 
 
+class _ModelDf:
+    """Picklable df rule: ``model.df(L, how)`` (models with their own df methods)."""
+
+    def __init__(self, model, how):
+        self.model, self.how = model, how
+
+    def __call__(self, L):
+        return self.model.df(L, self.how)
+
+
 def _patsy_design_info(obj):
     import patsy
 
@@ -158,6 +168,12 @@ def _adapt(result, df: float | None = None, lmer_df: str = "satterthwaite") -> _
         data = pd.DataFrame(result.data)
         if fixed_df is not None:
             return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: fixed_df, "user")
+        if hasattr(result, "df_contrast") and hasattr(result, "vcov"):
+            # a model with its own df rule (MMRMResult): its ddf at fit, or lmer_df when that
+            # asks for Kenward-Roger / asymptotic
+            how = str(getattr(result, "ddf", "model")) if lmer_df == "satterthwaite" else lmer_df
+            v = pd.DataFrame(result.vcov(how)).loc[names, names].to_numpy(float)
+            return _Fit(beta.to_numpy(float), v, names, di, data, _ModelDf(result, how), how)
         if lmer_df == "kenward-roger" and hasattr(result, "kenward_roger"):
             # as emmeans with lmer.df = "kenward-roger": pbkrtest's adjusted covariance and df
             kr = result.kenward_roger()

@@ -41,15 +41,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hipstats.cohort.views import arm_table, need_arm, participant_change, prepare_sessions, prepared_source
 from hipstats.errors import AnalysisError
-from hipstats.cohort.views import arm_table, participant_change
-from hipstats.questions.common import Result
+from hipstats.questions.common import Result, adjusted_ols, estimate_or_note, note_rows
 from hipstats.stats.inference import mean_ci
 from hipstats.stats.rates import pooled_rate, with_rate
-from hipstats.questions.common import adjusted_ols, estimate_or_note, note_rows
-from hipstats.cohort.views import need_arm, prepare_sessions, prepared_source
 
-__all__ = ['COMPLIANCE_STATUS', 'volume_load', 'progression_slopes', 'adherence', 'progression_compliance', 'pain_flags', 'dose_response', 'loading_analysis', 'ComplianceResult', 'LoadingResult']
+__all__ = [
+    "COMPLIANCE_STATUS", "volume_load", "progression_slopes", "adherence", "progression_compliance",
+    "pain_flags", "dose_response", "loading_analysis", "ComplianceResult", "LoadingResult"
+]
 
 
 #: Status labels of a participant-week in the compliance grid (heat map), in display order.

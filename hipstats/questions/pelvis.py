@@ -34,14 +34,13 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from hipstats.cohort.views import cohort_table, primary_rater, select_visits, tilt_class, visit_values
-from hipstats.errors import AnalysisError
-from hipstats.questions.common import Result
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
+from hipstats.errors import AnalysisError, check_columns
+from hipstats.questions.common import Result
 from hipstats.stats.correlation import rm_corr, within_between
-from hipstats.errors import check_columns
 from hipstats.stats.inference import mean_ci, wald
 
-__all__ = ['pelvis_frame', 'paired_pelvis_difference', 'ir_by_tilt_class', 'pelvis_analysis', 'PelvisResult']
+__all__ = ["pelvis_frame", "paired_pelvis_difference", "ir_by_tilt_class", "pelvis_analysis", "PelvisResult"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from hipstats.stats.icc import FORM_ALIASES, cluster_bootstrap_icc, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 from hipstats.stats.kappa import cohen_kappa
 
-__all__ = ['reliability_summary']
+__all__ = ["reliability_summary"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from hipstats.errors import AnalysisError
 from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, IccFit, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 
-__all__ = ['sem', 'mdc', 'bland_altman', 'BlandAltmanResult']
+__all__ = ["sem", "mdc", "bland_altman", "BlandAltmanResult"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,6 +107,8 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
 
 
 def sem_from_fit(fit: IccFit, method: str, form: str = "ICC(A,1)") -> float:
+    """Standard error of measurement from an :class:`~hipstats.stats.icc.IccFit` by
+    ``method`` (see :func:`sem`); ``form`` is the ICC form for ``method="icc"``."""
     vc = fit.variance_components
     if method == "within":
         return float(np.sqrt(vc["within"]))

@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hipstats.errors import AnalysisError
-from hipstats.errors import check_columns
+from hipstats.errors import AnalysisError, check_columns
 from hipstats.stats.inference import wald
 
-__all__ = ['rm_corr', 'within_between']
+__all__ = ["rm_corr", "within_between"]
 
 
 # ----------------------------------------------------------------------------------------

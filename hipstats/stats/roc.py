@@ -46,9 +46,10 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.stats.accuracy import check_confidence_level, positive, require_both_classes, score_condition_arrays
+from hipstats.stats.accuracy import positive, require_both_classes, score_condition_arrays
+from hipstats.stats.inference import check_confidence
 
-__all__ = ['roc', 'ROCResult', 'roc_test', 'youden_cutoff']
+__all__ = ["roc", "ROCResult", "roc_test", "youden_cutoff"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ def _delong_cov(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
 
 
 def oriented(x: np.ndarray, direction: str) -> np.ndarray:
+    """Scores oriented so that larger means test-positive (negated for the ``"<"`` rule)."""
     return -x if direction == "<" else x
 
 
@@ -242,7 +244,7 @@ class ROCResult:
         DataFrame
             ``specificity``, ``se_low``, ``se_median``, ``se_high``.
         """
-        conf = self.confidence if confidence is None else check_confidence_level(confidence)
+        conf = self.confidence if confidence is None else check_confidence(confidence)
         sp_targets = np.linspace(0, 1, 51) if specificities is None else np.asarray(specificities, float)
         if self._cluster is None:
             _, c, k = _stratified_boot(self._x, self._y, n_boot, seed)
@@ -288,6 +290,8 @@ class ROCResult:
 
 
 def roc_core(x, y, direction, confidence, sname, cname, cutoff=None) -> ROCResult:
+    """The :class:`ROCResult` of score ``x`` for condition ``y`` (arrays already checked), with
+    DeLong's CI; the work of :func:`roc` without its argument handling."""
     require_both_classes(y, cname, "a ROC curve")
     d = _resolve_direction(x, y, direction)
     u, cases, controls = _counts_by_value(x, y)
@@ -357,7 +361,7 @@ def roc(data: pd.DataFrame | None, score, condition, *, direction: str = "auto",
     >>> r.direction, round(r.auc, 4)
     ('<', 0.875)
     """
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     if direction not in ("auto", "<", ">"):
         raise AnalysisError(f"ROC direction must be 'auto', '<' or '>', got {direction!r}")
     x, y, sname, cname = score_condition_arrays(data, score, condition)
@@ -411,7 +415,7 @@ def roc_test(data: pd.DataFrame, score1: str, score2: str, condition: str, *, di
     >>> bool(res.loc[0, "p_value"] < 0.05)
     True
     """
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     if alternative not in ("two-sided", "greater", "less"):
         raise AnalysisError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
     cols = [score1, score2, condition]
@@ -544,12 +548,14 @@ def youden_cutoff(data: pd.DataFrame | None, score, condition, *, direction: str
     >>> float(res.loc["cutoff", "estimate"])
     77.5
     """
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     x, y, sname, cname = score_condition_arrays(data, score, condition)
     return youden_core(x, y, direction, n_boot, seed, confidence, sname, cname)
 
 
 def youden_core(x, y, direction, n_boot, seed, confidence, sname, cname, cluster=None) -> pd.DataFrame:
+    """The table of :func:`youden_cutoff` from checked arrays: the Youden-optimal cutoff with
+    (stratified or, with ``cluster``, cluster) bootstrap percentile CIs."""
     require_both_classes(y, cname, "a Youden cutoff")
     d = _resolve_direction(x, y, direction)
     m, n = int(y.sum()), int((~y).sum())
