@@ -636,9 +636,6 @@ def fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000
     return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
 
 
-#: Former private name of :func:`fit_arrays` (kept until its callers move).
-_fit_arrays = fit_arrays
-
 
 def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
     if engine not in ("fast", "statsmodels"):
