@@ -7,7 +7,7 @@ From the training log (the ``sessions`` table: one row per exercise per session)
 * :func:`progression_slopes` — each participant's load progression (OLS slope of load on
   week per exercise, with CI) and per-arm summaries;
 * :func:`adherence` — completed / prescribed, per participant (Wilson CIs) and arm
-  (participant-cluster CIs, :func:`pooled_rate`);
+  (participant-cluster CIs, :func:`hipstats.stats.rates.pooled_rate`);
 * :func:`progression_compliance` — the rule "progress the load only after a session with
   solid form; pain at or above a threshold means stop" as a table of every load increase that
   followed a session with faults or pain, with rates per participant and arm;

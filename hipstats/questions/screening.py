@@ -374,8 +374,9 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
 
     Notes
     -----
-    Each group ("all", then the tilt classes) gets :func:`diagnostic_accuracy` at the cutoff,
-    :func:`roc` with the DeLong CI and :func:`youden_cutoff`. A group that cannot be analysed
+    Each group ("all", then the tilt classes) gets
+    :func:`~hipstats.stats.accuracy.diagnostic_accuracy` at the cutoff, :func:`~hipstats.stats.roc.roc`
+    with the DeLong CI and :func:`~hipstats.stats.roc.youden_cutoff`. A group that cannot be analysed
     (no participants, or no one with / without a deficit) keeps a row with NaN estimates and a
     note, and a warning is given; the overall group must be analysable, else AnalysisError.
     AUCs of independent tilt classes are compared with the neutral class by DeLong's unpaired

@@ -2,6 +2,11 @@
 values and likelihood ratios with confidence intervals, plus the shared score/condition checks
 of :mod:`hipstats.stats.roc`.
 
+References
+----------
+Simel DL, Samsa GP, Matchar DB (1991). Likelihood ratios with confidence: sample size estimation
+for diagnostic test studies. J Clin Epidemiol 44:763-770.
+
 Examples
 --------
 >>> import pandas as pd

@@ -58,12 +58,12 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
     r"""Standard error of measurement (SEM), in the unit of the ratings.
 
     Either from numbers (``sd`` and ``icc_value``: ``SEM = SD * sqrt(1 - ICC)``) or from data
-    (long format, as for :func:`icc`).
+    (long format, as for :func:`~hipstats.stats.icc.icc`).
 
     Parameters
     ----------
     data, targets, raters, ratings
-        As in :func:`icc`.
+        As in :func:`~hipstats.stats.icc.icc`.
     method : {"within", "agreement", "error", "icc"}
         ``"within"`` (default): ``sqrt(MSW)``, the within-target standard deviation of the
         one-way model (typical error; includes systematic rater/trial differences).
@@ -76,7 +76,7 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
     sd, icc_value : float, optional
         Give both (and no data) to apply ``SD * sqrt(1 - ICC)`` directly.
     nan_policy : str
-        As in :func:`icc`.
+        As in :func:`~hipstats.stats.icc.icc`.
 
     Returns
     -------

@@ -1,17 +1,15 @@
-"""Screening accuracy of the ASLR for a hip internal-rotation deficit (study question H3).
+"""ROC analysis of a continuous score against a binary condition, as R's pROC.
 
-Does an active straight leg raise below a cutoff (70 degrees by default) flag limited hip
-internal rotation (IR)? Does anterior pelvic tilt skew the test? This module answers that with
-
-* :func:`diagnostic_accuracy` -- the 2x2 table at a cutoff: sensitivity, specificity, PPV, NPV,
-  likelihood ratios, accuracy and prevalence, each with a confidence interval;
-* :func:`roc` -- the empirical ROC curve and its AUC with DeLong's CI (as R's pROC), returned as a
+* :func:`roc` -- the empirical ROC curve and its AUC with DeLong's CI, returned as a
   :class:`ROCResult` that plots itself with a bootstrap band;
 * :func:`roc_test` -- DeLong's test for two correlated AUCs (two scores on the same people);
 * :func:`youden_cutoff` -- the Youden-optimal cutoff with stratified bootstrap CIs;
-* :func:`reference_condition` -- the reference standard (IR deficit) from an IR value;
-* :func:`screening_analysis` -- all of the above in one call on a :class:`~hipstats.cohort.Cohort`,
-  overall and by standing tilt class.
+* clustered data (both sides of a participant): Obuchowski's variance of the AUC and cluster
+  bootstrap intervals.
+
+The accuracy at one cutoff is :func:`hipstats.stats.accuracy.diagnostic_accuracy`; the study's
+H3 (does an ASLR below 70 degrees flag limited hip IR, overall and by standing tilt class?) is
+:func:`hipstats.questions.screening.screening_analysis`.
 
 Direction convention
 --------------------
@@ -28,11 +26,17 @@ DeLong ER, DeLong DM, Clarke-Pearson DL (1988). Comparing the areas under two or
 receiver operating characteristic curves: a nonparametric approach. Biometrics 44:837-845.
 Sun X, Xu W (2014). Fast implementation of DeLong's algorithm for comparing the areas under
 correlated receiver operating characteristic curves. IEEE Signal Process Lett 21:1389-1393.
-Simel DL, Samsa GP, Matchar DB (1991). Likelihood ratios with confidence: sample size estimation
-for diagnostic test studies. J Clin Epidemiol 44:763-770.
 Robin X et al. (2011). pROC: an open-source package for R and S+ to analyze and compare ROC
 curves. BMC Bioinformatics 12:77.
 Obuchowski NA (1997). Nonparametric analysis of clustered ROC curve data. Biometrics 53:567-578.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> from hipstats.stats.roc import roc
+>>> df = pd.DataFrame({"aslr": [55, 62, 68, 75, 80, 85, 66, 90], "deficit": [1, 1, 1, 0, 0, 0, 0, 0]})
+>>> round(roc(df, "aslr", "deficit").auc, 3)
+0.933
 """
 
 from __future__ import annotations
