@@ -240,3 +240,20 @@ def test_the_checks_catch_planted_violations(tmp_path):
     # relative imports resolve like absolute ones
     _, edges = parse_package(root)
     assert ("hipstats.questions.pelvis", "hipstats.questions.screening", 1, "y") in edges
+
+
+def test_flat_api_table_names_the_defining_modules():
+    """Every name of the lazy table in hipstats/__init__.py is defined, and exported, by the
+    module the table names (so a move that forgets the table fails here, not in a notebook)."""
+    import importlib
+
+    import hipstats
+
+    wrong = []
+    for name, module in hipstats._LAZY.items():
+        mod = importlib.import_module(module)
+        if name not in getattr(mod, "__all__", ()) or getattr(mod, name, None) is None:
+            wrong.append(f"{name} -> {module}")
+    assert not wrong, "lazy table entries not exported by their module:\n" + "\n".join(wrong)
+    for sub in hipstats._SUBMODULES:
+        assert importlib.import_module(f"hipstats.{sub}") is getattr(hipstats, sub)

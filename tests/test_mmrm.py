@@ -7,6 +7,10 @@ References (R scripts next to the fixtures in tests/fixtures/mmrm/):
   at each visit, on two data sets no one here wrote, both with visits missing: the mmrm
   package's ``fev_data`` (rows with missing FEV1 removed) and nlme's ``Orthodont`` with rows
   removed by the rule stated in the script.
+* make_mmrm_fixtures.R: the mmrm package (0.3.16, built here from its CRAN source) with every
+  structure (us, toep, toeph, ar1, ar1h, cs, csh), REML with Satterthwaite, Kenward-Roger and
+  (us) Kenward-Roger-Linear, ML with Satterthwaite: logLik, coefficient covariance (KR: adjusted),
+  residual covariance, EMMs with df and SEs, arm contrasts, type II F tests (mmrm's Anova).
 * make_lmer_fixtures.R: the compound-symmetry MMRM as the equivalent random-intercept lmer fit:
   lmerTest's Satterthwaite df of the EMMs, contrasts and type II F tests.
 
@@ -39,6 +43,12 @@ from hipstats.models.mmrm import COVARIANCES, MMRMResult, _Structure, fit_mmrm
 FIX = Path(__file__).parent / "fixtures" / "mmrm"
 GLS = json.loads((FIX / "gls_reference.json").read_text())
 LMER = json.loads((FIX / "lmer_reference.json").read_text())
+MMRM = json.loads((FIX / "mmrm_reference.json").read_text())
+MMRM_KEYS = [k for k in MMRM if k != "versions"]
+#: matrices against mmrm: where mmrm's optimiser stopped short of the optimum (our REML logLik
+#: is higher by up to 2.5e-6 on the flat unstructured / heterogeneous Toeplitz likelihoods) the
+#: residual covariance and the coefficient covariance differ by up to 2.5e-4 of their scale.
+MMRM_MAT_RTOL = {"us": 3e-4, "toeph": 3e-4}
 RTOL = 1e-4
 LL_ATOL = 1e-4
 
@@ -146,6 +156,45 @@ def test_satterthwaite_against_lmertest(name):
     np.testing.assert_allclose(a["statistic"], ref["anova_satterthwaite"]["F"], rtol=1e-6)
     np.testing.assert_array_equal(a["df1"], ref["anova_satterthwaite"]["df1"])
     np.testing.assert_allclose(a["df2"], ref["anova_satterthwaite"]["df2"], rtol=2e-4)
+
+
+_DDF = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kenward-roger",
+        "Kenward-Roger-Linear": "kenward-roger-linear"}
+
+
+@pytest.mark.parametrize("key", MMRM_KEYS)
+def test_against_mmrm_package(key):
+    """Likelihood, covariances, EMMs, Satterthwaite / Kenward-Roger df and type II F vs mmrm."""
+    ref = MMRM[key]
+    name, cov, method, ddf = key.split("_")
+    s = SETS[name]
+    fit = fit_mmrm(s["formula"], _data(name), subject=s["subject"], visit=s["visit"],
+                   covariance=cov, reml=method == "REML", ddf=_DDF[ddf])
+    assert fit.converged
+    assert fit.llf == pytest.approx(ref["logLik"], rel=RTOL)
+    assert fit.llf >= ref["logLik"] - 1e-6
+    tol = MMRM_MAT_RTOL.get(cov, RTOL)
+    assert _mrel(fit.cov_residual, ref["sigma"]) < tol
+    assert _mrel(fit.cov_fe, ref["vcov"]) < tol
+    emm = hs.emmeans(fit, s["arm"], by=s["visit"])
+    got = emm.to_frame()
+    est_col = "estimate" if "estimate" in got.columns else "emmean"
+    want = pd.DataFrame(ref["emm"]).set_index(["visit", "arm"])
+    g = got.assign(arm=got[s["arm"]].astype(str), visit=got[s["visit"]].astype(str))
+    g = g.set_index(["visit", "arm"]).loc[want.index]
+    np.testing.assert_allclose(g[est_col], want["emmean"], rtol=RTOL)
+    np.testing.assert_allclose(g["se"], want["se"], rtol=RTOL)
+    np.testing.assert_allclose(g["df"], want["df"], rtol=max(2 * RTOL, tol))
+    ct = hs.contrasts(emm, "revpairwise", adjust="none")
+    c = ref["contrast"]
+    ct = ct.assign(visit=ct[s["visit"]].astype(str)).set_index("visit").loc[c["visit"]]
+    np.testing.assert_allclose(ct["estimate"], c["estimate"], rtol=RTOL)
+    np.testing.assert_allclose(ct["se"], c["se"], rtol=RTOL)
+    np.testing.assert_allclose(ct["df"], c["df"], rtol=max(2 * RTOL, tol))
+    a = fit.anova().set_index("term").loc[ref["anova"]["term"]]
+    np.testing.assert_allclose(a["statistic"], ref["anova"]["F"], rtol=6 * RTOL)
+    np.testing.assert_array_equal(a["df1"], ref["anova"]["df1"])
+    np.testing.assert_allclose(a["df2"], ref["anova"]["df2"], rtol=max(2 * RTOL, tol))
 
 
 # --------------------------------------------------------------------------- own checks
@@ -263,3 +312,52 @@ def test_unbiased_on_simulation():
         hits += last["ci_low"] <= 2.0 <= last["ci_high"]
         assert abs(last["estimate"] - 2.0) < 2.0
     assert hits >= 16     # 95% intervals: P(hits < 16 | 20 draws) < 0.02
+
+
+# --------------------------------------------------------------------------- H2 with an MMRM
+def test_h2_analysis_with_mmrm():
+    from hipstats.cohort.simulate import simulate_cohort
+    from hipstats.questions.outcomes import h2_analysis
+    from hipstats.report import areas
+
+    cohort = simulate_cohort(60, seed=5)
+    res = h2_analysis(cohort, "hip_ir_deg", mdc=6.0, model="mmrm", covariance="us")
+    assert res.model_kind == "mmrm" and isinstance(res.model, MMRMResult)
+    assert "unstructured residual covariance" in res.model_description
+    assert "Kenward-Roger" in res.model_description
+    assert res.key_estimand == "difference at final visit"
+    assert any("participant-visit means" in n for n in res.model_notes)
+    # the key finding is the EMM contrast at the final visit of an MMRM on participant means
+    af = cohort.analysis_frame("hip_ir_deg", pelvis="free").dropna(subset=["value"])
+    agg = af.groupby(["participant_id", "visit"], observed=True).agg(
+        value=("value", "mean"), arm=("arm", "first")).reset_index()
+    agg["arm"] = agg["arm"].astype(object)
+    agg["visit"] = agg["visit"].astype(object)
+    fit = fit_mmrm(res.formula, agg, subject="participant_id", visit="visit", visits=res.visits,
+                   ddf="kenward-roger")
+    ct = hs.contrasts(hs.emmeans(fit, "arm", by="visit"), "trt.vs.ctrl", ref=res.reference,
+                      adjust="none")
+    last = ct[ct["visit"] == res.visits[-1]].set_index("contrast")
+    s = res.summary().set_index("arm")
+    for arm in s.index:
+        key = f"{arm} - {res.reference}"
+        assert s.loc[arm, "estimand"] == "difference at final visit"
+        assert s.loc[arm, "diff_change" if "diff_change" in s.columns else "difference_in_change"] == \
+            pytest.approx(last.loc[key, "estimate"], rel=1e-5)
+    table = areas.h2_contrast_table(res)
+    assert set(table["visit"]) == {res.visits[-1]}
+    texts = [f.sentence for f in areas.h2_findings(res, display=False)]
+    assert any("MMRM" in t for t in texts)
+
+
+def test_h2_mmrm_small_cohort_falls_back_with_note():
+    from hipstats.cohort.simulate import simulate_cohort
+    from hipstats.questions.outcomes import h2_analysis
+
+    res = h2_analysis(simulate_cohort(8, seed=2), "hip_ir_deg", mdc=6.0, model="mmrm", covariance="us")
+    if res.model.covariance != "us":
+        assert any("used instead of the requested unstructured" in n for n in res.model_notes)
+        assert res.model.covariance in res.model_description or \
+            hs.models.mmrm.COVARIANCES[res.model.covariance] in res.model_description
+    with pytest.raises(AnalysisError, match="model must be"):
+        h2_analysis(simulate_cohort(8, seed=2), "hip_ir_deg", mdc=6.0, model="gee")

@@ -116,8 +116,7 @@ class PatternModel:
         # with Z = [1, t]; the intercept-only model uses their first row / entry
         self.P = np.zeros((G, 2, self.p))
         self.C = np.zeros((G, self.p, self.p))
-        self.D = np.zeros((2, G, self.p))
-        self.E = np.zeros((3, G))
+        self.F = np.zeros((3, G))  # entries (1,1), (1,t), (t,t) of Z'Z per pattern, Z = [1, t]
         for a in range(n_arms):
             for m in range(self.k):
                 g = a * self.k + m
@@ -125,11 +124,10 @@ class PatternModel:
                 X = np.hstack([Z] + [Z * (a == o) for o in others])
                 self.P[g] = np.hstack([np.eye(2)] + [np.eye(2) * (a == o) for o in others])
                 self.C[g] = X.T @ X
-                ZX = Z.T @ X
                 ZZ = Z.T @ Z
-                self.D[0, g], self.E[0, g] = ZX[0], ZZ[0, 0]
-                if self.q == 2:
-                    self.D[1, g], self.E[1, g], self.E[2, g] = ZX[1], ZZ[0, 1], ZZ[1, 1]
+                self.F[:, g] = ZZ[0, 0], ZZ[0, 1], ZZ[1, 1]
+        # fixed-effect block (2 columns) of each non-reference arm
+        self.blocks = {a: 2 + 2 * i for i, a in enumerate(others)}
         self.n_theta = 3 if self.q == 2 else 1
         self.lower = np.array([0.0, -np.inf, 0.0]) if self.q == 2 else np.array([0.0])
         self.Z = np.column_stack([np.ones(self.k), t])
@@ -161,13 +159,13 @@ class PatternModel:
         n_g = np.bincount(g, minlength=size).reshape(R, self.G).astype(float)
         s0, s1 = total(u[..., 0]), total(u[..., 1])
         t0 = total(u[..., 0] * u[..., 0])
-        t1 = total(u[..., 0] * u[..., 1]) if self.q == 2 else np.zeros_like(t0)
-        t2 = total(u[..., 1] * u[..., 1]) if self.q == 2 else np.zeros_like(t0)
+        t1 = total(u[..., 0] * u[..., 1])
+        t2 = total(u[..., 1] * u[..., 1])
         N = obs.sum(axis=(1, 2)).astype(float)
         if np.any(N <= self.p):
             raise AnalysisError(f"too few observations for {self.p} fixed effects")
         S = np.stack([s0, s1], axis=-1)                                # (R, G, 2)
-        return dict(n=n_g, s0=s0, s1=s1 if self.q == 2 else np.zeros_like(s0),
+        return dict(n=n_g, s0=s0, s1=s1,
                     t0=t0, t1=t1, t2=t2, yy=(y0 * y0).sum(axis=(1, 2)),
                     Xty=np.einsum("rgi,gia->ra", S, self.P), N=N,
                     Cn=np.einsum("rg,gab->rab", n_g, self.C))
@@ -192,29 +190,47 @@ class PatternModel:
         (log|X'WX|), ``rWr``, ``ajj`` ([(X'WX)^-1]_jj, with *j*) and ``beta`` (R, P, p).
         """
         l0, l1, l2 = self._factor(theta)                               # (R, P, 1)
-        e0, e1, e2 = self.E                                            # (G,)
-        m00 = 1.0 + l0 * l0 * e0 + 2.0 * l0 * l1 * e1 + l1 * l1 * e2   # (R, P, G)
-        m01 = l2 * (l0 * e1 + l1 * e2)
-        m11 = 1.0 + l2 * l2 * e2
+        f0, f1, f2 = self.F                                            # (G,)
+        # M = I + Lambda' Z'Z Lambda (for the intercept-only model l1 = l2 = 0)
+        m00 = 1.0 + l0 * l0 * f0 + 2.0 * l0 * l1 * f1 + l1 * l1 * f2   # (R, P, G)
+        m01 = l2 * (l0 * f1 + l1 * f2)
+        m11 = 1.0 + l2 * l2 * f2
         det = m00 * m11 - m01 * m01
         if np.any(det <= 0):
             raise AnalysisError("non-positive definite random-effects block")
         i00, i01, i11 = m11 / det, -m01 / det, m00 / det
         n = st["n"][:, None, :]                                        # (R, 1, G)
         logdetM = (np.log(det) * n).sum(axis=-1)
-        d0, d1 = self.D                                                # (G, p)
-        b0 = l0[..., None] * d0 + l1[..., None] * d1                   # (R, P, G, p)
-        b1 = l2[..., None] * d1
-        mb0 = i00[..., None] * b0 + i01[..., None] * b1
-        mb1 = i01[..., None] * b0 + i11[..., None] * b1
-        nb0 = np.swapaxes(b0 * n[..., None], -1, -2)                   # (R, P, p, G)
-        nb1 = np.swapaxes(b1 * n[..., None], -1, -2)
-        A = st["Cn"][:, None] - (nb0 @ mb0 + nb1 @ mb1)                # (R, P, p, p)
+        # K = Lambda' Z'Z (2 x 2); X_g = Z_g [I, arm indicators], so X'WX and X'Wy need only
+        # the 2 x 2 Q_g = n_g K' M^-1 K and the 2-vector K' M^-1 Lambda' Z'y per pattern
+        k00, k01 = l0 * f0 + l1 * f1, l0 * f1 + l1 * f2
+        k10, k11 = l2 * f1, l2 * f2
+        mk00, mk01 = i00 * k00 + i01 * k10, i00 * k01 + i01 * k11
+        mk10, mk11 = i01 * k00 + i11 * k10, i01 * k01 + i11 * k11
         s0, s1 = st["s0"][:, None, :], st["s1"][:, None, :]
-        w0 = l0 * s0 + l1 * s1                                         # (R, P, G)
-        w1 = l2 * s1
-        c = st["Xty"][:, None, :] - ((w0[..., None] * mb0).sum(axis=-2)
-                                     + (w1[..., None] * mb1).sum(axis=-2))
+        w0, w1 = l0 * s0 + l1 * s1, l2 * s1
+        shape = l0.shape[:2] + (self.n_arms, self.k)
+
+        def by_arm(x):                                                 # (R, P, n_arms)
+            return x.reshape(shape).sum(axis=-1)
+
+        q00 = by_arm(n * (k00 * mk00 + k10 * mk10))
+        q01 = by_arm(n * (k00 * mk01 + k10 * mk11))
+        q11 = by_arm(n * (k01 * mk01 + k11 * mk11))
+        v0 = by_arm(mk00 * w0 + mk10 * w1)
+        v1 = by_arm(mk01 * w0 + mk11 * w1)
+        Q = np.stack([np.stack([q00, q01], -1), np.stack([q01, q11], -1)], -2)  # (R, P, a, 2, 2)
+        v = np.stack([v0, v1], -1)                                     # (R, P, a, 2)
+        S = np.zeros(l0.shape[:2] + (self.p, self.p))
+        S[..., :2, :2] = Q.sum(axis=2)
+        c = np.broadcast_to(st["Xty"][:, None, :], S.shape[:-1]).copy()
+        c[..., :2] -= v.sum(axis=2)
+        for a, b in self.blocks.items():
+            S[..., b:b + 2, b:b + 2] = Q[:, :, a]
+            S[..., :2, b:b + 2] = Q[:, :, a]
+            S[..., b:b + 2, :2] = Q[:, :, a]
+            c[..., b:b + 2] -= v[:, :, a]
+        A = st["Cn"][:, None] - S                                      # (R, P, p, p)
         t0, t1, t2 = st["t0"][:, None, :], st["t1"][:, None, :], st["t2"][:, None, :]
         u00 = l0 * l0 * t0 + 2.0 * l0 * l1 * t1 + l1 * l1 * t2
         u01 = l2 * (l0 * t1 + l1 * t2)

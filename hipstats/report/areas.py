@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -315,7 +316,7 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
 
 def h2_contrast_table(result) -> pd.DataFrame:
     """The primary H2 estimand: difference in change from baseline to the final visit between arms."""
-    f = result.final[result.final["estimand"] == "difference in change"]
+    f = result.final[result.final["estimand"] == getattr(result, "key_estimand", "difference in change")]
     cols = [c for c in ("contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust")
             if c in f.columns]
     out = f[cols].reset_index(drop=True)
@@ -329,6 +330,17 @@ def h2_contrast_table(result) -> pd.DataFrame:
 
 _ADJUST_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni", "sidak": "Sidak", "fdr_bh": "Benjamini-Hochberg",
                  "dunnettx": "Dunnett", "tukey": "Tukey", "mvt": "multivariate t"}
+
+
+def h2_model_note(result):
+    """Markdown naming the H2 model (LMM or MMRM with its covariance), with the model's notes."""
+    from IPython.display import Markdown
+
+    if isinstance(result, NotEstimable):
+        return result
+    notes = "".join(f"\n- {html.escape(n)}" for n in getattr(result, "model_notes", []))
+    desc = html.escape(getattr(result, "model_description", "linear mixed model"))
+    return Markdown(f"**Model:** {desc}.{notes}")
 
 
 def h2_findings(result, *, display: bool = True) -> list[Finding]:
@@ -354,12 +366,20 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
         ci_words = f"{ci_label(conf)}, not adjusted for multiple comparisons" if adjusted else ci_label(conf)
         p_words = f"{method}-adjusted p" if adjusted else "p"
         visit = _visit(r.visit)
+        name = label[:1].upper() + label[1:]
+        if getattr(result, "key_estimand", "difference in change") == "difference at final visit":
+            title, unit = f"{name}: at {visit}, {a} minus {b} (deg)", "deg (difference at the final visit)"
+            text = (f"At {visit}, {label} in the {a} arm was {abs(r.estimate):.1f} deg "
+                    f"{'higher' if r.estimate > 0 else 'lower'} than in the {b} arm")
+        else:
+            title, unit = f"{name}: change to {visit}, {a} minus {b} (deg)", "deg (difference in change)"
+            text = (f"From baseline to {visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} "
+                    f"than the {b} arm")
         out.append(record(
-            "H2", f"{label[:1].upper() + label[1:]}: change to {visit}, {a} minus {b} (deg)", r.estimate, r.ci_low,
-            r.ci_high, r.p_adj,
-            f"From baseline to {visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} than the "
-            f"{b} arm ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}).",
-            digits=1, confidence=conf, display=display, unit="deg (difference in change)", null=0.0,
+            "H2", title, r.estimate, r.ci_low, r.ci_high, r.p_adj,
+            f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}"
+            + (f"; {result.model_description})." if getattr(result, "model_kind", "lmm") == "mmrm" else ")."),
+            digits=1, confidence=conf, display=display, unit=unit, null=0.0,
             adjusted=f"{method} over the {len(rows)} arm comparisons of {label}" if adjusted and len(rows) > 1
             else ""))
     notes = getattr(result, "notes", None) or {}

@@ -25,7 +25,7 @@ from scipy import stats
 from hipstats.errors import AnalysisError, check_columns
 from hipstats.stats.inference import wald
 
-__all__ = ['rm_corr', 'within_between']
+__all__ = ["rm_corr", "within_between"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from scipy import optimize, stats
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.stats.inference import as_list, check_confidence, require_columns
 
-__all__ = ['icc']
+__all__ = ["icc"]
 
 
 #: Order and naming of the six ICC forms: McGraw & Wong name, Shrout & Fleiss name, description.
@@ -262,6 +262,9 @@ def _reml_crossed(y: np.ndarray, target: np.ndarray, rater: np.ndarray | None = 
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class IccFit:
+    """One ICC fit: the six-form table, mean squares, variance components and design sizes;
+    :func:`icc` shows the table, :func:`hipstats.stats.agreement.sem` reads the components."""
+
     table: pd.DataFrame
     mean_squares: dict[str, float]
     variance_components: dict[str, float]
@@ -308,6 +311,8 @@ def _cell_means(data, targets, raters, ratings, what):
 
 def icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="raise", r0=0.0,
              what="icc") -> IccFit:
+    """Fit the ICC forms of ``ratings`` (targets x raters) and return the :class:`IccFit`;
+    :func:`icc` is this fit's table. Arguments as :func:`icc`."""
     confidence = check_confidence(confidence)
     if nan_policy not in _NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")

@@ -39,7 +39,7 @@ from hipstats.data.readers.redcap import is_redcap, read_redcap
 from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
 from hipstats.errors import SourceError
 
-__all__ = ['read_source']
+__all__ = ["read_source"]
 
 
 SETTINGS_FILE = "hipstats.yaml"
