@@ -249,7 +249,7 @@ def test_h2_finding_reports_sub_analyses_that_are_not_estimable():
     from hipstats.report.areas import h2_findings  # noqa: PLC0415
 
     r = _h2_like(0.95, 0.01)
-    r.notes = {"ANCOVA": "fewer than 2 participants in arm control"}
+    r.not_estimable = {"ANCOVA": "fewer than 2 participants in arm control"}
     out = h2_findings(r, display=False)
     assert out[-1].estimate is None and "not estimable: fewer than 2 participants" in out[-1].sentence
 
