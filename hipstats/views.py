@@ -77,6 +77,7 @@ __all__ = [
     "baseline_visit",
     "primary_rater",
     "retest_visit",
+    "readings",
     "trial_means",
     "change_from_baseline",
     "participant_change",
@@ -397,6 +398,47 @@ def _visits(m: pd.DataFrame, visits, data, notes: list[str]) -> pd.DataFrame:
     return m[m["visit"].isin(labels)]
 
 
+def readings(data, measure: str, *, pelvis: str | None = "free", position: str | None = None,
+             visits="scheduled", rater: str | None = "primary") -> pd.DataFrame:
+    """The single readings (trials) a view uses, after the module rules, with the left-out rows counted.
+
+    Parameters are those of :func:`trial_means`. Returns the measurement rows (side None for
+    whole-body measures, ``week`` and ``rater`` always present) with ``attrs["notes"]`` and
+    ``attrs["primary_rater"]``.
+    """
+    m = measurements_table(data)
+    missing = [c for c in ("participant_id", "visit", "measure", "value") if c not in m.columns]
+    if missing:
+        raise AnalysisError(f"a measurements table needs column(s) {missing}; the data have {list(m.columns)}")
+    rows = m[m["measure"] == measure]
+    if rows.empty:
+        raise AnalysisError(f"no {measure!r} measurements; measures present: "
+                            f"{sorted(m['measure'].dropna().astype(str).unique().tolist())}")
+    notes: list[str] = []
+    rows = _condition(rows, pelvis, position, measure)
+    bad = rows["value"].isna()
+    if bad.any():
+        notes.append(exclusion_note(int(bad.sum()), f"no {measure} value recorded"))
+        rows = rows[~bad]
+    rows = _visits(rows, visits, data, notes)
+    rows = rows.assign(side=_side(rows["side"]) if "side" in rows.columns else None)
+    if "week" not in rows.columns:
+        rows = rows.assign(week=np.nan)
+    if "rater" not in rows.columns:
+        rows = rows.assign(rater=None)
+    chosen = None
+    if rater == "primary":
+        rows, n, chosen = _one_rater_per_cell(rows, lambda: primary_rater(data, measure),
+                                              ["participant_id", "visit", "side"])
+        notes += n
+    elif rater not in (None, "each"):
+        rows = rows[(rows["rater"] == rater) | rows["rater"].isna()]
+        chosen = rater
+    rows = rows.copy()
+    rows.attrs = {"notes": notes, "primary_rater": chosen, "measure": measure}
+    return rows
+
+
 def trial_means(data, measure: str, *, pelvis: str | None = "free", position: str | None = None,
                 visits="scheduled", side: str = "both", rater: str | None = "primary") -> pd.DataFrame:
     """One value per participant x visit x side: the mean of the trials.
@@ -429,36 +471,9 @@ def trial_means(data, measure: str, *, pelvis: str | None = "free", position: st
         trials were averaged; missing when none or several). ``attrs["notes"]`` lists every
         left-out row with its reason, ``attrs["primary_rater"]`` the primary rater used.
     """
-    m = measurements_table(data)
-    missing = [c for c in ("participant_id", "visit", "measure", "value") if c not in m.columns]
-    if missing:
-        raise AnalysisError(f"a measurements table needs column(s) {missing}; the data have {list(m.columns)}")
-    rows = m[m["measure"] == measure]
-    if rows.empty:
-        raise AnalysisError(f"no {measure!r} measurements; measures present: "
-                            f"{sorted(m['measure'].dropna().astype(str).unique().tolist())}")
-    notes: list[str] = []
-    rows = _condition(rows, pelvis, position, measure)
-    bad = rows["value"].isna()
-    if bad.any():
-        notes.append(exclusion_note(int(bad.sum()), f"no {measure} value recorded"))
-        rows = rows[~bad]
-    rows = _visits(rows, visits, data, notes)
-    rows = rows.assign(side=_side(rows["side"]) if "side" in rows.columns else None)
-    if "week" not in rows.columns:
-        rows = rows.assign(week=np.nan)
-    if "rater" not in rows.columns:
-        rows = rows.assign(rater=None)
-    chosen = None
-    keys = ["participant_id", "visit", "side"]
-    if rater == "primary":
-        rows, n, chosen = _one_rater_per_cell(rows, lambda: primary_rater(data, measure), keys)
-        notes += n
-    elif rater == "each":
-        keys = keys + ["rater"]
-    elif rater is not None:
-        rows = rows[(rows["rater"] == rater) | rows["rater"].isna()]
-        chosen = rater
+    rows = readings(data, measure, pelvis=pelvis, position=position, visits=visits, rater=rater)
+    notes, chosen = list(rows.attrs["notes"]), rows.attrs["primary_rater"]
+    keys = ["participant_id", "visit", "side"] + (["rater"] if rater == "each" else [])
     if side in ("left", "right"):
         rows = rows[rows["side"] == side]
     elif side not in ("both", "mean"):
