@@ -466,7 +466,7 @@ def test_power_notebook_runs(tmp_path, small_cohort_dir):
     import papermill as pm
     from pathlib import Path
 
-    src = Path(__file__).resolve().parents[1] / "notebooks" / "power.ipynb"
+    src = Path(__file__).resolve().parents[1] / "hipstats" / "notebooks" / "power.ipynb"
     clean = nbformat.read(src, as_version=4)
     assert all(not c.get("outputs") for c in clean.cells if c.cell_type == "code")
     assert clean.cells[1].metadata["tags"] == ["parameters"]

@@ -48,7 +48,7 @@ import pandas as pd
 from hipstats.errors import ParameterError, ReportError, ValidationError
 from hipstats.report import findings as _findings
 from hipstats.report import kernels as _kernels
-from hipstats.report.data import SNAPSHOT_ENV, resolve_source, write_snapshot
+from hipstats.report.data import SNAPSHOT_ENV, SOURCE_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
 from hipstats.report.pdf import require_browser, write_pdfs
@@ -277,7 +277,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     ----------
     source : str or path-like, optional
         Cohort source (folder, file, REDCap export or SQLAlchemy URL). Default: the
-        notebooks' own default (the bundled example cohort).
+        environment variable ``HIPSTATS_SOURCE``; required when a selected notebook reads data.
     out : path-like
         Output folder; the run lands in ``<out>/<run_id>/`` and ``<out>/latest`` points to it.
     only : list of str or str, optional
@@ -294,7 +294,8 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     jobs : int, optional
         Notebooks run at the same time (default ``os.cpu_count()``).
     notebooks_dir : path-like, optional
-        Where the notebooks are (default the project's ``notebooks/``).
+        A folder of customised notebooks (``hipstats init`` writes one); default the notebooks
+        that ship inside the package (:mod:`hipstats.notebooks`).
     timeout : float, optional
         Per-cell execution timeout in seconds (default none).
     progress : bool
@@ -333,12 +334,12 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     as_of_s = check_as_of(as_of)
     _check_run_id(run_id)
     browser = require_browser() if pdf else None  # a missing browser is said before anything runs
-    if source is None:
-        default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
-        if default:
-            source = resolve_source(default, nb_dir)
-        elif any("source" in n.parameters for n in selected):
-            raise ParameterError("no SOURCE given and the notebooks declare no default source")
+    if source in (None, ""):
+        source = os.environ.get(SOURCE_ENV, "").strip() or None
+        if source is None and any(n.needs_data for n in selected):
+            raise ParameterError(f"no SOURCE given: name the cohort (a folder, file, REDCap export or database "
+                                 f"URL), e.g. `hipstats report data/cohort`, or set the environment variable "
+                                 f"{SOURCE_ENV}")
     src = resolve_source(source) if source is not None else ""  # "" : no selected notebook reads data
     per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
@@ -397,7 +398,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
 
     phases: dict[str, float] = {"prepare_s": time.perf_counter() - t_start}
     t_phase = time.perf_counter()
-    needs_data = any("source" in n.parameters for n in selected)
+    needs_data = bool(src) and any("source" in n.parameters for n in selected)
     cohort = report = None
     if needs_data:
         cohort = load_cohort(src)  # raises ValidationError / SourceError
