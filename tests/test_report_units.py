@@ -299,7 +299,7 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
     from hipstats.report import areas  # noqa: PLC0415
 
     table = pd.DataFrame({"a": [1]})
-    res = type("R", (), {"notes": {"dose_response": "4 participants are too few"}, "dose_response": None,
+    res = type("R", (), {"not_estimable": {"dose_response": "4 participants are too few"}, "dose_response": None,
                          "rates": table, "responders": None})()
     assert areas.show(res, "rates") is table
     s = areas.show(res, "dose_response")
