@@ -1204,7 +1204,7 @@ class LMMResult(Result):
         """Forest plot of the fixed effects with 95% Satterthwaite CIs; returns the Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import theme
+        from hipstats.plots.style import theme
 
         s = self.summary()
         if not intercept:

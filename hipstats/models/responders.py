@@ -133,7 +133,7 @@ class ResponderResult(Result):
         """Share of responders per arm with Wilson CIs; returns a matplotlib Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import arm_palette, theme
+        from hipstats.plots.style import arm_palette, theme
 
         b = self.by_arm
         with theme():
@@ -199,7 +199,7 @@ def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direc
     group : str
         Arm column.
     mdc : float
-        Minimal detectable change (e.g. MDC95 from :mod:`hipstats.reliability`); must be > 0.
+        Minimal detectable change (e.g. MDC95 from :func:`hipstats.questions.reliability.reliability_summary`); must be > 0.
     direction : {">", "<"}
         ``">"``: responders improve by more than ``mdc`` (change > mdc); ``"<"``: change < -mdc
         (the test-positive rule, as everywhere in hipstats; the old +1 / -1 are read as ">" / "<"
