@@ -98,7 +98,7 @@ def test_participant_level_pieces(cohort, res_ir):
         assert by.loc[arm, "responders"] == k and by.loc[arm, "n"] == (pc.arm == arm).sum()
     g = res_ir.effect_sizes.set_index("group")
     assert list(g.index) == ["stretching", "loading"] and (g["ref"] == "control").all()
-    assert g.loc["loading", "g"] > g.loc["stretching", "g"] > 0
+    assert g.loc["loading", "estimate"] > g.loc["stretching", "estimate"] > 0
     s = res_ir.summary()
     assert list(s["arm"]) == ["stretching", "loading"]
     assert {"diff_change", "ancova_diff", "hedges_g", "risk_difference"} <= set(s.columns)
@@ -128,8 +128,8 @@ def test_aslr_and_given_mdc_and_errors():
     # no retest data and no mdc=: the responder analysis is not estimable, the rest is kept
     no_mdc = h2_analysis(c, "hip_ir_deg")
     assert no_mdc.responders is None and no_mdc.mdc is None
-    assert "mdc= is required" in no_mdc.notes["responders"]
-    assert set(no_mdc.notes) == {"responders"} and no_mdc.ancova is not None
+    assert "mdc= is required" in no_mdc.not_estimable["responders"]
+    assert set(no_mdc.not_estimable) == {"responders"} and no_mdc.ancova is not None
     assert "responders_arm" not in no_mdc.summary().columns
     assert "not estimable: mdc= is required" in no_mdc._repr_html_()
 
@@ -144,8 +144,8 @@ def test_small_arms_keep_the_model_and_note_the_participant_level_analyses():
         warnings.simplefilter("ignore")
         res = h2_analysis(c, "hip_ir_deg", mdc=5.0, adjust="BH")
     assert res.final["estimate"].notna().all() and set(res.final["adjust"]) == {"fdr_bh"}
-    assert res.notes and set(res.notes) <= {"ancova", "effect_sizes", "responders"}
-    for name, reason in res.notes.items():
+    assert res.not_estimable and set(res.not_estimable) <= {"ancova", "effect_sizes", "responders"}
+    for name, reason in res.not_estimable.items():
         assert getattr(res, name) is None and reason
     assert len(res.summary()) == 2
 

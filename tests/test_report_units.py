@@ -261,8 +261,8 @@ def test_reliability_finding_counts_participants_and_words_the_sem():
     from hipstats.report.areas import reliability_findings  # noqa: PLC0415
 
     t = pd.DataFrame({"measure": ["hip_ir_deg"], "pelvis": ["free"], "design": ["rater-to-rater"],
-                      "form": ["ICC(A,1)"], "n_participants": [28], "n": [56], "icc": [0.91], "ci_low": [0.85],
-                      "ci_high": [0.95], "sem": [2.0], "mdc95": [5.5], "ci_method": ["cluster bootstrap"]})
+                      "form": ["ICC(A,1)"], "n_participants": [28], "n_targets": [56], "icc": [0.91], "icc_ci_low": [0.85],
+                      "icc_ci_high": [0.95], "sem": [2.0], "mdc95": [5.5], "ci_method": ["cluster bootstrap"]})
     t.attrs["confidence"] = 0.9
     (f,) = reliability_findings(t, display=False)
     assert "(28 participants, both sides" in f.question and "28 participants, both sides" in f.sentence

@@ -1,4 +1,4 @@
-"""The view layer (hipstats.views): one rater rule, names found in the data, exclusions counted.
+"""The view layer (hipstats.cohort.views): one rater rule, names found in the data, exclusions counted.
 
 The issue's "done when": a cohort whose second rater alone measured some visits keeps those
 visits in every analysis; other rater names give the same reliability, MDC and responder
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hipstats as hs
-from hipstats import views
+from hipstats.cohort import views
 from hipstats.errors import AnalysisError
 
 
@@ -65,8 +65,8 @@ def test_second_rater_alone_keeps_the_visit_in_every_analysis(r2_alone):
     assert set(ids) <= set(f.loc[f["visit"] == "baseline", "participant_id"])
     h3 = hs.screening_analysis(c)
     assert set(ids) <= set(h3.units["participant_id"])
-    change = views.participant_change(views.trial_means(c, "hip_ir_deg", side="mean"),
-                                      baseline="baseline", final=views.scheduled_visits(c)[-1])
+    change = views.visit_change(views.trial_means(c, "hip_ir_deg", side="mean"),
+                                baseline="baseline", final=views.scheduled_visits(c)[-1])
     assert change.loc[change["participant_id"].isin(ids), "baseline"].notna().all()
 
 

@@ -149,7 +149,7 @@ def roc_plot(result, *, ax=None, band: bool = True, n_boot: int = 2000, seed=0,
                 r = result.rocs[g]
                 _draw_one(ax2, r, colour=pal[g], band=False, n_boot=n_boot, seed=seed, cutoff=cut,
                           label=_auc_label(r, f"{g} (n = {n.loc[g, 'n_units']}): "), annotate=False)
-            missing = [g for g in result.notes]
+            missing = [g for g in result.not_estimable]
             _frame_axes(ax2, "By standing tilt class" + (f" (no curve: {', '.join(missing)})"
                                                           if missing else ""))
         fig.suptitle(title or f"ASLR screening for {result.settings['deficit_label']}: "

@@ -301,9 +301,10 @@ class FaultsResult(Result):
 
     _title = "H5: form faults"
 
-    def __init__(self, **parts):
-        self.notes: dict[str, str] = {}
+    def __init__(self, *, notes=None, **parts):
         self.__dict__.update(parts)
+        for name, reason in (notes or {}).items():
+            self.mark_not_estimable(name, reason)
 
     def summary(self) -> pd.DataFrame:
         """Plain-language rows: overall rate, trend, association."""
@@ -330,7 +331,7 @@ class FaultsResult(Result):
                              a["ci_low"], a["ci_high"], a["p"],
                              f"{a['estimate']:+.2f} deg change per 10 percentage points of fault "
                              "rate, within arm"))
-        for name, note in zip(self.notes, note_rows(self.notes)):
+        for name, note in zip(self.not_estimable, note_rows(self.not_estimable)):
             rows.append((name, np.nan, np.nan, np.nan, np.nan, note))
         return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
                                            "interpretation"])

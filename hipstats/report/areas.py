@@ -144,27 +144,27 @@ def icc_words(icc: float) -> str:
 
 def rater_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", visit: str | None = None,
                 raters: tuple[str, str] | None = None) -> pd.DataFrame:
-    """Trial-mean readings of two raters at the same visit (:func:`hipstats.views.rater_pairs`)."""
-    from hipstats.views import rater_pairs as pairs  # noqa: PLC0415
+    """Trial-mean readings of two raters at the same visit (:func:`hipstats.cohort.views.rater_pairs`)."""
+    from hipstats.cohort.views import rater_pairs as pairs  # noqa: PLC0415
 
     return pairs(cohort, measure, pelvis=pelvis, visit=visit, raters=raters)
 
 
 def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", retest_visit: str | None = None,
                  rater: str | None = "primary") -> pd.DataFrame:
-    """Trial-mean readings of one rater at baseline and at the retest visit (:func:`hipstats.views.retest_pairs`).
+    """Trial-mean readings of one rater at baseline and at the retest visit (:func:`hipstats.cohort.views.retest_pairs`).
 
     The retest visit and the rater are those of the cohort (declared in ``hipstats.yaml`` or found
-    from the data, see :mod:`hipstats.views`).
+    from the data, see :mod:`hipstats.cohort.views`).
     """
-    from hipstats.views import retest_pairs as pairs  # noqa: PLC0415
+    from hipstats.cohort.views import retest_pairs as pairs  # noqa: PLC0415
 
     return pairs(cohort, measure, pelvis=pelvis, retest=retest_visit, rater=rater)
 
 
 def _units(r) -> str:
-    """ "28 participants, both sides" from a reliability_summary row (n counts participant-sides)."""
-    n = int(r["n"])
+    """ "28 participants, both sides" from a reliability_summary row (n_targets counts participant-sides)."""
+    n = int(r["n_targets"])
     if "n_participants" not in r.index or pd.isna(r["n_participants"]):
         return f"n = {n}"
     k = int(r["n_participants"])
@@ -211,6 +211,8 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
     within ±1.96 SEM of the true value.
     """
     conf = result_confidence(table) if confidence is None else confidence
+    if not isinstance(table, pd.DataFrame):  # a ReliabilityResult
+        table = table.to_frame()
     out = []
     designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
     for measure in measures:
@@ -226,7 +228,7 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
             sem = float(r["sem"])
             method = f", {r['ci_method']} CI" if "ci_method" in r.index and isinstance(r["ci_method"], str) else ""
             out.append(record(
-                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["ci_low"], r["ci_high"],
+                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
                 None,
                 f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}, {_units(r)}); "
                 f"a single reading has a typical error of about ±{sem:.1f} deg (SEM; 95% of readings within "
