@@ -162,9 +162,13 @@ class Result:
     """
 
     _title = "hipstats result"
-    #: class-level defaults, replaced by instance attributes on first use (results built as
-    #: frozen dataclasses included)
-    confidence: float | None = None
+
+    def __getattr__(self, name):
+        # ``confidence`` is None for a result without intervals (a fallback, not a class
+        # attribute, so dataclass results can declare it as a field)
+        if name == "confidence":
+            return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ notes
     @property
@@ -256,8 +260,8 @@ class Result:
 
     def _repr_html_(self) -> str:
         s = self._summary_or_none()
-        level = (f" ({round(100 * self.confidence)}% confidence intervals)"
-                 if isinstance(self.confidence, float) else "")
+        conf = self.confidence
+        level = f" ({round(100 * conf)}% confidence intervals)" if isinstance(conf, float) else ""
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         return (f"<h4>{html.escape(self._title)}{html.escape(level)}</h4>"
                 + ("" if s is None else html_table(s))

@@ -25,8 +25,9 @@ an error, never a silent empty view):
 ``retest_visit``
     The one unscheduled visit whose median week lies after baseline and before the first
     follow-up visit and whose participants were all measured at baseline (a repeat of
-    baseline before anything changed). None when there is no such visit; two or more such
-    visits are ambiguous (declare ``retest_visit``).
+    baseline before anything changed); in data with exactly two visits (a test-retest study)
+    the second. None when there is no such visit; two or more such visits are ambiguous
+    (declare ``retest_visit``). Visits are ordered by median week, then by first appearance.
 
 **Raters** (one rule): a view restricts to one rater only where two raters measured the
 same participant, visit and side; there the primary rater's trials are kept (or, when
@@ -230,7 +231,9 @@ def _visit_schedule(data) -> pd.DataFrame:
         g["scheduled"] = g["visit"].isin(wanted)
     else:
         g["scheduled"] = g["n_participants"] >= 0.5 * g["n_participants"].max()
-    return g[cols].sort_values(["week", "visit"]).reset_index(drop=True)
+    first = {v: i for i, v in enumerate(pd.unique(m["visit"].astype(str)))}
+    g["_first"] = g["visit"].map(first)
+    return g.sort_values(["week", "_first"]).reset_index(drop=True)[cols]
 
 
 def scheduled_visits(data) -> list[str]:
@@ -341,6 +344,8 @@ def retest_visit(data) -> str | None:
         week_ok = not np.isfinite(r.week) or base_week <= r.week < next_week
         if week_ok and who and who <= at_base:
             found.append(r.visit)
+    if not found and len(sched) == 2:  # a test-retest study: two visits, the second repeats the first
+        found = [sched["visit"].iloc[1]]
     if len(found) > 1:
         raise AnalysisError(f"the retest visit is ambiguous: visits {', '.join(found)} each repeat "
                             f"{base!r} before the first follow-up; declare retest_visit in hipstats.yaml "

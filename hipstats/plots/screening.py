@@ -54,7 +54,7 @@ def _rule_text(r, cutoff: float) -> str:
 def _draw_one(ax, r, *, colour, label, band, n_boot, seed, cutoff, lw=2.0, annotate=True):
     if band:
         b = r.ci_band(np.linspace(0, 1, 101), n_boot=n_boot, seed=seed)
-        ax.fill_between(1 - b["specificity"], b["se_low"], b["se_high"], color=colour, alpha=0.18,
+        ax.fill_between(1 - b["specificity"], b["sensitivity_ci_low"], b["sensitivity_ci_high"], color=colour, alpha=0.18,
                         linewidth=0, label=f"{round(100 * r.confidence)}% CI band (bootstrap)")
     fpr, se = _curve_xy(r)
     ax.plot(fpr, se, color=colour, lw=lw, label=label)

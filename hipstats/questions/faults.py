@@ -374,7 +374,7 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
         assoc = estimate_or_note(notes, "association", fault_outcome_association, src, measure,
                           alpha=alpha, adjust=("arm", "baseline") if has_arm else ("baseline",))
-    return FaultsResult(
+    return FaultsResult(confidence=round(1 - alpha, 12),
         overall=estimate_or_note(notes, "overall", fault_rates, src, by=(), alpha=alpha),
         rates=estimate_or_note(notes, "rates", fault_rates, src, by=("exercise", *arm), alpha=alpha),
         weekly=estimate_or_note(notes, "weekly", fault_rates, src, by=(*arm, "protocol_week"),

@@ -742,7 +742,7 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
     dose = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
         dose = estimate_or_note(notes, "dose_response", dose_response, src, measure, alpha=alpha, **kw)
-    return LoadingResult(
+    return LoadingResult(confidence=round(1 - alpha, 12),
         weekly=estimate_or_note(notes, "weekly", volume_load, src, level="week", **kw),
         arm_weekly=estimate_or_note(notes, "arm_weekly", volume_load, src, level="arm_week",
                              alpha=alpha, **kw),

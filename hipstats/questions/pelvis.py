@@ -370,6 +370,7 @@ class PelvisResult(Result):
         self.frame, self.paired, self.rm_corr = frame, paired, rmc
         self.within_between, self.by_class = wb, by_class
         self.cuts, self.alpha = tuple(cuts), alpha
+        self.confidence = round(1 - alpha, 12)
 
     def summary(self) -> pd.DataFrame:
         """Plain-language summary: one row per question with estimate, CI, p."""

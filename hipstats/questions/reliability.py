@@ -8,7 +8,7 @@ Examples
 >>> import hipstats as hs
 >>> from hipstats.questions.reliability import reliability_summary
 >>> table = reliability_summary(hs.simulate_cohort(40, seed=1), measures=["hip_ir_deg"])
->>> sorted(table["design"].unique())[:1]
+>>> sorted(table.to_frame()["design"].unique())[:1]
 ['rater-to-rater']
 """
 
@@ -62,7 +62,7 @@ def _design_frame(df: pd.DataFrame, design: str, baseline_visit: str, retest_vis
         sub = df[df["visit"].isin([baseline_visit, retest_visit])]
         if has_rater and not sub.empty:
             rater = primary_rater if primary_rater is not None else sub["rater"].mode().iloc[0]
-            if not (sub["rater"] == rater).any():
+            if sub.loc[sub["rater"] == rater, "visit"].nunique() < 2 and sub["visit"].nunique() == 2:
                 return None, (f"rater {rater!r} has no {baseline_visit!r}/{retest_visit!r} "
                               "readings (set primary_rater)")
             sub = sub[sub["rater"] == rater]

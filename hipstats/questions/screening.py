@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -170,8 +170,8 @@ class ScreeningResult(Result):
     youden: pd.DataFrame
     tilt_comparison: pd.DataFrame
     rocs: dict
-    not_estimable: dict
-    settings: dict
+    not_estimable: dict = field(default_factory=dict)  # noqa: RUF009 - a Result property, set in __init__
+    settings: dict = field(default_factory=dict)
 
     @property
     def roc(self) -> ROCResult:
