@@ -75,7 +75,7 @@ from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
 from hipstats.results import Result, html_table, resolve_confidence
 
-__all__ = ["fit_lmm", "LMMResult", "lrt"]
+__all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
 
 #: lme4's default tolerances: ``check.conv.grad`` (2e-3) and ``isSingular`` (1e-4).
 GRAD_TOL = 2e-3
@@ -630,9 +630,9 @@ def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=Tru
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
-def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
+def fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
                 theta0=None):
-    """:func:`fit_lmm` on ready design arrays (private fast path of simulation power).
+    """:func:`fit_lmm` on ready design arrays (fast path of simulation power).
 
     ``X`` (n, p) fixed effects, ``y`` (n,), ``Z`` (n, q) correlated random effects per
     participant, ``groups`` (n,) participant labels; ``theta0`` an optional start for
@@ -641,6 +641,10 @@ def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=100
     """
     spec = _Spec.from_arrays(X, y, Z, groups, exog_names=exog_names, re_names=re_names)
     return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
+
+
+#: Former private name of :func:`fit_arrays` (kept until its callers move).
+_fit_arrays = fit_arrays
 
 
 def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):

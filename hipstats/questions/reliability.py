@@ -187,7 +187,7 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
         Rater whose baseline and retest readings are compared; by default each measure's
         primary rater (:func:`hipstats.cohort.views.primary_rater`).
     nan_policy : {"omit", "model", "raise"}
-        Passed to :func:`icc` (default: drop targets without a complete set of readings).
+        Passed to :func:`~hipstats.stats.icc.icc` (default: drop targets without a complete set of readings).
     tilt_cuts : pair of float, optional
         Cut points of the posterior / neutral / anterior tilt classes used for the tilt-class
         kappa (default ``hipstats.data.schema.DEFAULT_TILT_CUTS``).
