@@ -660,6 +660,11 @@ def visit_values(data, measure: str, *, pelvis: str | None = "free", rater: str 
         if not (m["measure"] == measure).any():
             raise AnalysisError(f"no {measure!r} measurements; measures present: "
                                 f"{sorted(m['measure'].dropna().astype(str).unique().tolist())}")
+        if visits is not None and not isinstance(visits, str):
+            labels = [str(x) for x in visits]
+            if not m["visit"].isin(labels).any():
+                raise AnalysisError(f"none of the visits {labels} is in the data; visits are "
+                                    f"{sorted(m['visit'].astype(str).unique().tolist())}")
         what = f" with pelvis == {pelvis!r}" if pelvis is not None else ""
         raise AnalysisError(f"no {measure!r} measurements{what}" + (f" on the {side} side"
                                                                       if side in ("left", "right") else ""))
