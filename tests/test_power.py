@@ -492,8 +492,10 @@ def test_power_notebook_runs(tmp_path, small_cohort_dir):
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                      for c in executed.cells
                      if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "PowerResult(power=" in text and "Lu, Luo & Chen" in text
-    assert "pilot fit (pilot cohort" in text and "pilot observed" in text
+    html = "\n".join(str(o.get("data", {}).get("text/html", "")) for c in executed.cells
+                     if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "pilot fit (pilot cohort" in html and "pilot observed" in html
+    assert "Simulated power at" in html and "Lu, Luo" in html
     from hipstats.report.findings import extract
 
     found = extract(executed)

@@ -252,8 +252,10 @@ Estimated mean IR in each arm at each visit, from a mixed model that uses every 
 participant (also from those who left the study early) and accounts for each participant's own level and rate of
 change and for the two sides of one person being alike. Bars are confidence intervals. Lines that separate
 over time show an effect of the protocol."""),
-    code('ir = h2_analysis(cohort, "hip_ir_deg", mdc=mdc or None, confidence=confidence, adjust=adjust)\n'
+    code('ir = h2_analysis(cohort, "hip_ir_deg", mdc=mdc or None, confidence=confidence, adjust=adjust,\n'
+         '                 model=model, covariance=covariance)\n'
          "ir.plot()"),
+    code("report.areas.h2_model_note(ir)"),
     md("""\
 The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
 minus the gain in the other), with confidence intervals and p-values. The p-values (*p_adj*) are adjusted for
@@ -275,8 +277,10 @@ table and named below with the reason."""),
 ## ASLR angle over the weeks
 
 The same analysis for the active straight leg raise angle."""),
-    code('aslr = h2_analysis(cohort, "aslr_deg", mdc=mdc or None, confidence=confidence, adjust=adjust)\n'
+    code('aslr = h2_analysis(cohort, "aslr_deg", mdc=mdc or None, confidence=confidence, adjust=adjust,\n'
+         '                 model=model, covariance=covariance)\n'
          "aslr.plot()"),
+    code("report.areas.h2_model_note(aslr)"),
     code("report.areas.h2_contrast_table(aslr)"),
     code("aslr.summary()"),
     md("""\
@@ -287,7 +291,9 @@ Differences in change from baseline to the last visit between arms, for IR and f
 ], params="""\
 mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
 confidence: float = 0.95  # confidence level of the intervals
-adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}""", imports="""from hipstats.questions.outcomes import h2_analysis""")
+adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}
+model: str = "lmm"  # H2 model, one of {lmm, mmrm}: per-side mixed model, or MMRM (key finding: arm difference at the final visit)
+covariance: str = "us"  # MMRM residual covariance across visits, one of {us, toep, toeph, ar1, ar1h, cs, csh}""", imports="""from hipstats.questions.outcomes import h2_analysis""")
 
 SCREENING = notebook("screening", "H3: Does a low ASLR flag limited hip internal rotation?", 50, """\
 The ASLR is quick to test. This report asks whether an ASLR below a cutoff (70 degrees by default) picks out

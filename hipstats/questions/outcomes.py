@@ -111,7 +111,8 @@ class H2Result:
         ``responders_ref`` (shares), ``risk_difference`` (with CI).
         """
         ref = self.reference
-        fin = self.final[(self.final["estimand"] == "difference in change")].set_index("contrast")
+        fin = self.final[(self.final["estimand"] == getattr(self, "key_estimand", "difference in change"))
+                         ].set_index("contrast")
         anc = self.ancova.vs_ref.set_index("contrast") if self.ancova is not None else pd.DataFrame()
         g = self.effect_sizes.set_index("group") if self.effect_sizes is not None else pd.DataFrame()
         rows = []
@@ -119,7 +120,8 @@ class H2Result:
             if arm == ref:
                 continue
             key = f"{arm} - {ref}"
-            row = {"arm": arm, "ref": ref, "final_visit": self.visits[-1]}
+            row = {"arm": arm, "ref": ref, "final_visit": self.visits[-1],
+                   "estimand": getattr(self, "key_estimand", "difference in change")}
             if key in fin.index:
                 f = fin.loc[key]
                 row.update(diff_change=f["estimate"], diff_change_ci_low=f["ci_low"],
@@ -225,10 +227,39 @@ def _participant_change(af: pd.DataFrame, base_visit: str, final_visit: str) -> 
     return w.reset_index()
 
 
+_DDF_LABEL = {"kenward-roger": "Kenward-Roger", "kenward-roger-linear": "linear Kenward-Roger",
+              "satterthwaite": "Satterthwaite", "asymptotic": "asymptotic (normal)"}
+
+
+def _fit_h2_mmrm(formula, af, order, covariates, covariance, ddf, fallback):
+    """MMRM of the H2 mean model on participant x visit means of the sides; notes on the averaging."""
+    from hipstats.models.mmrm import fit_mmrm
+
+    keys = ["participant_id", "visit"]
+    agg = (af.groupby(keys, sort=False, observed=True)
+           .agg(value=("value", "mean"), arm=("arm", "first"), week=("week", "first"),
+                **{c: (c, "first") for c in covariates})
+           .reset_index())
+    notes = []
+    n_avg = len(af) - len(agg)
+    if n_avg:
+        notes.append(f"{len(af)} per-side values averaged into {len(agg)} participant-visit means "
+                     "(an MMRM has one value per participant and visit)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        fit = fit_mmrm(formula, agg, subject="participant_id", visit="visit", visits=order,
+                       covariance=covariance, ddf=ddf, fallback=list(fallback or ()))
+    for w in caught:
+        if not issubclass(w.category, UserWarning) or "fell back" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fit, notes + list(fit.notes)
+
+
 def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free",
                 mdc: float | None = None, direction: int = +1, re_formula: str = "1 + week",
                 nested: str | None = "side", covariates=(), confidence: float = 0.95,
-                adjust: str = "holm") -> H2Result:
+                adjust: str = "holm", model: str = "lmm", covariance: str = "us",
+                ddf: str = "kenward-roger", fallback=("toeph", "ar1h", "csh", "cs")) -> H2Result:
     """Run the H2 analysis (mixed model, EMMs, contrasts, ANCOVA, Hedges' g, responders).
 
     Parameters
@@ -257,6 +288,21 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
         Multiplicity adjustment within each family of contrasts (any name
         :func:`hipstats.models.emmeans.contrasts` accepts, e.g. "BH"). p-values are adjusted;
         CIs are per comparison (not adjusted).
+
+    model : {"lmm", "mmrm"}, default "lmm"
+        ``"lmm"``: the mixed model above on the per-side values. ``"mmrm"``: the trial's
+        regulatory-style primary analysis, a mixed model for repeated measures
+        (:func:`hipstats.models.mmrm.fit_mmrm`, REML) on each participant's mean of the sides at
+        each visit, ``value ~ arm * visit`` with the residual ``covariance`` across visits;
+        its key finding (``key_estimand``) is the arm difference at the final visit.
+    covariance : str, default "us"
+        MMRM residual covariance (``"us"`` unstructured, ``"toeph"``, ``"ar1h"``, ``"csh"``,
+        ``"cs"``, ... see :data:`hipstats.models.mmrm.COVARIANCES`).
+    ddf : {"kenward-roger", "satterthwaite"}, default "kenward-roger"
+        MMRM denominator df (and, for Kenward-Roger, adjusted SEs) of every EMM and contrast.
+    fallback : sequence of str
+        Simpler MMRM covariances tried in turn when the data cannot support ``covariance``
+        or its fit does not converge; the one used is in ``model_description`` and ``notes``.
 
     Notes
     -----
@@ -307,7 +353,23 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     visit_term = f"C(visit, levels={order!r})"
     cov_terms = "".join(f" + {c}" for c in covariates)
     formula = f"value ~ {arm_term} * {visit_term}{cov_terms}"
-    model = fit_lmm(formula, af, groups="participant_id", re_formula=re_formula, nested=nested)
+    model_kind = str(model).strip().lower()
+    model_notes: list[str] = []
+    if model_kind == "lmm":
+        model = fit_lmm(formula, af, groups="participant_id", re_formula=re_formula, nested=nested)
+        key_estimand = "difference in change"
+        model_description = (f"linear mixed model on the per-side values, random effects {re_formula} by "
+                             f"participant" + (f" and a {nested} intercept within participant" if nested else "")
+                             + ", REML, Satterthwaite df")
+    elif model_kind == "mmrm":
+        model, model_notes = _fit_h2_mmrm(formula, af, order, covariates, covariance, ddf, fallback)
+        key_estimand = "difference at final visit"
+        from hipstats.models.mmrm import COVARIANCES
+        model_description = (f"mixed model for repeated measures (MMRM) on each participant's mean of the "
+                             f"sides per visit, {COVARIANCES[model.covariance]} residual covariance across "
+                             f"visits, REML, {_DDF_LABEL.get(model.ddf, model.ddf)} df")
+    else:
+        raise AnalysisError(f"model must be 'lmm' or 'mmrm', got {model!r}")
 
     # EMM trajectories and model-based change from baseline
     emm: EMMResult = emmeans(model, "arm", by="visit", confidence=confidence)
@@ -383,7 +445,12 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
         done, "change", "arm", mdc, direction=direction, ref=ref, confidence=confidence))
     return H2Result(
         measure=measure, pelvis=pelvis, reference=ref, arms=arms, visits=order, confidence=confidence,
-        model=model, formula=formula, fixed_effects=model.summary(alpha=1 - confidence),
-        variance_components=model.varcomp, emm=emm, trajectories=traj, change=change,
+        model=model, formula=formula, model_kind=model_kind, model_description=model_description,
+        key_estimand=key_estimand, model_notes=model_notes,
+        fixed_effects=(model.summary(alpha=1 - confidence) if model_kind == "lmm"
+                       else model.summary(confidence=confidence)),
+        variance_components=(model.varcomp if model_kind == "lmm"
+                             else model.to_frame().query("component == 'residual'")
+                             .drop(columns=["se", "df", "statistic", "p_value", "ci_low", "ci_high"])), emm=emm, trajectories=traj, change=change,
         vs_ref_by_visit=vs_ref, final=final, ancova=anc, effect_sizes=g, responders=resp,
         mdc=None if mdc is None else float(mdc), mdc_source=mdc_source, participant_change=pc, notes=notes)

@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -273,9 +275,20 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
 
 def h2_contrast_table(result) -> pd.DataFrame:
     """The primary H2 estimand: difference in change from baseline to the final visit between arms."""
-    f = result.final[result.final["estimand"] == "difference in change"]
+    f = result.final[result.final["estimand"] == getattr(result, "key_estimand", "difference in change")]
     return f[["contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust"]].reset_index(
         drop=True)
+
+
+def h2_model_note(result):
+    """Markdown naming the H2 model (LMM or MMRM with its covariance), with the model's notes."""
+    from IPython.display import Markdown
+
+    if isinstance(result, NotEstimable):
+        return result
+    notes = "".join(f"\n- {html.escape(n)}" for n in getattr(result, "model_notes", []))
+    desc = html.escape(getattr(result, "model_description", "linear mixed model"))
+    return Markdown(f"**Model:** {desc}.{notes}")
 
 
 def h2_findings(result, *, display: bool = True) -> list[Finding]:
@@ -298,10 +311,18 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
         adjusted = r.adjust not in (None, "none")
         ci_words = f"{ci_label(conf)}, not adjusted for multiple comparisons" if adjusted else ci_label(conf)
         p_words = f"{r.adjust}-adjusted p" if adjusted else "p"
+        if getattr(result, "key_estimand", "difference in change") == "difference at final visit":
+            title = f"{label}: at {r.visit}, {a} minus {b} (deg)"
+            text = (f"At {r.visit}, {label} in the {a} arm was {abs(r.estimate):.1f} deg "
+                    f"{'higher' if r.estimate > 0 else 'lower'} than in the {b} arm")
+        else:
+            title = f"{label}: change to {r.visit}, {a} minus {b} (deg)"
+            text = (f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} "
+                    f"than the {b} arm")
         out.append(record(
-            "H2", f"{label}: change to {r.visit}, {a} minus {b} (deg)", r.estimate, r.ci_low, r.ci_high, r.p_adj,
-            f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} than the "
-            f"{b} arm ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}).",
+            "H2", title, r.estimate, r.ci_low, r.ci_high, r.p_adj,
+            f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}"
+            + (f"; {result.model_description})." if getattr(result, "model_kind", "lmm") == "mmrm" else ")."),
             digits=1, confidence=conf, display=display))
     notes = getattr(result, "notes", None) or {}
     for what, reason in notes.items():
