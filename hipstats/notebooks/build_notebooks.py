@@ -23,14 +23,18 @@ HERE = Path(__file__).resolve().parent
 
 PARAMS_COMMON = '''\
 source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
-as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything'''
+as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything
+primary_rater: str = ""  # rater kept where two raters measured the same visit and side; "" = hipstats.yaml or the rater who measured most
+retest_visit: str = ""  # visit label of the reliability retest; "" = hipstats.yaml or found from the data
+scheduled_visits: str = ""  # comma-separated scheduled visit labels; "" = hipstats.yaml or found from attendance'''
 
 SETUP = '''\
 import hipstats as hs
 from hipstats import report
 
 report.setup_figures()
-cohort = report.open_cohort(source, as_of=as_of)
+cohort = report.open_cohort(source, as_of=as_of, primary_rater=primary_rater, retest_visit=retest_visit,
+                            scheduled_visits=scheduled_visits)
 report.areas.cohort_overview(cohort)'''
 
 SETUP_MD = ("The table below is the data this report describes: the number of participants, measurement rows, "
@@ -272,7 +276,8 @@ minus the gain in the other), with confidence intervals and p-values. The adjust
 several comparisons (the method is named below the table); the confidence intervals are per comparison, **not**
 adjusted for multiple comparisons, so an interval that just excludes zero can go with an adjusted p-value above
 the significance level. The key findings below say so. An interval that lies entirely above zero means the
-first arm gained more."""),
+first arm gained more. When the report is run with the MMRM model (parameter *model*, named in the model note
+above), the main result is instead the difference between arms at the last visit itself."""),
     code('report.table(report.areas.h2_contrast_table(ir), "Hip IR: difference in change from baseline", unit="deg")'),
     md("""\
 The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
@@ -299,7 +304,8 @@ The same analysis for the active straight leg raise angle."""),
     md("""\
 ## Key findings
 
-Differences in change from baseline to the last visit between arms, for IR and for the ASLR angle."""),
+Differences in change from baseline to the last visit between arms (with the MMRM model: differences at the
+last visit), for IR and for the ASLR angle."""),
     code("report.areas.h2_findings(ir);\nreport.areas.h2_findings(aslr);"),
 ], params="""\
 mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
