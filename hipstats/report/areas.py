@@ -643,7 +643,7 @@ def reliability_table(table_, *, confidence: float | None = None):
     SEM and MDC95 with their CIs (kappa for ordinal scores and tilt classes), participants."""
     if isinstance(table_, NotEstimable) or table_ is None:
         return table_
-    t = table_.copy()
+    t = (table_ if isinstance(table_, pd.DataFrame) else table_.to_frame()).copy()
     cond_cols = [c for c in ("pelvis", "position", "device") if c in t.columns]
     t["condition"] = t[cond_cols].astype(object).apply(
         lambda r: ", ".join(f"{v} pelvis" if c == "pelvis" else str(v) for c, v in r.items()
