@@ -262,7 +262,8 @@ minus the gain in the other), with confidence intervals and p-values. The p-valu
 making several comparisons (method in the *adjust* column); the confidence intervals are per comparison, **not**
 adjusted for multiple comparisons, so an interval that just excludes zero can go with an adjusted p-value above
 the significance level. The key findings below say so. An interval that lies entirely above zero means the
-first arm gained more."""),
+first arm gained more. When the report is run with the MMRM model (parameter *model*, named in the model note
+above), the main result is instead the difference between arms at the last visit itself."""),
     code("report.areas.h2_contrast_table(ir)"),
     md("""\
 The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
@@ -286,7 +287,8 @@ The same analysis for the active straight leg raise angle."""),
     md("""\
 ## Key findings
 
-Differences in change from baseline to the last visit between arms, for IR and for the ASLR angle."""),
+Differences in change from baseline to the last visit between arms (with the MMRM model: differences at the
+last visit), for IR and for the ASLR angle."""),
     code("report.areas.h2_findings(ir);\nreport.areas.h2_findings(aslr);"),
 ], params="""\
 mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
