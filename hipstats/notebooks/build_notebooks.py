@@ -23,14 +23,18 @@ HERE = Path(__file__).resolve().parent
 
 PARAMS_COMMON = '''\
 source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
-as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything'''
+as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything
+primary_rater: str = ""  # rater kept where two raters measured the same visit and side; "" = hipstats.yaml or the rater who measured most
+retest_visit: str = ""  # visit label of the reliability retest; "" = hipstats.yaml or found from the data
+scheduled_visits: str = ""  # comma-separated scheduled visit labels; "" = hipstats.yaml or found from attendance'''
 
 SETUP = '''\
 import hipstats as hs
 from hipstats import report
 
 report.setup_figures()
-cohort = report.open_cohort(source, as_of=as_of)
+cohort = report.open_cohort(source, as_of=as_of, primary_rater=primary_rater, retest_visit=retest_visit,
+                            scheduled_visits=scheduled_visits)
 cohort'''
 
 SETUP_MD = ("The cohort below is the data this report describes: the number of participants, measurements, "

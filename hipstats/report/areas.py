@@ -110,7 +110,7 @@ def show(result, attr: str, *args, **kwargs):
     """An attribute (or method call with ``args``) of an analysis result, or a sentence when it is missing.
 
     ``result`` may be a :class:`NotEstimable` (returned as is); an attribute that is None is
-    shown as "not estimable" with the reason from ``result.notes[attr]`` when the result has one.
+    shown as "not estimable" with the reason from ``result.not_estimable[attr]`` when the result has one.
     """
     if isinstance(result, NotEstimable):
         return result
@@ -119,7 +119,7 @@ def show(result, attr: str, *args, **kwargs):
     for i, part in enumerate(parts):
         value = getattr(value, part, None)
         if value is None:
-            notes = getattr(result, "notes", None)
+            notes = getattr(result, "not_estimable", None)
             reason = None
             if isinstance(notes, dict):
                 reason = notes.get(".".join(parts[:i + 1])) or notes.get(parts[0])
@@ -144,65 +144,29 @@ def icc_words(icc: float) -> str:
     return "poor" if icc < 0.5 else "moderate" if icc < 0.75 else "good" if icc < 0.9 else "excellent"
 
 
-def _wide(cohort, measure: str, pelvis: str | None, visits, column: str) -> pd.DataFrame:
-    m = cohort.measurements
-    m = m[(m["measure"] == measure) & m["visit"].isin(visits)]
-    if pelvis is not None and m["pelvis"].notna().any():
-        m = m[(m["pelvis"] == pelvis) | m["pelvis"].isna()]
-    if m.empty:
-        raise AnalysisError(f"no {measure} readings at {', '.join(visits)}")
-    m = m.assign(side=m["side"].astype(object).fillna(""))
-    w = (m.groupby(["participant_id", "side", column], observed=True)["value"].mean()
-         .unstack(column).reset_index())
-    w.columns.name = None
-    return w
-
-
 def rater_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", visit: str | None = None,
                 raters: tuple[str, str] | None = None) -> pd.DataFrame:
-    """Trial-mean readings of two raters at the same visit, one row per participant and side.
+    """Trial-mean readings of two raters at the same visit (:func:`hipstats.cohort.views.rater_pairs`)."""
+    from hipstats.cohort.views import rater_pairs as pairs  # noqa: PLC0415
 
-    Returns
-    -------
-    DataFrame
-        participant_id, side, <rater 1>, <rater 2> (complete pairs only); ``attrs["raters"]``.
-    """
-    visit = visit or cohort.baseline_visit
-    w = _wide(cohort, measure, pelvis, [visit], "rater")
-    cols = [c for c in w.columns if c not in ("participant_id", "side")]
-    if raters is None:
-        counts = w[cols].notna().sum().sort_values(ascending=False)
-        raters = tuple(sorted(counts.index[:2]))
-    if len(raters) < 2 or any(r not in w.columns for r in raters):
-        raise AnalysisError(f"{measure} at {visit} was not read by two raters")
-    out = w[["participant_id", "side", *raters]].dropna()
-    if out.empty:
-        raise AnalysisError(f"no participant has {measure} from both {raters[0]} and {raters[1]} at {visit}")
-    out.attrs["raters"] = raters
-    return out.reset_index(drop=True)
+    return pairs(cohort, measure, pelvis=pelvis, visit=visit, raters=raters)
 
 
-def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", retest_visit: str = "retest",
+def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", retest_visit: str | None = None,
                  rater: str | None = "primary") -> pd.DataFrame:
-    """Trial-mean readings of one rater at baseline and at the retest visit (participant_id, side, baseline, retest)."""
-    base = cohort.baseline_visit
-    rater = cohort.primary_rater(measure) if rater == "primary" else rater
-    m = cohort.measurements
-    sub = cohort.subset(m.loc[m["visit"] == retest_visit, "participant_id"].unique())
-    if rater is not None:
-        mm = sub.measurements
-        sub.measurements = mm[(mm["rater"] == rater) | mm["rater"].isna()]
-    w = _wide(sub, measure, pelvis, [base, retest_visit], "visit")
-    if retest_visit not in w.columns or base not in w.columns:
-        raise AnalysisError(f"no {measure} retest readings (visit '{retest_visit}')")
-    out = w.rename(columns={base: "baseline", retest_visit: "retest"})[["participant_id", "side", "baseline",
-                                                                         "retest"]].dropna()
-    return out.reset_index(drop=True)
+    """Trial-mean readings of one rater at baseline and at the retest visit (:func:`hipstats.cohort.views.retest_pairs`).
+
+    The retest visit and the rater are those of the cohort (declared in ``hipstats.yaml`` or found
+    from the data, see :mod:`hipstats.cohort.views`).
+    """
+    from hipstats.cohort.views import retest_pairs as pairs  # noqa: PLC0415
+
+    return pairs(cohort, measure, pelvis=pelvis, retest=retest_visit, rater=rater)
 
 
 def _units(r) -> str:
-    """ "28 participants, both sides" from a reliability_summary row (n counts participant-sides)."""
-    n = int(r["n"])
+    """ "28 participants, both sides" from a reliability_summary row (n_targets counts participant-sides)."""
+    n = int(r["n_targets"])
     if "n_participants" not in r.index or pd.isna(r["n_participants"]):
         return f"n = {n}"
     k = int(r["n_participants"])
@@ -249,6 +213,8 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
     within ±1.96 SEM of the true value.
     """
     conf = result_confidence(table) if confidence is None else confidence
+    if not isinstance(table, pd.DataFrame):  # a ReliabilityResult
+        table = table.to_frame()
     out = []
     designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
     for measure in measures:
@@ -264,7 +230,7 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
             sem = float(r["sem"])
             method = f", {r['ci_method']} CI" if "ci_method" in r.index and isinstance(r["ci_method"], str) else ""
             out.append(record(
-                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["ci_low"], r["ci_high"],
+                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
                 None,
                 f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}, {_units(r)}); "
                 f"a single reading has a typical error of about ±{sem:.1f} deg (SEM; 95% of readings within "
@@ -324,8 +290,7 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
             f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}"
             + (f"; {result.model_description})." if getattr(result, "model_kind", "lmm") == "mmrm" else ")."),
             digits=1, confidence=conf, display=display))
-    notes = getattr(result, "notes", None) or {}
-    for what, reason in notes.items():
+    for what, reason in (getattr(result, "not_estimable", None) or {}).items():
         out.append(record("H2", f"{label}: {what}", None, None, None, None, not_estimable(what, reason),
                           confidence=conf, display=display))
     return out
