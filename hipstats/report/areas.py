@@ -273,7 +273,7 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
             if ba is not None:
                 out.append(record(
                     "R", f"Systematic difference between raters, {label} ({ba.x} minus {ba.y}, deg)", ba.bias,
-                    ba.bias_ci[0], ba.bias_ci[1], ba.bias_pval,
+                    ba.bias_ci[0], ba.bias_ci[1], getattr(ba, "bias_p_value", getattr(ba, "bias_pval", None)),
                     f"On average {ba.x} read {label} {abs(ba.bias):.1f} deg {'lower' if ba.bias < 0 else 'higher'} "
                     f"than {ba.y}; for 95% of readings the two raters differ by between {ba.loa_low:.1f} and "
                     f"{ba.loa_high:.1f} deg.", digits=1, confidence=conf, display=display, unit="deg", null=0.0))
@@ -676,10 +676,12 @@ def agreement_table(result):
     s = result.summary().reset_index()
     names = {"bias": f"Bias ({result.x} minus {result.y})", "loa_low": "Lower limit of agreement",
              "loa_high": "Upper limit of agreement", "slope": "Proportional bias (slope on the mean)"}
-    s["statistic"] = s["statistic"].map(lambda x: names.get(x, x))
-    s = s.rename(columns={"statistic": "statistic_name", "pval": "p_value"})
+    key = s.columns[0]  # the summary's row label column ("term"; "statistic" before the vocabulary rename)
+    s[key] = s[key].map(lambda x: names.get(x, x))
+    s = s.rename(columns={key: "statistic_name", "pval": "p_value"})
     s.attrs["confidence"] = result.confidence
     return table(s, f"Agreement, {result.x} against {result.y}", digits={"estimate": 2},
-                 notes=[f"{result.n} paired readings of {result.n_subjects} participants; limits = bias ± "
+                 notes=[f"{getattr(result, 'n_pairs', getattr(result, 'n', ''))} paired readings of "
+                        f"{getattr(result, 'n_participants', getattr(result, 'n_subjects', ''))} participants; limits = bias ± "
                         f"{result.limits:g} SD of the differences ({result.method})."],
                  labels={"estimate": "deg"})
