@@ -39,7 +39,7 @@ _LAZY: dict[str, str] = {
     # reliability (R)
     "icc": "hipstats.reliability", "mdc": "hipstats.reliability", "reliability_summary": "hipstats.reliability",
     "bland_altman": "hipstats.reliability", "BlandAltmanResult": "hipstats.reliability",
-    "cohen_kappa": "hipstats.reliability", "fleiss_kappa": "hipstats.reliability",
+    "cohen_kappa": "hipstats.reliability", "fleiss_kappa": "hipstats.reliability", "ICC_FORMS": "hipstats.reliability",
     # protocol models (H2)
     "fit_lmm": "hipstats.models.lmm", "LMMResult": "hipstats.models.lmm", "lrt": "hipstats.models.lmm",
     "emmeans": "hipstats.models.emmeans", "emtrends": "hipstats.models.emmeans",

@@ -55,6 +55,7 @@ Examples
 
 from __future__ import annotations
 
+import html
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from hipstats.errors import AnalysisError, ConvergenceWarning
+from hipstats.errors import AnalysisError, ConvergenceWarning, ParameterError
 
 __all__ = [
     "icc",
@@ -865,11 +866,11 @@ class BlandAltmanResult:
                 f"limits of agreement {self.loa_low:.3g} to {self.loa_high:.3g}")
 
     def _repr_html_(self) -> str:
-        head = (f"<p><b>Bland-Altman limits of agreement</b> ({self.method}): "
-                f"<code>{self.x}</code> &minus; <code>{self.y}</code>, n = {self.n} "
+        head = (f"<p><b>Bland-Altman limits of agreement</b> ({html.escape(str(self.method))}): "
+                f"<code>{html.escape(str(self.x))}</code> &minus; <code>{html.escape(str(self.y))}</code>, n = {self.n} "
                 f"({self.n_subjects} subjects), SD of differences {self.sd:.4g}, limits = bias "
                 f"&plusmn; {self.limits:g} SD, {round(100 * self.confidence)}% CIs "
-                f"({self.ci_method}).</p>")
+                f"({html.escape(str(self.ci_method))}).</p>")
         return head + self.summary().to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
 
 
@@ -1472,6 +1473,9 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     'participant-cluster bootstrap (1000 draws)'
     """
     confidence = _check_confidence(confidence)
+    if _FORM_ALIASES.get(form, form) not in {f[0] for f in ICC_FORMS}:
+        raise ParameterError(f"unknown ICC form {str(form)[:100]!r}; use one of "
+                             f"{', '.join(f for row in ICC_FORMS for f in row[:2])}")
     if ci not in ("cluster", "f"):
         raise ValueError(f"ci must be 'cluster' or 'f', got {ci!r}")
     if tilt_cuts is None:

@@ -39,6 +39,7 @@ Examples
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -107,7 +108,8 @@ class AncovaResult:
 
     def _repr_html_(self) -> str:
         st = self.slopes_test
-        return (f"<p><b>ANCOVA</b> of {self.outcome} on {self.group} adjusted for {self.baseline} "
+        esc = lambda x: html.escape(str(x))  # noqa: E731 - column names come from data
+        return (f"<p><b>ANCOVA</b> of {esc(self.outcome)} on {esc(self.group)} adjusted for {esc(self.baseline)} "
                 f"(n = {int(self.model.nobs)}, residual df = {int(self.model.df_resid)}; "
                 f"baseline slope {self.baseline_slope['estimate']:.3g}; "
                 f"slopes homogeneity F = {st['F']:.3g}, p = {st['p_value']:.3g})</p>"

@@ -50,6 +50,7 @@ Examples
 
 from __future__ import annotations
 
+import html
 import warnings
 
 import numpy as np
@@ -174,10 +175,11 @@ class H2Result:
 
     def _repr_html_(self) -> str:
         fmt = lambda x: f"{x:.3g}"  # noqa: E731 - local formatter
-        return (f"<p><b>H2 analysis</b> of {self.measure} (pelvis {self.pelvis}); reference arm "
-                f"{self.reference}; {self.model.ngroups} participants, {self.model.nobs} observations; "
-                + (f"MDC {self.mdc:.3g} ({self.mdc_source})</p>" if self.mdc is not None else "no MDC</p>")
-                + "".join(f"<p><b>{k}</b>: not estimable: {v}</p>" for k, v in self.notes.items())
+        esc = lambda x: html.escape(str(x))  # noqa: E731 - arm names and notes come from data
+        return (f"<p><b>H2 analysis</b> of {esc(self.measure)} (pelvis {esc(self.pelvis)}); reference arm "
+                f"{esc(self.reference)}; {self.model.ngroups} participants, {self.model.nobs} observations; "
+                + (f"MDC {self.mdc:.3g} ({esc(self.mdc_source)})</p>" if self.mdc is not None else "no MDC</p>")
+                + "".join(f"<p><b>{esc(k)}</b>: not estimable: {esc(v)}</p>" for k, v in self.notes.items())
                 + ("<p><b>Warning:</b> singular mixed-model fit (a variance is ~0); consider "
                    "re_formula='1'.</p>" if getattr(self.model, "singular", False) else "")
                 + ("<p><b>Warning:</b> the mixed model did not converge.</p>"

@@ -39,6 +39,8 @@ Examples
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -116,7 +118,7 @@ class ResponderResult:
     def _repr_html_(self) -> str:
         t = self.test
         return (f"<p><b>Responders</b> (change {'>' if self.direction > 0 else '<'} "
-                f"{'' if self.direction > 0 else '-'}{self.mdc:.3g}); overall {t['test']}: "
+                f"{'' if self.direction > 0 else '-'}{self.mdc:.3g}); overall {html.escape(str(t['test']))}: "
                 f"statistic {t['statistic']:.3g}, p = {t['p_value']:.3g}</p>"
                 + self.summary().to_html(index=False, float_format=lambda x: f"{x:.3g}"))
 

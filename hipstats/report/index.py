@@ -102,6 +102,6 @@ h1 {{ font-size: 1.6em; margin: 20px 0 4px 0; }} h2 {{ font-size: 1.2em; margin-
 
 def write_index(path, manifest: dict[str, Any], results) -> Path:
     """Write ``index.html`` for a run."""
-    path = Path(path)
-    path.write_text(render_index(manifest, results), encoding="utf-8")
-    return path
+    from hipstats.report.publish import write_atomic  # noqa: PLC0415
+
+    return write_atomic(path, render_index(manifest, results))
