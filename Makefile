@@ -35,7 +35,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	HIPSTATS_SOURCE=$(abspath $(SOURCE)) $(BIN)/jupyter lab hipstats/notebooks/
 
 # Regenerate the bundled example cohort bit for bit.
 example-data: $(STAMP)

@@ -35,7 +35,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from hipstats import _power_sim as sim  # noqa: E402
+from hipstats.power import design as dsg  # noqa: E402
+from hipstats.power import simulation as sim  # noqa: E402
 from hipstats.power import TrialDesign, simulate_power  # noqa: E402
 
 DESIGN = TrialDesign(arms=("control", "stretching", "loading"), weeks=(0, 3, 6, 9, 12),
@@ -52,8 +53,8 @@ def naive_statsmodels(n: int, seed: int = 0) -> tuple[float, float, float]:
     rej = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for ss in np.random.SeedSequence(seed).spawn(n):
-        y, arm = sim.generate(DESIGN, np.random.default_rng(ss))
-        data = sim.to_long(y, arm, DESIGN.weeks, DESIGN.arms)
+        y, arm = dsg.draw_trial(DESIGN, np.random.default_rng(ss))
+        data = dsg.to_long(y, arm, DESIGN.weeks, DESIGN.arms)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = smf.mixedlm("value ~ week * C(arm, Treatment('control'))", data,

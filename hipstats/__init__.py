@@ -66,9 +66,12 @@ _LAZY: dict[str, str] = {
     "fault_outcome_association": "hipstats.faults", "faults_analysis": "hipstats.faults",
     "FaultsResult": "hipstats.faults",
     # trial planning
-    "power_change_scores": "hipstats.power", "power_ancova": "hipstats.power", "TrialDesign": "hipstats.power",
-    "simulate_power": "hipstats.power", "power_curve": "hipstats.power", "PowerResult": "hipstats.power",
-    "power_curve_plot": "hipstats.power", "AnalyticPower": "hipstats.power",
+    "power_change_scores": "hipstats.power.analytic", "power_ancova": "hipstats.power.analytic",
+    "AnalyticPower": "hipstats.power.analytic", "power_slope": "hipstats.power.analytic",
+    "power_mmrm": "hipstats.power.analytic", "LongitudinalPower": "hipstats.power.analytic",
+    "TrialDesign": "hipstats.power.design",
+    "simulate_power": "hipstats.power.simulation", "power_curve": "hipstats.power.simulation",
+    "PowerResult": "hipstats.power.simulation", "power_curve_plot": "hipstats.plots.power",
     # reports
     "run_reports": "hipstats.report", "list_notebooks": "hipstats.report",
 }

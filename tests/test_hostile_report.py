@@ -314,9 +314,9 @@ def test_stale_partial_folders_of_dead_runs_are_removed(cohort_dir, nb_dir, tmp_
     (["--only", "reliability", "--param", "form=x"], "'form' must be one of the ICC forms ICC(1,1), ICC1"),
     (["--only", "outcomes", "--param", "confidence=" + "x" * 5000], "more characters"),
 ])
-def test_parameter_ranges_are_checked_before_anything_is_written(tmp_path, capsys, args, message):
+def test_parameter_ranges_are_checked_before_anything_is_written(cohort_dir, tmp_path, capsys, args, message):
     out = tmp_path / "out"
-    assert main(["report", "--out", str(out), "-q", *args]) == 2
+    assert main(["report", str(cohort_dir), "--out", str(out), "-q", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err) < 3000
     assert not out.exists()

@@ -17,7 +17,6 @@ from hipstats.report.export import external_references
 
 from report_helpers import write_cohort
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SET = ["data_quality", "reliability", "pelvis", "outcomes", "screening", "loading_faults"]
 AREAS = {"data_quality": {"Data"}, "reliability": {"R"}, "pelvis": {"H1"}, "outcomes": {"H2"},
          "screening": {"H3"}, "loading_faults": {"H4", "H5"}}
@@ -34,7 +33,7 @@ def run(tmp_path_factory):
 
 
 def test_default_set_is_every_area_notebook():
-    assert [n.name for n in list_notebooks(ROOT / "notebooks") if n.default] == DEFAULT_SET
+    assert [n.name for n in list_notebooks() if n.default] == DEFAULT_SET
 
 
 def test_every_notebook_runs(run):

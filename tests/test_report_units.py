@@ -22,10 +22,10 @@ from hipstats.report.params import (
     resolve_parameters,
     select_notebooks,
 )
-from hipstats.report.runner import check_as_of
+from hipstats.report.runner import check_as_of, run_reports
 
 ROOT = Path(__file__).resolve().parents[1]
-NB_DIR = ROOT / "notebooks"
+NB_DIR = ROOT / "hipstats" / "notebooks"
 DEFAULT_SET = ["data_quality", "reliability", "pelvis", "outcomes", "screening", "loading_faults"]
 
 
@@ -127,10 +127,11 @@ def test_notebook_structure(name, catalogue):
     nb = nbformat.read(info.path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code[0].metadata.get("tags") == ["parameters"], "first code cell must be tagged 'parameters'"
-    # every parameter is typed, and the default source points at the bundled example from notebooks/
+    # every parameter is typed; the source is empty (HIPSTATS_SOURCE or a clear message), never a path
+    # relative to the repository, so a notebook copied or installed elsewhere does not read stray data
     assert all(p.type not in ("None", "") for p in info.parameters.values()), info.parameters
-    assert info.parameters["source"].default == "../data/example"
-    assert (info.path.parent / info.parameters["source"].default / "measurements.csv").is_file()
+    assert info.parameters["source"].default == "" and info.parameters["source"].type == "str"
+    assert info.needs_data
     assert info.parameters["as_of"].type == "str"
     # thin: no definitions or loops in notebooks, short code cells, narrative around them
     for c in code[1:]:
@@ -316,3 +317,41 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
     assert f.area == "H1" and f.estimate is None and "not estimable: only one rater" in f.sentence
     with pytest.raises(ZeroDivisionError):  # other errors are not hidden
         areas.attempt("x", lambda: 1 / 0)
+
+
+# ------------------------------------------------------------------ notebooks ship inside the package
+def test_bundled_notebooks_are_the_default_and_copies_can_be_customised(tmp_path):
+    from hipstats.notebooks import copy_notebooks, notebooks_dir
+    from hipstats.report.params import default_notebooks_dir
+
+    assert default_notebooks_dir() == notebooks_dir() == NB_DIR.resolve()
+    assert {n.name for n in list_notebooks()} >= set(DEFAULT_SET) | {"power"}
+    copied = copy_notebooks(tmp_path)
+    assert sorted(p.stem for p in copied) == sorted(n.name for n in list_notebooks())
+    assert copy_notebooks(tmp_path) == []  # existing copies are kept
+    power = {n.name: n for n in list_notebooks(tmp_path)}["power"]
+    assert not power.needs_data and "source" in power.parameters
+
+
+def test_notebook_source_takes_the_parameter_then_the_environment(monkeypatch):
+    from hipstats.errors import SourceError
+    from hipstats.report.data import SOURCE_ENV, notebook_source
+
+    monkeypatch.delenv(SOURCE_ENV, raising=False)
+    with pytest.raises(SourceError, match="HIPSTATS_SOURCE") as err:
+        notebook_source("")
+    assert "'source' parameter" in str(err.value) and "hipstats report SOURCE" in str(err.value)
+    monkeypatch.setenv(SOURCE_ENV, "/data/cohort")
+    assert notebook_source("") == "/data/cohort"
+    assert notebook_source("elsewhere") == "elsewhere"
+
+
+def test_report_without_source_names_the_ways_to_give_one(monkeypatch, tmp_path):
+    from hipstats.cli import main
+    from hipstats.report.data import SOURCE_ENV
+
+    monkeypatch.delenv(SOURCE_ENV, raising=False)
+    with pytest.raises(ParameterError, match="no SOURCE given.*HIPSTATS_SOURCE"):
+        run_reports(None, tmp_path / "out", only=["data_quality"], progress=False)
+    assert main(["report", "--out", str(tmp_path / "out"), "-q"]) == 2
+    assert not (tmp_path / "out").exists()

@@ -20,14 +20,17 @@ __all__ = ["report_command", "notebooks_command"]
 @click.option("--as-of", "as_of", metavar="DATE", help="Use only data recorded on or before DATE (YYYY-MM-DD).")
 @click.option("--run-id", help="Name of the run folder (default: a timestamp).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Notebooks run in parallel (default: number of cores).")
-@click.option("--notebooks-dir", type=click.Path(file_okay=False, exists=True), help="Folder of report notebooks.")
+@click.option("--notebooks", "--notebooks-dir", "notebooks_dir", type=click.Path(file_okay=False, exists=True),
+              help="Folder of customised report notebooks (hipstats init writes one). Default: the notebooks "
+                   "shipped with hipstats.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Per-cell timeout in seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet):
+@click.option("--pdf", is_flag=True, help="Also write an A4 PDF beside each page (needs headless Chromium).")
+def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet, pdf):
     """Run the report notebooks on SOURCE and write offline HTML reports with an index.
 
-    SOURCE is a folder, file, REDCap export or SQLAlchemy URL (default: the bundled example
-    cohort). Exit codes: 0 all reports ok, 1 a notebook failed or the output is locked by
+    SOURCE is a folder, file, REDCap export or SQLAlchemy URL (default: the environment
+    variable HIPSTATS_SOURCE). Exit codes: 0 all reports ok, 1 a notebook failed or the output is locked by
     another run, 2 bad data or bad parameters (nothing written).
     """
     from rich.console import Console
@@ -36,7 +39,7 @@ def report_command(source, out, only, params, params_file, as_of, run_id, jobs, 
 
     run = run_reports(source, out, only=[o for o in only if o] or None, params=list(params),
                       params_file=params_file, as_of=as_of, run_id=run_id, jobs=jobs,
-                      notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet)
+                      notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet, pdf=pdf)
     console = Console(stderr=False, soft_wrap=True)
     if run.ok:
         console.print(f"[green]{len(run.results)} report(s) written[/green]: {run.index}")
@@ -47,7 +50,9 @@ def report_command(source, out, only, params, params_file, as_of, run_id, jobs, 
 
 
 @click.command("notebooks")
-@click.option("--notebooks-dir", type=click.Path(file_okay=False, exists=True), help="Folder of report notebooks.")
+@click.option("--notebooks", "--notebooks-dir", "notebooks_dir", type=click.Path(file_okay=False, exists=True),
+              help="Folder of customised report notebooks (hipstats init writes one). Default: the notebooks "
+                   "shipped with hipstats.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def notebooks_command(notebooks_dir, fmt):
     """List the report notebooks with their parameters, types and defaults."""

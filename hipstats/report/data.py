@@ -2,7 +2,9 @@
 
 A notebook calls :func:`open_cohort` with its ``source`` and ``as_of`` parameters. Run
 on its own (JupyterLab, plain papermill) that is :func:`hipstats.load_cohort` followed by
-:meth:`hipstats.Cohort.as_of`. Under ``hipstats report`` the runner has already read and
+:meth:`hipstats.Cohort.as_of`; an empty ``source`` takes the ``HIPSTATS_SOURCE``
+environment variable (:func:`notebook_source`), so a notebook opened anywhere finds its data.
+Under ``hipstats report`` the runner has already read and
 validated the source once; it saves that cohort as a snapshot and names it in the
 ``HIPSTATS_REPORT_SNAPSHOT`` environment variable of the notebook kernels. The snapshot
 is used when it was taken from the same source; when an input file no longer has the
@@ -28,9 +30,46 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-__all__ = ["open_cohort", "resolve_source", "write_snapshot", "read_snapshot", "SNAPSHOT_ENV", "validation_report"]
+__all__ = ["open_cohort", "resolve_source", "notebook_source", "write_snapshot", "read_snapshot", "SNAPSHOT_ENV",
+           "SOURCE_ENV", "validation_report"]
 
 SNAPSHOT_ENV = "HIPSTATS_REPORT_SNAPSHOT"
+#: Environment variable naming the cohort when a notebook's ``source`` parameter is empty.
+SOURCE_ENV = "HIPSTATS_SOURCE"
+
+
+def notebook_source(source=None) -> str:
+    """The cohort a notebook reads: its ``source`` parameter, else ``$HIPSTATS_SOURCE``.
+
+    Raises
+    ------
+    hipstats.SourceError
+        When neither is set, with a message saying how to point the notebook at data.
+
+    Examples
+    --------
+    >>> import os
+    >>> notebook_source("data/example")
+    'data/example'
+    >>> os.environ.pop("HIPSTATS_SOURCE", None) and None
+    >>> notebook_source("")
+    Traceback (most recent call last):
+    ...
+    hipstats.errors.SourceError: this notebook has no data source. Set its 'source' parameter ...
+    """
+    s = "" if source is None else str(source).strip()
+    if s:
+        return s
+    env = os.environ.get(SOURCE_ENV, "").strip()
+    if env:
+        return env
+    from hipstats.errors import SourceError  # noqa: PLC0415
+
+    raise SourceError(
+        "this notebook has no data source. Set its 'source' parameter (first code cell) to a cohort "
+        "folder, file, REDCap export or database URL, or set the environment variable "
+        f"{SOURCE_ENV} before starting Jupyter ({SOURCE_ENV}=/path/to/cohort jupyter lab), "
+        "or run it with: hipstats report SOURCE")
 
 
 def resolve_source(source, base=None) -> str:
@@ -95,7 +134,7 @@ def open_cohort(source, as_of: str | None = "", *, base=None):
     ----------
     source : str or path-like
         Cohort source; a relative path is taken relative to ``base`` (default the working
-        folder, which is the notebook's folder in JupyterLab).
+        folder, which is the notebook's folder in JupyterLab). Empty: ``$HIPSTATS_SOURCE``.
     as_of : str, optional
         ISO date; keep what was recorded on or before it ("" or None keeps everything).
 
@@ -109,7 +148,7 @@ def open_cohort(source, as_of: str | None = "", *, base=None):
     """
     from hipstats.cohort import load_cohort  # noqa: PLC0415
 
-    src = resolve_source(source, base)
+    src = resolve_source(notebook_source(source), base)
     snap = read_snapshot(src)
     cohort = snap["cohort"] if snap else load_cohort(src)
     if as_of:
@@ -119,7 +158,7 @@ def open_cohort(source, as_of: str | None = "", *, base=None):
 
 def validation_report(source, *, base=None):
     """The :class:`~hipstats.ValidationReport` of a source (from the run's snapshot when there is one)."""
-    src = resolve_source(source, base)
+    src = resolve_source(notebook_source(source), base)
     snap = read_snapshot(src)
     if snap is not None and snap.get("report") is not None:
         return snap["report"]

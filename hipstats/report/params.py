@@ -172,6 +172,12 @@ class NotebookInfo:
     default: bool = True
     order: int = 100
     cost: float = 1.0  # relative run time, to start long notebooks first (metadata hipstats.cost)
+    data_optional: bool = False  # metadata hipstats.needs_data false: runs without a source (power)
+
+    @property
+    def needs_data(self) -> bool:
+        """True when the notebook reads the cohort (declares ``source`` and does not mark it optional)."""
+        return "source" in self.parameters and not self.data_optional
 
     def to_frame_rows(self) -> list[dict[str, Any]]:
         return [{"notebook": self.name, "parameter": p.name, "type": p.type, "default": p.default,
@@ -179,11 +185,10 @@ class NotebookInfo:
 
 
 def default_notebooks_dir() -> Path:
-    """The project's ``notebooks/`` folder (next to the package, else ``./notebooks``)."""
-    here = Path(__file__).resolve().parents[2] / "notebooks"
-    if here.is_dir():
-        return here
-    return Path.cwd() / "notebooks"
+    """The report notebooks that ship inside the package (:mod:`hipstats.notebooks`)."""
+    from hipstats.notebooks import notebooks_dir  # noqa: PLC0415
+
+    return notebooks_dir()
 
 
 def _inspect(path: Path) -> dict[str, Parameter]:
@@ -246,7 +251,8 @@ def list_notebooks(notebooks_dir=None) -> list[NotebookInfo]:
         title, desc = _title(nb, path.stem)
         default = bool(meta.get("default", path.stem not in OPTIONAL_NOTEBOOKS))
         out.append(NotebookInfo(path.stem, path.resolve(), title, desc, _inspect(path), default,
-                                int(meta.get("order", 100)), float(meta.get("cost", 1.0))))
+                                int(meta.get("order", 100)), float(meta.get("cost", 1.0)),
+                                meta.get("needs_data", True) is False))
     return sorted(out, key=lambda n: (n.order, n.name))
 
 

@@ -48,9 +48,10 @@ from hipstats.errors import ParameterError, ReportError, ValidationError
 from hipstats.report import findings as _findings
 from hipstats.report import kernels as _kernels
 from hipstats.report import publish as _publish
-from hipstats.report.data import SNAPSHOT_ENV, resolve_source, write_snapshot
+from hipstats.report.data import SNAPSHOT_ENV, SOURCE_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
+from hipstats.report.pdf import require_browser, write_pdfs
 from hipstats.report.params import (
     NotebookInfo,
     list_notebooks,
@@ -270,14 +271,14 @@ def _error_page(title: str, message: str) -> str:
 def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any] | list[str] | None = None,
                 params_file=None, as_of=None, run_id: str | None = None, jobs: int | None = None,
                 notebooks_dir=None, timeout: float | None = None, progress: bool = True,
-                console=None) -> RunResult:
+                console=None, pdf: bool = False) -> RunResult:
     """Run the report notebooks on a cohort and write offline HTML, an index and a manifest.
 
     Parameters
     ----------
     source : str or path-like, optional
         Cohort source (folder, file, REDCap export or SQLAlchemy URL). Default: the
-        notebooks' own default (the bundled example cohort).
+        environment variable ``HIPSTATS_SOURCE``; required when a selected notebook reads data.
     out : path-like
         Output folder; the run lands in ``<out>/<run_id>/`` and ``<out>/latest`` points to it.
     only : list of str or str, optional
@@ -294,11 +295,15 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     jobs : int, optional
         Notebooks run at the same time (default ``os.cpu_count()``).
     notebooks_dir : path-like, optional
-        Where the notebooks are (default the project's ``notebooks/``).
+        A folder of customised notebooks (``hipstats init`` writes one); default the notebooks
+        that ship inside the package (:mod:`hipstats.notebooks`).
     timeout : float, optional
         Per-cell execution timeout in seconds (default none).
     progress : bool
         Show a progress display on stderr.
+    pdf : bool
+        Also print every page (and the index) to an A4 PDF beside it with headless Chromium
+        (:mod:`hipstats.report.pdf`); checked before anything runs.
 
     Returns
     -------
@@ -329,12 +334,13 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         given.update(params)
     as_of_s = check_as_of(as_of)
     _publish.check_run_id(run_id)
-    if source is None:
-        default = next((n.parameters["source"].default for n in selected if "source" in n.parameters), None)
-        if default:
-            source = resolve_source(default, nb_dir)
-        elif any("source" in n.parameters for n in selected):
-            raise ParameterError("no SOURCE given and the notebooks declare no default source")
+    browser = require_browser() if pdf else None  # a missing browser is said before anything runs
+    if source in (None, ""):
+        source = os.environ.get(SOURCE_ENV, "").strip() or None
+        if source is None and any(n.needs_data for n in selected):
+            raise ParameterError(f"no SOURCE given: name the cohort (a folder, file, REDCap export or database "
+                                 f"URL), e.g. `hipstats report data/cohort`, or set the environment variable "
+                                 f"{SOURCE_ENV}")
     src = resolve_source(source) if source is not None else ""  # "" : no selected notebook reads data
     per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
@@ -356,7 +362,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         for _ in range(n_workers):
             pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
         result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
-                      timeout, progress, console, started, t_start, snapshot)
+                      timeout, progress, console, started, t_start, snapshot, pdf_browser=browser)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into SystemExit by the command
         if pool is not None:
             _stop_pool_now(pool)
@@ -386,14 +392,14 @@ def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
 
 
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
-         console, started, t_start, snapshot: Path) -> RunResult:
+         console, started, t_start, snapshot: Path, pdf_browser: Path | None = None) -> RunResult:
     # ---- validate the data before anything is written
     from hipstats.cohort import load_cohort  # noqa: PLC0415
     from hipstats.validation import ValidationReport  # noqa: PLC0415
 
     phases: dict[str, float] = {"prepare_s": time.perf_counter() - t_start}
     t_phase = time.perf_counter()
-    needs_data = any("source" in n.parameters for n in selected)
+    needs_data = bool(src) and any("source" in n.parameters for n in selected)
     cohort = report = None
     if needs_data:
         cohort = load_cohort(src)  # raises ValidationError / SourceError
@@ -474,6 +480,8 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
 
         try:
             write_index(tmp / "index.html", manifest, results)
+            if pdf_browser is not None:
+                write_pdfs(tmp, browser=pdf_browser)
             _publish.write_atomic(tmp / "manifest.json", json.dumps(manifest, indent=2, default=str))
         except OSError:
             pass  # reported by _check_complete

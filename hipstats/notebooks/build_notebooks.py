@@ -1,12 +1,13 @@
-"""Write the report notebooks (notebooks/*.ipynb) from the readable sources below.
+"""Write the report notebooks (hipstats/notebooks/*.ipynb) from the readable sources below.
 
 The .ipynb files are generated so that their content stays reviewable as plain Python:
-edit this file, then run ``python notebooks/build_notebooks.py`` (``--check`` exits 1 when
+edit this file, then run ``python hipstats/notebooks/build_notebooks.py`` (``--check`` exits 1 when
 the committed notebooks differ from what this script would write). ``power.ipynb`` is
 not built here (its owner maintains it directly).
 
 Notebook rules: the first code cell is tagged ``parameters`` and declares typed defaults
-that work when the notebook is opened in JupyterLab from this folder; every number comes
+that work wherever the notebook is opened (``source`` empty: the ``HIPSTATS_SOURCE`` environment
+variable, else a clear message saying how to point it at data); every number comes
 from a hipstats function; markdown explains each table and figure in plain words.
 """
 
@@ -21,7 +22,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 PARAMS_COMMON = '''\
-source: str = "../data/example"  # cohort: folder, single file, REDCap export or database URL
+source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
 as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything'''
 
 SETUP = '''\
@@ -397,7 +398,7 @@ def build(check: bool = False) -> int:
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
     if stale:
-        print("out of date: " + ", ".join(stale) + " (run python notebooks/build_notebooks.py)")
+        print("out of date: " + ", ".join(stale) + " (run python hipstats/notebooks/build_notebooks.py)")
         return 1
     return 0
 

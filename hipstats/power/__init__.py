@@ -1,0 +1,61 @@
+"""Power and sample size for planning the next hip-mobility trial.
+
+One design object, :class:`TrialDesign` (:mod:`hipstats.power.design`), describes the planned
+trial and every assumption, and the same object feeds each way of answering:
+
+* :mod:`hipstats.power.analytic`: closed forms for two-arm comparisons at the last visit
+  (:func:`power_change_scores`, :func:`power_ancova`) and for the longitudinal design, as
+  R's longpower (:func:`power_slope`, :func:`power_mmrm`);
+* :mod:`hipstats.power.simulation`: simulation power of the longitudinal mixed model
+  (:func:`simulate_power`, :func:`power_curve`), with joblib or Dask;
+* :mod:`hipstats.power.params`: flat parameters as the ``hipstats power`` command and the
+  power notebook give them (:func:`run_power_from_params`).
+
+Examples
+--------
+>>> from hipstats.power import power_change_scores, TrialDesign, simulate_power
+>>> round(power_change_scores(effect=5, sd=10, n_per_arm=64).power, 3)
+0.801
+>>> design = TrialDesign(arms=("control", "loading"), weeks=(0, 12), n_per_arm=40,
+...                      effects={"control": 0, "loading": 6}, sd_intercept=9,
+...                      sd_slope=0.0, sd_residual=6)
+>>> res = simulate_power(design, test="change", n_sim=200, n_jobs=1)
+>>> 0.5 < res.power < 1
+True
+"""
+
+from hipstats.power.analytic import (
+    AnalyticPower,
+    LongitudinalPower,
+    power_ancova,
+    power_change_scores,
+    power_mmrm,
+    power_slope,
+)
+from hipstats.power.design import TrialDesign
+from hipstats.power.params import run_power_from_params
+from hipstats.power.simulation import PowerResult, power_curve, simulate_power
+
+
+def __getattr__(name: str):
+    if name == "power_curve_plot":  # the figure lives with the other figures
+        from hipstats.plots.power import power_curve_plot
+
+        return power_curve_plot
+    raise AttributeError(f"module 'hipstats.power' has no attribute '{name}'")
+
+
+__all__ = [
+    "AnalyticPower",
+    "power_change_scores",
+    "power_ancova",
+    "power_slope",
+    "power_mmrm",
+    "LongitudinalPower",
+    "TrialDesign",
+    "PowerResult",
+    "simulate_power",
+    "power_curve",
+    "power_curve_plot",
+    "run_power_from_params",
+]
