@@ -137,13 +137,20 @@ def test_hostile_labels_are_escaped_on_every_page(hostile_run):
 
 # ------------------------------------------------------------------------------ the output folder
 @pytest.fixture(scope="module")
-def cohort_dir(tmp_path_factory):
-    return write_cohort(tmp_path_factory.mktemp("cohort"), n=20, seed=5)
+def small(tmp_path_factory):
+    """A 20-participant cohort folder and the quick/broken test notebooks."""
+    base = tmp_path_factory.mktemp("small")
+    return write_cohort(base / "cohort", n=20, seed=5), write_test_notebooks(base / "nbs")
 
 
-@pytest.fixture(scope="module")
-def nb_dir(tmp_path_factory):
-    return write_test_notebooks(tmp_path_factory.mktemp("nbs"))
+@pytest.fixture
+def cohort_dir(small):
+    return small[0]
+
+
+@pytest.fixture
+def nb_dir(small):
+    return small[1]
 
 
 def _report(cohort_dir, nb_dir, out, *extra):
@@ -328,7 +335,7 @@ def test_yaml_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path):
     lines += [f"a{i}: &a{i} [{','.join(['*a%d' % (i - 1)] * 9)}]" for i in range(1, 9)]
     bomb.write_text("\n".join(lines) + "\n")
     assert bomb.stat().st_size < 1000
-    with pytest.raises(ParameterError, match="aliases") as info:
+    with pytest.raises(ParameterError, match="aliases|more than 10,000 values") as info:
         load_params_file(bomb)
     assert len(str(info.value)) < 2100
 

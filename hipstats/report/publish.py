@@ -47,7 +47,7 @@ from pathlib import Path
 from hipstats.errors import ParameterError, ReportError
 
 __all__ = ["check_run_id", "check_pointers", "write_atomic", "publish", "current_run", "clean_stale",
-           "partial_name", "POINTERS"]
+           "partial_name", "pid_alive", "POINTERS"]
 
 #: The pointer names in an output folder (reserved: no run may be called so, in any letter case).
 POINTERS = ("LATEST", "latest", "latest.html")
@@ -219,7 +219,8 @@ def current_run(out) -> str | None:
     return rid if _kind(out / rid) == "folder" else None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id exists (also when it belongs to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -243,7 +244,7 @@ def clean_stale(out) -> list[str]:
         return removed
     for entry in entries:
         m = _PARTIAL.fullmatch(entry.name) or _TMP.fullmatch(entry.name)
-        if not m or int(m.group("pid")) == os.getpid() or _alive(int(m.group("pid"))):
+        if not m or int(m.group("pid")) == os.getpid() or pid_alive(int(m.group("pid"))):
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
