@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 
-from hipstats import schema
+from hipstats.data import schema
 from hipstats.cohort import Cohort, load_cohort
 from hipstats.errors import (
     AnalysisError,
@@ -29,42 +29,43 @@ from hipstats.errors import (
     SourceError,
     ValidationError,
 )
-from hipstats.simulate import SimulationParameters, simulate_cohort
-from hipstats.validation import Problem, ValidationReport, validate
+from hipstats.cohort.simulate import SimulationParameters, simulate_cohort
+from hipstats.data.problems import Problem, ValidationReport
+from hipstats.data.validation import validate
 
 __version__ = "0.1.0"
 
 #: public name -> module that defines it (imported lazily on first attribute access)
 _LAZY: dict[str, str] = {
     # reliability (R)
-    "icc": "hipstats.reliability", "mdc": "hipstats.reliability", "reliability_summary": "hipstats.reliability",
-    "bland_altman": "hipstats.reliability", "BlandAltmanResult": "hipstats.reliability",
-    "cohen_kappa": "hipstats.reliability", "fleiss_kappa": "hipstats.reliability", "ICC_FORMS": "hipstats.reliability",
+    "icc": "hipstats.stats.icc", "mdc": "hipstats.stats.agreement", "reliability_summary": "hipstats.questions.reliability",
+    "bland_altman": "hipstats.stats.agreement", "BlandAltmanResult": "hipstats.stats.agreement",
+    "cohen_kappa": "hipstats.stats.kappa", "fleiss_kappa": "hipstats.stats.kappa", "ICC_FORMS": "hipstats.stats.icc",
     # protocol models (H2)
     "fit_lmm": "hipstats.models.lmm", "LMMResult": "hipstats.models.lmm", "lrt": "hipstats.models.lmm",
     "emmeans": "hipstats.models.emmeans", "emtrends": "hipstats.models.emmeans",
     "contrasts": "hipstats.models.emmeans", "EMMResult": "hipstats.models.emmeans",
     "ancova": "hipstats.models.ancova", "AncovaResult": "hipstats.models.ancova",
-    "hedges_g": "hipstats.models.effect_sizes",
+    "hedges_g": "hipstats.stats.effect_sizes",
     "responders": "hipstats.models.responders", "ResponderResult": "hipstats.models.responders",
-    "h2_analysis": "hipstats.models.h2", "H2Result": "hipstats.models.h2",
+    "h2_analysis": "hipstats.questions.outcomes", "H2Result": "hipstats.questions.outcomes",
     # pelvic positioning (H1)
-    "tilt_class": "hipstats.pelvis", "paired_pelvis_difference": "hipstats.pelvis", "rm_corr": "hipstats.pelvis",
-    "within_between": "hipstats.pelvis", "ir_by_tilt_class": "hipstats.pelvis",
-    "pelvis_analysis": "hipstats.pelvis", "PelvisResult": "hipstats.pelvis",
+    "tilt_class": "hipstats.cohort.views", "paired_pelvis_difference": "hipstats.questions.pelvis", "rm_corr": "hipstats.stats.correlation",
+    "within_between": "hipstats.stats.correlation", "ir_by_tilt_class": "hipstats.questions.pelvis",
+    "pelvis_analysis": "hipstats.questions.pelvis", "PelvisResult": "hipstats.questions.pelvis",
     # screening (H3)
-    "diagnostic_accuracy": "hipstats.screening", "roc": "hipstats.screening", "ROCResult": "hipstats.screening",
-    "roc_test": "hipstats.screening", "youden_cutoff": "hipstats.screening",
-    "reference_condition": "hipstats.screening", "screening_analysis": "hipstats.screening",
-    "ScreeningResult": "hipstats.screening",
+    "diagnostic_accuracy": "hipstats.stats.accuracy", "roc": "hipstats.stats.roc", "ROCResult": "hipstats.stats.roc",
+    "roc_test": "hipstats.stats.roc", "youden_cutoff": "hipstats.stats.roc",
+    "reference_condition": "hipstats.questions.screening", "screening_analysis": "hipstats.questions.screening",
+    "ScreeningResult": "hipstats.questions.screening",
     # loading (H4) and faults (H5)
-    "volume_load": "hipstats.loading", "progression_slopes": "hipstats.loading", "adherence": "hipstats.loading",
-    "progression_compliance": "hipstats.loading", "pain_flags": "hipstats.loading",
-    "dose_response": "hipstats.loading", "loading_analysis": "hipstats.loading", "pooled_rate": "hipstats.loading",
-    "LoadingResult": "hipstats.loading",
-    "fault_rates": "hipstats.faults", "fault_trend": "hipstats.faults",
-    "fault_outcome_association": "hipstats.faults", "faults_analysis": "hipstats.faults",
-    "FaultsResult": "hipstats.faults",
+    "volume_load": "hipstats.questions.loading", "progression_slopes": "hipstats.questions.loading", "adherence": "hipstats.questions.loading",
+    "progression_compliance": "hipstats.questions.loading", "pain_flags": "hipstats.questions.loading",
+    "dose_response": "hipstats.questions.loading", "loading_analysis": "hipstats.questions.loading", "pooled_rate": "hipstats.stats.rates",
+    "LoadingResult": "hipstats.questions.loading",
+    "fault_rates": "hipstats.questions.faults", "fault_trend": "hipstats.questions.faults",
+    "fault_outcome_association": "hipstats.questions.faults", "faults_analysis": "hipstats.questions.faults",
+    "FaultsResult": "hipstats.questions.faults",
     # trial planning
     "power_change_scores": "hipstats.power.analytic", "power_ancova": "hipstats.power.analytic",
     "AnalyticPower": "hipstats.power.analytic", "power_slope": "hipstats.power.analytic",
@@ -75,8 +76,7 @@ _LAZY: dict[str, str] = {
     # reports
     "run_reports": "hipstats.report", "list_notebooks": "hipstats.report",
 }
-_SUBMODULES = {"reliability", "models", "pelvis", "screening", "loading", "faults", "power", "plots", "report",
-               "io", "normalize", "cohort", "simulate", "validation", "cli"}
+_SUBMODULES = {"data", "cohort", "stats", "models", "power", "questions", "plots", "report", "cli"}
 
 
 def __getattr__(name: str):

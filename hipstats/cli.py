@@ -93,7 +93,7 @@ def validate(source: str, arms: str | None, fmt: str, max_rows: int) -> None:
 
     Exits 0 when the data are clean and 2 when there are problems. Nothing is written.
     """
-    from hipstats.validation import validate as _validate
+    from hipstats.data.validation import validate as _validate
 
     report = _validate(source, arms=arms.split(",") if arms else None)
     print_report(report, fmt=fmt, max_rows=max_rows or None)
@@ -112,7 +112,7 @@ def validate(source: str, arms: str | None, fmt: str, max_rows: int) -> None:
 @click.option("--force", is_flag=True, help="Replace existing table files.")
 def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, force) -> None:
     """Write a synthetic cohort with known truth (measurements, participants, sessions) to OUT."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     try:
         week_list = [float(w) for w in weeks.split(",")]

@@ -37,7 +37,7 @@ class ValidationError(HipstatsError):
 
     Attributes
     ----------
-    report : hipstats.validation.ValidationReport
+    report : hipstats.data.problems.ValidationReport
         Every problem found, each with table, file, row, column, value, rule and message.
     """
 
@@ -71,3 +71,16 @@ class ConvergenceWarning(UserWarning):
 
 class SingularFitWarning(UserWarning):
     """A mixed model's random-effects covariance is on the boundary (singular fit)."""
+
+
+def check_columns(df, columns, what: str) -> None:
+    """Raise :class:`AnalysisError` naming the missing ones when ``df`` lacks any of ``columns``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_columns(pd.DataFrame({"a": [1]}), ["a"], "a table")
+    """
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise AnalysisError(f"{what} needs column(s) {missing}; the data have {list(df.columns)}")

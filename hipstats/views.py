@@ -684,10 +684,10 @@ def retest_pairs(data, measure: str = "hip_ir_deg", *, pelvis: str | None = "fre
 def training_log(data, participants: pd.DataFrame | None = None) -> pd.DataFrame:
     """The training log with the derived columns every H4/H5 analysis uses (prepared once).
 
-    See :func:`hipstats.loading.prepare_sessions`, which this view delegates to: ``arm``,
+    See :func:`hipstats.cohort.views.prepare_sessions`, which this view delegates to: ``arm``,
     ``completed``, ``load_kg``, ``week``, ``protocol_week``, ``session_order``,
     ``fault_list``, ``any_fault``, ``n_faults``.
     """
-    from hipstats.loading import prepare_sessions  # noqa: PLC0415 - moves into this module with 11a's floors
+    from hipstats.cohort.views import prepare_sessions  # noqa: PLC0415 - moves into this module with 11a's floors
 
     return prepare_sessions(data, participants)

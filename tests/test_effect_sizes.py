@@ -1,4 +1,4 @@
-"""Tests of Hedges' g (hipstats.models.effect_sizes) and responder analysis (responders).
+"""Tests of Hedges' g (hipstats.stats.effect_sizes) and responder analysis (responders).
 
 References: R (tests/fixtures/emmeans/make_fixtures.R codes g, J, the noncentral-t and the
 normal CIs from their formulas with pt()/uniroot(); Wilson CIs from prop.test(correct=FALSE);
@@ -18,7 +18,7 @@ import pytest
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from hipstats.errors import AnalysisError
-from hipstats.models.effect_sizes import hedges_g, hedges_j
+from hipstats.stats.effect_sizes import hedges_g, hedges_j
 from hipstats.models.responders import newcombe_diff_ci, responders, wilson_ci
 
 FIX = Path(__file__).parent / "fixtures" / "emmeans"

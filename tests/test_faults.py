@@ -1,4 +1,4 @@
-"""Tests for hipstats.faults (H5) and the fault-rate figure.
+"""Tests for hipstats.questions.faults (H5) and the fault-rate figure.
 
 References used:
 * hand-counted fault tables of a typed-in log; Wilson interval typed from its formula;
@@ -23,12 +23,7 @@ import pytest  # noqa: E402
 from scipy import optimize, stats  # noqa: E402
 
 from hipstats.errors import AnalysisError  # noqa: E402
-from hipstats.faults import (  # noqa: E402
-    fault_outcome_association,
-    fault_rates,
-    fault_trend,
-    faults_analysis,
-)
+from hipstats.questions.faults import fault_outcome_association, fault_rates, fault_trend, faults_analysis
 
 LOG = pd.DataFrame({
     "participant_id": ["a", "a", "a", "a", "b", "b", "b", "b"],
@@ -217,7 +212,7 @@ def test_faults_analysis_on_simulated_cohort():
     from matplotlib.figure import Figure
 
     from hipstats.plots.loading import fault_rate_plot
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     c = simulate_cohort(n_participants=120, seed=11)
     t = c.truth
@@ -232,8 +227,9 @@ def test_faults_analysis_on_simulated_cohort():
     assert "H5" in res._repr_html_()
     assert set(res.weekly["protocol_week"]) == set(range(12))  # whole weeks 0..11
     by_week = fault_rates(c, by=("week",))
-    for fig in (res.plot(), fault_rate_plot(c, fault="pelvic_tilt_loss"), fault_rate_plot(c.sessions),
-                fault_rate_plot(by_week)):
+    weekly = fault_rates(c, by=("arm", "protocol_week"))
+    for fig in (res.plot(), fault_rate_plot(weekly, fault="pelvic_tilt_loss"),
+                fault_rate_plot(fault_rates(c.sessions, by=("protocol_week",))), fault_rate_plot(by_week)):
         assert isinstance(fig, Figure)
         assert "(%)" in fig.axes[0].get_ylabel() and "week" in fig.axes[0].get_xlabel().lower()
         plt.close(fig)
@@ -241,6 +237,8 @@ def test_faults_analysis_on_simulated_cohort():
         fault_rate_plot(res.weekly, fault="back_knee_lean")
     with pytest.raises(AnalysisError, match="by week"):
         fault_rate_plot(res.rates)
+    with pytest.raises(AnalysisError, match="draws a table of fault_rates"):
+        fault_rate_plot(c)
 
 
 def _clustered_log(n_people: int, rows_each: int, sd_logit: float, rng) -> pd.DataFrame:
@@ -275,7 +273,7 @@ def test_faults_analysis_tiny_cohort_records_what_cannot_be_estimated():
     """6 simulated participants: too few for the adjusted outcome association; the rates and
     trend are still estimated, the association is None with its reason in notes and in a
     "not estimable" summary row."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     res = faults_analysis(simulate_cohort(6, seed=1))
     assert res.association is None
@@ -289,7 +287,7 @@ def test_faults_analysis_tiny_cohort_records_what_cannot_be_estimated():
 def test_faults_analysis_without_any_fault_keeps_rates():
     """No completed row shows a fault: the GEE trends cannot be fitted (None, with reasons);
     the rates (all 0) are still reported."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     c = simulate_cohort(20, seed=2)
     log = c.sessions.assign(faults="")
@@ -304,7 +302,7 @@ def test_faults_analysis_without_any_fault_keeps_rates():
 
 def test_faults_analysis_parts_equal_separate_calls():
     """faults_analysis reuses one prepared log; its parts equal the separate calls."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     c = simulate_cohort(40, seed=4)
     res = faults_analysis(c)

@@ -1,6 +1,6 @@
-"""Tests of hipstats.models.h2.h2_analysis on simulated cohorts with known truth.
+"""Tests of hipstats.questions.outcomes.h2_analysis on simulated cohorts with known truth.
 
-Truth (hipstats.simulate): arm effect on IR at week t is gain * (1 - exp(-t / tau)) scaled by
+Truth (hipstats.cohort.simulate): arm effect on IR at week t is gain * (1 - exp(-t / tau)) scaled by
 each participant's adherence / adherence_mean, so the expected difference in change from
 baseline to week 12 (arm minus control) is gain * (1 - e^{-12/tau}) * mean(adherence in arm) /
 adherence_mean (minus the same for control, whose gain is 0). Recovery criterion: the 99 % CI
@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from hipstats.errors import AnalysisError, SingularFitWarning
-from hipstats.models.h2 import H2Result, h2_analysis
-from hipstats.simulate import simulate_cohort
+from hipstats.questions.outcomes import h2_analysis, H2Result
+from hipstats.cohort.simulate import simulate_cohort
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_internal_consistency(res_ir):
 def test_participant_level_pieces(cohort, res_ir):
     pc = res_ir.participant_change.dropna(subset=["change"])
     # responders: counts recomputed by hand; the default MDC comes from the cohort's retest data
-    from hipstats.reliability import reliability_summary
+    from hipstats.questions.reliability import reliability_summary
 
     rs = reliability_summary(cohort, measures=["hip_ir_deg"], designs=["session-to-session"])
     assert res_ir.mdc == pytest.approx(float(rs.loc[rs.pelvis == "free", "mdc95"].iloc[0]), rel=1e-12)

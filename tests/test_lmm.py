@@ -156,13 +156,12 @@ def test_variance_components_and_loglik_match_lme4(name, method):
 
 
 def test_theta_matches_lme4_order_aside():
-    """theta is lme4's relative covariance factor (same column-major order without nesting)."""
+    """theta is lme4's relative covariance factor, in lme4's term order (the nested
+    participant:side term, with more levels, first)."""
     res = fit("sleepstudy")
     np.testing.assert_allclose(res.theta, REF["sleepstudy"]["reml"]["theta"], rtol=VC_RTOL)
-    # with nesting lme4 puts the participant:side term first; ours puts it last
     rb = fit("cohort_b")
-    tb = REF["cohort_b"]["reml"]["theta"]
-    np.testing.assert_allclose(rb.theta, tb[1:] + tb[:1], rtol=2 * VC_RTOL)
+    np.testing.assert_allclose(rb.theta, REF["cohort_b"]["reml"]["theta"], rtol=2 * VC_RTOL)
 
 
 # Satterthwaite df: lmerTest differentiates numerically in the unscaled (theta, sigma) with
@@ -201,7 +200,7 @@ def test_satterthwaite_hessian_reused_or_own_agree(name):
     # to 1e-4 relative (observed < 1e-5), far inside DF_RTOL.
     res = fit(name)
     assert res.fit_info["hessian"] is not None
-    own = LMMResult(res._spec, res._prob, res.theta, reml=True, converged=res.converged,
+    own = LMMResult(res._spec, res._prob, res._theta_engine, reml=True, converged=res.converged,
                     info={**res.fit_info, "hessian": None})
     eye = np.eye(len(res.fe_params))
     np.testing.assert_allclose(own.df_satterthwaite(eye), res.df_satterthwaite(eye), rtol=1e-4)
@@ -215,27 +214,29 @@ def test_fit_from_arrays_equals_fit_lmm():
 
     res = fit("sleepstudy")
     sp = res._spec
-    kw = dict(exog_names=sp.exog_names, re_names=sp.re_names)
-    arr = _fit_arrays(sp.X, sp.y, sp.Z, sp.group_labels[sp.codes], **kw)
+    term = sp.terms[0]
+    Z, codes = term.Xt, term.codes
+    kw = dict(exog_names=sp.exog_names, re_names=term.names)
+    arr = _fit_arrays(sp.X, sp.y, Z, np.asarray(term.levels)[codes], **kw)
     np.testing.assert_allclose(arr.fe_params, res.fe_params, rtol=1e-12)
     np.testing.assert_allclose(arr.llf, res.llf, rtol=1e-12)
     eye = np.eye(len(res.fe_params))
     np.testing.assert_allclose(arr.df_satterthwaite(eye), res.df_satterthwaite(eye), rtol=1e-9)
-    warm = _fit_arrays(sp.X, sp.y, sp.Z, sp.codes, theta0=[2.0, 0.0, 0.0], **kw)
+    warm = _fit_arrays(sp.X, sp.y, Z, codes, theta0=[2.0, 0.0, 0.0], **kw)
     np.testing.assert_allclose(warm.theta, res.theta, rtol=VC_RTOL)
     np.testing.assert_allclose(warm.fe_params, res.fe_params, rtol=FE_RTOL)
     assert warm.converged and arr.ngroups == 18
     with pytest.raises(AnalysisError, match="design arrays"):
         arr.predict()
     with pytest.raises(AnalysisError, match="equal rows"):
-        _fit_arrays(sp.X[:-1], sp.y, sp.Z, sp.codes, **kw)
+        _fit_arrays(sp.X[:-1], sp.y, Z, codes, **kw)
     y = sp.y.copy()
     y[3] = np.nan
     with pytest.raises(AnalysisError, match="finite"):
-        _fit_arrays(sp.X, y, sp.Z, sp.codes, **kw)
+        _fit_arrays(sp.X, y, Z, codes, **kw)
     with pytest.raises(AnalysisError, match="rank deficient"):
-        _fit_arrays(np.column_stack([sp.X, sp.X[:, 1]]), sp.y, sp.Z, sp.codes,
-                    exog_names=[*sp.exog_names, "copy"], re_names=sp.re_names)
+        _fit_arrays(np.column_stack([sp.X, sp.X[:, 1]]), sp.y, Z, codes,
+                    exog_names=[*sp.exog_names, "copy"], re_names=term.names)
 
 
 def test_summary_p_values_and_ci_follow_t_with_satterthwaite_df():
@@ -277,17 +278,21 @@ def test_predict_newdata_unknown_participant_gets_population_prediction():
         res.predict(new.drop(columns="Subject"))
 
 
-def test_nested_blups_absent_side_is_nan_and_predictions_add_it():
+def test_nested_blups_per_factor_and_predictions_add_them():
     res = fit("cohort_b")
-    re_ = res.random_effects
-    assert list(re_.columns) == ["Intercept", "week", "side[left]", "side[right]"]
-    # five participants were never measured on the right side
-    assert re_["side[right]"].isna().sum() == 5 and re_["side[left]"].notna().all()
+    re_ = res.ranef()
+    assert list(re_) == ["participant_id:side", "participant_id"]      # lme4's order
+    pid_re, side_re = re_["participant_id"], re_["participant_id:side"]
+    assert list(pid_re.columns) == ["Intercept", "week"] and len(pid_re) == 150
+    # five participants were never measured on the right side: no level, as in lme4
+    assert len(side_re) == 2 * 150 - 5
+    with pytest.raises(AnalysisError, match="ranef"):
+        res.random_effects
     d = res.data
     row = d.iloc[[0]]
     pid, side, week = row["participant_id"].iloc[0], row["side"].iloc[0], row["week"].iloc[0]
-    expected = (res.predict(row, random=False).iloc[0] + re_.loc[pid, "Intercept"]
-                + week * re_.loc[pid, "week"] + re_.loc[pid, f"side[{side}]"])
+    expected = (res.predict(row, random=False).iloc[0] + pid_re.loc[pid, "Intercept"]
+                + week * pid_re.loc[pid, "week"] + side_re.loc[f"{pid}:{side}", "Intercept"])
     np.testing.assert_allclose(res.predict(row).iloc[0], expected)
     # conditional residuals are small relative to the marginal ones
     assert res.resid.std() < (d["value"] - res.predict(random=False)).std() / 2
@@ -552,7 +557,7 @@ def test_rows_with_missing_values_are_dropped_consistently():
 
 def test_errors_name_the_problem():
     d = _sleep()
-    with pytest.raises(AnalysisError, match="groups column 'nope'"):
+    with pytest.raises(AnalysisError, match="grouping column 'nope'"):
         fit_lmm("Reaction ~ Days", d, "nope")
     d["Days2"] = 2 * d["Days"]
     with pytest.raises(AnalysisError, match="rank deficient.*Days2"):
@@ -615,7 +620,7 @@ def test_design_from_distinct_rows_equals_patsy(formula):
     d = _cohort("cohort_b").dropna().reset_index(drop=True)
     extra = np.linspace(0, 1, len(d))  # noqa: F841 - referenced by the formula
     env = patsy.EvalEnvironment.capture(0)
-    spec = _Spec(formula, d, "participant_id", "1 + week", "side", env)
+    spec = _Spec(formula + " + (1 + week | participant_id) + (1 | participant_id:side)", d, env)
     y, X = patsy.dmatrices(formula, d, eval_env=env, return_type="dataframe")
     assert spec.exog_names == list(X.columns)
     np.testing.assert_array_equal(spec.X, X.to_numpy())

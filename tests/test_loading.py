@@ -1,4 +1,4 @@
-"""Tests for hipstats.loading (H4) and the load figures.
+"""Tests for hipstats.questions.loading (H4) and the load figures.
 
 References used:
 * hand-computed volume-load, adherence, pain and compliance tables for small typed-in logs;
@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from hipstats.errors import AnalysisError  # noqa: E402
-from hipstats.loading import (  # noqa: E402
+from hipstats.questions.loading import (
     adherence,
     dose_response,
     loading_analysis,
@@ -313,7 +313,7 @@ def test_dose_response_needs_volume_variation_within_arm():
 # ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sim():
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     return simulate_cohort(n_participants=150, seed=7)
 
@@ -374,8 +374,8 @@ def test_loading_analysis_one_call_and_figures(sim):
     assert {"mean_adherence", "mean_slope_kg_per_week", "violation_rate", "pain_flag_rate"} <= set(s)
     assert res.dose_response is not None and "volume_load_per_1000kg" in set(res.dose_response["term"])
     assert "H4" in res._repr_html_()
-    for fig in (res.plot(), res.plot(kind="compliance"), load_progression_plot(sim),
-                compliance_heatmap(sim, max_participants=None)):
+    for fig in (res.plot(), res.plot(kind="compliance"), load_progression_plot(volume_load(sim, level="arm_week")),
+                compliance_heatmap(progression_compliance(sim), max_participants=None)):
         assert isinstance(fig, Figure)
         ax = fig.axes[0]
         assert "week" in ax.get_xlabel().lower()
@@ -416,7 +416,7 @@ def test_pooled_rate_coverage_clustered():
     (rows as independent) under-covers badly; the cluster CI covers at about 95%.
     Band: 0.92-0.98 for the cluster CI (binomial SE of a coverage over 400 datasets ~0.011),
     Wilson below 0.80. All datasets go through one vectorised pooled_rate call (by=dataset)."""
-    from hipstats.loading import pooled_rate
+    from hipstats.stats.rates import pooled_rate
 
     rng = np.random.default_rng(2024)
     n_sets, g, mu, sd = 400, 30, np.log(0.25 / 0.75), 1.0
@@ -440,11 +440,11 @@ def test_pooled_rate_coverage_clustered():
 def test_pooled_rate_edges():
     """Hand-checked edge cases: all-zero counts use Wilson with G participants as n; with no
     between-participant spread the CI is never narrower than Wilson on the rows."""
-    from hipstats.loading import _wilson, pooled_rate
+    from hipstats.stats.rates import pooled_rate, wilson_interval
 
     zero = pd.DataFrame({"participant_id": list("abcd"), "k": 0, "n": 10})
     r = pooled_rate(zero, "k", "n").iloc[0]
-    lo, hi = _wilson(0, 4, 0.05)
+    lo, hi = wilson_interval(0, 4, 0.05)
     assert r["rate"] == 0 and r["rate_ci_low"] == pytest.approx(float(lo), abs=1e-12)
     assert r["rate_ci_high"] == pytest.approx(float(hi), abs=1e-12)
     same = pd.DataFrame({"participant_id": list("abcd"), "k": 5, "n": 10})
@@ -455,9 +455,9 @@ def test_pooled_rate_edges():
 
 def test_arm_rates_use_cluster_ci(sim):
     """Pooled arm rows (violation rate, pain-flag rate, adherence) carry the cluster CI under
-    the old column names and Wilson under *_wilson; both equal pooled_rate on the
+    the old column names and Wilson under *wilson_interval; both equal pooled_rate on the
     per-participant table."""
-    from hipstats.loading import pooled_rate
+    from hipstats.stats.rates import pooled_rate
 
     comp = progression_compliance(sim)
     ref = pooled_rate(comp.by_participant, "violations", "flagged", by=["arm"], name="violation_rate")
@@ -479,7 +479,7 @@ def test_arm_rates_use_cluster_ci(sim):
 def test_group_slopes_equal_per_group_ols_with_ties_and_degenerate_groups():
     """Closed-form per-group slopes/SEs = one numpy least-squares fit per group (tol 1e-10);
     groups with < 3 rows or constant x are NaN."""
-    from hipstats.loading import _group_ols_slopes
+    from hipstats.questions.loading import _group_ols_slopes
 
     rng = np.random.default_rng(3)
     sizes = rng.integers(1, 30, 200)
@@ -526,13 +526,13 @@ def test_progression_slopes_match_linregress_on_simulated_cohort(sim):
 
 
 def test_fault_lists_parsed_once_per_string_equal_row_by_row():
-    from hipstats.loading import _faults_list, prepare_sessions
+    from hipstats.cohort.views import faults_list, prepare_sessions
 
     faults = ["a;b", "", None, np.nan, " a ; ;nan", "b", "a;b", "nan"] * 5
     log = pd.DataFrame({"participant_id": "p1", "week": np.arange(40) / 2, "exercise": "x",
                         "sets": 1, "reps": 5, "faults": faults})
     s = prepare_sessions(log)
-    by_row = [_faults_list(v) for v in s["faults"]]
+    by_row = [faults_list(v) for v in s["faults"]]
     assert s["fault_list"].tolist() == by_row
     assert s["n_faults"].tolist() == [len(v) for v in by_row]
     assert s["any_fault"].tolist() == [len(v) > 0 for v in by_row]
@@ -541,7 +541,7 @@ def test_fault_lists_parsed_once_per_string_equal_row_by_row():
 def test_loading_analysis_parts_equal_separate_calls(sim):
     """The prepared log reused by loading_analysis gives exactly the separate calls' tables,
     and the cohort's own sessions table is left untouched."""
-    from hipstats.loading import _prepared_source, prepare_sessions
+    from hipstats.cohort.views import prepare_sessions, prepared_source
 
     before = sim.sessions.copy()
     res = loading_analysis(sim)
@@ -554,7 +554,7 @@ def test_loading_analysis_parts_equal_separate_calls(sim):
     pd.testing.assert_frame_equal(res.compliance.transitions,
                                   progression_compliance(sim).transitions)
     pd.testing.assert_frame_equal(res.dose_response, dose_response(sim))
-    src = _prepared_source(sim)
+    src = prepared_source(sim)
     a, b = prepare_sessions(src), prepare_sessions(src)
     assert a is not b and a is not src.sessions  # copies: callers may add columns
     pd.testing.assert_frame_equal(a, prepare_sessions(sim))
@@ -563,7 +563,7 @@ def test_loading_analysis_parts_equal_separate_calls(sim):
 def test_loading_analysis_tiny_cohort_records_what_cannot_be_estimated():
     """6 participants: the dose-response cannot separate volume from arm; the rest is still
     estimated, the part is None with its reason in notes and a summary row."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     res = loading_analysis(simulate_cohort(6, seed=1))
     assert res.dose_response is None

@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hipstats import schema
-from hipstats.normalize import (
+from hipstats.data import schema
+from hipstats.data.normalize import (
     is_missing,
     normalise_bool,
     normalise_category,

@@ -1,4 +1,4 @@
-"""Tests for hipstats.pelvis (H1) and its figures.
+"""Tests for hipstats.questions.pelvis, hipstats.stats.correlation (H1) and its figures.
 
 References used:
 * Bland & Altman (1995) pH/PaCO2 data: the published repeated-measures correlation
@@ -26,15 +26,14 @@ import pytest  # noqa: E402
 from scipy import special, stats  # noqa: E402
 
 from hipstats.errors import AnalysisError  # noqa: E402
-from hipstats.pelvis import (  # noqa: E402
+from hipstats.cohort.views import tilt_class
+from hipstats.questions.pelvis import (
+    ir_by_tilt_class,
     paired_pelvis_difference,
     pelvis_analysis,
     pelvis_frame,
-    ir_by_tilt_class,
-    rm_corr,
-    tilt_class,
-    within_between,
 )
+from hipstats.stats.correlation import rm_corr, within_between
 
 FIX = Path(__file__).parent / "fixtures" / "pelvis"
 REF = json.loads((FIX / "reference.json").read_text())
@@ -345,7 +344,7 @@ def test_corrected_slope_draws_reproduce_reml_fit():
     variance components are the REML estimates (fit_lmm, to 1e-8) and the reliability ratios
     those of the data (1e-12); with a covariate too. The error-variance draws
     (x_error_df given) widen the corrected within CI when df is small."""
-    from hipstats.pelvis import _corrected_slope_draws
+    from hipstats.stats.correlation import _corrected_slope_draws
 
     pf = make_frame(n=40, seed=8)
     pf["tilt"] += np.random.default_rng(1).normal(0, 1.5, len(pf))
@@ -474,15 +473,15 @@ def test_pelvis_figures_render(meas):
     from hipstats.plots.pelvis import ir_vs_tilt_plot, paired_pelvis_plot
 
     res = pelvis_analysis(meas)
-    for fig in (res.plot(), res.plot(kind="paired"), ir_vs_tilt_plot(meas),
-                paired_pelvis_plot(meas, kind="difference")):
+    for fig in (res.plot(), res.plot(kind="paired"), ir_vs_tilt_plot(res),
+                paired_pelvis_plot(res, kind="difference")):
         assert isinstance(fig, Figure)
         ax = fig.axes[0]
         assert "deg" in ax.get_xlabel() + ax.get_ylabel()
         plt.close(fig)
     with pytest.raises(AnalysisError):
         res.plot(kind="nope")
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     sim = pelvis_analysis(simulate_cohort(n_participants=40, seed=8, sessions=False))
     for kind in ("tilt", "paired"):
@@ -495,7 +494,7 @@ def test_pelvis_figures_render(meas):
 # the package's simulated cohort (hs.simulate_cohort) as the truth
 # ----------------------------------------------------------------------------------------
 def test_tilt_error_variance_from_trials():
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     c = simulate_cohort(n_participants=150, seed=4, sessions=False)
     pf = pelvis_frame(c)
@@ -511,7 +510,7 @@ def test_simulated_cohort_truth_recovered_at_nominal_rate():
     slope (truth tilt_mask_ir = -0.3), the corrected between slope (0.25 - 0.3 = -0.05) and the
     neutral-minus-own-posture difference (0.3 x tilt_mean = 3 deg) each cover the truth in
     >= 10 of 12 (expect 11.4; P(fail) < 2 %)."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     hits = {"within": 0, "between": 0, "paired": 0}
     for seed in range(12):
@@ -562,7 +561,7 @@ def test_within_between_with_covariate(meas):
 
 
 def test_pelvis_frame_rater_and_visit_selection():
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     c = simulate_cohort(n_participants=40, seed=2, sessions=False)
     pf = pelvis_frame(c)  # primary rater R1, scheduled visits

@@ -434,7 +434,7 @@ def test_run_power_from_params():
 
 def test_from_cohort_uses_pilot_fit_and_observed_dropout():
     from hipstats.models.lmm import fit_lmm
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     pilot = simulate_cohort(n_participants=90, seed=1)
     gains = {"control": 0, "stretching": 2, "loading": 7}

@@ -1,4 +1,4 @@
-"""Tests of hipstats.reliability against published examples, R fixtures and simulation truth.
+"""Tests of hipstats.stats.icc/agreement/kappa and hipstats.questions.reliability against published examples, R fixtures and simulation truth.
 
 References used (tolerances stated in each test):
 * Shrout & Fleiss (1979), Table 2 data (6 targets x 4 judges) and the published coefficients.
@@ -25,18 +25,10 @@ import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from hipstats.errors import AnalysisError  # noqa: E402
-from hipstats.reliability import (  # noqa: E402
-    BlandAltmanResult,
-    _anova_mean_squares,
-    _icc_forms,
-    bland_altman,
-    cohen_kappa,
-    fleiss_kappa,
-    icc,
-    mdc,
-    reliability_summary,
-    sem,
-)
+from hipstats.questions.reliability import reliability_summary
+from hipstats.stats.agreement import bland_altman, BlandAltmanResult, mdc, sem
+from hipstats.stats.icc import _anova_mean_squares, _icc_forms, icc
+from hipstats.stats.kappa import cohen_kappa, fleiss_kappa
 
 FIX = Path(__file__).parent / "fixtures" / "reliability"
 SF = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9],
@@ -377,7 +369,7 @@ def test_reliability_summary_on_simulated_cohort():
     rater-to-rater and test-retest designs present for the reliability subset, and the
     trial-to-trial SEM of hip IR recovers truth["ir_sd_trial"] (within 0.2 deg, about 3 SE with
     ~600 participant-side-visits)."""
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     cohort = simulate_cohort(n_participants=60, seed=1)
     out = reliability_summary(cohort)
@@ -507,7 +499,7 @@ def test_bland_altman_plot_from_data():
     from hipstats.plots.reliability import bland_altman_plot
 
     data = pd.read_csv(FIX / "ba_sim_varying.csv")
-    fig = bland_altman_plot(data, x="x", y="y", subject="subject", unit="deg")
+    fig = bland_altman_plot(bland_altman(data, x="x", y="y", subject="subject"), unit="deg")
     ax = fig.axes[0]
     assert "deg" in ax.get_ylabel()
     assert len(ax.collections[0].get_offsets()) == len(data)
@@ -671,7 +663,7 @@ def test_cluster_bootstrap_icc_covers_while_naive_f_undercovers():
     participant F 0.91, bootstrap 0.94). Bands: bootstrap 0.89-0.99 (binomial SE over 200
     sets ~0.015), F below 0.88 and at least 0.06 below the bootstrap. The SEM (sqrt MSW) CI
     covers sd_e = 4 likewise (0.89-0.99)."""
-    from hipstats.reliability import _cluster_bootstrap_icc
+    from hipstats.stats.icc import cluster_bootstrap_icc
 
     rng = np.random.default_rng(7)
     y, pid, icc_true = _two_side_sets(rng, 200, 30, per=4)
@@ -681,7 +673,7 @@ def test_cluster_bootstrap_icc_covers_while_naive_f_undercovers():
                       df_c=k - 1, df_e=(n - 1) * (k - 1), df_w=n * (k - 1), confidence=0.95, r0=0)
     f = next(r for r in rows if r["form"] == "ICC(A,1)")
     cover_f = np.mean((f["ci_low"] <= icc_true) & (icc_true <= f["ci_high"]))
-    boot = np.array([_cluster_bootstrap_icc(y[i], pid, "ICC(A,1)", n_boot=200, seed=i)
+    boot = np.array([cluster_bootstrap_icc(y[i], pid, "ICC(A,1)", n_boot=200, seed=i)
                      for i in range(len(y))])
     assert (boot[:, 4] >= 180).all()
     cover_b = np.mean((boot[:, 0] <= icc_true) & (icc_true <= boot[:, 1]))
@@ -696,7 +688,7 @@ def test_reliability_summary_reports_cluster_and_f_cis():
     ci_low/ci_high are the bootstrap CI (same seed -> same numbers as
     the helper on the participant-side matrix), ci_low_f/ci_high_f equal icc()'s F CI
     (1e-12), MDC CI = 1.96 sqrt 2 x SEM CI, and ci="f" restores the F CI."""
-    from hipstats.reliability import _cluster_bootstrap_icc
+    from hipstats.stats.icc import cluster_bootstrap_icc
 
     y, pid, _ = _two_side_sets(np.random.default_rng(3), 1, 25)
     long = pd.DataFrame([dict(participant_id=f"P{pid[t]:02d}", side=("left", "right")[t % 2],
@@ -708,7 +700,7 @@ def test_reliability_summary_reports_cluster_and_f_cis():
         "measure", "design", "n_participants", "n"]
     ref = icc(long, ["participant_id", "side"], "visit", "value").set_index("form").loc["ICC(A,1)"]
     assert [out["ci_low_f"], out["ci_high_f"]] == pytest.approx([ref["ci_low"], ref["ci_high"]], abs=1e-12)
-    b = _cluster_bootstrap_icc(y[0], pid, "ICC(A,1)", n_boot=500, seed=5)
+    b = cluster_bootstrap_icc(y[0], pid, "ICC(A,1)", n_boot=500, seed=5)
     assert [out["ci_low"], out["ci_high"], out["sem_ci_low"], out["sem_ci_high"]] == pytest.approx(
         list(b[:4]), abs=1e-12)
     assert out["ci_method"] == "participant-cluster bootstrap (500 draws)"
@@ -724,7 +716,7 @@ def test_reliability_summary_reports_cluster_and_f_cis():
 def test_codes_of_several_columns_match_sorted_groups():
     """Factorised multi-column codes: code i labels the i-th key in sorted order, and every
     row's code points at its own key (reference: sorted drop_duplicates of the keys)."""
-    from hipstats.reliability import _codes
+    from hipstats.stats.icc import _codes
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"participant_id": rng.choice(["p3", "p1", "p2", "p10"], 300),

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from hipstats import schema
+from hipstats.data import schema
 
 
 def test_data_dictionary_is_up_to_date():
     doc = Path(__file__).parents[1] / "docs" / "data_dictionary.md"
     assert doc.read_text(encoding="utf-8") == schema.data_dictionary_markdown(), \
-        "regenerate with: python -m hipstats.schema > docs/data_dictionary.md"
+        "regenerate with: python -m hipstats.data.schema > docs/data_dictionary.md"
 
 
 @pytest.mark.parametrize("name", ["name", "First Name", "surname", "E-mail", "email_address", "Phone",

@@ -1,4 +1,4 @@
-"""Tests of hipstats.screening (H3: does an ASLR below a cutoff flag limited hip IR?).
+"""Tests of hipstats.stats.accuracy, hipstats.stats.roc and hipstats.questions.screening (H3: does an ASLR below a cutoff flag limited hip IR?).
 
 References used
 ---------------
@@ -25,7 +25,9 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from hipstats.errors import AnalysisError
-from hipstats import screening as scr
+from hipstats.questions import screening as scq
+from hipstats.stats import accuracy as accm
+from hipstats.stats import roc as rocm
 
 FIX = Path(__file__).parent / "fixtures" / "screening"
 
@@ -49,7 +51,7 @@ def _read(name):
                          ids=lambda r: f"{r['dataset']}-{r['score']}-{r['direction_input']}-{r['conf_level']}")
 def test_auc_and_delong_ci_match_proc(datasets, row):
     df = datasets[row["dataset"]]
-    r = scr.roc(df, row["score"], "case", direction=TO_HS[row["direction_input"]],
+    r = rocm.roc(df, row["score"], "case", direction=TO_HS[row["direction_input"]],
                 confidence=row["conf_level"])
     assert r.proc_direction == row["direction"]
     assert (r.n_cases, r.n_controls) == (row["n_cases"], row["n_controls"])
@@ -66,7 +68,7 @@ def test_roc_curve_matches_proc_coords(datasets, key):
     ref = _read("roc_coords.csv")
     ref = ref[(ref.dataset == dataset) & (ref.score == score) & (ref.direction_input == dir_in)]
     ref = ref.astype({"threshold": float}).sort_values(["threshold", "sensitivity"]).reset_index(drop=True)
-    curve = scr.roc(datasets[dataset], score, "case", direction=TO_HS[dir_in]).curve
+    curve = rocm.roc(datasets[dataset], score, "case", direction=TO_HS[dir_in]).curve
     curve = curve.sort_values(["threshold", "sensitivity"]).reset_index(drop=True)
     assert len(curve) == len(ref)
     np.testing.assert_allclose(curve["threshold"], ref["threshold"], rtol=1e-12)
@@ -80,7 +82,7 @@ def test_youden_matches_proc_coords_best(datasets, key):
     dataset, score, dir_in = key
     ref = _read("youden.csv")
     ref = ref[(ref.dataset == dataset) & (ref.score == score) & (ref.direction_input == dir_in)]
-    res = scr.youden_cutoff(datasets[dataset], score, "case", direction=TO_HS[dir_in], n_boot=0)
+    res = rocm.youden_cutoff(datasets[dataset], score, "case", direction=TO_HS[dir_in], n_boot=0)
     ties = res.attrs["ties"].sort_values("threshold").reset_index(drop=True)
     ref = ref.sort_values("threshold").reset_index(drop=True)
     np.testing.assert_allclose(ties["threshold"], ref["threshold"], rtol=1e-12)
@@ -94,7 +96,7 @@ def test_youden_matches_proc_coords_best(datasets, key):
 @pytest.mark.parametrize("row", _read("roc_test.csv").to_dict("records"),
                          ids=lambda r: f"{r['dataset']}-{r['score1']}-{r['score2']}")
 def test_paired_delong_test_matches_proc(datasets, row):
-    res = scr.roc_test(datasets[row["dataset"]], row["score1"], row["score2"], "case",
+    res = rocm.roc_test(datasets[row["dataset"]], row["score1"], row["score2"], "case",
                        confidence=row["conf_level"]).iloc[0]
     assert (res.direction1, res.direction2) == (TO_HS[row["direction1"]], TO_HS[row["direction2"]])
     for col in ("auc1", "auc2", "z", "p_value", "ci_low", "ci_high"):
@@ -105,7 +107,7 @@ def test_bootstrap_band_agrees_with_proc_ci_se(datasets):
     # Both are Monte Carlo (10,000 stratified replicates each); sensitivities move in steps of
     # 1/41 = 0.024 here, so allow two steps.
     ref = _read("ci_se.csv")
-    r = scr.roc(datasets["asah"], "s100b", "case")
+    r = rocm.roc(datasets["asah"], "s100b", "case")
     band = r.ci_band(ref["specificity"].to_numpy(), n_boot=10_000, seed=3)
     for col in ("se_low", "se_median", "se_high"):
         np.testing.assert_allclose(band[col], ref[col], atol=0.05, err_msg=col)
@@ -116,7 +118,7 @@ def test_auc_is_mann_whitney_probability():
     rng = np.random.default_rng(7)
     y = rng.random(120) < 0.4
     x = np.round(rng.normal(y * 0.8, 1), 1)
-    r = scr.roc(None, x, y, direction=">")
+    r = rocm.roc(None, x, y, direction=">")
     u = stats.mannwhitneyu(x[y], x[~y]).statistic
     assert r.auc == pytest.approx(u / (y.sum() * (~y).sum()), abs=1e-12)
 
@@ -126,7 +128,7 @@ def test_roc_test_identical_scores_gives_zero():
     y = rng.random(60) < 0.5
     df = pd.DataFrame({"a": rng.normal(y * 1.0), "y": y})
     df["b"] = df["a"]
-    res = scr.roc_test(df, "a", "b", "y").iloc[0]
+    res = rocm.roc_test(df, "a", "b", "y").iloc[0]
     assert res.z == 0 and res.p_value == 1
 
 
@@ -142,7 +144,7 @@ def test_delong_ci_covers_true_auc_at_nominal_rate():
     rng = np.random.default_rng(11)
     delta, reps = 1.0, 2000
     cases, controls = _binormal(rng, reps, 40, 80, delta)
-    auc, v10, v01 = scr._delong_placements(cases, controls)
+    auc, v10, v01 = rocm._delong_placements(cases, controls)
     var = v10.var(axis=1, ddof=1) / 40 + v01.var(axis=1, ddof=1) / 80
     true = stats.norm.cdf(delta / np.sqrt(2))
     z = stats.norm.ppf(0.975)
@@ -151,7 +153,7 @@ def test_delong_ci_covers_true_auc_at_nominal_rate():
     # and the vectorised placements agree with the public function on one replicate
     x = np.concatenate([cases[0], controls[0]])
     y = np.r_[np.ones(40, bool), np.zeros(80, bool)]
-    r = scr.roc(None, x, y, direction=">")
+    r = rocm.roc(None, x, y, direction=">")
     assert r.auc == pytest.approx(auc[0], abs=1e-12)
     assert r.se == pytest.approx(np.sqrt(var[0]), abs=1e-12)
 
@@ -166,7 +168,7 @@ def _two_by_two(tp, fp, fn, tn):
 def test_diagnostic_accuracy_published_liver_scan():
     # Altman & Bland 1994: sensitivity 0.895, specificity 0.628, PPV 0.878, NPV 0.667, prev 0.75
     df = _two_by_two(231, 32, 27, 54)
-    tab = scr.diagnostic_accuracy(df, "score", "cond", cutoff=0.5, direction="<")
+    tab = accm.diagnostic_accuracy(df, "score", "cond", cutoff=0.5, direction="<")
     assert tab.loc[["tp", "fp", "fn", "tn"], "estimate"].tolist() == [231, 32, 27, 54]
     assert tab.loc["sensitivity", "estimate"] == pytest.approx(0.895, abs=5e-4)
     assert tab.loc["specificity", "estimate"] == pytest.approx(0.628, abs=5e-4)
@@ -180,7 +182,7 @@ def test_diagnostic_accuracy_published_liver_scan():
 @pytest.mark.parametrize("cells", [(231, 32, 27, 54), (9, 3, 1, 20), (5, 0, 2, 12)])
 def test_diagnostic_accuracy_cis_match_statsmodels(ci, sm_method, cells):
     tp, fp, fn, tn = cells
-    tab = scr.diagnostic_accuracy(_two_by_two(*cells), "score", "cond", cutoff=0.5, ci=ci,
+    tab = accm.diagnostic_accuracy(_two_by_two(*cells), "score", "cond", cutoff=0.5, ci=ci,
                                   confidence=0.9)
     for stat, k, n in [("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
                        ("ppv", tp, tp + fp), ("npv", tn, tn + fn),
@@ -192,7 +194,7 @@ def test_diagnostic_accuracy_cis_match_statsmodels(ci, sm_method, cells):
 
 def test_likelihood_ratio_log_ci_matches_katz_ratio_interval():
     tp, fp, fn, tn = 231, 32, 27, 54
-    tab = scr.diagnostic_accuracy(_two_by_two(tp, fp, fn, tn), "score", "cond", cutoff=0.5)
+    tab = accm.diagnostic_accuracy(_two_by_two(tp, fp, fn, tn), "score", "cond", cutoff=0.5)
     lo, hi = confint_proportions_2indep(tp, tp + fn, fp, fp + tn, method="log", compare="ratio")
     assert (tab.loc["lr_positive", "ci_low"], tab.loc["lr_positive", "ci_high"]) == (
         pytest.approx(lo, abs=1e-10), pytest.approx(hi, abs=1e-10))
@@ -204,7 +206,7 @@ def test_likelihood_ratio_log_ci_matches_katz_ratio_interval():
 
 
 def test_zero_cell_likelihood_ratio_is_corrected_and_labelled():
-    tab = scr.diagnostic_accuracy(_two_by_two(5, 0, 2, 12), "score", "cond", cutoff=0.5)
+    tab = accm.diagnostic_accuracy(_two_by_two(5, 0, 2, 12), "score", "cond", cutoff=0.5)
     assert "0.5 added" in tab.loc["lr_positive", "method"]
     assert tab.loc["lr_positive", "estimate"] == pytest.approx((5.5 / 8) / (0.5 / 13), rel=1e-12)
     assert np.isfinite(tab.loc["lr_positive", ["ci_low", "ci_high"]].astype(float)).all()
@@ -212,45 +214,45 @@ def test_zero_cell_likelihood_ratio_is_corrected_and_labelled():
 
 def test_cutoff_direction_and_boundary():
     df = pd.DataFrame({"s": [60, 70, 70, 80], "c": [1, 1, 0, 0]})
-    strict = scr.diagnostic_accuracy(df, "s", "c", cutoff=70, direction="<")
-    incl = scr.diagnostic_accuracy(df, "s", "c", cutoff=70, direction="<=")
+    strict = accm.diagnostic_accuracy(df, "s", "c", cutoff=70, direction="<")
+    incl = accm.diagnostic_accuracy(df, "s", "c", cutoff=70, direction="<=")
     assert strict.loc["tp", "estimate"] == 1 and incl.loc["tp", "estimate"] == 2
-    above = scr.diagnostic_accuracy(df, "s", "c", cutoff=65, direction=">")
+    above = accm.diagnostic_accuracy(df, "s", "c", cutoff=65, direction=">")
     assert above.loc["tp", "estimate"] == 1 and above.loc["fp", "estimate"] == 2
 
 
 # ------------------------------------------------------------------------------ edge cases
 def test_all_positive_or_negative_condition_is_refused():
     df = pd.DataFrame({"s": [60.0, 65, 80], "c": [1, 1, 1]})
-    for fn in (scr.diagnostic_accuracy, scr.roc, scr.youden_cutoff):
+    for fn in (accm.diagnostic_accuracy, rocm.roc, rocm.youden_cutoff):
         with pytest.raises(AnalysisError, match="all 3 observations are positive"):
             fn(df, "s", "c")
     with pytest.raises(AnalysisError, match="all 3 observations are negative"):
-        scr.roc(df.assign(c=0), "s", "c")
+        rocm.roc(df.assign(c=0), "s", "c")
 
 
 def test_non_binary_condition_and_missing_columns():
     df = pd.DataFrame({"s": [60.0, 65, 80], "c": [0, 1, 2]})
     with pytest.raises(AnalysisError, match="boolean or 0/1"):
-        scr.roc(df, "s", "c")
+        rocm.roc(df, "s", "c")
     with pytest.raises(AnalysisError, match="'nope' not in data"):
-        scr.roc(df, "nope", "c")
+        rocm.roc(df, "nope", "c")
 
 
 def test_cutoff_outside_range_warns_but_computes():
     df = pd.DataFrame({"s": [60.0, 65, 80, 85], "c": [1, 1, 0, 0]})
     with pytest.warns(UserWarning, match="outside the observed range"):
-        tab = scr.diagnostic_accuracy(df, "s", "c", cutoff=120)
+        tab = accm.diagnostic_accuracy(df, "s", "c", cutoff=120)
     assert tab.loc["sensitivity", "estimate"] == 1 and tab.loc["specificity", "estimate"] == 0
 
 
 def test_missing_values_are_dropped_with_a_warning():
     df = pd.DataFrame({"s": [60.0, np.nan, 65, 80, 85], "c": [1, 1, np.nan, 0, 0]})
     with pytest.warns(UserWarning, match="dropped 2 of 5 rows"):
-        r = scr.roc(df, "s", "c")
+        r = rocm.roc(df, "s", "c")
     assert (r.n_cases, r.n_controls) == (1, 2)
     with pytest.raises(AnalysisError, match="all missing"):
-        scr.roc(pd.DataFrame({"s": [np.nan], "c": [1]}), "s", "c")
+        rocm.roc(pd.DataFrame({"s": [np.nan], "c": [1]}), "s", "c")
 
 
 # ------------------------------------------------------------------------------ Youden
@@ -264,7 +266,7 @@ def test_youden_cutoff_bootstrap_ci_covers_true_cutoff():
         rng = np.random.default_rng(s)
         y = rng.random(200) < 0.4
         x = np.round(np.where(y, rng.normal(60, 10, 200), rng.normal(80, 10, 200)), 1)
-        res = scr.youden_cutoff(None, x, y, n_boot=500, seed=s)
+        res = rocm.youden_cutoff(None, x, y, n_boot=500, seed=s)
         cover.append(res.loc["cutoff", "ci_low"] <= 70 <= res.loc["cutoff", "ci_high"])
     assert 0.88 <= np.mean(cover) <= 1.0
 
@@ -274,12 +276,12 @@ def test_youden_is_seeded_and_direction_auto():
     y = rng.random(300) < 0.4
     df = pd.DataFrame({"aslr": np.round(np.where(y, rng.normal(60, 10, 300), rng.normal(80, 10, 300))),
                        "deficit": y})
-    a = scr.youden_cutoff(df, "aslr", "deficit", n_boot=300, seed=1)
-    b = scr.youden_cutoff(df, "aslr", "deficit", n_boot=300, seed=1)
+    a = rocm.youden_cutoff(df, "aslr", "deficit", n_boot=300, seed=1)
+    b = rocm.youden_cutoff(df, "aslr", "deficit", n_boot=300, seed=1)
     pd.testing.assert_frame_equal(a, b)
     assert a.attrs["direction"] == "<"
     assert (a["ci_low"] <= a["ci_high"]).all()
-    assert scr.youden_cutoff(df, "aslr", "deficit", n_boot=0)["ci_low"].isna().all()
+    assert rocm.youden_cutoff(df, "aslr", "deficit", n_boot=0)["ci_low"].isna().all()
 
 
 def test_youden_bootstrap_thresholds_are_midpoints_of_resampled_values():
@@ -287,14 +289,14 @@ def test_youden_bootstrap_thresholds_are_midpoints_of_resampled_values():
     rng = np.random.default_rng(9)
     y = rng.random(50) < 0.5
     x = np.round(rng.normal(70 - 8 * y, 9) / 2) * 2
-    u, c, k = scr._stratified_boot(x, y, 40, seed=4)
-    se, sp, tp, tn = scr._sesp_from_counts(c, k, "<")
-    kb = scr._youden_pick(tp, tn, int(y.sum()), int((~y).sum()), "<")
-    thr = scr._boot_thresholds(u, (c + k) > 0, kb)
+    u, c, k = rocm._stratified_boot(x, y, 40, seed=4)
+    se, sp, tp, tn = rocm._sesp_from_counts(c, k, "<")
+    kb = rocm._youden_pick(tp, tn, int(y.sum()), int((~y).sum()), "<")
+    thr = rocm._boot_thresholds(u, (c + k) > 0, kb)
     for b in range(40):
         xb = np.r_[np.repeat(u, c[b]), np.repeat(u, k[b])]
         yb = np.r_[np.ones(c[b].sum(), bool), np.zeros(k[b].sum(), bool)]
-        res = scr.youden_cutoff(None, xb, yb, direction="<", n_boot=0)
+        res = rocm.youden_cutoff(None, xb, yb, direction="<", n_boot=0)
         assert thr[b] == pytest.approx(res.loc["cutoff", "estimate"], abs=1e-12)
 
 
@@ -303,8 +305,8 @@ def test_youden_bootstrap_thresholds_are_midpoints_of_resampled_values():
 def test_unpaired_delong_matches_proc(datasets, row):
     df = datasets["asah"]
     f = df["gender"] == "Female"
-    r1, r2 = scr.roc(df[f], row["score"], "case"), scr.roc(df[~f], row["score"], "case")
-    res = scr._auc_unpaired_test(r1, r2)
+    r1, r2 = rocm.roc(df[f], row["score"], "case"), rocm.roc(df[~f], row["score"], "case")
+    res = rocm.auc_unpaired_test(r1, r2)
     assert r1.auc == pytest.approx(row["auc_female"], abs=1e-6)
     assert r2.auc == pytest.approx(row["auc_male"], abs=1e-6)
     for key in ("statistic", "df", "p_value"):
@@ -323,9 +325,9 @@ def _paired_sides(rng, n_part):
 
 def test_obuchowski_reduces_to_delong_for_singleton_clusters(datasets):
     df = datasets["ties"]
-    r = scr.roc(df, "aslr", "case")
-    x = scr._oriented(df["aslr"].to_numpy(float), r.direction)
-    auc, var = scr._obuchowski_var(x, df["case"].to_numpy(bool), np.arange(len(df)))
+    r = rocm.roc(df, "aslr", "case")
+    x = rocm.oriented(df["aslr"].to_numpy(float), r.direction)
+    auc, var = rocm.obuchowski_var(x, df["case"].to_numpy(bool), np.arange(len(df)))
     assert auc == pytest.approx(r.auc, abs=1e-12)
     assert var == pytest.approx(r.se**2, rel=1e-10)
 
@@ -341,16 +343,16 @@ def test_obuchowski_ci_covers_true_auc_with_correlated_sides():
     rng = np.random.default_rng(2024)
     ir, aslr, _ = _paired_sides(rng, 200_000)
     y = ir < 30
-    true = scr.roc(None, aslr, y, direction="<").auc
+    true = rocm.roc(None, aslr, y, direction="<").auc
     z = stats.norm.ppf(0.975)
     cover, naive = [], []
     for _ in range(400):
         ir, aslr, cl = _paired_sides(rng, 80)
         y = ir < 30
-        auc, var = scr._obuchowski_var(-aslr, y, cl)
+        auc, var = rocm.obuchowski_var(-aslr, y, cl)
         cover.append(abs(auc - true) <= z * np.sqrt(var))
-        _, v10, v01 = scr._delong_placements(-aslr[y][None], -aslr[~y][None])
-        naive.append(abs(auc - true) <= z * np.sqrt(scr._delong_cov(v10, v01)[0, 0]))
+        _, v10, v01 = rocm._delong_placements(-aslr[y][None], -aslr[~y][None])
+        naive.append(abs(auc - true) <= z * np.sqrt(rocm._delong_cov(v10, v01)[0, 0]))
     assert 0.91 <= np.mean(cover) <= 0.975
     assert np.mean(naive) < np.mean(cover)
 
@@ -361,7 +363,7 @@ def test_obuchowski_variance_agrees_with_cluster_bootstrap():
     rng = np.random.default_rng(5)
     ir, aslr, cl = _paired_sides(rng, 150)
     y = ir < 30
-    _, var = scr._obuchowski_var(-aslr, y, cl)
+    _, var = rocm.obuchowski_var(-aslr, y, cl)
     # resample participants: weight w_i = times drawn; AUC = sum w w psi / (sum w m)(sum w n)
     w = np.stack([np.bincount(rng.integers(0, 150, 150), minlength=150) for _ in range(2000)])
     psi = (aslr[y][:, None] < aslr[~y][None, :]) + 0.5 * (aslr[y][:, None] == aslr[~y][None, :])
@@ -379,11 +381,11 @@ def _ir_frame():
 
 def test_reference_condition_rules():
     ir = _ir_frame()
-    assert scr.reference_condition(ir).tolist() == [True, False, False, pd.NA, True]
-    assert scr.reference_condition(ir, threshold=26).tolist() == [True, False, False, pd.NA, False]
-    z = scr.reference_condition(ir, deficit="z", mean=36, sd=9, threshold=-1.2)  # IR < 25.2
+    assert scq.reference_condition(ir).tolist() == [True, False, False, pd.NA, True]
+    assert scq.reference_condition(ir, threshold=26).tolist() == [True, False, False, pd.NA, False]
+    z = scq.reference_condition(ir, deficit="z", mean=36, sd=9, threshold=-1.2)  # IR < 25.2
     assert z.tolist() == [True, False, False, pd.NA, False]
-    sd = scr.reference_condition(ir, deficit="side_difference", threshold=10)
+    sd = scq.reference_condition(ir, deficit="side_difference", threshold=10)
     # P1: left 13 below right -> left deficit; P2 right missing -> NA; P3 has no right side -> NA
     assert sd.tolist() == [True, False, pd.NA, pd.NA, pd.NA]
 
@@ -391,36 +393,36 @@ def test_reference_condition_rules():
 def test_reference_condition_errors():
     ir = _ir_frame()
     with pytest.raises(AnalysisError, match="explicit threshold"):
-        scr.reference_condition(ir, deficit="side_difference")
+        scq.reference_condition(ir, deficit="side_difference")
     with pytest.raises(AnalysisError, match="mean= and sd="):
-        scr.reference_condition(ir, deficit="z", threshold=-1)
+        scq.reference_condition(ir, deficit="z", threshold=-1)
     with pytest.raises(AnalysisError, match="deficit must be"):
-        scr.reference_condition(ir, deficit="lower")
+        scq.reference_condition(ir, deficit="lower")
     with pytest.raises(AnalysisError, match="one row per participant and side"):
-        scr.reference_condition(pd.concat([ir, ir]), deficit="side_difference", threshold=5)
+        scq.reference_condition(pd.concat([ir, ir]), deficit="side_difference", threshold=5)
 
 
 # ------------------------------------------------------------------------------ cohort analysis
 @pytest.fixture(scope="module")
 def cohort():
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     return simulate_cohort(150, seed=3)
 
 
 @pytest.fixture(scope="module")
 def result(cohort):
-    return scr.screening_analysis(cohort, n_boot=300, seed=1)
+    return scq.screening_analysis(cohort, n_boot=300, seed=1)
 
 
 def test_screening_analysis_matches_the_pure_functions(result):
     units = result.units.dropna(subset=["score", "condition"]).astype({"condition": bool})
     assert units["participant_id"].is_unique  # lower-IR side: one unit per participant
     # the chosen side is the participant's lower IR side
-    acc = scr.diagnostic_accuracy(units, "score", "condition", cutoff=70)
+    acc = accm.diagnostic_accuracy(units, "score", "condition", cutoff=70)
     mine = result.accuracy[result.accuracy["group"] == "all"].set_index("statistic")
     pd.testing.assert_series_equal(mine["estimate"], acc["estimate"], check_names=False)
-    r = scr.roc(units, "score", "condition")
+    r = rocm.roc(units, "score", "condition")
     assert result.roc.auc == pytest.approx(r.auc, abs=1e-12)
     assert result.roc.direction == "<"
     s = result.summary()
@@ -429,7 +431,7 @@ def test_screening_analysis_matches_the_pure_functions(result):
     for g in ("posterior", "neutral", "anterior"):
         sub = units[units["tilt_class"] == g]
         if g in result.rocs:
-            assert result.rocs[g].auc == pytest.approx(scr.roc(sub, "score", "condition",
+            assert result.rocs[g].auc == pytest.approx(rocm.roc(sub, "score", "condition",
                                                                direction="<").auc, abs=1e-12)
     long = result.to_frame()
     assert {"cutoff 70", "roc", "youden"} == set(long["analysis"])
@@ -445,11 +447,11 @@ def test_lower_ir_side_is_chosen(cohort, result):
 
 
 def test_both_sides_use_clustered_intervals(cohort):
-    res = scr.screening_analysis(cohort, sides="both", n_boot=300, seed=2, by_tilt_class=False)
+    res = scq.screening_analysis(cohort, sides="both", n_boot=300, seed=2, by_tilt_class=False)
     assert res.roc.ci_method.startswith("Obuchowski")
     assert (res.units.groupby("participant_id").size() <= 2).all()
     units = res.units.dropna(subset=["score", "condition"]).astype({"condition": bool})
-    naive = scr.roc(units, "score", "condition")
+    naive = rocm.roc(units, "score", "condition")
     assert res.roc.auc == pytest.approx(naive.auc, abs=1e-12)
     acc = res.accuracy.set_index("statistic")
     assert acc.loc["sensitivity", "method"].startswith("participant cluster bootstrap")
@@ -457,7 +459,7 @@ def test_both_sides_use_clustered_intervals(cohort):
 
 
 def test_side_difference_definition_runs(cohort):
-    res = scr.screening_analysis(cohort, deficit="side_difference", threshold=4, n_boot=0,
+    res = scq.screening_analysis(cohort, deficit="side_difference", threshold=4, n_boot=0,
                                  by_tilt_class=False)
     assert res.settings["deficit_label"] == "IR more than 4 deg below the other side"
     assert 0 < res.summary().loc[0, "n_deficit"] < res.summary().loc[0, "n_units"]
@@ -465,7 +467,7 @@ def test_side_difference_definition_runs(cohort):
 
 def test_empty_class_gives_note_and_warning(cohort):
     with pytest.warns(UserWarning, match="no participants in tilt class 'posterior'"):
-        res = scr.screening_analysis(cohort, cuts=(-40, 10), n_boot=0)
+        res = scq.screening_analysis(cohort, cuts=(-40, 10), n_boot=0)
     assert "posterior" not in res.rocs
     row = res.summary().set_index("group").loc["posterior"]
     assert row["n_units"] == 0 and np.isnan(row["auc"]) and "no participants" in row["note"]
@@ -473,18 +475,18 @@ def test_empty_class_gives_note_and_warning(cohort):
 
 def test_no_deficit_at_all_is_refused(cohort):
     with pytest.raises(AnalysisError, match="all 150 observations are negative"):
-        scr.screening_analysis(cohort, threshold=-5, n_boot=0)
+        scq.screening_analysis(cohort, threshold=-5, n_boot=0)
 
 
 def test_cutoff_outside_data_warns(cohort):
     with pytest.warns(UserWarning, match="outside the observed range"):
-        res = scr.screening_analysis(cohort, cutoff=200, n_boot=0, by_tilt_class=False)
+        res = scq.screening_analysis(cohort, cutoff=200, n_boot=0, by_tilt_class=False)
     assert res.summary().loc[0, "sensitivity"] == 1.0
 
 
 def test_unknown_visit_is_refused(cohort):
     with pytest.raises(AnalysisError, match="visit 'week_99' not in the cohort"):
-        scr.screening_analysis(cohort, visit="week_99")
+        scq.screening_analysis(cohort, visit="week_99")
 
 
 def test_missing_aslr_is_left_out_with_warning(cohort):
@@ -494,7 +496,7 @@ def test_missing_aslr_is_left_out_with_warning(cohort):
     drop = (m["measure"] == "aslr_deg") & m["participant_id"].isin(["P0001", "P0002"])
     c2 = Cohort(m[~drop].reset_index(drop=True), cohort.participants, cohort.sessions, cohort.settings)
     with pytest.warns(UserWarning, match="2 of 150 units lack"):
-        res = scr.screening_analysis(c2, n_boot=0, by_tilt_class=False)
+        res = scq.screening_analysis(c2, n_boot=0, by_tilt_class=False)
     assert res.summary().loc[0, "n_units"] == 148
 
 
@@ -505,13 +507,13 @@ def test_anterior_tilt_skews_sensitivity_as_simulated():
     # must vanish (within noise) when the effect is 0. Two 600-participant cohorts.
     import warnings
 
-    from hipstats.simulate import simulate_cohort
+    from hipstats.cohort.simulate import simulate_cohort
 
     def sens(effect):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             c = simulate_cohort(600, weeks=(0, 1), seed=8, sessions=False, aslr_tilt_effect=effect)
-            s = scr.screening_analysis(c, n_boot=0).summary().set_index("group")
+            s = scq.screening_analysis(c, n_boot=0).summary().set_index("group")
         return s
     strong, none = sens(2.0), sens(0.0)
     assert strong.loc["anterior", "sensitivity_ci_high"] < strong.loc["posterior", "sensitivity_ci_low"]

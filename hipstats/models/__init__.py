@@ -1,5 +1,6 @@
-"""Longitudinal protocol models (H2): the fast mixed-model engine, estimated marginal means,
-contrasts, ANCOVA, effect sizes, responders and the one-call H2 analysis.
+"""Model engines: the fast mixed-model engine, estimated marginal means, contrasts, ANCOVA and
+responders. They take tidy frames and know nothing of a Cohort; the study's one-call H2 analysis
+that combines them is :func:`hipstats.questions.outcomes.h2_analysis`.
 
 Examples
 --------
@@ -13,12 +14,9 @@ True
 """
 
 from hipstats.models.ancova import AncovaResult, ancova
-from hipstats.models.effect_sizes import hedges_g, hedges_j
 from hipstats.models.emmeans import EMMResult, contrasts, emmeans, emtrends
-from hipstats.models.h2 import H2Result, h2_analysis
 from hipstats.models.lmm import LMMResult, fit_lmm, lrt
 from hipstats.models.responders import ResponderResult, newcombe_diff_ci, responders, wilson_ci
 
-__all__ = ["AncovaResult", "EMMResult", "H2Result", "LMMResult", "ResponderResult", "ancova", "contrasts",
-           "emmeans", "emtrends", "fit_lmm", "h2_analysis", "hedges_g", "hedges_j", "lrt", "newcombe_diff_ci",
-           "responders", "wilson_ci"]
+__all__ = ["AncovaResult", "EMMResult", "LMMResult", "ResponderResult", "ancova", "contrasts", "emmeans",
+           "emtrends", "fit_lmm", "lrt", "newcombe_diff_ci", "responders", "wilson_ci"]

@@ -68,7 +68,36 @@ def batched_backward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     return C
 
 
-class Problem:
+class Deviance:
+    """lme4's profiled deviance from the pieces of a penalised least-squares solution.
+
+    Subclasses provide ``n``, ``p`` and ``solve(theta)`` returning ``ldL2`` (log|L|^2),
+    ``ldRX2`` (log|R_X|^2) and ``r2`` (penalised residual sum of squares).
+    """
+
+    def _dev(self, st, reml):
+        n, p = self.n, self.p
+        if reml:
+            nr = n - p
+            return st["ldL2"] + st["ldRX2"] + nr * (1.0 + LOG2PI + np.log(st["r2"] / nr))
+        return st["ldL2"] + n * (1.0 + LOG2PI + np.log(st["r2"] / n))
+
+    def deviance(self, theta, reml=True, st=None):
+        """Profiled deviance (-2 log-likelihood, REML criterion when ``reml``)."""
+        return self._dev(self.solve(theta) if st is None else st, reml)
+
+    def deviance_varpar(self, varpar, reml=True):
+        """Deviance at given ``(theta, sigma)`` (not profiled over sigma), as lmerTest."""
+        theta, sigma = varpar[:-1], varpar[-1]
+        st = self.solve(theta)
+        s2 = sigma ** 2
+        dev = st["ldL2"] + st["r2"] / s2 + self.n * np.log(2 * np.pi * s2)
+        if reml:
+            dev += st["ldRX2"] - self.p * np.log(2 * np.pi * s2)
+        return dev
+
+
+class Problem(Deviance):
     """Sufficient statistics of one model and its deviance, gradient and estimates.
 
     Parameters
@@ -164,27 +193,6 @@ class Problem:
         ldRX2 = 2.0 * np.log(np.diag(Rx)).sum()
         return dict(Lam=Lam, LtZZ=LtZZ, L=L, C=C, Rx=Rx, r2=r2, beta=beta,
                     ldL2=ldL2, ldRX2=ldRX2)
-
-    def _dev(self, st, reml):
-        n, p = self.n, self.p
-        if reml:
-            nr = n - p
-            return st["ldL2"] + st["ldRX2"] + nr * (1.0 + LOG2PI + np.log(st["r2"] / nr))
-        return st["ldL2"] + n * (1.0 + LOG2PI + np.log(st["r2"] / n))
-
-    def deviance(self, theta, reml=True, st=None):
-        """Profiled deviance (-2 log-likelihood, REML criterion when ``reml``)."""
-        return self._dev(self.solve(theta) if st is None else st, reml)
-
-    def deviance_varpar(self, varpar, reml=True):
-        """Deviance at given ``(theta, sigma)`` (not profiled over sigma), as lmerTest."""
-        theta, sigma = varpar[:-1], varpar[-1]
-        st = self.solve(theta)
-        s2 = sigma ** 2
-        dev = st["ldL2"] + st["r2"] / s2 + self.n * np.log(2 * np.pi * s2)
-        if reml:
-            dev += st["ldRX2"] - self.p * np.log(2 * np.pi * s2)
-        return dev
 
     def _u(self, st):
         C = st["C"]

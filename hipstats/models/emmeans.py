@@ -492,7 +492,7 @@ class EMMResult:
         """
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import arm_palette, theme
+        from hipstats.plots.style import arm_palette, theme
 
         keys = self.specs + self.by
         if x is None:

@@ -206,7 +206,11 @@ def _block_parts(g: BlockGroup, second: bool):
     Q = R = None
     if second:
         E = Vi[None] @ D                                             # V^-1 dV_h V^-1 X
-        Q = np.einsum("hiap,jiaq->hjpq", D, E, optimize=True)
+        # Q_hj = sum_i D_hi' E_ji: one (k p, n m) x (n m, k p) product
+        n, m, p = X.shape
+        Dr = D.transpose(0, 3, 1, 2).reshape(k * p, n * m)
+        Er = E.transpose(0, 3, 1, 2).reshape(k * p, n * m)
+        Q = (Dr @ Er.T).reshape(k, p, k, p).transpose(0, 2, 1, 3)
         if g.d2V is not None:
             R = np.einsum("iap,hjiab,ibq->hjpq", VX, g.d2V, VX, optimize=True)
     return XVX, P, Q, R, K

@@ -70,7 +70,9 @@ import patsy
 from scipy import optimize, stats
 
 from hipstats.errors import AnalysisError, ConvergenceWarning, SingularFitWarning
+from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_modes, lme4_order
 from hipstats.models._lmm_core import Problem
+from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
 
 __all__ = ["fit_lmm", "LMMResult", "lrt"]
 
@@ -83,106 +85,94 @@ SATT_RICHARDSON = 1
 
 
 # --------------------------------------------------------------------------- model frame
-def _strip_tilde(f: str) -> str:
-    f = str(f).strip()
-    return f[1:].strip() if f.startswith("~") else f
+def _legacy_formula(formula, groups, re_formula, nested):
+    """The lme4 formula that ``fit_lmm(formula, groups=, re_formula=, nested=)`` means.
 
-
-def _columns_if_row_wise(terms, frame, eval_env):
-    """Data columns used by ``terms`` if each design row depends on its data row alone.
-
-    That holds unless a factor uses a stateful transform (``center``, ``standardize``,
-    splines: they memorise data-wide statistics) or a name that is neither a column nor a
-    non-data object of the formula environment. Returns None when it does not hold.
+    ``re_formula`` is the design of the random effects within ``groups`` (``"1 + week"``),
+    ``nested`` a column whose levels get a random intercept within ``groups``:
+    ``value ~ x`` + ``(re_formula | groups)`` + ``(1 | groups:nested)``.
     """
-    import builtins
-
-    import patsy.builtins
-    from patsy.eval import ast_names
-
-    known = set(vars(patsy.builtins)) | set(vars(builtins))
-    cols = []
-    for term in terms:
-        for factor in term.factors:
-            if not isinstance(factor, patsy.EvalFactor):
-                return None
-            if factor.memorize_passes_needed({}, eval_env) > 0:
-                return None
-            for name in ast_names(factor.code):
-                if name in frame.columns:
-                    if name not in cols:
-                        cols.append(name)
-                    continue
-                try:
-                    obj = eval_env.namespace[name]
-                except KeyError:
-                    if name in known:
-                        continue
-                    return None
-                if isinstance(obj, (np.ndarray, pd.Series, pd.Index, list, tuple)):
-                    return None
-    return cols
+    if not isinstance(groups, str):
+        raise AnalysisError(f"groups must be one column name, got {groups!r}; for several "
+                            "grouping factors write them in the formula, e.g. "
+                            "'y ~ x + (1 | participant_id) + (1 | site)'")
+    if parse_formula(formula).random:
+        raise AnalysisError(f"formula {formula!r} already has random-effects terms; drop "
+                            "groups=/re_formula=/nested= (the formula says it all)")
+    re_f = str(re_formula).strip()
+    re_f = re_f[1:].strip() if re_f.startswith("~") else re_f
+    if "|" in re_f:
+        raise AnalysisError(
+            f"re_formula {re_formula!r} contains '|': re_formula is the design within "
+            f"groups={groups!r} and is never read as lme4 syntax. Write the random terms in "
+            f"the formula instead, e.g. fit_lmm('{formula} + (1 | {groups}) + (0 + x | "
+            f"{groups})', data)")
+    text = f"{formula} + ({re_f or '1'} | {_show_name(groups)})"
+    if nested is not None:
+        if not isinstance(nested, str):
+            raise AnalysisError(f"nested must be one column name, got {nested!r}; for several "
+                                "nested factors write them in the formula, e.g. "
+                                f"'(1 | {groups}/side/trial)'")
+        text += f" + (1 | {_show_name(groups)}:{_show_name(nested)})"
+    return text
 
 
-def _design(terms, frame, eval_env):
-    """patsy design (NA rows dropped) of ``terms``, a DataFrame indexed like ``frame``.
+def _show_name(name):
+    from hipstats.models.formula import quote_name
 
-    patsy handles categorical data element by element in Python, which dominates the cost of
-    a fit with tens of thousands of rows. When every design row depends only on its data row
-    (see :func:`_columns_if_row_wise`) the design is built on the distinct rows of the
-    columns used (e.g. arms x weeks) and expanded; otherwise on the full frame.
-    """
-    desc = patsy.ModelDesc([], list(terms))
-    cols = _columns_if_row_wise(terms, frame, eval_env)
-    if cols:
-        ids = frame.groupby(cols, dropna=False, sort=False, observed=True).ngroup().to_numpy()
-        uniq, first = np.unique(ids, return_index=True)
-        if len(uniq) <= len(frame) // 2:
-            sub = frame[cols].iloc[first]
-            sub.index = uniq
-            D = patsy.dmatrix(desc, sub, eval_env=eval_env, NA_action="drop",
-                              return_type="dataframe")
-            keep = np.isin(ids, D.index.to_numpy())
-            out = pd.DataFrame(D.to_numpy()[np.searchsorted(D.index.to_numpy(), ids[keep])],
-                               index=frame.index[keep], columns=D.columns)
-            return out, D.design_info
-    D = patsy.dmatrix(desc, frame, eval_env=eval_env, NA_action="drop", return_type="dataframe")
-    return D, D.design_info
+    return name if quote_name(name) == name else f"`{name}`"
 
 
-def _build_frame(formula, data, groups, re_formula, nested, eval_env):
+def _group_codes(frame, cols):
+    """Level codes and labels of the grouping factor formed by ``cols`` (sorted levels)."""
+    if len(cols) == 1:
+        codes, uniques = pd.factorize(frame[cols[0]], sort=True)
+        return codes, list(uniques)
+    mi = pd.MultiIndex.from_frame(frame[list(cols)])
+    codes, uniques = pd.factorize(mi, sort=True)
+    return codes, [":".join(map(str, u)) for u in uniques]
+
+
+def _build_frame(mf, data, eval_env):
     """Model frame (rows complete in every variable used) and the design matrices."""
     if not isinstance(data, pd.DataFrame):
         raise AnalysisError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    for col, what in ((groups, "groups"), (nested, "nested")):
-        if col is not None and col not in data.columns:
-            raise AnalysisError(f"{what} column {col!r} not found in data "
-                                f"(columns: {', '.join(map(str, data.columns))})")
+    if not mf.random:
+        raise AnalysisError(f"formula {mf.text!r} has no random-effects term; add one such as "
+                            "'+ (1 | participant_id)' (without random effects use OLS)")
+    for t in mf.random:
+        for g in t.group:
+            if g not in data.columns:
+                raise AnalysisError(f"grouping column {g!r} of {t.label} not found in data "
+                                    f"(columns: {', '.join(map(str, data.columns))})")
     df = data if data.index.is_unique else data.reset_index(drop=True)
     try:
-        desc = patsy.ModelDesc.from_formula(formula)
-        re_desc = patsy.ModelDesc.from_formula(_strip_tilde(re_formula))
+        desc = patsy.ModelDesc.from_formula(mf.fixed_formula)
+        re_descs = [patsy.ModelDesc.from_formula("~ " + t.expr) for t in mf.random]
     except patsy.PatsyError as err:
-        raise AnalysisError(f"cannot parse formula {formula!r} / re_formula {re_formula!r}: "
-                            f"{err}") from err
+        raise AnalysisError(f"cannot parse formula {mf.text!r}: {err} (write column names "
+                            "that are not Python identifiers in backticks)") from err
     if not desc.lhs_termlist:
-        raise AnalysisError(f"formula {formula!r} has no response (write 'value ~ ...')")
+        raise AnalysisError(f"formula {mf.text!r} has no response (write 'value ~ ...')")
 
     def designs(frame):
         try:
-            y, _ = _design(desc.lhs_termlist, frame, eval_env)
-            X, xinfo = _design(desc.rhs_termlist, frame, eval_env)
-            Z, zinfo = _design(re_desc.rhs_termlist, frame, eval_env)
-        except patsy.PatsyError as err:
-            raise AnalysisError(f"cannot build the model from formula {formula!r} / "
-                                f"re_formula {re_formula!r}: {err}") from err
-        return y, X, Z, xinfo, zinfo
+            y, _ = design_matrix(desc.lhs_termlist, frame, eval_env)
+            X, xinfo = design_matrix(desc.rhs_termlist, frame, eval_env)
+            Zs = [design_matrix(d.rhs_termlist, frame, eval_env) for d in re_descs]
+        except (patsy.PatsyError, SyntaxError) as err:
+            raise AnalysisError(f"cannot build the model from formula {mf.text!r}: {err} "
+                                "(write column names that are not Python identifiers in "
+                                "backticks)") from err
+        return y, X, xinfo, Zs
 
-    y, X, Z, xinfo, zinfo = designs(df)
-    keep = (df.index.isin(y.index) & df.index.isin(X.index) & df.index.isin(Z.index)
-            & df[groups].notna().to_numpy())
-    if nested is not None:
-        keep &= df[nested].notna().to_numpy()
+    y, X, xinfo, Zs = designs(df)
+    keep = df.index.isin(y.index) & df.index.isin(X.index)
+    for Z, _ in Zs:
+        keep &= df.index.isin(Z.index)
+    gcols = list(dict.fromkeys(g for t in mf.random for g in t.group))
+    for g in gcols:
+        keep &= df[g].notna().to_numpy()
     frame = df.loc[keep]
     # like lme4's model frame: drop categories without rows (they are not estimable)
     unused = {c: frame[c].cat.remove_unused_categories() for c in frame.columns
@@ -190,56 +180,72 @@ def _build_frame(formula, data, groups, re_formula, nested, eval_env):
               and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)}
     if unused:
         frame = frame.assign(**unused)
-    if unused or not (len(frame) == len(y) == len(X) == len(Z)):
-        y, X, Z, xinfo, zinfo = designs(frame)
+    if unused or not (len(frame) == len(y) == len(X) and all(len(Z) == len(frame)
+                                                             for Z, _ in Zs)):
+        y, X, xinfo, Zs = designs(frame)
     if y.shape[1] != 1:
-        raise AnalysisError(f"the response of {formula!r} must be one numeric column, "
+        raise AnalysisError(f"the response of {mf.text!r} must be one numeric column, "
                             f"got columns {list(y.columns)}")
-    return frame, y, X, Z, xinfo, zinfo
+    return frame, y, X, xinfo, Zs
 
 
 class _Spec:
-    """Everything needed to (re)fit a model: formula, data, structure, patsy environment."""
+    """Everything needed to (re)fit a model: parsed formula, model frame, designs, terms.
 
-    def __init__(self, formula, data, groups, re_formula, nested, eval_env):
-        self.formula, self.groups = formula, groups
-        self.re_formula, self.nested = re_formula, nested
+    ``terms`` are the random-effects terms as written (:class:`TermData`), ``order`` lme4's
+    order of them (most levels first), ``kind`` the engine that fits them: ``"one"`` (all
+    random effects in one term, or one term plus an intercept nested in its factor: the
+    per-participant sufficient statistics of :mod:`hipstats.models._lmm_core`) or
+    ``"blocked"`` (:mod:`hipstats.models._lmm_blocked`).
+    """
+
+    def __init__(self, formula, data, eval_env):
+        mf = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
+        self.mf = mf
+        self.formula = mf.text
         self.eval_env = eval_env
-        frame, y, X, Zre, xinfo, zinfo = _build_frame(formula, data, groups, re_formula, nested,
-                                                      eval_env)
+        frame, y, X, xinfo, Zs = _build_frame(mf, data, eval_env)
         self.frame = frame
         self.yname = y.columns[0]
         self.design_info = xinfo
-        self.re_design_info = zinfo
         self.exog_names = list(X.columns)
-        self.re_names = list(Zre.columns)
         self.X = X.to_numpy(float)
         self.y = y.to_numpy(float).ravel()
-        Zr = Zre.to_numpy(float)
         n, p = self.X.shape
         if n == 0:
             raise AnalysisError("no complete rows left for the model (every row has a missing "
-                                f"value in a variable of {formula!r}, {re_formula!r} or "
-                                f"{groups!r})")
-        codes, uniques = pd.factorize(frame[groups], sort=True)
-        self.codes, self.group_labels = codes, pd.Index(uniques, name=groups)
-        if nested is not None:
-            ncodes, nlev = pd.factorize(frame[nested], sort=True)
-            self.nested_levels = list(nlev)
-            Zn = np.zeros((n, len(nlev)))
-            Zn[np.arange(n), ncodes] = 1.0
-            Z = np.column_stack([Zr, Zn])
-            n_nested_groups = len(pd.MultiIndex.from_arrays([codes, ncodes]).unique())
-        else:
-            self.nested_levels = []
-            Z = Zr
-            n_nested_groups = 0
-        self.Z = Z
-        self._check(n, p, len(uniques), Zr.shape[1], n_nested_groups)
+                                f"value in a variable of {mf.text!r})")
+        self.terms, self.re_design_infos = [], []
+        for t, (Z, zinfo) in zip(mf.random, Zs):
+            codes, levels = _group_codes(frame, t.group)
+            self.terms.append(TermData(group=t.group_name, names=list(Z.columns),
+                                       codes=np.asarray(codes), levels=levels,
+                                       Xt=Z.to_numpy(float), label=t.label))
+            self.re_design_infos.append(zinfo)
+        self.group_cols = [t.group for t in mf.random]
+        self._finish(n, p)
+
+    def _finish(self, n, p):
+        self.order = lme4_order([t.nlev for t in self.terms])
+        self.kind, self.nest = self._route()
+        self._check(n, p)
+
+    def _route(self):
+        """``("one", None)``, ``("one", (parent, child))`` or ``("blocked", None)``."""
+        if len(self.terms) == 1:
+            return "one", None
+        if len(self.terms) == 2 and self.group_cols is not None:
+            for a, b in ((0, 1), (1, 0)):
+                ta, tb = self.terms[a], self.terms[b]
+                ga, gb = set(self.group_cols[a]), set(self.group_cols[b])
+                if (ga < gb and tb.names == ["Intercept"] and tb.k == 1
+                        and np.all(tb.Xt == 1.0)):
+                    return "one", (a, b)
+        return "blocked", None
 
     @classmethod
     def from_arrays(cls, X, y, Z, groups, *, exog_names, re_names):
-        """Specification from ready design arrays (no formula, no nested factor).
+        """Specification from ready design arrays: one term ``(Z | group)``, no formula.
 
         For callers that fit the same design many times (simulation power): patsy's design
         building costs more than the fit of a small model. The result has no model frame
@@ -257,23 +263,30 @@ class _Spec:
             raise AnalysisError("exog_names / re_names must name every column of X / Z")
         if not (np.isfinite(X).all() and np.isfinite(y).all() and np.isfinite(Z).all()):
             raise AnalysisError("X, y and Z must be finite (drop incomplete rows first)")
-        self.formula = "y ~ 0 + " + " + ".join(exog_names)
-        self.re_formula = " + ".join(re_names)
-        self.groups, self.nested, self.eval_env = "group", None, None
-        self.frame = self.design_info = self.re_design_info = None
+        self.mf = None
+        self.formula = ("y ~ 0 + " + " + ".join(exog_names) + " + (0 + " + " + ".join(re_names)
+                        + " | group)")
+        self.eval_env = None
+        self.frame = self.design_info = None
+        self.re_design_infos = [None]
         self.yname = "y"
-        self.exog_names, self.re_names = list(exog_names), list(re_names)
-        self.X, self.y, self.Z = X, y, Z
+        self.exog_names = list(exog_names)
+        self.X, self.y = X, y
         codes, uniques = pd.factorize(groups, sort=True)
-        self.codes, self.group_labels = codes, pd.Index(uniques, name="group")
-        self.nested_levels = []
+        self.terms = [TermData(group="group", names=list(re_names), codes=np.asarray(codes),
+                               levels=list(uniques), Xt=Z, label="(Z | group)")]
+        self.group_cols = [("group",)]
         n, p = X.shape
         if n == 0:
             raise AnalysisError("no rows to fit")
-        self._check(n, p, len(uniques), Z.shape[1], 0)
+        self._finish(n, p)
         return self
 
-    def _check(self, n, p, ngroups, q, n_nested_groups):
+    @property
+    def re_formula(self):
+        return " + ".join(t.label for t in self.terms)
+
+    def _check(self, n, p):
         rank = np.linalg.matrix_rank(self.X)
         if rank < p:
             # name the columns that are linear combinations of earlier ones
@@ -285,22 +298,48 @@ class _Spec:
                     bad.append(name)
             raise AnalysisError(f"fixed-effects design of {self.formula!r} is rank deficient "
                                 f"(rank {rank} < {p} columns); not estimable: {', '.join(bad)}")
-        if ngroups < 2:
-            raise AnalysisError(f"need at least 2 levels of {self.groups!r} for random effects, "
-                                f"got {ngroups}")
-        n_re = ngroups * q + n_nested_groups
-        if n <= n_re:
-            raise AnalysisError(f"number of observations ({n}) must exceed the number of random "
-                                f"effects ({n_re}); the random-effects structure "
-                                f"{self.re_formula!r} (nested={self.nested!r}) is too rich")
-        if n_nested_groups and n_nested_groups >= n:
-            raise AnalysisError(f"each {self.groups}:{self.nested} level has a single "
-                                "observation; nested variance is not identifiable")
+        for t in self.terms:
+            if t.nlev < 2:
+                raise AnalysisError(f"need at least 2 levels of {t.group!r} for random effects "
+                                    f"{t.label}, got {t.nlev}")
+            if t.nlev >= n:
+                raise AnalysisError(f"each level of {t.group!r} has a single observation; the "
+                                    f"variance of {t.label} is not identifiable (number of "
+                                    f"levels {t.nlev} must be < number of observations {n})")
+            if n <= t.nlev * t.k:
+                raise AnalysisError(f"number of observations ({n}) must exceed the number of "
+                                    f"random effects ({t.nlev * t.k}) of {t.label}; the "
+                                    "random-effects structure is too rich")
         if n <= p:
             raise AnalysisError(f"need more observations ({n}) than fixed effects ({p})")
 
     def problem(self):
-        return Problem(self.X, self.y, self.Z, self.codes, len(self.re_names))
+        if self.kind == "one":
+            t = self.terms[self.nest[0] if self.nest else 0]
+            return Problem(self.X, self.y, _one_engine_z(self), t.codes, t.k)
+        return BlockedProblem(self.X, self.y, [self.terms[i] for i in self.order])
+
+    def theta_to_lme4(self, theta_engine):
+        """Engine theta -> lme4's theta (terms in lme4's order, lower triangles)."""
+        th = np.asarray(theta_engine, float)
+        if self.kind == "blocked" or self.nest is None:
+            return th.copy()
+        a, b = self.nest
+        na = self.terms[a].k * (self.terms[a].k + 1) // 2
+        slices = {a: th[:na], b: th[na:]}
+        return np.concatenate([slices[i] for i in self.order])
+
+    def theta_from_lme4(self, theta):
+        th = np.asarray(theta, float)
+        if self.kind == "blocked" or self.nest is None:
+            return th.copy()
+        a, b = self.nest
+        sizes = {i: self.terms[i].k * (self.terms[i].k + 1) // 2 for i in (a, b)}
+        pos, slices = 0, {}
+        for i in self.order:
+            slices[i] = th[pos:pos + sizes[i]]
+            pos += sizes[i]
+        return np.concatenate([slices[a], slices[b]])
 
 
 # --------------------------------------------------------------------------- optimiser
@@ -339,7 +378,10 @@ def _grad_check(prob, theta, reml):
     if not free.any():
         return 0.0, g, None
     gf = g[free]
-    H = _num_jacobian(lambda t: prob.gradient(t, reml), theta)
+    if getattr(prob, "analytic", True):
+        H = _num_jacobian(lambda t: prob.gradient(t, reml), theta)
+    else:
+        H = prob.hessian(theta, reml)
     H = 0.5 * (H + H.T)
     try:
         scg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(free, free)]), gf)
@@ -365,14 +407,45 @@ def _lbfgsb(fg, x0, bounds, maxiter):
     return optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
 
 
-def _escape_boundary(f, fg, phi, fbest, bounded, lower, bounds, maxiter):
+def _bobyqa(f, x0, lower, maxiter):
+    """Powell's BOBYQA (nlopt), lme4's default optimiser for ``lmer``: derivative-free,
+    bound-constrained. Returns an object with ``x, fun, nfev, nit, message``."""
+    import nlopt
+
+    k = len(x0)
+    count = [0]
+
+    def obj(x, grad):
+        count[0] += 1
+        return float(f(x))
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_min_objective(obj)
+    lo = np.where(np.isfinite(lower), lower, -1e10)
+    opt.set_lower_bounds(lo)
+    opt.set_ftol_abs(1e-10)
+    opt.set_xtol_abs(1e-9)
+    opt.set_maxeval(max(int(maxiter) * 10, 2 * k + 2) if maxiter > 1 else 2 * k + 2)
+    x0 = np.maximum(np.asarray(x0, float), lo)
+    opt.set_initial_step(np.maximum(0.25 * np.abs(x0), 0.1))
+    try:
+        x = opt.optimize(x0)
+        fun, msg = opt.last_optimum_value(), f"nlopt BOBYQA result {opt.last_optimize_result()}"
+    except nlopt.RoundoffLimited:
+        x, fun, msg = x0, float(f(x0)), "nlopt BOBYQA stopped: roundoff limited"
+    return optimize.OptimizeResult(x=np.asarray(x), fun=float(fun), nfev=count[0], nit=count[0],
+                                   message=msg)
+
+
+def _escape_boundary(f, local, phi, fbest, bounded, maxiter):
     """Move off a boundary point that is not a minimum.
 
     The deviance depends on Lambda only through Lambda Lambda', which is even in the last
     diagonal entry (and in any diagonal entry whose column is otherwise 0), so such an entry
     at 0 has zero gradient there and a gradient method that hits the bound stops even when
     the minimum is inside. For every bounded entry at 0 a bounded
-    Brent line search along that entry decides; if it improves, L-BFGS-B restarts from there.
+    Brent line search along that entry decides; if it improves, the local optimiser
+    restarts from there.
     """
     nfev = 0
     for _ in range(2 * len(phi)):
@@ -389,10 +462,10 @@ def _escape_boundary(f, fg, phi, fbest, bounded, lower, bounds, maxiter):
             if r.fun < fbest - 1e-9:
                 start = phi.copy()
                 start[k] = r.x
-                alt = _lbfgsb(fg, start, bounds, maxiter)
+                alt = local(start)
                 nfev += alt.nfev
                 if alt.fun < r.fun:
-                    phi, fbest = np.maximum(alt.x, lower), float(alt.fun)
+                    phi, fbest = alt.x, float(alt.fun)
                 else:
                     phi, fbest = start, float(r.fun)
                 moved = True
@@ -408,76 +481,90 @@ def _optimize(prob, reml, maxiter, theta0=None):
     The optimiser works on ``phi = theta * d`` where ``d`` is the root-mean-square of the
     random-effects column that each theta entry multiplies (the factor of a random slope on
     weeks is about the SD of weeks), which makes the problem far better conditioned; the
-    start is lme4's identity factor in those units. Bounded L-BFGS-B with the analytic
-    gradient; if a bounded entry ends at 0 the optimiser is restarted once with that entry
-    moved off the boundary when a line search finds a lower deviance (a boundary point that
+    start is lme4's identity factor in those units. One-factor engine: bounded L-BFGS-B with
+    the analytic gradient; blocked engine: BOBYQA on the deviance alone, as lme4. If a
+    bounded entry ends at 0 the optimiser is restarted with that entry moved off the
+    boundary when a line search finds a lower deviance (a boundary point that
     is not a minimum is not accepted, see :func:`_escape_boundary`); if
-    lme4's gradient criterion still fails a Nelder-Mead polish and a second L-BFGS-B run
+    lme4's gradient criterion still fails a Nelder-Mead polish and a second local run
     follow. ``theta0`` (e.g. the true values in a simulation) replaces the identity start;
     bounded entries start at least 0.01 (scaled units) off their bound.
     """
     s = prob.theta_scale
+    lower = prob.lower
+
+    def f(phi):
+        return prob.deviance(phi / s, reml)
 
     def fg(phi):
         v, g = prob.value_and_grad(phi / s, reml)
         return v, g / s
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower]
-    bounded = np.isfinite(prob.lower)
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    bounded = np.isfinite(lower)
+    analytic = getattr(prob, "analytic", True)
+
+    def local(x0):
+        res = _lbfgsb(fg, x0, bounds, maxiter) if analytic else _bobyqa(f, x0, lower, maxiter)
+        res.x = np.maximum(res.x, lower)
+        return res
+
     if theta0 is None:
         x0 = prob.theta0.copy()
     else:
         x0 = np.asarray(theta0, float) * s
-        x0 = np.where(bounded, np.maximum(x0, prob.lower + 1e-2), x0)
-    res = _lbfgsb(fg, x0, bounds, maxiter)
+        x0 = np.where(bounded, np.maximum(x0, lower + 1e-2), x0)
+    res = local(x0)
     nfev, nit, msg = res.nfev, res.nit, str(res.message)
-    phi, fbest = np.maximum(res.x, prob.lower), float(res.fun)
+    phi, fbest = res.x, float(res.fun)
     if maxiter > 1:
-        phi, fbest, extra = _escape_boundary(lambda x: fg(x)[0], fg, phi, fbest, bounded & (s > 0),
-                                             prob.lower, bounds, maxiter)
+        phi, fbest, extra = _escape_boundary(f, local, phi, fbest, bounded & (s > 0), maxiter)
         nfev += extra
     theta = phi / s
     crit, g, H = _grad_check(prob, theta, reml)
     if crit > GRAD_TOL and maxiter > 1:
-        nm = optimize.minimize(lambda x: fg(x)[0], phi, method="Nelder-Mead", bounds=bounds,
+        nm = optimize.minimize(f, phi, method="Nelder-Mead", bounds=bounds,
                                options=dict(maxfev=400 * prob.ntheta, xatol=1e-7,
                                             fatol=1e-9, adaptive=True))
-        res = _lbfgsb(fg, np.maximum(nm.x, prob.lower), bounds, maxiter)
+        res = local(np.maximum(nm.x, lower))
         nfev += nm.nfev + res.nfev
         if res.fun <= fbest:
-            theta, msg = np.maximum(res.x, prob.lower) / s, str(res.message)
+            theta, msg = res.x / s, str(res.message)
         crit, g, H = _grad_check(prob, theta, reml)
     return theta, crit, g, H, nfev, f"{msg} ({nit} iterations)"
 
 
 # --------------------------------------------------------------------------- public API
-def fit_lmm(formula, data, groups, re_formula="1", *, nested=None, reml=True, engine="fast",
-            maxiter=1000, warn=True):
-    """Fit a linear mixed model with random effects grouped by participant.
+def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=True,
+            engine="fast", maxiter=1000, warn=True):
+    """Fit a linear mixed model written in lme4's formula syntax.
 
     Parameters
     ----------
     formula : str
-        Fixed effects in patsy syntax, e.g. ``"value ~ C(arm, Treatment('control')) * week +
-        side"``.
+        lme4 formula: ``"ir ~ week * arm + (1 + week | participant_id) + (1 | site)"``. The
+        fixed part is patsy code with R's treatment coding (first level of a factor is the
+        reference; ``C(arm, Treatment('control'))`` picks another); random terms are
+        ``(expr | g)`` (correlated), ``(expr || g)`` (uncorrelated), ``(1 | g1/g2)``
+        (nested), ``(1 | g1:g2)``, on one or several grouping factors, crossed or nested;
+        grouping columns may be numbers or strings. Column names that are Python keywords
+        work as they are (``yield``); other names go in backticks. See
+        :mod:`hipstats.models.formula`.
     data : pandas.DataFrame
         Long data, one row per observation. Rows with a missing value in any variable used
-        (response, fixed effects, random effects, ``groups``, ``nested``) are dropped.
-    groups : str
-        Column identifying participants (the grouping factor of every random effect).
-    re_formula : str, default "1"
-        Random-effects design per participant, e.g. ``"1 + week"`` (correlated random
-        intercept and slope, lme4's ``(1 + week | participant_id)``); ``"0 + week"`` drops
-        the intercept.
-    nested : str, optional
-        Column whose levels get a random intercept within participant, e.g. ``"side"``
-        (lme4's ``+ (1 | participant_id:side)``).
+        (response, fixed and random effects, grouping columns) are dropped.
+    groups, re_formula, nested : str, optional
+        The older form ``fit_lmm("value ~ week", data, groups="participant_id",
+        re_formula="1 + week", nested="side")``, which means exactly
+        ``"value ~ week + (1 + week | participant_id) + (1 | participant_id:side)"``.
+        ``re_formula`` is the design within ``groups`` and may not contain ``|``.
     reml : bool, default True
         REML (True) or maximum likelihood (False).
     engine : {"fast", "statsmodels"}
-        ``"fast"``: lme4's profiled deviance over per-participant sufficient statistics.
+        ``"fast"``: lme4's profiled deviance (per-participant sufficient statistics when all
+        random effects share one factor, the blocked Cholesky engine otherwise).
         ``"statsmodels"``: statsmodels ``MixedLM`` (default settings), wrapped in the same
-        result (for cross-checks).
+        result (cross-checks; one grouping factor, optionally one nested intercept).
     maxiter : int, default 1000
         Iteration limit of the optimiser.
     warn : bool, default True
@@ -490,11 +577,12 @@ def fit_lmm(formula, data, groups, re_formula="1", *, nested=None, reml=True, en
 
     Notes
     -----
-    The variance parameters are lme4's relative covariance factor ``theta`` (lower triangle of
-    the Cholesky factor of :math:`\\Sigma_b / \\sigma^2`, column-major, diagonal bounded below
-    by 0; the nested intercept has one relative SD). The fit is declared converged when
-    lme4's gradient criterion ``max(min(|g|, |H^{-1/2} g|)) < 0.002`` holds and singular when
-    any bounded ``theta`` is below ``1e-4`` (a variance is ~0 or a correlation is +/-1).
+    The variance parameters are lme4's relative covariance factor ``theta``: for each term in
+    lme4's order (most levels first; ties keep the written order unless a later term has
+    more levels, then ``rev(order(levels))``), the lower triangle of the Cholesky factor of
+    its covariance over ``sigma^2``, column-major, diagonal bounded below by 0. The fit is
+    declared converged when lme4's gradient criterion ``max(min(|g|, |H^{-1/2} g|)) < 0.002``
+    holds and singular when any bounded ``theta`` is below ``1e-4``.
 
     References
     ----------
@@ -509,12 +597,17 @@ def fit_lmm(formula, data, groups, re_formula="1", *, nested=None, reml=True, en
     >>> y = 36 + rng.normal(0, 6, 60)[pid] + (0.5 + rng.normal(0, .3, 60)[pid]) * week
     >>> df = pd.DataFrame({"participant_id": pid, "week": week,
     ...                    "value": y + rng.normal(0, 1, 300)})
-    >>> res = fit_lmm("value ~ week", df, "participant_id", re_formula="1 + week")
+    >>> res = fit_lmm("value ~ week + (1 + week | participant_id)", df)
     >>> res.summary().loc["week", ["estimate", "df"]].round(2).tolist()
     [0.48, 59.0]
     """
     eval_env = patsy.EvalEnvironment.capture(1)
-    spec = _Spec(formula, data, groups, re_formula, nested, eval_env)
+    if groups is not None:
+        formula = _legacy_formula(formula, groups, re_formula, nested)
+    elif nested is not None or str(re_formula).strip() not in ("1", "~1", "~ 1"):
+        raise AnalysisError("re_formula= and nested= need groups=; or write the random terms "
+                            "in the formula, e.g. 'value ~ week + (1 + week | participant_id)'")
+    spec = _Spec(formula, data, eval_env)
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
@@ -532,17 +625,20 @@ def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=100
 
 
 def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
+    if engine not in ("fast", "statsmodels"):
+        raise AnalysisError(f"engine must be 'fast' or 'statsmodels', got {engine!r}")
     prob = spec.problem()
     if engine == "fast":
         with _blas_single_thread():
             theta, crit, grad, hess, nfev, msg = _optimize(prob, reml, maxiter, theta0)
         converged = crit <= GRAD_TOL
         info = dict(engine="fast", grad_crit=crit, gradient=grad, hessian=hess, nfev=nfev,
-                    message=msg)
-    elif engine == "statsmodels":
-        theta, converged, info = _fit_statsmodels(spec, prob, reml, maxiter)
+                    message=msg, algorithm="blocked" if spec.kind == "blocked" else "one")
     else:
-        raise AnalysisError(f"engine must be 'fast' or 'statsmodels', got {engine!r}")
+        if spec.kind != "one":
+            raise AnalysisError("engine='statsmodels' handles one grouping factor (plus one "
+                                f"nested intercept); {spec.formula!r} needs engine='fast'")
+        theta, converged, info = _fit_statsmodels(spec, prob, reml, maxiter)
     res = LMMResult(spec, prob, theta, reml=reml, converged=converged, info=info)
     if warn and not converged:
         warnings.warn(f"mixed model {spec.formula!r} did not converge ({info['engine']} engine: "
@@ -550,27 +646,28 @@ def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
                       f"{info.get('grad_crit', float('nan')):.3g} > {GRAD_TOL})",
                       ConvergenceWarning, stacklevel=3)
     if warn and res.singular:
-        warnings.warn(f"singular fit for {spec.formula!r} with random effects "
-                      f"{spec.re_formula!r}{' + nested ' + spec.nested if spec.nested else ''}: "
-                      f"a variance is ~0 or a correlation is +/-1 (theta = "
-                      f"{np.round(theta, 5).tolist()}); simplify the random effects",
-                      SingularFitWarning, stacklevel=3)
+        warnings.warn(f"singular fit for {spec.formula!r}: a variance is ~0 or a correlation "
+                      f"is +/-1 (theta = {np.round(res.theta, 5).tolist()}); simplify the "
+                      "random effects", SingularFitWarning, stacklevel=3)
     return res
 
 
 def _fit_statsmodels(spec, prob, reml, maxiter):
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    q = len(spec.re_names)
+    q = prob.q
+    Zall = _one_engine_z(spec)
+    codes = spec.terms[spec.nest[0] if spec.nest else 0].codes
+    re_names = spec.terms[spec.nest[0] if spec.nest else 0].names
     exog_vc = None
-    if spec.nested is not None:
-        Zn = spec.Z[:, q:]
-        exog_vc = {spec.nested: {}}
-        for g in np.unique(spec.codes):
-            exog_vc[spec.nested][g] = Zn[spec.codes == g]
+    if spec.nest is not None:
+        Zn = Zall[:, q:]
+        exog_vc = {"nested": {}}
+        for g in np.unique(codes):
+            exog_vc["nested"][g] = Zn[codes == g]
     model = MixedLM(pd.Series(spec.y, name=spec.yname),
-                    pd.DataFrame(spec.X, columns=spec.exog_names), groups=spec.codes,
-                    exog_re=pd.DataFrame(spec.Z[:, :q], columns=spec.re_names), exog_vc=exog_vc)
+                    pd.DataFrame(spec.X, columns=spec.exog_names), groups=codes,
+                    exog_re=pd.DataFrame(Zall[:, :q], columns=re_names), exog_vc=exog_vc)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         smres = model.fit(reml=reml, maxiter=maxiter)
@@ -583,15 +680,27 @@ def _fit_statsmodels(spec, prob, reml, maxiter):
     except np.linalg.LinAlgError:
         T = np.diag(np.sqrt(np.maximum(np.diag(cov), 0)))
     theta = [T[i, j] for (i, j) in prob.tri]
-    if spec.nested is not None:
+    if spec.nest is not None:
         theta.append(float(np.sqrt(max(float(np.asarray(smres.vcomp)[0]) / scale, 0.0))))
     theta = np.asarray(theta)
     crit, grad, _ = _grad_check(prob, np.maximum(theta, prob.lower), reml)
     info = dict(engine="statsmodels", engine_result=smres, engine_llf=float(smres.llf),
-                grad_crit=crit, gradient=grad,
+                grad_crit=crit, gradient=grad, algorithm="one",
                 message=f"statsmodels converged={smres.converged}",
                 engine_warnings=[str(w.message) for w in caught])
     return theta, bool(smres.converged), info
+
+
+def _one_engine_z(spec):
+    """The ``(n, Q)`` random-effects design of the one-factor engine (term, nested slots)."""
+    if spec.nest is None:
+        return spec.terms[0].Xt
+    a, b = spec.nest
+    extra = [c for c in spec.group_cols[b] if c not in spec.group_cols[a]]
+    ncodes, _ = _group_codes(spec.frame, extra)
+    Zn = np.zeros((len(spec.y), int(ncodes.max()) + 1))
+    Zn[np.arange(len(spec.y)), ncodes] = 1.0
+    return np.column_stack([spec.terms[a].Xt, Zn])
 
 
 def lrt(model_small, model_big):
@@ -661,40 +770,43 @@ class LMMResult:
         (``patsy.build_design_matrices([res.design_info], newdata)``).
     data : pandas.DataFrame
         The model frame actually used (rows with missing values dropped).
-    formula, re_formula, groups, nested, reml, engine
-        The specification.
+    formula, re_formula, reml, engine
+        The formula as written, its random terms as fitted (``||`` and ``/`` expanded), the
+        method and the engine.
     llf, aic, bic : float
         Log-likelihood (REML criterion for REML fits, as lme4's ``logLik``), AIC, BIC with
         ``npar = p + len(theta) + 1``.
-    nobs, ngroups : int
+    nobs : int
+    ngroups : int
+        Levels of the grouping factor of the first random term written (e.g. participants);
+        ``ngrps`` has every factor, as lme4's ``ngrps``.
     converged, singular : bool
     sigma2 : float
         Residual variance.
     theta : numpy.ndarray
-        Relative covariance factor (lme4's ``getME(fit, "theta")``): the lower triangle of
-        the participant block column by column, then the nested intercept's relative SD
-        (lme4 lists the ``participant:side`` term first).
-    deviance, npar, sigma, cov_re, fit_info
-        -2 llf, number of parameters, residual SD, random-effects covariance matrix, and
-        optimiser details (engine, gradient criterion, gradient and Hessian of the profiled
-        deviance in theta, evaluations, message).
+        Relative covariance factor, lme4's ``getME(fit, "theta")`` (terms in lme4's order).
+    deviance, npar, sigma, fit_info
+        -2 llf, number of parameters, residual SD, and optimiser details (engine, gradient
+        criterion, gradient and Hessian of the profiled deviance, evaluations, message).
     varcomp : pandas.DataFrame
         SDs and correlations (like ``as.data.frame(VarCorr(fit))``).
-    random_effects : pandas.DataFrame
-        BLUPs (conditional modes) per participant.
     """
 
     def __init__(self, spec, prob, theta, *, reml, converged, info):
         self._spec, self._prob = spec, prob
-        self.theta = np.asarray(theta, float)
+        self._theta_engine = np.asarray(theta, float)
+        self.theta = spec.theta_to_lme4(self._theta_engine)
         self.reml = bool(reml)
         self.converged = bool(converged)
         self.engine = info["engine"]
         self.fit_info = info
-        st = prob.solve(self.theta)
+        st = prob.solve(self._theta_engine)
         self._st = st
         n, p = prob.n, prob.p
-        self.nobs, self.ngroups = n, prob.N
+        self.nobs = n
+        first = spec.terms[0]
+        self.ngroups = first.nlev
+        self.ngrps = {spec.terms[i].group: spec.terms[i].nlev for i in spec.order}
         self.sigma2 = float(st["r2"] / (n - p if reml else n))
         self.sigma = float(np.sqrt(self.sigma2))
         names = spec.exog_names
@@ -702,73 +814,112 @@ class LMMResult:
         self._unsc = prob.unscaled_cov_beta(st=st)
         self.cov_fe = pd.DataFrame(self.sigma2 * self._unsc, index=names, columns=names)
         self.bse = pd.Series(np.sqrt(np.diag(self.cov_fe)), index=names, name="se")
-        self.deviance = float(prob.deviance(self.theta, reml, st=st))
+        self.deviance = float(prob.deviance(self._theta_engine, reml, st=st))
         self.llf = -0.5 * self.deviance
         self.npar = p + prob.ntheta + 1
         self.aic = -2 * self.llf + 2 * self.npar
         self.bic = -2 * self.llf + np.log(n) * self.npar
         bounded = np.isfinite(prob.lower)
-        self.singular = bool(np.any(self.theta[bounded] < SINGULAR_TOL))
+        self.singular = bool(np.any(self._theta_engine[bounded] < SINGULAR_TOL))
         self._satt = None
+        self._kr = None
+        self._blups = None
 
     # -- specification passthrough
     formula = property(lambda self: self._spec.formula)
     re_formula = property(lambda self: self._spec.re_formula)
-    groups = property(lambda self: self._spec.groups)
-    nested = property(lambda self: self._spec.nested)
     design_info = property(lambda self: self._spec.design_info)
     data = property(lambda self: self._spec.frame)
     exog_names = property(lambda self: list(self._spec.exog_names))
 
     # -- variance components
+    def _lme4_terms(self):
+        """``[(TermData, T)]`` in lme4's order, ``T`` the term's relative factor."""
+        out, pos = [], 0
+        for i in self._spec.order:
+            t = self._spec.terms[i]
+            T = np.zeros((t.k, t.k))
+            for j in range(t.k):
+                for r in range(j, t.k):
+                    T[r, j] = self.theta[pos]
+                    pos += 1
+            out.append((t, T))
+        return out
+
+    def _group_labels(self):
+        """lme4's VarCorr names: a factor's second term is ``g.1``, its third ``g.2``."""
+        seen, out = {}, []
+        for t, _ in self._lme4_terms():
+            k = seen.get(t.group, 0)
+            out.append(t.group if k == 0 else f"{t.group}.{k}")
+            seen[t.group] = k + 1
+        return out
+
     @property
-    def cov_re(self) -> pd.DataFrame:
-        """Covariance matrix of the correlated random effects per participant."""
-        q = len(self._spec.re_names)
-        T = self._st["Lam"][:q, :q]
-        return pd.DataFrame(self.sigma2 * T @ T.T, index=self._spec.re_names,
-                            columns=self._spec.re_names)
+    def cov_re(self):
+        """Covariance matrix of the random effects of each term.
+
+        A DataFrame when the model has one random term (e.g. ``(1 + week | participant_id)``),
+        otherwise a dict ``{group label: DataFrame}`` with lme4's VarCorr labels.
+        """
+        mats = {}
+        for lab, (t, T) in zip(self._group_labels(), self._lme4_terms()):
+            mats[lab] = pd.DataFrame(self.sigma2 * T @ T.T, index=t.names, columns=t.names)
+        if len(mats) == 1:
+            return next(iter(mats.values()))
+        return mats
 
     @property
     def varcomp(self) -> pd.DataFrame:
         """Tidy variance components: one row per SD (``var2`` empty) and per correlation.
 
-        Columns ``group, var1, var2, vcov, sdcor`` as R's ``as.data.frame(VarCorr(fit))``.
+        Columns ``group, var1, var2, vcov, sdcor`` as R's ``as.data.frame(VarCorr(fit))``,
+        terms in lme4's order.
         """
         rows = []
-        cov = self.cov_re.to_numpy()
-        names = self._spec.re_names
-        g = self.groups
-        for i, nm in enumerate(names):
-            rows.append((g, nm, None, cov[i, i], np.sqrt(cov[i, i])))
-        for j in range(len(names)):
-            for i in range(j + 1, len(names)):
-                den = np.sqrt(cov[i, i] * cov[j, j])
-                rows.append((g, names[j], names[i], cov[i, j],
-                             cov[i, j] / den if den > 0 else np.nan))
-        if self.nested is not None:
-            v = self.sigma2 * self.theta[-1] ** 2
-            rows.append((f"{g}:{self.nested}", "Intercept", None, v, np.sqrt(v)))
+        for g, (t, T) in zip(self._group_labels(), self._lme4_terms()):
+            cov = self.sigma2 * T @ T.T
+            names = t.names
+            for i, nm in enumerate(names):
+                rows.append((g, nm, None, cov[i, i], np.sqrt(cov[i, i])))
+            for j in range(len(names)):
+                for i in range(j + 1, len(names)):
+                    den = np.sqrt(cov[i, i] * cov[j, j])
+                    rows.append((g, names[j], names[i], cov[i, j],
+                                 cov[i, j] / den if den > 0 else np.nan))
         rows.append(("Residual", None, None, self.sigma2, self.sigma))
         return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
 
+    def _term_blups(self):
+        if self._blups is None:
+            terms = self._lme4_terms()
+            self._blups = conditional_modes([t for t, _ in terms], [T for _, T in terms],
+                                            self._spec.X, self._spec.y, self.fe_params)
+        return self._blups
+
+    def ranef(self) -> dict:
+        """BLUPs (conditional modes) per grouping factor, as lme4's ``ranef``.
+
+        Returns ``{factor: DataFrame}``, one row per level (``g1:g2`` levels are written
+        ``a:b``), one column per random effect; terms on the same factor share one frame.
+        """
+        out: dict = {}
+        for (t, _), b in zip(self._lme4_terms(), self._term_blups()):
+            df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.names)
+            if t.group in out:
+                out[t.group] = out[t.group].join(df, rsuffix=".1")
+            else:
+                out[t.group] = df
+        return out
+
     @property
     def random_effects(self) -> pd.DataFrame:
-        """BLUPs (conditional modes ``Lambda u``) per participant, lme4's ``ranef``.
-
-        Columns: the ``re_formula`` terms, then ``"<nested>[<level>]"`` for the nested
-        intercepts (NaN where the participant has no rows at that level).
-        """
-        u = self._prob.conditional_modes(self._st)
-        b = u @ self._st["Lam"].T
-        cols = list(self._spec.re_names) + [f"{self.nested}[{lev}]"
-                                            for lev in self._spec.nested_levels]
-        q = len(self._spec.re_names)
-        if self.nested is not None:
-            zz = self._prob.ZZ
-            absent = np.stack([zz[j, j] == 0 for j in range(q, self._prob.Q)], axis=1)
-            b[:, q:][absent] = np.nan
-        return pd.DataFrame(b, index=self._spec.group_labels, columns=cols)
+        """BLUPs per level of the grouping factor when there is one (see :meth:`ranef`)."""
+        re_ = self.ranef()
+        if len(re_) != 1:
+            raise AnalysisError(f"the model has {len(re_)} grouping factors "
+                                f"({', '.join(re_)}); use res.ranef() for all of them")
+        return next(iter(re_.values()))
 
     # -- inference
     def _satterthwaite_parts(self):
@@ -776,7 +927,7 @@ class LMMResult:
 
         The df are invariant to a smooth reparametrisation of the variance parameters, so
         they are computed in the well-conditioned scaled parameters the optimiser uses.
-        ``dC/dpsi`` is analytic (``C = sigma^2 S_xx^{-1}``, see
+        One-factor engine: ``dC/dpsi`` is analytic (``C = sigma^2 S_xx^{-1}``, see
         :meth:`~hipstats.models._lmm_core.Problem.dsxx_dtheta`); so are the ``sigma`` row
         and column of the Hessian ``H`` of the deviance ``f`` in ``(theta, sigma)``. At
         ``sigma = sigma_hat(theta)`` the profiled deviance ``d`` has Hessian
@@ -784,31 +935,59 @@ class LMMResult:
         ``H_tt`` is recovered from the Hessian of ``d`` that the convergence check already
         computed; without one (every parameter at a bound) it is the central-difference
         Jacobian of the analytic gradient (step ``1e-3 max(|psi|, 0.05)``,
-        :data:`SATT_RICHARDSON` Richardson levels).
+        :data:`SATT_RICHARDSON` Richardson levels). Blocked engine: central differences of
+        the deviance and of ``C`` throughout, as lmerTest does with numDeriv.
         """
         if self._satt is None:
             with _blas_single_thread():
-                self._satt = self._compute_satterthwaite_parts()
+                if getattr(self._prob, "analytic", True):
+                    self._satt = self._compute_satterthwaite_parts()
+                else:
+                    self._satt = self._numeric_satterthwaite_parts()
         return self._satt
+
+    def _numeric_satterthwaite_parts(self):
+        prob, reml = self._prob, self.reml
+        sc = prob.theta_scale
+        k = prob.ntheta
+        psi0 = np.r_[self._theta_engine * sc, self.sigma]
+
+        def f(psi):
+            return prob.deviance_varpar(np.r_[psi[:k] / sc, psi[k]], reml)
+
+        H = _num_hessian(f, psi0)
+        A = 2.0 * np.linalg.pinv(H)
+        s2 = self.sigma2
+        jac = []
+        h = 1e-4 * np.maximum(np.abs(psi0[:k]), 0.05)
+        for j in range(k):
+            e = np.zeros(k)
+            e[j] = h[j]
+            Pp = prob.unscaled_cov_beta((psi0[:k] + e) / sc)
+            Pm = prob.unscaled_cov_beta((psi0[:k] - e) / sc)
+            jac.append(s2 * (Pp - Pm) / (2 * h[j]))
+        jac.append(2.0 * self.sigma * self._unsc)
+        return A, jac
 
     def _compute_satterthwaite_parts(self):
         prob, reml = self._prob, self.reml
         sc = prob.theta_scale
         sigma, s2 = self.sigma, self.sigma2
         m = (prob.n - prob.p) if reml else prob.n
+        theta = self._theta_engine
 
         def grad_theta(phi):          # d deviance / d phi at fixed sigma
             _, gL, gX, gr = prob.grad_parts(phi / sc, reml)
             return (gL + gX + gr / s2) / sc
 
-        _, _, _, gr = prob.grad_parts(self.theta, reml)
+        _, _, _, gr = prob.grad_parts(theta, reml)
         h_ts = -2.0 * gr / sigma ** 3 / sc
         h_ss = 6.0 * self._st["r2"] / sigma ** 4 - 2.0 * m / s2
         hprof = self.fit_info.get("hessian") if self.engine == "fast" else None
         if hprof is not None:
             Htt = hprof / np.outer(sc, sc) + np.outer(h_ts, h_ts) / h_ss
         else:
-            Htt = _richardson_jacobian(grad_theta, self.theta * sc, r=SATT_RICHARDSON)
+            Htt = _richardson_jacobian(grad_theta, theta * sc, r=SATT_RICHARDSON)
         k = prob.ntheta
         H = np.empty((k + 1, k + 1))
         H[:k, :k] = 0.5 * (Htt + Htt.T)
@@ -821,6 +1000,14 @@ class LMMResult:
         jac.append(2.0 * sigma * P)
         return A, jac
 
+    def _check_L(self, L):
+        L = np.atleast_2d(np.asarray(L, float))
+        p = self._prob.p
+        if L.shape[1] != p:
+            raise AnalysisError(f"contrast matrix must have {p} columns (one per fixed effect: "
+                                f"{', '.join(self.exog_names)}), got {L.shape[1]}")
+        return L
+
     def df_satterthwaite(self, L) -> np.ndarray:
         """Satterthwaite denominator df for each row of a contrast matrix ``L`` (k x p).
 
@@ -828,17 +1015,13 @@ class LMMResult:
             g_j = l^\\top \\frac{\\partial C}{\\partial \\varphi_j} l,\\quad A = 2H^{-1}
 
         as lmerTest's ``contest1D``; ``H`` is the Hessian of the deviance in
-        ``(theta, sigma)`` (numerical Jacobian of its analytic gradient).
+        ``(theta, sigma)``.
 
         Examples
         --------
         >>> # res.df_satterthwaite(np.eye(len(res.fe_params)))   # df of every coefficient
         """
-        L = np.atleast_2d(np.asarray(L, float))
-        p = self._prob.p
-        if L.shape[1] != p:
-            raise AnalysisError(f"contrast matrix must have {p} columns (one per fixed effect: "
-                                f"{', '.join(self.exog_names)}), got {L.shape[1]}")
+        L = self._check_L(L)
         A, jac = self._satterthwaite_parts()
         C = self.cov_fe.to_numpy()
         out = np.empty(L.shape[0])
@@ -849,10 +1032,35 @@ class LMMResult:
             out[r] = 2.0 * v ** 2 / den if den > 0 else np.inf
         return out
 
-    def summary(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Fixed effects: estimate, se, Satterthwaite df, t, p, CI (``1 - alpha``)."""
-        est, se = self.fe_params, self.bse
-        df = self.df_satterthwaite(np.eye(len(est)))
+    def _ddf(self, ddf):
+        key = str(ddf).strip().lower().replace("_", "-").replace(" ", "-")
+        key = {"kr": "kenward-roger", "kenward-roger": "kenward-roger", "kenwardroger":
+               "kenward-roger", "satterthwaite": "satterthwaite", "satt": "satterthwaite"
+               }.get(key)
+        if key is None:
+            raise AnalysisError(f"ddf must be 'satterthwaite' or 'kenward-roger', got {ddf!r}")
+        if key == "kenward-roger" and not self.reml:
+            raise AnalysisError("Kenward-Roger df need a REML fit (as pbkrtest); refit with "
+                                "reml=True or use ddf='satterthwaite'")
+        return key
+
+    def summary(self, alpha: float = 0.05, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects: estimate, se, df, t, p, CI (``1 - alpha``).
+
+        ``ddf="satterthwaite"`` (lmerTest's default) or ``"kenward-roger"``: then ``se`` is
+        from the Kenward-Roger adjusted covariance and ``df`` the Kenward-Roger df, as
+        ``summary(fit, ddf = "Kenward-Roger")`` in lmerTest (pbkrtest).
+        """
+        key = self._ddf(ddf)
+        est = self.fe_params
+        eye = np.eye(len(est))
+        if key == "kenward-roger":
+            kr = self.kenward_roger()
+            se = pd.Series(np.sqrt(np.diag(kr.vcov_adj)), index=est.index, name="se")
+            df = np.array([kr.ddf_1d(row) for row in eye])
+        else:
+            se = self.bse
+            df = self.df_satterthwaite(eye)
         t = est / se
         p = 2 * stats.t.sf(np.abs(t), df)
         crit = stats.t.ppf(1 - alpha / 2, df)
@@ -860,6 +1068,23 @@ class LMMResult:
                             "ci_low": est - crit * se, "ci_high": est + crit * se})
         out.index.name = "term"
         return out
+
+    def kenward_roger(self):
+        """The Kenward-Roger machinery of this fit (cached), see :mod:`hipstats.models.anova`."""
+        if self._kr is None:
+            from hipstats.models.anova import kenward_roger_for
+
+            self._kr = kenward_roger_for(self)
+        return self._kr
+
+    def anova(self, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F tests of every fixed-effects term, as lmerTest's ``anova(fit, type, ddf)``.
+
+        See :func:`hipstats.models.anova.anova`.
+        """
+        from hipstats.models.anova import anova
+
+        return anova(self, type=type, ddf=ddf)
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Confidence intervals of the fixed effects with Satterthwaite t quantiles."""
@@ -880,20 +1105,21 @@ class LMMResult:
 
     def model_info(self) -> pd.Series:
         """Fit statistics: nobs, ngroups, llf, aic, bic, sigma, converged, singular, engine."""
-        return pd.Series({"formula": self.formula, "re_formula": self.re_formula,
-                          "nested": self.nested, "groups": self.groups,
+        return pd.Series({"formula": self.formula, "random": self.re_formula,
                           "method": "REML" if self.reml else "ML", "engine": self.engine,
-                          "nobs": self.nobs, "ngroups": self.ngroups, "llf": self.llf,
-                          "aic": self.aic, "bic": self.bic, "sigma": self.sigma,
+                          "algorithm": self.fit_info.get("algorithm"),
+                          "nobs": self.nobs, "ngroups": self.ngroups,
+                          "ngrps": ", ".join(f"{g}: {n}" for g, n in self.ngrps.items()),
+                          "llf": self.llf, "aic": self.aic, "bic": self.bic, "sigma": self.sigma,
                           "converged": self.converged, "singular": self.singular})
 
     # -- predictions
     def predict(self, newdata=None, random=True) -> pd.Series:
         """Fitted values for ``newdata`` (default: the model frame).
 
-        ``random=True`` adds each participant's BLUPs (participants not in the fit, and
-        nested levels absent for a participant, get 0, i.e. the population prediction);
-        ``random=False`` gives ``X beta`` only. Rows with missing predictors give NaN.
+        ``random=True`` adds the BLUPs of every term (levels not in the fit get 0, i.e. the
+        population prediction, as lme4's ``allow.new.levels``); ``random=False`` gives
+        ``X beta`` only. Rows with missing predictors give NaN.
         """
         if self.design_info is None:
             raise AnalysisError("this fit was made from design arrays (no formula design); "
@@ -905,29 +1131,37 @@ class LMMResult:
         pred.loc[X.index] = X.to_numpy(float) @ self.fe_params.to_numpy()
         if not random:
             return pred
-        missing = [c for c in [self.groups] + ([self.nested] if self.nested else [])
-                   if c not in data.columns]
+        spec = self._spec
+        need = list(dict.fromkeys(g for cols in spec.group_cols for g in cols))
+        missing = [c for c in need if c not in data.columns]
         if missing:
             raise AnalysisError(f"newdata has no column {', '.join(map(repr, missing))} for the "
                                 "random effects; pass random=False for population predictions")
-        Zr = patsy.build_design_matrices([self._spec.re_design_info], data, NA_action="drop",
-                                         return_type="dataframe")[0]
-        re = self.random_effects
-        q = len(self._spec.re_names)
-        ok = Zr.index.intersection(X.index)
-        gid = data.loc[ok, self.groups]
-        B = re.reindex(gid.to_numpy()).to_numpy()
-        B = np.nan_to_num(B, nan=0.0)
-        contrib = np.einsum("nq,nq->n", Zr.loc[ok].to_numpy(float), B[:, :q])
-        if self.nested is not None:
-            lev = data.loc[ok, self.nested].to_numpy()
-            idx = {v: k for k, v in enumerate(self._spec.nested_levels)}
-            col = np.array([idx.get(v, -1) for v in lev])
-            has = col >= 0
-            add = np.zeros(len(ok))
-            add[has] = B[np.flatnonzero(has), q + col[has]]
-            contrib = contrib + add
-        pred.loc[ok] = pred.loc[ok].to_numpy() + contrib
+        ok = X.index
+        contrib = np.zeros(len(ok))
+        blups = dict(zip(spec.order, self._term_blups()))
+        for i, (t, info) in enumerate(zip(spec.terms, spec.re_design_infos)):
+            Zr = patsy.build_design_matrices([info], data, NA_action="drop",
+                                             return_type="dataframe")[0]
+            ok = ok.intersection(Zr.index)
+        contrib = pd.Series(0.0, index=ok)
+        for i, (t, info) in enumerate(zip(spec.terms, spec.re_design_infos)):
+            Zr = patsy.build_design_matrices([info], data.loc[ok], NA_action="drop",
+                                             return_type="dataframe")[0].to_numpy(float)
+            cols = spec.group_cols[i]
+            sub = data.loc[ok, list(cols)]
+            if len(cols) == 1:
+                keys = sub[cols[0]].to_numpy()
+                lookup = {v: j for j, v in enumerate(t.levels)}
+            else:
+                keys = [":".join(map(str, r)) for r in sub.itertuples(index=False, name=None)]
+                lookup = {v: j for j, v in enumerate(t.levels)}
+            idx = np.array([lookup.get(v, -1) for v in keys], dtype=int)
+            have = idx >= 0
+            B = np.zeros((len(ok), t.k))
+            B[have] = blups[i][idx[have]]
+            contrib += np.einsum("nk,nk->n", Zr, B)
+        pred.loc[ok] = pred.loc[ok].to_numpy() + contrib.to_numpy()
         return pred
 
     @property
@@ -944,7 +1178,7 @@ class LMMResult:
         """Forest plot of the fixed effects with 95% Satterthwaite CIs; returns the Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import theme
+        from hipstats.plots.style import theme
 
         s = self.summary()
         if not intercept:
@@ -965,9 +1199,9 @@ class LMMResult:
         return fig
 
     def __repr__(self):
-        return (f"LMMResult({self.formula!r}, re={self.re_formula!r}, nested={self.nested!r}, "
-                f"{'REML' if self.reml else 'ML'}, nobs={self.nobs}, ngroups={self.ngroups}, "
-                f"llf={self.llf:.3f}, converged={self.converged}, singular={self.singular})")
+        return (f"LMMResult({self.formula!r}, {'REML' if self.reml else 'ML'}, "
+                f"nobs={self.nobs}, ngrps={self.ngrps}, llf={self.llf:.3f}, "
+                f"converged={self.converged}, singular={self.singular})")
 
     def _repr_html_(self):
         info = self.model_info()
@@ -980,6 +1214,22 @@ class LMMResult:
 
 
 # --------------------------------------------------------------------------- numerics
+def _num_hessian(f, x, d=1e-3, floor=0.05):
+    """Central-difference Hessian of ``f`` at ``x`` (step ``d max(|x|, floor)``)."""
+    x = np.asarray(x, float)
+    k = len(x)
+    h = d * np.maximum(np.abs(x), floor)
+    f0 = f(x)
+    H = np.empty((k, k))
+    E = np.diag(h)
+    for i in range(k):
+        H[i, i] = (f(x + E[i]) - 2 * f0 + f(x - E[i])) / h[i] ** 2
+        for j in range(i):
+            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j])
+                                 + f(x - E[i] - E[j])) / (4 * h[i] * h[j])
+    return H
+
+
 def _steps(x, d=1e-3, floor=0.05):
     """Initial step ``d * max(|x|, floor)`` (parameters are on a unit-ish scale)."""
     x = np.asarray(x, float)

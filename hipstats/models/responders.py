@@ -130,7 +130,7 @@ class ResponderResult:
         """Share of responders per arm with Wilson CIs; returns a matplotlib Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import arm_palette, theme
+        from hipstats.plots.style import arm_palette, theme
 
         b = self.by_arm
         with theme():
@@ -195,7 +195,7 @@ def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direc
     group : str
         Arm column.
     mdc : float
-        Minimal detectable change (e.g. MDC95 from :mod:`hipstats.reliability`); must be > 0.
+        Minimal detectable change (e.g. MDC95 from :func:`hipstats.questions.reliability.reliability_summary`); must be > 0.
     direction : {+1, -1}
         +1: responders improve by more than ``mdc`` (change > mdc); -1: change < -mdc.
     ref : optional

@@ -193,7 +193,7 @@ outcome report uses to count responders."""),
     code("report.areas.reliability_findings(table, confidence=confidence);"),
 ], params="""\
 form: str = "ICC(A,1)"  # ICC form reported (McGraw-Wong name, e.g. ICC(A,1), ICC(C,1), ICC(1,1))
-confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.reliability import reliability_summary""")
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.questions.reliability import reliability_summary""")
 
 PELVIS = notebook("pelvis", "H1: Does pelvic position mask or limit hip internal rotation?", 30, """\
 Hip internal rotation (IR) was measured twice at each visit: once with the pelvis set to neutral by the examiner,
@@ -238,7 +238,7 @@ The rows below are copied to the index page."""),
 tilt_cut_low: float = 4.0  # standing tilt (deg) below which the pelvis counts as posterior
 tilt_cut_high: float = 14.0  # standing tilt (deg) above which the pelvis counts as anterior
 side: str = "mean"  # side for the tilt association: mean, left or right
-confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.pelvis import pelvis_analysis""")
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.questions.pelvis import pelvis_analysis""")
 
 OUTCOMES = notebook("outcomes", "H2: Do loading protocols improve IR and ASLR more than stretching or no intervention?",
                     40, """\
@@ -287,7 +287,7 @@ Differences in change from baseline to the last visit between arms, for IR and f
 ], params="""\
 mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
 confidence: float = 0.95  # confidence level of the intervals
-adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}""", imports="""from hipstats.models.h2 import h2_analysis""")
+adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}""", imports="""from hipstats.questions.outcomes import h2_analysis""")
 
 SCREENING = notebook("screening", "H3: Does a low ASLR flag limited hip internal rotation?", 50, """\
 The ASLR is quick to test. This report asks whether an ASLR below a cutoff (70 degrees by default) picks out
@@ -327,7 +327,7 @@ cutoff: float = 70.0  # ASLR (deg) below which the screen is positive
 ir_threshold: float = 30.0  # IR (deg, neutral pelvis) below which IR counts as limited
 n_boot: int = 2000  # bootstrap replicates for the Youden cutoff CI
 seed: int = 0  # random seed of the bootstrap (same seed, same numbers)
-confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.screening import screening_analysis""")
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.questions.screening import screening_analysis""")
 
 LOADING_FAULTS = notebook("loading_faults", "H4 and H5: Is loading progressive and safe, and do form faults matter?",
                           60, """\
@@ -379,8 +379,8 @@ sessions of one participant) and the association of each participant's fault rat
     md("## Key findings"),
     code("report.areas.loading_findings(h4);\nreport.areas.faults_findings(h5);"),
 ], params="""\
-pain_threshold: float = 5.0  # pain NRS (0-10) at or above which a session counts as a stop""", imports="""from hipstats.faults import faults_analysis
-from hipstats.loading import loading_analysis""")
+pain_threshold: float = 5.0  # pain NRS (0-10) at or above which a session counts as a stop""", imports="""from hipstats.questions.faults import faults_analysis
+from hipstats.questions.loading import loading_analysis""")
 
 NOTEBOOKS = [DATA_QUALITY, RELIABILITY, PELVIS, OUTCOMES, SCREENING, LOADING_FAULTS]
 

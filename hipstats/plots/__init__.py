@@ -15,7 +15,7 @@ Examples
 'Figure'
 """
 
-from hipstats.plots._theme import OKABE_ITO, arm_palette, theme
+from hipstats.plots.style import OKABE_ITO, arm_palette, theme
 from hipstats.plots.loading import compliance_heatmap, fault_rate_plot, load_progression_plot
 from hipstats.plots.pelvis import ir_vs_tilt_plot, paired_pelvis_plot
 from hipstats.plots.power import power_curve_plot

@@ -29,14 +29,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
 from hipstats.errors import AnalysisError
-from hipstats.faults import fault_rates
-from hipstats.loading import (
-    COMPLIANCE_STATUS,
-    ComplianceResult,
-    progression_compliance,
-    volume_load,
-)
-from hipstats.plots._theme import arm_palette, theme
+from hipstats.plots.style import arm_palette, theme
 
 __all__ = ["load_progression_plot", "compliance_heatmap", "fault_rate_plot"]
 
@@ -67,9 +60,9 @@ def load_progression_plot(data, *, ax=None):
 
     Parameters
     ----------
-    data : DataFrame, Cohort or sessions table
-        The output of ``volume_load(..., level="arm_week")`` (arm, week, volume_load_kg,
-        ci_low, ci_high), or anything :func:`hipstats.loading.volume_load` accepts.
+    data : DataFrame
+        The output of :func:`hipstats.questions.loading.volume_load` with ``level="arm_week"``
+        (arm, week, volume_load_kg, ci_low, ci_high).
 
     Returns
     -------
@@ -77,7 +70,8 @@ def load_progression_plot(data, *, ax=None):
     """
     if not (isinstance(data, pd.DataFrame) and {"arm", "week", "volume_load_kg", "ci_low"}
             <= set(data.columns)):
-        data = volume_load(data, level="arm_week")
+        raise AnalysisError("load_progression_plot draws the table of volume_load(..., "
+                            "level='arm_week'): arm, week, volume_load_kg, ci_low, ci_high")
     with theme():
         fig, ax = _figure(ax, (7, 4.5))
         _arm_lines(ax, data, "week", "volume_load_kg", "ci_low", "ci_high")
@@ -90,8 +84,7 @@ def load_progression_plot(data, *, ax=None):
     return fig
 
 
-def compliance_heatmap(data, *, ax=None, max_participants: int | None = 80,
-                       pain_threshold: float = 5):
+def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
     """Participant x week heat map of the progression rule.
 
     Each cell is a participant-week: grey = no session logged (or all missed), blue = trained
@@ -101,19 +94,21 @@ def compliance_heatmap(data, *, ax=None, max_participants: int | None = 80,
 
     Parameters
     ----------
-    data : ComplianceResult, Cohort or sessions table
+    result : ComplianceResult
+        The result of :func:`hipstats.questions.loading.progression_compliance`.
     max_participants : int or None
         Show at most this many participants (those with most violations first); None shows all.
-    pain_threshold : float
-        Used only when ``data`` is not already a ComplianceResult.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    res = data if isinstance(data, ComplianceResult) else progression_compliance(
-        data, pain_threshold=pain_threshold)
+    res = result
+    if not hasattr(res, "grid"):
+        raise AnalysisError("compliance_heatmap draws a ComplianceResult "
+                            "(hipstats.questions.loading.progression_compliance)")
     grid = res.grid.copy()
+    statuses = tuple(grid["status"].cat.categories)  # COMPLIANCE_STATUS of the result
     code = grid["status"].cat.codes
     grid["_code"] = code.to_numpy()
     wide = grid.pivot_table(index="participant_id", columns="week", values="_code",
@@ -127,8 +122,8 @@ def compliance_heatmap(data, *, ax=None, max_participants: int | None = 80,
         keep = viol.sort_values(ascending=False).index[:max_participants]
         order = [p for p in order if p in set(keep)]
     wide = wide.loc[order]
-    cmap = ListedColormap([_STATUS_COLOURS[s] for s in COMPLIANCE_STATUS])
-    norm = BoundaryNorm(np.arange(-0.5, len(COMPLIANCE_STATUS)), cmap.N)
+    cmap = ListedColormap([_STATUS_COLOURS[s] for s in statuses])
+    norm = BoundaryNorm(np.arange(-0.5, len(statuses)), cmap.N)
     with theme():
         fig, ax = _figure(ax, (8, max(3.0, 0.09 * len(wide) + 1.5)))
         weeks = wide.columns.to_numpy(float)
@@ -152,7 +147,7 @@ def compliance_heatmap(data, *, ax=None, max_participants: int | None = 80,
         ax.set_xlabel("Protocol week (weeks since start)")
         ax.set_ylabel("Participants (by arm)", labelpad=14)
         ax.set_title(f"Load progression rule (pain threshold {res.pain_threshold:g} NRS)")
-        ax.legend(handles=[Patch(color=_STATUS_COLOURS[s], label=s) for s in COMPLIANCE_STATUS],
+        ax.legend(handles=[Patch(color=_STATUS_COLOURS[s], label=s) for s in statuses],
                   loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False,
                   fontsize=8)
         fig.tight_layout()
@@ -164,10 +159,9 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
 
     Parameters
     ----------
-    data : DataFrame, Cohort or sessions table
-        The output of ``fault_rates(..., by=("arm", "protocol_week"))`` (or with ``week``, or
-        without arm), or anything :func:`hipstats.faults.fault_rates` accepts (then whole
-        protocol weeks are used).
+    data : DataFrame
+        The output of :func:`hipstats.questions.faults.fault_rates` by week:
+        ``by=("arm", "protocol_week")`` (or with ``week``, or without arm).
     fault : str
         ``"any"`` or one fault name.
 
@@ -175,12 +169,9 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
     -------
     matplotlib.figure.Figure
     """
-    is_rates = isinstance(data, pd.DataFrame) and {"fault", "rate"} <= set(data.columns)
-    if not is_rates:
-        try:
-            data = fault_rates(data, by=("arm", "protocol_week"))
-        except AnalysisError:
-            data = fault_rates(data, by=("protocol_week",))
+    if not (isinstance(data, pd.DataFrame) and {"fault", "rate"} <= set(data.columns)):
+        raise AnalysisError("fault_rate_plot draws a table of fault_rates(..., by=(\"arm\", "
+                            "\"protocol_week\")): fault, rate, rate_ci_low, rate_ci_high by week")
     x = "protocol_week" if "protocol_week" in data.columns else "week"
     if x not in data.columns:
         raise AnalysisError("fault_rate_plot needs rates by week or protocol_week")

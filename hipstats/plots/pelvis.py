@@ -8,32 +8,31 @@
 
 Every function returns a :class:`matplotlib.figure.Figure`.
 
+The figures draw a :class:`~hipstats.questions.pelvis.PelvisResult` (its ``frame``,
+``rm_corr``, ``paired`` and ``cuts``); they never recompute the analysis.
+
 Examples
 --------
 >>> import matplotlib; matplotlib.use("Agg")
->>> import numpy as np, pandas as pd
+>>> import hipstats as hs
 >>> from hipstats.plots.pelvis import ir_vs_tilt_plot
->>> rng = np.random.default_rng(0)
->>> s = np.repeat(np.arange(10), 4); tilt = rng.normal(10, 5, 10)[s] + rng.normal(0, 2, 40)
->>> pf = pd.DataFrame({"participant_id": s, "tilt": tilt,
-...                    "ir_free": 40 - 0.3 * tilt + rng.normal(0, 5, 10)[s]})
->>> fig = ir_vs_tilt_plot(pf)
+>>> res = hs.pelvis_analysis(hs.simulate_cohort(40, seed=1), n_boot=50)
+>>> fig = ir_vs_tilt_plot(res)
 >>> fig.axes[0].get_xlabel()
 'Standing pelvic tilt (deg, + anterior)'
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import matplotlib.pyplot as plt
 from matplotlib.collections import LineCollection
 import numpy as np
 
 from hipstats.errors import AnalysisError
-from hipstats.pelvis import _as_pelvis_frame, paired_pelvis_difference, rm_corr, tilt_class
-from hipstats.plots._theme import arm_palette, theme
-from hipstats.schema import DEFAULT_TILT_CUTS, MEASURES, TILT_CLASSES
+from hipstats.cohort.views import tilt_class
+
+from hipstats.plots.style import arm_palette, theme
+from hipstats.data.schema import DEFAULT_TILT_CUTS, MEASURES, TILT_CLASSES
 
 __all__ = ["ir_vs_tilt_plot", "paired_pelvis_plot"]
 
@@ -41,33 +40,30 @@ _TILT_LABEL = MEASURES["pelvic_tilt_deg"].label
 _IR_LABEL = MEASURES["hip_ir_deg"].label
 
 
-def ir_vs_tilt_plot(data, *, y: str = "ir_free", cuts: Sequence[float] = DEFAULT_TILT_CUTS,
-                    ax=None, side: str = "mean"):
+def ir_vs_tilt_plot(result, *, ax=None):
     """IR against standing tilt: participants as thin lines, pooled within slope in bold.
 
-    Each participant gets a thin line with the common within-participant slope
-    (:func:`hipstats.pelvis.rm_corr`) through their mean tilt and mean IR, spanning their own
-    tilt range and coloured by the tilt class of their mean tilt; points are the visits.
-    The bold black line is the pooled within-participant slope through the grand means; the
-    dashed grey line is the between-participant regression of participant means.
+    Each participant gets a thin line with the common within-participant slope (the
+    ``rm_corr`` of the result, :func:`hipstats.stats.correlation.rm_corr` of own-posture IR on
+    tilt) through their mean tilt and mean IR, spanning their own tilt range and coloured by the
+    tilt class of their mean tilt; points are the visits. The bold black line is the pooled
+    within-participant slope through the grand means; the dashed grey line is the
+    between-participant regression of participant means.
 
     Parameters
     ----------
-    data : Cohort, measurements DataFrame or pelvis frame
-        A pelvis frame needs participant_id, tilt and ``y``.
-    y : {"ir_free", "ir_neutral"}
-        Which IR to plot (own posture by default).
-    cuts : pair of float
-        Tilt class cut points for the colours; the cut points are drawn as dotted lines.
+    result : PelvisResult
+        The result of :func:`hipstats.questions.pelvis.pelvis_analysis`: its ``frame``
+        (participant_id, tilt, ir_free), ``rm_corr`` (slope, r) and ``cuts`` are drawn.
     ax : matplotlib Axes, optional
-    side : {"mean", "left", "right"}
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    pf = _as_pelvis_frame(data, side=side).dropna(subset=["tilt", y])
-    rc = rm_corr(pf, "tilt", y, "participant_id").iloc[0]
+    y, cuts = "ir_free", tuple(getattr(result, "cuts", DEFAULT_TILT_CUTS))
+    pf = result.frame.dropna(subset=["tilt", y])
+    rc = result.rm_corr.iloc[0]
     slope = rc["slope"]
     means = pf.groupby("participant_id")[["tilt", y]].agg(["mean", "min", "max"])
     classes = tilt_class(means[("tilt", "mean")], cuts)
@@ -99,15 +95,14 @@ def ir_vs_tilt_plot(data, *, y: str = "ir_free", cuts: Sequence[float] = DEFAULT
         for cls in TILT_CLASSES:
             ax.plot([], [], color=pal[cls], lw=2, label=f"{cls} tilt (participant mean)")
         ax.set_xlabel(_TILT_LABEL)
-        cond = "own posture" if y == "ir_free" else "neutral-pelvis setup"
-        ax.set_ylabel(f"{_IR_LABEL}, {cond}")
+        ax.set_ylabel(f"{_IR_LABEL}, own posture")
         ax.set_title("Hip IR against standing pelvic tilt")
         ax.legend(fontsize=8, loc="best", frameon=False)
         fig.tight_layout()
     return fig
 
 
-def paired_pelvis_plot(data, *, kind: str = "slope", ax=None):
+def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
     """Neutral-pelvis setup against own posture, one value per participant.
 
     ``kind="slope"``: a slope graph, one thin line per participant from own posture to
@@ -116,13 +111,23 @@ def paired_pelvis_plot(data, *, kind: str = "slope", ax=None):
     their mean standing tilt, with the mean difference and its 95 % CI as a band; a rising
     cloud means the more anterior the tilt, the more rotation the own posture hides.
 
+    Parameters
+    ----------
+    result : PelvisResult
+        The result of :func:`hipstats.questions.pelvis.pelvis_analysis`: the participants of
+        its ``frame`` and the pooled row of its ``paired`` table are drawn.
+    kind : {"slope", "difference"}
+    ax : matplotlib Axes, optional
+
     Returns
     -------
     matplotlib.figure.Figure
     """
-    pf = _as_pelvis_frame(data, side="both").dropna(subset=["ir_neutral", "ir_free"])
+    if result.paired is None:
+        raise AnalysisError("the result has no paired neutral-vs-own-posture comparison to draw")
+    pf = result.frame.dropna(subset=["ir_neutral", "ir_free"])
     per = pf.groupby("participant_id")[["ir_neutral", "ir_free", "tilt"]].mean()
-    pooled = paired_pelvis_difference(pf).set_index("side").loc["pooled"]
+    pooled = result.paired.set_index("side").loc["pooled"]
     pal = arm_palette(["free", "neutral"])
     with theme():
         if ax is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from hipstats.errors import ParameterError
-from hipstats.plots._theme import arm_palette, theme
+from hipstats.plots.style import arm_palette, theme
 
 __all__ = ["power_curve_plot"]
 

@@ -4,8 +4,9 @@ Examples
 --------
 >>> import pandas as pd
 >>> from hipstats.plots.reliability import bland_altman_plot
+>>> from hipstats.stats.agreement import bland_altman
 >>> df = pd.DataFrame({"r1": [30, 41, 35, 28, 44, 38], "r2": [32, 40, 37, 31, 45, 37]})
->>> fig = bland_altman_plot(df, x="r1", y="r2")
+>>> fig = bland_altman_plot(bland_altman(df, x="r1", y="r2"))
 >>> len(fig.axes)
 1
 """
@@ -17,23 +18,20 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from hipstats.plots._theme import arm_palette, theme
+from hipstats.plots.style import arm_palette, theme
 
 __all__ = ["bland_altman_plot"]
 
 
-def bland_altman_plot(result_or_data, x: str | None = None, y: str | None = None,
-                      subject: str | None = None, *, ax=None, show_ci: bool = True,
-                      show_regression: bool = False, max_legend: int = 12,
-                      title: str | None = None, unit: str = "", **kwargs):
+def bland_altman_plot(result, *, ax=None, show_ci: bool = True, show_regression: bool = False,
+                      max_legend: int = 12, title: str | None = None, unit: str = ""):
     """Bland-Altman plot: difference against mean, with bias, limits of agreement and CIs.
 
     Parameters
     ----------
-    result_or_data : BlandAltmanResult or DataFrame
-        A result of :func:`hipstats.reliability.bland_altman`, or data passed to it with
-        ``x``, ``y``, ``subject`` and any further keyword arguments (``limits``,
-        ``confidence``, ``true_value``, ``ci_method``).
+    result : BlandAltmanResult
+        A result of :func:`hipstats.stats.agreement.bland_altman` (the figure draws its numbers
+        and never recomputes them).
     ax : matplotlib Axes, optional
         Draw into this axes; a new figure is made otherwise.
     show_ci : bool
@@ -49,14 +47,7 @@ def bland_altman_plot(result_or_data, x: str | None = None, y: str | None = None
     -------
     matplotlib.figure.Figure
     """
-    from hipstats.reliability import BlandAltmanResult, bland_altman
-
-    if isinstance(result_or_data, BlandAltmanResult):
-        res = result_or_data
-    else:
-        if x is None or y is None:
-            raise ValueError("give x and y column names when passing data")
-        res = bland_altman(result_or_data, x, y, subject, **kwargs)
+    res = result
     pts = res.points
     suffix = f" ({unit})" if unit else ""
     with theme():

@@ -2,7 +2,7 @@
 
 * :func:`roc_plot` -- ROC curve with a pointwise bootstrap confidence band, the clinical cutoff
   marked with its sensitivity and specificity, and the AUC with its CI; for a
-  :class:`~hipstats.screening.ScreeningResult` a second panel overlays the curves of the
+  :class:`~hipstats.questions.screening.ScreeningResult` a second panel overlays the curves of the
   standing tilt classes (does anterior tilt skew the test?).
 
 Returns a :class:`matplotlib.figure.Figure`.
@@ -11,7 +11,7 @@ Examples
 --------
 >>> import matplotlib; matplotlib.use("Agg")
 >>> import numpy as np, pandas as pd
->>> from hipstats.screening import roc
+>>> from hipstats.stats.roc import roc
 >>> from hipstats.plots.screening import roc_plot
 >>> rng = np.random.default_rng(0)
 >>> y = rng.random(150) < 0.4
@@ -26,8 +26,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hipstats.plots._theme import arm_palette, theme
-from hipstats.schema import MEASURES
+from hipstats.plots.style import arm_palette, theme
+from hipstats.data.schema import MEASURES
 
 __all__ = ["roc_plot"]
 
@@ -91,7 +91,7 @@ def roc_plot(result, *, ax=None, band: bool = True, n_boot: int = 2000, seed=0,
     Parameters
     ----------
     result : ROCResult or ScreeningResult
-        From :func:`hipstats.screening.roc` or :func:`hipstats.screening.screening_analysis`.
+        From :func:`hipstats.stats.roc.roc` or :func:`hipstats.questions.screening.screening_analysis`.
     ax : matplotlib Axes, optional
         Draw the main panel here (a ScreeningResult's tilt-class panel is then not drawn).
     band : bool, default True
@@ -113,10 +113,8 @@ def roc_plot(result, *, ax=None, band: bool = True, n_boot: int = 2000, seed=0,
     -------
     matplotlib.figure.Figure
     """
-    from hipstats.screening import ROCResult, ScreeningResult
-
     with theme():
-        if isinstance(result, ROCResult):
+        if hasattr(result, "curve") and hasattr(result, "auc") and not hasattr(result, "rocs"):
             cut = result.cutoff if cutoff is None else cutoff
             if ax is None:
                 fig, ax = plt.subplots(figsize=(5.5, 5.5))
@@ -126,7 +124,7 @@ def roc_plot(result, *, ax=None, band: bool = True, n_boot: int = 2000, seed=0,
                       n_boot=n_boot, seed=seed, cutoff=cut)
             _frame_axes(ax, title or f"ROC: {result.score} for {result.condition}")
             return fig
-        if not isinstance(result, ScreeningResult):
+        if not hasattr(result, "rocs"):
             raise TypeError(f"roc_plot needs a ROCResult or ScreeningResult, got {type(result).__name__}")
         cut = result.settings["cutoff"] if cutoff is None else cutoff
         classes = [g for g in result.rocs if g != "all"]

@@ -56,7 +56,7 @@ class TrialDesign:
     with random intercept and slope :math:`(b_{0i}, b_{1i})` (SDs ``sd_intercept``,
     ``sd_slope``, correlation ``corr_intercept_slope``), residual SD ``sd_residual`` and the
     arm's mean change :math:`m_a(t)` from ``effects``. This is the measurement model of
-    :func:`hipstats.simulate.simulate_cohort` collapsed to the analysed value.
+    :func:`hipstats.cohort.simulate.simulate_cohort` collapsed to the analysed value.
 
     Parameters
     ----------
@@ -364,7 +364,7 @@ class TrialDesign:
 
         Examples
         --------
-        >>> from hipstats.simulate import simulate_cohort
+        >>> from hipstats.cohort.simulate import simulate_cohort
         >>> from hipstats.power import TrialDesign
         >>> pilot = simulate_cohort(n_participants=60, seed=2)
         >>> d = TrialDesign.from_cohort(pilot, "hip_ir_deg", n_per_arm=40,

@@ -14,7 +14,7 @@ The generating model (one value per participant and visit)
 
 where :math:`m_a(t)` is the mean change from baseline of arm *a* (linear slope, linear ramp to
 the gain at the last visit, or the plateau curve ``gain * (1 - exp(-t / tau))`` of
-:func:`hipstats.simulate.simulate_cohort`), :math:`\\Sigma` holds the random intercept SD, the
+:func:`hipstats.cohort.simulate.simulate_cohort`), :math:`\\Sigma` holds the random intercept SD, the
 random slope SD and their correlation, and :math:`\\sigma_e` is the visit-level residual SD of the
 analysed value (for hipstats cohorts: the mean of the trials and sides a participant gives at a
 visit). This is the measurement model of ``simulate_cohort`` collapsed to the value that the

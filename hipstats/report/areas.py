@@ -215,7 +215,7 @@ def _units(r) -> str:
 
 def rater_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", confidence: float = 0.95):
     """Bland-Altman agreement of two raters (repeated-measures limits over sides) from :func:`rater_pairs`."""
-    from hipstats.reliability import bland_altman  # noqa: PLC0415
+    from hipstats.stats.agreement import bland_altman  # noqa: PLC0415
 
     pairs = rater_pairs(cohort, measure, pelvis=pelvis)
     return bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id", confidence=confidence)
@@ -224,7 +224,7 @@ def rater_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None =
 def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free",
                      confidence: float = 0.95):
     """Bland-Altman agreement of retest against baseline (one rater) from :func:`retest_pairs`."""
-    from hipstats.reliability import bland_altman  # noqa: PLC0415
+    from hipstats.stats.agreement import bland_altman  # noqa: PLC0415
 
     pairs = retest_pairs(cohort, measure, pelvis=pelvis)
     return bland_altman(pairs, "retest", "baseline", subject="participant_id", confidence=confidence)
@@ -232,7 +232,7 @@ def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None 
 
 def score_agreement(cohort, measure: str = "aslr_mens_score", *, weights: str = "quadratic"):
     """Weighted Cohen's kappa of two raters' ordinal scores from :func:`rater_pairs`."""
-    from hipstats.reliability import cohen_kappa  # noqa: PLC0415
+    from hipstats.stats.kappa import cohen_kappa  # noqa: PLC0415
 
     pairs = rater_pairs(cohort, measure, pelvis=None)
     return cohen_kappa(pairs, *pairs.attrs["raters"], weights=weights)
@@ -311,7 +311,7 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
 
 
 def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
-    """Key findings H1 (the rows of :meth:`hipstats.pelvis.PelvisResult.summary`)."""
+    """Key findings H1 (the rows of :meth:`hipstats.questions.pelvis.PelvisResult.summary`)."""
     if (na := _unavailable("H1", result, display)) is not None:
         return na
     return record_summary("H1", result.summary(), confidence=result_confidence(result), display=display)
@@ -420,7 +420,7 @@ def loading_findings(result, *, arm: str = "loading", display: bool = True) -> l
 
 
 def faults_findings(result, *, display: bool = True) -> list[Finding]:
-    """Key findings H5: the rows of :meth:`hipstats.faults.FaultsResult.summary`, worded for clinicians."""
+    """Key findings H5: the rows of :meth:`hipstats.questions.faults.FaultsResult.summary`, worded for clinicians."""
     if (na := _unavailable("H5", result, display)) is not None:
         return na
     conf = result_confidence(result)

@@ -146,7 +146,7 @@ def open_cohort(source, as_of: str | None = "", *, base=None):
     ------
     hipstats.ValidationError, hipstats.SourceError, hipstats.ParameterError
     """
-    from hipstats.cohort import load_cohort  # noqa: PLC0415
+    from hipstats.cohort.cohort import load_cohort  # noqa: PLC0415
 
     src = resolve_source(notebook_source(source), base)
     snap = read_snapshot(src)
@@ -162,6 +162,6 @@ def validation_report(source, *, base=None):
     snap = read_snapshot(src)
     if snap is not None and snap.get("report") is not None:
         return snap["report"]
-    from hipstats.validation import validate  # noqa: PLC0415
+    from hipstats.data.validation import validate  # noqa: PLC0415
 
     return validate(src)

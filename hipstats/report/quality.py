@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hipstats import schema
+from hipstats.data import schema
 
 __all__ = ["measure_summary", "outliers", "trial_agreement", "retention", "plot_distributions", "plot_flow",
            "record_data_findings"]
@@ -33,7 +33,7 @@ def _present(cohort) -> list[str]:
 def measure_summary(cohort) -> pd.DataFrame:
     """Per measure: readings, participants, mean, SD, min, 5th/50th/95th percentile, max, out-of-range count.
 
-    Out-of-range counts use the plausible ranges of :data:`hipstats.schema.MEASURES` and are
+    Out-of-range counts use the plausible ranges of :data:`hipstats.data.schema.MEASURES` and are
     zero for data that passed validation; they are shown as a check.
     """
     m = cohort.measurements
@@ -122,7 +122,7 @@ def plot_flow(cohort):
     """Figure: percent of each arm measured at each scheduled visit."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from hipstats.plots._theme import arm_palette, theme  # noqa: PLC0415
+    from hipstats.plots.style import arm_palette, theme  # noqa: PLC0415
 
     r = retention(cohort)
     pal = arm_palette(cohort.arms)
@@ -145,7 +145,7 @@ def plot_distributions(cohort, measures=("hip_ir_deg", "aslr_deg", "pelvic_tilt_
     import matplotlib.pyplot as plt  # noqa: PLC0415
     import seaborn as sns  # noqa: PLC0415
 
-    from hipstats.plots._theme import arm_palette, theme  # noqa: PLC0415
+    from hipstats.plots.style import arm_palette, theme  # noqa: PLC0415
 
     measures = [x for x in measures if x in _present(cohort)]
     visits = cohort.scheduled_visits

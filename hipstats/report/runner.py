@@ -394,8 +394,8 @@ def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
          console, started, t_start, snapshot: Path, pdf_browser: Path | None = None) -> RunResult:
     # ---- validate the data before anything is written
-    from hipstats.cohort import load_cohort  # noqa: PLC0415
-    from hipstats.validation import ValidationReport  # noqa: PLC0415
+    from hipstats.cohort.cohort import load_cohort  # noqa: PLC0415
+    from hipstats.data.problems import ValidationReport  # noqa: PLC0415
 
     phases: dict[str, float] = {"prepare_s": time.perf_counter() - t_start}
     t_phase = time.perf_counter()

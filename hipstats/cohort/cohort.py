@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hipstats import schema
+from hipstats.data import schema
 from hipstats.errors import AnalysisError, ParameterError, ValidationError
 
 __all__ = ["Cohort", "load_cohort"]
@@ -45,7 +45,7 @@ class Cohort:
     Parameters
     ----------
     measurements, participants, sessions : DataFrame
-        Normalised tables with the columns of :mod:`hipstats.schema`.
+        Normalised tables with the columns of :mod:`hipstats.data.schema`.
     settings : ContractSettings
         Arms (first = reference) of this cohort.
     source : str
@@ -144,7 +144,7 @@ class Cohort:
         Parameters
         ----------
         measure : str
-            A measure name from :data:`hipstats.schema.MEASURES`.
+            A measure name from :data:`hipstats.data.schema.MEASURES`.
         pelvis : str or None
             Pelvic condition to keep; None keeps all conditions. Default "free" (own
             posture). Readings with no condition recorded count as own posture: they are
@@ -456,7 +456,7 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None) -> Cohort:
     Parameters
     ----------
     source : str or path-like
-        Folder of tables, single file, REDCap export or SQLAlchemy URL (see :mod:`hipstats.io`).
+        Folder of tables, single file, REDCap export or SQLAlchemy URL (see :mod:`hipstats.data.readers`).
     arms : sequence of str, optional
         Allowed arms, reference first (default from ``hipstats.yaml`` or control,
         stretching, loading).
@@ -472,7 +472,7 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None) -> Cohort:
     Raises
     ------
     ValidationError
-        Carrying a :class:`~hipstats.validation.ValidationReport` of every problem.
+        Carrying a :class:`~hipstats.data.problems.ValidationReport` of every problem.
     SourceError
         When the source cannot be opened.
 
@@ -483,8 +483,8 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None) -> Cohort:
     >>> cohort.arms                                 # doctest: +SKIP
     ['control', 'stretching', 'loading']
     """
-    from hipstats.io import read_source
-    from hipstats.validation import validate_tables
+    from hipstats.data.readers.source import read_source
+    from hipstats.data.validation import validate_tables
 
     raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map)
     tables_, report = validate_tables(raw, settings, source=label)

@@ -1,12 +1,12 @@
 """Normalisers for the labels people actually type: sides, sexes, categories, booleans.
 
-Each normaliser maps one raw cell to its canonical form (see :mod:`hipstats.schema`)
+Each normaliser maps one raw cell to its canonical form (see :mod:`hipstats.data.schema`)
 or to ``None`` when the cell is empty, and raises nothing: a value it cannot
 place is returned unchanged so that validation can name it in its report.
 
 Examples
 --------
->>> from hipstats.normalize import normalise_side, normalise_category
+>>> from hipstats.data.normalize import normalise_category, normalise_side
 >>> [normalise_side(v) for v in ["L", " right", "Lt", "", None]]
 ['left', 'right', 'left', None, None]
 >>> normalise_category("Smart Phone", "device")
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "label_week",
     "is_missing",
     "normalise_token",
     "normalise_side",
@@ -194,3 +195,23 @@ def parse_number(value: Any, *, decimal_comma: bool = False) -> float | None:
     if not math.isfinite(out):
         raise ValueError(value)
     return out
+
+
+_LABEL_WEEK = re.compile(r"(?:^|[^a-z])(?:w|wk|week|weeks)[_ ]?(\d+(?:\.\d+)?)")
+
+
+def label_week(label: Any) -> float | None:
+    """Week encoded in a visit label: baseline -> 0, week_6 / wk6 / w6 -> 6, else None.
+
+    Examples
+    --------
+    >>> [label_week(v) for v in ("baseline", "week_6", "wk12", "retest")]
+    [0.0, 6.0, 12.0, None]
+    """
+    if not isinstance(label, str):
+        return None
+    t = label.strip().lower()
+    if t in ("baseline", "bl", "base", "pre", "week_0", "w0"):
+        return 0.0
+    m = _LABEL_WEEK.search(t)
+    return float(m.group(1)) if m else None

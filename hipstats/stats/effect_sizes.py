@@ -40,7 +40,7 @@ Lakens, D. (2013). Calculating and reporting effect sizes to facilitate cumulati
 Examples
 --------
 >>> import numpy as np
->>> from hipstats.models.effect_sizes import hedges_g
+>>> from hipstats.stats.effect_sizes import hedges_g
 >>> res = hedges_g(x=[6.1, 7.3, 5.2, 8.0, 6.6], y=[4.2, 5.1, 3.9, 5.5, 4.8])
 >>> round(float(res["g"].iloc[0]), 3)
 1.965

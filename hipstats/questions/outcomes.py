@@ -24,11 +24,11 @@ returns tidy frames a report notebook can show:
 4. **ANCOVA at end of protocol**: participant-level (mean of sides) final value ~ baseline +
    arm (:func:`hipstats.models.ancova.ancova`).
 5. **Hedges' g** of the participant-level change from baseline to the final visit, each arm
-   against the reference (:func:`hipstats.models.effect_sizes.hedges_g`, exact CI).
+   against the reference (:func:`hipstats.stats.effect_sizes.hedges_g`, exact CI).
 6. **Responders**: share of each arm whose participant-level change exceeds the MDC95
    (:func:`hipstats.models.responders.responders`). Without ``mdc=``, the session-to-session
    MDC95 of the measure (same pelvis condition) is taken from
-   :func:`hipstats.reliability.reliability_summary` on the cohort's retest subset. That MDC
+   :func:`hipstats.questions.reliability.reliability_summary` on the cohort's retest subset. That MDC
    is for a single side's trial-mean reading; applied to the mean of two sides it is
    conservative (fewer responders).
 
@@ -42,8 +42,8 @@ up measurements. *BMJ*, 323, 1123-1124.
 
 Examples
 --------
->>> from hipstats.simulate import simulate_cohort
->>> from hipstats.models.h2 import h2_analysis
+>>> from hipstats.cohort.simulate import simulate_cohort
+>>> from hipstats.questions.outcomes import h2_analysis
 >>> res = h2_analysis(simulate_cohort(90, seed=3), "hip_ir_deg", mdc=6.0)  # doctest: +SKIP
 >>> res.summary()                                                            # doctest: +SKIP
 """
@@ -58,7 +58,7 @@ import pandas as pd
 
 from hipstats.errors import AnalysisError
 from hipstats.models.ancova import AncovaResult, ancova
-from hipstats.models.effect_sizes import hedges_g
+from hipstats.stats.effect_sizes import hedges_g
 from hipstats.models.emmeans import EMMResult, contrasts, emmeans
 from hipstats.models.responders import ResponderResult, responders
 
@@ -151,7 +151,7 @@ class H2Result:
         """EMM trajectories per arm over weeks with CIs; returns a matplotlib Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots._theme import arm_palette, theme
+        from hipstats.plots.style import arm_palette, theme
 
         t = self.trajectories
         with theme():
@@ -195,9 +195,9 @@ class H2Result:
 
 def _cohort_mdc(cohort, measure: str, pelvis: str | None) -> tuple[float, str]:
     try:
-        from hipstats.reliability import reliability_summary
+        from hipstats.questions.reliability import reliability_summary
     except ImportError as err:  # pragma: no cover - module present in hipstats
-        raise AnalysisError("mdc= is required: hipstats.reliability is not available") from err
+        raise AnalysisError("mdc= is required: hipstats.questions.reliability is not available") from err
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -272,7 +272,7 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
 
     Examples
     --------
-    >>> from hipstats.simulate import simulate_cohort
+    >>> from hipstats.cohort.simulate import simulate_cohort
     >>> res = h2_analysis(simulate_cohort(60, seed=1), mdc=5.0)  # doctest: +SKIP
     >>> res.summary()[["arm", "diff_change", "diff_change_ci_low"]]  # doctest: +SKIP
     """

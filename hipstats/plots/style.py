@@ -5,7 +5,7 @@ Every figure function in :mod:`hipstats.plots` calls :func:`apply_theme` (via
 
 Examples
 --------
->>> from hipstats.plots._theme import arm_palette
+>>> from hipstats.plots.style import arm_palette
 >>> arm_palette(["control", "loading"])["control"]
 '#999999'
 """

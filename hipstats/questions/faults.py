@@ -16,7 +16,7 @@ judge and are left out.
 Examples
 --------
 >>> import pandas as pd
->>> from hipstats.faults import fault_rates
+>>> from hipstats.questions.faults import fault_rates
 >>> log = pd.DataFrame({"participant_id": "p1", "week": [0., 0., 1.], "session": [1, 2, 3],
 ...     "exercise": "ffe_split_squat", "sets": 3, "reps": 8, "load_kg": 10.0,
 ...     "faults": ["back_knee_lean;front_knee_drift", "", "back_knee_lean"]})
@@ -34,18 +34,13 @@ import numpy as np
 import pandas as pd
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
-from hipstats.loading import (
-    _adjusted_ols,
-    _estimate,
-    _faults_list,
-    _need_arm,
-    _note_rows,
-    _prepared_source,
-    pooled_rate,
-    prepare_sessions,
-)
-from hipstats.pelvis import _Result, _arms, _wald, participant_change
-from hipstats.schema import FAULTS
+from hipstats.cohort.views import faults_list, need_arm, prepare_sessions, prepared_source
+from hipstats.questions.common import adjusted_ols, estimate_or_note, note_rows
+from hipstats.stats.rates import pooled_rate
+from hipstats.cohort.views import arm_table, participant_change
+from hipstats.questions.common import Result
+from hipstats.stats.inference import wald
+from hipstats.data.schema import FAULTS
 
 __all__ = ["fault_rates", "fault_trend", "fault_outcome_association", "faults_analysis",
            "FaultsResult"]
@@ -68,12 +63,12 @@ def _has_fault(s: pd.DataFrame, fault: str) -> pd.Series:
     if fault == ANY:
         return s["any_fault"]
     codes, uniq = pd.factorize(s["faults"], use_na_sentinel=True)
-    hit = np.array([fault in _faults_list(v) for v in uniq] + [False], dtype=bool)
+    hit = np.array([fault in faults_list(v) for v in uniq] + [False], dtype=bool)
     return pd.Series(hit[codes], index=s.index)
 
 
 def _fault_names(s: pd.DataFrame) -> list[str]:
-    seen = {f for v in pd.unique(s["faults"]) for f in _faults_list(v)}
+    seen = {f for v in pd.unique(s["faults"]) for f in faults_list(v)}
     return [f for f in FAULTS if f in seen] + sorted(seen - set(FAULTS))
 
 
@@ -87,7 +82,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     and once for ``"any"``. Rates per group are :math:`k/n` with :math:`n` the completed rows
     in the group and :math:`k` those with the fault. Rows of one participant are correlated
     (some participants fault far more often than others), so ``rate_ci_low`` /
-    ``rate_ci_high`` are participant-cluster CIs (:func:`hipstats.loading.pooled_rate`:
+    ``rate_ci_high`` are participant-cluster CIs (:func:`hipstats.stats.rates.pooled_rate`:
     ratio estimator with cluster-robust variance, on the logit scale). The Wilson score CI,
     which treats every row as independent, is kept as ``rate_ci_low_wilson`` /
     ``rate_ci_high_wilson``: it is right only for the rows of a single participant (e.g.
@@ -120,7 +115,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     Examples
     --------
     >>> import pandas as pd
-    >>> from hipstats.faults import fault_rates
+    >>> from hipstats.questions.faults import fault_rates
     >>> log = pd.DataFrame({"participant_id": "p1", "week": [0., 1.], "exercise": "other",
     ...                     "sets": 1, "reps": 5, "faults": ["lumbar_rounding", ""]})
     >>> fault_rates(log, by=()).query("fault == 'any'")["rate"].tolist()
@@ -129,7 +124,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     s = _completed(data, participants)
     by = list(by)
     if "arm" in by:
-        _need_arm(s, "fault rates")
+        need_arm(s, "fault rates")
     missing = [c for c in by if c not in s.columns]
     if missing:
         raise AnalysisError(f"cannot group fault rates by {missing}: not columns of the log")
@@ -201,7 +196,7 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
                       "g": s["participant_id"].astype(str).to_numpy(),
                       "order": s["session_order"].to_numpy()})
     if by_arm:
-        _need_arm(s, "fault trend")
+        need_arm(s, "fault trend")
         d["arm"] = s["arm"].astype(str).to_numpy()
     if d["y"].nunique() < 2:
         state = "every" if d["y"].iloc[0] == 1 else "no"
@@ -233,7 +228,7 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
             c[names.index(f"C(arm)[T.{a}]:week")] = 1.0
         est = float(c @ fit.params.to_numpy())
         se = float(np.sqrt(c @ cov @ c))
-        lo, hi, z, p = _wald(est, se, alpha)
+        lo, hi, z, p = wald(est, se, alpha)
         sub = d if a is None else d[d["arm"] == a]
         row = {"fault": fault, "log_or_per_week": est, "se": se, "z": float(z), "p": float(p),
                "odds_ratio_per_week": np.exp(est), "or_ci_low": float(np.exp(lo)),
@@ -276,17 +271,17 @@ def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str
     rate = f.groupby(s["participant_id"]).mean().rename("fault_rate")
     change = participant_change(cohort, measure, final=final)
     df = change.merge(rate.reset_index(), on="participant_id", how="inner")
-    people = _arms(cohort, None)
+    people = arm_table(cohort, None)
     if people is not None:
         df = df.merge(people, on="participant_id", how="left")
     elif "arm" in adjust:
         raise AnalysisError("adjusting for arm needs the participants table")
     if df.empty:
         raise AnalysisError("no participant has both completed training and an outcome change")
-    return _adjusted_ols(df, "fault_rate", per, adjust, alpha, f"fault_rate_per_{per:g}", cohort)
+    return adjusted_ols(df, "fault_rate", per, adjust, alpha, f"fault_rate_per_{per:g}", cohort)
 
 
-class FaultsResult(_Result):
+class FaultsResult(Result):
     """Everything :func:`faults_analysis` computes for H5.
 
     Attributes
@@ -335,7 +330,7 @@ class FaultsResult(_Result):
                              a["ci_low"], a["ci_high"], a["p"],
                              f"{a['estimate']:+.2f} deg change per 10 percentage points of fault "
                              "rate, within arm"))
-        for name, note in zip(self.notes, _note_rows(self.notes)):
+        for name, note in zip(self.notes, note_rows(self.notes)):
             rows.append((name, np.nan, np.nan, np.nan, np.nan, note))
         return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
                                            "interpretation"])
@@ -370,20 +365,20 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     >>> import hipstats as hs  # doctest: +SKIP
     >>> hs.faults_analysis(hs.simulate_cohort(seed=1)).summary()  # doctest: +SKIP
     """
-    has_arm = _arms(cohort, None) is not None
+    has_arm = arm_table(cohort, None) is not None
     arm = ["arm"] if has_arm else []
-    src = _prepared_source(cohort)  # the log is prepared once for every part below
+    src = prepared_source(cohort)  # the log is prepared once for every part below
     notes: dict[str, str] = {}
     assoc = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
-        assoc = _estimate(notes, "association", fault_outcome_association, src, measure,
+        assoc = estimate_or_note(notes, "association", fault_outcome_association, src, measure,
                           alpha=alpha, adjust=("arm", "baseline") if has_arm else ("baseline",))
     return FaultsResult(
-        overall=_estimate(notes, "overall", fault_rates, src, by=(), alpha=alpha),
-        rates=_estimate(notes, "rates", fault_rates, src, by=("exercise", *arm), alpha=alpha),
-        weekly=_estimate(notes, "weekly", fault_rates, src, by=(*arm, "protocol_week"),
+        overall=estimate_or_note(notes, "overall", fault_rates, src, by=(), alpha=alpha),
+        rates=estimate_or_note(notes, "rates", fault_rates, src, by=("exercise", *arm), alpha=alpha),
+        weekly=estimate_or_note(notes, "weekly", fault_rates, src, by=(*arm, "protocol_week"),
                          faults=[], alpha=alpha),
-        trend=_estimate(notes, "trend", fault_trend, src, alpha=alpha),
-        trend_by_arm=(_estimate(notes, "trend_by_arm", fault_trend, src, by_arm=True,
+        trend=estimate_or_note(notes, "trend", fault_trend, src, alpha=alpha),
+        trend_by_arm=(estimate_or_note(notes, "trend_by_arm", fault_trend, src, by_arm=True,
                                 alpha=alpha) if has_arm else None),
         association=assoc, notes=notes)

@@ -24,7 +24,7 @@ assumed). The arm comes from the cohort's ``participants`` table (or ``participa
 Examples
 --------
 >>> import pandas as pd
->>> from hipstats.loading import volume_load
+>>> from hipstats.questions.loading import volume_load
 >>> log = pd.DataFrame({"participant_id": "p1", "session": [1, 1, 2], "week": [0, 0, 0.5],
 ...     "exercise": ["ffe_split_squat", "glute_bridge", "ffe_split_squat"],
 ...     "sets": 3, "reps": [8, 12, 8], "load_kg": [20.0, 0.0, 22.5]})
@@ -35,303 +35,25 @@ Examples
 
 from __future__ import annotations
 
-import copy
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint
 
 from hipstats.errors import AnalysisError
-from hipstats.pelvis import _Result, _arms, _mean_ci, _require, _table, participant_change
+from hipstats.cohort.views import arm_table, participant_change
+from hipstats.questions.common import Result
+from hipstats.stats.inference import mean_ci
+from hipstats.stats.rates import pooled_rate, with_rate
+from hipstats.questions.common import adjusted_ols, estimate_or_note, note_rows
+from hipstats.cohort.views import need_arm, prepare_sessions, prepared_source
 
-__all__ = [
-    "COMPLIANCE_STATUS",
-    "prepare_sessions",
-    "volume_load",
-    "progression_slopes",
-    "adherence",
-    "progression_compliance",
-    "pain_flags",
-    "dose_response",
-    "loading_analysis",
-    "pooled_rate",
-    "ComplianceResult",
-    "LoadingResult",
-]
+__all__ = ['COMPLIANCE_STATUS', 'volume_load', 'progression_slopes', 'adherence', 'progression_compliance', 'pain_flags', 'dose_response', 'loading_analysis', 'ComplianceResult', 'LoadingResult']
+
 
 #: Status labels of a participant-week in the compliance grid (heat map), in display order.
 COMPLIANCE_STATUS: tuple[str, ...] = ("no session", "ok", "progressed after fault/pain")
-
-
-# ----------------------------------------------------------------------------------------
-# Preparing the log
-# ----------------------------------------------------------------------------------------
-def _wilson(count, nobs, alpha: float):
-    """Wilson score CI, vectorised; NaN where nobs is 0."""
-    count, nobs = np.asarray(count, float), np.asarray(nobs, float)
-    safe = np.where(nobs > 0, nobs, 1)
-    lo, hi = proportion_confint(count, safe, alpha=alpha, method="wilson")
-    bad = nobs <= 0
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
-
-
-def _with_rate(df: pd.DataFrame, count: str, nobs: str, alpha: float, name: str = "rate"):
-    """Add ``name``, ``name_ci_low``, ``name_ci_high`` (Wilson) to a frame of counts."""
-    lo, hi = _wilson(df[count], df[nobs], alpha)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df[name] = np.where(df[nobs] > 0, df[count] / df[nobs].where(df[nobs] > 0, 1), np.nan)
-    df[f"{name}_ci_low"], df[f"{name}_ci_high"] = lo, hi
-    return df
-
-
-def _cluster_logit_ci(k_tot, n_tot, ss, g, alpha: float):
-    """Cluster-robust logit CI of a pooled proportion (see :func:`pooled_rate`), vectorised.
-
-    ``k_tot``, ``n_tot`` the pooled counts, ``ss`` the sum over clusters of
-    :math:`(k_i - \\hat p n_i)^2` and ``g`` the number of clusters with rows. Where the CI
-    cannot be estimated from the clusters (fewer than 2, or :math:`\\hat p` 0 or 1) it falls
-    back to Wilson with the participants as the sample size (one reading per participant,
-    the most conservative choice), or to Wilson on the rows with a single participant; the
-    result is never narrower than the Wilson CI on the rows.
-    """
-    k_tot, n_tot, ss, g = (np.asarray(v, float) for v in (k_tot, n_tot, ss, g))
-    w_lo, w_hi = _wilson(k_tot, n_tot, alpha)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = k_tot / n_tot
-        var_p = g / (g - 1) * ss / n_tot ** 2
-        se = np.sqrt(var_p) / (p * (1 - p))
-        q = stats.t.ppf(1 - alpha / 2, np.maximum(g - 1, 1))
-        lp = np.log(p / (1 - p))
-        lo, hi = 1 / (1 + np.exp(-(lp - q * se))), 1 / (1 + np.exp(-(lp + q * se)))
-    edge = (p <= 0) | (p >= 1)
-    g_lo, g_hi = _wilson(p * g, g, alpha)  # Wilson with one reading per participant
-    lo, hi = np.where(edge, g_lo, lo), np.where(edge, g_hi, hi)
-    single = g < 2
-    lo, hi = np.where(single, w_lo, np.fmin(lo, w_lo)), np.where(single, w_hi, np.fmax(hi, w_hi))
-    bad = n_tot <= 0
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
-
-
-def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] = (),
-                cluster: str = "participant_id", alpha: float = 0.05,
-                name: str = "rate") -> pd.DataFrame:
-    """Pooled proportion of rows from many participants, with a participant-cluster CI.
-
-    Rows (exercise rows, sessions, transitions) of one participant are correlated: a
-    participant who often shows a fault shows it in many rows. The Wilson interval on the
-    pooled counts treats every row as independent and is too narrow (coverage far below
-    nominal when rates differ between participants). Here each participant is a cluster;
-    the pooled proportion :math:`\\hat p = \\sum_i k_i / \\sum_i n_i` is a ratio estimator
-    with the cluster-robust (sandwich, linearisation) variance
-
-    .. math::
-
-        \\widehat{\\operatorname{var}}(\\hat p) = \\frac{G}{G - 1}
-            \\frac{\\sum_i (k_i - \\hat p\\, n_i)^2}{(\\sum_i n_i)^2},
-
-    :math:`G` the number of participants; the CI is built on the logit scale,
-    :math:`\\operatorname{logit}\\hat p \\pm t_{G-1,1-\\alpha/2}\\,
-    \\operatorname{se}/(\\hat p(1-\\hat p))`, and transformed back (so it stays in [0, 1]).
-    It is never narrower than the Wilson CI on the rows (design effect floored at 1); when
-    :math:`\\hat p` is 0 or 1 the Wilson CI with the :math:`G` participants as the sample
-    size is used, and with a single participant the Wilson CI on the rows. The Wilson CI is
-    kept as ``name_ci_low_wilson`` / ``name_ci_high_wilson`` (rows as independent: only
-    right for a single participant's rows).
-
-    Parameters
-    ----------
-    per : DataFrame
-        One row per cluster (participant) and cell: ``count`` successes out of ``nobs``
-        (several rows per cluster and cell are summed).
-    count, nobs : str
-        Column names.
-    by : sequence of str
-        Cells (e.g. ``["arm"]``); empty for one pooled rate.
-    cluster : str
-        Cluster column (default ``participant_id``).
-    alpha : float
-    name : str
-        Name of the rate column.
-
-    Returns
-    -------
-    DataFrame
-        by..., n_participants, count, nobs, name, name_ci_low, name_ci_high (cluster CI),
-        name_ci_low_wilson, name_ci_high_wilson.
-
-    References
-    ----------
-    Cochran WG (1977). Sampling Techniques, 3rd ed., section 6.11 (ratio estimator).
-    Liang KY, Zeger SL (1986). Biometrika 73:13-22 (cluster-robust variance).
-    Wilson EB (1927). JASA 22:209-212.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from hipstats.loading import pooled_rate
-    >>> per = pd.DataFrame({"participant_id": ["a", "b", "c", "d"], "k": [9, 1, 8, 2],
-    ...                     "n": [10, 10, 10, 10]})
-    >>> r = pooled_rate(per, "k", "n")
-    >>> float(r["rate"].iloc[0]), bool(r["rate_ci_low"].iloc[0] < r["rate_ci_low_wilson"].iloc[0])
-    (0.5, True)
-    """
-    by = list(by)
-    cells = list(dict.fromkeys([*by, cluster]))
-    d = per[[*cells, count, nobs]].copy()
-    d[count], d[nobs] = d[count].astype(float), d[nobs].astype(float)
-    keys = by or ["_all"]
-    if not by:
-        d["_all"] = 0
-    d = (d.groupby(list(dict.fromkeys([*keys, cluster])), sort=True, observed=True)
-         [[count, nobs]].sum().reset_index())
-    g = d.groupby(keys, sort=True, observed=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = g[count].transform("sum") / g[nobs].transform("sum")
-    d["_ss"] = (d[count] - p.fillna(0) * d[nobs]) ** 2
-    d["_g"] = (d[nobs] > 0).astype(int)
-    out = d.groupby(keys, sort=True, observed=True).agg(
-        n_participants=("_g", "sum"), **{count: (count, "sum"), nobs: (nobs, "sum")},
-        _ss=("_ss", "sum")).reset_index()
-    lo, hi = _cluster_logit_ci(out[count], out[nobs], out.pop("_ss"), out["n_participants"],
-                               alpha)
-    out = _with_rate(out, count, nobs, alpha, name)
-    out = out.rename(columns={f"{name}_ci_low": f"{name}_ci_low_wilson",
-                              f"{name}_ci_high": f"{name}_ci_high_wilson"})
-    out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
-    for c in (count, nobs):
-        out[c] = out[c].astype(int)
-    if not by:
-        out = out.drop(columns="_all")
-    return out[[*by, "n_participants", count, nobs, name, f"{name}_ci_low", f"{name}_ci_high",
-                f"{name}_ci_low_wilson", f"{name}_ci_high_wilson"]]
-
-
-def _faults_list(v) -> list[str]:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return []
-    return [f.strip() for f in str(v).split(";") if f.strip() and f.strip().lower() != "nan"]
-
-
-def _parse_faults(faults: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Fault lists and counts of a ``faults`` column, parsing each distinct string once.
-
-    The lists of rows with the same string are the same (read-only) list object.
-    """
-    codes, uniq = pd.factorize(faults, use_na_sentinel=True)
-    lists = np.empty(len(uniq) + 1, dtype=object)
-    for i, v in enumerate(uniq):
-        lists[i] = _faults_list(v)
-    lists[-1] = []  # missing values (code -1)
-    counts = np.array([len(v) for v in lists], dtype=int)
-    return lists[codes], counts[codes]
-
-
-#: Prepared sessions tables handed to the sub-analyses by :func:`_prepared_source`, by id
-#: (weak: an entry goes with its frame). :func:`prepare_sessions` returns a copy of such a
-#: frame instead of preparing it again.
-_PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
-def _prepared_source(data, participants: pd.DataFrame | None = None):
-    """``data`` with its sessions table prepared once (:func:`prepare_sessions`).
-
-    For a Cohort, a shallow copy whose ``sessions`` is the prepared table; for a log, the
-    prepared table itself. Every analysis of this module called on the result reuses the
-    prepared table (a copy of it) instead of preparing the log again.
-    """
-    s = prepare_sessions(data, participants)
-    _PREPARED[id(s)] = s
-    if isinstance(data, pd.DataFrame):
-        return s
-    src = copy.copy(data)
-    src.sessions = s
-    return src
-
-
-def _estimate(notes: dict[str, str], name: str, fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)``, or None with the reason in ``notes[name]`` when the data
-    cannot support it (:class:`~hipstats.errors.AnalysisError`)."""
-    try:
-        return fn(*args, **kwargs)
-    except AnalysisError as err:
-        notes[name] = str(err)
-        return None
-
-
-def _note_rows(notes: Mapping[str, str]) -> list[str]:
-    """``"not estimable: <component>: <reason>"`` per entry of ``notes``."""
-    return [f"not estimable: {k}: {v}" for k, v in notes.items()]
-
-
-def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The training log with the derived columns every H4/H5 analysis uses.
-
-    Adds: ``arm`` (when participants are known), ``completed`` (bool, True when missing),
-    ``load_kg`` (0 when missing), ``week`` (from ``date`` when missing: whole weeks since the
-    participant's first session), ``protocol_week`` (whole weeks: the floor of ``week``),
-    ``session_order`` (1, 2, ... per participant), ``fault_list``
-    (list of fault names), ``any_fault`` (bool), ``n_faults``.
-
-    Raises :class:`~hipstats.errors.AnalysisError` when there are no sessions at all.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from hipstats.loading import prepare_sessions
-    >>> log = pd.DataFrame({"participant_id": "p1", "week": [0.25, 1.75], "exercise": "other",
-    ...                     "sets": 1, "reps": 5, "faults": ["lumbar_rounding", None]})
-    >>> prepare_sessions(log)[["protocol_week", "session_order", "any_fault"]].values.tolist()
-    [[0.0, 1, True], [1.0, 2, False]]
-    """
-    s = _table(data, "sessions")
-    if _PREPARED.get(id(s)) is s and (participants is None or "arm" in s.columns):
-        return s.copy()
-    if s is None or len(s) == 0:
-        raise AnalysisError("the cohort has no training sessions (the sessions table is empty); "
-                            "loading and fault analyses need a training log")
-    _require(s, ["participant_id", "exercise", "sets", "reps"], "the sessions table")
-    s = s.copy()
-    if "load_kg" not in s.columns:
-        s["load_kg"] = 0.0
-    s["load_kg"] = pd.to_numeric(s["load_kg"], errors="coerce").fillna(0.0)
-    if "completed" not in s.columns:
-        s["completed"] = True
-    s["completed"] = s["completed"].astype(object).where(s["completed"].notna(), True).astype(bool)
-    if "week" not in s.columns or s["week"].isna().all():
-        if "date" not in s.columns:
-            raise AnalysisError("the sessions table needs a 'week' or a 'date' column")
-        d = pd.to_datetime(s["date"])
-        first = d.groupby(s["participant_id"]).transform("min")
-        s["week"] = ((d - first).dt.days // 7).astype(float)
-    if "session" in s.columns and s["session"].notna().all():
-        order = s["session"]
-    elif "date" in s.columns and s["date"].notna().all():
-        order = pd.to_datetime(s["date"])
-    else:
-        order = s["week"]
-    s["protocol_week"] = np.floor(s["week"])
-    s["session_order"] = order.groupby(s["participant_id"]).rank(method="dense").astype(int)
-    if "session" not in s.columns or s["session"].isna().any():
-        s["session"] = s["session_order"]
-    if "faults" not in s.columns:
-        s["faults"] = ""
-    s["fault_list"], s["n_faults"] = _parse_faults(s["faults"])
-    s["any_fault"] = s["n_faults"] > 0
-    if "pain_nrs" not in s.columns:
-        s["pain_nrs"] = np.nan
-    arms = _arms(data, participants)
-    if arms is not None and "arm" not in s.columns:
-        s = s.merge(arms, on="participant_id", how="left")
-    return s.sort_values(["participant_id", "session_order", "exercise"]).reset_index(drop=True)
-
-
-def _need_arm(s: pd.DataFrame, what: str) -> None:
-    if "arm" not in s.columns:
-        raise AnalysisError(f"{what} by arm needs the participants table (participant_id, arm): "
-                            "pass a Cohort or participants=")
 
 
 # ----------------------------------------------------------------------------------------
@@ -380,7 +102,7 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
     Examples
     --------
     >>> import pandas as pd
-    >>> from hipstats.loading import volume_load
+    >>> from hipstats.questions.loading import volume_load
     >>> log = pd.DataFrame({"participant_id": "p1", "week": [0, 1], "exercise": "glute_bridge",
     ...                     "sets": 2, "reps": 10, "load_kg": 0.0})
     >>> people = pd.DataFrame({"participant_id": ["p1"], "arm": ["loading"], "mass_kg": [70.0]})
@@ -433,10 +155,10 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
         out = _int_reps(out)
         if level == "week":
             return out
-        _need_arm(out, "volume-load")
+        need_arm(out, "volume-load")
         rows = []
         for (a, w), g in out.groupby(["arm", "week"], sort=True):
-            m, lo, hi = _mean_ci(g["volume_load_kg"].to_numpy(float), alpha)
+            m, lo, hi = mean_ci(g["volume_load_kg"].to_numpy(float), alpha)
             rows.append({"arm": a, "week": w, "n_participants": len(g), "volume_load_kg": m,
                          "ci_low": lo, "ci_high": hi,
                          "reps_volume": g["reps_volume"].mean()})
@@ -507,7 +229,7 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
     Examples
     --------
     >>> import pandas as pd
-    >>> from hipstats.loading import progression_slopes
+    >>> from hipstats.questions.loading import progression_slopes
     >>> log = pd.DataFrame({"participant_id": "p1", "week": [0, 1, 2, 3],
     ...     "exercise": "ffe_split_squat", "sets": 3, "reps": 8,
     ...     "load_kg": [10.0, 15.0, 20.0, 25.0]})
@@ -545,10 +267,10 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
         return out
     if level != "arm":
         raise AnalysisError(f"level must be 'participant' or 'arm', got {level!r}")
-    _need_arm(out, "progression")
+    need_arm(out, "progression")
     rows = []
     for (a, e), g in out.dropna(subset=["slope_kg_per_week"]).groupby(["arm", "exercise"]):
-        m, lo, hi = _mean_ci(g["slope_kg_per_week"].to_numpy(float), alpha)
+        m, lo, hi = mean_ci(g["slope_kg_per_week"].to_numpy(float), alpha)
         rows.append({"arm": a, "exercise": e, "n_participants": len(g), "mean_slope": m,
                      "ci_low": lo, "ci_high": hi,
                      "median_slope": g["slope_kg_per_week"].median(),
@@ -561,10 +283,10 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
 # ----------------------------------------------------------------------------------------
 def _arm_rate_summary(per: pd.DataFrame, count: str, nobs: str, rate: str, alpha: float):
     """Per arm: pooled proportion with participant-cluster CI (:func:`pooled_rate`; Wilson
-    kept as ``*_wilson``) and mean of participants' rates with t CI."""
+    kept as ``*wilson_interval``) and mean of participants' rates with t CI."""
     rows = []
     for a, g in per.groupby("arm", sort=True):
-        m, lo, hi = _mean_ci(g[rate].to_numpy(float), alpha)
+        m, lo, hi = mean_ci(g[rate].to_numpy(float), alpha)
         rows.append({"arm": a, f"mean_{rate}": m,
                      f"mean_{rate}_ci_low": lo, f"mean_{rate}_ci_high": hi})
     pooled = pooled_rate(per, count, nobs, by=["arm"], alpha=alpha, name=rate)
@@ -604,7 +326,7 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
     Examples
     --------
     >>> import pandas as pd
-    >>> from hipstats.loading import adherence
+    >>> from hipstats.questions.loading import adherence
     >>> log = pd.DataFrame({"participant_id": "p1", "week": [0, 0, 1, 1],
     ...     "exercise": "hold_90_90", "sets": 2, "reps": 5,
     ...     "completed": [True, True, False, True]})
@@ -621,12 +343,12 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
     per = (s.groupby(["participant_id", *arm], sort=True)
             .agg(prescribed=("completed", "size"), completed=("completed", "sum")).reset_index())
     per["completed"] = per["completed"].astype(int)
-    per = _with_rate(per, "completed", "prescribed", alpha, name="adherence")
+    per = with_rate(per, "completed", "prescribed", alpha, name="adherence")
     if level == "participant":
         return per
     if level != "arm":
         raise AnalysisError(f"level must be 'participant' or 'arm', got {level!r}")
-    _need_arm(per, "adherence")
+    need_arm(per, "adherence")
     return _arm_rate_summary(per, "completed", "prescribed", "adherence", alpha)
 
 
@@ -654,7 +376,7 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
     Examples
     --------
     >>> import pandas as pd
-    >>> from hipstats.loading import pain_flags
+    >>> from hipstats.questions.loading import pain_flags
     >>> log = pd.DataFrame({"participant_id": "p1", "week": [0., 1., 2.], "exercise": "other",
     ...                     "sets": 1, "reps": 5, "pain_nrs": [2, 6, 1]})
     >>> pain_flags(log)[["sessions", "flagged", "first_flag_week"]].values.tolist()
@@ -684,12 +406,12 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
     first = units[units["flagged"]].groupby("participant_id")["week"].min()
     per["first_flag_week"] = per["participant_id"].map(first)
     per["flagged"] = per["flagged"].astype(int)
-    per = _with_rate(per, "flagged", n_name, alpha)
+    per = with_rate(per, "flagged", n_name, alpha)
     if level == "participant":
         return per
     if level != "arm":
         raise AnalysisError(f"level must be 'flags', 'participant' or 'arm', got {level!r}")
-    _need_arm(per, "pain flags")
+    need_arm(per, "pain flags")
     out = _arm_rate_summary(per, "flagged", n_name, "rate", alpha)
     flagged_people = per.groupby("arm")["flagged"].apply(lambda f: int((f > 0).sum()))
     out["participants_flagged"] = flagged_people.reindex(out["arm"]).to_numpy()
@@ -699,7 +421,7 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
 # ----------------------------------------------------------------------------------------
 # Progression compliance
 # ----------------------------------------------------------------------------------------
-class ComplianceResult(_Result):
+class ComplianceResult(Result):
     """The progression rule audited (see :func:`progression_compliance`).
 
     Attributes
@@ -763,8 +485,8 @@ def _rule_rates(df: pd.DataFrame, keys: list[str], alpha: float) -> pd.DataFrame
              .reset_index())
     for c in ("increases", "flagged", "violations"):
         out[c] = out[c].astype(int)
-    out = _with_rate(out, "violations", "flagged", alpha, "violation_rate")
-    return _with_rate(out, "violations", "increases", alpha, "unsafe_share")
+    out = with_rate(out, "violations", "flagged", alpha, "violation_rate")
+    return with_rate(out, "violations", "increases", alpha, "unsafe_share")
 
 
 def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exercise",
@@ -798,7 +520,7 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
     Examples
     --------
     >>> import pandas as pd
-    >>> from hipstats.loading import progression_compliance
+    >>> from hipstats.questions.loading import progression_compliance
     >>> log = pd.DataFrame({"participant_id": "p1", "session": [1, 2, 3, 4],
     ...     "week": [0, 0.5, 1, 1.5], "exercise": "ffe_split_squat", "sets": 3, "reps": 8,
     ...     "load_kg": [10, 12.5, 15, 15], "faults": ["", "back_knee_lean", "", ""],
@@ -860,52 +582,6 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
                             alpha)
 
 
-# ----------------------------------------------------------------------------------------
-# Dose-response
-# ----------------------------------------------------------------------------------------
-def _ols_table(df: pd.DataFrame, formula: str, alpha: float, rename: dict[str, str]):
-    import statsmodels.formula.api as smf  # noqa: PLC0415
-
-    fit = smf.ols(formula, df).fit()
-    ci = fit.conf_int(alpha)
-    out = pd.DataFrame({"term": [rename.get(t, t) for t in fit.params.index],
-                        "estimate": fit.params.values, "se": fit.bse.values,
-                        "t": fit.tvalues.values, "p": fit.pvalues.values,
-                        "ci_low": ci[0].values, "ci_high": ci[1].values})
-    out.attrs.update({"n": int(fit.nobs), "df_resid": float(fit.df_resid),
-                      "r_squared": float(fit.rsquared), "formula": formula})
-    return out
-
-
-def _adjusted_ols(df: pd.DataFrame, column: str, per: float, adjust: Sequence[str], alpha: float,
-                  label: str, cohort) -> pd.DataFrame:
-    """OLS change ~ column/per + adjusters (the cohort's reference arm first), data in ``attrs``.
-
-    Checks that the exposure varies within arm when arm is adjusted for. The fitted frame
-    (without the scaled helper column) is kept in ``attrs["data"]``.
-    """
-    x = "_exposure"
-    data = df.assign(**{x: df[column] / per})
-    reference = getattr(getattr(cohort, "settings", None), "reference", None)
-    terms = [x]
-    if "arm" in adjust:
-        arms = data["arm"].dropna().unique()
-        if len(arms) > 1:
-            ref = reference if reference in arms else sorted(arms)[0]
-            terms.append(f"C(arm, Treatment({ref!r}))")
-        if not (data.groupby("arm")[x].std(ddof=0).fillna(0) > 0).any():
-            raise AnalysisError(f"{label} does not vary within any arm; its effect cannot be "
-                                "separated from the arm effect")
-    if "baseline" in adjust:
-        terms.append("baseline")
-    if len(data) < len(terms) + 3:
-        raise AnalysisError(f"{len(data)} participants are too few for {len(terms) + 1} "
-                            "coefficients")
-    out = _ols_table(data, "change ~ " + " + ".join(terms), alpha, {x: label})
-    out.attrs["data"] = df
-    return out
-
-
 def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
                   final="final", adjust: Sequence[str] = ("arm", "baseline"),
                   arms: Sequence[str] | None = None, bodyweight: str | None = None,
@@ -930,7 +606,7 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     per : float
         Volume-load unit for the slope (default 1000 kg).
     final : {"final", "last"} or visit label
-        See :func:`hipstats.pelvis.participant_change`.
+        See :func:`hipstats.cohort.views.participant_change`.
     adjust : sequence of {"arm", "baseline"}
     arms : sequence of str, optional
         Arms to include (default all; participants without sessions have volume 0).
@@ -947,7 +623,7 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     >>> hs.dose_response(hs.simulate_cohort(seed=2))  # doctest: +SKIP
     """
     change = participant_change(cohort, measure, final=final)
-    people = _arms(cohort, None)
+    people = arm_table(cohort, None)
     if people is None:
         raise AnalysisError("dose_response needs the participants table (arm)")
     s = volume_load(cohort, level="row", bodyweight=bodyweight,
@@ -958,13 +634,13 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     df["volume_load_kg"] = df["participant_id"].map(vol).fillna(0.0)
     if arms is not None:
         df = df[df["arm"].isin(list(arms))]
-    return _adjusted_ols(df, "volume_load_kg", per, adjust, alpha, f"volume_load_per_{per:g}kg", cohort)
+    return adjusted_ols(df, "volume_load_kg", per, adjust, alpha, f"volume_load_per_{per:g}kg", cohort)
 
 
 # ----------------------------------------------------------------------------------------
 # One call
 # ----------------------------------------------------------------------------------------
-class LoadingResult(_Result):
+class LoadingResult(Result):
     """Everything :func:`loading_analysis` computes for H4.
 
     Attributes
@@ -1013,7 +689,7 @@ class LoadingResult(_Result):
             out = part if i == 0 else out.merge(part, on="arm", how="left")
         notes = getattr(self, "notes", None) or {}
         if notes:  # one row per part that could not be estimated, in a ``note`` column
-            out = pd.concat([out.assign(note=""), pd.DataFrame({"note": _note_rows(notes)})],
+            out = pd.concat([out.assign(note=""), pd.DataFrame({"note": note_rows(notes)})],
                             ignore_index=True)
         return out
 
@@ -1059,24 +735,24 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
     >>> hs.loading_analysis(hs.simulate_cohort(seed=3)).summary()  # doctest: +SKIP
     """
     kw = dict(bodyweight=bodyweight, bodyweight_fraction=bodyweight_fraction)
-    src = _prepared_source(cohort)  # the log is prepared once for every part below
+    src = prepared_source(cohort)  # the log is prepared once for every part below
     notes: dict[str, str] = {}
     dose = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
-        dose = _estimate(notes, "dose_response", dose_response, src, measure, alpha=alpha, **kw)
+        dose = estimate_or_note(notes, "dose_response", dose_response, src, measure, alpha=alpha, **kw)
     return LoadingResult(
-        weekly=_estimate(notes, "weekly", volume_load, src, level="week", **kw),
-        arm_weekly=_estimate(notes, "arm_weekly", volume_load, src, level="arm_week",
+        weekly=estimate_or_note(notes, "weekly", volume_load, src, level="week", **kw),
+        arm_weekly=estimate_or_note(notes, "arm_weekly", volume_load, src, level="arm_week",
                              alpha=alpha, **kw),
-        progression=_estimate(notes, "progression", progression_slopes, src, alpha=alpha),
-        progression_by_arm=_estimate(notes, "progression_by_arm", progression_slopes, src,
+        progression=estimate_or_note(notes, "progression", progression_slopes, src, alpha=alpha),
+        progression_by_arm=estimate_or_note(notes, "progression_by_arm", progression_slopes, src,
                                      level="arm", alpha=alpha),
-        adherence=_estimate(notes, "adherence", adherence, src, alpha=alpha),
-        adherence_by_arm=_estimate(notes, "adherence_by_arm", adherence, src, level="arm",
+        adherence=estimate_or_note(notes, "adherence", adherence, src, alpha=alpha),
+        adherence_by_arm=estimate_or_note(notes, "adherence_by_arm", adherence, src, level="arm",
                                    alpha=alpha),
-        compliance=_estimate(notes, "compliance", progression_compliance, src,
+        compliance=estimate_or_note(notes, "compliance", progression_compliance, src,
                              pain_threshold=pain_threshold, scope=scope, alpha=alpha),
-        pain=_estimate(notes, "pain", pain_flags, src, threshold=pain_threshold, alpha=alpha),
-        pain_by_arm=_estimate(notes, "pain_by_arm", pain_flags, src, threshold=pain_threshold,
+        pain=estimate_or_note(notes, "pain", pain_flags, src, threshold=pain_threshold, alpha=alpha),
+        pain_by_arm=estimate_or_note(notes, "pain_by_arm", pain_flags, src, threshold=pain_threshold,
                               level="arm", alpha=alpha),
         dose_response=dose, pain_threshold=pain_threshold, notes=notes)

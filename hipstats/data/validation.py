@@ -46,16 +46,14 @@ True
 
 from __future__ import annotations
 
-import html
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hipstats import schema
-from hipstats.normalize import (
+from hipstats.data import schema
+from hipstats.data.problems import Problem, ROW, ValidationReport
+from hipstats.data.normalize import (
     is_missing,
     normalise_bool,
     normalise_category,
@@ -66,96 +64,9 @@ from hipstats.normalize import (
     normalise_token,
     radians_measure_name,
 )
+from hipstats.data.normalize import label_week
 
-__all__ = ["Problem", "ValidationReport", "validate", "validate_tables"]
-
-ROW = "_row"  # column carrying the user-facing row number through normalisation
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One broken rule in one place of the data."""
-
-    table: str
-    file: str
-    row: int | None
-    column: str | None
-    value: Any
-    rule: str
-    message: str
-
-
-class ValidationReport:
-    """Every problem found in a source; empty when the data keep the contract.
-
-    Attributes
-    ----------
-    source : str
-        What was validated (path or URL with any password masked).
-    problems : list of Problem
-    """
-
-    def __init__(self, source: str, problems: list[Problem] | None = None):
-        self.source = source
-        self.problems: list[Problem] = list(problems or [])
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
-        return not self.problems
-
-    def __len__(self) -> int:
-        return len(self.problems)
-
-    def __iter__(self):
-        return iter(self.problems)
-
-    def __bool__(self) -> bool:  # a report object is always truthy; use .ok
-        return True
-
-    def extend(self, problems) -> None:
-        self.problems.extend(problems)
-
-    def to_frame(self) -> pd.DataFrame:
-        """Problems as a tidy DataFrame (table, file, row, column, value, rule, message)."""
-        cols = ["table", "file", "row", "column", "value", "rule", "message"]
-        if not self.problems:
-            return pd.DataFrame(columns=cols)
-        df = pd.DataFrame([asdict(p) for p in self.problems], columns=cols)
-        df["row"] = df["row"].astype("Int64")
-        df["value"] = df["value"].map(_show_value)
-        return df
-
-    def rules(self) -> list[str]:
-        """Sorted distinct rules broken."""
-        return sorted({p.rule for p in self.problems})
-
-    def to_text(self, max_rows: int | None = None) -> str:
-        """Plain-text table of the problems (what the CLI prints when rich is unavailable)."""
-        if self.ok:
-            return f"{self.source}: no problems found"
-        df = self.to_frame()
-        shown = df if max_rows is None else df.head(max_rows)
-        text = shown.to_string(index=False, na_rep="")
-        if max_rows is not None and len(df) > max_rows:
-            text += f"\n... and {len(df) - max_rows} more"
-        return text
-
-    def __repr__(self) -> str:
-        return f"<ValidationReport {self.source}: {len(self)} problem(s)>"
-
-    def _repr_html_(self) -> str:
-        if self.ok:
-            return f"<p><b>{html.escape(self.source)}</b>: no problems found.</p>"
-        return (f"<p><b>{html.escape(self.source)}</b>: {len(self)} problem(s)</p>"
-                + self.to_frame().to_html(index=False, na_rep=""))
-
-
-def _show_value(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+__all__ = ['validate', 'validate_tables']
 
 
 # --------------------------------------------------------------------------- helpers
@@ -482,26 +393,12 @@ def _derive_weeks(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
         df.loc[need, "week"] = ((df.loc[need, "visit_date"] - first[need]).dt.days / 7.0).round(3)
     no_time = df["week"].isna() & df["visit_date"].isna()
     if no_time.any():
-        baseline = df["visit"].map(lambda v: _label_week(v) == 0)
+        baseline = df["visit"].map(lambda v: label_week(v) == 0)
         df.loc[no_time & baseline, "week"] = 0.0
         still = df["week"].isna()
         col.add_rows(df, still, "week", "missing_value",
                      lambda v: "week is empty and there is no visit_date to derive it from")
     return df
-
-
-_LABEL_WEEK = re.compile(r"(?:^|[^a-z])(?:w|wk|week|weeks)[_ ]?(\d+(?:\.\d+)?)")
-
-
-def _label_week(label: Any) -> float | None:
-    """Week encoded in a visit label: baseline -> 0, week_6 / wk6 / w6 -> 6, else None."""
-    if not isinstance(label, str):
-        return None
-    t = label.strip().lower()
-    if t in ("baseline", "bl", "base", "pre", "week_0", "w0"):
-        return 0.0
-    m = _LABEL_WEEK.search(t)
-    return float(m.group(1)) if m else None
 
 
 def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
@@ -517,7 +414,7 @@ def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
                 "one visit must have one week")
     visits = (df.groupby(["participant_id", "visit"], sort=False)
                 .agg(week=("week", "min"), date=("visit_date", "min"), row=(ROW, "min")).reset_index())
-    visits["label_week"] = visits["visit"].map(_label_week)
+    visits["label_week"] = visits["visit"].map(label_week)
     visits = visits.sort_values(["participant_id", "week", "row"], kind="stable")
     for key, column in (("label_week", "week"), ("date", "visit_date")):
         sub = visits.dropna(subset=[key])
@@ -564,7 +461,7 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
     Parameters
     ----------
     raw : dict
-        Table name -> :class:`hipstats.io.RawTable` (frame of raw cells with a ``_row``
+        Table name -> :class:`hipstats.data.readers.files.RawTable` (frame of raw cells with a ``_row``
         column, file name, read-time problems).
     settings : ContractSettings, optional
         Arm list and reference arm.
@@ -662,7 +559,7 @@ def validate(source, *, arms=None, tables=None) -> ValidationReport:
     >>> hs.validate("data/example").ok            # doctest: +SKIP
     True
     """
-    from hipstats.io import read_source
+    from hipstats.data.readers.source import read_source
 
     raw, settings, label = read_source(source, arms=arms, tables=tables)
     _, report = validate_tables(raw, settings, source=label)

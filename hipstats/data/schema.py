@@ -340,7 +340,7 @@ def data_dictionary_markdown() -> str:
     True
     """
     lines = ["# hipstats data dictionary", "",
-             "Generated from `hipstats/schema.py` by `python -m hipstats.schema > docs/data_dictionary.md`; "
+             "Generated from `hipstats/data/schema.py` by `python -m hipstats.data.schema > docs/data_dictionary.md`; "
              "do not edit by hand.", "",
              "Three tables in tidy long format. Column names are matched case-insensitively, with spaces and "
              "punctuation read as `_` (so `Participant ID` is `participant_id`). Row numbers in validation "

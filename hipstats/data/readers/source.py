@@ -1,0 +1,173 @@
+"""Read a cohort source of any kind into raw tables: a folder of table files (with an
+optional ``hipstats.yaml``), one Excel workbook, one long file, a REDCap export or an SQL
+database (see :mod:`hipstats.data.readers`).
+
+Readers only read. They never create, change or delete anything at the source
+(SQLite files are opened read-only; a missing SQLite file is an error, not a new
+empty database). Every cell is kept as it was typed so that validation can quote
+it; each row carries ``_row``, the row number the user sees (header = row 1 for
+CSV and Excel, record number for Parquet and SQL).
+
+Examples
+--------
+>>> from hipstats.data.readers.source import read_source
+>>> raw, settings, label = read_source("data/example")   # doctest: +SKIP
+>>> sorted(raw)                                          # doctest: +SKIP
+['measurements', 'participants', 'sessions']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hipstats.data import schema
+from hipstats.data.problems import ROW, Problem
+from hipstats.data.readers.files import EXCEL_EXT, PARQUET_EXT, PARTICIPANT_COLUMNS, REQUIRED_TABLES, RawTable, TABLE_NAMES, TEXT_EXT, read_table_file, source_problem
+from hipstats.data.readers.redcap import is_redcap, read_redcap
+from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
+from hipstats.errors import SourceError
+
+__all__ = ['read_source']
+
+
+SETTINGS_FILE = "hipstats.yaml"
+
+
+# --------------------------------------------------------------------------- settings
+def _read_settings(folder: Path, arms=None) -> schema.ContractSettings:
+    data: dict = {}
+    f = folder / SETTINGS_FILE
+    if f.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise SourceError(f"{f}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise SourceError(f"{f}: expected a mapping with keys such as 'arms' and 'reference_arm'")
+    arms = tuple(arms) if arms is not None else tuple(data.get("arms") or schema.DEFAULT_ARMS)
+    arms = tuple(str(a).strip().lower().replace(" ", "_") for a in arms)
+    ref = data.get("reference_arm")
+    if ref is not None and ref not in arms:
+        raise SourceError(f"{f}: reference_arm '{ref}' is not among arms {list(arms)}")
+    extra = {k: v for k, v in data.items() if k not in ("arms", "reference_arm")}
+    return schema.ContractSettings(arms=arms, reference_arm=ref, extra=extra)
+
+
+# --------------------------------------------------------------------------- splitting
+def _split_long(raw: RawTable) -> dict[str, RawTable]:
+    """Split a single long file (measurements + participant columns) into two tables."""
+    df = raw.frame
+    norm = {c: schema.normalise_column_name(c) for c in df.columns}
+    part_cols = [c for c in df.columns if norm[c] in PARTICIPANT_COLUMNS or norm[c] in ("group",)]
+    id_col = next((c for c in df.columns if norm[c] in ("participant_id", "id", "subject_id", "pid")), None)
+    if id_col is None or not part_cols:
+        return {"measurements": raw}
+    participants = df[[ROW, id_col, *part_cols]].copy()
+    participants[id_col] = participants[id_col].astype(str).str.strip()
+    participants = participants.drop_duplicates(subset=[id_col], keep="first")
+    measurements = df.drop(columns=part_cols)
+    return {
+        "measurements": RawTable(measurements, raw.file, raw.problems, raw.decimal_comma),
+        "participants": RawTable(participants.reset_index(drop=True), raw.file, [], raw.decimal_comma),
+    }
+
+
+# --------------------------------------------------------------------------- dispatch
+def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
+    found: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.name.startswith((".", "~$")):
+            continue
+        ext = p.suffix.lower()
+        if ext not in TEXT_EXT | EXCEL_EXT | PARQUET_EXT:
+            continue
+        stem = schema.normalise_column_name(p.stem)
+        if stem in found:
+            found[stem].append(p)
+    problems = []
+    files: dict[str, Path] = {}
+    for t, paths in found.items():
+        if len(paths) > 1:
+            problems.append(source_problem(t, str(folder), "ambiguous_table",
+                                     f"several files for table '{t}': {', '.join(p.name for p in paths)}; keep one"))
+        elif paths:
+            files[t] = paths[0]
+    return files, problems
+
+
+def read_source(source, *, arms=None, tables=None, event_map=None):
+    """Read any supported source into raw tables.
+
+    Returns
+    -------
+    raw : dict of RawTable
+    settings : hipstats.data.schema.ContractSettings
+    label : str
+        Human-readable name of the source (password masked).
+
+    Raises
+    ------
+    SourceError
+        When the source does not exist or cannot be opened at all.
+    """
+    if is_sql_url(str(source)):
+        url = str(source)
+        arm_list = tuple(arms) if arms is not None else schema.DEFAULT_ARMS
+        return read_sql(url, tables), schema.ContractSettings(arms=arm_list), mask_url(url)
+    path = Path(source)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        settings = _read_settings(path, arms)
+        files, problems = _find_table_files(path)
+        raw: dict[str, RawTable] = {}
+        if len(files) == 1 and "measurements" in files and not problems:
+            single = read_table_file(files["measurements"], "measurements")
+            if single.frame is not None and is_redcap(single.frame):
+                return read_redcap(single, event_map), settings, str(path)
+        for t in TABLE_NAMES:
+            if t in files:
+                raw[t] = read_table_file(files[t], t)
+            elif t in REQUIRED_TABLES:
+                raw[t] = RawTable(None, str(path / f"{t}.csv"), [source_problem(
+                    t, str(path), "missing_table",
+                    f"no '{t}' table in the folder (expected {t}.csv, {t}.parquet or {t}.xlsx)")])
+        if problems:
+            first = next(iter(raw.values()), None)
+            if first is not None:
+                first.problems.extend(problems)
+        if raw.get("measurements") and raw["measurements"].frame is not None and "participants" not in files:
+            split = _split_long(raw["measurements"])
+            if "participants" in split:
+                raw.update(split)
+        return raw, settings, str(path)
+    settings = _read_settings(path.parent, arms)
+    ext = path.suffix.lower()
+    if ext in EXCEL_EXT:
+        try:
+            sheet_names = list(pd.ExcelFile(path).sheet_names)
+        except Exception as err:
+            return {"measurements": RawTable(None, str(path), [source_problem(
+                "measurements", str(path), "unreadable", f"cannot read the workbook ({type(err).__name__}: {err})")])}, \
+                settings, str(path)
+        normalised = {schema.normalise_column_name(s): s for s in sheet_names}
+        if "measurements" in normalised:
+            raw = {t: read_table_file(path, t, normalised[t]) for t in TABLE_NAMES if t in normalised}
+            if "participants" not in raw:
+                raw.update(_split_long(raw["measurements"]))
+            return raw, settings, str(path)
+    single = read_table_file(path, "measurements")
+    if single.frame is None:
+        return {"measurements": single}, settings, str(path)
+    if is_redcap(single.frame):
+        return read_redcap(single, event_map), settings, str(path)
+    raw = _split_long(single)
+    if "participants" not in raw:
+        raw["participants"] = RawTable(None, str(path), [source_problem(
+            "participants", str(path), "missing_table",
+            "a single file must carry the participant columns (at least 'arm') beside the measurements")])
+    return raw, settings, str(path)
