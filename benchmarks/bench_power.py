@@ -1,21 +1,29 @@
-"""Benchmark: simulated-power replicates per second (hipstats.power.simulate_power).
+"""Benchmark: a simulated power curve (hipstats.power.power_curve) against the previous engine and
+a statsmodels loop, in the same run.
 
-Design: 3 arms (control, stretching, loading), 5 visits (weeks 0, 3, 6, 9, 12), 60
-participants per arm, dropout 25/20/15 %, random intercept + slope (the H2 protocol model).
-Target from issue 7: 1,000 replicates in under a minute on 2 cores (n_jobs=2).
+Design: 3 arms (control, stretching, loading), 5 visits (weeks 0, 3, 6, 9, 12), dropout
+25/20/15 %, random intercept + slope (the H2 protocol model), Satterthwaite df; the curve has
+10 points (20, 30, ..., 110 per arm) of 1,000 simulated trials each. Target (issue 16): the
+10 x 1,000 curve in under 20 s on 2 cores (about 2 ms of CPU per simulated trial).
 
-Compared with the loop a Python user would write today: simulate, fit statsmodels MixedLM
-(``smf.mixedlm(..., re_formula="~week").fit()``), read the Wald p-value, repeat — run on a few
-replicates only and reported per replicate.
+Compared, in one run:
+
+* **this engine** (`hipstats.power.reml.PatternModel`): the whole curve on 2 worker processes
+  (wall time), and CPU per simulated trial in this process (60 per arm, Satterthwaite and Wald);
+* **the previous engine** (hipstats before issue 16, commit ``BASE``, which fitted each trial
+  through the general LMM engine's array entry): the same design in a subprocess running that
+  commit's source tree (``git archive``), CPU per trial;
+* **a statsmodels loop** (simulate, ``smf.mixedlm(..., re_formula="~week").fit()``, Wald p):
+  what a Python user would write instead, CPU per trial on a few trials.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_power.py            # 1,000 replicates, writes results
-    .venv/bin/python benchmarks/bench_power.py --n-sim 200 --naive 10 --no-write
+    .venv/bin/python benchmarks/bench_power.py            # writes benchmarks/results/power.md
+    .venv/bin/python benchmarks/bench_power.py --n-sim 200 --probe 50 --no-write
 
-Results go to benchmarks/results/power.md (numbers depend on machine load: the load average
-at the start and end of the run is recorded with them). A ``## History`` section at the end of
-that file (earlier figures, written by hand) is kept when the file is rewritten.
+Wall times depend on machine load (the load average at the start and end is recorded); the
+CPU time per trial is the load-independent figure. A ``## History`` section at the end of the
+results file (earlier figures) is kept when the file is rewritten.
 """
 
 from __future__ import annotations
@@ -28,30 +36,65 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from hipstats.power import TrialDesign, power_curve, simulate_power  # noqa: E402
 from hipstats.power import design as dsg  # noqa: E402
-from hipstats.power import simulation as sim  # noqa: E402
-from hipstats.power import TrialDesign, simulate_power  # noqa: E402
 
-DESIGN = TrialDesign(arms=("control", "stretching", "loading"), weeks=(0, 3, 6, 9, 12),
-                     n_per_arm=60, effects={"control": 0, "stretching": 2, "loading": 6},
-                     sd_intercept=9.0, sd_slope=0.4, sd_residual=4.0,
-                     dropout={"control": 0.25, "stretching": 0.20, "loading": 0.15})
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "e24c64a"  # main before issue 16
+DESIGN_KW = dict(arms=("control", "stretching", "loading"), weeks=(0, 3, 6, 9, 12),
+                 effects={"control": 0, "stretching": 2, "loading": 6}, sd_intercept=9.0,
+                 sd_slope=0.4, sd_residual=4.0,
+                 dropout={"control": 0.25, "stretching": 0.20, "loading": 0.15})
+DESIGN = TrialDesign(n_per_arm=60, target="loading", reference="control", **DESIGN_KW)
+GRID = list(range(20, 120, 10))
 RESULTS = Path(__file__).parent / "results" / "power.md"
 
+OLD_SCRIPT = """
+import json, os, sys, time
+for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(v, "1")
+from hipstats.power import TrialDesign, simulate_power
+kw = json.loads(sys.argv[1]); n = int(sys.argv[2])
+d = TrialDesign(n_per_arm=60, **{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+simulate_power(d, n_sim=2, n_jobs=1, seed=99, target="loading", reference="control")
+out = {}
+for df in ("satterthwaite", "wald"):
+    c0 = time.process_time()
+    r = simulate_power(d, n_sim=n, n_jobs=1, seed=1, df=df, target="loading", reference="control")
+    out[df] = [(time.process_time() - c0) / n, r.power]
+print(json.dumps(out))
+"""
 
-def naive_statsmodels(n: int, seed: int = 0) -> tuple[float, float, float]:
-    """(wall s, CPU s, power) per replicate of a plain statsmodels MixedLM loop."""
+
+def old_engine(n: int) -> dict:
+    """CPU s per trial and power of the previous engine (commit BASE) in a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASE, "hipstats"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": tmp}
+        r = subprocess.run([sys.executable, "-c", OLD_SCRIPT, json.dumps(DESIGN_KW), str(n)],
+                           capture_output=True, text=True, env=env, cwd=tmp, check=True)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def statsmodels_loop(n: int, seed: int = 0) -> tuple[float, float]:
+    """(CPU s per trial, power) of a plain statsmodels MixedLM loop."""
     import statsmodels.formula.api as smf
 
     rej = 0
-    t0, c0 = time.perf_counter(), time.process_time()
+    c0 = time.process_time()
     for ss in np.random.SeedSequence(seed).spawn(n):
         y, arm = dsg.draw_trial(DESIGN, np.random.default_rng(ss))
         data = dsg.to_long(y, arm, DESIGN.weeks, DESIGN.arms)
@@ -60,90 +103,88 @@ def naive_statsmodels(n: int, seed: int = 0) -> tuple[float, float, float]:
             fit = smf.mixedlm("value ~ week * C(arm, Treatment('control'))", data,
                               groups=data["participant_id"], re_formula="~week").fit()
         rej += fit.pvalues["week:C(arm, Treatment('control'))[T.loading]"] < 0.05
-    return ((time.perf_counter() - t0) / n, (time.process_time() - c0) / n, rej / n)
+    return (time.process_time() - c0) / n, rej / n
 
 
-def timed(**kw):
-    """(wall s, CPU s of this process, result)."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = simulate_power(DESIGN, seed=1, **kw)
-    return time.perf_counter() - t0, time.process_time() - c0, res
+def this_engine(n: int, df: str) -> tuple[float, float]:
+    c0 = time.process_time()
+    res = simulate_power(DESIGN, n_sim=n, n_jobs=1, seed=1, df=df, progress=False)
+    return (time.process_time() - c0) / n, res.power
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-sim", type=int, default=1000, help="replicates of the n_jobs=2 run")
-    ap.add_argument("--probe", type=int, default=100, help="in-process replicates (CPU time)")
-    ap.add_argument("--naive", type=int, default=10, help="statsmodels replicates")
+    ap.add_argument("--n-sim", type=int, default=1000, help="trials per curve point")
+    ap.add_argument("--probe", type=int, default=300, help="in-process trials (CPU time)")
+    ap.add_argument("--old", type=int, default=100, help="trials of the previous engine")
+    ap.add_argument("--naive", type=int, default=10, help="statsmodels trials")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
-    simulate_power(DESIGN, n_sim=2, n_jobs=1, seed=99)  # warm-up: imports, first fits
+    simulate_power(DESIGN, n_sim=20, n_jobs=1, seed=99, progress=False)  # warm-up
     load0 = os.getloadavg()
-    cpu = []  # in-process runs: label, n, wall/rep, cpu/rep, power
-    for label, df in [("hipstats fit_lmm, Satterthwaite df", "satterthwaite"),
-                      ("hipstats fit_lmm, Wald (normal) df", "wald")]:
-        wall, c, res = timed(n_sim=args.probe, n_jobs=1, df=df)
-        cpu.append((label, args.probe, wall / args.probe, c / args.probe, res.power))
-        print(cpu[-1], flush=True)
-    w, c, pw = naive_statsmodels(args.naive)
-    cpu.append(("naive loop: statsmodels MixedLM (Wald)", args.naive, w, c, pw))
-    print(cpu[-1], flush=True)
-
-    wall, _, res = timed(n_sim=args.n_sim, n_jobs=2, df="satterthwaite")
-    par = (args.n_sim, wall, res.power, res.n_failed, res.ci_low, res.ci_high)
-    print(par, flush=True)
+    t0 = time.perf_counter()
+    curve = power_curve(DESIGN, GRID, n_sim=args.n_sim, n_jobs=2, seed=1, progress=False)
+    curve_wall = time.perf_counter() - t0
+    print(f"curve {len(GRID)} x {args.n_sim}: {curve_wall:.1f} s", flush=True)
+    new = {df: this_engine(args.probe, df) for df in ("satterthwaite", "wald")}
+    print("this engine", new, flush=True)
+    old = old_engine(args.old)
+    print("previous engine", old, flush=True)
+    sm_cpu, sm_power = statsmodels_loop(args.naive)
+    print("statsmodels", sm_cpu, sm_power, flush=True)
     load1 = os.getloadavg()
 
-    t1000_wall = 1000 * wall / args.n_sim
-    t1000_idle = 1000 * cpu[0][3] / 2
+    trials = len(GRID) * args.n_sim
+    per_trial_wall = curve_wall / trials
+    idle = 10_000 * new["satterthwaite"][0] / 2
     lines = [
         "# Simulation power benchmark (`benchmarks/bench_power.py`)",
         "",
-        "Design: 3 arms x 5 visits (weeks 0-12) x 60 per arm, dropout 25/20/15 %, random "
-        "intercept + slope (`sd_intercept` 9, `sd_slope` 0.4, `sd_residual` 4); test: "
-        "loading - control difference in slopes (true 0.5 deg/week). "
+        "Design: 3 arms x 5 visits (weeks 0-12), dropout 25/20/15 %, random intercept + slope "
+        "(`sd_intercept` 9, `sd_slope` 0.4, `sd_residual` 4), Satterthwaite df; test: loading - "
+        "control difference in slopes (true 0.5 deg/week). Curve: "
+        f"{len(GRID)} points ({GRID[0]}-{GRID[-1]} per arm) x {args.n_sim:,} trials. "
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.machine()}, single-threaded BLAS. "
-        f"Load average (1 min) at start {load0[0]:.1f}, at end {load1[0]:.1f}: when it is "
-        "above the number of cores, other jobs shared the machine and wall times are "
-        "inflated; the CPU time per replicate is the load-independent figure.",
+        f"{platform.python_version()}, single-threaded BLAS. Load average (1 min) at start "
+        f"{load0[0]:.1f}, at end {load1[0]:.1f}: above the number of cores, other jobs shared "
+        "the machine and wall times are inflated; CPU time per trial is the load-independent "
+        "figure. All rows come from one run of this script.",
         "",
-        "## Parallel run (joblib/loky, n_jobs=2)",
+        "## Power curve, 2 worker processes (joblib/loky)",
         "",
-        "| replicates | wall s | replicates/s | power (95% CI) | failed |",
-        "| ---: | ---: | ---: | --- | ---: |",
-        f"| {par[0]} | {par[1]:.1f} | {par[0] / par[1]:.2f} | {par[2]:.3f} "
-        f"({par[4]:.3f}-{par[5]:.3f}) | {par[3]} |",
+        f"* {trials:,} simulated trials in **{curve_wall:.1f} s** wall "
+        f"({1000 * per_trial_wall:.1f} ms per trial; target < 20 s for 10 x 1,000: "
+        f"{'met' if curve_wall * 10_000 / trials < 20 else 'not met'} at this load, "
+        "worker start-up included).",
+        f"* Projected on 2 idle cores from CPU time (10,000 x CPU per trial / 2): **{idle:.1f} s**.",
         "",
-        "## Per replicate, in one process",
-        "",
-        "| engine | replicates | wall ms/replicate | CPU ms/replicate | power |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| n per arm | power | 95% CI | failed | not converged | singular |",
+        "| ---: | ---: | --- | ---: | ---: | ---: |",
     ]
-    for r in cpu:
-        lines.append(f"| {r[0]} | {r[1]} | {1000 * r[2]:.0f} | {1000 * r[3]:.0f} | "
-                     f"{r[4]:.3f} |")
-    lines += [
-        "",
-        f"* 1,000 replicates, Satterthwaite df, n_jobs=2, measured wall time: "
-        f"**{t1000_wall:.0f} s** (target < 60 s: {'met' if t1000_wall < 60 else 'not met'} "
-        "at this machine load).",
-        f"* Projected on 2 idle cores from CPU time (1000 x CPU per replicate / 2): "
-        f"**{t1000_idle:.0f} s** ({'meets' if t1000_idle < 60 else 'misses'} the target).",
-        f"* CPU per replicate vs the naive statsmodels loop: "
-        f"{cpu[2][3] / cpu[0][3]:.0f}x less with Satterthwaite df, "
-        f"{cpu[2][3] / cpu[1][3]:.0f}x less with Wald df.",
-        "* Powers from few replicates (the per-process rows) carry wide Monte Carlo error; "
-        "statsmodels uses Wald z tests.",
-    ]
+    for r in curve.itertuples():
+        lines.append(f"| {r.n_per_arm} | {r.power:.3f} | {r.power_ci_low:.3f}-{r.power_ci_high:.3f} "
+                     f"| {r.n_failed} | {r.n_not_converged} | {r.n_singular} |")
+    base = new["satterthwaite"][0]
+    rows = [("this engine (PatternModel), Satterthwaite df", args.probe, *new["satterthwaite"]),
+            ("this engine (PatternModel), Wald df", args.probe, *new["wald"]),
+            (f"previous engine ({BASE}), Satterthwaite df", args.old, *old["satterthwaite"]),
+            (f"previous engine ({BASE}), Wald df", args.old, *old["wald"]),
+            ("statsmodels MixedLM loop (Wald)", args.naive, sm_cpu, sm_power)]
+    lines += ["", "## CPU per simulated trial, one process, 60 per arm", "",
+              "| engine | trials | CPU ms/trial | ratio to this engine | power |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for label, n, cpu, pw in rows:
+        lines.append(f"| {label} | {n} | {1000 * cpu:.2f} | {cpu / base:.1f} | {pw:.3f} |")
+    lines += ["", "Powers from few trials carry wide Monte Carlo error; statsmodels uses Wald z "
+              "tests. The previous engine runs in a subprocess from `git archive " + BASE +
+              " hipstats`."]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        old = RESULTS.read_text() if RESULTS.exists() else ""
-        if "\n## History" in old:
-            text += old[old.index("\n## History"):]
+        old_text = RESULTS.read_text() if RESULTS.exists() else ""
+        if "\n## History" in old_text:
+            text += old_text[old_text.index("\n## History"):]
         RESULTS.write_text(text)
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import importlib
 
-from hipstats.data import schema
 from hipstats.cohort import Cohort, load_cohort
+from hipstats.data import schema
 from hipstats.errors import (
     AnalysisError,
     HipstatsError,
@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "bland_altman": "hipstats.stats.agreement", "BlandAltmanResult": "hipstats.stats.agreement",
     "cohen_kappa": "hipstats.stats.kappa", "fleiss_kappa": "hipstats.stats.kappa", "ICC_FORMS": "hipstats.stats.icc",
     # protocol models (H2)
+    "fit_mmrm": "hipstats.models.mmrm", "MMRMResult": "hipstats.models.mmrm",
     "fit_lmm": "hipstats.models.lmm", "LMMResult": "hipstats.models.lmm", "lrt": "hipstats.models.lmm",
     "emmeans": "hipstats.models.emmeans", "emtrends": "hipstats.models.emmeans",
     "contrasts": "hipstats.models.emmeans", "EMMResult": "hipstats.models.emmeans",

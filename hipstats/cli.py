@@ -129,48 +129,73 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 
 
 @cli.command(context_settings={"show_default": True})
-@click.option("--method", type=click.Choice(["simulation", "change", "ancova"]), default="simulation",
-              help="Simulation power for the mixed model, or the analytic change-score / ANCOVA formulas.")
-@click.option("--n-per-arm", help="Participants per arm; several (comma-separated) give a power curve.")
-@click.option("--arms", help="Arms, reference first (simulation), e.g. control,stretching,loading.")
-@click.option("--weeks", help="Visit weeks (simulation), e.g. 0,3,6,9,12.")
-@click.option("--effects", help="Gain per arm at the plateau in degrees, e.g. control=0,loading=5.")
-@click.option("--target", help="Arm whose difference from the reference is tested (simulation).")
-@click.option("--dropout", help="Dropout share, one number or per arm (control=0.25,loading=0.15).")
+@click.option("--method", type=click.Choice(["simulation", "slope", "change", "ancova"]), default="simulation",
+              help="Simulation power of the mixed model; 'slope': the analytic slope formula (Diggle et al. 2002, "
+                   "longpower's lmmpower) for the same design; or the analytic change-score / ANCOVA formulas.")
+@click.option("--n-per-arm", help="Participants per arm; several (comma-separated) give a power curve. "
+                                  "[default: 60]")
+@click.option("--arms", help="Arms, e.g. control,stretching,loading. [default: control,stretching,loading]")
+@click.option("--weeks", help="Visit weeks, baseline first. [default: 0,3,6,9,12]")
+@click.option("--effects", help="Gain per arm at the last visit (deg), e.g. control=0,loading=6. "
+                                "[default: control=0,stretching=2,loading=6]")
+@click.option("--target", help="Arm whose difference from the reference is tested. [default: the last arm]")
+@click.option("--reference", help="Arm the target is compared with. [default: the arm listed before the target, "
+                                  "i.e. the active comparator when arms are listed control, comparator, new]")
+@click.option("--dropout", help="Dropout share, one number or per arm (control=0.25,loading=0.15). [default: 0.2]")
+@click.option("--sd-intercept", help="Between-participant SD at baseline (deg). [default: 9]")
+@click.option("--sd-slope", help="Between-participant SD of change per week (deg/week). [default: 0.15]")
+@click.option("--corr", help="Correlation of baseline level and slope. [default: 0]")
+@click.option("--sd-residual", help="Visit-to-visit SD of the visit mean (deg). [default: 3]")
+@click.option("--test", "test_name", type=click.Choice(["arm:week", "change", "ancova"]),
+              help="Simulated analysis. [default: arm:week]")
+@click.option("--df", "df_method", type=click.Choice(["satterthwaite", "wald"]),
+              help="Degrees of freedom of the mixed-model test. [default: satterthwaite]")
+@click.option("--from-pilot", "pilot_source", metavar="SOURCE",
+              help="Fit the pilot cohort in SOURCE and take its variance components, arms, visits and dropout.")
+@click.option("--pilot-measure", default="hip_ir_deg", help="Outcome of the pilot fit (with --from-pilot).")
+@click.option("--as-of", help="With --from-pilot: use only pilot data recorded on or before this date.")
 @click.option("--effect", type=float, help="Analytic: difference in mean change between two arms (degrees).")
 @click.option("--sd", type=float, help="Analytic: SD of the change scores (change) or of the outcome at "
                                         "follow-up (ancova), degrees.")
 @click.option("--rho", type=float, help="ANCOVA: baseline-follow-up correlation (required for ancova).")
 @click.option("--power", "target_power", type=float, help="Analytic: solve for n at this power.")
-@click.option("--alpha", type=float, default=0.05)
+@click.option("--alpha", type=float, help="Two-sided significance level. [default: 0.05]")
 @click.option("--n-sim", type=click.IntRange(10), default=1000, help="Simulated trials per design.")
-@click.option("--seed", type=int, default=2026)
+@click.option("--seed", type=int, default=0, help="Random seed (the API and the power notebook default to 0 too).")
 @click.option("--jobs", type=int, default=-1, help="Worker processes (-1 = all cores).")
 @click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) to run replicates on a cluster.")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
-              help="Any other design or simulation parameter (sd_intercept, sd_slope, corr, sd_residual, "
-                   "test, df, ...); repeatable.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the result table as CSV to this file.")
-def power(method, n_per_arm, arms, weeks, effects, target, dropout, effect, sd, rho, target_power, alpha,
-          n_sim, seed, jobs, scheduler, extra, out) -> None:
-    """Power or sample size for a planned trial (analytic, or by simulating the mixed model)."""
-    from hipstats.power import run_power_from_params
+              help="Any other design or simulation parameter (plateau_tau_weeks, dropout_pattern, chunk_size, "
+                   "max_failed_share, ...); repeatable.")
+@click.option("--quiet", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Also write the result table as CSV to this file (and the design to FILE.design.csv).")
+def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, sd_intercept, sd_slope, corr,
+          sd_residual, test_name, df_method, pilot_source, pilot_measure, as_of, effect, sd, rho, target_power,
+          alpha, n_sim, seed, jobs, scheduler, extra, quiet, out) -> None:
+    """Power or sample size for a planned trial, with every assumption and where it came from."""
+    from hipstats.power.params import plan_from_params, run_power_from_params
 
     if method == "ancova" and rho is None:
         raise click.UsageError("--method ancova needs --rho (the baseline-follow-up correlation)")
     if method == "change" and rho is not None:
         raise click.UsageError("--rho applies to --method ancova; for --method change give --sd as the SD of "
                                "the change scores")
-    if method != "simulation" and (effect is None or sd is None):
+    if method in ("change", "ancova") and (effect is None or sd is None):
         raise click.UsageError(f"--method {method} needs --effect and --sd")
-    params: dict = {"method": method, "alpha": alpha}
-    if method == "simulation":
-        params.update({"n_per_arm": n_per_arm, "arms": arms, "weeks": weeks, "effects": effects,
-                       "target": target, "dropout": dropout, "n_sim": n_sim, "seed": seed, "n_jobs": jobs,
-                       "client": scheduler})
+    params: dict = {"alpha": alpha}
+    design_params = {"n_per_arm": n_per_arm, "arms": arms, "weeks": weeks, "effects": effects, "target": target,
+                     "reference": reference, "dropout": dropout, "sd_intercept": sd_intercept,
+                     "sd_slope": sd_slope, "corr": corr, "sd_residual": sd_residual, "test": test_name,
+                     "df": df_method}
+    if method in ("simulation", "slope"):
+        params.update(design_params)
+        if method == "simulation":
+            params.update({"n_sim": n_sim, "seed": seed, "n_jobs": jobs, "client": scheduler,
+                           "progress": False if quiet else None})
     else:
-        params.update({"effect": effect, "sd": sd, "n_per_arm": n_per_arm, "power": target_power,
-                       "dropout": dropout})
+        params.update({"method": method, "effect": effect, "sd": sd, "n_per_arm": n_per_arm,
+                       "power": target_power, "dropout": dropout})
         if method == "ancova":
             params["rho"] = rho
     for item in extra:
@@ -179,10 +204,52 @@ def power(method, n_per_arm, arms, weeks, effects, target, dropout, effect, sd, 
         key, value = item.split("=", 1)
         params[key.strip()] = value.strip()
     params = {k: v for k, v in params.items() if v is not None}
-    result = run_power_from_params(params)
-    table = result if hasattr(result, "columns") else result.summary()
+    pilot = None
+    if pilot_source:
+        if method not in ("simulation", "slope"):
+            raise click.UsageError("--from-pilot applies to --method simulation or slope")
+        from hipstats.cohort import load_cohort
+
+        pilot = load_cohort(pilot_source)
+        if as_of:
+            pilot = pilot.as_of(as_of)
+        params["pilot_measure"] = pilot_measure
+    console = _console()
+    design_table = None
+    if method == "slope":
+        from hipstats.power import power_slope
+
+        plan = plan_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
+        d = plan.design
+        if d.test != "arm:week":
+            raise ParameterError("--method slope answers the arm:week (slope) test")
+        rows = [power_slope(d.true_contrast("arm:week", d.target, d.reference), d.weeks, d.sd_intercept,
+                            d.sd_slope, d.sd_residual, d.corr_intercept_slope, n_per_arm=n,
+                            alpha=d.alpha).summary() for n in plan.sizes]
+        import pandas as pd
+
+        table = pd.concat(rows, ignore_index=True)
+        design_table = d.design_table()
+        design_table.loc[design_table["quantity"] == "Dropout", "value"] += " (the formula assumes none)"
+        notes = ["Analytic normal approximation (Diggle et al. 2002, as R's longpower lmmpower); it assumes "
+                 "complete follow-up, so dropout in the design is not used."]
+    else:
+        result = run_power_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
+        if hasattr(result, "columns"):
+            table, design_table, notes = result, result.attrs.get("design_table"), result.attrs.get("notes", [])
+        else:
+            table = result.summary()
+            design_table = result.design_table() if hasattr(result, "design_table") else None
+            notes = list(getattr(result, "notes", []))
     from rich.table import Table
 
+    if design_table is not None:
+        dt = Table(title="Design assumed")
+        for c in ("quantity", "value", "source"):
+            dt.add_column(c)
+        for row in design_table.itertuples(index=False):
+            dt.add_row(row.quantity, row.value, row.source)
+        console.print(dt)
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     rich_table = Table(title=f"hipstats power ({method})")  # one column per design, one row per quantity
     rich_table.add_column("quantity")
@@ -190,10 +257,17 @@ def power(method, n_per_arm, arms, weeks, effects, target, dropout, effect, sd, 
         rich_table.add_column(f"design {i + 1}" if len(table) > 1 else "value")
     for c in table.columns:
         rich_table.add_row(str(c), *[fmt(v) for v in table[c].tolist()])
-    _console().print(rich_table)
+    console.print(rich_table)
+    for note in notes:
+        console.print(f"[bold red]{note}[/]" if note.startswith(("FLAGGED", "n = ")) else note, highlight=False)
     if out:
         table.to_csv(out, index=False)
-        click.echo(f"wrote {out}")
+        written = [out]
+        if design_table is not None:
+            design_out = str(Path(out).with_suffix("")) + ".design.csv"
+            design_table.to_csv(design_out, index=False)
+            written.append(design_out)
+        click.echo(f"wrote {', '.join(written)}")
 
 
 def _register_report_commands() -> None:

@@ -134,7 +134,7 @@ def test_simple_ancova_and_trt_vs_ctrl(anc, r_con):
     r = pd.read_csv(FIX / "emm_ols_ancova.csv")
     _compare(emmeans(fit, "arm").to_frame(), r[r.model == "ols_ancova_simple"], ["arm"], EMM_COLS)
     rc = r_con[(r_con.model == "ols_ancova_simple") & (r_con.family == "trt.vs.ctrl")]
-    _compare(contrasts(emmeans(fit, "arm"), ref="control"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
+    _compare(contrasts(emmeans(fit, "arm"), ref="control", adjust="holm"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,10 +146,10 @@ def test_emmeans_factor_week_by_and_consec(long, r_con):
     emm = emmeans(fit, "arm", by="week")
     _compare(emm.to_frame(), r, ["arm", "week"], EMM_COLS)
     rc = r_con[(r_con.model == "ols_long_factor") & (r_con.family == "trt.vs.ctrl")]
-    _compare(contrasts(emm, "trt.vs.ctrl", ref="control"), rc, ["week", "contrast"],
+    _compare(contrasts(emm, "trt.vs.ctrl", ref="control", adjust="holm"), rc, ["week", "contrast"],
              {**CON_COLS, "p_adj": "p_holm"})
     rc = r_con[(r_con.model == "ols_long_factor") & (r_con.family == "consec")]
-    con = contrasts(emmeans(fit, "week", by="arm"), "consec")
+    con = contrasts(emmeans(fit, "week", by="arm"), "consec", adjust="holm")
     _compare(con, rc, ["arm", "contrast"], {**CON_COLS, "p_adj": "p_holm"})
 
 
@@ -159,7 +159,7 @@ def test_emmeans_numeric_at_and_emtrends(long, r_con):
     emm = emmeans(fit, "arm", by="week", at={"week": [0, 6, 12]})
     _compare(emm.to_frame(), r, ["arm", "week"], EMM_COLS)
     rc = r_con[(r_con.model == "ols_long_at")]
-    _compare(contrasts(emm, ref="control"), rc, ["week", "contrast"], {**CON_COLS, "p_adj": "p_holm"})
+    _compare(contrasts(emm, ref="control", adjust="holm"), rc, ["week", "contrast"], {**CON_COLS, "p_adj": "p_holm"})
 
     rt = pd.read_csv(FIX / "emtrends.csv")
     tr = emtrends(fit, "arm", var="week")
@@ -167,7 +167,7 @@ def test_emmeans_numeric_at_and_emtrends(long, r_con):
     _compare(tr.to_frame().rename(columns={"week.trend": "emmean"}), rt[rt.model == "ols_long_trend"],
              ["arm"], EMM_COLS)
     rc = r_con[(r_con.model == "ols_long_trend")]
-    _compare(contrasts(tr, "pairwise"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
+    _compare(contrasts(tr, "pairwise", adjust="holm"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
 
 
 def test_stateful_transform_and_treatment_coding_give_same_emms(long):
@@ -323,7 +323,7 @@ def test_lmer_with_hipstats_engine_matches_lmertest_emmeans(long, r_con):
     _compare(tr.to_frame().rename(columns={"week.trend": "emmean"}), rt[rt.model == "lmer_trend"],
              ["arm"], EMM_COLS)
     rc = r_con[(r_con.model == "lmer_trend")]
-    _compare(contrasts(tr, ref="control"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
+    _compare(contrasts(tr, ref="control", adjust="holm"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
 
 
 def test_sleepstudy_with_hipstats_engine():

@@ -210,32 +210,32 @@ def test_fit_from_arrays_equals_fit_lmm():
     # private fast path of simulation power (no patsy): same optimum as fit_lmm on the same
     # arrays; a start elsewhere (theta0) reaches it within the lme4 tolerances (VC_RTOL for
     # theta, FE_RTOL for the fixed effects; observed 2e-4 on the flat correlation entry)
-    from hipstats.models.lmm import _fit_arrays
+    from hipstats.models.lmm import fit_arrays
 
     res = fit("sleepstudy")
     sp = res._spec
     term = sp.terms[0]
     Z, codes = term.Xt, term.codes
     kw = dict(exog_names=sp.exog_names, re_names=term.names)
-    arr = _fit_arrays(sp.X, sp.y, Z, np.asarray(term.levels)[codes], **kw)
+    arr = fit_arrays(sp.X, sp.y, Z, np.asarray(term.levels)[codes], **kw)
     np.testing.assert_allclose(arr.fe_params, res.fe_params, rtol=1e-12)
     np.testing.assert_allclose(arr.llf, res.llf, rtol=1e-12)
     eye = np.eye(len(res.fe_params))
     np.testing.assert_allclose(arr.df_satterthwaite(eye), res.df_satterthwaite(eye), rtol=1e-9)
-    warm = _fit_arrays(sp.X, sp.y, Z, codes, theta0=[2.0, 0.0, 0.0], **kw)
+    warm = fit_arrays(sp.X, sp.y, Z, codes, theta0=[2.0, 0.0, 0.0], **kw)
     np.testing.assert_allclose(warm.theta, res.theta, rtol=VC_RTOL)
     np.testing.assert_allclose(warm.fe_params, res.fe_params, rtol=FE_RTOL)
     assert warm.converged and arr.ngroups == 18
     with pytest.raises(AnalysisError, match="design arrays"):
         arr.predict()
     with pytest.raises(AnalysisError, match="equal rows"):
-        _fit_arrays(sp.X[:-1], sp.y, Z, codes, **kw)
+        fit_arrays(sp.X[:-1], sp.y, Z, codes, **kw)
     y = sp.y.copy()
     y[3] = np.nan
     with pytest.raises(AnalysisError, match="finite"):
-        _fit_arrays(sp.X, y, Z, codes, **kw)
+        fit_arrays(sp.X, y, Z, codes, **kw)
     with pytest.raises(AnalysisError, match="rank deficient"):
-        _fit_arrays(np.column_stack([sp.X, sp.X[:, 1]]), sp.y, Z, codes,
+        fit_arrays(np.column_stack([sp.X, sp.X[:, 1]]), sp.y, Z, codes,
                     exog_names=[*sp.exog_names, "copy"], re_names=term.names)
 
 

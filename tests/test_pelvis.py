@@ -134,7 +134,9 @@ def test_rm_corr_bland_altman_published_and_r():
     ref = REF["bland1995"]
     # published (Bland & Altman 1995; Bakdash & Marusich 2017): r = -0.51, df 38, p = 0.0008
     assert res["df"] == 38 and round(res["r"], 2) == -0.51 and round(res["p"], 4) == 0.0008
-    # R's rmcorr formulas (lm + drop1 + psych::r.con): agree to 1e-9
+    # the R package rmcorr itself (0.7.0; its CI since 0.5.4: psych::r.con(r, df + 2)): 1e-9
+    assert REF["rmcorr"] >= "0.5.4"
+    assert round(res["ci_low"], 4) == -0.7067 and round(res["ci_high"], 4) == -0.2319
     for key in ("r", "p", "ci_low", "ci_high", "slope"):
         assert res[key] == pytest.approx(ref[key], abs=1e-9), key
 

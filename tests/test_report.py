@@ -116,8 +116,8 @@ def test_kernel_is_this_environments_python_and_code_is_hidden(failed_run):
     assert f"KERNEL {sys.executable}" in printed
     page = (run.run_dir / "reports" / "quick.html").read_text()
     assert "open_cohort(" not in page and "report.record(" not in page  # no code
-    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", page)) == 1  # the figure is embedded, once
+    assert any("image/svg+xml" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert len(re.findall(r"<img [^>]*src=\"data:image/svg\+xml;base64,", page)) == 1  # embedded (vector), once
 
 
 def test_python_api_result_frames(failed_run):

@@ -51,8 +51,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from hipstats.data import schema
 from hipstats.cohort.cohort import Cohort
+from hipstats.data import schema
 from hipstats.errors import ParameterError
 
 __all__ = ["SimulationParameters", "simulate_cohort"]

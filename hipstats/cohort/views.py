@@ -22,11 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hipstats.errors import AnalysisError
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
-from hipstats.errors import check_columns
+from hipstats.errors import AnalysisError, check_columns
 
-__all__ = ['tilt_class', 'visit_values', 'participant_change']
+__all__ = ["tilt_class", "visit_values", "participant_change"]
 
 
 VISIT_KEY = ["participant_id", "visit", "week"]
@@ -237,6 +236,11 @@ def tilt_class(values, cuts: Sequence[float] = DEFAULT_TILT_CUTS) -> pd.Categori
 
 
 def faults_list(v) -> list[str]:
+    """The faults of one ``faults`` cell (``"a; b"``) as a list; empty for a missing cell.
+
+    >>> faults_list("lumbar_rounding; knee_valgus"), faults_list(None)
+    (['lumbar_rounding', 'knee_valgus'], [])
+    """
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return []
     return [f.strip() for f in str(v).split(";") if f.strip() and f.strip().lower() != "nan"]
@@ -341,6 +345,7 @@ def prepare_sessions(data, participants: pd.DataFrame | None = None) -> pd.DataF
 
 
 def need_arm(s: pd.DataFrame, what: str) -> None:
+    """Raise :class:`AnalysisError` when the prepared log ``s`` has no ``arm`` column."""
     if "arm" not in s.columns:
         raise AnalysisError(f"{what} by arm needs the participants table (participant_id, arm): "
                             "pass a Cohort or participants=")

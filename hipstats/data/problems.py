@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ['Problem', 'ValidationReport']
+__all__ = ["Problem", "ValidationReport"]
 
 
 ROW = "_row"  # column carrying the user-facing row number through normalisation

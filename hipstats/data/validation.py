@@ -66,7 +66,7 @@ from hipstats.data.normalize import (
 )
 from hipstats.data.normalize import label_week
 
-__all__ = ['validate', 'validate_tables']
+__all__ = ["validate", "validate_tables"]
 
 
 # --------------------------------------------------------------------------- helpers

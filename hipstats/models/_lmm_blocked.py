@@ -39,8 +39,8 @@ References
 Bates D, Maechler M, Bolker B, Walker S (2015). Fitting linear mixed-effects models using
 lme4. Journal of Statistical Software 67(1), 1-48. doi:10.18637/jss.v067.i01
 
-Bates D, Alday PM, Kokandakar AH (2025). Blocked Cholesky factorization for mixed models
-(MixedModels.jl). arXiv:2505.11674.
+Bates D, Alday PM, Kokandakar AH (2025). Mixed-model log-likelihood evaluation via a blocked
+Cholesky factorization. arXiv:2505.11674.
 """
 
 from __future__ import annotations
@@ -172,6 +172,12 @@ class BlockedProblem(Deviance):
         e2 = starts[lev_of] + w % cnt
         key = col[e1].astype(np.int64) * self.m + col[e2]
         gidx = lev_of * k1 * k1 + r[e1] * k1 + r[e2]
+        if self.dense:
+            # rows of P are the entries of the dense m x m matrix (no search for distinct keys)
+            self._P = sp.csr_matrix((val[e1] * val[e2], (key, gidx)),
+                                    shape=(self.m * self.m, self.N * k1 * k1))
+            self._pair_key = None
+            return
         uniq, inv = np.unique(key, return_inverse=True)
         self._P = sp.csr_matrix((val[e1] * val[e2], (inv, gidx)),
                                 shape=(len(uniq), self.N * k1 * k1))
@@ -250,15 +256,17 @@ class BlockedProblem(Deviance):
         bgb = self._P @ G.ravel()
         LamW = self.lambda_rest(theta)
         if self.dense:
-            S = self.WW.copy()
-            S.ravel()[self._pair_key] -= bgb
+            S = self.WW - bgb.reshape(self.m, self.m)
             if qr:
                 if isinstance(LamW, np.ndarray):
-                    S *= LamW[:, None] * LamW[None, :]
+                    S *= LamW[:, None]
+                    S *= LamW[None, :]
                 else:
                     S = np.asarray(LamW.T @ np.asarray((LamW.T @ S.T).T))
             S[np.arange(qr), np.arange(qr)] += 1.0
-            Lc = sla.cholesky(S, lower=True, check_finite=False)
+            Lc, info = sla.lapack.dpotrf(S, lower=1, clean=1, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"Schur complement not positive definite ({info})")
             ldr = 2.0 * np.log(np.diag(Lc)[:qr]).sum()
             R = Lc[qr:, qr:]
             lu = None

@@ -170,7 +170,7 @@ def _complete_design(res, terms):
 
 
 def _contrasts_type3(res, terms):
-    X = res._spec.X
+    X = res.model_matrix
     p = X.shape[1]
     rdX, blocks = _complete_design(res, terms)
     L = _zapsmall((np.linalg.pinv(X) @ rdX).T)                # (p_rd, p)
@@ -212,7 +212,7 @@ def _contrasts_marginal(terms, p):
 
 
 def _contrasts_type2(res, terms):
-    X = res._spec.X
+    X = res.model_matrix
     p = X.shape[1]
     contains = _containment(terms)
     out = _contrasts_marginal([t for t in terms if not contains[t.name]], p)
@@ -289,8 +289,8 @@ def contest(res, L, ddf: str = "satterthwaite") -> dict:
 
     Returns ``dict(statistic, num_df, den_df, p_value)``.
     """
-    L = res._check_L(L)
-    key = res._ddf(ddf)
+    L = res.check_contrast(L)
+    key = res.ddf_method(ddf)
     if key == "kenward-roger":
         from hipstats.models.kenward_roger import kr_test
 
@@ -323,7 +323,7 @@ def anova(res, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
     --------
     >>> # res.anova(type=3, ddf="kenward-roger")      # see the module example
     """
-    key = res._ddf(ddf)
+    key = res.ddf_method(ddf)
     Ls = term_contrasts(res, type)
     rows = []
     for name, L in Ls.items():
@@ -381,9 +381,9 @@ def kenward_roger_for(res) -> KRFit:
 
     if not res.reml:
         raise AnalysisError("Kenward-Roger needs a REML fit (as pbkrtest)")
-    spec = res._spec
-    terms_T = res._lme4_terms()
-    X, n = spec.X, spec.X.shape[0]
+    terms_T = res.re_terms()
+    X = res.model_matrix
+    n = X.shape[0]
     s2 = res.sigma2
     # pbkrtest's parameters: per term the lower triangle of Sigma_t, then the residual variance
     params, values = [], []

@@ -61,10 +61,18 @@ from scipy import stats
 
 from hipstats.errors import AnalysisError
 
-__all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS", "normalize_adjust"]
+__all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS", "DEFAULT_ADJUST",
+           "LMER_DF", "normalize_adjust"]
 
 #: p-value adjustments understood by :func:`contrasts`.
-ADJUST_METHODS: tuple[str, ...] = ("none", "holm", "bonferroni", "sidak", "fdr_bh", "tukey", "mvt")
+ADJUST_METHODS: tuple[str, ...] = ("none", "holm", "bonferroni", "sidak", "fdr_bh", "tukey", "mvt",
+                                   "dunnettx")
+#: emmeans' default adjustment of each contrast family (used when ``adjust=None``).
+DEFAULT_ADJUST: dict[str, str] = {"pairwise": "tukey", "revpairwise": "tukey",
+                                  "trt.vs.ctrl": "dunnettx", "trt.vs.ctrl1": "dunnettx",
+                                  "dunnett": "dunnettx", "consec": "mvt", "custom": "none"}
+#: Degrees of freedom for hipstats mixed models (emmeans' ``lmer.df``).
+LMER_DF: tuple[str, ...] = ("satterthwaite", "kenward-roger", "asymptotic")
 #: Other accepted spellings (case-insensitive) of the adjustment methods.
 ADJUST_ALIASES: dict[str, str] = {"bh": "fdr_bh", "fdr": "fdr_bh", "fdr_bh": "fdr_bh", "benjamini-hochberg": "fdr_bh"}
 
@@ -106,6 +114,16 @@ class _Fit:
         return np.array(out, dtype=float)
 
 
+class _ModelDf:
+    """Picklable df rule: ``model.df(L, how)`` (models with their own df methods)."""
+
+    def __init__(self, model, how):
+        self.model, self.how = model, how
+
+    def __call__(self, L):
+        return self.model.df(L, self.how)
+
+
 def _patsy_design_info(obj):
     import patsy
 
@@ -124,13 +142,22 @@ def _used_rows(mdata) -> pd.DataFrame:
     return frame
 
 
-def _adapt(result, df: float | None = None) -> _Fit:
+def _lmer_df(lmer_df) -> str:
+    key = str(lmer_df).strip().lower().replace("_", "-").replace(" ", "-")
+    key = {"kr": "kenward-roger", "kenwardroger": "kenward-roger"}.get(key, key)
+    if key not in LMER_DF:
+        raise AnalysisError(f"lmer_df must be one of {LMER_DF}, got {lmer_df!r}")
+    return key
+
+
+def _adapt(result, df: float | None = None, lmer_df: str = "satterthwaite") -> _Fit:
     """Turn a fitted model into a :class:`_Fit` (beta, V, design info, data, df rule)."""
     if isinstance(result, _Fit):
         return result
     if isinstance(result, EMMResult):
         return result.fit
     fixed_df = None if df is None else float(df)
+    lmer_df = _lmer_df(lmer_df)
 
     # hipstats LMMResult protocol
     if hasattr(result, "fe_params") and hasattr(result, "cov_fe") and hasattr(result, "design_info"):
@@ -141,6 +168,23 @@ def _adapt(result, df: float | None = None) -> _Fit:
         data = pd.DataFrame(result.data)
         if fixed_df is not None:
             return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: fixed_df, "user")
+        if hasattr(result, "df_contrast") and hasattr(result, "vcov"):
+            # a model with its own df rule (MMRMResult): its ddf at fit, or lmer_df when that
+            # asks for Kenward-Roger / asymptotic
+            how = str(getattr(result, "ddf", "model")) if lmer_df == "satterthwaite" else lmer_df
+            v = pd.DataFrame(result.vcov(how)).loc[names, names].to_numpy(float)
+            return _Fit(beta.to_numpy(float), v, names, di, data, _ModelDf(result, how), how)
+        if lmer_df == "kenward-roger" and hasattr(result, "kenward_roger"):
+            # as emmeans with lmer.df = "kenward-roger": pbkrtest's adjusted covariance and df
+            kr = result.kenward_roger()
+            return _Fit(beta.to_numpy(float), np.asarray(kr.vcov_adj, float), names, di, data,
+                        kr.ddf, "kenward-roger")
+        if lmer_df == "asymptotic":
+            return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: np.inf,
+                        "asymptotic")
+        if lmer_df == "kenward-roger":
+            raise AnalysisError(f"{type(result).__name__} has no Kenward-Roger df; use "
+                                "lmer_df='satterthwaite'")
         if hasattr(result, "df_satterthwaite"):
             return _Fit(beta.to_numpy(float), vcov, names, di, data,
                         lambda L: result.df_satterthwaite(L), "satterthwaite")
@@ -537,7 +581,8 @@ class EMMResult:
 # --------------------------------------------------------------------------------------------
 def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str] | None = None,
             cov_reduce: Callable | Mapping = np.mean, weights: str = "equal", cov_keep: int = 2,
-            confidence: float = 0.95, df: float | None = None) -> EMMResult:
+            confidence: float = 0.95, df: float | None = None,
+            lmer_df: str = "satterthwaite") -> EMMResult:
     """Estimated marginal means of a fitted linear model, as R's ``emmeans``.
 
     The reference grid crosses every level of each factor of the model with each numeric
@@ -576,6 +621,11 @@ def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str]
         Confidence level of the intervals.
     df : float, optional
         Force the degrees of freedom (e.g. ``numpy.inf`` for z intervals).
+    lmer_df : {"satterthwaite", "kenward-roger", "asymptotic"}
+        df of a hipstats mixed model, as emmeans' ``lmer.df``: Satterthwaite (lmerTest; the
+        default here), Kenward-Roger (pbkrtest: the adjusted covariance of the fixed effects
+        and its df, for means and contrasts alike; R's emmeans uses it by default for models
+        with at most 3,000 observations) or ``inf``. The method used is in ``df_method``.
 
     Returns
     -------
@@ -599,7 +649,7 @@ def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str]
     ['arm', 'emmean', 'se', 'df', 'ci_low', 'ci_high']
     """
     confidence = _check_confidence(confidence)
-    fit = _adapt(result, df)
+    fit = _adapt(result, df, lmer_df)
     spec_list, by_list = _parse_specs(specs, by)
     keyframe, L, grid = _cells(fit, spec_list, by_list, at, cov_reduce, cov_keep, weights,
                                lambda g: _model_matrix(fit, g))
@@ -612,7 +662,8 @@ def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str]
 def emtrends(result, specs, var: str, *, at: Mapping | None = None,
              by: str | Sequence[str] | None = None, cov_reduce: Callable | Mapping = np.mean,
              weights: str = "equal", cov_keep: int = 2, confidence: float = 0.95,
-             delta: float | None = None, df: float | None = None) -> EMMResult:
+             delta: float | None = None, df: float | None = None,
+             lmer_df: str = "satterthwaite") -> EMMResult:
     """Estimated marginal trends: the slope of the linear predictor in ``var`` per cell.
 
     The trend of each reference-grid cell is the derivative of its model-matrix row in ``var``,
@@ -627,7 +678,7 @@ def emtrends(result, specs, var: str, *, at: Mapping | None = None,
 
     Parameters
     ----------
-    result, specs, at, by, cov_reduce, weights, cov_keep, confidence, df
+    result, specs, at, by, cov_reduce, weights, cov_keep, confidence, df, lmer_df
         As in :func:`emmeans`.
     var : str
         Numeric variable of the model to differentiate in (e.g. ``"week"``).
@@ -651,7 +702,7 @@ def emtrends(result, specs, var: str, *, at: Mapping | None = None,
     [0.0, 0.5]
     """
     confidence = _check_confidence(confidence)
-    fit = _adapt(result, df)
+    fit = _adapt(result, df, lmer_df)
     spec_list, by_list = _parse_specs(specs, by)
     if var not in fit.data.columns or not pd.api.types.is_numeric_dtype(fit.data[var]):
         raise AnalysisError(f"var={var!r} must be a numeric variable of the model data")
@@ -796,6 +847,18 @@ def _p_adjust(p: np.ndarray, method: str) -> np.ndarray:
     return out
 
 
+def _dunnettx_sf(x: np.ndarray, k: int, df: np.ndarray) -> np.ndarray:
+    """emmeans' ``dunnettx``: Dunnett's two-sided p-value for ``k`` comparisons with a control,
+    approximated as ``1 - [w F_tukey(sqrt(2) x; (1 + sqrt(1 + 8k)) / 2, df) + (1 - w)
+    F(x^2; 1, df)^k]``, ``w = (k - 1) / k`` (emmeans' ``.pdunnx``; exact for ``k = 1``)."""
+    if k <= 1:
+        return 2 * stats.t.sf(x, df)
+    w = (k - 1) / k
+    tukey = stats.studentized_range.cdf(np.sqrt(2) * x, (1 + np.sqrt(1 + 8 * k)) / 2, df)
+    sidak = stats.f.cdf(x ** 2, 1, df) ** k
+    return np.clip(1.0 - (w * tukey + (1 - w) * sidak), 0.0, 1.0)
+
+
 def _adjust(p: np.ndarray, t: np.ndarray, df: np.ndarray, method: str, n_levels: int,
             corr: np.ndarray, family_method: str) -> np.ndarray:
     ok = np.isfinite(p)
@@ -813,12 +876,14 @@ def _adjust(p: np.ndarray, t: np.ndarray, df: np.ndarray, method: str, n_levels:
     elif method == "mvt":
         d = float(np.nanmean(df[ok])) if np.all(np.isfinite(df[ok])) else np.inf
         out[ok] = _mvt_adjust(t[ok], corr[np.ix_(ok, ok)], d)
+    elif method == "dunnettx":
+        out[ok] = _dunnettx_sf(np.abs(t[ok]), int(ok.sum()), df[ok])
     else:
         raise AnalysisError(f"unknown adjust={method!r}; use one of {ADJUST_METHODS}")
     return out
 
 
-def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "holm",
+def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str | None = None,
               by: str | Sequence[str] | None = "__default__", confidence: float | None = None
               ) -> pd.DataFrame:
     """Contrasts between estimated marginal means (or trends), with adjusted p-values.
@@ -838,12 +903,14 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "
         ``consec``: each level minus the previous one; or ``{name: coefficients}``.
     ref : str or int, optional
         Reference level for ``trt.vs.ctrl`` (label, or position).
-    adjust : {"holm", "bonferroni", "sidak", "fdr_bh", "tukey", "mvt", "none"}
+    adjust : {None, "tukey", "dunnettx", "mvt", "holm", "bonferroni", "sidak", "fdr_bh", "none"}
         Multiplicity adjustment within each by group (case-insensitive; "BH" and "fdr" are
-        accepted for "fdr_bh", Benjamini-Hochberg). ``tukey`` (studentized range, pairwise
-        only) and ``mvt`` (single-step multivariate t for any family, by Monte-Carlo integration
-        with a fixed seed, error below 5e-4) are R's defaults for pairwise and ``trt.vs.ctrl``/``consec``.
-        ``mvt`` uses the mean df of the family when the df differ (Satterthwaite).
+        accepted for "fdr_bh", Benjamini-Hochberg). Default ``None``: emmeans' default of the
+        family (:data:`DEFAULT_ADJUST`): ``tukey`` for pairwise (studentized range),
+        ``dunnettx`` for ``trt.vs.ctrl`` (emmeans' approximation of Dunnett's test), ``mvt`` for
+        ``consec`` (single-step multivariate t by Monte-Carlo integration with a fixed seed,
+        error below 5e-4; it uses the mean df of the family when the df differ), ``none`` for
+        custom contrasts. The method used is in the ``adjust`` column of every row.
     by : str or list, optional
         Grouping variables; default the ``by`` of ``emm``. ``None`` compares all cells.
     confidence : float, optional
@@ -867,7 +934,8 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "
     if not isinstance(emm, EMMResult):
         raise AnalysisError("contrasts() needs an EMMResult from emmeans() or emtrends()")
     confidence = emm.confidence if confidence is None else _check_confidence(confidence)
-    adjust = normalize_adjust(adjust)
+    fam = method if isinstance(method, str) else "custom"
+    adjust = normalize_adjust(DEFAULT_ADJUST.get(fam, "none") if adjust is None else adjust)
     by_list = emm.by if by == "__default__" else ([by] if isinstance(by, str) else list(by or []))
     keys = emm.specs + emm.by
     for b in by_list:
@@ -898,7 +966,6 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str = "
         sd = np.sqrt(np.diag(V))
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = V / np.outer(sd, sd)
-        fam = method if isinstance(method, str) else "custom"
         p_adj = _adjust(p, t, inf["df"].to_numpy(), adjust, len(labels), corr, fam)
         part = pd.DataFrame({"contrast": names})
         for b, v in zip(by_list, gkey, strict=True):

@@ -1,4 +1,4 @@
-"""Linear mixed models for longitudinal cohorts, fitted the lme4 way and fast.
+"""Linear mixed models written in lme4's formula syntax, fitted the lme4 way and fast.
 
 The model is
 
@@ -8,9 +8,19 @@ The model is
     b \\sim N(0, \\sigma^2 \\Lambda_\\theta\\Lambda_\\theta^\\top),\\qquad
     \\varepsilon \\sim N(0, \\sigma^2 I),
 
-with all random effects grouped by participant: a random intercept and optional random slopes
-(correlated, lme4's ``(1 + week | participant_id)``) and optionally a random intercept for a
-nested factor such as side within participant (lme4's ``(1 | participant_id:side)``).
+written as lme4 does: ``fit_lmm("ir ~ week * arm + (1 + week | participant_id) + (1 | site)",
+data)``, with correlated ``(a | g)``, uncorrelated ``(a || g)``, nested ``(1 | g1/g2)`` and
+interaction ``(1 | g1:g2)`` terms on one or several grouping factors, crossed or nested
+(:mod:`hipstats.models.formula` parses them; patsy builds the fixed part with R's treatment
+coding). ``res.anova(type=3, ddf="kenward-roger")`` gives lmerTest's F tests
+(:mod:`hipstats.models.anova`).
+
+Two engines evaluate the same profiled deviance. When every random effect shares one factor
+(the participant), optionally with one intercept nested in it (``(1 | participant_id:side)``),
+the per-participant sufficient statistics of :mod:`hipstats.models._lmm_core` are used, with
+analytic gradients. Anything else (crossed factors, several nested levels, uncorrelated terms)
+goes to the blocked Cholesky engine of :mod:`hipstats.models._lmm_blocked` (MixedModels.jl's
+factorisation; Bates, Alday & Kokandakar 2025), optimised by BOBYQA as lme4.
 
 :func:`fit_lmm` minimises lme4's profiled deviance over the relative covariance factor
 :math:`\\theta` (Bates et al. 2015, sections 3.4-3.6). With :math:`L_\\theta L_\\theta^\\top =
@@ -24,12 +34,11 @@ for :math:`X` and :math:`r^2_\\theta` the minimal penalised residual sum of squa
     d_{REML}(\\theta) = \\log|L_\\theta|^2 + \\log|R_X|^2
         + (n-p)\\left[1 + \\log\\frac{2\\pi r^2_\\theta}{n-p}\\right].
 
-Because the random effects are grouped within participant the system is block diagonal; one
-deviance evaluation works from per-participant sufficient statistics
-(:math:`Z_i^\\top Z_i, Z_i^\\top X_i, Z_i^\\top y_i`) in :math:`O(N)` with vectorised tiny
-Cholesky factors, and the analytic gradient is used by a bounded quasi-Newton optimiser
-(L-BFGS-B, lower bound 0 on the diagonal of :math:`\\Lambda`) with a Nelder-Mead polish when
-the gradient check fails.
+With one grouping factor the system is block diagonal; one deviance evaluation works from
+per-participant sufficient statistics (:math:`Z_i^\\top Z_i, Z_i^\\top X_i, Z_i^\\top y_i`) in
+:math:`O(N)` with vectorised tiny Cholesky factors, and the analytic gradient is used by a
+bounded quasi-Newton optimiser (L-BFGS-B, lower bound 0 on the diagonal of :math:`\\Lambda`)
+with a Nelder-Mead polish when the gradient check fails.
 
 Satterthwaite degrees of freedom follow lmerTest (Kuznetsova, Brockhoff & Christensen 2017):
 for a contrast :math:`l`, :math:`\\nu = 2 (l^\\top C l)^2 / (g^\\top A g)` with
@@ -45,6 +54,9 @@ lme4. Journal of Statistical Software 67(1), 1-48. doi:10.18637/jss.v067.i01
 Kuznetsova A, Brockhoff PB, Christensen RHB (2017). lmerTest package: tests in linear mixed
 effects models. Journal of Statistical Software 82(13), 1-26. doi:10.18637/jss.v082.i13
 
+Bates D, Alday PM, Kokandakar AH (2025). Mixed-model log-likelihood evaluation via a blocked
+Cholesky factorization. arXiv:2505.11674.
+
 Examples
 --------
 >>> import numpy as np, pandas as pd
@@ -53,7 +65,7 @@ Examples
 >>> pid = np.repeat(np.arange(40), 5); week = np.tile([0., 3, 6, 9, 12], 40)
 >>> value = 36 + rng.normal(0, 8, 40)[pid] + 0.3 * week + rng.normal(0, 2, 200)
 >>> df = pd.DataFrame({"participant_id": pid, "week": week, "value": value})
->>> res = fit_lmm("value ~ week", df, groups="participant_id")
+>>> res = fit_lmm("value ~ week + (1 | participant_id)", df)
 >>> round(float(res.fe_params["week"]), 2)
 0.32
 """
@@ -74,7 +86,7 @@ from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_m
 from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
 
-__all__ = ["fit_lmm", "LMMResult", "lrt"]
+__all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
 
 #: lme4's default tolerances: ``check.conv.grad`` (2e-3) and ``isSingular`` (1e-4).
 GRAD_TOL = 2e-3
@@ -423,8 +435,8 @@ def _bobyqa(f, x0, lower, maxiter):
     opt.set_min_objective(obj)
     lo = np.where(np.isfinite(lower), lower, -1e10)
     opt.set_lower_bounds(lo)
-    opt.set_ftol_abs(1e-10)
-    opt.set_xtol_abs(1e-9)
+    opt.set_ftol_abs(1e-8)                 # lme4's nloptwrap defaults
+    opt.set_xtol_abs(1e-8)
     opt.set_maxeval(max(int(maxiter) * 10, 2 * k + 2) if maxiter > 1 else 2 * k + 2)
     x0 = np.maximum(np.asarray(x0, float), lo)
     opt.set_initial_step(np.maximum(0.25 * np.abs(x0), 0.1))
@@ -611,9 +623,9 @@ def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=Tru
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
-def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
+def fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
                 theta0=None):
-    """:func:`fit_lmm` on ready design arrays (private fast path of simulation power).
+    """:func:`fit_lmm` on ready design arrays (fast path of simulation power).
 
     ``X`` (n, p) fixed effects, ``y`` (n,), ``Z`` (n, q) correlated random effects per
     participant, ``groups`` (n,) participant labels; ``theta0`` an optional start for
@@ -622,6 +634,7 @@ def _fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=100
     """
     spec = _Spec.from_arrays(X, y, Z, groups, exog_names=exog_names, re_names=re_names)
     return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
+
 
 
 def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
@@ -727,8 +740,8 @@ def lrt(model_small, model_big):
     >>> pid = np.repeat(np.arange(30), 4); week = np.tile([0., 4, 8, 12], 30)
     >>> df = pd.DataFrame({"participant_id": pid, "week": week,
     ...     "value": rng.normal(0, 5, 30)[pid] + 0.5 * week + rng.normal(0, 2, 120)})
-    >>> m0 = fit_lmm("value ~ 1", df, "participant_id")
-    >>> m1 = fit_lmm("value ~ week", df, "participant_id")
+    >>> m0 = fit_lmm("value ~ 1 + (1 | participant_id)", df)
+    >>> m1 = fit_lmm("value ~ week + (1 | participant_id)", df)
     >>> bool(lrt(m0, m1).loc["model_big", "p"] < 0.001)
     True
     """
@@ -831,9 +844,11 @@ class LMMResult:
     design_info = property(lambda self: self._spec.design_info)
     data = property(lambda self: self._spec.frame)
     exog_names = property(lambda self: list(self._spec.exog_names))
+    #: The fixed-effects model matrix actually fitted (``nobs x p``).
+    model_matrix = property(lambda self: self._spec.X)
 
     # -- variance components
-    def _lme4_terms(self):
+    def re_terms(self):
         """``[(TermData, T)]`` in lme4's order, ``T`` the term's relative factor."""
         out, pos = [], 0
         for i in self._spec.order:
@@ -849,7 +864,7 @@ class LMMResult:
     def _group_labels(self):
         """lme4's VarCorr names: a factor's second term is ``g.1``, its third ``g.2``."""
         seen, out = {}, []
-        for t, _ in self._lme4_terms():
+        for t, _ in self.re_terms():
             k = seen.get(t.group, 0)
             out.append(t.group if k == 0 else f"{t.group}.{k}")
             seen[t.group] = k + 1
@@ -863,7 +878,7 @@ class LMMResult:
         otherwise a dict ``{group label: DataFrame}`` with lme4's VarCorr labels.
         """
         mats = {}
-        for lab, (t, T) in zip(self._group_labels(), self._lme4_terms()):
+        for lab, (t, T) in zip(self._group_labels(), self.re_terms()):
             mats[lab] = pd.DataFrame(self.sigma2 * T @ T.T, index=t.names, columns=t.names)
         if len(mats) == 1:
             return next(iter(mats.values()))
@@ -877,7 +892,7 @@ class LMMResult:
         terms in lme4's order.
         """
         rows = []
-        for g, (t, T) in zip(self._group_labels(), self._lme4_terms()):
+        for g, (t, T) in zip(self._group_labels(), self.re_terms()):
             cov = self.sigma2 * T @ T.T
             names = t.names
             for i, nm in enumerate(names):
@@ -892,7 +907,7 @@ class LMMResult:
 
     def _term_blups(self):
         if self._blups is None:
-            terms = self._lme4_terms()
+            terms = self.re_terms()
             self._blups = conditional_modes([t for t, _ in terms], [T for _, T in terms],
                                             self._spec.X, self._spec.y, self.fe_params)
         return self._blups
@@ -904,7 +919,7 @@ class LMMResult:
         ``a:b``), one column per random effect; terms on the same factor share one frame.
         """
         out: dict = {}
-        for (t, _), b in zip(self._lme4_terms(), self._term_blups()):
+        for (t, _), b in zip(self.re_terms(), self._term_blups()):
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.names)
             if t.group in out:
                 out[t.group] = out[t.group].join(df, rsuffix=".1")
@@ -1000,7 +1015,8 @@ class LMMResult:
         jac.append(2.0 * sigma * P)
         return A, jac
 
-    def _check_L(self, L):
+    def check_contrast(self, L) -> np.ndarray:
+        """``L`` as a ``(k, p)`` float matrix over the fixed effects (error naming them)."""
         L = np.atleast_2d(np.asarray(L, float))
         p = self._prob.p
         if L.shape[1] != p:
@@ -1021,7 +1037,7 @@ class LMMResult:
         --------
         >>> # res.df_satterthwaite(np.eye(len(res.fe_params)))   # df of every coefficient
         """
-        L = self._check_L(L)
+        L = self.check_contrast(L)
         A, jac = self._satterthwaite_parts()
         C = self.cov_fe.to_numpy()
         out = np.empty(L.shape[0])
@@ -1032,7 +1048,8 @@ class LMMResult:
             out[r] = 2.0 * v ** 2 / den if den > 0 else np.inf
         return out
 
-    def _ddf(self, ddf):
+    def ddf_method(self, ddf) -> str:
+        """Canonical name of a df method: ``satterthwaite`` or ``kenward-roger`` (REML only)."""
         key = str(ddf).strip().lower().replace("_", "-").replace(" ", "-")
         key = {"kr": "kenward-roger", "kenward-roger": "kenward-roger", "kenwardroger":
                "kenward-roger", "satterthwaite": "satterthwaite", "satt": "satterthwaite"
@@ -1051,7 +1068,7 @@ class LMMResult:
         from the Kenward-Roger adjusted covariance and ``df`` the Kenward-Roger df, as
         ``summary(fit, ddf = "Kenward-Roger")`` in lmerTest (pbkrtest).
         """
-        key = self._ddf(ddf)
+        key = self.ddf_method(ddf)
         est = self.fe_params
         eye = np.eye(len(est))
         if key == "kenward-roger":

@@ -15,12 +15,13 @@ Examples
 'Figure'
 """
 
-from hipstats.plots.style import OKABE_ITO, arm_palette, theme
+from hipstats.plots.correlation import correlation_heatmap
 from hipstats.plots.loading import compliance_heatmap, fault_rate_plot, load_progression_plot
 from hipstats.plots.pelvis import ir_vs_tilt_plot, paired_pelvis_plot
 from hipstats.plots.power import power_curve_plot
 from hipstats.plots.reliability import bland_altman_plot
 from hipstats.plots.screening import roc_plot
+from hipstats.plots.style import OKABE_ITO, arm_palette, theme
 
-__all__ = ["OKABE_ITO", "arm_palette", "bland_altman_plot", "compliance_heatmap", "fault_rate_plot",
+__all__ = ["OKABE_ITO", "arm_palette", "bland_altman_plot", "compliance_heatmap", "correlation_heatmap", "fault_rate_plot",
            "ir_vs_tilt_plot", "load_progression_plot", "paired_pelvis_plot", "power_curve_plot", "roc_plot", "theme"]

@@ -28,11 +28,11 @@ import matplotlib.pyplot as plt
 from matplotlib.collections import LineCollection
 import numpy as np
 
-from hipstats.errors import AnalysisError
 from hipstats.cohort.views import tilt_class
+from hipstats.errors import AnalysisError
 
-from hipstats.plots.style import arm_palette, theme
 from hipstats.data.schema import DEFAULT_TILT_CUTS, MEASURES, TILT_CLASSES
+from hipstats.plots.style import arm_palette, theme
 
 __all__ = ["ir_vs_tilt_plot", "paired_pelvis_plot"]
 

@@ -29,14 +29,14 @@ def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, a
     --------
     >>> import pandas as pd
     >>> from hipstats.plots import power_curve_plot
-    >>> curve = pd.DataFrame({"n_per_arm": [20, 40], "power": [.5, .8], "ci_low": [.45, .75],
-    ...                       "ci_high": [.55, .85], "target": "loading",
+    >>> curve = pd.DataFrame({"n_per_arm": [20, 40], "power": [.5, .8], "power_ci_low": [.45, .75],
+    ...                       "power_ci_high": [.55, .85], "target": "loading",
     ...                       "reference": "control", "test": "arm:week"})
     >>> fig = power_curve_plot(curve)
     """
     import matplotlib.pyplot as plt
 
-    need = {"n_per_arm", "power", "ci_low", "ci_high"}
+    need = {"n_per_arm", "power", "power_ci_low", "power_ci_high"}
     if not need <= set(curve.columns):
         raise ParameterError(f"curve needs columns {sorted(need)}")
     d = curve.sort_values("n_per_arm")
@@ -48,7 +48,7 @@ def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, a
             fig, ax = plt.subplots(figsize=(6, 4))
         else:
             fig = ax.figure
-        ax.fill_between(d["n_per_arm"], d["ci_low"], d["ci_high"], color=color, alpha=0.2,
+        ax.fill_between(d["n_per_arm"], d["power_ci_low"], d["power_ci_high"], color=color, alpha=0.2,
                         lw=0, label="95% Monte Carlo CI")
         ax.plot(d["n_per_arm"], d["power"], marker="o", color=color, label="simulated power")
         if target_power is not None:

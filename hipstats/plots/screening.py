@@ -26,8 +26,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from hipstats.plots.style import arm_palette, theme
 from hipstats.data.schema import MEASURES
+from hipstats.plots.style import arm_palette, theme
 
 __all__ = ["roc_plot"]
 

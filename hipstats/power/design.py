@@ -26,9 +26,62 @@ import pandas as pd
 
 from hipstats.errors import AnalysisError, ParameterError
 
-__all__ = ["TrialDesign", "draw_trial", "to_long", "mean_trajectories",
+__all__ = ["TrialDesign", "DEFAULTS", "DEFAULT_PROVENANCE", "TESTS", "DF_METHODS", "draw_trial", "to_long", "mean_trajectories",
            "arm_sizes", "DESIGN_KEYS", "SIMULATION_KEYS",
            "split_params", "normalise_keys"]
+
+
+#: Tests the simulation can run (see :func:`hipstats.power.simulate_power`).
+TESTS = ("arm:week", "change", "ancova")
+#: Reference distributions of the mixed-model test.
+DF_METHODS = ("satterthwaite", "wald")
+
+#: The one set of planning defaults, used by the Python API, the ``hipstats power`` command and
+#: the power notebook. Where each value comes from is in :data:`DEFAULT_PROVENANCE`.
+DEFAULTS: dict[str, Any] = {
+    "arms": ("control", "stretching", "loading"),
+    "weeks": (0.0, 3.0, 6.0, 9.0, 12.0),
+    "n_per_arm": 60,
+    "effects": {"control": 0.0, "stretching": 2.0, "loading": 6.0},
+    "effect_type": "gain",
+    "plateau_tau_weeks": None,
+    "baseline_mean": 36.0,
+    "sd_intercept": 9.0,
+    "sd_slope": 0.15,
+    "corr_intercept_slope": 0.0,
+    "sd_residual": 3.0,
+    "dropout": 0.2,
+    "dropout_pattern": "uniform",
+    "target": None,
+    "reference": None,
+    "test": "arm:week",
+    "df": "satterthwaite",
+    "alpha": 0.05,
+}
+
+#: Why each default is what it is (shown in every design table beside "default").
+DEFAULT_PROVENANCE: dict[str, str] = {
+    "arms": "the protocol's three arms, reference first",
+    "weeks": "the protocol's visit schedule (baseline and every 3 weeks to 12)",
+    "n_per_arm": "planning size to be checked, not a recommendation",
+    "effects": "gains of the synthetic cohort (hipstats.simulate: loading 6, stretching 2 deg)",
+    "effect_type": "effects are gains at the last visit",
+    "plateau_tau_weeks": "linear change to the gain at the last visit",
+    "baseline_mean": "synthetic cohort's baseline IR (does not affect power)",
+    "sd_intercept": "synthetic cohort's between-participant SD (hipstats.simulate)",
+    "sd_slope": "synthetic cohort's SD of individual change per week (hipstats.simulate)",
+    "corr_intercept_slope": "no assumed link between starting level and rate of change",
+    "sd_residual": ("synthetic cohort's visit-to-visit noise of the visit mean "
+                    "(about 2.3 deg), rounded up"),
+    "dropout": "middle of the synthetic cohort's 15-25% dropout, same in every arm",
+    "dropout_pattern": "dropouts leave at any follow-up visit with equal chance",
+    "target": "the last arm listed",
+    "reference": ("the arm listed before the target: the active comparator when arms are "
+                  "listed control, comparator, new treatment"),
+    "test": "the protocol analysis: difference in mean slope in the mixed model",
+    "df": "as lmerTest (Satterthwaite)",
+    "alpha": "conventional two-sided 5%",
+}
 
 
 def _per_arm(value, arms: Sequence[str], name: str, cast=float) -> dict[str, Any]:
@@ -92,20 +145,25 @@ class TrialDesign:
     (180, 0.15)
     """
 
-    arms: tuple[str, ...] = ("control", "stretching", "loading")
-    weeks: tuple[float, ...] = (0.0, 3.0, 6.0, 9.0, 12.0)
-    n_per_arm: Any = 60
-    effects: Any = field(default_factory=lambda: {"control": 0.0, "stretching": 2.0,
-                                                  "loading": 6.0})
-    effect_type: str = "gain"
-    plateau_tau_weeks: float | None = None
-    baseline_mean: float = 36.0
-    sd_intercept: float = 9.0
-    sd_slope: float = 0.15
-    corr_intercept_slope: float = 0.0
-    sd_residual: float = 3.0
-    dropout: Any = 0.0
-    dropout_pattern: Any = "uniform"
+    arms: tuple[str, ...] = DEFAULTS["arms"]
+    weeks: tuple[float, ...] = DEFAULTS["weeks"]
+    n_per_arm: Any = DEFAULTS["n_per_arm"]
+    effects: Any = field(default_factory=lambda: dict(DEFAULTS["effects"]))
+    effect_type: str = DEFAULTS["effect_type"]
+    plateau_tau_weeks: float | None = DEFAULTS["plateau_tau_weeks"]
+    baseline_mean: float = DEFAULTS["baseline_mean"]
+    sd_intercept: float = DEFAULTS["sd_intercept"]
+    sd_slope: float = DEFAULTS["sd_slope"]
+    corr_intercept_slope: float = DEFAULTS["corr_intercept_slope"]
+    sd_residual: float = DEFAULTS["sd_residual"]
+    dropout: Any = DEFAULTS["dropout"]
+    dropout_pattern: Any = DEFAULTS["dropout_pattern"]
+    target: str | None = None
+    reference: str | None = None
+    test: str = DEFAULTS["test"]
+    df: str = DEFAULTS["df"]
+    alpha: float = DEFAULTS["alpha"]
+    sources: Any = field(default=None, compare=False)
 
     def __post_init__(self):
         def put(name, value):
@@ -150,6 +208,46 @@ class TrialDesign:
                 raise ParameterError(f"dropout_pattern needs {k} non-negative weights "
                                      "(one per follow-up visit)")
             put("dropout_pattern", tuple(float(v) for v in w))
+        if self.test not in TESTS:
+            raise ParameterError(f"test must be one of {TESTS}, got {self.test!r}")
+        if self.df not in DF_METHODS:
+            raise ParameterError(f"df must be one of {DF_METHODS}, got {self.df!r}")
+        if not 0 < float(self.alpha) < 1:
+            raise ParameterError(f"alpha must be in (0, 1), got {self.alpha}")
+        put("alpha", float(self.alpha))
+        given = {"target": self.target is not None, "reference": self.reference is not None}
+        target = arms[-1] if self.target is None else str(self.target)
+        if target not in arms:
+            raise ParameterError(f"target arm {target!r} is not one of {list(arms)}")
+        if self.reference is None:  # the arm listed before the target (see DEFAULTS)
+            i = arms.index(target)
+            reference = arms[i - 1] if i > 0 else arms[1]
+        else:
+            reference = str(self.reference)
+        if reference not in arms:
+            raise ParameterError(f"reference arm {reference!r} is not one of {list(arms)}")
+        if target == reference:
+            raise ParameterError("target and reference arms must differ")
+        put("target", target)
+        put("reference", reference)
+        src = {} if self.sources is None else {str(k): str(v) for k, v in dict(self.sources).items()}
+        for name in ("target", "reference"):
+            if given[name] and name not in src:
+                src[name] = "user"
+        for name in DEFAULTS:
+            if name not in src:
+                src[name] = "default" if self._is_default(name) else "user"
+        put("sources", src)
+
+    def _is_default(self, name: str) -> bool:
+        value, default = getattr(self, name), DEFAULTS[name]
+        if name in ("target", "reference"):
+            return True  # derived by the documented rule unless a source says otherwise
+        if isinstance(value, Mapping):
+            if isinstance(default, Mapping):
+                return dict(value) == {k: float(v) for k, v in default.items()}
+            return all(v == default for v in value.values())
+        return value == default
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -218,6 +316,52 @@ class TrialDesign:
                           "rho": c01 / math.sqrt(v0 * v1),
                           "sd_change": math.sqrt(v0 + v1 - 2 * c01)})
 
+    def visit_covariance(self) -> np.ndarray:
+        """Covariance of one participant's visits implied by the variance components.
+
+        :math:`Z D Z' + \\sigma_e^2 I` with :math:`Z = [1, t]` (time from the first visit).
+        """
+        t = np.asarray(self.weeks) - self.weeks[0]
+        c = self.corr_intercept_slope * self.sd_intercept * self.sd_slope
+        D = np.array([[self.sd_intercept**2, c], [c, self.sd_slope**2]])
+        Z = np.column_stack([np.ones_like(t), t])
+        return Z @ D @ Z.T + self.sd_residual**2 * np.eye(t.size)
+
+    def retention(self, arm: str) -> np.ndarray:
+        """Expected share of *arm* still measured at each visit (monotone dropout).
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> TrialDesign(dropout=0.2).retention("loading").round(2).tolist()
+        [1.0, 0.95, 0.9, 0.85, 0.8]
+        """
+        left = np.concatenate([[0.0], np.cumsum(self.dropout_weights)])
+        return 1.0 - self.dropout[arm] * left
+
+    def mmrm_inputs(self) -> dict[str, Any]:
+        """The inputs of :func:`hipstats.power.power_mmrm` implied by this design.
+
+        ``delta`` (target - reference mean change at the last visit), ``sd`` (SD at the last
+        visit), ``correlation`` (of the visits), ``retention`` (target arm) and
+        ``retention_reference``, ``alpha``.
+        """
+        V = self.visit_covariance()
+        sd = np.sqrt(np.diag(V))
+        return dict(delta=self.true_contrast("change", self.target, self.reference),
+                    sd=float(sd[-1]), correlation=V / np.outer(sd, sd),
+                    retention=self.retention(self.target),
+                    retention_reference=self.retention(self.reference), alpha=self.alpha)
+
+    def slope_inputs(self) -> dict[str, Any]:
+        """The inputs of :func:`hipstats.power.power_slope` implied by this design (the formula
+        assumes complete follow-up: dropout is not among them)."""
+        return dict(delta=self.true_contrast("arm:week", self.target, self.reference),
+                    times=tuple(w - self.weeks[0] for w in self.weeks),
+                    sd_intercept=self.sd_intercept, sd_slope=self.sd_slope,
+                    sd_residual=self.sd_residual, cor_intercept_slope=self.corr_intercept_slope,
+                    alpha=self.alpha)
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrialDesign:
         """Design from flat parameters as the command line and notebooks give them.
@@ -236,11 +380,95 @@ class TrialDesign:
         ((0.0, 6.0, 12.0), 80)
         """
         d, _, sizes = split_params(params)
-        return cls(n_per_arm=sizes[0], **d)
+        return cls(**d) if sizes is None else cls(n_per_arm=sizes[0], **d)
+
+    def replace(self, source: str = "user", **changes) -> TrialDesign:
+        """Copy with some fields changed; their source becomes *source*.
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> TrialDesign().replace(sd_slope=0.4).sources["sd_slope"]
+        'user'
+        """
+        unknown = set(changes) - set(DEFAULTS)
+        if unknown:
+            raise ParameterError(f"not design fields: {sorted(unknown)}")
+        src = dict(self.sources)
+        src.update({k: source for k in changes})
+        if "target" in changes and "reference" not in changes and self.sources["reference"] == "default":
+            changes["reference"], src["reference"] = None, "default"
+        if "arms" in changes:
+            for k in ("target", "reference"):
+                if k not in changes and self.sources[k] == "default":
+                    changes[k], src[k] = None, "default"
+        return dataclasses.replace(self, sources=src, **changes)
 
     def with_n(self, n_per_arm) -> TrialDesign:
         """Copy with another number of participants per arm."""
-        return dataclasses.replace(self, n_per_arm=n_per_arm)
+        return self.replace(n_per_arm=n_per_arm)
+
+    def design_table(self) -> pd.DataFrame:
+        """Every assumption of the design, its value and where it came from.
+
+        Columns ``quantity``, ``value`` (text, with units) and ``source`` (``default``,
+        ``user``, ``pilot fit ...``, ``pilot observed ...``) and ``why`` (the reason for a
+        default). This is the table every output of the power tools prints.
+
+        Examples
+        --------
+        >>> from hipstats.power import TrialDesign
+        >>> t = TrialDesign(sd_slope=0.4).design_table()
+        >>> t.set_index("quantity").loc["Random slope SD", ["value", "source"]].tolist()
+        ['0.4 deg/week', 'user']
+        """
+        def num(v, unit=""):
+            return f"{v:.4g}{unit}"
+
+        def per_arm(d, fmt):
+            vals = list(d.values())
+            if all(v == vals[0] for v in vals):
+                return f"{fmt(vals[0])} in every arm"
+            return ", ".join(f"{a} {fmt(v)}" for a, v in d.items())
+
+        unit = "deg at the last visit" if self.effect_type == "gain" else "deg/week"
+        shape = ("linear to the last visit" if self.effect_type == "slope" or
+                 self.plateau_tau_weeks is None else
+                 f"plateau, gain x (1 - exp(-week / {self.plateau_tau_weeks:g}))")
+        pattern = ("any follow-up visit, equal chance" if self.dropout_pattern == "uniform" else
+                   ", ".join(f"week {w:g}: {p:.0%}" for w, p in zip(self.weeks[1:], self.dropout_weights)))
+        tests = {"arm:week": "difference in mean slope, mixed model (random intercept and slope)",
+                 "change": "change from baseline to the last visit, t test (completers)",
+                 "ancova": "last visit adjusted for baseline, ANCOVA (completers)"}
+        dfs = {"satterthwaite": "Satterthwaite", "wald": "normal (Wald)"}
+        rows = [
+            ("Arms", ", ".join(self.arms), "arms"),
+            ("Visits (weeks)", ", ".join(f"{w:g}" for w in self.weeks), "weeks"),
+            ("Participants per arm (enrolled)", per_arm(self.n_per_arm, str), "n_per_arm"),
+            ("Effects", per_arm(self.effects, lambda v: num(v)) + f" ({unit})", "effects"),
+            ("Shape of change", shape, "plateau_tau_weeks"),
+            ("Random intercept SD", num(self.sd_intercept, " deg"), "sd_intercept"),
+            ("Random slope SD", num(self.sd_slope, " deg/week"), "sd_slope"),
+            ("Intercept-slope correlation", num(self.corr_intercept_slope), "corr_intercept_slope"),
+            ("Residual SD", num(self.sd_residual, " deg"), "sd_residual"),
+            ("Dropout", per_arm(self.dropout, lambda v: f"{v:.0%}"), "dropout"),
+            ("Dropout timing", pattern, "dropout_pattern"),
+            ("Comparison", f"{self.target} vs {self.reference}", "reference"),
+            ("Test", tests[self.test], "test"),
+            ("Degrees of freedom", dfs[self.df] if self.test == "arm:week" else "residual (OLS)", "df"),
+            ("Significance level (two-sided)", f"{self.alpha:g}", "alpha"),
+        ]
+        out = []
+        for label, value, key in rows:
+            source = self.sources.get(key, "default")
+            why = DEFAULT_PROVENANCE.get(key, "") if source == "default" else ""
+            if key == "reference" and self.sources.get("target") != "default":
+                if source == "default":
+                    source, why = "user (target); reference by rule", DEFAULT_PROVENANCE["reference"]
+                else:
+                    source = "user"
+            out.append({"quantity": label, "value": value, "source": source, "why": why})
+        return pd.DataFrame(out)
 
     def simulate(self, seed=0) -> pd.DataFrame:
         """One simulated trial as a tidy frame (participant_id, arm, week, value).
@@ -248,7 +476,7 @@ class TrialDesign:
         Examples
         --------
         >>> from hipstats.power import TrialDesign
-        >>> TrialDesign(n_per_arm=10).simulate(seed=1).shape
+        >>> TrialDesign(n_per_arm=10, dropout=0).simulate(seed=1).shape
         (150, 4)
         """
         rng = np.random.default_rng(seed)
@@ -263,9 +491,11 @@ class TrialDesign:
     @classmethod
     def from_fit(cls, fit, *, arms: Sequence[str], weeks: Sequence[float], n_per_arm=60,
                  effects: Mapping[str, float] | None = None, time: str = "week",
-                 arm: str = "arm", dropout=0.0, dropout_pattern="uniform",
+                 arm: str = "arm", dropout=DEFAULTS["dropout"], dropout_pattern="uniform",
                  effect_type: str = "slope", plateau_tau_weeks: float | None = None,
-                 scale_slope_sd: float = 1.0) -> TrialDesign:
+                 scale_slope_sd: float = 1.0,
+                 source_label: str = "pilot fit",
+                 sources: Mapping[str, str] | None = None) -> TrialDesign:
         """Design whose variance components (and, unless given, effects) come from a pilot fit.
 
         As simr's ``extend()``/``powerSim`` do, the fitted model of a pilot cohort supplies the
@@ -295,6 +525,10 @@ class TrialDesign:
             Names of the time and arm variables in the fit's formula.
         scale_slope_sd : float
             Multiplier on the pilot's slope SD (sensitivity analysis).
+        source_label : str
+            Source recorded for the values taken from the fit (see :meth:`design_table`).
+        sources : dict, optional
+            Sources of other values (e.g. ``{"dropout": "pilot observed"}``).
 
         Examples
         --------
@@ -312,8 +546,14 @@ class TrialDesign:
         sd0, sd1 = math.sqrt(max(cov[0, 0], 0.0)), math.sqrt(max(cov[1, 1], 0.0))
         corr = float(cov[0, 1] / (sd0 * sd1)) if sd0 > 0 and sd1 > 0 else 0.0
         fe = _fixed_effects(fit)
+        src = {k: source_label for k in ("sd_intercept", "sd_slope", "corr_intercept_slope",
+                                         "sd_residual", "baseline_mean")}
+        if scale_slope_sd != 1.0:
+            src["sd_slope"] = f"{source_label} x {scale_slope_sd:g} (user)"
         if effects is None:
             effects, effect_type = _slopes_from_fixed_effects(fe, arms, time, arm), "slope"
+            src["effects"] = src["effect_type"] = source_label
+        src.update(sources or {})
         intercept = float(fe.get("Intercept", fe.iloc[0]))
         return cls(arms=tuple(arms), weeks=tuple(weeks), n_per_arm=n_per_arm,
                    effects=dict(effects), effect_type=effect_type,
@@ -321,7 +561,7 @@ class TrialDesign:
                    sd_intercept=sd0, sd_slope=sd1 * scale_slope_sd,
                    corr_intercept_slope=float(np.clip(corr, -1, 1)),
                    sd_residual=math.sqrt(resid_var), dropout=dropout,
-                   dropout_pattern=dropout_pattern)
+                   dropout_pattern=dropout_pattern, sources=src)
 
     @classmethod
     def from_cohort(cls, cohort, measure: str = "hip_ir_deg", *, n_per_arm=60,
@@ -329,7 +569,8 @@ class TrialDesign:
                     effects: Mapping[str, float] | None = None, effect_type: str = "gain",
                     plateau_tau_weeks: float | None = None, dropout="observed",
                     dropout_pattern="uniform", pelvis: str | None = "free",
-                    scale_slope_sd: float = 1.0) -> TrialDesign:
+                    scale_slope_sd: float = 1.0,
+                    source_label: str = "pilot") -> TrialDesign:
         """Design whose variance components (and dropout) come from a pilot cohort.
 
         The cohort's outcome (mean of trials and sides per participant and visit, as the
@@ -357,6 +598,8 @@ class TrialDesign:
             value at the last scheduled visit.
         pelvis : str or None
             Pelvic condition of the outcome (see :meth:`hipstats.Cohort.outcomes`).
+        source_label : str
+            Names the pilot in the design table (``"pilot fit (<label>)"``).
 
         Returns
         -------
@@ -391,17 +634,22 @@ class TrialDesign:
         sched = sched[sched["scheduled"]]
         if weeks is None:
             weeks = tuple(float(w) for w in np.round(sched["week"].to_numpy(dtype=float)))
-        if isinstance(dropout, str):
+        observed = isinstance(dropout, str)
+        if observed:
             if dropout != "observed":
                 raise ParameterError("dropout must be 'observed', a number or a dict per arm")
             last = set(pv.loc[pv["visit"] == sched["visit"].iloc[-1], "participant_id"])
             parts = cohort.participants[["participant_id", "arm"]].astype({"arm": str})
             dropout = {a: float(1 - parts.loc[parts["arm"] == a, "participant_id"]
                                 .isin(last).mean()) for a in arms}
+        measured = f"{measure}, {cohort.n_participants} participants"
         return cls.from_fit(fit, arms=arms, weeks=weeks, n_per_arm=n_per_arm, effects=effects,
                             effect_type=effect_type, plateau_tau_weeks=plateau_tau_weeks,
                             dropout=dropout, dropout_pattern=dropout_pattern,
-                            scale_slope_sd=scale_slope_sd)
+                            scale_slope_sd=scale_slope_sd,
+                            source_label=f"pilot fit ({source_label}: {measured})",
+                            sources={"dropout": f"pilot observed ({source_label})"} if observed
+                            else None)
 
 
 def _fixed_effects(fit) -> pd.Series:
@@ -518,10 +766,10 @@ def to_long(y: np.ndarray, arm: np.ndarray, weeks: Sequence[float], arms: Sequen
 
 
 #: Options of :func:`hipstats.power.simulate_power` accepted as flat parameters.
-SIMULATION_KEYS = {"test", "target", "reference", "df", "alpha", "n_sim", "seed", "n_jobs",
-                   "client", "chunk_size", "random_slopes", "engine", "ci_method", "ci_level"}
+SIMULATION_KEYS = {"n_sim", "seed", "n_jobs", "client", "chunk_size", "random_slopes", "engine", "ci_method",
+                   "confidence", "max_failed_share", "progress"}
 #: Fields of :class:`TrialDesign`.
-DESIGN_KEYS = {f.name for f in dataclasses.fields(TrialDesign)}
+DESIGN_KEYS = {f.name for f in dataclasses.fields(TrialDesign)} - {"sources"}
 _ALIASES = {"jobs": "n_jobs", "scheduler": "client", "corr": "corr_intercept_slope",
             "tau": "plateau_tau_weeks", "visits": "weeks"}
 
@@ -555,8 +803,11 @@ def normalise_keys(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def split_params(params: Mapping[str, Any]):
-    """(design kwargs without n_per_arm, simulate_power kwargs, list of sizes)."""
-    p = normalise_keys(params)
+    """(design kwargs without n_per_arm, simulate_power kwargs, list of sizes or None).
+
+    Empty strings count as not given (a notebook's "use the default").
+    """
+    p = {k: v for k, v in normalise_keys(params).items() if not (isinstance(v, str) and v == "")}
     d = {k: v for k, v in p.items() if k in DESIGN_KEYS}
     s = {k: v for k, v in p.items() if k in SIMULATION_KEYS}
     if "arms" in d:
@@ -575,8 +826,10 @@ def split_params(params: Mapping[str, Any]):
                 "corr_intercept_slope", "sd_residual"):
         if key in d:
             d[key] = float(d[key])
-    n_arg = d.pop("n_per_arm", 60)
-    if isinstance(n_arg, Mapping):
+    n_arg = d.pop("n_per_arm", None)
+    if n_arg is None:
+        sizes = None
+    elif isinstance(n_arg, Mapping):
         sizes = [{k: int(v) for k, v in n_arg.items()}]
     elif isinstance(n_arg, (int, float, np.integer)):
         sizes = [int(n_arg)]
@@ -585,9 +838,13 @@ def split_params(params: Mapping[str, Any]):
     for key in ("n_sim", "n_jobs", "chunk_size", "seed"):
         if key in s:
             s[key] = int(s[key])
-    for key in ("alpha", "ci_level"):
+    if "alpha" in d:
+        d["alpha"] = float(d["alpha"])
+    for key in ("confidence", "max_failed_share"):
         if key in s:
             s[key] = float(s[key])
+    if isinstance(s.get("progress"), str):
+        s["progress"] = s["progress"].strip().lower() in ("true", "yes", "1")
     if isinstance(s.get("random_slopes"), str):
         flag = s["random_slopes"].strip().lower()
         if flag not in ("true", "false", "yes", "no", "1", "0"):

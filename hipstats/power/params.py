@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hipstats.errors import ParameterError
 from hipstats.power.analytic import power_ancova, power_change_scores
-from hipstats.power.design import DESIGN_KEYS, SIMULATION_KEYS, TrialDesign, normalise_keys, split_params
+from hipstats.power.design import (
+    DEFAULTS,
+    DESIGN_KEYS,
+    SIMULATION_KEYS,
+    TrialDesign,
+    normalise_keys,
+    split_params,
+)
 from hipstats.power.simulation import power_curve, simulate_power
 
-__all__ = ["run_power_from_params"]
+__all__ = ["run_power_from_params", "plan_from_params", "Plan"]
 
 _ANALYTIC = {"change": power_change_scores, "ancova": power_ancova}
 
 
-def run_power_from_params(params: Mapping[str, Any]):
+def run_power_from_params(params: Mapping[str, Any], *, pilot=None, pilot_label: str = "pilot"):
     """Run a power calculation from flat parameters (the ``hipstats power`` command).
 
     ``params["method"]`` chooses what runs:
@@ -30,6 +39,9 @@ def run_power_from_params(params: Mapping[str, Any]):
       :class:`PowerResult`.
     * ``"change"`` / ``"ancova"``: :func:`power_change_scores` / :func:`power_ancova` with
       ``effect``, ``sd``, (``rho``), and ``n_per_arm`` or ``power``, ``alpha``, ``dropout``.
+
+    ``pilot``: a pilot cohort whose variance components and dropout the design takes (see
+    :func:`plan_from_params`).
 
     Strings are accepted as the command line gives them: lists as ``"0,3,6,9,12"``, per-arm
     values as ``"control=0,loading=6"`` or ``"control:0,loading:6"``; aliases ``jobs``
@@ -60,11 +72,72 @@ def run_power_from_params(params: Mapping[str, Any]):
         return _ANALYTIC[method](**kw)
     if method != "simulation":
         raise ParameterError(f"method must be 'simulation', 'change' or 'ancova', got {method!r}")
+    plan = plan_from_params(p, pilot=pilot, pilot_label=pilot_label)
+    if len(plan.sizes) > 1:
+        return power_curve(plan.design, plan.sizes, **plan.run)
+    return simulate_power(plan.design, **plan.run)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A design, the simulation settings and the sizes to simulate (:func:`plan_from_params`)."""
+
+    design: TrialDesign
+    run: dict
+    sizes: list
+
+
+def plan_from_params(params: Mapping[str, Any], *, pilot=None, measure: str | None = None,
+                     pilot_label: str = "pilot") -> Plan:
+    """The design and settings that flat parameters describe (command line, notebook, API).
+
+    Keys are :class:`TrialDesign` fields (aliases ``corr``, ``tau``, ``visits``) and
+    :func:`simulate_power` settings (``n_sim``, ``seed``, ``n_jobs``/``jobs``,
+    ``client``/``scheduler``, ...); ``None`` and ``""`` mean "not given", so the package
+    default (:data:`hipstats.power.design.DEFAULTS`) applies and the design table says so.
+    ``n_per_arm`` may list several sizes (a power curve).
+
+    With ``pilot`` (a :class:`hipstats.Cohort`), the variance components, arms, visits and
+    dropout come from the pilot (:meth:`TrialDesign.from_cohort` with outcome ``measure``,
+    default ``params["pilot_measure"]`` or ``"hip_ir_deg"``); any design value given in
+    *params* wins over the pilot's. Effects are never taken from the pilot: give them, or the
+    defaults apply when the pilot's arms are the default arms.
+
+    Examples
+    --------
+    >>> from hipstats.power.params import plan_from_params
+    >>> plan = plan_from_params({"n_per_arm": "40,60", "sd_slope": "0.4", "n_sim": 100})
+    >>> plan.sizes, plan.design.sources["sd_slope"], plan.design.sources["sd_residual"]
+    ([40, 60], 'user', 'default')
+    """
+    p = normalise_keys(params)
+    measure = measure or p.pop("pilot_measure", None) or "hip_ir_deg"
     unknown = set(p) - DESIGN_KEYS - SIMULATION_KEYS
     if unknown:
         raise ParameterError(f"unknown parameters: {sorted(unknown)}")
     d, s, sizes = split_params(p)
-    design = TrialDesign(n_per_arm=sizes[0], **d)
-    if len(sizes) > 1:
-        return power_curve(design, sizes, **s)
-    return simulate_power(design, **s)
+    if pilot is None:
+        design = TrialDesign(**d) if sizes is None else TrialDesign(n_per_arm=sizes[0], **d)
+    else:
+        arms = [str(a) for a in pilot.arms]
+        effects = d.pop("effects", None)
+        if effects is None:
+            if set(arms) != set(DEFAULTS["effects"]):
+                raise ParameterError(f"the pilot's arms {arms} are not the default arms: give "
+                                     "effects per arm (e.g. --effects " +
+                                     ",".join(f"{a}=0" for a in arms) + ")")
+            effects = dict(DEFAULTS["effects"])
+        design = TrialDesign.from_cohort(
+            pilot, measure, n_per_arm=sizes[0] if sizes else DEFAULTS["n_per_arm"],
+            weeks=d.pop("weeks", None), effects=effects,
+            effect_type=d.pop("effect_type", DEFAULTS["effect_type"]),
+            plateau_tau_weeks=d.pop("plateau_tau_weeks", None),
+            dropout=d.pop("dropout", "observed"), source_label=pilot_label)
+        src = dict(design.sources)
+        src["effects"] = "user" if "effects" in p else "default"
+        src["n_per_arm"] = "user" if sizes else "default"
+        design = dataclasses.replace(design, sources=src)
+        d.pop("arms", None)
+        if d:
+            design = design.replace(**d)
+    return Plan(design=design, run=s, sizes=sizes or [int(max(design.n_per_arm.values()))])

@@ -39,7 +39,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,32 +47,47 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError, ParameterError
-from hipstats.power.design import TrialDesign, arm_sizes, draw_trial, mean_trajectories
+from hipstats.power.design import (
+    DF_METHODS,
+    TESTS,
+    TrialDesign,
+    arm_sizes,
+    draw_trial,
+    mean_trajectories,
+)
+from hipstats.power.progress import Progress
+from hipstats.power.reml import PatternModel
+from hipstats.results import Result, html_table
 
-__all__ = ["PowerResult", "simulate_power", "power_curve", "run_replicates", "run_chunk",
-           "lmm_arrays", "lmm_frame", "true_theta", "arm_week_test", "change_test",
-           "ancova_test", "fit_statsmodels", "REPLICATE_COLUMNS", "TESTS", "DF_METHODS",
-           "ENGINES"]
+__all__ = ["PowerResult", "simulate_power", "power_curve", "curve_row", "run_replicates",
+           "run_tasks", "run_chunk", "chunk_seeds", "p_values", "lmm_arrays", "lmm_frame",
+           "true_theta", "arm_week_test", "change_test", "ancova_test", "fit_statsmodels",
+           "REPLICATE_COLUMNS", "TESTS", "DF_METHODS", "ENGINES", "ACCOUNTING_RULE",
+           "MAX_FAILED_SHARE"]
 
 
-#: Columns of the per-replicate result array returned by :func:`run_chunk`.
-REPLICATE_COLUMNS = ("estimate", "se", "df", "p_value", "status")
-#: status codes: 0 fitted cleanly, 1 fitted with a warning (counted), 2 failed (excluded).
-OK, WARNED, FAILED = 0, 1, 2
-
-TESTS = ("arm:week", "change", "ancova")
-DF_METHODS = ("satterthwaite", "wald")
+#: Columns of the per-replicate result array returned by :func:`run_chunk` (flags as 0/1).
+REPLICATE_COLUMNS = ("estimate", "se", "df", "p_value", "converged", "singular", "failed")
 ENGINES = ("hipstats", "statsmodels")
+#: Default share of failed fits above which a design point is flagged in every output.
+MAX_FAILED_SHARE = 0.05
+#: The counting rule, printed with every simulated power.
+ACCOUNTING_RULE = (
+    "Power counts every simulated trial: significant = fitted and p < alpha; a trial whose "
+    "analysis failed (no estimate, SE or df) counts as not significant. Fits that did not "
+    "converge or are singular (a variance component at zero) keep their p-value and are "
+    "counted. A design point where more than {share:.0%} of fits failed is flagged.")
 
 
 # --------------------------------------------------------------------------------------------
 # per-replicate tests
 # --------------------------------------------------------------------------------------------
-def _p_value(est: float, se: float, df: float) -> float:
-    stat = abs(est / se)
-    if not np.isfinite(df):
-        return float(2.0 * stats.norm.sf(stat))
-    return float(2.0 * stats.t.sf(stat, df))
+def p_values(est: np.ndarray, se: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Two-sided p-values of t = est / se with *df* (normal where df is infinite)."""
+    stat = np.abs(np.asarray(est, float) / np.asarray(se, float))
+    df = np.asarray(df, float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(df), 2.0 * stats.norm.sf(stat), 2.0 * stats.t.sf(stat, df))
 
 
 def _two_arm_completers(y: np.ndarray, arm: np.ndarray, it: int, ir: int
@@ -81,8 +96,8 @@ def _two_arm_completers(y: np.ndarray, arm: np.ndarray, it: int, ir: int
     return y[keep, 0], y[keep, -1], (arm[keep] == it).astype(float)
 
 
-def _ols_coef_test(X: np.ndarray, yv: np.ndarray, j: int) -> tuple[float, float, float, int]:
-    """Estimate, SE, residual df and status of coefficient *j* in an OLS fit."""
+def _ols_coef_test(X: np.ndarray, yv: np.ndarray, j: int) -> tuple[float, float, float, bool, bool]:
+    """Estimate, SE, residual df, converged, singular of coefficient *j* in an OLS fit."""
     n, p = X.shape
     if n <= p:
         raise AnalysisError(f"{n} completers cannot support a model with {p} coefficients")
@@ -93,7 +108,7 @@ def _ols_coef_test(X: np.ndarray, yv: np.ndarray, j: int) -> tuple[float, float,
     df = n - p
     s2 = resid @ resid / df
     xtx_inv = np.linalg.inv(X.T @ X)
-    return float(beta[j]), float(np.sqrt(s2 * xtx_inv[j, j])), float(df), OK
+    return float(beta[j]), float(np.sqrt(s2 * xtx_inv[j, j])), float(df), True, False
 
 
 def change_test(y, arm, it, ir, **_):
@@ -164,42 +179,34 @@ def true_theta(design: TrialDesign, random_slopes: bool) -> np.ndarray:
 
 def arm_week_test(y, arm, it, ir, *, weeks, n_arms, random_slopes, df_method, engine,
                   theta0=None, **_):
-    """Difference in mean slope (target - reference) in the random-slope LMM.
+    """Difference in mean slope (target - reference) in the random-slope LMM, one replicate.
 
-    The hipstats engine fits the model arrays directly (private fast path of
-    :func:`hipstats.models.lmm.fit_lmm`), starting the optimiser at ``theta0`` if given.
+    Returns (estimate, se, df, converged, singular). The hipstats engine is
+    :class:`hipstats.power.reml.PatternModel` (started at ``theta0`` if given); the
+    statsmodels engine fits MixedLM (Wald df only).
     """
     if engine == "hipstats":
-        from hipstats.models.lmm import _fit_arrays
-
-        yv, X, names, pid = lmm_arrays(y, arm, weeks, n_arms, ir)
-        Z, re_names = (X[:, :2], names[:2]) if random_slopes else (X[:, :1], names[:1])
-        fit = _fit_arrays(X, yv, Z, pid, exog_names=names, re_names=re_names, warn=False,
-                          theta0=theta0)
-    else:
-        data, terms = lmm_frame(y, arm, weeks, n_arms, ir)
-        formula = "value ~ week + " + " + ".join(terms)
-        fit = resolve_engine(engine)(formula, data, "participant_id",
-                                     "1 + week" if random_slopes else "1", warn=False)
-    name = f"week_a{it}"
+        model = PatternModel(weeks, n_arms, ir, random_slopes)
+        fit = model.fit(np.asarray(y)[None], arm, theta0, j=model.names.index(f"week_a{it}"),
+                        satterthwaite=df_method != "wald")
+        return (float(fit["estimate"][0]), float(fit["se"][0]), float(fit["df"][0]),
+                bool(fit["converged"][0]), bool(fit["singular"][0]))
+    data, terms = lmm_frame(y, arm, weeks, n_arms, ir)
+    formula = "value ~ week + " + " + ".join(terms)
+    fit = fit_statsmodels(formula, data, "participant_id", "1 + week" if random_slopes else "1",
+                          warn=False)
     names = list(fit.fe_params.index)
-    j = names.index(name)
+    j = names.index(f"week_a{it}")
     est = float(fit.fe_params.iloc[j])
     se = float(np.sqrt(np.asarray(fit.cov_fe)[j, j]))
-    if df_method == "wald":
-        df = np.inf
-    else:
-        L = np.zeros(len(names))
-        L[j] = 1.0
-        df = float(np.squeeze(fit.df_satterthwaite(L)))
-    return est, se, df, OK if getattr(fit, "converged", True) else WARNED
+    return est, se, np.inf, fit.converged, fit.singular
 
 
 _TEST_FUNCS = {"arm:week": arm_week_test, "change": change_test, "ancova": ancova_test}
 
 
 # --------------------------------------------------------------------------------------------
-# mixed-model engines (same call signature as hipstats.models.lmm.fit_lmm)
+# statsmodels engine (reference / benchmark)
 # --------------------------------------------------------------------------------------------
 class _StatsmodelsFit:
     """Adapter giving a statsmodels MixedLM fit the attributes the power code reads."""
@@ -210,14 +217,14 @@ class _StatsmodelsFit:
         self.cov_fe = np.asarray(res.cov_params())[:k, :k]
         self.bse = pd.Series(np.sqrt(np.diag(self.cov_fe)), index=self.fe_params.index)
         self.converged = bool(res.converged)
-
-    def df_satterthwaite(self, L):  # pragma: no cover - documented limitation
-        raise AnalysisError("the statsmodels engine offers no Satterthwaite df; use df='wald'")
+        re_sd = np.sqrt(np.clip(np.diag(np.asarray(res.cov_re, dtype=float)), 0, None))
+        self.singular = bool(np.min(re_sd / np.sqrt(res.scale)) < 1e-4)
 
 
 def fit_statsmodels(formula, data, groups, re_formula="1", *, nested=None, reml=True,
                     warn=True):
-    """statsmodels MixedLM behind the ``fit_lmm`` call signature (reference / benchmark only)."""
+    """statsmodels MixedLM of *formula* with random effects *re_formula* per *groups*
+    (reference and benchmark engine; Wald tests only)."""
     import statsmodels.formula.api as smf
 
     mod = smf.mixedlm(formula, data, groups=data[groups], re_formula="~" + re_formula)
@@ -230,87 +237,143 @@ def fit_statsmodels(formula, data, groups, re_formula="1", *, nested=None, reml=
             raise AnalysisError(f"statsmodels MixedLM failed: {err}") from err
 
 
-def resolve_engine(engine: str):
-    if engine == "statsmodels":
-        return fit_statsmodels
-    if engine == "hipstats":
-        from hipstats.models.lmm import fit_lmm
-
-        return fit_lmm
-    raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
-
-
 # --------------------------------------------------------------------------------------------
 # running replicates
 # --------------------------------------------------------------------------------------------
+def _failed_row() -> np.ndarray:
+    row = np.full(len(REPLICATE_COLUMNS), np.nan)
+    row[4:] = (0.0, 0.0, 1.0)
+    return row
+
+
+def _finish(est, se, df, conv, sing) -> np.ndarray:
+    """Replicate rows from test outputs; rows without a usable estimate, SE or df are failed."""
+    est, se, df = (np.asarray(v, dtype=float) for v in (est, se, df))
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0) & (df > 0) & ~np.isnan(df)
+    out = np.tile(_failed_row(), (est.size, 1))
+    with np.errstate(all="ignore"):
+        p = p_values(est, np.where(ok, se, 1.0), np.where(ok, df, np.inf))
+    out[ok, 0], out[ok, 1], out[ok, 2], out[ok, 3] = est[ok], se[ok], df[ok], p[ok]
+    out[ok, 4] = np.asarray(conv, dtype=float)[ok]
+    out[ok, 5] = np.asarray(sing, dtype=float)[ok]
+    out[ok, 6] = 0.0
+    return out
+
+
 def run_chunk(design: TrialDesign, options: dict, seeds: Sequence[np.random.SeedSequence]
               ) -> np.ndarray:
-    """Run the replicates of *seeds*; one row of :data:`REPLICATE_COLUMNS` per seed."""
+    """Run the replicates of *seeds*; one row of :data:`REPLICATE_COLUMNS` per seed.
+
+    With the hipstats engine, the mixed-model test fits all replicates of the chunk together
+    (:class:`hipstats.power.reml.PatternModel`); if any of them cannot be fitted the chunk is
+    refitted one replicate at a time, so a failure marks only its own replicate.
+    """
     sizes = arm_sizes(design)
     means = mean_trajectories(design)
-    func = _TEST_FUNCS[options["test"]]
     it, ir = design.arms.index(options["target"]), design.arms.index(options["reference"])
-    extra = dict(weeks=np.asarray(design.weeks, dtype=float), n_arms=len(design.arms),
-                 random_slopes=options["random_slopes"], df_method=options["df"],
-                 engine=options["engine"])
-    if options["engine"] == "hipstats":
-        extra["theta0"] = true_theta(design, options["random_slopes"])
-    out = np.full((len(seeds), len(REPLICATE_COLUMNS)), np.nan)
-    for i, ss in enumerate(seeds):
-        y, arm = draw_trial(design, np.random.default_rng(ss), sizes, means)
+    draws = [draw_trial(design, np.random.default_rng(ss), sizes, means) for ss in seeds]
+    if not draws:
+        return np.empty((0, len(REPLICATE_COLUMNS)))
+    arm = draws[0][1]
+    weeks = np.asarray(design.weeks, dtype=float)
+    if options["test"] == "arm:week" and options["engine"] == "hipstats":
+        model = PatternModel(weeks, len(design.arms), ir, options["random_slopes"])
+        j = model.names.index(f"week_a{it}")
+        theta0 = true_theta(design, options["random_slopes"])
+        kw = dict(j=j, satterthwaite=options["df"] != "wald")
+        Y = np.stack([y for y, _ in draws])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                est, se, df, status = func(y, arm, it, ir, **extra)
+                f = model.fit(Y, arm, theta0, **kw)
+                return _finish(f["estimate"], f["se"], f["df"], f["converged"], f["singular"])
             except (AnalysisError, np.linalg.LinAlgError, ArithmeticError):
-                out[i, 4] = FAILED
-                continue
-        if not (np.isfinite(est) and np.isfinite(se) and se > 0 and df > 0):
-            out[i, 4] = FAILED
-            continue
-        out[i] = (est, se, df, _p_value(est, se, df), status)
-    return out
+                pass
+            rows = []
+            for y in Y:
+                try:
+                    f = model.fit(y[None], arm, theta0, **kw)
+                    rows.append(_finish(f["estimate"], f["se"], f["df"], f["converged"],
+                                        f["singular"])[0])
+                except (AnalysisError, np.linalg.LinAlgError, ArithmeticError):
+                    rows.append(_failed_row())
+            return np.array(rows)
+    func = _TEST_FUNCS[options["test"]]
+    extra = dict(weeks=weeks, n_arms=len(design.arms), random_slopes=options["random_slopes"],
+                 df_method=options["df"], engine=options["engine"])
+    res = []
+    for y, a in draws:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res.append(func(y, a, it, ir, **extra))
+            except (AnalysisError, np.linalg.LinAlgError, ArithmeticError):
+                res.append((np.nan, np.nan, np.nan, False, False))
+    est, se, df, conv, sing = zip(*res)
+    return _finish(est, se, df, conv, sing)
 
 
 def chunk_seeds(seed: int | np.random.SeedSequence, n_sim: int, chunk_size: int
                 ) -> list[list[np.random.SeedSequence]]:
+    """Replicate seeds (children of ``SeedSequence(seed)``) in chunks of *chunk_size*."""
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     children = root.spawn(n_sim)
     return [children[i:i + chunk_size] for i in range(0, n_sim, chunk_size)]
 
 
-def run_replicates(design: TrialDesign, options: dict, *, n_sim: int, seed, n_jobs: int,
-                   client=None, chunk_size: int = 50) -> tuple[np.ndarray, str]:
-    """Run *n_sim* replicates sequentially, with joblib (loky) or on a Dask cluster.
+def run_tasks(tasks: Sequence[tuple], *, n_jobs: int, client=None, progress=None,
+              description: str = "simulating trials") -> tuple[list[np.ndarray], str]:
+    """Run (design, options, seeds) tasks sequentially, with joblib (loky) or on Dask.
 
-    Returns the (n_sim, 5) replicate array in replicate order and the backend name used.
+    Returns the tasks' replicate arrays in task order and the backend used; *progress*
+    (see :class:`hipstats.power.progress.Progress`) counts finished replicates.
     """
-    chunks = chunk_seeds(seed, n_sim, chunk_size)
-    if client is not None:
-        from distributed import Client
+    total = sum(len(t[2]) for t in tasks)
+    with Progress(total, description, enabled=progress) as bar:
+        if client is not None:
+            from distributed import Client, as_completed
 
-        own = isinstance(client, str)
-        cl = Client(client) if own else client
-        try:
-            futures = cl.map(run_chunk, [design] * len(chunks), [options] * len(chunks),
-                             chunks, pure=False)
-            parts = cl.gather(futures)
-        finally:
-            if own:
-                cl.close()
-        return np.vstack(parts), "dask"
-    if n_jobs == 1 or len(chunks) == 1:
-        return np.vstack([run_chunk(design, options, c) for c in chunks]), "sequential"
-    from joblib import Parallel, delayed
+            own = isinstance(client, str)
+            cl = Client(client) if own else client
+            try:
+                futures = [cl.submit(run_chunk, *t, pure=False) for t in tasks]
+                sizes = {f.key: len(t[2]) for f, t in zip(futures, tasks)}
+                for fut in as_completed(futures):
+                    bar.advance(sizes[fut.key])
+                parts = cl.gather(futures)
+            finally:
+                if own:
+                    cl.close()
+            return parts, "dask"
+        if n_jobs == 1 or len(tasks) == 1:
+            parts = []
+            for t in tasks:
+                parts.append(run_chunk(*t))
+                bar.advance(len(t[2]))
+            return parts, "sequential"
+        from joblib import Parallel, delayed
 
-    parts = Parallel(n_jobs=n_jobs, backend="loky")(
-        delayed(run_chunk)(design, options, c) for c in chunks)
-    return np.vstack(parts), "loky"
+        parts = []
+        gen = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(run_chunk)(*t) for t in tasks)
+        for t, part in zip(tasks, gen):
+            parts.append(part)
+            bar.advance(len(t[2]))
+        return parts, "loky"
 
 
-# ============================================================================================
-# simulation power
-# ============================================================================================
+def run_replicates(design: TrialDesign, options: dict, *, n_sim: int, seed, n_jobs: int,
+                   client=None, chunk_size: int = 50, progress=False) -> tuple[np.ndarray, str]:
+    """Run *n_sim* replicates of one design; the (n_sim, 7) array in replicate order and the
+    backend used."""
+    tasks = [(design, options, c) for c in chunk_seeds(seed, n_sim, chunk_size)]
+    parts, backend = run_tasks(tasks, n_jobs=n_jobs, client=client, progress=progress)
+    return np.vstack(parts), backend
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
 def _binomial_ci(k: int, n: int, level: float, method: str) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
@@ -321,30 +384,35 @@ def _binomial_ci(k: int, n: int, level: float, method: str) -> tuple[float, floa
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class PowerResult:
-    """Simulated power of one design and test (see :func:`simulate_power`).
+class PowerResult(Result):
+    """Simulated power of one design (see :func:`simulate_power`).
 
     Attributes
     ----------
     power : float
-        Share of successfully fitted replicates with p < alpha.
+        Share of all simulated trials that were fitted with p < alpha (failed fits count as
+        not significant; see :data:`ACCOUNTING_RULE`).
     ci_low, ci_high : float
-        Monte Carlo confidence interval of the power (``ci_method``, level ``ci_level``).
-    n_sim, n_failed, n_warned : int
-        Replicates run; replicates whose fit failed (excluded from ``power``); replicates
-        fitted with a convergence warning (included).
+        Monte Carlo confidence interval of the power (``ci_method``, level ``confidence``).
+    power_fitted : float
+        Share significant among the trials whose fit did not fail.
+    n_sim, n_failed, n_not_converged, n_singular, n_rejected : int
+        Simulated trials; fits that failed (no estimate, SE or df); fits that did not converge;
+        singular fits (a variance component at zero); significant trials.
+    flagged : bool
+        More than ``max_failed_share`` of the fits failed: the power is not trustworthy.
     true_effect : float
-        The contrast the test estimates under the design (see
-        :meth:`TrialDesign.true_contrast`).
+        The contrast the test estimates under the design (:meth:`TrialDesign.true_contrast`).
+    design : TrialDesign
+        The design simulated, with the source of every assumption.
     replicates : DataFrame
-        One row per replicate: estimate, se, df, p_value, status (0 ok, 1 warned, 2 failed),
-        rejected.
+        One row per trial: estimate, se, df, p_value, converged, singular, failed, rejected.
 
     Examples
     --------
     >>> from hipstats.power import TrialDesign, simulate_power
     >>> d = TrialDesign(arms=("control", "loading"), weeks=(0, 12), n_per_arm=20,
-    ...                 effects={"control": 0, "loading": 0}, sd_slope=0)
+    ...                 effects={"control": 0, "loading": 0}, sd_slope=0, dropout=0)
     >>> res = simulate_power(d, test="change", n_sim=400, n_jobs=1, seed=3)
     >>> abs(res.power - 0.05) < 3 * res.mc_se + 0.01   # type I error under no effect
     True
@@ -355,12 +423,14 @@ class PowerResult:
     power: float
     ci_low: float
     ci_high: float
+    power_fitted: float
     ci_method: str
-    ci_level: float
     n_sim: int
     n_failed: int
-    n_warned: int
+    n_not_converged: int
+    n_singular: int
     n_rejected: int
+    max_failed_share: float
     alpha: float
     test: str
     df: str
@@ -371,17 +441,39 @@ class PowerResult:
     backend: str
     elapsed_s: float
     design: TrialDesign
-    replicates: pd.DataFrame
+    replicates: pd.DataFrame = field(repr=False)
+    engine: str = "hipstats"
+    confidence: float = 0.95  # after the defaults: Result defines a class-level confidence
+
+    _title = "Simulated power"
+
+    def __post_init__(self):
+        self.add_note(ACCOUNTING_RULE.format(share=self.max_failed_share))
+        if self.flagged:
+            self.add_note(self.flag_text)
+
+    @property
+    def flagged(self) -> bool:
+        """More than ``max_failed_share`` of the simulated trials failed to fit."""
+        return self.n_failed > self.max_failed_share * self.n_sim
+
+    @property
+    def flag_text(self) -> str:
+        """The warning shown with a flagged result ("" when not flagged)."""
+        if not self.flagged:
+            return ""
+        return (f"FLAGGED: {self.n_failed} of {self.n_sim} simulated trials "
+                f"({self.n_failed / self.n_sim:.0%}) could not be analysed (more than "
+                f"{self.max_failed_share:.0%}); the design may not support the test")
 
     @property
     def mc_se(self) -> float:
         """Monte Carlo standard error sqrt(p(1-p)/n) of the power estimate."""
-        n = self.n_sim - self.n_failed
-        return math.sqrt(self.power * (1 - self.power) / n) if n else float("nan")
+        return math.sqrt(self.power * (1 - self.power) / self.n_sim) if self.n_sim else float("nan")
 
     def summary(self) -> pd.DataFrame:
-        """One-row DataFrame: test, contrast, true effect, mean estimate, power and its CI."""
-        ok = self.replicates[self.replicates["status"] < FAILED]
+        """One row: test, contrast, true effect, mean estimate, power with its CI, counts."""
+        ok = self.replicates[~self.replicates["failed"]]
         return pd.DataFrame([{
             "test": self.test,
             "contrast": f"{self.target} - {self.reference}",
@@ -390,21 +482,34 @@ class PowerResult:
             "true_effect": self.true_effect,
             "mean_estimate": float(ok["estimate"].mean()) if len(ok) else float("nan"),
             "power": self.power,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "mc_se": self.mc_se,
+            "power_ci_low": self.ci_low,
+            "power_ci_high": self.ci_high,
+            "power_se": self.mc_se,
+            "power_fitted": self.power_fitted,
             "alpha": self.alpha,
             "n_sim": self.n_sim,
             "n_failed": self.n_failed,
-            "n_warned": self.n_warned,
+            "n_not_converged": self.n_not_converged,
+            "n_singular": self.n_singular,
+            "flagged": self.flagged,
         }])
 
     def to_frame(self) -> pd.DataFrame:
         """Per-replicate results (copy)."""
         return self.replicates.copy()
 
+    def design_table(self) -> pd.DataFrame:
+        """The design assumed (:meth:`TrialDesign.design_table`) and the simulation settings."""
+        run = pd.DataFrame([
+            {"quantity": "Simulated trials", "value": f"{self.n_sim:,}", "source": "run",
+             "why": ""},
+            {"quantity": "Random seed", "value": str(self.seed), "source": "run", "why": ""},
+            {"quantity": "Model engine", "value": self.engine, "source": "run", "why": ""},
+        ])
+        return pd.concat([self.design.design_table(), run], ignore_index=True)
+
     def plot(self, ax=None):
-        """Histogram of the replicate estimates, true effect marked, rejected ones shaded.
+        """Histogram of the replicate estimates, true effect marked, significant ones shaded.
 
         Returns
         -------
@@ -414,7 +519,7 @@ class PowerResult:
 
         from hipstats.plots import theme
 
-        ok = self.replicates[self.replicates["status"] < FAILED]
+        ok = self.replicates[~self.replicates["failed"]]
         with theme():
             if ax is None:
                 fig, ax = plt.subplots(figsize=(6, 4))
@@ -428,23 +533,29 @@ class PowerResult:
             ax.axvline(self.true_effect, color="#D55E00", lw=2, label="true effect")
             unit = " per week" if self.test == "arm:week" else ""
             ax.set_xlabel(f"estimated {self.target} - {self.reference}{unit}")
-            ax.set_ylabel("replicates")
+            ax.set_ylabel("simulated trials")
             ax.legend(frameon=False)
         return fig
 
     def __repr__(self) -> str:
-        return (f"PowerResult(power={self.power:.3f}, {self.ci_level:.0%} CI "
+        flag = f", {self.flag_text}" if self.flagged else ""
+        return (f"PowerResult(power={self.power:.3f}, {self.confidence:.0%} CI "
                 f"[{self.ci_low:.3f}, {self.ci_high:.3f}], test={self.test!r}, "
                 f"{self.target} - {self.reference}, n_sim={self.n_sim}, "
-                f"failed={self.n_failed})")
+                f"failed={self.n_failed}, not converged={self.n_not_converged}, "
+                f"singular={self.n_singular}{flag})")
 
     def _repr_html_(self) -> str:
+        esc = html.escape
+        flag = f'<p style="color:#b00020"><b>{esc(self.flag_text)}</b></p>' if self.flagged else ""
         head = (f"<p><b>Simulated power {self.power:.1%}</b> "
-                f"({self.ci_level:.0%} {html.escape(self.ci_method)} CI {self.ci_low:.1%} to "
-                f"{self.ci_high:.1%}) for the {html.escape(self.test)} contrast "
-                f"{html.escape(self.target)} - {html.escape(self.reference)}, "
-                f"{self.n_sim} replicates ({self.n_failed} failed), seed {self.seed}.</p>")
-        return head + self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+                f"({self.confidence:.0%} {esc(self.ci_method)} CI {self.ci_low:.1%} to "
+                f"{self.ci_high:.1%}) for {esc(self.target)} vs {esc(self.reference)}, "
+                f"{self.n_sim:,} simulated trials: {self.n_failed} failed, "
+                f"{self.n_not_converged} not converged, {self.n_singular} singular.</p>")
+        rule = f"<p><small>{esc(ACCOUNTING_RULE.format(share=self.max_failed_share))}</small></p>"
+        return (flag + head + html_table(self.design_table()[["quantity", "value", "source"]])
+                + rule)
 
 
 def _resolve_jobs(n_jobs: int) -> int:
@@ -457,50 +568,60 @@ def _resolve_jobs(n_jobs: int) -> int:
     return int(n_jobs)
 
 
-def _options(design: TrialDesign, test, target, reference, df, random_slopes, engine):
-    if test not in TESTS:
-        raise ParameterError(f"test must be one of {TESTS}, got {test!r}")
-    if df not in DF_METHODS:
-        raise ParameterError(f"df must be one of {DF_METHODS}, got {df!r}")
+def _prepare(design: TrialDesign, overrides: dict, random_slopes, engine) -> tuple[TrialDesign, dict]:
+    if not isinstance(design, TrialDesign):
+        raise ParameterError("design must be a TrialDesign")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        design = design.replace(**changes)
     if engine not in ENGINES:
         raise ParameterError(f"engine must be one of {ENGINES}, got {engine!r}")
-    target = design.arms[-1] if target is None else str(target)
-    reference = design.arms[0] if reference is None else str(reference)
-    for name, a in (("target", target), ("reference", reference)):
-        if a not in design.arms:
-            raise ParameterError(f"{name} arm {a!r} is not one of {list(design.arms)}")
-    if target == reference:
-        raise ParameterError("target and reference arms must differ")
-    if engine == "statsmodels" and test == "arm:week" and df != "wald":
+    if engine == "statsmodels" and design.test == "arm:week" and design.df != "wald":
         raise ParameterError("the statsmodels engine has no Satterthwaite df; use df='wald'")
     if random_slopes is None:
         random_slopes = len(design.weeks) > 2
     if random_slopes and len(design.weeks) < 3:
         raise ParameterError("a random slope needs at least three visits")
-    return dict(test=test, target=target, reference=reference, df=df,
-                random_slopes=bool(random_slopes), engine=engine)
+    return design, dict(test=design.test, target=design.target, reference=design.reference,
+                        df=design.df, random_slopes=bool(random_slopes), engine=engine)
 
 
-def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str | None = None,
-                   reference: str | None = None, df: str = "satterthwaite",
-                   alpha: float = 0.05, n_sim: int = 1000, seed: int = 0, n_jobs: int = -1,
-                   client=None, chunk_size: int = 50, random_slopes: bool | None = None,
-                   engine: str = "hipstats", ci_method: str = "clopper-pearson",
-                   ci_level: float = 0.95) -> PowerResult:
+def _check_run(n_sim, ci_method, confidence, max_failed_share):
+    if int(n_sim) < 1:
+        raise ParameterError("n_sim must be at least 1")
+    if ci_method not in ("clopper-pearson", "wilson"):
+        raise ParameterError("ci_method must be 'clopper-pearson' or 'wilson'")
+    if not 0 < confidence < 1:
+        raise ParameterError(f"confidence must be in (0, 1), got {confidence}")
+    if not 0 <= max_failed_share < 1:
+        raise ParameterError(f"max_failed_share must be in [0, 1), got {max_failed_share}")
+
+
+def simulate_power(design: TrialDesign, *, test: str | None = None, target: str | None = None,
+                   reference: str | None = None, df: str | None = None,
+                   alpha: float | None = None, n_sim: int = 1000, seed: int = 0,
+                   n_jobs: int = -1, client=None, chunk_size: int = 50,
+                   random_slopes: bool | None = None, engine: str = "hipstats",
+                   ci_method: str = "clopper-pearson", confidence: float = 0.95,
+                   max_failed_share: float = MAX_FAILED_SHARE,
+                   progress: bool | None = None) -> PowerResult:
     """Power of a trial design by simulation: draw, fit, test, repeat.
 
-    Each replicate draws one trial from ``design`` (see :class:`TrialDesign`), fits the
-    analysis model and tests the contrast of ``target`` vs ``reference`` at level ``alpha``;
-    power is the share of replicates with p < alpha, with a binomial Monte Carlo CI.
+    Each simulated trial is drawn from ``design`` (see :class:`TrialDesign`), analysed, and
+    the contrast of the design's ``target`` vs ``reference`` arm is tested at level
+    ``alpha``; power is the share of significant trials, with a binomial Monte Carlo CI.
+    ``test``, ``target``, ``reference``, ``df`` and ``alpha`` default to the design's (they
+    are part of the design, so every output can show them); passing them here changes the
+    design (their source becomes ``user``).
 
-    The tests (``test=``):
+    The tests (``design.test``):
 
     ``"arm:week"`` (default)
         Linear mixed model ``value ~ week * arm`` (REML, treatment coding, all arms, all
         observed visits, so dropouts contribute their early visits) with a random intercept
         and slope per participant (intercept only with ``random_slopes=False``; default: slope
         when there are three or more visits). The test is the difference in mean slope
-        (deg/week) between ``target`` and ``reference``, the ``week x arm`` coefficient,
+        (deg/week) between target and reference, the ``week x arm`` coefficient,
         :math:`t = \\hat\\beta / SE` with Satterthwaite df (``df="satterthwaite"``, as
         lmerTest) or a normal reference (``df="wald"``).
     ``"change"``
@@ -513,34 +634,33 @@ def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str |
     Parameters
     ----------
     design : TrialDesign
-    test : {"arm:week", "change", "ancova"}
-    target, reference : str, optional
-        Arms compared; default the last and first of ``design.arms``.
-    df : {"satterthwaite", "wald"}
-        Reference distribution of the mixed-model test.
-    alpha : float
-        Two-sided level.
+    test, target, reference, df, alpha : optional
+        Override the design's (see above).
     n_sim : int
-        Replicates.
+        Simulated trials.
     seed : int or numpy.random.SeedSequence
-        Root seed; replicate *r* uses child *r* of ``SeedSequence(seed).spawn(n_sim)``.
+        Root seed; trial *r* uses child *r* of ``SeedSequence(seed).spawn(n_sim)``.
     n_jobs : int
         joblib processes (loky); -1 all cores, 1 in this process.
     client : distributed.Client or str, optional
         Run on a Dask cluster (a client or a scheduler address such as
         ``"tcp://10.0.0.5:8786"``) instead of joblib.
     chunk_size : int
-        Replicates per task (amortises scheduling overhead); does not change results.
+        Trials per task (amortises scheduling overhead); does not change results.
     random_slopes : bool, optional
         Random slope in the analysis model (``"arm:week"`` only).
     engine : {"hipstats", "statsmodels"}
-        Mixed-model engine: :func:`hipstats.models.lmm.fit_lmm` or statsmodels MixedLM
-        (slow, Wald df only; for comparison). The hipstats engine fits each replicate's
-        design arrays directly (no formula parsing; the same optimiser, convergence check
-        and Satterthwaite df as ``fit_lmm``), starting the optimiser at the design's true
-        variance components; see ``benchmarks/results/power.md`` for replicates per second.
+        ``"hipstats"``: :class:`hipstats.power.reml.PatternModel`, REML from per-pattern
+        sufficient statistics shared across trials (checked against lme4/lmerTest);
+        ``"statsmodels"``: MixedLM per trial (slow, Wald df only; for comparison).
     ci_method : {"clopper-pearson", "wilson"}
-    ci_level : float
+    confidence : float
+        Level of the Monte Carlo CI.
+    max_failed_share : float
+        A result with more failed fits than this share is flagged.
+    progress : bool, optional
+        Progress bar (terminal) or line (notebook); default on when standard error is a
+        terminal or in a notebook, off in logs (:mod:`hipstats.power.progress`).
 
     Returns
     -------
@@ -548,9 +668,11 @@ def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str |
 
     Notes
     -----
-    Replicates whose fit fails (an exception or a non-finite SE) are excluded from the power
-    and counted in ``n_failed``; a warning is issued when any fail. Fits that converge with a
-    warning are kept and counted in ``n_warned``.
+    Nothing is left out silently (:data:`ACCOUNTING_RULE`): failed fits count as not
+    significant and are counted (``n_failed``); fits that did not converge or are singular
+    keep their p-value and are counted (``n_not_converged``, ``n_singular``);
+    ``power_fitted`` is the power among fits that did not fail. A warning is issued and the
+    result is flagged when more than ``max_failed_share`` failed.
 
     References
     ----------
@@ -568,22 +690,16 @@ def simulate_power(design: TrialDesign, *, test: str = "arm:week", target: str |
     >>> res.n_sim, res.n_failed
     (100, 0)
     """
-    if not isinstance(design, TrialDesign):
-        raise ParameterError("design must be a TrialDesign")
-    opts = _options(design, test, target, reference, df, random_slopes, engine)
-    if int(n_sim) < 1:
-        raise ParameterError("n_sim must be at least 1")
-    if not 0 < alpha < 1:
-        raise ParameterError(f"alpha must be in (0, 1), got {alpha}")
-    if ci_method not in ("clopper-pearson", "wilson"):
-        raise ParameterError("ci_method must be 'clopper-pearson' or 'wilson'")
+    design, opts = _prepare(design, dict(test=test, target=target, reference=reference, df=df,
+                                         alpha=alpha), random_slopes, engine)
+    _check_run(n_sim, ci_method, confidence, max_failed_share)
     t0 = time.perf_counter()
     arr, backend = run_replicates(design, opts, n_sim=int(n_sim), seed=seed,
-                                       n_jobs=_resolve_jobs(n_jobs), client=client,
-                                       chunk_size=max(1, int(chunk_size)))
-    elapsed = time.perf_counter() - t0
-    return _make_result(arr, design, opts, alpha=alpha, seed=seed, backend=backend,
-                        elapsed=elapsed, ci_method=ci_method, ci_level=ci_level)
+                                  n_jobs=_resolve_jobs(n_jobs), client=client,
+                                  chunk_size=max(1, int(chunk_size)), progress=progress)
+    return _make_result(arr, design, opts, seed=seed, backend=backend,
+                        elapsed=time.perf_counter() - t0, ci_method=ci_method,
+                        confidence=confidence, max_failed_share=max_failed_share)
 
 
 def _seed_label(seed):
@@ -592,39 +708,61 @@ def _seed_label(seed):
     return seed
 
 
-def _make_result(arr, design, opts, *, alpha, seed, backend, elapsed, ci_method, ci_level
-                 ) -> PowerResult:
+def _make_result(arr, design, opts, *, seed, backend, elapsed, ci_method, confidence,
+                 max_failed_share, warn=True) -> PowerResult:
     reps = pd.DataFrame(arr, columns=list(REPLICATE_COLUMNS))
-    reps["status"] = reps["status"].astype(int)
-    ok = reps["status"] < FAILED
-    reps["rejected"] = ok & (reps["p_value"] < alpha)
+    for c in ("converged", "singular", "failed"):
+        reps[c] = reps[c].astype(bool)
+    reps["rejected"] = ~reps["failed"] & (reps["p_value"] < design.alpha)
     reps.insert(0, "replicate", np.arange(len(reps)))
-    n_ok, n_rej = int(ok.sum()), int(reps["rejected"].sum())
-    n_failed = len(reps) - n_ok
-    if n_failed:
-        warnings.warn(f"{n_failed} of {len(reps)} replicate fits failed and were excluded "
-                      "from the power estimate", RuntimeWarning, stacklevel=3)
-    if n_ok == 0:
-        raise AnalysisError("every replicate fit failed; the design cannot support the test "
-                            f"{opts['test']!r} (check n_per_arm, visits and dropout)")
-    lo, hi = _binomial_ci(n_rej, n_ok, ci_level, ci_method)
+    n_fit = int((~reps["failed"]).sum())
+    n_rej = int(reps["rejected"].sum())
+    n_failed = len(reps) - n_fit
+    if n_fit == 0:
+        raise AnalysisError("every simulated trial failed to fit; the design cannot support the "
+                            f"test {design.test!r} (check n_per_arm, visits and dropout)")
+    if warn and n_failed > max_failed_share * len(reps):
+        warnings.warn(f"{n_failed} of {len(reps)} simulated trials could not be analysed "
+                      f"(more than {max_failed_share:.0%}); they count as not significant",
+                      RuntimeWarning, stacklevel=3)
+    lo, hi = _binomial_ci(n_rej, len(reps), confidence, ci_method)
+    fitted = reps[~reps["failed"]]
     return PowerResult(
-        power=n_rej / n_ok, ci_low=lo, ci_high=hi, ci_method=ci_method, ci_level=ci_level,
-        n_sim=len(reps), n_failed=n_failed, n_warned=int((reps["status"] == WARNED).sum()),
-        n_rejected=n_rej, alpha=alpha, test=opts["test"],
-        df=opts["df"] if opts["test"] == "arm:week" else "residual", target=opts["target"],
-        reference=opts["reference"],
-        true_effect=design.true_contrast(opts["test"], opts["target"], opts["reference"]),
-        seed=_seed_label(seed), backend=backend, elapsed_s=elapsed,
-        design=design, replicates=reps)
+        power=n_rej / len(reps), ci_low=lo, ci_high=hi, power_fitted=n_rej / n_fit,
+        ci_method=ci_method, confidence=confidence, n_sim=len(reps), n_failed=n_failed,
+        n_not_converged=int((~fitted["converged"]).sum()),
+        n_singular=int(fitted["singular"].sum()), n_rejected=n_rej,
+        max_failed_share=max_failed_share, alpha=design.alpha, test=design.test,
+        df=design.df if design.test == "arm:week" else "residual", target=design.target,
+        reference=design.reference,
+        true_effect=design.true_contrast(design.test, design.target, design.reference),
+        seed=_seed_label(seed), backend=backend, elapsed_s=elapsed, design=design,
+        replicates=reps, engine=opts["engine"])
 
 
-def power_curve(design: TrialDesign, n_per_arm: Sequence[int], **kwargs) -> pd.DataFrame:
+def curve_row(res: PowerResult) -> dict:
+    """One power-curve row (the columns of :func:`power_curve`) from a result."""
+    return {"n_per_arm": int(max(res.design.n_per_arm.values())), "n_total": res.design.n_total,
+            "power": res.power, "power_ci_low": res.ci_low, "power_ci_high": res.ci_high,
+            "power_se": res.mc_se, "power_fitted": res.power_fitted, "n_sim": res.n_sim,
+            "n_failed": res.n_failed, "n_not_converged": res.n_not_converged,
+            "n_singular": res.n_singular, "flagged": res.flagged,
+            "true_effect": res.true_effect, "test": res.test, "target": res.target,
+            "reference": res.reference, "alpha": res.alpha}
+
+
+def power_curve(design: TrialDesign, n_per_arm: Sequence[int], *, n_sim: int = 1000,
+                seed: int = 0, n_jobs: int = -1, client=None, chunk_size: int = 50,
+                random_slopes: bool | None = None, engine: str = "hipstats",
+                ci_method: str = "clopper-pearson", confidence: float = 0.95,
+                max_failed_share: float = MAX_FAILED_SHARE, progress: bool | None = None,
+                return_results: bool = False, **overrides):
     """Simulated power along participants per arm.
 
-    Runs :func:`simulate_power` once per value of ``n_per_arm`` (the same number in every
-    arm), with independent seeds spawned from ``seed`` (point *i* uses child *i* of
-    ``SeedSequence(seed).spawn(len(n_per_arm))``).
+    Point *i* (the same number in every arm) uses child *i* of
+    ``SeedSequence(seed).spawn(len(n_per_arm))``, so it equals
+    ``simulate_power(design.with_n(n), seed=child)``. All points' trials run in one pool of
+    workers (one progress bar for the whole curve).
 
     Parameters
     ----------
@@ -632,16 +770,22 @@ def power_curve(design: TrialDesign, n_per_arm: Sequence[int], **kwargs) -> pd.D
         Everything but the size.
     n_per_arm : sequence of int
         Participants enrolled per arm at each point.
-    **kwargs
-        Passed on to :func:`simulate_power` (test, target, reference, alpha, n_sim, seed,
-        n_jobs, client, ...).
+    n_sim, seed, n_jobs, client, chunk_size, random_slopes, engine, ci_method, confidence,
+    max_failed_share, progress
+        As in :func:`simulate_power`.
+    return_results : bool
+        Also return the :class:`PowerResult` of every point.
+    **overrides
+        ``test``, ``target``, ``reference``, ``df``, ``alpha``: change the design.
 
     Returns
     -------
     DataFrame
-        One row per point: n_per_arm, n_total, power, ci_low, ci_high, mc_se, n_sim,
-        n_failed, true_effect, test, target, reference, alpha. Draw it with
-        :func:`power_curve_plot`.
+        One row per point: n_per_arm, n_total, power, power_ci_low, power_ci_high, power_se,
+        power_fitted, n_sim, n_failed, n_not_converged, n_singular, flagged, true_effect,
+        test, target, reference, alpha; ``attrs["design_table"]`` holds the design assumed
+        and ``attrs["notes"]`` the counting rule and any flags. With ``return_results``, the
+        pair (frame, list of PowerResult).
 
     Examples
     --------
@@ -649,21 +793,42 @@ def power_curve(design: TrialDesign, n_per_arm: Sequence[int], **kwargs) -> pd.D
     >>> d = TrialDesign(arms=("control", "loading"), weeks=(0, 12),
     ...                 effects={"control": 0, "loading": 5}, sd_slope=0, sd_residual=6)
     >>> curve = power_curve(d, [10, 40], test="change", n_sim=100, n_jobs=1)
-    >>> list(curve["n_per_arm"])
-    [10, 40]
+    >>> list(curve["n_per_arm"]), bool(curve["flagged"].any())
+    ([10, 40], False)
     """
+    unknown = set(overrides) - {"test", "target", "reference", "df", "alpha"}
+    if unknown:
+        raise ParameterError(f"unknown arguments: {sorted(unknown)}")
     ns = [int(n) for n in n_per_arm]
     if not ns:
         raise ParameterError("n_per_arm must list at least one size")
-    seed = kwargs.pop("seed", 0)
+    design, opts = _prepare(design, overrides, random_slopes, engine)
+    _check_run(n_sim, ci_method, confidence, max_failed_share)
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    rows = []
-    for n, child in zip(ns, root.spawn(len(ns))):
-        res = simulate_power(design.with_n(n), seed=child, **kwargs)
-        rows.append({"n_per_arm": n, "n_total": res.design.n_total, "power": res.power,
-                     "ci_low": res.ci_low, "ci_high": res.ci_high, "mc_se": res.mc_se,
-                     "n_sim": res.n_sim, "n_failed": res.n_failed,
-                     "true_effect": res.true_effect, "test": res.test, "target": res.target,
-                     "reference": res.reference, "alpha": res.alpha})
-    return pd.DataFrame(rows)
-
+    children = root.spawn(len(ns))
+    designs = [design.with_n(n) for n in ns]
+    tasks, owner = [], []
+    for i, (d, child) in enumerate(zip(designs, children)):
+        for c in chunk_seeds(child, int(n_sim), max(1, int(chunk_size))):
+            tasks.append((d, opts, c))
+            owner.append(i)
+    t0 = time.perf_counter()
+    parts, backend = run_tasks(tasks, n_jobs=_resolve_jobs(n_jobs), client=client,
+                               progress=progress,
+                               description=f"simulating {len(ns)} designs x {n_sim:,} trials")
+    elapsed = time.perf_counter() - t0
+    results = []
+    for i, (d, child) in enumerate(zip(designs, children)):
+        arr = np.vstack([p for p, o in zip(parts, owner) if o == i])
+        results.append(_make_result(arr, d, opts, seed=child, backend=backend,
+                                    elapsed=elapsed / len(ns), ci_method=ci_method,
+                                    confidence=confidence, max_failed_share=max_failed_share))
+    frame = pd.DataFrame([curve_row(r) for r in results])
+    table = design.design_table()
+    table.loc[table["quantity"] == "Participants per arm (enrolled)", ["value", "source"]] = (
+        ", ".join(str(n) for n in ns) + " (the curve's points)", "user")
+    frame.attrs["design_table"] = table
+    frame.attrs["notes"] = ([ACCOUNTING_RULE.format(share=max_failed_share)]
+                            + [f"n = {r.design.n_total // len(r.design.arms)} per arm: {r.flag_text}"
+                               for r in results if r.flagged])
+    return (frame, results) if return_results else frame

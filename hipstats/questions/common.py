@@ -66,6 +66,8 @@ def note_rows(notes: Mapping[str, str]) -> list[str]:
 # Dose-response
 # ----------------------------------------------------------------------------------------
 def ols_table(df: pd.DataFrame, formula: str, alpha: float, rename: dict[str, str]):
+    """OLS of ``formula`` on ``df`` (statsmodels) as a tidy coefficient table at level
+    ``1 - alpha``, with the terms renamed by ``rename``."""
     import statsmodels.formula.api as smf  # noqa: PLC0415
 
     fit = smf.ols(formula, df).fit()

@@ -33,14 +33,19 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hipstats.errors import AnalysisError, ConvergenceWarning
-from hipstats.cohort.views import faults_list, need_arm, prepare_sessions, prepared_source
-from hipstats.questions.common import adjusted_ols, estimate_or_note, note_rows
-from hipstats.stats.rates import pooled_rate
-from hipstats.cohort.views import arm_table, participant_change
-from hipstats.questions.common import Result
-from hipstats.stats.inference import wald
+from hipstats.cohort.views import (
+    arm_table,
+    faults_list,
+    need_arm,
+    participant_change,
+    prepare_sessions,
+    prepared_source,
+)
 from hipstats.data.schema import FAULTS
+from hipstats.errors import AnalysisError, ConvergenceWarning
+from hipstats.questions.common import Result, adjusted_ols, estimate_or_note, note_rows
+from hipstats.stats.inference import wald
+from hipstats.stats.rates import pooled_rate
 
 __all__ = ["fault_rates", "fault_trend", "fault_outcome_association", "faults_analysis",
            "FaultsResult"]

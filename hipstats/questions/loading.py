@@ -7,7 +7,7 @@ From the training log (the ``sessions`` table: one row per exercise per session)
 * :func:`progression_slopes` — each participant's load progression (OLS slope of load on
   week per exercise, with CI) and per-arm summaries;
 * :func:`adherence` — completed / prescribed, per participant (Wilson CIs) and arm
-  (participant-cluster CIs, :func:`pooled_rate`);
+  (participant-cluster CIs, :func:`hipstats.stats.rates.pooled_rate`);
 * :func:`progression_compliance` — the rule "progress the load only after a session with
   solid form; pain at or above a threshold means stop" as a table of every load increase that
   followed a session with faults or pain, with rates per participant and arm;
@@ -41,15 +41,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hipstats.cohort.views import arm_table, need_arm, participant_change, prepare_sessions, prepared_source
 from hipstats.errors import AnalysisError
-from hipstats.cohort.views import arm_table, participant_change
-from hipstats.questions.common import Result
+from hipstats.questions.common import Result, adjusted_ols, estimate_or_note, note_rows
 from hipstats.stats.inference import mean_ci
 from hipstats.stats.rates import pooled_rate, with_rate
-from hipstats.questions.common import adjusted_ols, estimate_or_note, note_rows
-from hipstats.cohort.views import need_arm, prepare_sessions, prepared_source
 
-__all__ = ['COMPLIANCE_STATUS', 'volume_load', 'progression_slopes', 'adherence', 'progression_compliance', 'pain_flags', 'dose_response', 'loading_analysis', 'ComplianceResult', 'LoadingResult']
+__all__ = [
+    "COMPLIANCE_STATUS", "volume_load", "progression_slopes", "adherence", "progression_compliance",
+    "pain_flags", "dose_response", "loading_analysis", "ComplianceResult", "LoadingResult"
+]
 
 
 #: Status labels of a participant-week in the compliance grid (heat map), in display order.

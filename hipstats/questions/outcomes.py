@@ -58,9 +58,9 @@ import pandas as pd
 
 from hipstats.errors import AnalysisError
 from hipstats.models.ancova import AncovaResult, ancova
-from hipstats.stats.effect_sizes import hedges_g
 from hipstats.models.emmeans import EMMResult, contrasts, emmeans
 from hipstats.models.responders import ResponderResult, responders
+from hipstats.stats.effect_sizes import hedges_g
 
 __all__ = ["H2Result", "h2_analysis"]
 

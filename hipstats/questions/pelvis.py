@@ -5,16 +5,19 @@ Three complementary analyses, each one function returning a tidy DataFrame, and 
 
 * :func:`paired_pelvis_difference` — IR measured with a *neutral-pelvis setup* against IR in
   the participant's *own posture* ("free"), paired within participant, per side and pooled.
-* :func:`rm_corr` and :func:`within_between` — the association of standing pelvic tilt with
-  IR split into its within-participant part (does IR change when *this* person's tilt
-  changes?) and its between-participant part (do people with more tilt have less IR?).
+* :func:`~hipstats.stats.correlation.rm_corr` and
+  :func:`~hipstats.stats.correlation.within_between` (generic, in :mod:`hipstats.stats`) — the
+  association of standing pelvic tilt with IR split into its within-participant part (does IR
+  change when *this* person's tilt changes?) and its between-participant part (do people with
+  more tilt have less IR?).
   "Tilt masks rotation" is a within-participant claim; a pooled correlation mixes both levels.
 * :func:`ir_by_tilt_class` — IR by posterior / neutral / anterior standing tilt class
-  (:func:`tilt_class`, cut points :data:`hipstats.data.schema.DEFAULT_TILT_CUTS`).
+  (:func:`~hipstats.cohort.views.tilt_class`, cut points
+  :data:`hipstats.data.schema.DEFAULT_TILT_CUTS`).
 
-All functions take either a :class:`hipstats.cohort.Cohort` (anything with a
-``measurements`` table), a long ``measurements`` DataFrame (data contract columns) or, for
-the generic statistics, any DataFrame plus column names.
+The functions here take either a :class:`hipstats.cohort.Cohort` (anything with a
+``measurements`` table) or a long ``measurements`` DataFrame (data contract columns); the
+generic statistics take any DataFrame plus column names.
 
 Examples
 --------
@@ -34,14 +37,13 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from hipstats.cohort.views import cohort_table, primary_rater, select_visits, tilt_class, visit_values
-from hipstats.errors import AnalysisError
-from hipstats.questions.common import Result
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
+from hipstats.errors import AnalysisError, check_columns
+from hipstats.questions.common import Result
 from hipstats.stats.correlation import rm_corr, within_between
-from hipstats.errors import check_columns
 from hipstats.stats.inference import mean_ci, wald
 
-__all__ = ['pelvis_frame', 'paired_pelvis_difference', 'ir_by_tilt_class', 'pelvis_analysis', 'PelvisResult']
+__all__ = ["pelvis_frame", "paired_pelvis_difference", "ir_by_tilt_class", "pelvis_analysis", "PelvisResult"]
 
 
 # ----------------------------------------------------------------------------------------

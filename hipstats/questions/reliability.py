@@ -25,7 +25,7 @@ from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, cluster_bootstrap_icc, i
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 from hipstats.stats.kappa import cohen_kappa
 
-__all__ = ['reliability_summary']
+__all__ = ["reliability_summary"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     primary_rater : str or None
         Rater whose baseline and retest readings are compared (None: the most frequent rater).
     nan_policy : {"omit", "model", "raise"}
-        Passed to :func:`icc` (default: drop targets without a complete set of readings).
+        Passed to :func:`~hipstats.stats.icc.icc` (default: drop targets without a complete set of readings).
     tilt_cuts : pair of float, optional
         Cut points of the posterior / neutral / anterior tilt classes used for the tilt-class
         kappa (default ``hipstats.data.schema.DEFAULT_TILT_CUTS``).

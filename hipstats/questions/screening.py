@@ -23,10 +23,25 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.stats.accuracy import accuracy_table, check_confidence_level, check_direction, positive, require_both_classes, warn_cutoff_range
-from hipstats.stats.roc import ROCResult, auc_unpaired_test, clustered_accuracy_ci, obuchowski_var, oriented, roc_core, youden_core
+from hipstats.stats.accuracy import (
+    accuracy_table,
+    check_direction,
+    positive,
+    require_both_classes,
+    warn_cutoff_range,
+)
+from hipstats.stats.inference import check_confidence
+from hipstats.stats.roc import (
+    auc_unpaired_test,
+    clustered_accuracy_ci,
+    obuchowski_var,
+    oriented,
+    roc_core,
+    ROCResult,
+    youden_core,
+)
 
-__all__ = ['reference_condition', 'screening_analysis', 'ScreeningResult']
+__all__ = ["reference_condition", "screening_analysis", "ScreeningResult"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,8 +374,9 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
 
     Notes
     -----
-    Each group ("all", then the tilt classes) gets :func:`diagnostic_accuracy` at the cutoff,
-    :func:`roc` with the DeLong CI and :func:`youden_cutoff`. A group that cannot be analysed
+    Each group ("all", then the tilt classes) gets
+    :func:`~hipstats.stats.accuracy.diagnostic_accuracy` at the cutoff, :func:`~hipstats.stats.roc.roc`
+    with the DeLong CI and :func:`~hipstats.stats.roc.youden_cutoff`. A group that cannot be analysed
     (no participants, or no one with / without a deficit) keeps a row with NaN estimates and a
     note, and a warning is given; the overall group must be analysable, else AnalysisError.
     AUCs of independent tilt classes are compared with the neutral class by DeLong's unpaired
@@ -376,7 +392,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     """
     from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
 
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     check_direction(direction, allow_auto=False)
     if ci not in ("wilson", "exact"):
         raise AnalysisError(f"ci must be 'wilson' or 'exact', got {ci!r}")

@@ -182,11 +182,28 @@ def notebook_to_html(nb, *, title: str | None = None, failed: bool = False, bann
     exporter.register_preprocessor(remove, enabled=True)
     resources = {"hipstats_css": report_css(), "hipstats_failed": failed, "hipstats_banner": banner,
                  "metadata": {"name": title or _first_heading(nb) or "hipstats report"}}
+    nb = _without_stderr(nb)
     if title:
-        nb = nb.copy()
         nb.metadata["title"] = title
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return body
+
+
+def _without_stderr(nb):
+    """A copy without the kernel's stderr text (warnings with source paths, log lines) and without the
+    manifest-only warning records: the page shows warnings as plain-language notes
+    (:mod:`hipstats.report.notes`); the executed notebook keeps everything."""
+    import copy  # noqa: PLC0415
+
+    from hipstats.report.notes import MIME_TYPE as NOTE_MIME  # noqa: PLC0415
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                            and not (o.get("data") and set(o["data"]) <= {NOTE_MIME})]
+    return nb
 
 
 def _first_heading(nb) -> str | None:

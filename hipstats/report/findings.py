@@ -112,6 +112,15 @@ class Finding:
     confidence : float
         Level of the CI (0.95 shows "95% CI"); :attr:`alpha` = 1 - confidence is the
         significance level the sentences use.
+    statistic : str
+        A test statistic shown instead of an estimate, with its df ("F(2, 147) = 0.29").
+    unit : str
+        Unit of the estimate ("deg", "ICC", "AUC"); findings with a unit and a CI go into the
+        index's forest plot, one panel per unit.
+    null : float or None
+        Value of no effect drawn as a reference line in the forest plot (0 for differences).
+    adjusted : str
+        Multiplicity adjustment of ``p`` ("Holm over 3 arm comparisons"); "" when unadjusted.
     """
 
     area: str
@@ -123,9 +132,13 @@ class Finding:
     sentence: str = ""
     digits: int = 2
     confidence: float = 0.95
+    statistic: str = ""
+    unit: str = ""
+    null: float | None = None
+    adjusted: str = ""
 
     def __post_init__(self):
-        for name in ("estimate", "ci_low", "ci_high", "p"):
+        for name in ("estimate", "ci_low", "ci_high", "p", "null"):
             object.__setattr__(self, name, _num(getattr(self, name)))
         conf = _num(self.confidence)
         if conf is None or not 0 < conf < 1:
@@ -153,11 +166,12 @@ class Finding:
     def _html(self) -> str:
         ci = format_ci(self.ci_low, self.ci_high, self.digits)
         p = format_p(self.p)
-        stats = [f"estimate {_fmt(self.estimate, self.digits)}"] if self.estimate is not None else []
+        stats = [self.statistic] if self.statistic else \
+            [f"estimate {_fmt(self.estimate, self.digits)}"] if self.estimate is not None else []
         if ci:
             stats.append(f"{self.ci_label} {ci}")
         if p:
-            stats.append(f"p {p}" if p.startswith("<") else f"p = {p}")
+            stats.append((f"p {p}" if p.startswith("<") else f"p = {p}") + (f" ({self.adjusted})" if self.adjusted else ""))
         return ('<div class="hipstats-finding" style="border-left:4px solid #2b6cb0;background:#f0f5fb;'
                 'padding:8px 12px;margin:8px 0">'
                 f'<div style="font-size:0.85em;color:#2b6cb0;font-weight:bold">Key finding ({html.escape(self.area)})'
@@ -180,7 +194,8 @@ class Finding:
 
 
 def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None, sentence: str = "",
-           *, digits: int = 2, confidence: float = 0.95, display: bool = True) -> Finding:
+           *, digits: int = 2, confidence: float = 0.95, display: bool = True, statistic: str = "",
+           unit: str = "", null=None, adjusted: str = "") -> Finding:
     """Record a key finding: show it in the notebook and hand it to the report index.
 
     Parameters
@@ -199,6 +214,8 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
         Level of the CI (shown as "95% CI"); pass the analysis result's confidence.
     display : bool
         Display the finding (default). False only builds the :class:`Finding`.
+    statistic, unit, null, adjusted
+        See :class:`Finding`.
 
     Returns
     -------
@@ -212,7 +229,8 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
     >>> f.estimate
     0.91
     """
-    f = Finding(area, question, estimate, ci_low, ci_high, p, sentence, digits, confidence)
+    f = Finding(area, question, estimate, ci_low, ci_high, p, sentence, digits, confidence, statistic, unit, null,
+                adjusted)
     if display:
         from IPython.display import display as _display  # noqa: PLC0415
 

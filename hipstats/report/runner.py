@@ -47,10 +47,12 @@ import pandas as pd
 from hipstats.errors import ParameterError, ReportError, ValidationError
 from hipstats.report import findings as _findings
 from hipstats.report import kernels as _kernels
+from hipstats.report import notes as _notes
 from hipstats.report import publish as _publish
 from hipstats.report.data import SNAPSHOT_ENV, SOURCE_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
+from hipstats.report.index import source_name
 from hipstats.report.pdf import require_browser, write_pdfs
 from hipstats.report.params import (
     NotebookInfo,
@@ -233,10 +235,12 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
             _kernels.stop_kernel(km)
     duration = time.perf_counter() - t0
     found: list[dict[str, Any]] = []
+    noted: list[dict[str, Any]] = []
     try:
         if out_nb.is_file():
             nb = nbformat.read(out_nb, as_version=4)
             found = [f.to_dict() for f in _findings.extract(nb)]
+            noted = _notes.extract(nb)
             page = notebook_to_html(nb, title=job["title"], failed=status != "ok", banner=job["banner"])
         else:
             page = _error_page(job["title"], error or "the notebook produced no output")
@@ -254,7 +258,7 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
         except OSError:
             pass  # disk full: the runner finds the page missing and does not publish the run
     return {"name": job["name"], "status": status, "duration_s": round(duration, 3), "error": error,
-            "findings": found, "export_s": round(time.perf_counter() - t0 - duration, 3)}
+            "findings": found, "warnings": noted, "export_s": round(time.perf_counter() - t0 - duration, 3)}
 
 
 def _error_page(title: str, message: str) -> str:
@@ -401,8 +405,10 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
     t_phase = time.perf_counter()
     needs_data = bool(src) and any("source" in n.parameters for n in selected)
     cohort = report = None
+    cohort_info: dict[str, Any] = {}
     if needs_data:
         cohort = load_cohort(src)  # raises ValidationError / SourceError
+        cohort_info = {"arms": [str(a) for a in cohort.arms], "n_participants": int(cohort.n_participants)}
         report = ValidationReport(mask_source(src), [])
         if as_of_s:
             restricted = cohort.as_of(as_of_s)  # ParameterError when there are no dates
@@ -428,7 +434,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         if cohort is not None:
             write_snapshot(snapshot, src, cohort, report, files)
         del cohort
-        banner = f"run {rid}" + (f" · data {mask_source(src)}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
+        banner = f"run {rid}" + (f" · data {source_name(mask_source(src))}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
         # longest first (durations of the previous run in this folder, else the notebooks' cost hints),
         # so that the slowest notebook does not start last and leave a core idle at the end
         previous = _previous_durations(out)
@@ -462,6 +468,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "source": mask_source(src),
             "as_of": as_of_s or None,
+            "cohort": cohort_info,
             "inputs": files,
             "data_fingerprint": fingerprint,
             "parameters": {"given": _public_params(given), "per_notebook": {r.name: r.parameters for r in results}},
@@ -473,7 +480,8 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "host": {"platform": sys.platform, "cpu_count": os.cpu_count()},
             "notebooks": [{"name": r.name, "title": r.title, "status": r.status, "duration_s": r.duration_s,
                            "error": r.error, "html": r.html, "notebook": r.notebook,
-                           "source_notebook": str(n.path), "findings": len(r.findings)}
+                           "source_notebook": str(n.path), "findings": len(r.findings),
+                           "warnings": raw[r.name].get("warnings", [])}
                           for r, n in zip(results, selected)],
         }
         from hipstats.report.index import write_index  # noqa: PLC0415

@@ -2,6 +2,11 @@
 values and likelihood ratios with confidence intervals, plus the shared score/condition checks
 of :mod:`hipstats.stats.roc`.
 
+References
+----------
+Simel DL, Samsa GP, Matchar DB (1991). Likelihood ratios with confidence: sample size estimation
+for diagnostic test studies. J Clin Epidemiol 44:763-770.
+
 Examples
 --------
 >>> import pandas as pd
@@ -23,8 +28,9 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.stats.inference import check_confidence
 
-__all__ = ['diagnostic_accuracy']
+__all__ = ["diagnostic_accuracy"]
 
 
 DIRECTIONS = ("<", "<=", ">", ">=")
@@ -92,6 +98,7 @@ def score_condition_arrays(data, score, condition, *, warn_missing: bool = True)
 
 
 def require_both_classes(y: np.ndarray, cname: str, what: str) -> None:
+    """Raise :class:`AnalysisError` unless the condition ``y`` has both cases and controls."""
     n_pos = int(y.sum())
     n = len(y)
     if n_pos == 0:
@@ -104,13 +111,9 @@ def require_both_classes(y: np.ndarray, cname: str, what: str) -> None:
             f"{what} needs both people with and without the condition")
 
 
-def check_confidence_level(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")
-    return float(confidence)
-
-
 def check_direction(direction: str, allow_auto: bool) -> None:
+    """Raise :class:`AnalysisError` unless ``direction`` is a test-positive rule of
+    :data:`DIRECTIONS` (or ``"auto"`` where ``allow_auto``)."""
     allowed = DIRECTIONS + (("auto",) if allow_auto else ())
     if direction not in allowed:
         raise AnalysisError(f"direction must be one of {allowed}, got {direction!r}")
@@ -163,6 +166,11 @@ def _lr_ci(tp, fp, fn, tn, confidence: float):
 
 
 def positive(x: np.ndarray, cutoff: float, direction: str) -> np.ndarray:
+    """Test-positive mask of scores ``x`` at ``cutoff`` under the rule ``direction``.
+
+    >>> positive(np.array([60.0, 70.0, 80.0]), 70.0, "<").tolist()
+    [True, False, False]
+    """
     return {"<": x < cutoff, "<=": x <= cutoff, ">": x > cutoff, ">=": x >= cutoff}[direction]
 
 
@@ -234,7 +242,7 @@ def diagnostic_accuracy(data: pd.DataFrame | None, score, condition, *, cutoff: 
     (0.75, 0.75)
     """
     check_direction(direction, allow_auto=False)
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     if ci not in ("wilson", "exact"):
         raise AnalysisError(f"ci must be 'wilson' or 'exact', got {ci!r}")
     x, y, sname, cname = score_condition_arrays(data, score, condition)
@@ -247,6 +255,7 @@ def diagnostic_accuracy(data: pd.DataFrame | None, score, condition, *, cutoff: 
 
 
 def warn_cutoff_range(x: np.ndarray, cutoff: float, sname: str) -> None:
+    """Warn when ``cutoff`` lies outside the observed range of the score ``x``."""
     lo, hi = float(np.min(x)), float(np.max(x))
     if cutoff < lo or cutoff > hi:
         warnings.warn(f"cutoff {cutoff:g} lies outside the observed range of {sname!r} "
@@ -254,6 +263,8 @@ def warn_cutoff_range(x: np.ndarray, cutoff: float, sname: str) -> None:
 
 
 def accuracy_table(tp: int, fp: int, fn: int, tn: int, *, ci: str, confidence: float) -> pd.DataFrame:
+    """The table of :func:`diagnostic_accuracy` from the four cells of the 2x2 table
+    (interval method ``ci`` for the proportions)."""
     n = tp + fp + fn + tn
     num = np.array([tp, tn, tp, tn, tp + tn, tp + fn], dtype=float)
     den = np.array([tp + fn, tn + fp, tp + fp, tn + fn, n, n], dtype=float)

@@ -44,7 +44,7 @@ from hipstats.errors import AnalysisError
 from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, IccFit, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 
-__all__ = ['sem', 'mdc', 'bland_altman', 'BlandAltmanResult']
+__all__ = ["sem", "mdc", "bland_altman", "BlandAltmanResult"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,12 +59,12 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
     r"""Standard error of measurement (SEM), in the unit of the ratings.
 
     Either from numbers (``sd`` and ``icc_value``: ``SEM = SD * sqrt(1 - ICC)``) or from data
-    (long format, as for :func:`icc`).
+    (long format, as for :func:`~hipstats.stats.icc.icc`).
 
     Parameters
     ----------
     data, targets, raters, ratings
-        As in :func:`icc`.
+        As in :func:`~hipstats.stats.icc.icc`.
     method : {"within", "agreement", "error", "icc"}
         ``"within"`` (default): ``sqrt(MSW)``, the within-target standard deviation of the
         one-way model (typical error; includes systematic rater/trial differences).
@@ -77,7 +77,7 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
     sd, icc_value : float, optional
         Give both (and no data) to apply ``SD * sqrt(1 - ICC)`` directly.
     nan_policy : str
-        As in :func:`icc`.
+        As in :func:`~hipstats.stats.icc.icc`.
 
     Returns
     -------
@@ -108,6 +108,8 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
 
 
 def sem_from_fit(fit: IccFit, method: str, form: str = "ICC(A,1)") -> float:
+    """Standard error of measurement from an :class:`~hipstats.stats.icc.IccFit` by
+    ``method`` (see :func:`sem`); ``form`` is the ICC form for ``method="icc"``."""
     vc = fit.variance_components
     if method == "within":
         return float(np.sqrt(vc["within"]))

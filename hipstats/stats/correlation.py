@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hipstats.errors import AnalysisError
-from hipstats.errors import check_columns
+from hipstats.errors import AnalysisError, check_columns
 from hipstats.stats.inference import wald
 
-__all__ = ['rm_corr', 'within_between']
+__all__ = ["rm_corr", "within_between"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -64,8 +63,10 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
 
     with :math:`df = N - k - 1` (N observations, k participants), p from
     :math:`t = r\\sqrt{df/(1-r^2)}` on df, and the CI by Fisher's z,
-    :math:`\\tanh(\\operatorname{atanh} r \\pm z_{1-\\alpha/2}/\\sqrt{df-3})` as in the R package
-    rmcorr (which calls ``psych::r.con(r, df)``). Participants with one observation carry no
+    :math:`\\tanh(\\operatorname{atanh} r \\pm z_{1-\\alpha/2}/\\sqrt{df-1})` as in the R package
+    rmcorr >= 0.5.4 (``psych::r.con(r, df + 2)``: Fisher's z with ``n = df + 2``; rmcorr before
+    0.5.4 used ``n = df``, an interval too wide by the factor ``sqrt((df - 1) / (df - 3))``).
+    Participants with one observation carry no
     within-participant information and are left out (counted in ``n_excluded``).
 
     Parameters
@@ -116,7 +117,7 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
         t = r * np.sqrt(dof / (1 - r * r)) if abs(r) < 1 else np.sign(r) * np.inf
     p = float(2 * stats.t.sf(abs(t), dof))
     z, crit = np.arctanh(np.clip(r, -0.999999999, 0.999999999)), stats.norm.ppf(1 - alpha / 2)
-    half = crit / np.sqrt(dof - 3)
+    half = crit / np.sqrt(dof - 1)          # Fisher's z with n = df + 2 (rmcorr >= 0.5.4)
     return pd.DataFrame([{"r": r, "df": dof, "p": p, "ci_low": float(np.tanh(z - half)),
                           "ci_high": float(np.tanh(z + half)), "slope": float(sxy / sxx),
                           "n_obs": n, "n_subjects": k, "n_excluded": len(single)}])

@@ -1,19 +1,12 @@
-"""Measurement reliability and agreement: ICC, SEM, MDC, Bland-Altman and kappa.
+"""Intraclass correlation: how much of the spread of readings is between targets.
 
 Before a change of a few degrees in hip internal rotation can be believed, one must know how
-much a reading moves between trials, sessions and raters. This module answers that on the
-cohort's own long-format data:
-
-* :func:`icc` -- all six intraclass correlation forms of McGraw and Wong (1996) with
-  confidence intervals and F tests against a null value ``r0``; balanced data by two-way
-  ANOVA, unbalanced data (missing ratings) by REML variance components (``nan_policy="model"``).
-* :func:`sem` and :func:`mdc` -- standard error of measurement and minimal detectable change.
-* :func:`reliability_summary` -- one call for a cohort: n, ICC with CI, SEM and MDC95 per
-  measure and design (trial-to-trial, session-to-session, rater-to-rater).
-* :func:`bland_altman` -- limits of agreement (Bland and Altman 1986, 1999), with CIs, the
-  proportional-bias regression and the repeated-measures limits of Bland and Altman (2007).
-* :func:`cohen_kappa` (unweighted, linear, quadratic; Fleiss, Cohen and Everitt 1969 standard
-  errors) and :func:`fleiss_kappa` (several raters) for the ordinal ASLR scores and tilt classes.
+much a reading moves between trials, sessions and raters. :func:`icc` gives all six
+intraclass correlation forms of McGraw and Wong (1996) with confidence intervals and F tests
+against a null value ``r0``; balanced data by two-way ANOVA, unbalanced data (missing ratings)
+by REML variance components (``nan_policy="model"``). SEM, MDC and Bland-Altman limits are in
+:mod:`hipstats.stats.agreement`, kappa in :mod:`hipstats.stats.kappa`, and the cohort's
+one-call summary in :mod:`hipstats.questions.reliability`.
 
 Data are long: one row per reading, with columns naming the target (what is measured, e.g. a
 participant's side at a visit), the rater (or trial, or session: whatever is compared) and the
@@ -27,20 +20,6 @@ Shrout PE, Fleiss JL (1979). Intraclass correlations: uses in assessing rater re
 Psychological Bulletin 86:420-428.
 McGraw KO, Wong SP (1996). Forming inferences about some intraclass correlation
 coefficients. Psychological Methods 1:30-46 (and correction, 1:390).
-Bland JM, Altman DG (1986). Statistical methods for assessing agreement between two methods
-of clinical measurement. Lancet i:307-310.
-Bland JM, Altman DG (1999). Measuring agreement in method comparison studies. Statistical
-Methods in Medical Research 8:135-160.
-Bland JM, Altman DG (2007). Agreement between methods of measurement with multiple
-observations per individual. Journal of Biopharmaceutical Statistics 17:571-582.
-Carkeet A (2015). Exact parametric confidence intervals for Bland-Altman limits of agreement.
-Optometry and Vision Science 92:e71-e80.
-Fleiss JL, Cohen J, Everitt BS (1969). Large sample standard errors of kappa and weighted
-kappa. Psychological Bulletin 72:323-327.
-Fleiss JL (1971). Measuring nominal scale agreement among many raters. Psychological
-Bulletin 76:378-382.
-Weir JP (2005). Quantifying test-retest reliability using the intraclass correlation
-coefficient and the SEM. J Strength Cond Res 19:231-240.
 
 Examples
 --------
@@ -66,7 +45,7 @@ from scipy import optimize, stats
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.stats.inference import as_list, check_confidence, require_columns
 
-__all__ = ['icc']
+__all__ = ["icc"]
 
 
 #: Order and naming of the six ICC forms: McGraw & Wong name, Shrout & Fleiss name, description.
@@ -283,6 +262,9 @@ def _reml_crossed(y: np.ndarray, target: np.ndarray, rater: np.ndarray | None = 
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class IccFit:
+    """One ICC fit: the six-form table, mean squares, variance components and design sizes;
+    :func:`icc` shows the table, :func:`hipstats.stats.agreement.sem` reads the components."""
+
     table: pd.DataFrame
     mean_squares: dict[str, float]
     variance_components: dict[str, float]
@@ -329,6 +311,8 @@ def _cell_means(data, targets, raters, ratings, what):
 
 def icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="raise", r0=0.0,
              what="icc") -> IccFit:
+    """Fit the ICC forms of ``ratings`` (targets x raters) and return the :class:`IccFit`;
+    :func:`icc` is this fit's table. Arguments as :func:`icc`."""
     confidence = check_confidence(confidence)
     if nan_policy not in _NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")

@@ -23,10 +23,20 @@ from hipstats.errors import AnalysisError
 # small validation helpers
 # ---------------------------------------------------------------------------------------------
 def as_list(cols: str | Sequence[str]) -> list[str]:
+    """One column name or several, as a list.
+
+    >>> as_list("rater"), as_list(["participant_id", "side"])
+    (['rater'], ['participant_id', 'side'])
+    """
     return [cols] if isinstance(cols, str) else list(cols)
 
 
 def require_columns(data: pd.DataFrame, cols: Sequence[str], what: str) -> None:
+    """Raise :class:`TypeError` unless ``data`` is a DataFrame and :class:`AnalysisError`
+    naming the missing columns and those available unless it has all of ``cols``.
+
+    >>> require_columns(pd.DataFrame({"a": [1]}), ["a"], "icc")
+    """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"{what}: data must be a pandas DataFrame, got {type(data).__name__}")
     missing = [c for c in cols if c not in data.columns]
@@ -37,17 +47,35 @@ def require_columns(data: pd.DataFrame, cols: Sequence[str], what: str) -> None:
 
 
 def check_confidence(confidence: float) -> float:
+    """``confidence`` as a float, or :class:`AnalysisError` (a ValueError) unless 0 < it < 1.
+
+    >>> check_confidence(0.9)
+    0.9
+    """
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+        raise AnalysisError(f"confidence must be between 0 and 1, got {confidence!r}")
     return float(confidence)
 
 
 def z_critical(confidence: float) -> float:
+    """Two-sided standard-normal critical value for a ``confidence`` interval.
+
+    >>> round(z_critical(0.95), 3)
+    1.96
+    """
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
 def wald(est, se, alpha: float, df: float | None = None):
-    """CI and two-sided p for estimate/SE (normal, or t with ``df``)."""
+    """Wald interval and two-sided test of ``est`` with standard error ``se``.
+
+    Returns ``(ci_low, ci_high, statistic, p_value)`` at level ``1 - alpha``, from the normal
+    distribution or, with ``df``, from Student's t.
+
+    >>> lo, hi, z, p = wald(2.0, 1.0, 0.05)
+    >>> round(float(lo), 3), round(float(hi), 3), round(float(p), 4)
+    (0.04, 3.96, 0.0455)
+    """
     est, se = np.asarray(est, float), np.asarray(se, float)
     dist = stats.norm if df is None else stats.t(df)
     crit = dist.ppf(1 - alpha / 2)
@@ -57,6 +85,13 @@ def wald(est, se, alpha: float, df: float | None = None):
 
 
 def mean_ci(v: np.ndarray, alpha: float) -> tuple[float, float, float]:
+    """Mean of the non-missing values and its t interval at level ``1 - alpha``
+    (NaN bounds with fewer than two values).
+
+    >>> m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0, np.nan]), 0.05)
+    >>> float(m), round(float(lo), 3), round(float(hi), 3)
+    (2.0, -0.484, 4.484)
+    """
     v = v[~np.isnan(v)]
     if v.size == 0:
         return np.nan, np.nan, np.nan

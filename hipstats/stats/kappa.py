@@ -28,7 +28,7 @@ from scipy import stats
 from hipstats.errors import AnalysisError
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 
-__all__ = ['cohen_kappa', 'fleiss_kappa']
+__all__ = ["cohen_kappa", "fleiss_kappa"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,12 +19,9 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-__all__ = ['pooled_rate']
+__all__ = ["pooled_rate"]
 
 
-# ----------------------------------------------------------------------------------------
-# Preparing the log
-# ----------------------------------------------------------------------------------------
 def wilson_interval(count, nobs, alpha: float):
     """Wilson score CI, vectorised; NaN where nobs is 0."""
     count, nobs = np.asarray(count, float), np.asarray(nobs, float)

@@ -1,17 +1,15 @@
-"""Screening accuracy of the ASLR for a hip internal-rotation deficit (study question H3).
+"""ROC analysis of a continuous score against a binary condition, as R's pROC.
 
-Does an active straight leg raise below a cutoff (70 degrees by default) flag limited hip
-internal rotation (IR)? Does anterior pelvic tilt skew the test? This module answers that with
-
-* :func:`diagnostic_accuracy` -- the 2x2 table at a cutoff: sensitivity, specificity, PPV, NPV,
-  likelihood ratios, accuracy and prevalence, each with a confidence interval;
-* :func:`roc` -- the empirical ROC curve and its AUC with DeLong's CI (as R's pROC), returned as a
+* :func:`roc` -- the empirical ROC curve and its AUC with DeLong's CI, returned as a
   :class:`ROCResult` that plots itself with a bootstrap band;
 * :func:`roc_test` -- DeLong's test for two correlated AUCs (two scores on the same people);
 * :func:`youden_cutoff` -- the Youden-optimal cutoff with stratified bootstrap CIs;
-* :func:`reference_condition` -- the reference standard (IR deficit) from an IR value;
-* :func:`screening_analysis` -- all of the above in one call on a :class:`~hipstats.cohort.Cohort`,
-  overall and by standing tilt class.
+* clustered data (both sides of a participant): Obuchowski's variance of the AUC and cluster
+  bootstrap intervals.
+
+The accuracy at one cutoff is :func:`hipstats.stats.accuracy.diagnostic_accuracy`; the study's
+H3 (does an ASLR below 70 degrees flag limited hip IR, overall and by standing tilt class?) is
+:func:`hipstats.questions.screening.screening_analysis`.
 
 Direction convention
 --------------------
@@ -28,11 +26,17 @@ DeLong ER, DeLong DM, Clarke-Pearson DL (1988). Comparing the areas under two or
 receiver operating characteristic curves: a nonparametric approach. Biometrics 44:837-845.
 Sun X, Xu W (2014). Fast implementation of DeLong's algorithm for comparing the areas under
 correlated receiver operating characteristic curves. IEEE Signal Process Lett 21:1389-1393.
-Simel DL, Samsa GP, Matchar DB (1991). Likelihood ratios with confidence: sample size estimation
-for diagnostic test studies. J Clin Epidemiol 44:763-770.
 Robin X et al. (2011). pROC: an open-source package for R and S+ to analyze and compare ROC
 curves. BMC Bioinformatics 12:77.
 Obuchowski NA (1997). Nonparametric analysis of clustered ROC curve data. Biometrics 53:567-578.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> from hipstats.stats.roc import roc
+>>> df = pd.DataFrame({"aslr": [55, 62, 68, 75, 80, 85, 66, 90], "deficit": [1, 1, 1, 0, 0, 0, 0, 0]})
+>>> round(roc(df, "aslr", "deficit").auc, 3)
+0.933
 """
 
 from __future__ import annotations
@@ -46,9 +50,10 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.stats.accuracy import check_confidence_level, positive, require_both_classes, score_condition_arrays
+from hipstats.stats.accuracy import positive, require_both_classes, score_condition_arrays
+from hipstats.stats.inference import check_confidence
 
-__all__ = ['roc', 'ROCResult', 'roc_test', 'youden_cutoff']
+__all__ = ["roc", "ROCResult", "roc_test", "youden_cutoff"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,6 +140,7 @@ def _delong_cov(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
 
 
 def oriented(x: np.ndarray, direction: str) -> np.ndarray:
+    """Scores oriented so that larger means test-positive (negated for the ``"<"`` rule)."""
     return -x if direction == "<" else x
 
 
@@ -242,7 +248,7 @@ class ROCResult:
         DataFrame
             ``specificity``, ``se_low``, ``se_median``, ``se_high``.
         """
-        conf = self.confidence if confidence is None else check_confidence_level(confidence)
+        conf = self.confidence if confidence is None else check_confidence(confidence)
         sp_targets = np.linspace(0, 1, 51) if specificities is None else np.asarray(specificities, float)
         if self._cluster is None:
             _, c, k = _stratified_boot(self._x, self._y, n_boot, seed)
@@ -288,6 +294,8 @@ class ROCResult:
 
 
 def roc_core(x, y, direction, confidence, sname, cname, cutoff=None) -> ROCResult:
+    """The :class:`ROCResult` of score ``x`` for condition ``y`` (arrays already checked), with
+    DeLong's CI; the work of :func:`roc` without its argument handling."""
     require_both_classes(y, cname, "a ROC curve")
     d = _resolve_direction(x, y, direction)
     u, cases, controls = _counts_by_value(x, y)
@@ -357,7 +365,7 @@ def roc(data: pd.DataFrame | None, score, condition, *, direction: str = "auto",
     >>> r.direction, round(r.auc, 4)
     ('<', 0.875)
     """
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     if direction not in ("auto", "<", ">"):
         raise AnalysisError(f"ROC direction must be 'auto', '<' or '>', got {direction!r}")
     x, y, sname, cname = score_condition_arrays(data, score, condition)
@@ -411,7 +419,7 @@ def roc_test(data: pd.DataFrame, score1: str, score2: str, condition: str, *, di
     >>> bool(res.loc[0, "p_value"] < 0.05)
     True
     """
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     if alternative not in ("two-sided", "greater", "less"):
         raise AnalysisError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
     cols = [score1, score2, condition]
@@ -544,12 +552,14 @@ def youden_cutoff(data: pd.DataFrame | None, score, condition, *, direction: str
     >>> float(res.loc["cutoff", "estimate"])
     77.5
     """
-    confidence = check_confidence_level(confidence)
+    confidence = check_confidence(confidence)
     x, y, sname, cname = score_condition_arrays(data, score, condition)
     return youden_core(x, y, direction, n_boot, seed, confidence, sname, cname)
 
 
 def youden_core(x, y, direction, n_boot, seed, confidence, sname, cname, cluster=None) -> pd.DataFrame:
+    """The table of :func:`youden_cutoff` from checked arrays: the Youden-optimal cutoff with
+    (stratified or, with ``cluster``, cluster) bootstrap percentile CIs."""
     require_both_classes(y, cname, "a Youden cutoff")
     d = _resolve_direction(x, y, direction)
     m, n = int(y.sum()), int((~y).sum())

@@ -21,9 +21,12 @@ import numpy as np
 import pandas as pd
 
 from hipstats.data import schema
-from hipstats.data.problems import ROW, Problem
+from hipstats.data.problems import Problem, ROW
 
-__all__ = ['RawTable', 'read_table_file', 'TABLE_NAMES', 'REQUIRED_TABLES', 'PARTICIPANT_COLUMNS', 'source_problem']
+__all__ = [
+    "RawTable", "read_table_file", "TABLE_NAMES", "REQUIRED_TABLES", "PARTICIPANT_COLUMNS",
+    "source_problem"
+]
 
 
 TABLE_NAMES = ("measurements", "participants", "sessions")
@@ -47,6 +50,8 @@ class RawTable:
 
 # --------------------------------------------------------------------------- files
 def source_problem(table, file, rule, message, row=None, column=None, value=None) -> Problem:
+    """A :class:`~hipstats.data.problems.Problem` found while reading (argument order of the
+    readers: table, file, rule, message, then where)."""
     return Problem(table, file, row, column, value, rule, message)
 
 

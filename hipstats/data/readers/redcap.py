@@ -21,7 +21,7 @@ from hipstats.data import schema
 from hipstats.data.problems import ROW
 from hipstats.data.readers.files import PARTICIPANT_COLUMNS, RawTable, source_problem
 
-__all__ = ['read_redcap', 'is_redcap']
+__all__ = ["read_redcap", "is_redcap"]
 
 
 # --------------------------------------------------------------------------- REDCap
@@ -36,6 +36,7 @@ _VISIT_FIELDS = {"visit_date", "rater", "device", "position", "pelvis", "week"}
 
 
 def is_redcap(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is a flat REDCap export (has ``record_id`` and ``redcap_event_name``)."""
     cols = {schema.normalise_column_name(c) for c in frame.columns}
     return {"record_id", "redcap_event_name"} <= cols
 

@@ -23,13 +23,23 @@ from pathlib import Path
 import pandas as pd
 
 from hipstats.data import schema
-from hipstats.data.problems import ROW, Problem
-from hipstats.data.readers.files import EXCEL_EXT, PARQUET_EXT, PARTICIPANT_COLUMNS, REQUIRED_TABLES, RawTable, TABLE_NAMES, TEXT_EXT, read_table_file, source_problem
+from hipstats.data.problems import Problem, ROW
+from hipstats.data.readers.files import (
+    EXCEL_EXT,
+    PARQUET_EXT,
+    PARTICIPANT_COLUMNS,
+    RawTable,
+    read_table_file,
+    REQUIRED_TABLES,
+    source_problem,
+    TABLE_NAMES,
+    TEXT_EXT,
+)
 from hipstats.data.readers.redcap import is_redcap, read_redcap
 from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
 from hipstats.errors import SourceError
 
-__all__ = ['read_source']
+__all__ = ["read_source"]
 
 
 SETTINGS_FILE = "hipstats.yaml"

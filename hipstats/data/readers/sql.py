@@ -21,7 +21,7 @@ from hipstats.data.problems import ROW
 from hipstats.data.readers.files import REQUIRED_TABLES, RawTable, TABLE_NAMES, source_problem
 from hipstats.errors import SourceError
 
-__all__ = ['is_sql_url', 'mask_url', 'read_sql']
+__all__ = ["is_sql_url", "mask_url", "read_sql"]
 
 
 def is_sql_url(source: Any) -> bool:
@@ -36,6 +36,8 @@ def mask_url(url: str) -> str:
 
 # --------------------------------------------------------------------------- SQL
 def read_sql(url: str, tables: dict | None) -> dict[str, RawTable]:
+    """Read the contract's tables from the database at ``url`` (``tables`` maps a table to
+    another name in the database) into raw tables with record numbers as rows."""
     import sqlalchemy as sa
 
     names = {t: t for t in TABLE_NAMES}
