@@ -26,6 +26,7 @@ from hipstats.errors import (
     HipstatsError,
     ParameterError,
     ReportError,
+    RunFailedError,
     SourceError,
     ValidationError,
 )
@@ -77,7 +78,7 @@ _LAZY: dict[str, str] = {
     # reports
     "run_reports": "hipstats.report", "list_notebooks": "hipstats.report",
 }
-_SUBMODULES = {"data", "cohort", "stats", "models", "power", "questions", "plots", "report", "cli"}
+_SUBMODULES = {"data", "cohort", "stats", "models", "power", "questions", "plots", "report", "cli", "notebooks"}
 
 
 def __getattr__(name: str):
@@ -98,6 +99,6 @@ def __dir__():
 
 __all__ = sorted([
     "AnalysisError", "Cohort", "HipstatsError", "ParameterError", "Problem", "ReportError",
-    "SimulationParameters", "SourceError", "ValidationError", "ValidationReport", "load_cohort", "schema",
+    "RunFailedError", "SimulationParameters", "SourceError", "ValidationError", "ValidationReport", "load_cohort", "schema",
     "simulate_cohort", "validate", *_LAZY,
 ])

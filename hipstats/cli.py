@@ -13,6 +13,8 @@ Commands
     List the notebooks with their parameters.
 ``hipstats power``
     Simulation power for a planned trial.
+``hipstats init DIR``
+    A starter report project: settings, notebooks to customise, a crontab line.
 
 Errors are printed as one clear message (no traceback) with a non-zero exit code:
 2 for bad input (data, parameters, usage), 1 for a failed run. Set
@@ -272,10 +274,11 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
 
 def _register_report_commands() -> None:
     """Attach the commands that live next to the report package."""
-    from hipstats.report.cli import notebooks_command, report_command
+    from hipstats.report.cli import init_command, notebooks_command, report_command
 
     cli.add_command(report_command, "report")
     cli.add_command(notebooks_command, "notebooks")
+    cli.add_command(init_command, "init")
 
 
 _register_report_commands()

@@ -25,6 +25,7 @@ __all__ = [
     "SingularFitWarning",
     "ParameterError",
     "ReportError",
+    "RunFailedError",
 ]
 
 
@@ -63,6 +64,21 @@ class ParameterError(HipstatsError, ValueError):
 
 class ReportError(HipstatsError):
     """Report generation failed as a whole (lock held, output not writable, ...)."""
+
+
+class RunFailedError(ReportError):
+    """Every notebook of a report run failed; ``latest`` was left where it was.
+
+    Attributes
+    ----------
+    run : hipstats.report.RunResult
+        The complete, indexed run (its folder shows each notebook's error).
+    """
+
+    def __init__(self, run):
+        self.run = run
+        super().__init__(f"every notebook of run {run.run_id} failed ({', '.join(run.failed)}); "
+                         f"'latest' still points at the previous run; the errors are in {run.index}")
 
 
 class ConvergenceWarning(UserWarning):

@@ -78,10 +78,43 @@ def test_index_marks_failures_and_links_every_report(failed_run):
     assert external_references(index) == []
 
 
-def test_cli_exit_code_is_1_when_a_notebook_fails(cohort_dir, nb_dir, tmp_path):
+def test_cli_exit_code_is_1_when_a_notebook_fails(cohort_dir, nb_dir, tmp_path, capsys):
     assert main(["report", str(cohort_dir), "--out", str(tmp_path), "--notebooks-dir", str(nb_dir), "-q",
-                 "--only", "broken"]) == 1
-    assert (tmp_path / "latest" / "reports" / "broken.html").is_file()
+                 "--only", "broken", "--run-id", "all-failed"]) == 1
+    # every notebook failed: the run is complete and shows the error, but it never becomes latest
+    assert (tmp_path / "all-failed" / "reports" / "broken.html").is_file()
+    assert not (tmp_path / "latest").exists() and not (tmp_path / "LATEST").exists()
+    assert "every notebook of run all-failed failed (broken)" in capsys.readouterr().err
+
+
+def test_a_run_in_which_every_notebook_failed_leaves_latest_alone(cohort_dir, nb_dir, tmp_path):
+    from hipstats.errors import RunFailedError
+
+    good = run_reports(cohort_dir, tmp_path, notebooks_dir=nb_dir, only=["quick"], run_id="good", progress=False)
+    assert good.ok and good.published
+    with pytest.raises(RunFailedError, match="'latest' still points at the previous run") as err:
+        run_reports(cohort_dir, tmp_path, notebooks_dir=nb_dir, only=["broken"], run_id="bad", progress=False)
+    bad = err.value.run
+    assert not bad.ok and not bad.published and bad.failed == ["broken"] and bad.manifest["status"] == "failed"
+    assert (tmp_path / "bad" / "index.html").is_file()
+    assert os.path.realpath(tmp_path / "latest") == str(good.run_dir)
+    assert (tmp_path / "LATEST").read_text().strip() == "good"
+
+
+def test_run_reports_from_a_plain_script_without_a_main_guard(cohort_dir, nb_dir, tmp_path):
+    """The README's one-liner in a script of its own: spawn workers must not run the script again."""
+    import subprocess
+
+    script = tmp_path / "nightly.py"
+    script.write_text("import hipstats as hs\n"
+                      f"run = hs.run_reports({str(cohort_dir)!r}, out='out', notebooks_dir={str(nb_dir)!r},\n"
+                      "                     only=['quick'], jobs=2, progress=False)\n"
+                      "print('RUNS', run.ok, run.failed)\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("RUNS") == 1 and "RUNS True []" in r.stdout
+    assert "Traceback" not in r.stderr and "BrokenProcessPool" not in r.stderr
+    assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir() and not p.is_symlink()]) == 1
 
 
 def test_run_folder_latest_pointer_and_manifest(failed_run, cohort_dir):

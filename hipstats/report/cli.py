@@ -1,4 +1,4 @@
-"""``hipstats report`` and ``hipstats notebooks`` (registered by :mod:`hipstats.cli`)."""
+"""``hipstats report``, ``hipstats notebooks`` and ``hipstats init`` (registered by :mod:`hipstats.cli`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import click
 
-__all__ = ["report_command", "notebooks_command"]
+__all__ = ["report_command", "notebooks_command", "init_command"]
 
 
 @click.command("report")
@@ -26,12 +26,18 @@ __all__ = ["report_command", "notebooks_command"]
 @click.option("--timeout", type=click.FloatRange(min=1), help="Per-cell timeout in seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--pdf", is_flag=True, help="Also write an A4 PDF beside each page (needs headless Chromium).")
-def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet, pdf):
+@click.option("--config", type=click.Path(dir_okay=False, exists=True),
+              help="Project settings (hipstats.yaml: source, arms, reference_arm, event_map) for any source.")
+@click.option("--arms", help="Comma-separated allowed arms, reference first (overrides --config and the "
+                             "folder's hipstats.yaml).")
+def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet, pdf,
+                   config, arms):
     """Run the report notebooks on SOURCE and write offline HTML reports with an index.
 
-    SOURCE is a folder, file, REDCap export or SQLAlchemy URL (default: the environment
-    variable HIPSTATS_SOURCE). Exit codes: 0 all reports ok, 1 a notebook failed or the output is locked by
-    another run, 2 bad data or bad parameters (nothing written).
+    SOURCE is a folder, file, REDCap export or SQLAlchemy URL (default: the `source` of
+    --config, else the environment variable HIPSTATS_SOURCE). Exit codes: 0 all reports ok,
+    1 a notebook failed (a run in which every notebook failed does not become latest) or the
+    output is locked by another run, 2 bad data or bad parameters (nothing written).
     """
     from rich.console import Console
 
@@ -39,7 +45,8 @@ def report_command(source, out, only, params, params_file, as_of, run_id, jobs, 
 
     run = run_reports(source, out, only=[o for o in only if o] or None, params=list(params),
                       params_file=params_file, as_of=as_of, run_id=run_id, jobs=jobs,
-                      notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet, pdf=pdf)
+                      notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet, pdf=pdf,
+                      config=config, arms=arms)
     console = Console(stderr=False, soft_wrap=True)
     if run.ok:
         console.print(f"[green]{len(run.results)} report(s) written[/green]: {run.index}")
@@ -80,3 +87,25 @@ def notebooks_command(notebooks_dir, fmt):
             table.add_row(label if i == 0 else "", n.title if i == 0 else "",
                           p.name if p else "", p.type if p else "", repr(p.default) if p else "", p.help if p else "")
     Console(soft_wrap=False, width=140).print(table)
+
+
+@click.command("init")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--source", help="The cohort (folder, file, REDCap project folder or database URL) for hipstats.yaml.")
+@click.option("--force", is_flag=True, help="Replace files that already exist.")
+def init_command(folder, source, force):
+    """Write a starter report project into FOLDER.
+
+    hipstats.yaml (source, arms), params.yaml (every notebook parameter, commented out),
+    notebooks/ (copies of the report notebooks to customise) and cron.txt (a crontab line).
+    """
+    from hipstats.report.project import cron_line, init_project
+
+    written = init_project(folder, source=source, force=force)
+    click.echo(f"wrote {len(written)} files into {folder}:")
+    for name in ("hipstats.yaml", "params.yaml", "notebooks/", "cron.txt"):
+        click.echo(f"  {name}")
+    click.echo("next: edit hipstats.yaml (source, arms), then run\n"
+               f"  cd {folder} && hipstats report --config hipstats.yaml --notebooks notebooks "
+               "--params params.yaml --out reports\nschedule it with this crontab line (crontab -e):\n"
+               f"  {cron_line(folder)}")

@@ -42,7 +42,7 @@ from typing import Any
 from hipstats.report.publish import pid_alive
 
 __all__ = ["KERNEL_PRELOAD", "KERNEL_ENV", "kernel_argv", "write_kernelspec", "private_folder", "skip_iri_format_checker",
-           "init_worker", "take_kernel", "start_kernel", "stop_kernel"]
+           "init_worker", "take_kernel", "start_kernel", "stop_kernel", "worker_context"]
 
 #: Modules a kernel started ahead of time imports before its notebook arrives (most report
 #: notebooks need all of them; the ones that do not lose nothing, the import happens while
@@ -119,6 +119,50 @@ def skip_iri_format_checker() -> None:
 _SPARE: Any = None  # the kernel this worker started ahead of time, until a notebook takes it
 _ACTIVE: Any = None  # the kernel running this worker's current notebook
 _SETTINGS: dict[str, Any] = {}
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker that does not run the caller's main module again.
+
+    Python's ``spawn`` start method re-imports the parent's ``__main__`` (the user's script)
+    in every child, so a script calling :func:`hipstats.run_reports` at top level, without an
+    ``if __name__ == "__main__":`` guard, would start the run again in each worker. Report
+    workers run only hipstats functions (:func:`init_worker`, the runner's job function), so
+    the main module is left out of what the child prepares.
+    """
+
+    @staticmethod
+    def _Popen(process_obj):
+        from multiprocessing import spawn  # noqa: PLC0415
+
+        prepare = spawn.get_preparation_data
+
+        def without_main(name):
+            data = prepare(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        spawn.get_preparation_data = without_main
+        try:
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            spawn.get_preparation_data = prepare
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of report workers: ``spawn``, without re-running ``__main__``.
+
+    Safe from a plain script (no ``__main__`` guard needed), a notebook or ``python -c``.
+
+    >>> worker_context().get_start_method()
+    'spawn'
+    """
+    return _WorkerContext()
 
 
 def init_worker(settings: dict[str, Any]) -> None:

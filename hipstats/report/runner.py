@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as _dt
 import html as _html
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -44,7 +43,7 @@ from typing import Any
 
 import pandas as pd
 
-from hipstats.errors import ParameterError, ReportError, ValidationError
+from hipstats.errors import ParameterError, ReportError, RunFailedError, ValidationError
 from hipstats.report import findings as _findings
 from hipstats.report import kernels as _kernels
 from hipstats.report import notes as _notes
@@ -96,12 +95,16 @@ class RunResult:
     results : list of NotebookResult
     manifest : dict
         The content of ``manifest.json``.
+    published : bool
+        Whether ``<out>/latest`` now points at this run (False only when every notebook
+        failed; :func:`run_reports` then raises :class:`~hipstats.errors.RunFailedError`).
     """
 
     run_id: str
     run_dir: Path
     results: list[NotebookResult]
     manifest: dict[str, Any]
+    published: bool = True
 
     @property
     def ok(self) -> bool:
@@ -275,7 +278,7 @@ def _error_page(title: str, message: str) -> str:
 def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any] | list[str] | None = None,
                 params_file=None, as_of=None, run_id: str | None = None, jobs: int | None = None,
                 notebooks_dir=None, timeout: float | None = None, progress: bool = True,
-                console=None, pdf: bool = False) -> RunResult:
+                console=None, pdf: bool = False, config=None, arms=None, event_map=None) -> RunResult:
     """Run the report notebooks on a cohort and write offline HTML, an index and a manifest.
 
     Parameters
@@ -305,6 +308,15 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         Per-cell execution timeout in seconds (default none).
     progress : bool
         Show a progress display on stderr.
+    config : path-like, optional
+        A project settings file (``hipstats.yaml``, see :mod:`hipstats.report.project`):
+        ``source`` when none is given, ``arms``, ``reference_arm``, ``event_map``. Works for
+        every source kind (a database or a single file has no folder to hold one).
+    arms : sequence of str or str, optional
+        Allowed arms, reference first (comma-separated string accepted); overrides ``config``
+        and the source folder's ``hipstats.yaml``.
+    event_map : dict, optional
+        REDCap event name -> visit label and week; overrides ``config``.
     pdf : bool
         Also print every page (and the index) to an A4 PDF beside it with headless Chromium
         (:mod:`hipstats.report.pdf`); checked before anything runs.
@@ -312,7 +324,8 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     Returns
     -------
     RunResult
-        ``.ok`` is False when any notebook failed (the run is still complete and indexed).
+        ``.ok`` is False when some notebook failed (the run is still complete, indexed and
+        becomes ``latest``).
 
     Raises
     ------
@@ -322,6 +335,15 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         The source breaks the data contract (nothing is written).
     ReportError
         Another run holds the lock on ``out``, or the output cannot be written.
+    RunFailedError
+        Every notebook failed: the run folder is complete (each page shows its error) but
+        ``latest`` is not moved; the :class:`RunResult` is the exception's ``run``.
+
+    Notes
+    -----
+    Safe to call from a plain script without an ``if __name__ == "__main__":`` guard: the
+    worker processes do not run the caller's main module again
+    (:func:`hipstats.report.kernels.worker_context`).
     """
     started = _now()
     t_start = time.perf_counter()
@@ -339,8 +361,10 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     as_of_s = check_as_of(as_of)
     _publish.check_run_id(run_id)
     browser = require_browser() if pdf else None  # a missing browser is said before anything runs
+    load_options = _load_options(config, arms, event_map)
+    configured = load_options.pop("source", None)
     if source in (None, ""):
-        source = os.environ.get(SOURCE_ENV, "").strip() or None
+        source = configured or os.environ.get(SOURCE_ENV, "").strip() or None
         if source is None and any(n.needs_data for n in selected):
             raise ParameterError(f"no SOURCE given: name the cohort (a folder, file, REDCap export or database "
                                  f"URL), e.g. `hipstats report data/cohort`, or set the environment variable "
@@ -361,12 +385,13 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
         settings = {"kernel_name": kernel_name, "jupyter_path": jupyter_path, "cwd": str(nb_dir),
                     "env": {SNAPSHOT_ENV: str(snapshot)}}
         n_workers = min(jobs, len(selected))
-        pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_kernels.worker_context(),
                                    initializer=_kernels.init_worker, initargs=(settings,))
         for _ in range(n_workers):
             pool.submit(os.getpid)  # the pool starts its processes on demand: make it start them all now
         result = _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir,
-                      timeout, progress, console, started, t_start, snapshot, pdf_browser=browser)
+                      timeout, progress, console, started, t_start, snapshot, pdf_browser=browser,
+                      load_options=load_options)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into SystemExit by the command
         if pool is not None:
             _stop_pool_now(pool)
@@ -380,6 +405,20 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return result
+
+
+def _load_options(config, arms, event_map) -> dict[str, Any]:
+    """``source``, ``arms`` and ``event_map`` from a settings file, overridden by the arguments."""
+    from hipstats.report.project import read_config  # noqa: PLC0415
+
+    opts: dict[str, Any] = read_config(config) if config else {}
+    if isinstance(arms, str):
+        arms = [a.strip() for a in arms.split(",") if a.strip()]
+    if arms:
+        opts["arms"] = list(arms)
+    if event_map:
+        opts["event_map"] = event_map
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
@@ -396,7 +435,8 @@ def _stop_pool_now(pool: ProcessPoolExecutor) -> None:
 
 
 def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, out, nb_dir, timeout, progress,
-         console, started, t_start, snapshot: Path, pdf_browser: Path | None = None) -> RunResult:
+         console, started, t_start, snapshot: Path, pdf_browser: Path | None = None,
+         load_options: dict[str, Any] | None = None) -> RunResult:
     # ---- validate the data before anything is written
     from hipstats.cohort.cohort import load_cohort  # noqa: PLC0415
     from hipstats.data.problems import ValidationReport  # noqa: PLC0415
@@ -407,7 +447,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
     cohort = report = None
     cohort_info: dict[str, Any] = {}
     if needs_data:
-        cohort = load_cohort(src)  # raises ValidationError / SourceError
+        cohort = load_cohort(src, **(load_options or {}))  # raises ValidationError / SourceError
         cohort_info = {"arms": [str(a) for a in cohort.arms], "n_participants": int(cohort.n_participants)}
         report = ValidationReport(mask_source(src), [])
         if as_of_s:
@@ -497,17 +537,22 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         final = out / rid
         os.rename(tmp, final)
         tmp = None
-        try:
-            _publish.publish(out, rid)
-        except ReportError as exc:
-            raise ReportError(f"run {rid} is complete in {final}, but {exc}") from exc
+        published = any(r.ok for r in results)  # a run in which every notebook failed never becomes latest
+        if published:
+            try:
+                _publish.publish(out, rid)
+            except ReportError as exc:
+                raise ReportError(f"run {rid} is complete in {final}, but {exc}") from exc
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         lock.release()
-    return RunResult(rid, final, results, manifest)
+    run = RunResult(rid, final, results, manifest, published)
+    if not published:
+        raise RunFailedError(run)
+    return run
 
 
 def _public_params(d: dict[str, Any]) -> dict[str, Any]:
