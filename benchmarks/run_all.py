@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["bench_lmm.py", "bench_power.py", "bench_report.py"]
+SCRIPTS = ["bench_lmm.py", "bench_mmrm.py", "bench_power.py", "bench_report.py"]
 
 
 def main() -> int:

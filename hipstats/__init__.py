@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 #: public name -> module that defines it (imported lazily on first attribute access)
 _LAZY: dict[str, str] = {
     # reliability (R)
-    "icc": "hipstats.stats.icc", "mdc": "hipstats.stats.agreement", "reliability_summary": "hipstats.questions.reliability",
+    "icc": "hipstats.stats.icc", "mdc": "hipstats.stats.agreement", "reliability_summary": "hipstats.questions.reliability", "ReliabilityResult": "hipstats.questions.reliability",
     "bland_altman": "hipstats.stats.agreement", "BlandAltmanResult": "hipstats.stats.agreement",
     "cohen_kappa": "hipstats.stats.kappa", "fleiss_kappa": "hipstats.stats.kappa", "ICC_FORMS": "hipstats.stats.icc",
     # protocol models (H2)

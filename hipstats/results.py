@@ -55,7 +55,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-__all__ = ["Result", "html_table", "exclusion_note"]
+from hipstats.errors import AnalysisError
+
+__all__ = ["Result", "html_table", "exclusion_note", "resolve_confidence", "resolve_direction"]
 
 
 def exclusion_note(n_rows: int, reason: str, *, unit: str = "row") -> str:
@@ -68,6 +70,57 @@ def exclusion_note(n_rows: int, reason: str, *, unit: str = "row") -> str:
     """
     n = int(n_rows)
     return f"{n} {unit}{'' if n == 1 else 's'} left out: {reason}"
+
+
+def resolve_confidence(confidence: float | None = 0.95, alpha: float | None = None, *, where: str = "") -> float:
+    """The confidence level of a call, reading the deprecated ``alpha=`` (CI level = 1 - alpha).
+
+    ``alpha=`` is kept only as the significance level of a test (power); where it used to set
+    the level of a confidence interval it still works, with a :class:`DeprecationWarning`.
+
+    >>> resolve_confidence(0.9)
+    0.9
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     resolve_confidence(alpha=0.1)
+    0.9
+    """
+    if alpha is not None:
+        import warnings  # noqa: PLC0415
+
+        warnings.warn(f"{where + ': ' if where else ''}alpha= is deprecated for confidence intervals; "
+                      f"pass confidence={1 - float(alpha):g}", DeprecationWarning, stacklevel=3)
+        confidence = 1 - float(alpha)
+    if confidence is None:
+        confidence = 0.95
+    confidence = float(confidence)
+    if not 0 < confidence < 1:
+        raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")
+    return confidence
+
+
+def resolve_direction(direction, *, allow_auto: bool = False, where: str = "") -> str:
+    """The test-positive rule ``"<"`` / ``">"`` (``"auto"`` where allowed), reading the old ``+1`` / ``-1``.
+
+    ``">"``: a value above the threshold counts as positive (responder, flagged); ``"<"``:
+    below. ``+1`` / ``-1`` (the old responder convention: +1 = an increase is the improvement)
+    are read as ``">"`` / ``"<"`` with a :class:`DeprecationWarning`.
+
+    >>> resolve_direction(">")
+    '>'
+    """
+    if not isinstance(direction, str) and direction in (1, -1):
+        import warnings  # noqa: PLC0415
+
+        new = ">" if direction == 1 else "<"
+        warnings.warn(f"{where + ': ' if where else ''}direction={direction:+d} is deprecated; pass "
+                      f"direction={new!r}", DeprecationWarning, stacklevel=3)
+        return new
+    allowed = ("<", ">", "auto") if allow_auto else ("<", ">")
+    if direction not in allowed:
+        raise AnalysisError(f"direction must be one of {allowed}, got {direction!r}")
+    return direction
 
 
 def html_table(frame: pd.DataFrame, *, digits: int = 4) -> str:
@@ -109,9 +162,13 @@ class Result:
     """
 
     _title = "hipstats result"
-    #: class-level defaults, replaced by instance attributes on first use (results built as
-    #: frozen dataclasses included)
-    confidence: float | None = None
+
+    def __getattr__(self, name):
+        # ``confidence`` is None for a result without intervals (a fallback, not a class
+        # attribute, so dataclass results can declare it as a field)
+        if name == "confidence":
+            return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ notes
     @property
@@ -203,8 +260,8 @@ class Result:
 
     def _repr_html_(self) -> str:
         s = self._summary_or_none()
-        level = (f" ({round(100 * self.confidence)}% confidence intervals)"
-                 if isinstance(self.confidence, float) else "")
+        conf = self.confidence
+        level = f" ({round(100 * conf)}% confidence intervals)" if isinstance(conf, float) else ""
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         return (f"<h4>{html.escape(self._title)}{html.escape(level)}</h4>"
                 + ("" if s is None else html_table(s))

@@ -36,7 +36,8 @@ def r_g():
 
 def _check_g(row, ref, ci):
     for col in ("d", "J", "g", "se", "df"):
-        assert row[col] == pytest.approx(ref[col], rel=1e-6), col
+        ours = "estimate" if col == "g" else col
+        assert row[ours] == pytest.approx(ref[col], rel=1e-6), col
     assert row["ci_low"] == pytest.approx(ref[f"{ci}_low"], rel=1e-6)
     assert row["ci_high"] == pytest.approx(ref[f"{ci}_high"], rel=1e-6)
 
@@ -128,14 +129,15 @@ def test_responders_match_r(anc):
     mdc = float(r_arm["mdc"].iloc[0])
     res = responders(anc, "change", "arm", mdc, ref="control", test="chi2")
     b = res.by_arm.set_index("arm").loc[r_arm["arm"]]
-    np.testing.assert_array_equal(b["n"], r_arm["n"])
-    np.testing.assert_array_equal(b["responders"], r_arm["responders"])
-    np.testing.assert_allclose(b["ci_low"], r_arm["ci_low"], rtol=1e-8)
-    np.testing.assert_allclose(b["ci_high"], r_arm["ci_high"], rtol=1e-8)
+    np.testing.assert_array_equal(b["n_participants"], r_arm["n"])
+    np.testing.assert_array_equal(b["n_responders"], r_arm["responders"])
+    np.testing.assert_allclose(b["proportion_ci_low"], r_arm["ci_low"], rtol=1e-8)
+    np.testing.assert_allclose(b["proportion_ci_high"], r_arm["ci_high"], rtol=1e-8)
     v = res.vs_ref.set_index("arm").loc[r_ref.index]
     for col in ("risk_difference", "ci_low", "ci_high"):
-        np.testing.assert_allclose(v[col], r_ref[col], rtol=1e-8)
-    np.testing.assert_allclose(v["p_value"], r_ref["p_fisher"], rtol=1e-8)
+        ours = col if col == "risk_difference" else f"risk_difference_{col}"
+        np.testing.assert_allclose(v[ours], r_ref[col], rtol=1e-8)
+    np.testing.assert_allclose(v["risk_difference_p_value"], r_ref["p_fisher"], rtol=1e-8)
     assert res.test["test"] == "chi2"
     assert res.test["statistic"] == pytest.approx(r_test.loc["chi2", "statistic"], rel=1e-8)
     assert res.test["p_value"] == pytest.approx(r_test.loc["chi2", "p_value"], rel=1e-8)
@@ -144,7 +146,7 @@ def test_responders_match_r(anc):
     # all expected counts >= 5 here -> auto chooses chi-square
     assert responders(anc, "change", "arm", mdc, ref="control").test["test"] == "chi2"
     s = res.summary()
-    assert {"proportion", "risk_difference", "rd_ci_low"} <= set(s.columns)
+    assert {"proportion", "risk_difference", "risk_difference_ci_low"} <= set(s.columns)
     assert "<table" in res._repr_html_()
 
 
@@ -161,9 +163,11 @@ def test_responders_small_table_fisher_rxc():
 def test_responders_direction_threshold_and_errors():
     df = pd.DataFrame({"arm": ["c", "c", "t", "t"], "change": [-5.0, -3.0, 3.0, 3.0000001]})
     res = responders(df, "change", "arm", mdc=3)
-    assert res.by_arm["responders"].tolist() == [0, 1]  # strictly greater than the MDC
+    assert res.by_arm["n_responders"].tolist() == [0, 1]  # strictly greater than the MDC
     assert res.test["test"] == "fisher"  # expected counts below 5 -> auto chooses Fisher
-    assert responders(df, "change", "arm", mdc=4, direction=-1).by_arm["responders"].tolist() == [1, 0]
+    assert responders(df, "change", "arm", mdc=4, direction="<").by_arm["n_responders"].tolist() == [1, 0]
+    with pytest.warns(DeprecationWarning, match="direction"):  # the old +1/-1 still read
+        assert responders(df, "change", "arm", mdc=4, direction=-1).by_arm["n_responders"].tolist() == [1, 0]
     with pytest.raises(AnalysisError, match="mdc"):
         responders(df, "change", "arm", mdc=0)
     with pytest.raises(AnalysisError, match="direction"):

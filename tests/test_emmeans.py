@@ -67,8 +67,8 @@ def _key(v):
     return str(v)
 
 
-EMM_COLS = {"emmean": "estimate", "se": "se", "df": "df", "ci_low": "ci_low", "ci_high": "ci_high"}
-CON_COLS = {"estimate": "estimate", "se": "se", "df": "df", "t": "t", "p_value": "p_value",
+EMM_COLS = {"estimate": "estimate", "se": "se", "df": "df", "ci_low": "ci_low", "ci_high": "ci_high"}
+CON_COLS = {"estimate": "estimate", "se": "se", "df": "df", "statistic": "t", "p_value": "p_value",
             "ci_low": "ci_low", "ci_high": "ci_high"}
 
 
@@ -164,7 +164,7 @@ def test_emmeans_numeric_at_and_emtrends(long, r_con):
     rt = pd.read_csv(FIX / "emtrends.csv")
     tr = emtrends(fit, "arm", var="week")
     assert tr.estimate_name == "week.trend"
-    _compare(tr.to_frame().rename(columns={"week.trend": "emmean"}), rt[rt.model == "ols_long_trend"],
+    _compare(tr.to_frame(), rt[rt.model == "ols_long_trend"],
              ["arm"], EMM_COLS)
     rc = r_con[(r_con.model == "ols_long_trend")]
     _compare(contrasts(tr, "pairwise", adjust="holm"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
@@ -175,7 +175,7 @@ def test_stateful_transform_and_treatment_coding_give_same_emms(long):
     a = emmeans(smf.ols("y ~ arm * week + age_years", long).fit(), "arm", at={"week": [12]}).to_frame()
     b = emmeans(smf.ols("y ~ C(arm, Treatment('stretching')) * center(week) + standardize(age_years)",
                         long).fit(), "arm", at={"week": [12]}).to_frame()
-    np.testing.assert_allclose(a["emmean"], b["emmean"], rtol=1e-10)
+    np.testing.assert_allclose(a["estimate"], b["estimate"], rtol=1e-10)
     np.testing.assert_allclose(a["se"], b["se"], rtol=1e-8)
 
 
@@ -188,10 +188,10 @@ def test_emmeans_equal_weights_closed_form():
     cells = d.groupby(["a", "b"])["v"].mean()
     emm = emmeans(fit, "a").to_frame().set_index("a")
     for lvl in ("x", "y"):
-        assert emm.loc[lvl, "emmean"] == pytest.approx(cells[lvl].mean(), rel=1e-10)
+        assert emm.loc[lvl, "estimate"] == pytest.approx(cells[lvl].mean(), rel=1e-10)
     prop = emmeans(fit, "a", weights="cells").to_frame().set_index("a")
     for lvl in ("x", "y"):
-        assert prop.loc[lvl, "emmean"] == pytest.approx(d.loc[d.a == lvl, "v"].mean(), rel=1e-10)
+        assert prop.loc[lvl, "estimate"] == pytest.approx(d.loc[d.a == lvl, "v"].mean(), rel=1e-10)
 
 
 def test_non_estimable_cell_is_nan_with_warning():
@@ -200,8 +200,8 @@ def test_non_estimable_cell_is_nan_with_warning():
     fit = smf.ols("v ~ a * b", d).fit()  # cell (z, q) is empty: rank-deficient model
     with pytest.warns(UserWarning, match="not estimable"):
         emm = emmeans(fit, ["a", "b"]).to_frame().set_index(["a", "b"])
-    assert np.isnan(emm.loc[("z", "q"), "emmean"])
-    assert np.isfinite(emm.loc[("x", "q"), "emmean"])
+    assert np.isnan(emm.loc[("z", "q"), "estimate"])
+    assert np.isfinite(emm.loc[("x", "q"), "estimate"])
 
 
 def test_errors_name_the_problem(ols_ancova):
@@ -226,14 +226,14 @@ def test_result_object_api(ols_ancova):
     matplotlib.use("Agg")
     emm = emmeans(ols_ancova, "arm")
     s = emm.summary()
-    assert {"t", "p_value"} <= set(s.columns)
-    np.testing.assert_allclose(s["t"], s["emmean"] / s["se"])
+    assert {"statistic", "p_value"} <= set(s.columns)
+    np.testing.assert_allclose(s["statistic"], s["estimate"] / s["se"])
     assert "<table" in emm._repr_html_() and "baseline" in emm._repr_html_()
     fig = emm.plot()
     assert fig.axes and len(fig.axes[0].lines) >= 1
     assert emm.contrasts("pairwise").shape[0] == 3
     custom = contrasts(emm, {"active - control": [-1, 0.5, 0.5]}, adjust="none")
-    m = emm.to_frame().set_index("arm")["emmean"]
+    m = emm.to_frame().set_index("arm")["estimate"]
     assert custom["estimate"].iloc[0] == pytest.approx((m["loading"] + m["stretching"]) / 2 - m["control"])
 
 
@@ -249,8 +249,8 @@ def test_mixedlm_results_are_asymptotic(long):
     b = fit.fe_params
     row = f[(f.arm == "loading") & (f.week == 12)].iloc[0]
     hand = b["Intercept"] + b["arm[T.loading]"] + b["C(week)[T.12]"] + b["arm[T.loading]:C(week)[T.12]"]
-    assert row["emmean"] == pytest.approx(hand, rel=1e-12)
-    assert row["ci_high"] - row["emmean"] == pytest.approx(1.959963985 * row["se"], rel=1e-8)
+    assert row["estimate"] == pytest.approx(hand, rel=1e-12)
+    assert row["ci_high"] - row["estimate"] == pytest.approx(1.959963985 * row["se"], rel=1e-8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_lmer_plugin_machinery(long, r_con):
     r = pd.read_csv(FIX / "emm_lmer_factor.csv").rename(columns={"fweek": "week"})
     emm = emmeans(res, "arm", by="week")
     assert emm.df_method == "asymptotic"
-    _compare(emm.to_frame(), r, ["arm", "week"], {"emmean": "estimate", "se": "se"}, rtol=1e-8)
+    _compare(emm.to_frame(), r, ["arm", "week"], {"estimate": "estimate", "se": "se"}, rtol=1e-8)
     for fam in ("trt.vs.ctrl", "pairwise"):
         rc = r_con[(r_con.model == "lmer_factor") & (r_con.family == fam)]
         _compare(contrasts(emm, fam, ref="control"), rc, ["week", "contrast"],
@@ -287,8 +287,8 @@ def test_lmer_plugin_machinery(long, r_con):
 
     tres = _plugin("lmer_trend_fixef_vcov.csv", "arm * week", long)
     rt = pd.read_csv(FIX / "emtrends.csv")
-    _compare(emtrends(tres, "arm", var="week").to_frame().rename(columns={"week.trend": "emmean"}),
-             rt[rt.model == "lmer_trend"], ["arm"], {"emmean": "estimate", "se": "se"}, rtol=1e-8)
+    _compare(emtrends(tres, "arm", var="week").to_frame(),
+             rt[rt.model == "lmer_trend"], ["arm"], {"estimate": "estimate", "se": "se"}, rtol=1e-8)
 
 
 def test_sleepstudy_plugin(r_con):
@@ -296,7 +296,7 @@ def test_sleepstudy_plugin(r_con):
     res = _plugin("sleepstudy_fixef_vcov.csv", "Days", ss)
     emm = emmeans(res, "Days", at={"Days": [0, 5, 9]})
     r = pd.read_csv(FIX / "emm_lmer_sleepstudy.csv")
-    _compare(emm.to_frame(), r, ["Days"], {"emmean": "estimate", "se": "se"}, rtol=1e-8)
+    _compare(emm.to_frame(), r, ["Days"], {"estimate": "estimate", "se": "se"}, rtol=1e-8)
     con = contrasts(emm, "consec")
     assert con["contrast"].tolist() == ["Days5 - Days0", "Days9 - Days5"]
     rc = r_con[r_con.model == "lmer_sleepstudy"]
@@ -320,7 +320,7 @@ def test_lmer_with_hipstats_engine_matches_lmertest_emmeans(long, r_con):
     tres = fit_lmm("y ~ arm * week", long, groups="participant_id", re_formula="1 + week")
     rt = pd.read_csv(FIX / "emtrends.csv")
     tr = emtrends(tres, "arm", var="week")
-    _compare(tr.to_frame().rename(columns={"week.trend": "emmean"}), rt[rt.model == "lmer_trend"],
+    _compare(tr.to_frame(), rt[rt.model == "lmer_trend"],
              ["arm"], EMM_COLS)
     rc = r_con[(r_con.model == "lmer_trend")]
     _compare(contrasts(tr, ref="control", adjust="holm"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})

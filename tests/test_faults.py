@@ -277,10 +277,10 @@ def test_faults_analysis_tiny_cohort_records_what_cannot_be_estimated():
 
     res = faults_analysis(simulate_cohort(6, seed=1))
     assert res.association is None
-    assert "too few" in res.notes["association"]
+    assert "too few" in res.not_estimable["association"]
     assert res.overall is not None and res.trend is not None
     s = res.summary()
-    assert s["interpretation"].iloc[-1] == f"not estimable: association: {res.notes['association']}"
+    assert s["interpretation"].iloc[-1] == f"not estimable: association: {res.not_estimable['association']}"
     assert s["question"].iloc[0].startswith("Share of completed")
 
 
@@ -294,7 +294,7 @@ def test_faults_analysis_without_any_fault_keeps_rates():
     res = faults_analysis(types.SimpleNamespace(sessions=log, participants=c.participants),
                           measure=None)
     assert res.trend is None and res.trend_by_arm is None
-    assert "no completed row shows fault" in res.notes["trend"]
+    assert "no completed row shows fault" in res.not_estimable["trend"]
     assert (res.overall["rate"] == 0).all()
     s = res.summary()
     assert s["interpretation"].str.startswith("not estimable: trend").any()
@@ -306,7 +306,7 @@ def test_faults_analysis_parts_equal_separate_calls():
 
     c = simulate_cohort(40, seed=4)
     res = faults_analysis(c)
-    assert res.notes == {}
+    assert res.not_estimable == {}
     pd.testing.assert_frame_equal(res.rates, fault_rates(c, by=("exercise", "arm")))
     pd.testing.assert_frame_equal(res.trend.drop(columns=[]), fault_trend(c))
     pd.testing.assert_frame_equal(res.association, fault_outcome_association(c))

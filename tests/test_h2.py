@@ -67,11 +67,11 @@ def test_internal_consistency(res_ir):
     t = res_ir.trajectories.set_index(["arm", "visit"])
     v = res_ir.vs_ref_by_visit.set_index(["visit", "contrast"])
     for visit in res_ir.visits:
-        d = t.loc[("loading", visit), "emmean"] - t.loc[("control", visit), "emmean"]
+        d = t.loc[("loading", visit), "estimate"] - t.loc[("control", visit), "estimate"]
         assert v.loc[(visit, "loading - control"), "estimate"] == pytest.approx(d, rel=1e-8)
     ch = res_ir.change.set_index(["arm", "visit"])
     for arm in res_ir.arms:
-        d = t.loc[(arm, "week_12"), "emmean"] - t.loc[(arm, "baseline"), "emmean"]
+        d = t.loc[(arm, "week_12"), "estimate"] - t.loc[(arm, "baseline"), "estimate"]
         assert ch.loc[(arm, "week_12"), "estimate"] == pytest.approx(d, rel=1e-8)
     fin = res_ir.final.set_index(["estimand", "contrast"])
     dd = (ch.loc[("loading", "week_12"), "estimate"] - ch.loc[("control", "week_12"), "estimate"])
@@ -90,18 +90,18 @@ def test_participant_level_pieces(cohort, res_ir):
     # responders: counts recomputed by hand; the default MDC comes from the cohort's retest data
     from hipstats.questions.reliability import reliability_summary
 
-    rs = reliability_summary(cohort, measures=["hip_ir_deg"], designs=["session-to-session"])
+    rs = reliability_summary(cohort, measures=["hip_ir_deg"], designs=["session-to-session"]).to_frame()
     assert res_ir.mdc == pytest.approx(float(rs.loc[rs.pelvis == "free", "mdc95"].iloc[0]), rel=1e-12)
     by = res_ir.responders.by_arm.set_index("arm")
     for arm in res_ir.arms:
         k = int((pc.loc[pc.arm == arm, "change"] > res_ir.mdc).sum())
-        assert by.loc[arm, "responders"] == k and by.loc[arm, "n"] == (pc.arm == arm).sum()
+        assert by.loc[arm, "n_responders"] == k and by.loc[arm, "n_participants"] == (pc.arm == arm).sum()
     g = res_ir.effect_sizes.set_index("group")
     assert list(g.index) == ["stretching", "loading"] and (g["ref"] == "control").all()
-    assert g.loc["loading", "g"] > g.loc["stretching", "g"] > 0
+    assert g.loc["loading", "estimate"] > g.loc["stretching", "estimate"] > 0
     s = res_ir.summary()
     assert list(s["arm"]) == ["stretching", "loading"]
-    assert {"diff_change", "ancova_diff", "hedges_g", "risk_difference"} <= set(s.columns)
+    assert {"difference_in_change", "ancova_difference", "hedges_g", "risk_difference"} <= set(s.columns)
 
 
 def test_result_api(res_ir):
@@ -128,8 +128,8 @@ def test_aslr_and_given_mdc_and_errors():
     # no retest data and no mdc=: the responder analysis is not estimable, the rest is kept
     no_mdc = h2_analysis(c, "hip_ir_deg")
     assert no_mdc.responders is None and no_mdc.mdc is None
-    assert "mdc= is required" in no_mdc.notes["responders"]
-    assert set(no_mdc.notes) == {"responders"} and no_mdc.ancova is not None
+    assert "mdc= is required" in no_mdc.not_estimable["responders"]
+    assert set(no_mdc.not_estimable) == {"responders"} and no_mdc.ancova is not None
     assert "responders_arm" not in no_mdc.summary().columns
     assert "not estimable: mdc= is required" in no_mdc._repr_html_()
 
@@ -144,8 +144,8 @@ def test_small_arms_keep_the_model_and_note_the_participant_level_analyses():
         warnings.simplefilter("ignore")
         res = h2_analysis(c, "hip_ir_deg", mdc=5.0, adjust="BH")
     assert res.final["estimate"].notna().all() and set(res.final["adjust"]) == {"fdr_bh"}
-    assert res.notes and set(res.notes) <= {"ancova", "effect_sizes", "responders"}
-    for name, reason in res.notes.items():
+    assert res.not_estimable and set(res.not_estimable) <= {"ancova", "effect_sizes", "responders"}
+    for name, reason in res.not_estimable.items():
         assert getattr(res, name) is None and reason
     assert len(res.summary()) == 2
 
@@ -177,13 +177,13 @@ def _close(a, b, rtol=1e-4):
 def test_h2_trajectories_and_contrasts_match_r(res_r):
     r = pd.read_csv(FIX / "h2_emm.csv").set_index(["arm", "visit"])
     t = res_r.trajectories.set_index(["arm", "visit"]).loc[r.index]
-    for py, rc in [("emmean", "estimate"), ("se", "se"), ("df", "df"), ("ci_low", "ci_low"), ("ci_high", "ci_high")]:
+    for py, rc in [("estimate", "estimate"), ("se", "se"), ("df", "df"), ("ci_low", "ci_low"), ("ci_high", "ci_high")]:
         _close(t[py], r[rc])
     con = pd.read_csv(FIX / "h2_contrasts.csv")
     v = con[con.family == "vs_ref_by_visit"].set_index(["visit", "contrast"])
     pv = res_r.vs_ref_by_visit.set_index(["visit", "contrast"]).loc[v.index]
     for col in ("estimate", "se", "df", "t", "p_value", "ci_low", "ci_high"):
-        _close(pv[col], v[col])
+        _close(pv["statistic" if col == "t" else col], v[col])
     _close(pv["p_adj"], v["p_holm"])
     ch = con[con.family == "change"].copy()
     ch["visit"] = ch["contrast"].str.split(" - ").str[0]
@@ -195,7 +195,7 @@ def test_h2_trajectories_and_contrasts_match_r(res_r):
         f = con[con.family == estimand].set_index("contrast")
         pf = res_r.final[res_r.final.estimand == estimand].set_index("contrast").loc[f.index]
         for col in ("estimate", "se", "df", "t", "p_value", "ci_low", "ci_high"):
-            _close(pf[col], f[col])
+            _close(pf["statistic" if col == "t" else col], f[col])
         _close(pf["p_adj"], f["p_holm"])
 
 
@@ -213,7 +213,7 @@ def test_h2_variance_components_match_lme4(res_r):
 def test_h2_participant_level_matches_r(res_r):
     ae = pd.read_csv(FIX / "h2_ancova_emm.csv").set_index("arm")
     pa = res_r.ancova.adjusted_means.to_frame().set_index("arm").loc[ae.index]
-    _close(pa["emmean"], ae["estimate"])
+    _close(pa["estimate"], ae["estimate"])
     _close(pa["se"], ae["se"])
     ac = pd.read_csv(FIX / "h2_ancova_contrasts.csv").set_index("contrast")
     pac = res_r.ancova.vs_ref.set_index("contrast").loc[ac.index]
@@ -223,12 +223,12 @@ def test_h2_participant_level_matches_r(res_r):
     g = pd.read_csv(FIX / "h2_hedges_g.csv").set_index("arm")
     pg = res_r.effect_sizes.set_index("group").loc[g.index]
     for col in ("g", "J", "se"):
-        _close(pg[col], g[col])
+        _close(pg["estimate" if col == "g" else col], g[col])
     _close(pg["ci_low"], g["exact_low"])
     _close(pg["ci_high"], g["exact_high"])
     rr = pd.read_csv(FIX / "h2_responders.csv").set_index("arm")
     pr = res_r.responders.by_arm.set_index("arm").loc[rr.index]
-    np.testing.assert_array_equal(pr["n"], rr["n"])
-    np.testing.assert_array_equal(pr["responders"], rr["responders"])
-    _close(pr["ci_low"], rr["ci_low"], 1e-8)
-    _close(pr["ci_high"], rr["ci_high"], 1e-8)
+    np.testing.assert_array_equal(pr["n_participants"], rr["n"])
+    np.testing.assert_array_equal(pr["n_responders"], rr["responders"])
+    _close(pr["proportion_ci_low"], rr["ci_low"], 1e-8)
+    _close(pr["proportion_ci_high"], rr["ci_high"], 1e-8)

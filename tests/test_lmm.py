@@ -243,8 +243,8 @@ def test_summary_p_values_and_ci_follow_t_with_satterthwaite_df():
     from scipy import stats
 
     s = fit("sleepstudy").summary()
-    np.testing.assert_allclose(s["t"], s["estimate"] / s["se"])
-    np.testing.assert_allclose(s["p"], 2 * stats.t.sf(np.abs(s["t"]), s["df"]))
+    np.testing.assert_allclose(s["statistic"], s["estimate"] / s["se"])
+    np.testing.assert_allclose(s["p_value"], 2 * stats.t.sf(np.abs(s["statistic"]), s["df"]))
     half = stats.t.ppf(0.975, s["df"]) * s["se"]
     np.testing.assert_allclose(s["ci_high"] - s["estimate"], half)
     ci = fit("sleepstudy").conf_int(alpha=0.1)
@@ -308,8 +308,8 @@ def test_lrt_matches_lme4_anova():
     np.testing.assert_allclose(out["npar"], ref["npar"])
     np.testing.assert_allclose(out["aic"], ref["aic"], atol=2 * LL_ATOL)
     np.testing.assert_allclose(out["bic"], ref["bic"], atol=2 * LL_ATOL)
-    np.testing.assert_allclose(out.loc["model_big", "chisq"], ref["chisq"].iloc[1], rtol=1e-4)
-    np.testing.assert_allclose(out.loc["model_big", "p"], ref["p"].iloc[1], rtol=1e-3)
+    np.testing.assert_allclose(out.loc["model_big", "statistic"], ref["chisq"].iloc[1], rtol=1e-4)
+    np.testing.assert_allclose(out.loc["model_big", "p_value"], ref["p"].iloc[1], rtol=1e-3)
     assert out.loc["model_big", "df"] == 1
 
 
@@ -577,7 +577,7 @@ def test_errors_name_the_problem():
 def test_result_frames_and_html():
     res = fit("cohort_b")
     s = res.summary()
-    assert list(s.columns) == ["estimate", "se", "df", "t", "p", "ci_low", "ci_high"]
+    assert list(s.columns) == ["estimate", "se", "df", "statistic", "p_value", "ci_low", "ci_high"]
     tf = res.to_frame()
     assert set(tf["component"]) == {"fixed", "random"}
     np.testing.assert_allclose(tf.loc[tf["component"] == "fixed", "estimate"], s["estimate"])

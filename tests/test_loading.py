@@ -546,7 +546,7 @@ def test_loading_analysis_parts_equal_separate_calls(sim):
     before = sim.sessions.copy()
     res = loading_analysis(sim)
     pd.testing.assert_frame_equal(sim.sessions, before)
-    assert res.notes == {}
+    assert res.not_estimable == {}
     pd.testing.assert_frame_equal(res.progression, progression_slopes(sim))
     pd.testing.assert_frame_equal(res.adherence_by_arm, adherence(sim, level="arm"))
     pd.testing.assert_frame_equal(res.pain_by_arm, pain_flags(sim, level="arm"))
@@ -567,11 +567,11 @@ def test_loading_analysis_tiny_cohort_records_what_cannot_be_estimated():
 
     res = loading_analysis(simulate_cohort(6, seed=1))
     assert res.dose_response is None
-    assert "does not vary within any arm" in res.notes["dose_response"]
+    assert "does not vary within any arm" in res.not_estimable["dose_response"]
     assert res.adherence_by_arm is not None and res.compliance is not None
     s = res.summary()
     notes = s["note"][s["note"] != ""].tolist()
-    assert notes == [f"not estimable: dose_response: {res.notes['dose_response']}"]
+    assert notes == [f"not estimable: dose_response: {res.not_estimable['dose_response']}"]
     assert s["arm"].notna().sum() == 2  # the two arm rows are still there
 
 
@@ -583,8 +583,8 @@ def test_loading_analysis_without_loaded_exercise_or_pain():
     people = pd.DataFrame({"participant_id": log["participant_id"].unique(), "arm": "loading"})
     res = loading_analysis(types.SimpleNamespace(sessions=log, participants=people))
     assert res.progression is None and res.compliance is None and res.pain_by_arm is None
-    assert "external load" in res.notes["progression"]
-    assert "no pain_nrs" in res.notes["pain"]
+    assert "external load" in res.not_estimable["progression"]
+    assert "no pain_nrs" in res.not_estimable["pain"]
     s = res.summary()
     assert s.loc[s["arm"] == "loading", "mean_adherence"].iloc[0] == pytest.approx(
         adherence(log, participants=people)["adherence"].mean())

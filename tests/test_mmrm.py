@@ -312,3 +312,52 @@ def test_unbiased_on_simulation():
         hits += last["ci_low"] <= 2.0 <= last["ci_high"]
         assert abs(last["estimate"] - 2.0) < 2.0
     assert hits >= 16     # 95% intervals: P(hits < 16 | 20 draws) < 0.02
+
+
+# --------------------------------------------------------------------------- H2 with an MMRM
+def test_h2_analysis_with_mmrm():
+    from hipstats.cohort.simulate import simulate_cohort
+    from hipstats.questions.outcomes import h2_analysis
+    from hipstats.report import areas
+
+    cohort = simulate_cohort(60, seed=5)
+    res = h2_analysis(cohort, "hip_ir_deg", mdc=6.0, model="mmrm", covariance="us")
+    assert res.model_kind == "mmrm" and isinstance(res.model, MMRMResult)
+    assert "unstructured residual covariance" in res.model_description
+    assert "Kenward-Roger" in res.model_description
+    assert res.key_estimand == "difference at final visit"
+    assert any("participant-visit means" in n for n in res.model_notes)
+    # the key finding is the EMM contrast at the final visit of an MMRM on participant means
+    af = cohort.analysis_frame("hip_ir_deg", pelvis="free").dropna(subset=["value"])
+    agg = af.groupby(["participant_id", "visit"], observed=True).agg(
+        value=("value", "mean"), arm=("arm", "first")).reset_index()
+    agg["arm"] = agg["arm"].astype(object)
+    agg["visit"] = agg["visit"].astype(object)
+    fit = fit_mmrm(res.formula, agg, subject="participant_id", visit="visit", visits=res.visits,
+                   ddf="kenward-roger")
+    ct = hs.contrasts(hs.emmeans(fit, "arm", by="visit"), "trt.vs.ctrl", ref=res.reference,
+                      adjust="none")
+    last = ct[ct["visit"] == res.visits[-1]].set_index("contrast")
+    s = res.summary().set_index("arm")
+    for arm in s.index:
+        key = f"{arm} - {res.reference}"
+        assert s.loc[arm, "estimand"] == "difference at final visit"
+        assert s.loc[arm, "diff_change" if "diff_change" in s.columns else "difference_in_change"] == \
+            pytest.approx(last.loc[key, "estimate"], rel=1e-5)
+    table = areas.h2_contrast_table(res)
+    assert set(table["visit"]) == {res.visits[-1]}
+    texts = [f.sentence for f in areas.h2_findings(res, display=False)]
+    assert any("MMRM" in t for t in texts)
+
+
+def test_h2_mmrm_small_cohort_falls_back_with_note():
+    from hipstats.cohort.simulate import simulate_cohort
+    from hipstats.questions.outcomes import h2_analysis
+
+    res = h2_analysis(simulate_cohort(8, seed=2), "hip_ir_deg", mdc=6.0, model="mmrm", covariance="us")
+    if res.model.covariance != "us":
+        assert any("used instead of the requested unstructured" in n for n in res.model_notes)
+        assert res.model.covariance in res.model_description or \
+            hs.models.mmrm.COVARIANCES[res.model.covariance] in res.model_description
+    with pytest.raises(AnalysisError, match="model must be"):
+        h2_analysis(simulate_cohort(8, seed=2), "hip_ir_deg", mdc=6.0, model="gee")

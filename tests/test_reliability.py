@@ -316,33 +316,36 @@ def test_reliability_summary_recovers_known_variances(measurements):
     trial-to-trial ICC(A,1) = 94/98, SEM 2; session-to-session (trial means) ICC = 85/96,
     SEM sqrt(11); rater-to-rater ICC = 94/(94 + 1.125 + 2), SEM sqrt(3.125). Every 95% CI
     must cover its truth and the SEM be within 6% (n = 400 participants x 2 sides)."""
-    out = reliability_summary(measurements)
+    res = reliability_summary(measurements)
+    out = res.to_frame()
     ir = out[(out.measure == "hip_ir_deg") & (out.pelvis == "free")].set_index("design")
     truth = {"trial-to-trial": (94 / 98, 2.0),
              "session-to-session": (85 / 96, np.sqrt(11.0)),
              "rater-to-rater": (94 / 97.125, np.sqrt(3.125))}
     for design, (icc_true, sem_true) in truth.items():
         row = ir.loc[design]
-        assert row["ci_low"] <= icc_true <= row["ci_high"], design
+        assert row["icc_ci_low"] <= icc_true <= row["icc_ci_high"], design
         assert row["sem"] == pytest.approx(sem_true, rel=0.06), design
         assert row["mdc95"] == pytest.approx(1.959964 * np.sqrt(2) * row["sem"], rel=1e-6)
         assert row["form"] == "ICC(A,1)"
-    assert ir.loc["trial-to-trial", "n"] == 400 * 2 * 3  # participant x side x (visit, rater)
-    assert ir.loc["session-to-session", "n"] == 800 and ir.loc["rater-to-rater", "n"] == 800
+    assert ir.loc["trial-to-trial", "n_targets"] == 400 * 2 * 3  # participant x side x (visit, rater)
+    assert ir.loc["session-to-session", "n_targets"] == 800 and ir.loc["rater-to-rater", "n_targets"] == 800
     assert ir.loc["session-to-session", "n_participants"] == 400
     assert ir.loc["trial-to-trial", "n_participants"] == 400
     # pelvic tilt has no side; still analysed; scores get a weighted kappa, no trial design
     tilt = out[out.measure == "pelvic_tilt_deg"].set_index("design")
     assert set(tilt.index) == set(truth)
-    assert tilt.loc["session-to-session", "n"] == 400
+    assert tilt.loc["session-to-session", "n_targets"] == 400
     score = out[out.measure == "aslr_mens_score"].set_index("design")
     assert set(score.index) == {"session-to-session", "rater-to-rater"}
     assert score["kappa"].between(0.5, 1).all()
     assert score["kappa_on"].str.contains("quadratic").all()
     assert tilt["kappa_on"].str.startswith("tilt class").all()
     assert tilt["kappa"].between(0, 1).all()
-    assert any(s["measure"] == "aslr_mens_score" and s["design"] == "trial-to-trial"
-               for s in out.attrs["skipped"])
+    sk = res.skipped
+    assert ((sk["measure"] == "aslr_mens_score") & (sk["design"] == "trial-to-trial")).any()
+    assert any(n.startswith("aslr_mens_score") and "not estimable" in n for n in res.notes)
+    assert "hip_ir_deg session-to-session: visit 'retest' against 'baseline' by rater R1" in res.notes
 
 
 def test_reliability_summary_accepts_cohort_like_object(measurements):
@@ -351,13 +354,16 @@ def test_reliability_summary_accepts_cohort_like_object(measurements):
 
     c = CohortLike()
     c.measurements = measurements[measurements.measure == "aslr_deg"]
-    out = reliability_summary(c, designs=["rater-to-rater"])
+    out = reliability_summary(c, designs=["rater-to-rater"]).to_frame()
     assert out[["measure", "design"]].to_numpy().tolist() == [["aslr_deg", "rater-to-rater"]]
     renamed = c.measurements.assign(rater=c.measurements.rater.map({"R1": "AB", "R2": "CD"}))
-    out = reliability_summary(renamed, designs=["session-to-session"], primary_rater="AB")
+    out = reliability_summary(renamed, designs=["session-to-session"], primary_rater="AB").to_frame()
     assert out.loc[0, "design"] == "session-to-session"
+    # no name is assumed: the primary rater (AB, who measured most) is found from the data
+    found = reliability_summary(renamed, designs=["session-to-session"]).to_frame()
+    pd.testing.assert_frame_equal(found, out)
     with pytest.raises(AnalysisError, match="set primary_rater"):
-        reliability_summary(renamed, designs=["session-to-session"])
+        reliability_summary(renamed, designs=["session-to-session"], primary_rater="CD")
     with pytest.raises(ValueError, match="unknown design"):
         reliability_summary(c, designs=["day-to-day"])
     with pytest.raises(TypeError):
@@ -372,9 +378,9 @@ def test_reliability_summary_on_simulated_cohort():
     from hipstats.cohort.simulate import simulate_cohort
 
     cohort = simulate_cohort(n_participants=60, seed=1)
-    out = reliability_summary(cohort)
+    out = reliability_summary(cohort).to_frame()
     assert {"trial-to-trial", "session-to-session", "rater-to-rater"} <= set(out.design)
-    assert np.isfinite(out[["icc", "ci_low", "ci_high", "sem", "mdc95"]].to_numpy()).all()
+    assert np.isfinite(out[["icc", "icc_ci_low", "icc_ci_high", "sem", "mdc95"]].to_numpy()).all()
     assert ((out.icc > 0) & (out.icc <= 1)).all()
     ir = out[(out.measure == "hip_ir_deg") & (out.pelvis == "free")].set_index("design")
     assert ir.loc["trial-to-trial", "sem"] == pytest.approx(cohort.truth["ir_sd_trial"], abs=0.2)
@@ -395,7 +401,7 @@ def test_bland_altman_1986_peak_flow():
     res = bland_altman(pefr_frame(), "wright1", "mini1", limits=2, ci_method="simple")
     assert res.bias == pytest.approx(-2.1, abs=0.05)
     assert res.sd == pytest.approx(38.8, abs=0.05)
-    assert res.n == 17
+    assert res.n_pairs == 17
     assert res.bias_ci == pytest.approx((-22.0, 17.8), abs=0.06)
     assert res.loa_low == pytest.approx(-79.7, abs=0.25)
     assert res.loa_high == pytest.approx(75.5, abs=0.25)
@@ -434,7 +440,7 @@ def test_bland_altman_proportional_bias():
     res = bland_altman(df, "x", "y")
     ref = stats.linregress((df.x + df.y) / 2, df.x - df.y)
     assert res.slope == pytest.approx(ref.slope, rel=1e-12)
-    assert res.slope_pval < 1e-6
+    assert res.slope_p_value < 1e-6
     assert res.slope_ci[0] < res.slope < res.slope_ci[1]
 
 
@@ -453,7 +459,7 @@ def test_bland_altman_repeated_measures_match_r(dataset, case):
     res = bland_altman(data, "x", "y", subject="subject", true_value=case)
     for col in ("bias", "sd", "loa_low", "loa_high"):
         assert getattr(res, col) == pytest.approx(ref[col], rel=1e-9, abs=1e-12), col
-    assert res.n_subjects == data["subject"].nunique()
+    assert res.n_participants == data["subject"].nunique()
     assert res.loa_low_ci[0] < res.loa_low < res.loa_low_ci[1]
 
 
@@ -694,20 +700,20 @@ def test_reliability_summary_reports_cluster_and_f_cis():
     long = pd.DataFrame([dict(participant_id=f"P{pid[t]:02d}", side=("left", "right")[t % 2],
                               visit=("baseline", "retest")[j], measure="hip_ir_deg", trial=1,
                               value=y[0, t, j]) for t in range(50) for j in range(2)])
-    out = reliability_summary(long, designs=["session-to-session"], n_boot=500, seed=5).iloc[0]
-    assert out["n_participants"] == 25 and out["n"] == 50
-    assert list(reliability_summary(long, designs=["session-to-session"]).columns[:4]) == [
-        "measure", "design", "n_participants", "n"]
+    out = reliability_summary(long, designs=["session-to-session"], n_boot=500, seed=5).to_frame().iloc[0]
+    assert out["n_participants"] == 25 and out["n_targets"] == 50
+    assert list(reliability_summary(long, designs=["session-to-session"]).to_frame().columns[:4]) == [
+        "measure", "design", "n_participants", "n_targets"]
     ref = icc(long, ["participant_id", "side"], "visit", "value").set_index("form").loc["ICC(A,1)"]
-    assert [out["ci_low_f"], out["ci_high_f"]] == pytest.approx([ref["ci_low"], ref["ci_high"]], abs=1e-12)
+    assert [out["icc_ci_low_f"], out["icc_ci_high_f"]] == pytest.approx([ref["ci_low"], ref["ci_high"]], abs=1e-12)
     b = cluster_bootstrap_icc(y[0], pid, "ICC(A,1)", n_boot=500, seed=5)
-    assert [out["ci_low"], out["ci_high"], out["sem_ci_low"], out["sem_ci_high"]] == pytest.approx(
+    assert [out["icc_ci_low"], out["icc_ci_high"], out["sem_ci_low"], out["sem_ci_high"]] == pytest.approx(
         list(b[:4]), abs=1e-12)
     assert out["ci_method"] == "participant-cluster bootstrap (500 draws)"
     assert out["mdc95_ci_low"] == pytest.approx(stats.norm.ppf(0.975) * np.sqrt(2) * b[2], rel=1e-12)
     assert out["sem_ci_low"] < out["sem"] < out["sem_ci_high"]
-    f = reliability_summary(long, designs=["session-to-session"], ci="f").iloc[0]
-    assert (f["ci_low"], f["ci_high"]) == (f["ci_low_f"], f["ci_high_f"])
+    f = reliability_summary(long, designs=["session-to-session"], ci="f").to_frame().iloc[0]
+    assert (f["icc_ci_low"], f["icc_ci_high"]) == (f["icc_ci_low_f"], f["icc_ci_high_f"])
     assert f["ci_method"].startswith("F")
     with pytest.raises(ValueError, match="ci must be"):
         reliability_summary(long, ci="wald")

@@ -252,7 +252,7 @@ def test_h2_finding_reports_sub_analyses_that_are_not_estimable():
     from hipstats.report.areas import h2_findings  # noqa: PLC0415
 
     r = _h2_like(0.95, 0.01)
-    r.notes = {"ANCOVA": "fewer than 2 participants in arm control"}
+    r.not_estimable = {"ANCOVA": "fewer than 2 participants in arm control"}
     out = h2_findings(r, display=False)
     assert out[-1].estimate is None and "not estimable: fewer than 2 participants" in out[-1].sentence
 
@@ -263,8 +263,8 @@ def test_reliability_finding_counts_participants_and_words_the_sem():
     from hipstats.report.areas import reliability_findings  # noqa: PLC0415
 
     t = pd.DataFrame({"measure": ["hip_ir_deg"], "pelvis": ["free"], "design": ["rater-to-rater"],
-                      "form": ["ICC(A,1)"], "n_participants": [28], "n": [56], "icc": [0.91], "ci_low": [0.85],
-                      "ci_high": [0.95], "sem": [2.0], "mdc95": [5.5], "ci_method": ["cluster bootstrap"]})
+                      "form": ["ICC(A,1)"], "n_participants": [28], "n_targets": [56], "icc": [0.91], "icc_ci_low": [0.85],
+                      "icc_ci_high": [0.95], "sem": [2.0], "mdc95": [5.5], "ci_method": ["cluster bootstrap"]})
     t.attrs["confidence"] = 0.9
     (f,) = reliability_findings(t, display=False)
     assert "(28 participants, both sides" in f.question and "28 participants, both sides" in f.sentence
@@ -301,7 +301,7 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
     from hipstats.report import areas  # noqa: PLC0415
 
     table = pd.DataFrame({"a": [1]})
-    res = type("R", (), {"notes": {"dose_response": "4 participants are too few"}, "dose_response": None,
+    res = type("R", (), {"not_estimable": {"dose_response": "4 participants are too few"}, "dose_response": None,
                          "rates": table, "responders": None})()
     assert areas.show(res, "rates") is table
     s = areas.show(res, "dose_response")

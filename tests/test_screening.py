@@ -109,8 +109,9 @@ def test_bootstrap_band_agrees_with_proc_ci_se(datasets):
     ref = _read("ci_se.csv")
     r = rocm.roc(datasets["asah"], "s100b", "case")
     band = r.ci_band(ref["specificity"].to_numpy(), n_boot=10_000, seed=3)
-    for col in ("se_low", "se_median", "se_high"):
-        np.testing.assert_allclose(band[col], ref[col], atol=0.05, err_msg=col)
+    for col in ("sensitivity_ci_low", "sensitivity_median", "sensitivity_ci_high"):
+        old = {"sensitivity_ci_low": "se_low", "sensitivity_median": "se_median", "sensitivity_ci_high": "se_high"}[col]
+        np.testing.assert_allclose(band[col], ref[old], atol=0.05, err_msg=col)
 
 
 def test_auc_is_mann_whitney_probability():
@@ -551,4 +552,4 @@ def test_roc_result_summary_and_html(result):
     assert s.loc[0, "ci_method"] == "DeLong" and s.loc[0, "ci_low"] < s.loc[0, "auc"] < s.loc[0, "ci_high"]
     assert "AUC" in result.roc._repr_html_()
     band = result.roc.ci_band([0.5, 0.9], n_boot=200, seed=1)
-    assert (band["se_low"] <= band["se_median"]).all() and (band["se_median"] <= band["se_high"]).all()
+    assert (band["sensitivity_ci_low"] <= band["sensitivity_median"]).all() and (band["sensitivity_median"] <= band["sensitivity_ci_high"]).all()

@@ -11,7 +11,7 @@ Examples
 >>> cohort = hs.simulate_cohort(n_participants=30, seed=1)
 >>> ir = cohort.outcomes("hip_ir_deg")
 >>> list(ir.columns)
-['participant_id', 'visit', 'week', 'side', 'value', 'n_trials', 'sd']
+['participant_id', 'visit', 'week', 'side', 'value', 'n_trials', 'sd', 'rater']
 >>> frame = cohort.analysis_frame("hip_ir_deg")
 >>> {"baseline", "change", "arm", "standing_tilt_deg"} <= set(frame.columns)
 True
@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import os
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hipstats.cohort import views
 from hipstats.data import schema
 from hipstats.errors import AnalysisError, ParameterError, ValidationError
 
@@ -78,11 +80,6 @@ class Cohort:
         value = self._cache[key]
         return value.copy() if isinstance(value, (pd.DataFrame, pd.Series)) else value
 
-    def _measure_rows(self, measure: str, columns: list[str] | None = None) -> pd.DataFrame:
-        index = self._cached("measure_index", lambda: self.measurements.groupby("measure", sort=False).indices)
-        table = self.measurements if columns is None else self.measurements[columns]
-        return table.take(index.get(measure, np.array([], dtype=int)))
-
     # ------------------------------------------------------------------ basics
     @property
     def arms(self) -> list[str]:
@@ -99,22 +96,14 @@ class Cohort:
         return int(self.participants["participant_id"].nunique())
 
     def schedule(self) -> pd.DataFrame:
-        """Visits with their median week and attendance.
+        """Visits with their median week, attendance and whether they are scheduled.
 
-        A visit is *scheduled* when at least half as many participants attend it as
-        attend the best-attended visit; extra visits (a reliability retest of a subset)
-        are kept in the data but left out of outcome views by default.
+        See :func:`hipstats.cohort.views.visit_schedule`: declared ``scheduled_visits``
+        (``hipstats.yaml``) win; otherwise a visit attended by at least half as many
+        participants as the best-attended visit is scheduled. Extra visits (a reliability
+        retest of a subset) stay in the data and are left out of outcome views, with a note.
         """
-        return self._cached("schedule", self._schedule)
-
-    def _schedule(self) -> pd.DataFrame:
-        m = self.measurements
-        if m.empty:
-            return pd.DataFrame(columns=["visit", "week", "n_participants", "scheduled"])
-        g = m.groupby("visit", observed=True).agg(week=("week", "median"),
-                                                  n_participants=("participant_id", "nunique")).reset_index()
-        g["scheduled"] = g["n_participants"] >= 0.5 * g["n_participants"].max()
-        return g.sort_values(["week", "visit"]).reset_index(drop=True)
+        return self._cached("schedule", lambda: views.visit_schedule(self))
 
     @property
     def scheduled_visits(self) -> list[str]:
@@ -128,18 +117,37 @@ class Cohort:
             raise AnalysisError("the cohort has no measurements, so no baseline visit")
         return visits[0]
 
-    def primary_rater(self, measure: str) -> str | None:
-        """The rater who took most readings of a measure (None when raters are not recorded)."""
-        def make():
-            r = self._measure_rows(measure, ["rater"])["rater"].dropna()
-            return None if r.empty else str(r.value_counts().sort_index().idxmax())
+    @property
+    def retest_visit(self) -> str | None:
+        """The retest visit (declared, or found by :func:`hipstats.cohort.views.retest_visit`); None if none."""
+        return self._cached("retest_visit", lambda: views.retest_visit(self))
 
-        return self._cached(("primary_rater", measure), make)
+    def primary_rater(self, measure: str) -> str | None:
+        """The primary rater of a measure (:func:`hipstats.cohort.views.primary_rater`; None without raters)."""
+        return self._cached(("primary_rater", measure), lambda: views.primary_rater(self, measure))
+
+    def with_settings(self, **names) -> "Cohort":
+        """The same cohort with view settings declared (``primary_rater``, ``retest_visit``,
+        ``scheduled_visits``), as ``hipstats.yaml`` or report parameters declare them.
+
+        Empty values ("" or None) leave a setting to the rules of :mod:`hipstats.cohort.views`.
+        """
+        unknown = sorted(set(names) - set(views.VIEW_SETTINGS))
+        if unknown:
+            raise ParameterError(f"unknown view setting(s) {unknown}; known: {', '.join(views.VIEW_SETTINGS)}")
+        extra = dict(self.settings.extra)
+        for k, v in names.items():
+            if v is None or (isinstance(v, (str, list, tuple)) and len(v) == 0):
+                continue
+            extra[k] = v
+        settings = dataclasses.replace(self.settings, extra=extra)
+        return Cohort(self.measurements, self.participants, self.sessions, settings, self.source,
+                      list(self.files), self.truth)
 
     # ------------------------------------------------------------------ views
     def outcomes(self, measure: str, *, pelvis: str | None = "free", visits="scheduled",
                  rater: str | None = "primary", side: str | None = None) -> pd.DataFrame:
-        """One value per participant x visit x side: the mean of trials.
+        """One value per participant x visit x side: the mean of trials (:func:`hipstats.cohort.views.trial_means`).
 
         Parameters
         ----------
@@ -152,57 +160,27 @@ class Cohort:
         visits : "scheduled", "all" or list of str
             Which visits to keep (see :meth:`schedule`).
         rater : "primary", a rater code, or None
-            "primary" keeps the measure's most frequent rater; None averages all raters.
+            "primary" applies the one-rater rule: the primary rater only where two raters
+            measured the same participant, visit and side, whoever measured elsewhere;
+            None averages all raters.
         side : "left", "right" or None
             Keep one side only.
 
         Returns
         -------
         DataFrame
-            participant_id, visit, week, side, value (mean), n_trials, sd.
+            participant_id, visit, week, side, value (mean), n_trials, sd, rater; left-out rows
+            counted in ``attrs["notes"]``.
         """
         if measure not in schema.MEASURES:
             raise AnalysisError(f"unknown measure '{measure}' (known: {', '.join(schema.MEASURES)})")
+        if pelvis is not None and pelvis not in schema.PELVIS_CONDITIONS:
+            raise AnalysisError(f"unknown pelvis condition '{pelvis}' (known: {', '.join(schema.PELVIS_CONDITIONS)})")
+        if isinstance(visits, str) and visits not in ("scheduled", "all"):
+            raise AnalysisError(f"visits must be 'scheduled', 'all' or a list of labels, not '{visits}'")
         key = ("outcomes", measure, pelvis, visits if isinstance(visits, str) else tuple(visits), rater, side)
-        return self._cached(key, lambda: self._outcomes(measure, pelvis, visits, rater, side))
-
-    def _outcomes(self, measure, pelvis, visits, rater, side) -> pd.DataFrame:
-        m = self._measure_rows(measure, ["participant_id", "visit", "week", "side", "value", "rater", "pelvis"])
-        if pelvis is not None:
-            if pelvis not in schema.PELVIS_CONDITIONS:
-                raise AnalysisError(f"unknown pelvis condition '{pelvis}' (known: {', '.join(schema.PELVIS_CONDITIONS)})")
-            # readings with no pelvic condition recorded are taken as the participant's own posture
-            # ("free"): they never stand in for a neutral-pelvis (or other set-up) reading
-            if pelvis == "free":
-                m = m[(m["pelvis"] == "free") | m["pelvis"].isna()]
-            else:
-                m = m[m["pelvis"] == pelvis]
-        if rater == "primary":
-            rater = self.primary_rater(measure)
-        if rater is not None:
-            m = m[(m["rater"] == rater) | m["rater"].isna()]
-        if isinstance(visits, str):
-            if visits == "scheduled":
-                m = m[m["visit"].isin(self.scheduled_visits)]
-            elif visits != "all":
-                raise AnalysisError(f"visits must be 'scheduled', 'all' or a list of labels, not '{visits}'")
-        else:
-            m = m[m["visit"].isin(list(visits))]
-        if side is not None:
-            m = m[m["side"] == side]
-        cols = ["participant_id", "visit", "week", "side", "value", "n_trials", "sd"]
-        if m.empty:
-            return pd.DataFrame(columns=cols)
-        keys = ["participant_id", "visit", "side"]
-        g = (m.assign(side=m["side"].astype(object).where(m["side"].notna(), ""))
-               .groupby(keys, sort=False, observed=True)
-               .agg(week=("week", "min"), value=("value", "mean"), n_trials=("value", "size"),
-                    sd=("value", "std"))
-               .reset_index())
-        g["side"] = g["side"].replace("", None)
-        g = g[cols].sort_values(["participant_id", "week", "side"], na_position="first").reset_index(drop=True)
-        g["n_trials"] = g["n_trials"].astype(int)
-        return g
+        return self._cached(key, lambda: views.trial_means(self, measure, pelvis=pelvis, visits=visits,
+                                                           side=side or "both", rater=rater))
 
     def baseline_covariates(self) -> pd.DataFrame:
         """Participants with baseline standing tilt (``standing_tilt_deg``) and baseline outcomes.
@@ -241,17 +219,14 @@ class Cohort:
         out = self.outcomes(measure, **outcome_kw)
         if out.empty:
             raise AnalysisError(f"no '{measure}' outcomes to analyse")
-        first = out.sort_values("week").groupby(["participant_id", out["side"].fillna("")], sort=False).head(1)
-        base_week = out["week"].min()
-        first = first[first["week"] <= base_week + 1e-9]
-        key = first["participant_id"] + "|" + first["side"].fillna("")
-        base = pd.Series(first["value"].to_numpy(), index=key.to_numpy())
-        out["baseline"] = (out["participant_id"] + "|" + out["side"].fillna("")).map(base)
-        out["change"] = out["value"] - out["baseline"]
+        sched = [v for v in self.scheduled_visits if v in set(out["visit"])]
+        out = views.change_from_baseline(out, baseline=sched[0] if sched else None)
+        notes = out.attrs
         cov = self.baseline_covariates()
         keep = ["participant_id"] + [c for c in cov.columns if c != "participant_id"]
         out = out.merge(cov[keep], on="participant_id", how="left")
         out["arm"] = pd.Categorical(out["arm"], categories=self.arms)
+        out.attrs = dict(notes)
         return out
 
     def participant_flow(self) -> pd.DataFrame:

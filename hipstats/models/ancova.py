@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import html
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +48,7 @@ import pandas as pd
 
 from hipstats.errors import AnalysisError
 from hipstats.models.emmeans import EMMResult, contrasts, emmeans
+from hipstats.results import Result, html_table
 
 __all__ = ["AncovaResult", "ancova"]
 
@@ -55,7 +57,7 @@ def _q(name: str) -> str:
     return f"Q({name!r})"
 
 
-class AncovaResult:
+class AncovaResult(Result):
     """Result of :func:`ancova`.
 
     Attributes
@@ -69,9 +71,9 @@ class AncovaResult:
     pairwise : pandas.DataFrame
         All pairs of arms.
     slopes_test : dict
-        Homogeneity of regression slopes (arm x baseline): ``F, df1, df2, p_value``.
+        Homogeneity of regression slopes (arm x baseline): ``statistic`` (F), ``df1, df2, p_value``.
     counts : pandas.DataFrame
-        Per arm: ``n``, raw baseline and outcome means.
+        Per arm: ``n_participants`` (rows), raw baseline and outcome means.
     baseline_slope : dict
         Estimate, SE and CI of the baseline coefficient.
     """
@@ -95,8 +97,8 @@ class AncovaResult:
         return pd.concat([a, b], ignore_index=True)[["family"] + list(self.vs_ref.columns)]
 
     def to_frame(self) -> pd.DataFrame:
-        """Adjusted means per arm with the raw counts and means."""
-        m = self.adjusted_means.to_frame().rename(columns={"emmean": "adjusted_mean"})
+        """Adjusted means per arm (``estimate``, with CI) with the raw counts and means."""
+        m = self.adjusted_means.to_frame()
         return self.counts.merge(m, left_on=self.group, right_on=self.group, how="right")
 
     def plot(self, ax=None):
@@ -108,13 +110,12 @@ class AncovaResult:
 
     def _repr_html_(self) -> str:
         st = self.slopes_test
-        esc = lambda x: html.escape(str(x))  # noqa: E731 - column names come from data
-        return (f"<p><b>ANCOVA</b> of {esc(self.outcome)} on {esc(self.group)} adjusted for {esc(self.baseline)} "
-                f"(n = {int(self.model.nobs)}, residual df = {int(self.model.df_resid)}; "
+        esc = html.escape
+        return (f"<p><b>ANCOVA</b> of {esc(str(self.outcome))} on {esc(str(self.group))} adjusted for "
+                f"{esc(str(self.baseline))} (n = {int(self.model.nobs)}, residual df = {int(self.model.df_resid)}; "
                 f"baseline slope {self.baseline_slope['estimate']:.3g}; "
-                f"slopes homogeneity F = {st['F']:.3g}, p = {st['p_value']:.3g})</p>"
-                + self.to_frame().to_html(index=False, float_format=lambda x: f"{x:.4g}")
-                + self.summary().to_html(index=False, float_format=lambda x: f"{x:.4g}"))
+                f"slopes homogeneity F = {st['statistic']:.3g}, p = {st['p_value']:.3g})</p>"
+                + html_table(self.to_frame()) + html_table(self.summary()))
 
     def __repr__(self) -> str:
         return (f"AncovaResult({self.outcome} ~ {self.group} + {self.baseline}, n={int(self.model.nobs)})\n"
@@ -216,7 +217,7 @@ def ancova(data: pd.DataFrame, outcome: str, baseline: str, group: str,
     # homogeneity of regression slopes
     full = smf.ols(f"{_q(outcome)} ~ {rhs} + {gterm}:{_q(baseline)}", d).fit()
     tab = anova_lm(smf.ols(formula, d).fit(), full)
-    slopes_test = {"F": float(tab["F"].iloc[1]), "df1": float(tab["df_diff"].iloc[1]),
+    slopes_test = {"statistic": float(tab["F"].iloc[1]), "df1": float(tab["df_diff"].iloc[1]),
                    "df2": float(tab["df_resid"].iloc[1]), "p_value": float(tab["Pr(>F)"].iloc[1])}
 
     bname = _q(baseline)
@@ -224,7 +225,7 @@ def ancova(data: pd.DataFrame, outcome: str, baseline: str, group: str,
     baseline_slope = {"estimate": float(fit.params[bname]), "se": float(fit.bse[bname]),
                       "ci_low": float(ci.loc[bname, 0]), "ci_high": float(ci.loc[bname, 1]),
                       "p_value": float(fit.pvalues[bname])}
-    raw = d.groupby(group, observed=True).agg(n=(outcome, "size"), baseline_mean=(baseline, "mean"),
+    raw = d.groupby(group, observed=True).agg(n_participants=(outcome, "size"), baseline_mean=(baseline, "mean"),
                                               outcome_mean=(outcome, "mean"))
     raw = raw.loc[levels].reset_index().rename(columns={"index": group})
     return AncovaResult(fit, emm, vs_ref, pairwise, slopes_test, raw, baseline_slope,

@@ -49,6 +49,7 @@ Examples
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import warnings
@@ -60,6 +61,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import Result, html_table
 
 __all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS", "DEFAULT_ADJUST",
            "LMER_DF", "normalize_adjust"]
@@ -105,6 +107,18 @@ class _Fit:
     df_fn: Callable[[np.ndarray], np.ndarray]
     df_method: str
     null_basis: np.ndarray | None = field(default=None, repr=False)
+    #: the hipstats model the adapter reads (its design_info survives pickling; patsy's does not)
+    model: object = field(default=None, repr=False)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["design_info"] = None  # patsy DesignInfo does not pickle: rebuilt from the model
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.design_info is None and self.model is not None:
+            self.design_info = getattr(self.model, "design_info", None)
 
     def df(self, L: np.ndarray) -> np.ndarray:
         L = np.atleast_2d(np.asarray(L, dtype=float))
@@ -112,6 +126,16 @@ class _Fit:
             return np.empty(0)
         out = np.broadcast_to(np.asarray(self.df_fn(L), dtype=float), (L.shape[0],))
         return np.array(out, dtype=float)
+
+
+class _ConstantDf:
+    """The same degrees of freedom for every linear function (picklable, unlike a lambda)."""
+
+    def __init__(self, df: float):
+        self.df = float(df)
+
+    def __call__(self, L) -> float:
+        return self.df
 
 
 class _ModelDf:
@@ -167,7 +191,7 @@ def _adapt(result, df: float | None = None, lmer_df: str = "satterthwaite") -> _
         di = result.design_info
         data = pd.DataFrame(result.data)
         if fixed_df is not None:
-            return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: fixed_df, "user")
+            return _Fit(beta.to_numpy(float), vcov, names, di, data, _ConstantDf(fixed_df), "user")
         if hasattr(result, "df_contrast") and hasattr(result, "vcov"):
             # a model with its own df rule (MMRMResult): its ddf at fit, or lmer_df when that
             # asks for Kenward-Roger / asymptotic
@@ -180,15 +204,15 @@ def _adapt(result, df: float | None = None, lmer_df: str = "satterthwaite") -> _
             return _Fit(beta.to_numpy(float), np.asarray(kr.vcov_adj, float), names, di, data,
                         kr.ddf, "kenward-roger")
         if lmer_df == "asymptotic":
-            return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: np.inf,
+            return _Fit(beta.to_numpy(float), vcov, names, di, data, _ConstantDf(np.inf),
                         "asymptotic")
         if lmer_df == "kenward-roger":
             raise AnalysisError(f"{type(result).__name__} has no Kenward-Roger df; use "
                                 "lmer_df='satterthwaite'")
         if hasattr(result, "df_satterthwaite"):
-            return _Fit(beta.to_numpy(float), vcov, names, di, data,
-                        lambda L: result.df_satterthwaite(L), "satterthwaite")
-        return _Fit(beta.to_numpy(float), vcov, names, di, data, lambda L: np.inf, "asymptotic")
+            return _Fit(beta.to_numpy(float), vcov, names, di, data, result.df_satterthwaite, "satterthwaite",
+                        model=result)
+        return _Fit(beta.to_numpy(float), vcov, names, di, data, _ConstantDf(np.inf), "asymptotic", model=result)
 
     model = getattr(result, "model", None)
     mdata = getattr(model, "data", None)
@@ -208,7 +232,7 @@ def _adapt(result, df: float | None = None, lmer_df: str = "satterthwaite") -> _
         vcov = np.asarray(result.cov_params(), dtype=float)[:k, :k]
         names = list(model.exog_names)
         d = np.inf if fixed_df is None else fixed_df
-        return _Fit(beta, vcov, names, di, data, lambda L: d,
+        return _Fit(beta, vcov, names, di, data, _ConstantDf(d),
                     "asymptotic" if fixed_df is None else "user")
 
     params = getattr(result, "params", None)
@@ -223,7 +247,7 @@ def _adapt(result, df: float | None = None, lmer_df: str = "satterthwaite") -> _
         d, how = float(result.df_resid), "residual"
     else:
         d, how = np.inf, "asymptotic"
-    return _Fit(beta, vcov, names, di, data, lambda L: d, how)
+    return _Fit(beta, vcov, names, di, data, _ConstantDf(d), how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,14 +478,14 @@ def _check_confidence(confidence: float) -> float:
 # --------------------------------------------------------------------------------------------
 # result object
 # --------------------------------------------------------------------------------------------
-class EMMResult:
+class EMMResult(Result):
     """Estimated marginal means (or trends) on a reference grid.
 
     Attributes
     ----------
     frame : pandas.DataFrame
-        One row per cell: the ``by`` and ``specs`` columns, then ``emmean`` (or ``<var>.trend``),
-        ``se``, ``df``, ``ci_low``, ``ci_high``.
+        One row per cell: the ``by`` and ``specs`` columns, then ``estimate`` (the mean, or the
+        trend of ``var`` for :func:`emtrends`; ``estimate_name`` says which), ``se``, ``df``, ``ci_low``, ``ci_high``.
     L : numpy.ndarray
         The linear functions of the fixed effects (one row per cell), kept for contrasts.
     specs, by : list of str
@@ -493,11 +517,11 @@ class EMMResult:
         return self.frame.copy()
 
     def summary(self) -> pd.DataFrame:
-        """Tidy table with a t test of each mean against zero (``t``, ``p_value``)."""
+        """Tidy table with a t test of each mean against zero (``statistic``, ``p_value``)."""
         out = self.frame.copy()
-        est = out[self.estimate_name]
-        out["t"] = est / out["se"]
-        out["p_value"] = 2 * stats.t.sf(np.abs(out["t"]), out["df"])
+        est = out["estimate"]
+        out["statistic"] = est / out["se"]
+        out["p_value"] = 2 * stats.t.sf(np.abs(out["statistic"]), out["df"])
         return out
 
     def contrasts(self, method="trt.vs.ctrl", **kwargs) -> pd.DataFrame:
@@ -506,14 +530,15 @@ class EMMResult:
 
     def _repr_html_(self) -> str:
         pct = round(100 * self.confidence)
+        esc = html.escape
         head = (f"<p><b>{'Estimated marginal means' if self.estimate_name == 'emmean' else 'Estimated trends'}"
-                f"</b> of {', '.join(self.specs)}" + (f" by {', '.join(self.by)}" if self.by else "")
-                + f"; df: {self.df_method}; {pct}% CI; weights: {self.weights}</p>")
+                f"</b> of {esc(', '.join(self.specs))}" + (f" by {esc(', '.join(self.by))}" if self.by else "")
+                + f"; df: {esc(self.df_method)}; {pct}% CI; weights: {esc(self.weights)}</p>")
         held = {k: v for k, v in self.grid.items()}
-        foot = ("<p>Averaged over / held at: " + "; ".join(
+        foot = ("<p>Averaged over / held at: " + esc("; ".join(
             f"{k} = {', '.join(f'{x:.4g}' if isinstance(x, float) else str(x) for x in v)}"
-            for k, v in held.items()) + "</p>") if held else ""
-        return head + self.frame.to_html(index=False, float_format=lambda x: f"{x:.4g}") + foot
+            for k, v in held.items())) + "</p>") if held else ""
+        return head + html_table(self.frame) + foot
 
     def __repr__(self) -> str:
         return (f"EMMResult({self.estimate_name} of {self.specs}" + (f" by {self.by}" if self.by else "")
@@ -545,7 +570,8 @@ class EMMResult:
             rest = [k for k in keys if k != x]
             hue = rest[0] if rest else None
         df = self.frame
-        est = self.estimate_name
+        est = "estimate"
+        label = self.estimate_name if self.estimate_name != "emmean" else "estimated marginal mean"
         with theme():
             if ax is None:
                 fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -569,8 +595,8 @@ class EMMResult:
             if not numeric_x:
                 ax.set_xticks(range(len(xs_all)), [str(v) for v in xs_all])
             ax.set_xlabel(x)
-            ax.set_ylabel(est if est != "emmean" else "estimated marginal mean")
-            ax.set_title(f"{est} ({round(100 * self.confidence)}% CI)")
+            ax.set_ylabel(label)
+            ax.set_title(f"{label} ({round(100 * self.confidence)}% CI)")
             if hue is not None:
                 ax.legend(title=hue, frameon=False)
         return fig
@@ -630,7 +656,7 @@ def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str]
     Returns
     -------
     EMMResult
-        ``.to_frame()`` gives the by/spec columns and ``emmean, se, df, ci_low, ci_high``.
+        ``.to_frame()`` gives the by/spec columns and ``estimate, se, df, ci_low, ci_high``.
 
     Notes
     -----
@@ -646,7 +672,7 @@ def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str]
     >>> d["y"] = 2 * (d["arm"] == "loading") + d["x"] + rng.normal(size=60)
     >>> emm = emmeans(smf.ols("y ~ arm + x", d).fit(), "arm")
     >>> list(emm.to_frame().columns)
-    ['arm', 'emmean', 'se', 'df', 'ci_low', 'ci_high']
+    ['arm', 'estimate', 'se', 'df', 'ci_low', 'ci_high']
     """
     confidence = _check_confidence(confidence)
     fit = _adapt(result, df, lmer_df)
@@ -655,7 +681,7 @@ def emmeans(result, specs, *, at: Mapping | None = None, by: str | Sequence[str]
                                lambda g: _model_matrix(fit, g))
     inf = _linear_inference(fit, L, confidence)
     frame = pd.concat([keyframe.reset_index(drop=True),
-                       inf.rename(columns={"estimate": "emmean"})], axis=1)
+                       inf], axis=1)
     return EMMResult(fit, frame, L, spec_list, by_list, grid, confidence, "emmean", weights)
 
 
@@ -688,7 +714,7 @@ def emtrends(result, specs, var: str, *, at: Mapping | None = None,
     Returns
     -------
     EMMResult
-        Columns ``<var>.trend, se, df, ci_low, ci_high``.
+        Columns ``estimate`` (the trend of ``var``), ``se, df, ci_low, ci_high``.
 
     Examples
     --------
@@ -698,7 +724,7 @@ def emtrends(result, specs, var: str, *, at: Mapping | None = None,
     ...                   "week": np.tile([0, 3, 6, 9, 12], 20)})
     >>> d["y"] = 36 + 0.5 * d["week"] * (d["arm"] == "loading") + rng.normal(size=100)
     >>> tr = emtrends(smf.ols("y ~ arm * week", d).fit(), "arm", var="week")
-    >>> tr.to_frame()["week.trend"].round(1).tolist()  # doctest: +SKIP
+    >>> tr.to_frame()["estimate"].round(1).tolist()  # doctest: +SKIP
     [0.0, 0.5]
     """
     confidence = _check_confidence(confidence)
@@ -722,7 +748,7 @@ def emtrends(result, specs, var: str, *, at: Mapping | None = None,
     keyframe, L, grid = _cells(fit, spec_list, by_list, at, cov_reduce, cov_keep, weights, slope_rows)
     name = f"{var}.trend"
     inf = _linear_inference(fit, L, confidence)
-    frame = pd.concat([keyframe.reset_index(drop=True), inf.rename(columns={"estimate": name})], axis=1)
+    frame = pd.concat([keyframe.reset_index(drop=True), inf], axis=1)
     return EMMResult(fit, frame, L, spec_list, by_list, grid, confidence, name, weights)
 
 
@@ -971,7 +997,7 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str | N
         for b, v in zip(by_list, gkey, strict=True):
             part.insert(len(part.columns) - 1, b, v)
         part = pd.concat([part, inf[["estimate", "se", "df"]]], axis=1)
-        part["t"] = t
+        part["statistic"] = t
         part["p_value"] = p
         part["p_adj"] = p_adj
         part["adjust"] = adjust

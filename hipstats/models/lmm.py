@@ -85,6 +85,7 @@ from hipstats.errors import AnalysisError, ConvergenceWarning, SingularFitWarnin
 from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_modes, lme4_order
 from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
+from hipstats.results import Result, html_table, resolve_confidence
 
 __all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
 
@@ -254,6 +255,24 @@ class _Spec:
                         and np.all(tb.Xt == 1.0)):
                     return "one", (a, b)
         return "blocked", None
+
+    def __getstate__(self):
+        # patsy's DesignInfo and the formula's evaluation environment do not pickle; they are
+        # rebuilt from the parsed formula and the model frame on unpickling
+        state = dict(self.__dict__)
+        state.update(design_info=None, re_design_infos=None, eval_env=None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.frame is None or getattr(self, "mf", None) is None:
+            return
+        env = patsy.EvalEnvironment([{"np": np, "numpy": np, "pd": pd}])
+        try:
+            _, _, _, xinfo, Zs = _build_frame(self.mf, self.frame, env)
+        except AnalysisError:  # the formula used names of the caller's session: no new designs
+            return
+        self.design_info, self.re_design_infos, self.eval_env = xinfo, [z for _, z in Zs], env
 
     @classmethod
     def from_arrays(cls, X, y, Z, groups, *, exog_names, re_names):
@@ -730,7 +749,7 @@ def lrt(model_small, model_big):
     Returns
     -------
     pandas.DataFrame
-        One row per model: npar, aic, bic, loglik, deviance, chisq, df, p.
+        One row per model: npar, aic, bic, loglik, deviance, statistic (chi-squared), df, p_value.
 
     Examples
     --------
@@ -742,7 +761,7 @@ def lrt(model_small, model_big):
     ...     "value": rng.normal(0, 5, 30)[pid] + 0.5 * week + rng.normal(0, 2, 120)})
     >>> m0 = fit_lmm("value ~ 1 + (1 | participant_id)", df)
     >>> m1 = fit_lmm("value ~ week + (1 | participant_id)", df)
-    >>> bool(lrt(m0, m1).loc["model_big", "p"] < 0.001)
+    >>> bool(lrt(m0, m1).loc["model_big", "p_value"] < 0.001)
     True
     """
     small, big = (m.refit_ml() if m.reml else m for m in (model_small, model_big))
@@ -760,14 +779,14 @@ def lrt(model_small, model_big):
         "re_formula": [small.re_formula, big.re_formula],
         "npar": [k_s, k_b], "aic": [small.aic, big.aic], "bic": [small.bic, big.bic],
         "loglik": [small.llf, big.llf], "deviance": [-2 * small.llf, -2 * big.llf],
-        "chisq": [np.nan, chisq], "df": [np.nan, ddf],
-        "p": [np.nan, float(stats.chi2.sf(chisq, ddf))],
+        "statistic": [np.nan, chisq], "df": [np.nan, ddf],
+        "p_value": [np.nan, float(stats.chi2.sf(chisq, ddf))],
     }, index=pd.Index(["model_small", "model_big"], name="model"))
     return out
 
 
 # --------------------------------------------------------------------------- result
-class LMMResult:
+class LMMResult(Result):
     """A fitted linear mixed model (see :func:`fit_lmm`).
 
     Attributes
@@ -807,6 +826,7 @@ class LMMResult:
 
     def __init__(self, spec, prob, theta, *, reml, converged, info):
         self._spec, self._prob = spec, prob
+        self.confidence = 0.95  # of summary()'s intervals; summary(confidence=) gives others
         self._theta_engine = np.asarray(theta, float)
         self.theta = spec.theta_to_lme4(self._theta_engine)
         self.reml = bool(reml)
@@ -1061,13 +1081,19 @@ class LMMResult:
                                 "reml=True or use ddf='satterthwaite'")
         return key
 
-    def summary(self, alpha: float = 0.05, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """Fixed effects: estimate, se, df, t, p, CI (``1 - alpha``).
+    def summary(self, confidence: float | None = None, ddf: str = "satterthwaite", *,
+                alpha: float | None = None) -> pd.DataFrame:
+        """Fixed effects: estimate, se, df, statistic (t), p_value, CI at ``confidence``.
+
+        ``confidence`` defaults to the result's level (0.95); ``alpha=`` is the deprecated way
+        to set it (``confidence = 1 - alpha``).
 
         ``ddf="satterthwaite"`` (lmerTest's default) or ``"kenward-roger"``: then ``se`` is
         from the Kenward-Roger adjusted covariance and ``df`` the Kenward-Roger df, as
         ``summary(fit, ddf = "Kenward-Roger")`` in lmerTest (pbkrtest).
         """
+        confidence = resolve_confidence(self.confidence if confidence is None else confidence, alpha,
+                                        where="LMMResult.summary")
         key = self.ddf_method(ddf)
         est = self.fe_params
         eye = np.eye(len(est))
@@ -1080,8 +1106,8 @@ class LMMResult:
             df = self.df_satterthwaite(eye)
         t = est / se
         p = 2 * stats.t.sf(np.abs(t), df)
-        crit = stats.t.ppf(1 - alpha / 2, df)
-        out = pd.DataFrame({"estimate": est, "se": se, "df": df, "t": t, "p": p,
+        crit = stats.t.ppf(0.5 + confidence / 2, df)
+        out = pd.DataFrame({"estimate": est, "se": se, "df": df, "statistic": t, "p_value": p,
                             "ci_low": est - crit * se, "ci_high": est + crit * se})
         out.index.name = "term"
         return out
@@ -1103,9 +1129,9 @@ class LMMResult:
 
         return anova(self, type=type, ddf=ddf)
 
-    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+    def conf_int(self, confidence: float | None = None, *, alpha: float | None = None) -> pd.DataFrame:
         """Confidence intervals of the fixed effects with Satterthwaite t quantiles."""
-        return self.summary(alpha)[["ci_low", "ci_high"]]
+        return self.summary(confidence, alpha=alpha)[["ci_low", "ci_high"]]
 
     def to_frame(self) -> pd.DataFrame:
         """Long tidy frame: fixed effects (``component="fixed"``) and variance components."""
@@ -1117,7 +1143,7 @@ class LMMResult:
                              for g, a, b in zip(vc["group"], vc["var1"], vc["var2"])],
                        kind=["sd" if pd.isna(b) else "cor" for b in vc["var2"]])
         fe["kind"] = "coef"
-        cols = ["component", "term", "kind", "estimate", "se", "df", "t", "p", "ci_low", "ci_high"]
+        cols = ["component", "term", "kind", "estimate", "se", "df", "statistic", "p_value", "ci_low", "ci_high"]
         return pd.concat([fe, vc], ignore_index=True).reindex(columns=cols)
 
     def model_info(self) -> pd.Series:
@@ -1225,9 +1251,9 @@ class LMMResult:
         head = ", ".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}"
                          for k, v in info.items())
         return (f"<div><p>Linear mixed model &mdash; {head}</p>"
-                f"<p><b>Fixed effects</b></p>{self.summary().to_html(float_format='%.4g')}"
+                f"<p><b>Fixed effects</b></p>{html_table(self.summary().reset_index())}"
                 f"<p><b>Variance components</b></p>"
-                f"{self.varcomp.to_html(float_format='%.4g', index=False)}</div>")
+                f"{html_table(self.varcomp)}</div>")
 
 
 # --------------------------------------------------------------------------- numerics

@@ -1,7 +1,7 @@
 """Responder analysis: the share of each arm whose change exceeds the minimal detectable change.
 
-A participant responds when ``direction * change > mdc`` (strictly; ``direction=-1`` for
-outcomes where a fall is the improvement). Per arm the share :math:`\\hat p = k/n` gets a Wilson
+A participant responds when ``change > mdc`` (``direction=">"``, strictly) or, for outcomes
+where a fall is the improvement, ``change < -mdc`` (``direction="<"``). Per arm the share :math:`\\hat p = k/n` gets a Wilson
 score interval
 
 .. math:: \\frac{\\hat p + z^2/(2n) \\pm z\\sqrt{\\hat p(1-\\hat p)/n + z^2/(4n^2)}}{1 + z^2/n},
@@ -31,10 +31,10 @@ Examples
 >>> df = pd.DataFrame({"arm": ["control"] * 10 + ["loading"] * 10,
 ...                    "change": [0, 1, 5, -2, 3, 0, 1, 6, 2, 0, 7, 8, 2, 9, 6, 5, 1, 8, 7, 6]})
 >>> res = responders(df, "change", "arm", mdc=4.5, ref="control")
->>> res.by_arm[["arm", "n", "responders", "proportion"]]
-       arm   n  responders  proportion
-0  control  10           2         0.2
-1  loading  10           8         0.8
+>>> res.by_arm[["arm", "n_participants", "n_responders", "proportion"]]
+       arm  n_participants  n_responders  proportion
+0  control              10             2         0.2
+1  loading              10             8         0.8
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import Result, html_table, resolve_direction
 
 __all__ = ["ResponderResult", "responders", "wilson_ci", "newcombe_diff_ci"]
 
@@ -83,18 +84,21 @@ def newcombe_diff_ci(k1, n1, k0, n0, confidence: float = 0.95) -> tuple[float, f
     return float(d), float(lo), float(hi)
 
 
-class ResponderResult:
+class ResponderResult(Result):
     """Result of :func:`responders`.
 
     Attributes
     ----------
     by_arm : pandas.DataFrame
-        ``arm, n, responders, proportion, ci_low, ci_high`` (Wilson).
+        ``arm, n_participants, n_responders, proportion, proportion_ci_low, proportion_ci_high``
+        (Wilson).
     vs_ref : pandas.DataFrame
-        ``arm, ref, risk_difference, ci_low, ci_high`` (Newcombe), ``p_value`` (Fisher exact).
+        ``arm, ref, risk_difference, risk_difference_ci_low, risk_difference_ci_high`` (Newcombe),
+        ``risk_difference_p_value`` (Fisher exact).
     test : dict
         Overall comparison across arms: ``test`` (name), ``statistic``, ``df``, ``p_value``.
-    mdc, direction, confidence : float
+    mdc, confidence : float
+    direction : {">", "<"}
     """
 
     def __init__(self, by_arm, vs_ref, test, mdc, direction, confidence, group):
@@ -108,19 +112,18 @@ class ResponderResult:
 
     def summary(self) -> pd.DataFrame:
         """Per-arm shares joined with the comparison against the reference arm."""
-        vs = self.vs_ref.rename(columns={"ci_low": "rd_ci_low", "ci_high": "rd_ci_high",
-                                         "p_value": "rd_p_value"})
-        return self.by_arm.merge(vs, on="arm", how="left")
+        return self.by_arm.merge(self.vs_ref, on="arm", how="left")
 
     def to_frame(self) -> pd.DataFrame:
         return self.summary()
 
     def _repr_html_(self) -> str:
         t = self.test
-        return (f"<p><b>Responders</b> (change {'>' if self.direction > 0 else '<'} "
-                f"{'' if self.direction > 0 else '-'}{self.mdc:.3g}); overall {html.escape(str(t['test']))}: "
+        up = self.direction == ">"
+        return (f"<p><b>Responders</b> (change {html.escape(self.direction)} "
+                f"{'' if up else '-'}{self.mdc:.3g}); overall {html.escape(str(t['test']))}: "
                 f"statistic {t['statistic']:.3g}, p = {t['p_value']:.3g}</p>"
-                + self.summary().to_html(index=False, float_format=lambda x: f"{x:.3g}"))
+                + html_table(self.summary(), digits=3))
 
     def __repr__(self) -> str:
         return f"ResponderResult(mdc={self.mdc:g}, {self.test['test']} p={self.test['p_value']:.3g})\n" + \
@@ -141,7 +144,8 @@ class ResponderResult:
             pal = arm_palette(b["arm"].astype(str))
             xs = np.arange(len(b))
             ax.bar(xs, b["proportion"], color=[pal[str(a)] for a in b["arm"]], alpha=0.85)
-            ax.errorbar(xs, b["proportion"], yerr=[b["proportion"] - b["ci_low"], b["ci_high"] - b["proportion"]],
+            ax.errorbar(xs, b["proportion"], yerr=[b["proportion"] - b["proportion_ci_low"],
+                                                   b["proportion_ci_high"] - b["proportion"]],
                         fmt="none", ecolor="black", capsize=4)
             ax.set_xticks(xs, b["arm"].astype(str))
             ax.set_ylim(0, 1)
@@ -182,7 +186,7 @@ def _fisher(table: np.ndarray, max_tables: int = 5_000_000) -> float:
     return float(min(1.0, p[logp <= obs + np.log1p(1e-7)].sum()))
 
 
-def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direction: int = +1,
+def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direction: str = ">",
                ref=None, confidence: float = 0.95, test: str = "auto") -> ResponderResult:
     """Share of each arm whose change exceeds the MDC, with Wilson CIs and arm comparisons.
 
@@ -196,8 +200,10 @@ def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direc
         Arm column.
     mdc : float
         Minimal detectable change (e.g. MDC95 from :func:`hipstats.questions.reliability.reliability_summary`); must be > 0.
-    direction : {+1, -1}
-        +1: responders improve by more than ``mdc`` (change > mdc); -1: change < -mdc.
+    direction : {">", "<"}
+        ``">"``: responders improve by more than ``mdc`` (change > mdc); ``"<"``: change < -mdc
+        (the test-positive rule, as everywhere in hipstats; the old +1 / -1 are read as ">" / "<"
+        with a deprecation warning).
     ref : optional
         Reference arm for the risk differences; default the first arm in order of appearance.
     confidence : float, default 0.95
@@ -216,11 +222,10 @@ def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direc
     >>> import pandas as pd
     >>> df = pd.DataFrame({"arm": ["control"] * 4 + ["loading"] * 4,
     ...                    "change": [0.0, 5.0, 1.0, -1.0, 6.0, 7.0, 2.0, 8.0]})
-    >>> responders(df, "change", "arm", mdc=4.0).by_arm["responders"].tolist()
+    >>> responders(df, "change", "arm", mdc=4.0).by_arm["n_responders"].tolist()
     [1, 3]
     """
-    if direction not in (1, -1):
-        raise AnalysisError(f"direction must be +1 or -1, got {direction}")
+    direction = resolve_direction(direction, where="responders")
     if not (np.isfinite(mdc) and mdc > 0):
         raise AnalysisError(f"mdc must be a positive number, got {mdc}")
     for col in (change, group):
@@ -235,12 +240,13 @@ def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direc
     ref = arms[0] if ref is None else ref
     if ref not in arms:
         raise AnalysisError(f"ref={ref!r} is not an arm in {group!r} ({arms})")
-    resp = (direction * d[change].to_numpy(float)) > mdc
+    x = d[change].to_numpy(float)
+    resp = x > mdc if direction == ">" else x < -mdc
     n = np.array([(d[group] == a).sum() for a in arms])
     k = np.array([resp[(d[group] == a).to_numpy()].sum() for a in arms])
     lo, hi = wilson_ci(k, n, confidence)
-    by_arm = pd.DataFrame({"arm": arms, "n": n, "responders": k, "proportion": k / n,
-                           "ci_low": lo, "ci_high": hi})
+    by_arm = pd.DataFrame({"arm": arms, "n_participants": n, "n_responders": k, "proportion": k / n,
+                           "proportion_ci_low": lo, "proportion_ci_high": hi})
 
     table = np.column_stack([k, n - k])
     if len(arms) < 2:
@@ -267,7 +273,8 @@ def responders(data: pd.DataFrame, change: str, group: str, mdc: float, *, direc
         if i == i0:
             continue
         rd, rlo, rhi = newcombe_diff_ci(k[i], n[i], k[i0], n[i0], confidence)
-        rows.append({"arm": a, "ref": ref, "risk_difference": rd, "ci_low": rlo, "ci_high": rhi,
-                     "p_value": _fisher(table[[i, i0]])})
-    vs_ref = pd.DataFrame(rows, columns=["arm", "ref", "risk_difference", "ci_low", "ci_high", "p_value"])
+        rows.append({"arm": a, "ref": ref, "risk_difference": rd, "risk_difference_ci_low": rlo,
+                     "risk_difference_ci_high": rhi, "risk_difference_p_value": _fisher(table[[i, i0]])})
+    vs_ref = pd.DataFrame(rows, columns=["arm", "ref", "risk_difference", "risk_difference_ci_low",
+                                         "risk_difference_ci_high", "risk_difference_p_value"])
     return ResponderResult(by_arm, vs_ref, overall, float(mdc), direction, confidence, group)

@@ -23,14 +23,18 @@ HERE = Path(__file__).resolve().parent
 
 PARAMS_COMMON = '''\
 source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
-as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything'''
+as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything
+primary_rater: str = ""  # rater kept where two raters measured the same visit and side; "" = hipstats.yaml or the rater who measured most
+retest_visit: str = ""  # visit label of the reliability retest; "" = hipstats.yaml or found from the data
+scheduled_visits: str = ""  # comma-separated scheduled visit labels; "" = hipstats.yaml or found from attendance'''
 
 SETUP = '''\
 import hipstats as hs
 from hipstats import report
 
 report.setup_figures()
-cohort = report.open_cohort(source, as_of=as_of)
+cohort = report.open_cohort(source, as_of=as_of, primary_rater=primary_rater, retest_visit=retest_visit,
+                            scheduled_visits=scheduled_visits)
 cohort'''
 
 SETUP_MD = ("The cohort below is the data this report describes: the number of participants, measurements, "
@@ -252,15 +256,18 @@ Estimated mean IR in each arm at each visit, from a mixed model that uses every 
 participant (also from those who left the study early) and accounts for each participant's own level and rate of
 change and for the two sides of one person being alike. Bars are confidence intervals. Lines that separate
 over time show an effect of the protocol."""),
-    code('ir = h2_analysis(cohort, "hip_ir_deg", mdc=mdc or None, confidence=confidence, adjust=adjust)\n'
+    code('ir = h2_analysis(cohort, "hip_ir_deg", mdc=mdc or None, confidence=confidence, adjust=adjust,\n'
+         '                 model=model, covariance=covariance)\n'
          "ir.plot()"),
+    code("report.areas.h2_model_note(ir)"),
     md("""\
 The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
 minus the gain in the other), with confidence intervals and p-values. The p-values (*p_adj*) are adjusted for
 making several comparisons (method in the *adjust* column); the confidence intervals are per comparison, **not**
 adjusted for multiple comparisons, so an interval that just excludes zero can go with an adjusted p-value above
 the significance level. The key findings below say so. An interval that lies entirely above zero means the
-first arm gained more."""),
+first arm gained more. When the report is run with the MMRM model (parameter *model*, named in the model note
+above), the main result is instead the difference between arms at the last visit itself."""),
     code("report.areas.h2_contrast_table(ir)"),
     md("""\
 The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
@@ -275,19 +282,24 @@ table and named below with the reason."""),
 ## ASLR angle over the weeks
 
 The same analysis for the active straight leg raise angle."""),
-    code('aslr = h2_analysis(cohort, "aslr_deg", mdc=mdc or None, confidence=confidence, adjust=adjust)\n'
+    code('aslr = h2_analysis(cohort, "aslr_deg", mdc=mdc or None, confidence=confidence, adjust=adjust,\n'
+         '                 model=model, covariance=covariance)\n'
          "aslr.plot()"),
+    code("report.areas.h2_model_note(aslr)"),
     code("report.areas.h2_contrast_table(aslr)"),
     code("aslr.summary()"),
     md("""\
 ## Key findings
 
-Differences in change from baseline to the last visit between arms, for IR and for the ASLR angle."""),
+Differences in change from baseline to the last visit between arms (with the MMRM model: differences at the
+last visit), for IR and for the ASLR angle."""),
     code("report.areas.h2_findings(ir);\nreport.areas.h2_findings(aslr);"),
 ], params="""\
 mdc: float = 0.0  # change (deg) that counts a responder; 0 takes the cohort's test-retest MDC95
 confidence: float = 0.95  # confidence level of the intervals
-adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}""", imports="""from hipstats.questions.outcomes import h2_analysis""")
+adjust: str = "holm"  # multiplicity adjustment of the p-values, one of {holm, bonferroni, sidak, fdr_bh, BH, fdr, none}
+model: str = "lmm"  # H2 model, one of {lmm, mmrm}: per-side mixed model, or MMRM (key finding: arm difference at the final visit)
+covariance: str = "us"  # MMRM residual covariance across visits, one of {us, toep, toeph, ar1, ar1h, cs, csh}""", imports="""from hipstats.questions.outcomes import h2_analysis""")
 
 SCREENING = notebook("screening", "H3: Does a low ASLR flag limited hip internal rotation?", 50, """\
 The ASLR is quick to test. This report asks whether an ASLR below a cutoff (70 degrees by default) picks out

@@ -63,8 +63,10 @@ def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, a
         ax.set_xlabel("participants per arm (enrolled)")
         ax.set_ylabel("power")
         if {"target", "reference", "test"} <= set(d.columns):
-            ax.set_title(f"{d['test'].iloc[0]}: {d['target'].iloc[0]} vs "
-                         f"{d['reference'].iloc[0]}")
+            what = {"arm:week": "difference in slope", "change": "change to the last visit",
+                    "ancova": "last visit, adjusted for baseline"}.get(str(d["test"].iloc[0]), "")
+            ax.set_title(f"{d['target'].iloc[0]} vs {d['reference'].iloc[0]}"
+                         + (f" ({what})" if what else ""))
         ax.legend(loc="lower right", frameon=False)
     return fig
 

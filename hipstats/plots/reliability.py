@@ -57,10 +57,10 @@ def bland_altman_plot(result, *, ax=None, show_ci: bool = True, show_regression:
             fig = ax.figure
         hue = None
         palette = None
-        if "subject" in pts.columns and pts["subject"].nunique() <= max_legend:
-            hue = pts["subject"].astype(str)
+        if "participant_id" in pts.columns and pts["participant_id"].nunique() <= max_legend:
+            hue = pts["participant_id"].astype(str)
             palette = arm_palette(pd.unique(hue))
-        sns.scatterplot(x=pts["mean"], y=pts["diff"], hue=hue, palette=palette, ax=ax,
+        sns.scatterplot(x=pts["pair_mean"], y=pts["pair_difference"], hue=hue, palette=palette, ax=ax,
                         color=None if hue is not None else "#0072B2", alpha=0.8,
                         edgecolor="white", linewidth=0.5, legend=hue is not None)
         lines = [("bias", res.bias, res.bias_ci, "#333333", "-"),
@@ -75,18 +75,18 @@ def bland_altman_plot(result, *, ax=None, show_ci: bool = True, show_regression:
                         color=colour, annotation_clip=False)
         ax.axhline(0.0, color="#999999", linewidth=0.8, zorder=0)
         if show_regression and np.isfinite(res.slope):
-            xs = np.linspace(pts["mean"].min(), pts["mean"].max(), 50)
+            xs = np.linspace(pts["pair_mean"].min(), pts["pair_mean"].max(), 50)
             ax.plot(xs, res.intercept + res.slope * xs, color="#009E73", linewidth=1.2,
-                    label=f"slope {res.slope:.3g} (p = {res.slope_pval:.2g})")
+                    label=f"slope {res.slope:.3g} (p = {res.slope_p_value:.2g})")
         if hue is not None:
-            ax.legend(title="subject", fontsize=7, title_fontsize=8, loc="upper left",
+            ax.legend(title="participant", fontsize=7, title_fontsize=8, loc="upper left",
                       bbox_to_anchor=(1.12, 1.0), frameon=False)
         elif show_regression and np.isfinite(res.slope):
             ax.legend(loc="best", fontsize=8)
         ax.set_xlabel(f"mean of {res.x} and {res.y}{suffix}")
         ax.set_ylabel(f"{res.x} \u2212 {res.y}{suffix}")
         ci = f", {round(100 * res.confidence)}% CIs shaded" if show_ci else ""
-        ax.set_title(title or f"Bland-Altman: {res.x} vs {res.y} ({res.method}, n = {res.n}{ci})",
+        ax.set_title(title or f"Bland-Altman: {res.x} vs {res.y} ({res.method}, n = {res.n_pairs}{ci})",
                      fontsize=10)
         fig.tight_layout()
     return fig

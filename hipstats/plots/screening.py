@@ -54,7 +54,7 @@ def _rule_text(r, cutoff: float) -> str:
 def _draw_one(ax, r, *, colour, label, band, n_boot, seed, cutoff, lw=2.0, annotate=True):
     if band:
         b = r.ci_band(np.linspace(0, 1, 101), n_boot=n_boot, seed=seed)
-        ax.fill_between(1 - b["specificity"], b["se_low"], b["se_high"], color=colour, alpha=0.18,
+        ax.fill_between(1 - b["specificity"], b["sensitivity_ci_low"], b["sensitivity_ci_high"], color=colour, alpha=0.18,
                         linewidth=0, label=f"{round(100 * r.confidence)}% CI band (bootstrap)")
     fpr, se = _curve_xy(r)
     ax.plot(fpr, se, color=colour, lw=lw, label=label)
@@ -149,7 +149,7 @@ def roc_plot(result, *, ax=None, band: bool = True, n_boot: int = 2000, seed=0,
                 r = result.rocs[g]
                 _draw_one(ax2, r, colour=pal[g], band=False, n_boot=n_boot, seed=seed, cutoff=cut,
                           label=_auc_label(r, f"{g} (n = {n.loc[g, 'n_units']}): "), annotate=False)
-            missing = [g for g in result.notes]
+            missing = [g for g in result.not_estimable]
             _frame_axes(ax2, "By standing tilt class" + (f" (no curve: {', '.join(missing)})"
                                                           if missing else ""))
         fig.suptitle(title or f"ASLR screening for {result.settings['deficit_label']}: "

@@ -11,42 +11,17 @@ Examples
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
 from hipstats.errors import AnalysisError
+from hipstats.results import Result  # noqa: F401 - the one result base, re-exported for the question modules
 
 
 # ----------------------------------------------------------------------------------------
 # Small shared helpers (used by the question modules)
 # ----------------------------------------------------------------------------------------
-class Result:
-    """Base of the fitted result objects (lifelines style).
-
-    Subclasses set ``_title`` and implement :meth:`summary`, :meth:`to_frame` and
-    :meth:`plot`; this base adds the text and notebook (HTML) representations.
-    """
-
-    _title = "hipstats result"
-
-    def summary(self) -> pd.DataFrame:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def to_frame(self) -> pd.DataFrame:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        with pd.option_context("display.width", 160, "display.max_columns", None,
-                               "display.max_colwidth", 70):
-            return f"{self._title}\n{self.summary().to_string(index=False)}"
-
-    def _repr_html_(self) -> str:
-        return (f"<h4>{html.escape(self._title)}</h4>"
-                + self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-
-
 def estimate_or_note(notes: dict[str, str], name: str, fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)``, or None with the reason in ``notes[name]`` when the data
     cannot support it (:class:`~hipstats.errors.AnalysisError`)."""

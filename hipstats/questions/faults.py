@@ -306,9 +306,10 @@ class FaultsResult(Result):
 
     _title = "H5: form faults"
 
-    def __init__(self, **parts):
-        self.notes: dict[str, str] = {}
+    def __init__(self, *, notes=None, **parts):
         self.__dict__.update(parts)
+        for name, reason in (notes or {}).items():
+            self.mark_not_estimable(name, reason)
 
     def summary(self) -> pd.DataFrame:
         """Plain-language rows: overall rate, trend, association."""
@@ -335,7 +336,7 @@ class FaultsResult(Result):
                              a["ci_low"], a["ci_high"], a["p"],
                              f"{a['estimate']:+.2f} deg change per 10 percentage points of fault "
                              "rate, within arm"))
-        for name, note in zip(self.notes, note_rows(self.notes)):
+        for name, note in zip(self.not_estimable, note_rows(self.not_estimable)):
             rows.append((name, np.nan, np.nan, np.nan, np.nan, note))
         return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
                                            "interpretation"])
@@ -378,7 +379,7 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
         assoc = estimate_or_note(notes, "association", fault_outcome_association, src, measure,
                           alpha=alpha, adjust=("arm", "baseline") if has_arm else ("baseline",))
-    return FaultsResult(
+    return FaultsResult(confidence=round(1 - alpha, 12),
         overall=estimate_or_note(notes, "overall", fault_rates, src, by=(), alpha=alpha),
         rates=estimate_or_note(notes, "rates", fault_rates, src, by=("exercise", *arm), alpha=alpha),
         weekly=estimate_or_note(notes, "weekly", fault_rates, src, by=(*arm, "protocol_week"),

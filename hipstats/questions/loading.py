@@ -660,8 +660,10 @@ class LoadingResult(Result):
 
     _title = "H4: loading progression and safety"
 
-    def __init__(self, **parts):
+    def __init__(self, *, notes=None, **parts):
         self.__dict__.update(parts)
+        for name, reason in (notes or {}).items():
+            self.mark_not_estimable(name, reason)
 
     def summary(self) -> pd.DataFrame:
         """One row per arm: progression, adherence, rule violations, pain flags (pooled rates
@@ -688,7 +690,7 @@ class LoadingResult(Result):
         out = pd.DataFrame({"arm": pd.Series(dtype=object)})
         for i, part in enumerate(parts):
             out = part if i == 0 else out.merge(part, on="arm", how="left")
-        notes = getattr(self, "notes", None) or {}
+        notes = self.not_estimable
         if notes:  # one row per part that could not be estimated, in a ``note`` column
             out = pd.concat([out.assign(note=""), pd.DataFrame({"note": note_rows(notes)})],
                             ignore_index=True)
@@ -741,7 +743,7 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
     dose = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
         dose = estimate_or_note(notes, "dose_response", dose_response, src, measure, alpha=alpha, **kw)
-    return LoadingResult(
+    return LoadingResult(confidence=round(1 - alpha, 12),
         weekly=estimate_or_note(notes, "weekly", volume_load, src, level="week", **kw),
         arm_weekly=estimate_or_note(notes, "arm_weekly", volume_load, src, level="arm_week",
                              alpha=alpha, **kw),

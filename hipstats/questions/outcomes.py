@@ -56,7 +56,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from hipstats.cohort import views
 from hipstats.errors import AnalysisError
+from hipstats.results import Result, html_table, resolve_direction
 from hipstats.models.ancova import AncovaResult, ancova
 from hipstats.models.emmeans import EMMResult, contrasts, emmeans
 from hipstats.models.responders import ResponderResult, responders
@@ -65,7 +67,7 @@ from hipstats.stats.effect_sizes import hedges_g
 __all__ = ["H2Result", "h2_analysis"]
 
 
-class H2Result:
+class H2Result(Result):
     """Everything :func:`h2_analysis` computes, as tidy frames.
 
     Attributes
@@ -78,7 +80,7 @@ class H2Result:
     emm : EMMResult
         Estimated marginal means per arm (``by`` visit).
     trajectories : pandas.DataFrame
-        ``arm, visit, week, emmean, se, df, ci_low, ci_high``.
+        ``arm, visit, week, estimate`` (the EMM), ``se, df, ci_low, ci_high``.
     change : pandas.DataFrame
         Model-based change from baseline per arm and visit (``estimate`` = EMM(visit) -
         EMM(baseline)) with CIs.
@@ -91,28 +93,39 @@ class H2Result:
     effect_sizes : pandas.DataFrame or None
         Hedges' g of the change from baseline to the final visit vs the reference.
     responders : ResponderResult or None
-    notes : dict
+    not_estimable : dict
         Sub-analyses the data could not support (``ancova``, ``effect_sizes``, ``responders``)
         mapped to the reason (the :class:`AnalysisError` message); their attribute is None.
         The mixed model, EMMs and contrasts are always estimated (or the call raises).
+    notes : list of str
+        Rows the views left out (with counts and reasons), the MDC's source, the parts
+        that are not estimable.
     mdc : float
     mdc_source : str
     participant_change : pandas.DataFrame
         Participant-level baseline, final value and change (means of sides).
     """
 
-    def __init__(self, **kw):
+    _title = "H2: change by arm"
+
+    def __init__(self, *, notes=(), not_estimable=None, **kw):
         self.__dict__.update(kw)
+        self.add_notes(notes)
+        for name, reason in (not_estimable or {}).items():
+            self.mark_not_estimable(name, reason)
 
     def summary(self) -> pd.DataFrame:
         """Key results per active arm against the reference, at the final visit.
 
-        Columns: ``arm, ref, diff_change`` (model, with ``ci_low``/``ci_high``/``p_adj``),
-        ``ancova_diff`` (with CI and p), ``hedges_g`` (with CI), ``responders_arm``,
-        ``responders_ref`` (shares), ``risk_difference`` (with CI).
+        Columns: ``arm, ref, final_visit, difference_in_change`` (model, with
+        ``difference_in_change_ci_low``/``_ci_high``/``_p_adj``), ``ancova_difference`` (with
+        ``_ci_low``/``_ci_high``/``_p_adj``), ``hedges_g`` (with ``_ci_low``/``_ci_high``),
+        ``responders_arm``, ``responders_ref`` (shares), ``risk_difference`` (with
+        ``_ci_low``/``_ci_high``).
         """
         ref = self.reference
-        fin = self.final[(self.final["estimand"] == "difference in change")].set_index("contrast")
+        fin = self.final[(self.final["estimand"] == getattr(self, "key_estimand", "difference in change"))
+                         ].set_index("contrast")
         anc = self.ancova.vs_ref.set_index("contrast") if self.ancova is not None else pd.DataFrame()
         g = self.effect_sizes.set_index("group") if self.effect_sizes is not None else pd.DataFrame()
         rows = []
@@ -120,26 +133,28 @@ class H2Result:
             if arm == ref:
                 continue
             key = f"{arm} - {ref}"
-            row = {"arm": arm, "ref": ref, "final_visit": self.visits[-1]}
+            row = {"arm": arm, "ref": ref, "final_visit": self.visits[-1],
+                   "estimand": getattr(self, "key_estimand", "difference in change")}
             if key in fin.index:
                 f = fin.loc[key]
-                row.update(diff_change=f["estimate"], diff_change_ci_low=f["ci_low"],
-                           diff_change_ci_high=f["ci_high"], diff_change_p_adj=f["p_adj"])
+                row.update(difference_in_change=f["estimate"], difference_in_change_ci_low=f["ci_low"],
+                           difference_in_change_ci_high=f["ci_high"], difference_in_change_p_adj=f["p_adj"])
             if key in anc.index:
                 a = anc.loc[key]
-                row.update(ancova_diff=a["estimate"], ancova_ci_low=a["ci_low"],
-                           ancova_ci_high=a["ci_high"], ancova_p_adj=a["p_adj"])
+                row.update(ancova_difference=a["estimate"], ancova_difference_ci_low=a["ci_low"],
+                           ancova_difference_ci_high=a["ci_high"], ancova_difference_p_adj=a["p_adj"])
             if arm in g.index:
-                row.update(hedges_g=g.loc[arm, "g"], g_ci_low=g.loc[arm, "ci_low"],
-                           g_ci_high=g.loc[arm, "ci_high"])
+                row.update(hedges_g=g.loc[arm, "estimate"], hedges_g_ci_low=g.loc[arm, "ci_low"],
+                           hedges_g_ci_high=g.loc[arm, "ci_high"])
             if self.responders is not None:
                 b = self.responders.by_arm.set_index("arm")
                 v = self.responders.vs_ref.set_index("arm")
                 if arm in b.index and ref in b.index:
                     row.update(responders_arm=b.loc[arm, "proportion"], responders_ref=b.loc[ref, "proportion"])
                 if arm in v.index:
-                    row.update(risk_difference=v.loc[arm, "risk_difference"], rd_ci_low=v.loc[arm, "ci_low"],
-                               rd_ci_high=v.loc[arm, "ci_high"])
+                    row.update(risk_difference=v.loc[arm, "risk_difference"],
+                               risk_difference_ci_low=v.loc[arm, "risk_difference_ci_low"],
+                               risk_difference_ci_high=v.loc[arm, "risk_difference_ci_high"])
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -165,7 +180,7 @@ class H2Result:
             for i, arm in enumerate(self.arms):
                 s = t[t["arm"] == arm]
                 x = s["week"].to_numpy(float) + (i - (n - 1) / 2) * 0.012 * span
-                ax.errorbar(x, s["emmean"], yerr=[s["emmean"] - s["ci_low"], s["ci_high"] - s["emmean"]],
+                ax.errorbar(x, s["estimate"], yerr=[s["estimate"] - s["ci_low"], s["ci_high"] - s["estimate"]],
                             fmt="o-", capsize=3, color=pal[str(arm)], label=str(arm))
             ax.set_xlabel("week")
             ax.set_ylabel(f"{self.measure} (estimated marginal mean)")
@@ -174,19 +189,19 @@ class H2Result:
         return fig
 
     def _repr_html_(self) -> str:
-        fmt = lambda x: f"{x:.3g}"  # noqa: E731 - local formatter
-        esc = lambda x: html.escape(str(x))  # noqa: E731 - arm names and notes come from data
+        esc = lambda x: html.escape(str(x))  # noqa: E731 - labels come from the data
+        notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
         return (f"<p><b>H2 analysis</b> of {esc(self.measure)} (pelvis {esc(self.pelvis)}); reference arm "
                 f"{esc(self.reference)}; {self.model.ngroups} participants, {self.model.nobs} observations; "
                 + (f"MDC {self.mdc:.3g} ({esc(self.mdc_source)})</p>" if self.mdc is not None else "no MDC</p>")
-                + "".join(f"<p><b>{esc(k)}</b>: not estimable: {esc(v)}</p>" for k, v in self.notes.items())
                 + ("<p><b>Warning:</b> singular mixed-model fit (a variance is ~0); consider "
                    "re_formula='1'.</p>" if getattr(self.model, "singular", False) else "")
                 + ("<p><b>Warning:</b> the mixed model did not converge.</p>"
                    if not getattr(self.model, "converged", True) else "")
-                + self.summary().to_html(index=False, float_format=fmt)
+                + html_table(self.summary(), digits=3)
                 + "<p>Estimated marginal means</p>"
-                + self.trajectories.to_html(index=False, float_format=fmt))
+                + html_table(self.trajectories, digits=3)
+                + (f'<ul class="hipstats-notes">{notes}</ul>' if notes else ""))
 
     def __repr__(self) -> str:
         return (f"H2Result({self.measure}, arms={self.arms}, ref={self.reference}, "
@@ -201,7 +216,8 @@ def _cohort_mdc(cohort, measure: str, pelvis: str | None) -> tuple[float, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rs = reliability_summary(cohort, measures=[measure], designs=["session-to-session"])
+            rel = reliability_summary(cohort, measures=[measure], designs=["session-to-session"])
+            rs = rel.to_frame()
     except Exception as err:  # noqa: BLE001 - any failure means: no MDC from this cohort
         raise AnalysisError(f"mdc= is required: the cohort's reliability data give no session-to-session "
                             f"MDC for {measure} ({err})") from err
@@ -212,25 +228,51 @@ def _cohort_mdc(cohort, measure: str, pelvis: str | None) -> tuple[float, str]:
         raise AnalysisError(f"mdc= is required: no session-to-session reliability data for {measure}"
                             + (f" (pelvis {pelvis})" if pelvis else ""))
     row = rs.iloc[0]
-    return float(row["mdc95"]), (f"session-to-session MDC95 from the cohort's retest subset "
-                                 f"(n = {int(row['n'])}, ICC = {row['icc']:.3f})")
+    who = rel.primary_rater.get(measure)
+    return float(row["mdc95"]), (f"session-to-session MDC95 from the cohort's retest visit {rel.retest_visit!r} "
+                                 f"against {rel.baseline_visit!r}" + (f" by rater {who}" if who else "")
+                                 + f" ({int(row['n_participants'])} participants, ICC = {row['icc']:.3f})")
 
 
 def _participant_change(af: pd.DataFrame, base_visit: str, final_visit: str) -> pd.DataFrame:
-    """Participant-level (mean of sides) baseline, final value and change."""
-    sub = af[af["visit"].isin([base_visit, final_visit])]
-    w = sub.pivot_table(index=["participant_id", "arm"], columns="visit", values="value",
-                        aggfunc="mean", observed=True)
-    w = w.reindex(columns=[base_visit, final_visit]).rename(columns={base_visit: "baseline",
-                                                                     final_visit: "final"})
-    w["change"] = w["final"] - w["baseline"]
-    return w.reset_index()
+    """Participant-level (mean of sides) baseline, final value and change (:func:`hipstats.cohort.views.visit_change`)."""
+    out = views.visit_change(af, baseline=base_visit, final=final_visit, by=["arm"])
+    return out[["participant_id", "arm", "baseline", "final", "change"]]
+
+
+_DDF_LABEL = {"kenward-roger": "Kenward-Roger", "kenward-roger-linear": "linear Kenward-Roger",
+              "satterthwaite": "Satterthwaite", "asymptotic": "asymptotic (normal)"}
+
+
+def _fit_h2_mmrm(formula, af, order, covariates, covariance, ddf, fallback):
+    """MMRM of the H2 mean model on participant x visit means of the sides; notes on the averaging."""
+    from hipstats.models.mmrm import fit_mmrm
+
+    keys = ["participant_id", "visit"]
+    agg = (af.groupby(keys, sort=False, observed=True)
+           .agg(value=("value", "mean"), arm=("arm", "first"), week=("week", "first"),
+                **{c: (c, "first") for c in covariates})
+           .reset_index())
+    notes = []
+    n_avg = len(af) - len(agg)
+    if n_avg:
+        notes.append(f"{len(af)} per-side values averaged into {len(agg)} participant-visit means "
+                     "(an MMRM has one value per participant and visit)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        fit = fit_mmrm(formula, agg, subject="participant_id", visit="visit", visits=order,
+                       covariance=covariance, ddf=ddf, fallback=list(fallback or ()))
+    for w in caught:
+        if not issubclass(w.category, UserWarning) or "fell back" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fit, notes + list(fit.notes)
 
 
 def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free",
-                mdc: float | None = None, direction: int = +1, re_formula: str = "1 + week",
+                mdc: float | None = None, direction: str = ">", re_formula: str = "1 + week",
                 nested: str | None = "side", covariates=(), confidence: float = 0.95,
-                adjust: str = "holm") -> H2Result:
+                adjust: str = "holm", model: str = "lmm", covariance: str = "us",
+                ddf: str = "kenward-roger", fallback=("toeph", "ar1h", "csh", "cs")) -> H2Result:
     """Run the H2 analysis (mixed model, EMMs, contrasts, ANCOVA, Hedges' g, responders).
 
     Parameters
@@ -245,9 +287,10 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     mdc : float, optional
         Minimal detectable change for the responder analysis; default: the cohort's
         session-to-session MDC95 (see module notes). When neither is available the
-        responder analysis is not estimable (``responders`` None, reason in ``notes``).
-    direction : {+1, -1}
-        +1 when an increase is the improvement (IR, ASLR angle).
+        responder analysis is not estimable (``responders`` None, reason in ``not_estimable``).
+    direction : {">", "<"}
+        ``">"`` when an increase is the improvement (IR, ASLR angle): the responder rule
+        change > MDC (the old +1 / -1 are read as ">" / "<" with a deprecation warning).
     re_formula : str, default "1 + week"
         Random effects per participant (numeric week for the slope).
     nested : str or None, default "side"
@@ -260,11 +303,26 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
         :func:`hipstats.models.emmeans.contrasts` accepts, e.g. "BH"). p-values are adjusted;
         CIs are per comparison (not adjusted).
 
+    model : {"lmm", "mmrm"}, default "lmm"
+        ``"lmm"``: the mixed model above on the per-side values. ``"mmrm"``: the trial's
+        regulatory-style primary analysis, a mixed model for repeated measures
+        (:func:`hipstats.models.mmrm.fit_mmrm`, REML) on each participant's mean of the sides at
+        each visit, ``value ~ arm * visit`` with the residual ``covariance`` across visits;
+        its key finding (``key_estimand``) is the arm difference at the final visit.
+    covariance : str, default "us"
+        MMRM residual covariance (``"us"`` unstructured, ``"toeph"``, ``"ar1h"``, ``"csh"``,
+        ``"cs"``, ... see :data:`hipstats.models.mmrm.COVARIANCES`).
+    ddf : {"kenward-roger", "satterthwaite"}, default "kenward-roger"
+        MMRM denominator df (and, for Kenward-Roger, adjusted SEs) of every EMM and contrast.
+    fallback : sequence of str
+        Simpler MMRM covariances tried in turn when the data cannot support ``covariance``
+        or its fit does not converge; the one used is in ``model_description`` and ``notes``.
+
     Notes
     -----
     A participant-level sub-analysis that the data cannot support (ANCOVA or Hedges' g with
     fewer than two participants in an arm, responders without an MDC) does not fail the call:
-    its attribute is None and ``notes[name]`` holds the reason.
+    its attribute is None and ``not_estimable[name]`` holds the reason.
 
     Returns
     -------
@@ -280,7 +338,9 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     from hipstats.models.lmm import fit_lmm
 
     adjust = normalize_adjust(adjust)
+    direction = resolve_direction(direction, where="h2_analysis")
     af = cohort.analysis_frame(measure, pelvis=pelvis)
+    view_notes = list(af.attrs.get("notes", []))
     af = af.dropna(subset=["value", "arm", "week"])
     arms = [a for a in cohort.arms if a in set(af["arm"].astype(object))]
     ref = cohort.settings.reference
@@ -309,13 +369,29 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     visit_term = f"C(visit, levels={order!r})"
     cov_terms = "".join(f" + {c}" for c in covariates)
     formula = f"value ~ {arm_term} * {visit_term}{cov_terms}"
-    model = fit_lmm(formula, af, groups="participant_id", re_formula=re_formula, nested=nested)
+    model_kind = str(model).strip().lower()
+    model_notes: list[str] = []
+    if model_kind == "lmm":
+        model = fit_lmm(formula, af, groups="participant_id", re_formula=re_formula, nested=nested)
+        key_estimand = "difference in change"
+        model_description = (f"linear mixed model on the per-side values, random effects {re_formula} by "
+                             f"participant" + (f" and a {nested} intercept within participant" if nested else "")
+                             + ", REML, Satterthwaite df")
+    elif model_kind == "mmrm":
+        model, model_notes = _fit_h2_mmrm(formula, af, order, covariates, covariance, ddf, fallback)
+        key_estimand = "difference at final visit"
+        from hipstats.models.mmrm import COVARIANCES
+        model_description = (f"mixed model for repeated measures (MMRM) on each participant's mean of the "
+                             f"sides per visit, {COVARIANCES[model.covariance]} residual covariance across "
+                             f"visits, REML, {_DDF_LABEL.get(model.ddf, model.ddf)} df")
+    else:
+        raise AnalysisError(f"model must be 'lmm' or 'mmrm', got {model!r}")
 
     # EMM trajectories and model-based change from baseline
     emm: EMMResult = emmeans(model, "arm", by="visit", confidence=confidence)
     traj = emm.to_frame()
     traj.insert(2, "week", traj["visit"].map(nominal_week).astype(float))
-    traj = traj[["arm", "visit", "week", "emmean", "se", "df", "ci_low", "ci_high"]]
+    traj = traj[["arm", "visit", "week", "estimate", "se", "df", "ci_low", "ci_high"]]
     by_arm = emmeans(model, "visit", by="arm", confidence=confidence)
     change = contrasts(by_arm, "trt.vs.ctrl", ref=0, adjust="none")
     change.insert(1, "visit", [c.split(" - ")[0] for c in change["contrast"]])
@@ -380,12 +456,21 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     if mdc is None:
         found = attempt("responders", lambda: _cohort_mdc(cohort, measure, pelvis))
         mdc, mdc_source = found if found is not None else (None, "not available")
+        if mdc is not None:
+            view_notes.append(f"responders: MDC {mdc:.3g} deg, the {mdc_source}")
+    view_notes += [n for n in pc.attrs.get("notes", []) if n not in view_notes]
     done = done.assign(arm=pd.Categorical(done["arm"], categories=arms))
     resp: ResponderResult | None = None if mdc is None else attempt("responders", lambda: responders(
         done, "change", "arm", mdc, direction=direction, ref=ref, confidence=confidence))
     return H2Result(
         measure=measure, pelvis=pelvis, reference=ref, arms=arms, visits=order, confidence=confidence,
-        model=model, formula=formula, fixed_effects=model.summary(alpha=1 - confidence),
-        variance_components=model.varcomp, emm=emm, trajectories=traj, change=change,
+        model=model, formula=formula, model_kind=model_kind, model_description=model_description,
+        key_estimand=key_estimand, model_notes=model_notes,
+        fixed_effects=(model.summary(confidence) if model_kind == "lmm"
+                       else model.summary(confidence=confidence)),
+        variance_components=(model.varcomp if model_kind == "lmm"
+                             else model.to_frame().query("component == 'residual'")
+                             .drop(columns=["se", "df", "statistic", "p_value", "ci_low", "ci_high"])), emm=emm, trajectories=traj, change=change,
         vs_ref_by_visit=vs_ref, final=final, ancova=anc, effect_sizes=g, responders=resp,
-        mdc=None if mdc is None else float(mdc), mdc_source=mdc_source, participant_change=pc, notes=notes)
+        mdc=None if mdc is None else float(mdc), mdc_source=mdc_source, participant_change=pc,
+        not_estimable=notes, notes=view_notes)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from hipstats.cohort.views import cohort_table, primary_rater, select_visits, tilt_class, visit_values
+from hipstats.cohort.views import cohort_table, readings, tilt_class, visit_values
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
 from hipstats.errors import AnalysisError, check_columns
 from hipstats.questions.common import Result
@@ -130,8 +130,8 @@ def _trial_error_var(data, measure: str, rater: str | None, visits) -> tuple[flo
     """Measurement-error variance of a visit's mean of trials: the pooled within-visit
     variance of the trials times the mean of 1/(trials per visit), and its degrees of freedom
     (sum of trials - 1 over visits); (NaN, 0) without replicates."""
-    m = cohort_table(data, "measurements")
-    df = select_visits(primary_rater(m[m["measure"] == measure], rater), visits, data)
+    df = readings(data, measure, pelvis=None, visits="all" if visits is None else visits,
+                  rater="primary" if rater is None else rater)
     g = df.groupby(["participant_id", "visit"], observed=True)["value"]
     sizes = g.size()
     dof = int((sizes - 1).sum())
@@ -372,6 +372,7 @@ class PelvisResult(Result):
         self.frame, self.paired, self.rm_corr = frame, paired, rmc
         self.within_between, self.by_class = wb, by_class
         self.cuts, self.alpha = tuple(cuts), alpha
+        self.confidence = round(1 - alpha, 12)
 
     def summary(self) -> pd.DataFrame:
         """Plain-language summary: one row per question with estimate, CI, p."""

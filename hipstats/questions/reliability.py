@@ -8,7 +8,7 @@ Examples
 >>> import hipstats as hs
 >>> from hipstats.questions.reliability import reliability_summary
 >>> table = reliability_summary(hs.simulate_cohort(40, seed=1), measures=["hip_ir_deg"])
->>> sorted(table["design"].unique())[:1]
+>>> sorted(table.to_frame()["design"].unique())[:1]
 ['rater-to-rater']
 """
 
@@ -19,13 +19,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from hipstats.cohort import views
 from hipstats.errors import AnalysisError, ParameterError
+from hipstats.results import Result
 from hipstats.stats.agreement import mdc, sem_from_fit
 from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, cluster_bootstrap_icc, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 from hipstats.stats.kappa import cohen_kappa
 
-__all__ = ["reliability_summary"]
+__all__ = ['reliability_summary', 'ReliabilityResult']
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,7 +62,7 @@ def _design_frame(df: pd.DataFrame, design: str, baseline_visit: str, retest_vis
         sub = df[df["visit"].isin([baseline_visit, retest_visit])]
         if has_rater and not sub.empty:
             rater = primary_rater if primary_rater is not None else sub["rater"].mode().iloc[0]
-            if not (sub["rater"] == rater).any():
+            if sub.loc[sub["rater"] == rater, "visit"].nunique() < 2 and sub["visit"].nunique() == 2:
                 return None, (f"rater {rater!r} has no {baseline_visit!r}/{retest_visit!r} "
                               "readings (set primary_rater)")
             sub = sub[sub["rater"] == rater]
@@ -71,11 +73,79 @@ def _design_frame(df: pd.DataFrame, design: str, baseline_visit: str, retest_vis
         return None, "only one rater"
     return (df, ["participant_id", "visit", "side"], "rater"), None
 
+_RELIABILITY_KEY = ["form", "icc", "icc_ci_low", "icc_ci_high", "sem", "mdc95"]
+
+
+class ReliabilityResult(Result):
+    """Result of :func:`reliability_summary`: reliability of every measure by design.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per measure, condition (pelvis, position, device where recorded) and design:
+        the full table (see :func:`reliability_summary`).
+    skipped : DataFrame
+        measure (condition), design, reason: the combinations the data cannot support.
+    baseline_visit, retest_visit, primary_rater : str or None
+        The names the session-to-session design used (found in the data or declared).
+    confidence : float
+    """
+
+    _title = "Reliability"
+
+    def __init__(self, table: pd.DataFrame, skipped: list[dict], *, confidence: float, baseline_visit,
+                 retest_visit, primary_rater, conditions):
+        self.table = table
+        self.skipped = pd.DataFrame(skipped, columns=["measure", *conditions, "design", "reason"]
+                                    if not skipped else None)
+        self.confidence = confidence
+        self.baseline_visit, self.retest_visit = baseline_visit, retest_visit
+        self.primary_rater = dict(primary_rater)  # measure -> rater of the session-to-session design
+        self.conditions = list(conditions)
+        for measure, who in self.primary_rater.items():
+            by = f" by rater {who}" if who else ""
+            self.add_note(f"{measure} session-to-session: visit {retest_visit!r} against {baseline_visit!r}{by}")
+        for s in skipped:
+            what = " ".join(str(s[k]) for k in ("measure", *conditions, "design") if s.get(k) not in (None, ""))
+            self.add_note(f"{what}: not estimable: {s['reason']}")
+
+    def summary(self) -> pd.DataFrame:
+        """The key estimates: ICC with CI, SEM and MDC95 per measure, condition and design."""
+        keys = ["measure", *self.conditions, "design", "n_participants"]
+        return self.table[[c for c in keys + _RELIABILITY_KEY if c in self.table.columns]].copy()
+
+    def to_frame(self) -> pd.DataFrame:
+        """The full table (every column of :func:`reliability_summary`)."""
+        return self.table.copy()
+
+    def plot(self, ax=None):
+        """ICC with its CI per measure and design (a forest plot); returns the Figure."""
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        from hipstats.plots.style import theme  # noqa: PLC0415
+
+        t = self.table
+        labels = [" / ".join(str(r[k]) for k in ("measure", *self.conditions, "design") if str(r.get(k, "")) != "")
+                  for _, r in t.iterrows()]
+        with theme():
+            if ax is None:
+                fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.2))
+            else:
+                fig = ax.figure
+            y = np.arange(len(t))[::-1]
+            ax.errorbar(t["icc"], y, xerr=[t["icc"] - t["icc_ci_low"], t["icc_ci_high"] - t["icc"]], fmt="o",
+                        color="#0072B2", capsize=3)
+            ax.set_yticks(y, labels)
+            ax.set_xlim(min(0.0, float(np.nanmin(t["icc_ci_low"]))), 1.0)
+            ax.set_xlabel(f"ICC ({round(100 * self.confidence)}% CI)")
+            ax.set_title("Reliability by measure and design")
+        return fig
+
 
 def reliability_summary(data, *, measures: Sequence[str] | None = None,
                         designs: Sequence[str] = _DESIGNS, form: str = "ICC(A,1)",
-                        confidence: float = 0.95, baseline_visit: str = "baseline",
-                        retest_visit: str = "retest", primary_rater: str | None = "R1",
+                        confidence: float = 0.95, baseline_visit: str | None = None,
+                        retest_visit: str | None = None, primary_rater: str | None = None,
                         nan_policy: str = "omit",
                         tilt_cuts: Sequence[float] | None = None, ci: str = "cluster",
                         n_boot: int = 1000, seed=0) -> pd.DataFrame:
@@ -110,10 +180,12 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
         ICC form reported (default ICC(A,1), absolute agreement of a single reading).
     confidence : float
         Level of the ICC confidence interval (the MDC is always MDC95).
-    baseline_visit, retest_visit : str
-        Visit labels of the test-retest pair.
-    primary_rater : str or None
-        Rater whose baseline and retest readings are compared (None: the most frequent rater).
+    baseline_visit, retest_visit : str, optional
+        Visit labels of the test-retest pair; by default the cohort's baseline and retest
+        visits (declared in ``hipstats.yaml`` or found by :func:`hipstats.cohort.views.retest_visit`).
+    primary_rater : str, optional
+        Rater whose baseline and retest readings are compared; by default each measure's
+        primary rater (:func:`hipstats.cohort.views.primary_rater`).
     nan_policy : {"omit", "model", "raise"}
         Passed to :func:`~hipstats.stats.icc.icc` (default: drop targets without a complete set of readings).
     tilt_cuts : pair of float, optional
@@ -131,12 +203,12 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
 
     Returns
     -------
-    DataFrame
-        One row per measure, condition (pelvis, position, device where recorded) and design:
-        ``n_participants`` (the independent units: the effective sample size for the CIs),
-        ``n`` (targets: participant-sides, or participant-side-visits),
-        ``k`` (readings compared), ``form``, ``icc``, ``ci_low``, ``ci_high`` (the CI of
-        ``ci_method``), ``ci_low_f``, ``ci_high_f`` (F-based, targets as independent),
+    ReliabilityResult
+        ``to_frame()``: one row per measure, condition (pelvis, position, device where recorded)
+        and design: ``n_participants`` (the independent units: the effective sample size for the
+        CIs), ``n_targets`` (participant-sides, or participant-side-visits),
+        ``n_readings`` (readings compared), ``form``, ``icc``, ``icc_ci_low``, ``icc_ci_high`` (the
+        CI of ``ci_method``), ``icc_ci_low_f``, ``icc_ci_high_f`` (F-based, targets as independent),
         ``ci_method``, ``sem`` (``sqrt(MS_within)``, the within-target SD in the measure's
         unit: the typical error of a single reading is about ±SEM, 95% of readings within
         ±1.96·SEM of the participant's true value) with ``sem_ci_low``, ``sem_ci_high``,
@@ -145,11 +217,12 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
         ``kappa_ci_low``/``kappa_ci_high`` and ``kappa_on`` saying on what: for the ordinal
         scores the quadratic-weighted Cohen's kappa on the full score scale, for pelvic tilt the
         unweighted kappa of the tilt classes (posterior / neutral / anterior). Combinations
-        the data cannot support are listed, with the reason, in ``.attrs["skipped"]``.
+        the data cannot support are listed, with the reason, in ``.skipped`` and the notes;
+        the visits and raters used in ``.notes``.
 
     Notes
     -----
-    Left and right sides enter as separate targets (so ``n`` counts participant-sides); they
+    Left and right sides enter as separate targets (so ``n_targets`` counts participant-sides); they
     are not independent, so the F-based CIs (``ci_low_f``, ``ci_high_f``) are too narrow when
     sides are strongly correlated; the default bootstrap CI resamples participants and is
     valid for that dependence (Field & Welsh 2007 on the cluster bootstrap). Report
@@ -170,9 +243,9 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     ...              side="left", trial=t, rater=r, value=true[i] + rng.normal(0, 2))
     ...         for i in range(20) for r in ("R1", "R2") for t in (1, 2)]
     >>> out = reliability_summary(pd.DataFrame(rows))
-    >>> out[["design", "n_participants", "n", "k"]].to_numpy().tolist()
+    >>> out.to_frame()[["design", "n_participants", "n_targets", "n_readings"]].to_numpy().tolist()
     [['trial-to-trial', 20, 40, 2], ['rater-to-rater', 20, 20, 2]]
-    >>> out["ci_method"].iloc[0]
+    >>> out.to_frame()["ci_method"].iloc[0]
     'participant-cluster bootstrap (1000 draws)'
     """
     confidence = check_confidence(confidence)
@@ -191,6 +264,17 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
         raise TypeError("reliability_summary needs a Cohort (with .measurements) or a "
                         f"measurements DataFrame, got {type(data).__name__}")
     require_columns(meas, ["participant_id", "visit", "measure", "value"], "reliability_summary")
+    names_problem = None
+    if "session-to-session" in designs:
+        try:  # the names are found in the data (or declared), never assumed
+            baseline_visit = baseline_visit or views.baseline_visit(data)
+            retest_visit = retest_visit or views.retest_visit(data)
+        except AnalysisError as err:
+            names_problem = str(err)
+        if retest_visit is None and names_problem is None:
+            names_problem = ("no retest visit: no visit repeats baseline before the first follow-up "
+                             "(declare retest_visit in hipstats.yaml if the cohort has one)")
+    raters_used = {}
     df = meas.copy()
     for col in ("side", "rater") + _CONDITIONS:
         if col in df.columns:
@@ -213,8 +297,19 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
             key = key if isinstance(key, tuple) else (key,)
             cond = dict(zip(conds, key))
             for design in designs:
-                spec, reason = _design_frame(gdf, design, baseline_visit, retest_visit,
-                                             primary_rater)
+                who = primary_rater
+                if design == "session-to-session":
+                    if names_problem is not None:
+                        skipped.append(dict(measure=measure, **cond, design=design, reason=names_problem))
+                        continue
+                    if who is None:
+                        try:
+                            who = views.primary_rater(data, measure)
+                        except AnalysisError as err:
+                            skipped.append(dict(measure=measure, **cond, design=design, reason=str(err)))
+                            continue
+                    raters_used[measure] = who
+                spec, reason = _design_frame(gdf, design, baseline_visit, retest_visit, who)
                 label = dict(measure=measure, **cond, design=design)
                 if spec is None:
                     skipped.append(dict(label, reason=reason))
@@ -233,9 +328,8 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     if out.empty:
         raise AnalysisError("reliability_summary: no measure and design had repeated readings "
                             f"to analyse; reasons: {skipped[:5]}")
-    out.attrs["skipped"] = skipped
-    out.attrs["confidence"] = confidence
-    return out
+    return ReliabilityResult(out, skipped, confidence=confidence, baseline_visit=baseline_visit,
+                             retest_visit=retest_visit, primary_rater=raters_used, conditions=conds)
 
 
 def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, tilt_cuts,
@@ -258,9 +352,9 @@ def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, til
         method, lo, hi = f"participant-cluster bootstrap ({b[4]} draws)", b[0], b[1]
     else:
         method, lo, hi = "F (targets as independent)", f_lo, f_hi
-    out = dict(n_participants=int(pd.Index(pids).nunique()), n=fit.n_targets,
-               k=fit.n_raters, form=form, icc=float(row["icc"]), ci_low=lo, ci_high=hi,
-               ci_low_f=f_lo, ci_high_f=f_hi, ci_method=method,
+    out = dict(n_participants=int(pd.Index(pids).nunique()), n_targets=fit.n_targets,
+               n_readings=fit.n_raters, form=form, icc=float(row["icc"]), icc_ci_low=lo, icc_ci_high=hi,
+               icc_ci_low_f=f_lo, icc_ci_high_f=f_hi, ci_method=method,
                sem=s, sem_ci_low=b[2], sem_ci_high=b[3],
                mdc95=mdc(s, confidence=0.95), mdc95_ci_low=z2 * b[2], mdc95_ci_high=z2 * b[3])
     scale = _score_scale(measure)

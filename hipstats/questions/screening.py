@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import html
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import Result, html_table
 from hipstats.stats.accuracy import (
     accuracy_table,
     check_direction,
@@ -154,7 +155,7 @@ _SUMMARY_STATS = ("sensitivity", "specificity", "ppv", "npv", "lr_positive", "lr
 
 
 @dataclass
-class ScreeningResult:
+class ScreeningResult(Result):
     """Result of :func:`screening_analysis`: ASLR screening accuracy for an IR deficit.
 
     Attributes
@@ -172,7 +173,7 @@ class ScreeningResult:
         AUC of each tilt class against the neutral class (independent-groups DeLong test).
     rocs : dict of str to ROCResult
         The ROC curves per group (groups that could not be analysed are missing).
-    notes : dict of str to str
+    not_estimable : dict of str to str
         Why a group could not be analysed (empty class, no deficits, ...).
     settings : dict
         The arguments of the analysis.
@@ -184,8 +185,8 @@ class ScreeningResult:
     youden: pd.DataFrame
     tilt_comparison: pd.DataFrame
     rocs: dict
-    notes: dict
-    settings: dict
+    not_estimable: dict = field(default_factory=dict)  # noqa: RUF009 - a Result property, set in __init__
+    settings: dict = field(default_factory=dict)
 
     @property
     def roc(self) -> ROCResult:
@@ -212,7 +213,7 @@ class ScreeningResult:
             row.update(auc=au["auc"], auc_ci_low=au["ci_low"], auc_ci_high=au["ci_high"])
             for col, suffix in (("estimate", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
                 row["youden_cutoff" + suffix] = yd.loc["cutoff", col] if len(yd) else np.nan
-            row["note"] = self.notes.get(g, "")
+            row["note"] = self.not_estimable.get(g, "")
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -238,7 +239,9 @@ class ScreeningResult:
         head = (f"<strong>ASLR screening for IR deficit</strong>: positive if {html.escape(s['score_measure'])} "
                 f"{html.escape(s['direction'])} {s['cutoff']:g}; deficit {html.escape(s['deficit_label'])}; "
                 f"units: {html.escape(s['sides'])} at {html.escape(str(s['visit']))}")
-        return f"<div>{head}{self.summary()[cols].to_html(index=False, float_format='%.3f')}</div>"
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<div>{head}{html_table(self.summary()[cols], digits=3)}"
+                + (f'<ul class="hipstats-notes">{notes}</ul>' if notes else "") + "</div>")
 
     def __repr__(self) -> str:
         return f"ScreeningResult(groups={self.groups}, cutoff={self.settings['cutoff']:g})"
@@ -461,7 +464,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
                 "ci": ci, "confidence": confidence, "n_boot": n_boot, "seed": seed,
                 "n_excluded": n_excl}
     return ScreeningResult(units=units, accuracy=accuracy, auc=pd.DataFrame(auc_rows), youden=youden,
-                           tilt_comparison=tilt_comparison, rocs=rocs, notes=notes, settings=settings)
+                           tilt_comparison=tilt_comparison, rocs=rocs, not_estimable=notes, settings=settings)
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -114,7 +116,7 @@ def show(result, attr: str, *args, **kwargs):
     """An attribute (or method call with ``args``) of an analysis result, or a sentence when it is missing.
 
     ``result`` may be a :class:`NotEstimable` (returned as is); an attribute that is None is
-    shown as "not estimable" with the reason from ``result.notes[attr]`` when the result has one.
+    shown as "not estimable" with the reason from ``result.not_estimable[attr]`` when the result has one.
     """
     if isinstance(result, NotEstimable):
         return result
@@ -123,7 +125,7 @@ def show(result, attr: str, *args, **kwargs):
     for i, part in enumerate(parts):
         value = getattr(value, part, None)
         if value is None:
-            notes = getattr(result, "notes", None)
+            notes = getattr(result, "not_estimable", None)
             reason = None
             if isinstance(notes, dict):
                 reason = notes.get(".".join(parts[:i + 1])) or notes.get(parts[0])
@@ -148,65 +150,29 @@ def icc_words(icc: float) -> str:
     return "poor" if icc < 0.5 else "moderate" if icc < 0.75 else "good" if icc < 0.9 else "excellent"
 
 
-def _wide(cohort, measure: str, pelvis: str | None, visits, column: str) -> pd.DataFrame:
-    m = cohort.measurements
-    m = m[(m["measure"] == measure) & m["visit"].isin(visits)]
-    if pelvis is not None and m["pelvis"].notna().any():
-        m = m[(m["pelvis"] == pelvis) | m["pelvis"].isna()]
-    if m.empty:
-        raise AnalysisError(f"no {measure} readings at {', '.join(visits)}")
-    m = m.assign(side=m["side"].astype(object).fillna(""))
-    w = (m.groupby(["participant_id", "side", column], observed=True)["value"].mean()
-         .unstack(column).reset_index())
-    w.columns.name = None
-    return w
-
-
 def rater_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", visit: str | None = None,
                 raters: tuple[str, str] | None = None) -> pd.DataFrame:
-    """Trial-mean readings of two raters at the same visit, one row per participant and side.
+    """Trial-mean readings of two raters at the same visit (:func:`hipstats.cohort.views.rater_pairs`)."""
+    from hipstats.cohort.views import rater_pairs as pairs  # noqa: PLC0415
 
-    Returns
-    -------
-    DataFrame
-        participant_id, side, <rater 1>, <rater 2> (complete pairs only); ``attrs["raters"]``.
-    """
-    visit = visit or cohort.baseline_visit
-    w = _wide(cohort, measure, pelvis, [visit], "rater")
-    cols = [c for c in w.columns if c not in ("participant_id", "side")]
-    if raters is None:
-        counts = w[cols].notna().sum().sort_values(ascending=False)
-        raters = tuple(sorted(counts.index[:2]))
-    if len(raters) < 2 or any(r not in w.columns for r in raters):
-        raise AnalysisError(f"{measure} at {visit} was not read by two raters")
-    out = w[["participant_id", "side", *raters]].dropna()
-    if out.empty:
-        raise AnalysisError(f"no participant has {measure} from both {raters[0]} and {raters[1]} at {visit}")
-    out.attrs["raters"] = raters
-    return out.reset_index(drop=True)
+    return pairs(cohort, measure, pelvis=pelvis, visit=visit, raters=raters)
 
 
-def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", retest_visit: str = "retest",
+def retest_pairs(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free", retest_visit: str | None = None,
                  rater: str | None = "primary") -> pd.DataFrame:
-    """Trial-mean readings of one rater at baseline and at the retest visit (participant_id, side, baseline, retest)."""
-    base = cohort.baseline_visit
-    rater = cohort.primary_rater(measure) if rater == "primary" else rater
-    m = cohort.measurements
-    sub = cohort.subset(m.loc[m["visit"] == retest_visit, "participant_id"].unique())
-    if rater is not None:
-        mm = sub.measurements
-        sub.measurements = mm[(mm["rater"] == rater) | mm["rater"].isna()]
-    w = _wide(sub, measure, pelvis, [base, retest_visit], "visit")
-    if retest_visit not in w.columns or base not in w.columns:
-        raise AnalysisError(f"no {measure} retest readings (visit '{retest_visit}')")
-    out = w.rename(columns={base: "baseline", retest_visit: "retest"})[["participant_id", "side", "baseline",
-                                                                         "retest"]].dropna()
-    return out.reset_index(drop=True)
+    """Trial-mean readings of one rater at baseline and at the retest visit (:func:`hipstats.cohort.views.retest_pairs`).
+
+    The retest visit and the rater are those of the cohort (declared in ``hipstats.yaml`` or found
+    from the data, see :mod:`hipstats.cohort.views`).
+    """
+    from hipstats.cohort.views import retest_pairs as pairs  # noqa: PLC0415
+
+    return pairs(cohort, measure, pelvis=pelvis, retest=retest_visit, rater=rater)
 
 
 def _units(r) -> str:
-    """ "28 participants, both sides" from a reliability_summary row (n counts participant-sides)."""
-    n = int(r["n"])
+    """ "28 participants, both sides" from a reliability_summary row (n_targets counts participant-sides)."""
+    n = int(r["n_targets"])
     if "n_participants" not in r.index or pd.isna(r["n_participants"]):
         return f"n = {n}"
     k = int(r["n_participants"])
@@ -253,6 +219,8 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
     within ±1.96 SEM of the true value.
     """
     conf = result_confidence(table) if confidence is None else confidence
+    if not isinstance(table, pd.DataFrame):  # a ReliabilityResult
+        table = table.to_frame()
     out = []
     designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
     for measure in measures:
@@ -268,7 +236,7 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
             sem = float(r["sem"])
             method = f", {r['ci_method']} CI" if "ci_method" in r.index and isinstance(r["ci_method"], str) else ""
             out.append(record(
-                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["ci_low"], r["ci_high"],
+                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
                 None,
                 f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}, {_units(r)}); "
                 f"a single reading has a typical error of about ±{sem:.1f} deg (SEM; 95% of readings within "
@@ -279,9 +247,20 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
 
 def h2_contrast_table(result) -> pd.DataFrame:
     """The primary H2 estimand: difference in change from baseline to the final visit between arms."""
-    f = result.final[result.final["estimand"] == "difference in change"]
+    f = result.final[result.final["estimand"] == getattr(result, "key_estimand", "difference in change")]
     return f[["contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust"]].reset_index(
         drop=True)
+
+
+def h2_model_note(result):
+    """Markdown naming the H2 model (LMM or MMRM with its covariance), with the model's notes."""
+    from IPython.display import Markdown
+
+    if isinstance(result, NotEstimable):
+        return result
+    notes = "".join(f"\n- {html.escape(n)}" for n in getattr(result, "model_notes", []))
+    desc = html.escape(getattr(result, "model_description", "linear mixed model"))
+    return Markdown(f"**Model:** {desc}.{notes}")
 
 
 def h2_findings(result, *, display: bool = True) -> list[Finding]:
@@ -304,13 +283,20 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
         adjusted = r.adjust not in (None, "none")
         ci_words = f"{ci_label(conf)}, not adjusted for multiple comparisons" if adjusted else ci_label(conf)
         p_words = f"{r.adjust}-adjusted p" if adjusted else "p"
+        if getattr(result, "key_estimand", "difference in change") == "difference at final visit":
+            title = f"{label}: at {r.visit}, {a} minus {b} (deg)"
+            text = (f"At {r.visit}, {label} in the {a} arm was {abs(r.estimate):.1f} deg "
+                    f"{'higher' if r.estimate > 0 else 'lower'} than in the {b} arm")
+        else:
+            title = f"{label}: change to {r.visit}, {a} minus {b} (deg)"
+            text = (f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} "
+                    f"than the {b} arm")
         out.append(record(
-            "H2", f"{label}: change to {r.visit}, {a} minus {b} (deg)", r.estimate, r.ci_low, r.ci_high, r.p_adj,
-            f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} than the "
-            f"{b} arm ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}).",
+            "H2", title, r.estimate, r.ci_low, r.ci_high, r.p_adj,
+            f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}"
+            + (f"; {result.model_description})." if getattr(result, "model_kind", "lmm") == "mmrm" else ")."),
             digits=1, confidence=conf, display=display))
-    notes = getattr(result, "notes", None) or {}
-    for what, reason in notes.items():
+    for what, reason in (getattr(result, "not_estimable", None) or {}).items():
         out.append(record("H2", f"{label}: {what}", None, None, None, None, not_estimable(what, reason),
                           confidence=conf, display=display))
     return out

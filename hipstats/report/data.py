@@ -127,7 +127,8 @@ def read_snapshot(source: str) -> dict[str, Any] | None:
     return snap
 
 
-def open_cohort(source, as_of: str | None = "", *, base=None):
+def open_cohort(source, as_of: str | None = "", *, base=None, primary_rater: str | None = "",
+                retest_visit: str | None = "", scheduled_visits: str | None = ""):
     """Load (or take from the run's snapshot) the validated cohort, restricted to ``as_of``.
 
     Parameters
@@ -135,6 +136,11 @@ def open_cohort(source, as_of: str | None = "", *, base=None):
     source : str or path-like
         Cohort source; a relative path is taken relative to ``base`` (default the working
         folder, which is the notebook's folder in JupyterLab). Empty: ``$HIPSTATS_SOURCE``.
+    primary_rater, retest_visit : str, optional
+        Declare the primary rater / the retest visit ("" leaves them to ``hipstats.yaml`` or
+        the rules of :mod:`hipstats.cohort.views`).
+    scheduled_visits : str, optional
+        Comma-separated scheduled visit labels ("" as above).
     as_of : str, optional
         ISO date; keep what was recorded on or before it ("" or None keeps everything).
 
@@ -153,6 +159,10 @@ def open_cohort(source, as_of: str | None = "", *, base=None):
     cohort = snap["cohort"] if snap else load_cohort(src)
     if as_of:
         cohort = cohort.as_of(as_of)
+    visits = [v.strip() for v in str(scheduled_visits or "").split(",") if v.strip()]
+    if primary_rater or retest_visit or visits:  # report parameters win over hipstats.yaml
+        cohort = cohort.with_settings(primary_rater=primary_rater or None, retest_visit=retest_visit or None,
+                                      scheduled_visits=visits or None)
     return cohort
 
 

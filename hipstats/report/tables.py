@@ -61,7 +61,10 @@ LABELS = {
     "auc": "AUC", "youden_cutoff": "Youden cutoff", "prevalence": "Prevalence", "n_units": "Hips",
     "n_deficit": "Limited IR", "hedges_g": "Hedges' g", "risk_difference": "Responder difference",
     "responders_arm": "Responders (arm)", "responders_ref": "Responders (reference)",
-    "diff_change": "Difference in change", "ancova_diff": "ANCOVA difference", "mean_diff": "Mean difference",
+    "diff_change": "Difference in change", "ancova_diff": "ANCOVA difference",
+    "difference_in_change": "Difference in change", "ancova_difference": "ANCOVA difference",
+    "n_targets": "Participant-sides", "n_readings": "Readings compared", "n_responders": "Responders",
+    "n_pairs": "Pairs", "mean_diff": "Mean difference",
     "sd_diff": "SD of differences", "mean_neutral": "Mean, neutral pelvis", "mean_free": "Mean, own posture",
     "t": "t", "z": "z", "wilcoxon_W": "Wilcoxon W", "p_wilcoxon": "p (Wilcoxon)", "d_z": "Cohen's dz",
     "g_av": "Hedges' g (av)", "r": "r", "slope": "Slope", "n_obs": "Observations", "n_subjects": "Participants",
@@ -88,7 +91,7 @@ LABELS = {
 #: Columns whose values are in the measure's unit (the ``unit=`` argument labels them).
 UNIT_COLUMNS = {"estimate", "se", "mean", "sd", "min", "p5", "median", "p95", "max", "sem", "mdc95", "mdc", "bias",
                 "loa_low", "loa_high", "mean_diff", "sd_diff", "mean_neutral", "mean_free", "diff_change",
-                "ancova_diff", "value", "visit_median", "median_range", "p95_range", "max_range", "emmean", "change"}
+                "ancova_diff", "difference_in_change", "ancova_difference", "value", "visit_median", "median_range", "p95_range", "max_range", "emmean", "change"}
 
 #: Columns describing how a number was computed: constant over the rows they become a footnote.
 METHOD_COLUMNS = {"adjust": "p-values adjusted for multiple comparisons ({})", "ci_method": "Confidence intervals: {}",

@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import Result, html_table
 from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, IccFit, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 
@@ -169,7 +170,7 @@ _BA_CI_METHODS = ("approx", "simple", "exact")
 
 
 @dataclass
-class BlandAltmanResult:
+class BlandAltmanResult(Result):
     """Limits of agreement between two measurement methods (or raters, sessions).
 
     Attributes
@@ -178,29 +179,29 @@ class BlandAltmanResult:
         Column names; differences are ``x - y``.
     method : str
         ``"classic"``, ``"repeated, true value varying"`` or ``"repeated, true value constant"``.
-    n : int
+    n_pairs : int
         Number of pairs (classic, varying) or of readings (constant).
-    n_subjects : int
-        Number of subjects (equal to ``n`` for the classic analysis).
+    n_participants : int
+        Number of participants (equal to ``n_pairs`` for the classic analysis).
     bias, sd : float
         Mean difference and standard deviation of differences between single readings.
     loa_low, loa_high : float
         ``bias -/+ limits * sd``.
     bias_ci, loa_low_ci, loa_high_ci : tuple of float
         Confidence intervals at level ``confidence``.
-    bias_pval : float
+    bias_p_value : float
         Two-sided p-value of the t test of zero bias.
-    slope, slope_ci, slope_pval, intercept : float
+    slope, slope_ci, slope_p_value, intercept : float
         Proportional bias: least-squares regression of difference on mean.
     points : DataFrame
-        ``mean``, ``diff`` (and ``subject``) of the plotted points.
+        ``pair_mean``, ``pair_difference`` (and ``participant_id``) of the plotted points.
     """
 
     x: str
     y: str
     method: str
-    n: int
-    n_subjects: int
+    n_pairs: int
+    n_participants: int
     bias: float
     sd: float
     loa_low: float
@@ -208,10 +209,10 @@ class BlandAltmanResult:
     bias_ci: tuple[float, float]
     loa_low_ci: tuple[float, float]
     loa_high_ci: tuple[float, float]
-    bias_pval: float
+    bias_p_value: float
     slope: float
     slope_ci: tuple[float, float]
-    slope_pval: float
+    slope_p_value: float
     intercept: float
     limits: float
     confidence: float
@@ -222,29 +223,29 @@ class BlandAltmanResult:
     def summary(self) -> pd.DataFrame:
         """Bias, limits of agreement and proportional-bias slope with CIs (one row each)."""
         rows = {
-            "bias": (self.bias, *self.bias_ci, self.bias_pval),
+            "bias": (self.bias, *self.bias_ci, self.bias_p_value),
             "loa_low": (self.loa_low, *self.loa_low_ci, np.nan),
             "loa_high": (self.loa_high, *self.loa_high_ci, np.nan),
-            "slope": (self.slope, *self.slope_ci, self.slope_pval),
+            "slope": (self.slope, *self.slope_ci, self.slope_p_value),
         }
         out = pd.DataFrame.from_dict(rows, orient="index",
-                                     columns=["estimate", "ci_low", "ci_high", "pval"])
-        out.index.name = "statistic"
-        out.attrs.update(method=self.method, n=self.n, n_subjects=self.n_subjects,
+                                     columns=["estimate", "ci_low", "ci_high", "p_value"])
+        out.index.name = "term"
+        out.attrs.update(method=self.method, n_pairs=self.n_pairs, n_participants=self.n_participants,
                          sd=self.sd, confidence=self.confidence, limits=self.limits)
         return out
 
     def to_frame(self) -> pd.DataFrame:
         """One-row wide DataFrame with every number of the analysis."""
         return pd.DataFrame([{
-            "x": self.x, "y": self.y, "method": self.method, "n": self.n,
-            "n_subjects": self.n_subjects, "bias": self.bias, "bias_ci_low": self.bias_ci[0],
-            "bias_ci_high": self.bias_ci[1], "bias_pval": self.bias_pval, "sd": self.sd,
+            "x": self.x, "y": self.y, "method": self.method, "n_pairs": self.n_pairs,
+            "n_participants": self.n_participants, "bias": self.bias, "bias_ci_low": self.bias_ci[0],
+            "bias_ci_high": self.bias_ci[1], "bias_p_value": self.bias_p_value, "sd": self.sd,
             "loa_low": self.loa_low, "loa_low_ci_low": self.loa_low_ci[0],
             "loa_low_ci_high": self.loa_low_ci[1], "loa_high": self.loa_high,
             "loa_high_ci_low": self.loa_high_ci[0], "loa_high_ci_high": self.loa_high_ci[1],
             "slope": self.slope, "slope_ci_low": self.slope_ci[0],
-            "slope_ci_high": self.slope_ci[1], "slope_pval": self.slope_pval,
+            "slope_ci_high": self.slope_ci[1], "slope_p_value": self.slope_p_value,
             "limits": self.limits, "confidence": self.confidence, "ci_method": self.ci_method,
         }])
 
@@ -256,18 +257,21 @@ class BlandAltmanResult:
 
     def __str__(self) -> str:
         c = round(100 * self.confidence)
-        return (f"Bland-Altman ({self.method}), {self.x} - {self.y}: n = {self.n}"
-                f" ({self.n_subjects} subjects); bias {self.bias:.3g} "
+        return (f"Bland-Altman ({self.method}), {self.x} - {self.y}: n = {self.n_pairs}"
+                f" ({self.n_participants} participants); bias {self.bias:.3g} "
                 f"[{c}% CI {self.bias_ci[0]:.3g}, {self.bias_ci[1]:.3g}], SD {self.sd:.3g}, "
                 f"limits of agreement {self.loa_low:.3g} to {self.loa_high:.3g}")
 
     def _repr_html_(self) -> str:
-        head = (f"<p><b>Bland-Altman limits of agreement</b> ({html.escape(str(self.method))}): "
-                f"<code>{html.escape(str(self.x))}</code> &minus; <code>{html.escape(str(self.y))}</code>, n = {self.n} "
-                f"({self.n_subjects} subjects), SD of differences {self.sd:.4g}, limits = bias "
+        esc = html.escape
+        head = (f"<p><b>Bland-Altman limits of agreement</b> ({esc(self.method)}): "
+                f"<code>{esc(str(self.x))}</code> &minus; <code>{esc(str(self.y))}</code>, n = {self.n_pairs} "
+                f"({self.n_participants} participants), SD of differences {self.sd:.4g}, limits = bias "
                 f"&plusmn; {self.limits:g} SD, {round(100 * self.confidence)}% CIs "
-                f"({html.escape(str(self.ci_method))}).</p>")
-        return head + self.summary().to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
+                f"({self.ci_method}).</p>")
+        notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
+        return (head + html_table(self.summary().reset_index())
+                + (f'<ul class="hipstats-notes">{notes}</ul>' if notes else ""))
 
 
 def _ols_slope(mean: np.ndarray, diff: np.ndarray, confidence: float):
@@ -389,7 +393,7 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
         fit.pop("reg_mean"), fit.pop("reg_diff"), confidence)
     return BlandAltmanResult(x=x, y=y, limits=float(limits), confidence=confidence,
                              ci_method=ci_method, slope=slope, slope_ci=tuple(map(float, slope_ci)),
-                             slope_pval=slope_p, intercept=intercept, points=pts, **fit)
+                             slope_p_value=slope_p, intercept=intercept, points=pts, **fit)
 
 
 def _ba_paired(df, x, y, what):
@@ -412,12 +416,12 @@ def _ba_limits(bias, se_bias, sd, var_sd2, df, limits, confidence, n_pairs, n_su
     se_loa = np.sqrt(se_bias**2 + limits**2 * var_sd2 / (4 * sd**2))
     lo, hi = bias - limits * sd, bias + limits * sd
     tstat = bias / se_bias
-    return dict(method=method, n=n_pairs, n_subjects=n_subjects, bias=float(bias), sd=float(sd),
+    return dict(method=method, n_pairs=n_pairs, n_participants=n_subjects, bias=float(bias), sd=float(sd),
                 loa_low=float(lo), loa_high=float(hi),
                 bias_ci=(float(bias - t * se_bias), float(bias + t * se_bias)),
                 loa_low_ci=(float(lo - t * se_loa), float(lo + t * se_loa)),
                 loa_high_ci=(float(hi - t * se_loa), float(hi + t * se_loa)),
-                bias_pval=float(2 * stats.t.sf(abs(tstat), df)), points=points,
+                bias_p_value=float(2 * stats.t.sf(abs(tstat), df)), points=points,
                 reg_mean=reg_mean, reg_diff=reg_diff, details=details)
 
 
@@ -425,7 +429,7 @@ def _ba_classic(df, x, y, limits, confidence, ci_method):
     ok, d, m = _ba_paired(df, x, y, "")
     n = d.size
     bias, sd = d.mean(), d.std(ddof=1)
-    points = pd.DataFrame({"mean": m, "diff": d})
+    points = pd.DataFrame({"pair_mean": m, "pair_difference": d})
     out = _ba_limits(bias, sd / np.sqrt(n), sd, 2 * sd**4 / (n - 1), n - 1, limits, confidence,
                      n, n, "classic", points, m, d, {"dropped_rows": int(len(df) - n)})
     if ci_method == "simple":
@@ -468,7 +472,7 @@ def _ba_varying(df, x, y, subject, limits, confidence):
     else:
         var_s2 = 2 * msw**2 / (N - n)
     se_bias = np.sqrt((s2b * (m_i**2).sum() + msw * N) / N**2)
-    points = pd.DataFrame({"mean": mean, "diff": d, "subject": s})
+    points = pd.DataFrame({"pair_mean": mean, "pair_difference": d, "participant_id": s})
     details = dict(msb=msb, msw=msw, c=c, var_between=s2b, var_within=msw)
     return _ba_limits(bias, se_bias, np.sqrt(var_total), var_s2, n - 1, limits, confidence, N,
                       n, "repeated, true value varying", points, mean_i, d_i, details)
@@ -505,7 +509,7 @@ def _ba_constant(df, x, y, subject, limits, confidence):
     if var_total <= 0:
         raise AnalysisError("bland_altman: the differences have no spread to estimate")
     mean_i = ((xm + ym) / 2).to_numpy(float)
-    points = pd.DataFrame({"mean": mean_i, "diff": d_i, "subject": xm.index.to_numpy()})
+    points = pd.DataFrame({"pair_mean": mean_i, "pair_difference": d_i, "participant_id": xm.index.to_numpy()})
     details = dict(var_mean_diff=s2d, var_within_x=parts[x]["s2w"], var_within_y=parts[y]["s2w"])
     return _ba_limits(d_i.mean(), np.sqrt(s2d / n), np.sqrt(var_total), var_s2, n - 1, limits,
                       confidence, parts[x]["N"] + parts[y]["N"], n,

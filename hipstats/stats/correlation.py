@@ -138,7 +138,7 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: s
     from hipstats.models.lmm import fit_lmm  # noqa: PLC0415 - models imports are heavier
 
     res = fit_lmm(f"{y} ~ " + " + ".join(terms), df, groups=subject)
-    table = res.summary(alpha).reset_index()
+    table = res.summary(1 - alpha).reset_index()
     names = list(res.fe_params.index)
     c = np.array([contrast.get(n, 0.0) for n in names])
     est = float(c @ res.fe_params.to_numpy())

@@ -42,7 +42,7 @@ Examples
 >>> import numpy as np
 >>> from hipstats.stats.effect_sizes import hedges_g
 >>> res = hedges_g(x=[6.1, 7.3, 5.2, 8.0, 6.6], y=[4.2, 5.1, 3.9, 5.5, 4.8])
->>> round(float(res["g"].iloc[0]), 3)
+>>> round(float(res["estimate"].iloc[0]), 3)
 1.965
 """
 
@@ -124,7 +124,7 @@ def _g_row(x: np.ndarray, y: np.ndarray | None, paired: bool, confidence: float,
         lo, hi = g - z * se, g + z * se
     else:
         raise AnalysisError(f"ci must be 'exact' or 'normal', got {ci!r}")
-    row.update({"d": d, "J": J, "g": g, "se": se, "ci_low": lo, "ci_high": hi, "df": df,
+    row.update({"d": d, "J": J, "estimate": g, "se": se, "ci_low": lo, "ci_high": hi, "df": df,
                 "ci_method": ci, "paired": paired})
     return row
 
@@ -161,7 +161,7 @@ def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str
     -------
     pandas.DataFrame
         One row per comparison: ``group, ref, n1, n2, mean1, mean2, sd`` (pooled SD, or SD of
-        the differences), ``d, J, g, se`` (normal-approximation SE), ``ci_low, ci_high, df,
+        the differences), ``d, J, estimate`` (g), ``se`` (normal-approximation SE), ``ci_low, ci_high, df,
         ci_method, paired``.
 
     Examples
@@ -169,9 +169,9 @@ def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str
     >>> import pandas as pd
     >>> df = pd.DataFrame({"arm": ["loading"] * 4 + ["control"] * 4,
     ...                    "change": [6.0, 8.5, 4.1, 7.2, 0.5, -1.0, 2.2, 1.1]})
-    >>> hedges_g(df, dv="change", group="arm", ref="control")[["group", "ref", "g"]].round(2)
-         group      ref     g
-    0  loading  control  3.07
+    >>> hedges_g(df, dv="change", group="arm", ref="control")[["group", "ref", "estimate"]].round(2)
+         group      ref  estimate
+    0  loading  control      3.07
     """
     if not 0 < confidence < 1:
         raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")

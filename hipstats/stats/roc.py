@@ -246,7 +246,7 @@ class ROCResult:
         Returns
         -------
         DataFrame
-            ``specificity``, ``se_low``, ``se_median``, ``se_high``.
+            ``specificity``, ``sensitivity_ci_low``, ``sensitivity_median``, ``sensitivity_ci_high``.
         """
         conf = self.confidence if confidence is None else check_confidence(confidence)
         sp_targets = np.linspace(0, 1, 51) if specificities is None else np.asarray(specificities, float)
@@ -259,8 +259,8 @@ class ROCResult:
         se, sp, _, _ = _sesp_from_counts(c, k, self.direction)
         vals = _se_at_specificity(se, sp, sp_targets, self.direction)
         q = np.quantile(vals, [(1 - conf) / 2, 0.5, 1 - (1 - conf) / 2], axis=0)
-        return pd.DataFrame({"specificity": sp_targets, "se_low": q[0], "se_median": q[1],
-                             "se_high": q[2]})
+        return pd.DataFrame({"specificity": sp_targets, "sensitivity_ci_low": q[0], "sensitivity_median": q[1],
+                             "sensitivity_ci_high": q[2]})
 
     def at(self, cutoff: float) -> tuple[float, float]:
         """Sensitivity and specificity of the rule ``score <direction> cutoff``."""

@@ -1,0 +1,193 @@
+"""One vocabulary across every public result table (docs/vocabulary.md).
+
+Builds every public analysis on a small simulated cohort, walks every table its result
+returns (``summary()``, ``to_frame()``, ``tables()`` and public DataFrame attributes, into
+nested results) and refuses any statistics column outside the vocabulary. Also checks that
+every CI-returning public call accepts ``confidence=``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hipstats as hs
+
+#: names the vocabulary refuses anywhere (docs/vocabulary.md, "Refused names")
+REFUSED = {
+    "p", "pval", "p_val", "pvalue", "t", "z", "f", "F", "W", "emmean", "mean_diff", "diff", "difference", "g",
+    "n", "n_subjects", "n_obs", "subject", "subject_id", "targets", "groups", "cluster", "se_low", "se_high",
+    "se_median",
+}
+_COMPANION = re.compile(r"^(?:(?P<prefix>.+?)_)?(?P<kind>se|ci_low|ci_high|p_value|p_adj|statistic)"
+                        r"(?:_(?P<method>[a-z]+))?$")
+
+
+def vocabulary_problems(columns) -> list[str]:
+    """Why a table's column names break the vocabulary (empty when they do not)."""
+    cols = [str(c) for c in columns]
+    have = set(cols)
+    out = []
+    for c in cols:
+        if c in REFUSED:
+            out.append(f"{c!r} is refused")
+            continue
+        if re.search(r"(^|_)pval($|_)|(^|_)p_wilcoxon$|^p_(?!value$|adj$)", c):
+            out.append(f"{c!r}: a p-value is p_value / <estimate>_p_value")
+            continue
+        m = _COMPANION.match(c)
+        if m is None or c in ("statistic_name",):
+            continue
+        prefix = m.group("prefix") or ""
+        if prefix == "":
+            if m.group("kind") in ("ci_low", "ci_high", "se") and "estimate" not in have:
+                out.append(f"{c!r} without an 'estimate' column")
+        elif prefix not in have and m.group("kind") != "statistic":
+            out.append(f"{c!r}: prefix {prefix!r} is not a column of the table")
+    return out
+
+
+def test_checker_refuses_old_names():
+    assert vocabulary_problems(["estimate", "se", "ci_low", "ci_high", "p_value", "p_adj", "n_participants"]) == []
+    assert vocabulary_problems(["icc", "icc_ci_low", "icc_ci_high", "icc_ci_low_f"]) == []
+    assert vocabulary_problems(["rate", "rate_ci_low_wilson"]) == []
+    assert vocabulary_problems(["pval"]) and vocabulary_problems(["bias", "bias_pval"])
+    assert vocabulary_problems(["risk_difference", "rd_ci_low"])
+    assert vocabulary_problems(["auc", "ci_low", "ci_high"])
+    assert vocabulary_problems(["emmean", "se"]) and vocabulary_problems(["n_subjects"])
+
+
+# ----------------------------------------------------------------------------------------------
+# every public result
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def results():
+    warnings.simplefilter("ignore")
+    c = hs.simulate_cohort(48, seed=11)
+    af = c.analysis_frame("hip_ir_deg")
+    rng = np.random.default_rng(0)
+    xy = pd.DataFrame({"x": rng.normal(60, 15, 60), "y": np.r_[np.zeros(30), np.ones(30)],
+                       "x2": rng.normal(60, 15, 60)})
+    m = c.measurements
+    base = m[(m.measure == "hip_ir_deg") & (m.visit == "baseline") & (m.rater == "R1")]
+    pairs = hs.report.areas.rater_pairs(c) if hasattr(hs, "report") else None
+    final = af[af.visit == af.sort_values("week").visit.iloc[-1]].dropna(subset=["baseline"])
+    pc = final.groupby(["participant_id", "arm"], observed=True)[["change", "baseline", "value"]].mean().reset_index()
+    made = {
+        "reliability_summary": hs.reliability_summary(c, n_boot=30),
+        "icc": hs.icc(base, targets=["participant_id", "side"], raters="trial", ratings="value"),
+        "bland_altman": hs.bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id"),
+        "cohen_kappa": hs.cohen_kappa(pd.DataFrame({"a": rng.integers(0, 4, 40), "b": rng.integers(0, 4, 40)}),
+                                      "a", "b"),
+        "h2_analysis": hs.h2_analysis(c, mdc=5.0),
+        "pelvis_analysis": hs.pelvis_analysis(c),
+        "screening_analysis": hs.screening_analysis(c),
+        "loading_analysis": hs.loading_analysis(c),
+        "faults_analysis": hs.faults_analysis(c),
+        "fit_lmm": hs.fit_lmm("value ~ week", af, groups="participant_id"),
+        "ancova": hs.ancova(pc, "value", "baseline", "arm"),
+        "hedges_g": hs.hedges_g(pc, dv="change", group="arm"),
+        "responders": hs.responders(pc, "change", "arm", 5.0),
+        "roc": hs.roc(xy, "x", "y"),
+        "roc_test": hs.roc_test(xy, "x", "x2", "y"),
+        "diagnostic_accuracy": hs.diagnostic_accuracy(xy, "x", "y", cutoff=60),
+        "youden_cutoff": hs.youden_cutoff(xy, "x", "y", n_boot=30),
+        "rm_corr": hs.rm_corr(af.dropna(subset=["standing_tilt_deg"]), "standing_tilt_deg", "value", "participant_id"),
+        "power_ancova": hs.power_ancova(effect=5.0, sd=8.0, rho=0.6, n_per_arm=30),
+        "power_change_scores": hs.power_change_scores(effect=5.0, sd=8.0, n_per_arm=30),
+    }
+    made["emmeans"] = hs.emmeans(made["fit_lmm"], "week", at={"week": [0.0, 12.0]})
+    return made
+
+
+def _walk(name, obj, seen, out, depth=0):
+    if isinstance(obj, pd.DataFrame):
+        out.setdefault(name, obj)
+        return
+    if obj is None or depth > 3 or id(obj) in seen or not (hasattr(obj, "summary") or hasattr(obj, "tables")):
+        return
+    if isinstance(obj, (pd.Series, pd.Index)):
+        return
+    seen.add(id(obj))
+    tables = getattr(obj, "tables", None)
+    if callable(tables):
+        for k, t in tables().items():
+            _walk(f"{name}.{k}", t, seen, out, depth + 1)
+    for meth in ("summary", "to_frame"):
+        f = getattr(obj, meth, None)
+        if callable(f):
+            try:
+                _walk(f"{name}.{meth}()", f(), seen, out, depth + 1)
+            except Exception:  # noqa: BLE001 - a part the data cannot support has no table
+                pass
+    for k, v in getattr(obj, "__dict__", {}).items():
+        if not k.startswith("_"):
+            _walk(f"{name}.{k}", v, seen, out, depth + 1)
+
+
+def public_tables(results) -> dict[str, pd.DataFrame]:
+    out: dict[str, pd.DataFrame] = {}
+    for name, r in results.items():
+        _walk(name, r, set(), out)
+    return out
+
+
+def test_walk_reaches_every_result(results):
+    tables = public_tables(results)
+    for name in results:
+        assert any(k == name or k.startswith(name + ".") for k in tables), f"{name}: no table found"
+    assert len(tables) > 60
+
+
+def test_every_public_table_speaks_the_vocabulary(results):
+    bad = {}
+    for name, t in public_tables(results).items():
+        if name.endswith(("cov_fe", ".frame.units", ".units")) or "design" in name:
+            continue  # model matrices and the analysis' input rows, not result tables
+        p = vocabulary_problems(t.columns)
+        if p:
+            bad[name] = p
+    assert not bad, "\n".join(f"{k}: {v}" for k, v in bad.items())
+
+
+def test_every_result_is_a_result(results):
+    from hipstats.results import Result
+
+    tidy_frames = {"icc", "cohen_kappa", "hedges_g", "diagnostic_accuracy", "roc_test", "rm_corr"}
+    for name, r in results.items():
+        if name in tidy_frames:
+            assert isinstance(r, pd.DataFrame), name
+        else:
+            assert isinstance(r, Result), f"{name} returns {type(r).__name__}, not a hipstats Result"
+
+
+# ----------------------------------------------------------------------------------------------
+# confidence= everywhere a CI is returned
+# ----------------------------------------------------------------------------------------------
+def _ci_calls():
+    for name in sorted(hs._LAZY):
+        obj = getattr(hs, name)
+        if inspect.isfunction(obj):
+            doc = inspect.getdoc(obj) or ""
+            if re.search(r"ci_low|confidence interval|\bCI\b", doc):
+                yield name, obj
+
+
+def test_confidence_accepted_by_every_ci_returning_call():
+    missing = [name for name, f in _ci_calls() if "confidence" not in inspect.signature(f).parameters]
+    assert not missing, f"no confidence= in {missing}"
+
+
+def test_alpha_only_as_a_significance_level():
+    offenders = []
+    for name, f in _ci_calls():
+        params = inspect.signature(f).parameters
+        if "alpha" in params and not name.startswith(("power", "simulate_power")):
+            if params["alpha"].default is not None:
+                offenders.append(name)
+    assert not offenders, f"alpha= still sets a CI level in {offenders} (use confidence=; alpha=None shim only)"
