@@ -626,3 +626,17 @@ def test_statsmodels_engine_agrees_on_estimates():
     assert np.allclose(fast.replicates["estimate"], slow.replicates["estimate"], atol=2e-3)
     assert np.allclose(fast.replicates["se"], slow.replicates["se"], rtol=0.10)
     assert (fast.replicates["df"] == np.inf).all()
+
+
+def test_progress_is_off_in_logs_and_with_quiet(capsys):
+    from hipstats.power.progress import Progress, progress_target
+
+    assert progress_target(False) is None
+    assert progress_target(None) is None  # pytest captures stderr: not a terminal, no kernel
+    with Progress(5, enabled=None) as bar:
+        bar.advance(5)
+    assert bar.done == 5 and capsys.readouterr().err == ""
+    res = simulate_power(TrialDesign(n_per_arm=10, effects={"control": 0, "loading": 3},
+                                     **TWO_VISIT), test="change", n_sim=20, n_jobs=1,
+                         progress=False)
+    assert res.n_sim == 20 and capsys.readouterr().err == ""
