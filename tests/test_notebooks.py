@@ -61,9 +61,9 @@ def test_html_is_offline_without_code_and_with_figures(run, name):
     assert cells and all("jp-mod-noInput" in c for c in cells)
     assert "open_cohort(" not in page and "highlight hl-ipython3" not in page
     nb = nbformat.read(run.run_dir / "notebooks" / f"{name}.ipynb", as_version=4)
-    shown = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert shown == FIGURES[name]  # each figure once
-    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", page)) == shown
+    shown = sum("image/svg+xml" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert shown == FIGURES[name]  # each figure once, as vector graphics
+    assert len(re.findall(r"<img [^>]*src=\"data:image/svg\+xml;base64,", page)) == shown
     # the runner injected absolute paths
     assert Path(nb.metadata["papermill"]["parameters"]["source"]).is_absolute()
     # no error outputs in a successful notebook

@@ -241,7 +241,7 @@ def test_h2_finding_level_alpha_and_unadjusted_ci_wording():
     (f,) = h2_findings(_h2_like(0.80, 0.1), display=False)
     assert f.confidence == 0.80 and "80% CI" in f._html()
     assert "80% CI, not adjusted for multiple comparisons: 1.0 to 7.0" in f.sentence
-    assert "unlikely to be chance" in f.sentence and "holm-adjusted p 0.100" in f.sentence  # 0.1 < alpha 0.2
+    assert "unlikely to be chance" in f.sentence and "Holm-adjusted p 0.100" in f.sentence  # 0.1 < alpha 0.2
     (g,) = h2_findings(_h2_like(0.95, 0.1), display=False)
     assert "cannot rule out" in g.sentence and "95% CI, not adjusted" in g.sentence
     (h,) = h2_findings(_h2_like(0.95, 0.01, adjust="none"), display=False)
@@ -303,7 +303,8 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
     table = pd.DataFrame({"a": [1]})
     res = type("R", (), {"not_estimable": {"dose_response": "4 participants are too few"}, "dose_response": None,
                          "rates": table, "responders": None})()
-    assert areas.show(res, "rates") is table
+    shown = areas.show(res, "rates")
+    assert shown.equals(table) and shown.attrs["confidence"] == 0.95  # the result's level travels with the table
     s = areas.show(res, "dose_response")
     assert not s and str(s) == "dose response: not estimable: 4 participants are too few"
     assert "not estimable: the data do not support it" in str(areas.show(res, "responders.by_arm"))
@@ -313,6 +314,7 @@ def test_show_and_attempt_turn_missing_parts_into_sentences():
 
     ne = areas.attempt("rater agreement", boom)
     assert areas.show(ne, "plot") is ne and "only one rater" in ne._repr_html_()
+    assert areas.show(ne, "plot") is None  # said once: later uses of the same part show nothing
     (f,) = areas.pelvis_findings(ne, display=False)
     assert f.area == "H1" and f.estimate is None and "not estimable: only one rater" in f.sentence
     with pytest.raises(ZeroDivisionError):  # other errors are not hidden

@@ -35,10 +35,10 @@ from hipstats import report
 report.setup_figures()
 cohort = report.open_cohort(source, as_of=as_of, primary_rater=primary_rater, retest_visit=retest_visit,
                             scheduled_visits=scheduled_visits)
-cohort'''
+report.areas.cohort_overview(cohort)'''
 
-SETUP_MD = ("The cohort below is the data this report describes: the number of participants, measurements, "
-            "training sessions and visits in each arm.")
+SETUP_MD = ("The table below is the data this report describes: the number of participants, measurement rows, "
+            "training-log rows and visits attended in each arm.")
 
 
 def md(text: str):
@@ -86,32 +86,41 @@ allowed values (sides, arms, measures), plausible ranges (for example hip intern
 unique participants and no direct identifiers such as names or e-mail addresses. The table below lists
 every problem found. A report run stops before producing anything when the data break a rule, so in a
 finished report this table says that no problems were found."""),
-    code("report.validation_report(source)"),
+    code("report.areas.validation_summary(source)"),
+    md("""\
+## Table 1: participants at baseline
+
+Baseline characteristics of each arm and of all participants: mean (standard deviation) for measurements,
+number (percent) for categories, and how many values are missing. Arms that differ clearly at baseline
+are harder to compare; the outcome analyses adjust for each participant's own baseline."""),
+    code('report.table(report.quality.table1(cohort), "Baseline characteristics by arm", group="characteristic")'),
     md("""\
 ## Participant flow
 
-A CONSORT-style count: how many participants were allocated to each arm and how many were measured at each
-scheduled visit. The last column is the share of each arm still measured at the final visit. Arms that lose
-more participants are harder to compare fairly, because those who leave may differ from those who stay."""),
-    code("cohort.participant_flow()"),
+A CONSORT-style count: how many participants were allocated to each arm and, at each scheduled visit, how
+many of those due were measured. In an interim report (data up to a cut-off date) participants who have not
+reached a visit yet are counted as *not yet due*, not as missed. Arms that miss more participants are harder
+to compare fairly, because those who leave may differ from those who stay."""),
+    code('report.table(report.quality.flow_table(cohort, as_of=as_of), "Participants measured at each visit, of '
+         'those due")'),
     md("""\
-The figure shows the same counts as percentages over time: a line that falls steeply means that arm lost
-many participants."""),
-    code("report.quality.plot_flow(cohort)"),
+The diagram shows the same flow for each arm, visit by visit: measured, missed (due but not measured) and,
+in an interim report, not yet due."""),
+    code("report.quality.plot_flow(cohort, as_of=as_of)"),
     md("""\
 ## Missing measurements
 
 For each measure and visit: how many participants attended the visit, how many had that measure recorded,
 and the percent missing among those who attended. Missing values at attended visits point to a gap in the
 measurement routine rather than to drop-out."""),
-    code("cohort.missingness()"),
+    code('report.table(cohort.missingness(), "Missing measurements at attended visits")'),
     md("""\
 ## Distributions
 
 A summary of every measure over all visits: number of readings, mean, standard deviation, the middle 90%
 (5th to 95th percentile) and the extremes, next to the plausible range of the data contract. Values outside
 that range are refused by validation, so the last column is a check that should read zero."""),
-    code("report.quality.measure_summary(cohort)"),
+    code('report.table(report.quality.measure_summary(cohort), "Distribution of every measure (all visits)")'),
     md("""\
 The boxes show the middle half of the values at the first and the last visit in each arm; the line inside
 a box is the median and dots are individual unusual values. Boxes that move up between the visits in one
@@ -123,7 +132,7 @@ arm but not in another are the first sign of a treatment effect (tested properly
 Each measurement is taken more than once in a row (trials). The table shows how far the trials of one
 reading lie apart, in degrees: the typical (median) spread, the spread exceeded by only 5% of readings,
 and the largest. Large spreads point to a measurement problem worth checking with the rater."""),
-    code("report.quality.trial_agreement(cohort)"),
+    code('report.table(report.quality.trial_agreement(cohort), "Spread between repeated trials", unit="deg")'),
     md("""\
 ## Unusual values
 
@@ -131,12 +140,12 @@ Participants whose value at a visit lies far from the other participants at that
 above 3.5, based on the median and the median absolute deviation). These values are kept in every analysis;
 the list is for checking them against the case report forms. Participants are identified only by their
 pseudonymous study ID."""),
-    code("report.quality.outliers(cohort)"),
+    code('report.table(report.quality.outliers(cohort), "Unusual values (robust z-score above 3.5)")'),
     md("""\
 ## Key finding
 
 How many participants the analyses can use at the end of the protocol."""),
-    code("report.quality.record_data_findings(cohort);"),
+    code("report.quality.record_data_findings(cohort, as_of=as_of);"),
 ])
 
 RELIABILITY = notebook("reliability", "Can the measurements be trusted? (reliability)", 20, """\
@@ -153,7 +162,8 @@ moderate, 0.75 to 0.9 good and above 0.9 excellent. **SEM** (standard error of m
 error of one reading in degrees (or score points), and **MDC95** (minimal detectable change) is the smallest
 change in one participant that is larger than measurement error with 95% confidence. For the ordinal scores and
 for tilt classes, **kappa** measures agreement beyond chance."""),
-    code("table = reliability_summary(cohort, form=form, confidence=confidence)\ntable"),
+    code('table = report.areas.attempt("Reliability", reliability_summary, cohort, form=form, confidence=confidence)\n'
+         "report.areas.reliability_table(table)"),
     md("""\
 ## Agreement between two raters (Bland-Altman)
 
@@ -166,8 +176,8 @@ participants read by both), a sentence says so instead."""),
     code("""\
 ba_raters = report.areas.attempt("Agreement between two raters", report.areas.rater_agreement, cohort,
                                  "hip_ir_deg", pelvis="free", confidence=confidence)
-ba_raters"""),
-    code('report.areas.show(ba_raters, "plot")'),
+report.areas.agreement_table(ba_raters)"""),
+    code('report.areas.show(ba_raters, "plot", unit="deg")'),
     md("""\
 ## Agreement between two sessions (test-retest)
 
@@ -178,8 +188,8 @@ says so instead."""),
     code("""\
 ba_retest = report.areas.attempt("Agreement between two sessions", report.areas.retest_agreement, cohort,
                                  "hip_ir_deg", pelvis="free", confidence=confidence)
-ba_retest"""),
-    code('report.areas.show(ba_retest, "plot")'),
+report.areas.agreement_table(ba_retest)"""),
+    code('report.areas.show(ba_retest, "plot", unit="deg")'),
     md("""\
 ## Agreement on the ASLR difficulty score
 
@@ -187,14 +197,14 @@ Cohen's kappa with quadratic weights for the Mens ASLR score (0 to 5) given by t
 one point count less than disagreements by several points. Values above 0.8 are usually read as very good
 agreement."""),
     code("""\
-report.areas.attempt("Agreement on the Mens ASLR score", report.areas.score_agreement, cohort,
-                     "aslr_mens_score", weights="quadratic")"""),
+report.table(report.areas.attempt("Agreement on the Mens ASLR score", report.areas.score_agreement, cohort,
+                                  "aslr_mens_score", weights="quadratic"), "Weighted kappa, Mens ASLR score")"""),
     md("""\
 ## Key findings
 
 Agreement between raters and between sessions for the two main outcomes, with the SEM and the MDC95 that the
-outcome report uses to count responders."""),
-    code("report.areas.reliability_findings(table, confidence=confidence);"),
+outcome report uses to count responders, and the systematic difference between the raters next to their ICC."""),
+    code("report.areas.reliability_findings(table, confidence=confidence, rater_bias={'hip_ir_deg': ba_raters});"),
 ], params="""\
 form: str = "ICC(A,1)"  # ICC form reported (McGraw-Wong name, e.g. ICC(A,1), ICC(C,1), ICC(1,1))
 confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.questions.reliability import reliability_summary""")
@@ -213,7 +223,7 @@ limitation. *d_z* is the difference in units of its standard deviation."""),
     code("""\
 h1 = report.areas.attempt("H1 pelvis analysis", pelvis_analysis, cohort, cuts=(tilt_cut_low, tilt_cut_high),
                           side=side, alpha=1 - confidence)
-report.areas.show(h1, "paired")"""),
+report.table(report.areas.show(h1, "paired"), "Neutral setup minus own posture, by side", unit="deg")"""),
     code('report.areas.show(h1, "plot", kind="paired")'),
     md("""\
 ## Tilt and IR within and between participants
@@ -224,15 +234,15 @@ stand with more tilt have different IR? The mixed model separates the two slopes
 tilt); the repeated-measures correlation gives the within-participant association as a correlation. A clear
 within-participant slope with a flat between-participant slope points to a measurement (masking) effect of
 posture rather than to a structural difference between people."""),
-    code('report.areas.show(h1, "within_between")'),
-    code('report.areas.show(h1, "rm_corr")'),
+    code('report.table(report.areas.show(h1, "within_between"), "Slope of IR on standing tilt (deg IR per deg tilt)")'),
+    code('report.table(report.areas.show(h1, "rm_corr"), "Repeated-measures correlation of tilt and IR")'),
     code('report.areas.show(h1, "plot", kind="tilt")'),
     md("""\
 ## IR by tilt class
 
 Participants grouped by their standing tilt into posterior, neutral and anterior classes (cut points given as
 parameters, in degrees): mean IR in each class with its confidence interval."""),
-    code('report.areas.show(h1, "by_class")'),
+    code('report.table(report.areas.show(h1, "by_class"), "Hip IR by standing tilt class (deg)")'),
     md("""\
 ## Key findings
 
@@ -244,11 +254,11 @@ tilt_cut_high: float = 14.0  # standing tilt (deg) above which the pelvis counts
 side: str = "mean"  # side for the tilt association: mean, left or right
 confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.questions.pelvis import pelvis_analysis""")
 
-OUTCOMES = notebook("outcomes", "H2: Do loading protocols improve IR and ASLR more than stretching or no intervention?",
+OUTCOMES = notebook("outcomes", "H2: Do the arms differ in how hip IR and ASLR change?",
                     40, """\
 The primary comparison of the trial: how hip internal rotation (IR, in own posture) and the ASLR angle changed
-over the weeks in each arm, and whether the loading protocol improved them more than stretching alone or no
-intervention.""", [
+over the weeks in each arm, and whether an exercise protocol improved them more than the comparison arms.""", [
+    code("report.areas.arms_sentence(cohort)"),
     md("""\
 ## Hip internal rotation over the weeks
 
@@ -262,22 +272,23 @@ over time show an effect of the protocol."""),
     code("report.areas.h2_model_note(ir)"),
     md("""\
 The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
-minus the gain in the other), with confidence intervals and p-values. The p-values (*p_adj*) are adjusted for
-making several comparisons (method in the *adjust* column); the confidence intervals are per comparison, **not**
+minus the gain in the other), with confidence intervals and p-values. The adjusted p-values account for making
+several comparisons (the method is named below the table); the confidence intervals are per comparison, **not**
 adjusted for multiple comparisons, so an interval that just excludes zero can go with an adjusted p-value above
 the significance level. The key findings below say so. An interval that lies entirely above zero means the
 first arm gained more. When the report is run with the MMRM model (parameter *model*, named in the model note
 above), the main result is instead the difference between arms at the last visit itself."""),
-    code("report.areas.h2_contrast_table(ir)"),
+    code('report.table(report.areas.h2_contrast_table(ir), "Hip IR: difference in change from baseline", unit="deg")'),
     md("""\
 The same question answered in three further ways that should agree with the mixed model: an ANCOVA of the
-final value adjusted for baseline (columns *ancova_*), Hedges' *g* (the difference in change in standard
+final value adjusted for baseline, Hedges' *g* (the difference in change in standard
 deviation units; 0.2 small, 0.5 medium, 0.8 large) and the share of **responders**, participants whose IR
 improved by more than the minimal detectable change (MDC95), so by more than measurement error. On a small
 cohort a part that cannot be estimated (for example fewer than two participants in an arm) is left out of the
 table and named below with the reason."""),
-    code("ir.summary()"),
-    code('report.areas.show(ir, "responders.by_arm")'),
+    code('report.table(report.areas.show(ir, "summary"), "Hip IR: ANCOVA, Hedges\' g and responders against the reference arm", unit="deg")'),
+    code('report.areas.mdc_note(ir)'),
+    code('report.table(report.areas.show(ir, "responders.by_arm"), "Responders by arm (share)")'),
     md("""\
 ## ASLR angle over the weeks
 
@@ -286,8 +297,10 @@ The same analysis for the active straight leg raise angle."""),
          '                 model=model, covariance=covariance)\n'
          "aslr.plot()"),
     code("report.areas.h2_model_note(aslr)"),
-    code("report.areas.h2_contrast_table(aslr)"),
-    code("aslr.summary()"),
+    code('report.table(report.areas.h2_contrast_table(aslr), "ASLR angle: difference in change from baseline", '
+         'unit="deg")'),
+    code('report.table(report.areas.show(aslr, "summary"), "ASLR angle: ANCOVA, Hedges\' g and responders", unit="deg")'),
+    code('report.areas.mdc_note(aslr)'),
     md("""\
 ## Key findings
 
@@ -315,23 +328,24 @@ ROC **AUC** with its confidence interval. The last columns give the cutoff that 
 and specificity (Youden) with a bootstrap confidence interval. PPV and NPV depend on how common limited IR is
 in the group (*prevalence*)."""),
     code("""\
-h3 = screening_analysis(cohort, cutoff=cutoff, threshold=ir_threshold, n_boot=n_boot, seed=seed,
-                                     confidence=confidence)
-h3"""),
+h3 = report.areas.attempt("Screening", screening_analysis, cohort, cutoff=cutoff, threshold=ir_threshold,
+                          n_boot=n_boot, seed=seed, confidence=confidence)
+report.table(report.areas.show(h3, "summary"), "Screening accuracy at the cutoff, by group", long=True)"""),
     md("""\
 ## ROC curves
 
 Each curve shows every possible cutoff: the higher and further left a curve runs, the better the ASLR
 separates limited from normal IR. The marked point is the pre-set cutoff; the shaded band is the confidence
 band of the overall curve."""),
-    code("h3.plot()"),
+    code('report.areas.show(h3, "plot")'),
     md("""\
 ## Does pelvic tilt skew the screen?
 
 The AUC of each tilt class compared with participants whose pelvis is neutral (DeLong's test for independent
-groups). A clearly lower AUC in the anterior class would mean that anterior tilt makes the ASLR a worse guide
-to hip IR."""),
-    code("h3.tilt_comparison"),
+groups). Both comparisons were planned, so both are reported and their p-values are adjusted for making two
+comparisons (Holm); the confidence intervals are per comparison. A clearly lower AUC in the anterior class
+would mean that anterior tilt makes the ASLR a worse guide to hip IR."""),
+    code('report.table(report.areas.tilt_comparisons(h3), "AUC difference against the neutral tilt class")'),
     md("## Key findings"),
     code("report.areas.screening_findings(h3);"),
 ], params="""\
@@ -349,21 +363,22 @@ how often pain stopped a session, whether more training went with more gain, and
     md("""\
 ## Load progression (H4)
 
-Mean weekly volume-load (sets x repetitions x kg) per arm, with 95% confidence intervals. A steady rise means the
+Mean weekly volume-load (sets x repetitions x kg) per arm, with confidence intervals. A steady rise means the
 protocol was progressive; a flattening shows where participants stopped progressing."""),
-    code('h4 = report.areas.attempt("H4 loading analysis", loading_analysis, cohort, pain_threshold=pain_threshold)\n'
+    code('h4 = report.areas.attempt("Loading analysis (H4)", loading_analysis, cohort, pain_threshold=pain_threshold,\n'
+         '                          alpha=1 - confidence)\n'
          'report.areas.show(h4, "plot", kind="progression")'),
     md("""\
 Per arm and exercise: the average rise in load per week over participants (kg/week, from each participant's own
 progression line) and the share of participants whose load rose at all."""),
-    code('report.areas.show(h4, "progression_by_arm")'),
+    code('report.table(report.areas.show(h4, "progression_by_arm"), "Load progression by arm and exercise")'),
     md("""\
 ## Adherence, rule-keeping and pain (H4)
 
 One row per arm: mean adherence (completed share of the prescribed sessions), how often the load was raised
 after a session with a form fault or pain (*violations*, against the progression rule), and the share of
 sessions with pain at or above the stop threshold on the 0 to 10 scale."""),
-    code('report.areas.show(h4, "summary")'),
+    code('report.table(report.areas.show(h4, "summary"), "Adherence, rule-keeping and pain by arm")'),
     md("""\
 Each row of the figure is a participant, each column a training week: it shows where load increases followed a
 session that should have held the load."""),
@@ -375,23 +390,26 @@ Does more total training go with more IR gain? The regression of the IR change o
 (per 1,000 kg), adjusted for arm and baseline IR. Participants who train more differ in other ways too, so
 this is an association, not proof of cause. Any part of this report that the data cannot support (for example
 too few participants for the regression) is shown as one sentence with the reason."""),
-    code('report.areas.show(h4, "dose_response")'),
+    code('report.table(report.areas.show(h4, "dose_response"), "IR change on cumulative volume-load", unit="deg")'),
     md("""\
 ## Form faults (H5)
 
-Share of completed exercise rows with each fault, by exercise and arm (with 95% confidence intervals), then the
+Share of completed exercise rows with each fault, by exercise and arm (with confidence intervals), then the
 weekly rate of any fault per arm: falling lines mean technique improved with practice."""),
-    code('h5 = report.areas.attempt("H5 faults analysis", faults_analysis, cohort)\nreport.areas.show(h5, "rates")'),
+    code('h5 = report.areas.attempt("Form-fault analysis (H5)", faults_analysis, cohort, alpha=1 - confidence)\n'
+         'report.table(report.areas.show(h5, "rates"), "Fault rates by exercise and arm", group="fault",\n'
+         '             hide=["n_participants"])'),
     code('report.areas.show(h5, "plot")'),
     md("""\
 The trend of the fault rate over the weeks (odds ratio per week from a GEE model that accounts for repeated
 sessions of one participant) and the association of each participant's fault rate with their IR change."""),
-    code('report.areas.show(h5, "trend")'),
-    code('report.areas.show(h5, "association")'),
+    code('report.table(report.areas.show(h5, "trend"), "Change in fault odds per training week")'),
+    code('report.table(report.areas.show(h5, "association"), "IR change on fault rate", unit="deg")'),
     md("## Key findings"),
     code("report.areas.loading_findings(h4);\nreport.areas.faults_findings(h5);"),
 ], params="""\
-pain_threshold: float = 5.0  # pain NRS (0-10) at or above which a session counts as a stop""", imports="""from hipstats.questions.faults import faults_analysis
+pain_threshold: float = 5.0  # pain NRS (0-10) at or above which a session counts as a stop
+confidence: float = 0.95  # confidence level of the intervals""", imports="""from hipstats.questions.faults import faults_analysis
 from hipstats.questions.loading import loading_analysis""")
 
 NOTEBOOKS = [DATA_QUALITY, RELIABILITY, PELVIS, OUTCOMES, SCREENING, LOADING_FAULTS]

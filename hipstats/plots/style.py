@@ -34,17 +34,51 @@ _FIXED = {"control": "#999999", "stretching": "#56B4E9", "loading": "#D55E00",
           "free": "#E69F00"}
 
 
-def arm_palette(levels: Iterable[str]) -> dict[str, str]:
-    """Map category levels (arms, sides, tilt classes) to fixed colour-blind-safe colours.
+#: Colour order for labels without a fixed colour: Okabe-Ito (yellow last, it is faint on white), then
+#: Paul Tol's muted scheme, both colour-blind safe; beyond that the order repeats.
+_ORDER: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
+                           "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+                           "#AA4499")
 
-    Known labels keep the same colour in every figure; others take Okabe-Ito colours in order.
+#: Human names of the measures, with units, for axes and tables.
+MEASURE_LABELS = {"hip_ir_deg": "Hip internal rotation (deg)", "hip_er_deg": "Hip external rotation (deg)",
+                  "aslr_deg": "ASLR angle (deg)", "pelvic_tilt_deg": "Standing pelvic tilt (deg)",
+                  "aslr_mens_score": "Mens ASLR score (0-5)", "aslr_fms_score": "FMS ASLR score (0-3)"}
+
+
+def measure_label(measure: str) -> str:
+    """ "Hip internal rotation (deg)" for ``hip_ir_deg``; other names with spaces for underscores."""
+    return MEASURE_LABELS.get(str(measure), str(measure).replace("_", " "))
+
+
+def arm_palette(levels: Iterable[str]) -> dict[str, str]:
+    """Map category levels (arms, sides, tilt classes) to colour-blind-safe colours, distinct for any number.
+
+    Known labels keep the same colour in every figure; others take the next unused colour of
+    Okabe-Ito, then Paul Tol's muted palette (17 distinct colours before the order repeats).
+
+    >>> pal = arm_palette(["usual care", "hip loading", "mobility", "yoga"])
+    >>> len(set(pal.values()))
+    4
     """
     out: dict[str, str] = {}
-    spare = iter(c for c in OKABE_ITO if c not in _FIXED.values())
-    for level in levels:
-        key = str(level)
-        out[key] = _FIXED.get(key) or next(spare, "#000000")
+    levels = [str(x) for x in levels]
+    used = {_FIXED[k] for k in levels if k in _FIXED}
+    spare = [c for c in _ORDER if c not in used]
+    i = 0
+    for key in levels:
+        if key in _FIXED:
+            out[key] = _FIXED[key]
+        else:
+            out[key] = spare[i % len(spare)]
+            i += 1
     return out
+
+
+def legend_outside(ax, title: str | None = None, **kwargs):
+    """A legend to the right of the axes, clear of the data."""
+    return ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0,
+                     **kwargs)
 
 
 @contextlib.contextmanager

@@ -166,7 +166,7 @@ class H2Result(Result):
         """EMM trajectories per arm over weeks with CIs; returns a matplotlib Figure."""
         import matplotlib.pyplot as plt
 
-        from hipstats.plots.style import arm_palette, theme
+        from hipstats.plots.style import arm_palette, legend_outside, measure_label, theme
 
         t = self.trajectories
         with theme():
@@ -182,10 +182,12 @@ class H2Result(Result):
                 x = s["week"].to_numpy(float) + (i - (n - 1) / 2) * 0.012 * span
                 ax.errorbar(x, s["estimate"], yerr=[s["estimate"] - s["ci_low"], s["ci_high"] - s["estimate"]],
                             fmt="o-", capsize=3, color=pal[str(arm)], label=str(arm))
-            ax.set_xlabel("week")
-            ax.set_ylabel(f"{self.measure} (estimated marginal mean)")
-            ax.set_title(f"H2: {self.measure} by arm ({round(100 * self.confidence)}% CI)")
-            ax.legend(title="arm", frameon=False)
+            ax.set_xlabel("Week since baseline")
+            ax.set_ylabel(f"{measure_label(self.measure)}\nestimated mean")
+            ax.set_title(f"{measure_label(self.measure).split(' (')[0]} by arm (bars: {round(100 * self.confidence)}% CI)",
+                         fontsize=11)
+            legend_outside(ax, "Arm")
+            fig.tight_layout()
         return fig
 
     def _repr_html_(self) -> str:

@@ -15,15 +15,20 @@ Examples
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 import pandas as pd
 
 from hipstats.errors import AnalysisError
 from hipstats.report.findings import Finding, ci_label, format_p, record, record_summary, significance_words
+from hipstats.report.notes import plain_reason
+from hipstats.report.tables import MEASURE_NAMES, table
 
 __all__ = ["rater_agreement", "retest_agreement", "score_agreement", "attempt", "show", "NotEstimable", "result_confidence", "icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
-           "pelvis_findings", "screening_findings", "loading_findings", "faults_findings"]
+           "pelvis_findings", "screening_findings", "loading_findings", "faults_findings", "loading_arm", "mdc_note",
+           "tilt_comparisons", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
+           "arms_sentence"]
 
 MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
                   "pelvic_tilt_deg": "standing pelvic tilt", "aslr_mens_score": "Mens ASLR score",
@@ -60,7 +65,7 @@ def result_confidence(result, default: float = 0.95) -> float:
 
 def not_estimable(what: str, reason) -> str:
     """The sentence a notebook shows for a sub-analysis the data cannot support."""
-    return f"{what}: not estimable: {reason}"
+    return f"{what}: not estimable: {plain_reason(reason)}"
 
 
 class NotEstimable:
@@ -72,6 +77,7 @@ class NotEstimable:
 
     def __init__(self, what: str, reason):
         self.what, self.reason = what, str(reason)
+        self.said = False  # shown once on a page; later uses show nothing
 
     def __bool__(self) -> bool:
         return False
@@ -84,7 +90,8 @@ class NotEstimable:
     def _repr_html_(self) -> str:
         import html  # noqa: PLC0415
 
-        return f"<p><em>{html.escape(str(self))}</em></p>"
+        self.said = True
+        return f'<p class="hipstats-not-estimable">{html.escape(str(self))}</p>'
 
     def __getattr__(self, name):  # a guarded result used further down stays a sentence
         if name.startswith("_"):
@@ -119,7 +126,7 @@ def show(result, attr: str, *args, **kwargs):
     shown as "not estimable" with the reason from ``result.not_estimable[attr]`` when the result has one.
     """
     if isinstance(result, NotEstimable):
-        return result
+        return None if result.said else result  # each "not estimable" is said once, where it first applies
     value = result
     parts = attr.split(".")
     for i, part in enumerate(parts):
@@ -132,7 +139,10 @@ def show(result, attr: str, *args, **kwargs):
             return NotEstimable(parts[i].replace("_", " "), reason or "the data do not support it")
     if callable(value) and not isinstance(value, pd.DataFrame) and (args or kwargs or parts[-1] in ("plot",
                                                                                                     "summary")):
-        return attempt(parts[-1].replace("_", " "), value, *args, **kwargs)
+        value = attempt(parts[-1].replace("_", " "), value, *args, **kwargs)
+    if isinstance(value, pd.DataFrame) and "confidence" not in value.attrs:  # its tables label CIs at its level
+        value = value.copy()
+        value.attrs["confidence"] = result_confidence(result)
     return value
 
 
@@ -210,19 +220,36 @@ def score_agreement(cohort, measure: str = "aslr_mens_score", *, weights: str = 
     return cohen_kappa(pairs, *pairs.attrs["raters"], weights=weights)
 
 
-def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: str = "free",
-                         confidence: float | None = None, display: bool = True) -> list[Finding]:
+def _p(row) -> float:
+    """The p-value of a result row in the shared vocabulary (``p_value``) or the older ``p``."""
+    for name in ("p_value", "p", "pval"):
+        if name in row.index and pd.notna(row[name]):
+            return float(row[name])
+    return np.nan
+
+
+def _visit(v) -> str:
+    return str(v).replace("_", " ")
+
+
+def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: str = "free",
+                         confidence: float | None = None, rater_bias=None, display: bool = True) -> list[Finding]:
     """Key findings R: rater-to-rater and session-to-session ICC (with SEM and MDC95) of the main measures.
 
     ``confidence`` defaults to the table's ``attrs["confidence"]`` (0.95 when absent).
     The SEM is worded as the typical error of a single reading, with 95% of readings
-    within ±1.96 SEM of the true value.
+    within ±1.96 SEM of the true value; the MDC95 is that of a single reading of one side.
+    ``rater_bias`` maps a measure to its raters' Bland-Altman result: the systematic offset
+    between raters is then reported next to (right after) the rater-to-rater ICC.
     """
+    if isinstance(table, NotEstimable):
+        return [record("R", table.what, None, None, None, None, str(table), display=display)]
     conf = result_confidence(table) if confidence is None else confidence
     if not isinstance(table, pd.DataFrame):  # a ReliabilityResult
         table = table.to_frame()
     out = []
     designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
+    rater_bias = rater_bias or {}
     for measure in measures:
         t = table[table["measure"] == measure]
         if "pelvis" in t.columns and (t["pelvis"] == pelvis).any():
@@ -234,22 +261,47 @@ def reliability_findings(table: pd.DataFrame, measures=("hip_ir_deg", "aslr_deg"
             r = r.iloc[0]
             label = MEASURE_LABELS.get(measure, measure)
             sem = float(r["sem"])
-            method = f", {r['ci_method']} CI" if "ci_method" in r.index and isinstance(r["ci_method"], str) else ""
+            ba = rater_bias.get(measure) if design == "rater-to-rater" else None
+            ba = ba if ba is not None and not isinstance(ba, NotEstimable) else None
+            offset = ""
+            if ba is not None:
+                offset = (f" The raters also differ systematically: {ba.x} reads {abs(ba.bias):.1f} deg "
+                          f"{'lower' if ba.bias < 0 else 'higher'} than {ba.y} on average ({ci_label(conf)} "
+                          f"{ba.bias_ci[0]:.1f} to {ba.bias_ci[1]:.1f}), which the ICC alone does not show.")
             out.append(record(
-                "R", f"{r['form']} of {label}, {design} ({_units(r)}{method})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
+                "R", f"{r['form']} of {label}, {design} ({_units(r)})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
                 None,
                 f"Agreement {words} is {icc_words(r['icc'])} for {label} (ICC {r['icc']:.2f}, {_units(r)}); "
                 f"a single reading has a typical error of about ±{sem:.1f} deg (SEM; 95% of readings within "
-                f"±{1.96 * sem:.1f} deg), and only a change larger than {r['mdc95']:.1f} deg (MDC95) is more "
-                "than measurement error.", confidence=conf, display=display))
+                f"±{1.96 * sem:.1f} deg), and only a change larger than {r['mdc95']:.1f} deg (MDC95 of a single "
+                f"reading of one side) is more than measurement error." + offset,
+                confidence=conf, display=display, unit="ICC"))
+            if ba is not None:
+                out.append(record(
+                    "R", f"Systematic difference between raters, {label} ({ba.x} minus {ba.y}, deg)", ba.bias,
+                    ba.bias_ci[0], ba.bias_ci[1], ba.bias_pval,
+                    f"On average {ba.x} read {label} {abs(ba.bias):.1f} deg {'lower' if ba.bias < 0 else 'higher'} "
+                    f"than {ba.y}; for 95% of readings the two raters differ by between {ba.loa_low:.1f} and "
+                    f"{ba.loa_high:.1f} deg.", digits=1, confidence=conf, display=display, unit="deg", null=0.0))
     return out
 
 
 def h2_contrast_table(result) -> pd.DataFrame:
     """The primary H2 estimand: difference in change from baseline to the final visit between arms."""
     f = result.final[result.final["estimand"] == getattr(result, "key_estimand", "difference in change")]
-    return f[["contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust"]].reset_index(
-        drop=True)
+    cols = [c for c in ("contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust")
+            if c in f.columns]
+    out = f[cols].reset_index(drop=True)
+    # the model names arms with word characters only: show the cohort's own arm names
+    own = {re.sub(r"\W", "_", str(a)): str(a) for a in getattr(result, "arms", [])}
+    if own:
+        out["contrast"] = out["contrast"].map(lambda c: " - ".join(own.get(x, x) for x in str(c).split(" - ")))
+    out.attrs["confidence"] = result_confidence(result)
+    return out
+
+
+_ADJUST_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni", "sidak": "Sidak", "fdr_bh": "Benjamini-Hochberg",
+                 "dunnettx": "Dunnett", "tukey": "Tukey", "mvt": "multivariate t"}
 
 
 def h2_model_note(result):
@@ -275,42 +327,114 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
     label = MEASURE_LABELS.get(result.measure, result.measure)
     conf = result_confidence(result)
     out = []
-    for r in h2_contrast_table(result).itertuples():
+    rows = h2_contrast_table(result)
+    for r in rows.itertuples():
         a, b = r.contrast.split(" - ")
         more = "more" if r.estimate > 0 else "less"
         sig = ("this difference is unlikely to be chance" if significance_words(r.p_adj, conf).startswith("unlikely")
                else "the data cannot rule out no difference")
         adjusted = r.adjust not in (None, "none")
+        method = _ADJUST_NAMES.get(str(r.adjust).lower(), str(r.adjust))
         ci_words = f"{ci_label(conf)}, not adjusted for multiple comparisons" if adjusted else ci_label(conf)
-        p_words = f"{r.adjust}-adjusted p" if adjusted else "p"
+        p_words = f"{method}-adjusted p" if adjusted else "p"
+        visit = _visit(r.visit)
+        name = label[:1].upper() + label[1:]
         if getattr(result, "key_estimand", "difference in change") == "difference at final visit":
-            title = f"{label}: at {r.visit}, {a} minus {b} (deg)"
-            text = (f"At {r.visit}, {label} in the {a} arm was {abs(r.estimate):.1f} deg "
+            title, unit = f"{name}: at {visit}, {a} minus {b} (deg)", "deg (difference at the final visit)"
+            text = (f"At {visit}, {label} in the {a} arm was {abs(r.estimate):.1f} deg "
                     f"{'higher' if r.estimate > 0 else 'lower'} than in the {b} arm")
         else:
-            title = f"{label}: change to {r.visit}, {a} minus {b} (deg)"
-            text = (f"From baseline to {r.visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} "
+            title, unit = f"{name}: change to {visit}, {a} minus {b} (deg)", "deg (difference in change)"
+            text = (f"From baseline to {visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} "
                     f"than the {b} arm")
         out.append(record(
             "H2", title, r.estimate, r.ci_low, r.ci_high, r.p_adj,
             f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}"
             + (f"; {result.model_description})." if getattr(result, "model_kind", "lmm") == "mmrm" else ")."),
-            digits=1, confidence=conf, display=display))
-    for what, reason in (getattr(result, "not_estimable", None) or {}).items():
-        out.append(record("H2", f"{label}: {what}", None, None, None, None, not_estimable(what, reason),
-                          confidence=conf, display=display))
+            digits=1, confidence=conf, display=display, unit=unit, null=0.0,
+            adjusted=f"{method} over the {len(rows)} arm comparisons of {label}" if adjusted and len(rows) > 1
+            else ""))
+    missing = getattr(result, "not_estimable", None) or getattr(result, "notes", None) or {}
+    for what, reason in (missing.items() if isinstance(missing, dict) else []):
+        out.append(record("H2", f"{label[:1].upper() + label[1:]}: {what.replace('_', ' ')}", None, None, None, None,
+                          not_estimable(what.replace("_", " "), reason), confidence=conf, display=display))
     return out
 
 
+def mdc_note(result):
+    """The sentence that says which MDC the responder count uses and what it was applied to (HTML note)."""
+    import html  # noqa: PLC0415
+
+    from IPython.display import HTML  # noqa: PLC0415
+
+    if isinstance(result, NotEstimable) or getattr(result, "mdc", None) is None:
+        return None
+    label = MEASURE_LABELS.get(result.measure, result.measure)
+    src = str(getattr(result, "mdc_source", "") or "")
+    given = src == "given"
+    text = (f"Responders: a participant counts as a responder when their change in {label} from baseline to the "
+            f"last visit, averaged over both sides, is larger than {result.mdc:.1f} deg. "
+            + ("This MDC was given as a parameter. " if given else
+               "That threshold is the MDC95 of a single reading of one side (from the cohort's test-retest "
+               "readings). ")
+            + "Averaging two sides reduces measurement error, so the threshold is conservative: it counts fewer "
+              "responders than an MDC for two-side means would.")
+    return HTML(f'<div class="hipstats-note"><b>Note.</b> {html.escape(text)}</div>')
+
+
+def _f_statistic(result) -> str:
+    """ "F(df1, df2) = x" of the one-way ANOVA of own-posture IR across tilt classes ("" when absent)."""
+    by = getattr(result, "by_class", None)
+    an = (getattr(by, "attrs", {}) or {}).get("anova", {}).get("ir_free") if by is not None else None
+    if not an:
+        return ""
+    df1, df2 = an.get("df1"), an.get("df2")
+    if df1 is None or df2 is None:
+        ns = [int(n) for n in by["n"] if n >= 2]
+        df1, df2 = len(ns) - 1, sum(ns) - len(ns)
+    return f"F({int(df1)}, {int(df2)}) = {an['F']:.2f}"
+
+
 def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
-    """Key findings H1 (the rows of :meth:`hipstats.questions.pelvis.PelvisResult.summary`)."""
+    """Key findings H1 (the rows of :meth:`hipstats.questions.pelvis.PelvisResult.summary`), with units for the
+    forest plot, the ANOVA shown as F with its df, and the corrected slope linked to the figure's."""
     if (na := _unavailable("H1", result, display)) is not None:
         return na
-    return record_summary("H1", result.summary(), confidence=result_confidence(result), display=display)
+    conf = result_confidence(result)
+    s = result.summary()
+    wb = getattr(result, "within_between", None)
+    raw_within = None
+    if wb is not None and "term" in wb.columns and (wb["term"] == "within").any():
+        raw_within = float(wb.loc[wb["term"] == "within", "estimate"].iloc[0])
+    out = []
+    for r in s.to_dict("records"):
+        q = str(r["question"])
+        text = str(r.get("interpretation", ""))
+        kw: dict = {}
+        if "ANOVA" in q:
+            kw["statistic"] = _f_statistic(result)
+            q = q.replace(" (one-way ANOVA F)", " (one-way ANOVA)")
+        elif q.startswith("Neutral-pelvis"):
+            kw.update(unit="deg", null=0.0)
+        elif "slope" in q:
+            kw.update(unit="deg IR per deg tilt", null=0.0)
+            if q.startswith("Within") and "corrected" in q and raw_within is not None:
+                text += (f"; the figure and the model table show the uncorrected within-participant slope "
+                         f"({raw_within:.2f}), which measurement error in tilt pulls towards zero")
+        elif "correlation" in q.lower():
+            text = text.replace("r_rm", "repeated-measures r")
+        out.append(record("H1", q, r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
+                          r.get("p_value", r.get("p")), text, confidence=conf, display=display, **kw))
+    return out
+
+
+#: Fewest participants with (and without) the condition for an accuracy headline.
+MIN_CASES = 5
 
 
 def screening_findings(result, *, display: bool = True) -> list[Finding]:
-    """Key findings H3: accuracy at the cutoff, AUC, Youden cutoff, and whether anterior tilt changes the AUC."""
+    """Key findings H3: accuracy at the cutoff, AUC, Youden cutoff, and the AUC of every tilt class against
+    neutral (both pre-specified comparisons, Holm-adjusted for the two)."""
     if (na := _unavailable("H3", result, display)) is not None:
         return na
     s = result.summary().set_index("group")
@@ -318,6 +442,13 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
     conf = result_confidence(result)
     cut = result.settings["cutoff"]
     rule = f"ASLR {result.settings['direction']} {cut:g} deg"
+    cases = int(a.get("n_deficit", 0))
+    controls = int(a.get("n_units", a.get("n_participants", 0))) - cases
+    if cases < MIN_CASES or controls < MIN_CASES:
+        return [record("H3", f"Accuracy of {rule} for limited IR", None, None, None, None,
+                       not_estimable("Screening accuracy", f"only {cases} hips with limited IR and {controls} "
+                                     f"without; at least {MIN_CASES} of each are needed for a useful estimate"),
+                       confidence=conf, display=display)]
     out = [
         record("H3", f"Sensitivity of {rule} for limited IR", a["sensitivity"], a["sensitivity_ci_low"],
                a["sensitivity_ci_high"], None,
@@ -336,16 +467,43 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
                f"The cutoff that best balances sensitivity and specificity in these data is {a['youden_cutoff']:.0f} deg "
                f"(the pre-set cutoff is {cut:g} deg).", digits=1, confidence=conf, display=display),
     ]
-    tc = result.tilt_comparison
-    if tc is not None and len(tc) and "anterior" in set(tc["group"]):
-        r = tc.set_index("group").loc["anterior"]
-        lo, hi = _difference_ci(r, conf)
-        ci = f"{ci_label(conf)} {lo:.2f} to {hi:.2f}; " if np.isfinite(lo) and np.isfinite(hi) else ""
+    tc = tilt_comparisons(result)
+    for r in tc.itertuples():
+        ci = (f"{ci_label(conf)} {r.ci_low:.2f} to {r.ci_high:.2f}, not adjusted; "
+              if np.isfinite(r.ci_low) and np.isfinite(r.ci_high) else "")
         out.append(record(
-            "H3", f"AUC anterior tilt minus {r['reference']} tilt", r["difference"], lo, hi, r["p_value"],
-            f"In participants with anterior pelvic tilt the ASLR screen's AUC is {abs(r['difference']):.2f} "
-            f"{'lower' if r['difference'] < 0 else 'higher'} than with a {r['reference']} pelvis "
-            f"({ci}p {format_p(r['p_value'])}).", confidence=conf, display=display))
+            "H3", f"AUC, {r.group} minus {r.reference} tilt", r.difference, r.ci_low, r.ci_high, r.p_adj,
+            f"In participants with {r.group} pelvic tilt the ASLR screen's AUC is {abs(r.difference):.2f} "
+            f"{'lower' if r.difference < 0 else 'higher'} than with a {r.reference} pelvis "
+            f"({ci}Holm-adjusted p {format_p(r.p_adj)}).", confidence=conf, display=display,
+            unit="AUC difference", null=0.0,
+            adjusted=f"Holm over the {len(tc)} tilt-class comparisons" if len(tc) > 1 else ""))
+    return out
+
+
+def tilt_comparisons(result) -> pd.DataFrame:
+    """Every tilt class's AUC against the reference class with a CI and Holm-adjusted p (the pre-specified
+    comparisons of H3); empty when the result has none."""
+    from statsmodels.stats.multitest import multipletests  # noqa: PLC0415
+
+    tc = getattr(result, "tilt_comparison", None)
+    cols = ["group", "reference", "difference", "ci_low", "ci_high", "se", "df", "p_value", "p_adj"]
+    if tc is None or not len(tc):
+        return pd.DataFrame(columns=cols)
+    conf = result_confidence(result)
+    rows = []
+    for _, r in tc.iterrows():
+        lo, hi = _difference_ci(r, conf)
+        rows.append({"group": r["group"], "reference": r["reference"], "difference": float(r["difference"]),
+                     "ci_low": lo, "ci_high": hi, "se": float(r.get("se", np.nan)),
+                     "df": float(r.get("df", np.nan)) if "df" in r.index else np.nan, "p_value": _p(r)})
+    out = pd.DataFrame(rows)
+    ok = np.isfinite(out["p_value"])
+    out["p_adj"] = np.nan
+    if ok.any():
+        out.loc[ok, "p_adj"] = multipletests(out.loc[ok, "p_value"], method="holm")[1]
+    out["adjust"] = "holm"
+    out.attrs["confidence"] = conf
     return out
 
 
@@ -363,16 +521,30 @@ def _difference_ci(row, confidence: float) -> tuple[float, float]:
     return est - q * se, est + q * se
 
 
-def loading_findings(result, *, arm: str = "loading", display: bool = True) -> list[Finding]:
-    """Key findings H4: progression, adherence, progression-rule violations, pain flags, dose-response."""
+def loading_arm(result) -> str | None:
+    """The arm whose loads rose fastest (the loading protocol), found from the result, not by its name."""
+    pr = getattr(result, "progression_by_arm", None)
+    if pr is None or not len(pr):
+        return None
+    slope = "mean_slope" if "mean_slope" in pr.columns else "estimate"
+    return str(pr.groupby("arm", observed=True)[slope].mean().idxmax())
+
+
+def loading_findings(result, *, arm: str | None = None, display: bool = True) -> list[Finding]:
+    """Key findings H4: progression, adherence, progression-rule violations, pain flags, dose-response.
+
+    ``arm`` defaults to the arm whose loads rose fastest (:func:`loading_arm`).
+    """
     if (na := _unavailable("H4", result, display)) is not None:
         return na
     conf = result_confidence(result)
+    arm = arm or loading_arm(result) or ""
     out = []
     pr = getattr(result, "progression_by_arm", None)
     if pr is not None and len(pr):
         for r in pr[pr["arm"] == arm].itertuples():
-            out.append(record("H4", f"Load progression, {r.exercise} ({arm} arm, kg/week)", r.mean_slope, r.ci_low,
+            out.append(record("H4", f"Load progression, {r.exercise.replace('_', ' ')} ({arm} arm, kg/week)",
+                              r.mean_slope, r.ci_low,
                               r.ci_high, None,
                               f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
@@ -405,7 +577,7 @@ def loading_findings(result, *, arm: str = "loading", display: bool = True) -> l
         if len(row):
             r = row.iloc[0]
             out.append(record("H4", "Outcome change per 1,000 kg more cumulative volume-load (deg, within arm)",
-                              r["estimate"], r["ci_low"], r["ci_high"], r["p"],
+                              r["estimate"], r["ci_low"], r["ci_high"], _p(r),
                               f"Within an arm, participants who lifted 1,000 kg more in total changed by "
                               f"{r['estimate']:+.2f} deg (dose-response).", confidence=conf, display=display))
     return out
@@ -430,8 +602,90 @@ def faults_findings(result, *, display: bool = True) -> list[Finding]:
                          + (" - technique improved with practice." if r.ci_high < 1 else "."))
         elif q.startswith("Outcome change"):
             words.append(f"Within an arm, participants with 10 percentage points more faulty exercises changed by "
-                         f"{est:+.1f} deg; " + ("faults went with a different gain." if r.p < 1 - conf else
+                         f"{est:+.1f} deg; " + ("faults went with a different gain." if getattr(r, "p_value", getattr(r, "p", 1.0)) < 1 - conf else
                                                  "no clear link between faults and gain."))
         else:
             words.append(str(r.interpretation))
     return record_summary("H5", s.assign(interpretation=words), confidence=conf, display=display)
+
+
+# --------------------------------------------------------------------------------------------- page tables
+def cohort_overview(cohort):
+    """The cohort a page describes, as a table by arm (participants, records, visits) with the visits in a note."""
+    visits = ", ".join(_visit(v) for v in cohort.scheduled_visits)
+    return table(cohort.summary(), "The data in this report",
+                 notes=[f"{cohort.n_participants} participants; scheduled visits: {visits}."])
+
+
+def arms_sentence(cohort):
+    """One line naming the cohort's own arms (reference first), for a page's introduction."""
+    from IPython.display import Markdown  # noqa: PLC0415
+
+    arms = [str(a) for a in cohort.arms]
+    n = cohort.participants["arm"].astype(str).value_counts()
+    parts = [f"**{a}** ({int(n.get(a, 0))} participants{', reference' if i == 0 else ''})" for i, a in enumerate(arms)]
+    return Markdown("Arms in this cohort: " + ", ".join(parts) + ".")
+
+
+def validation_summary(report_or_source):
+    """The validation result for people: one sentence when the data keep the contract, else the problems."""
+    from IPython.display import HTML  # noqa: PLC0415
+
+    r = report_or_source
+    if not hasattr(r, "problems"):
+        from hipstats.report.data import validation_report  # noqa: PLC0415
+
+        r = validation_report(report_or_source)
+    if r.ok:
+        return HTML('<p class="hipstats-summary ok">Every table keeps the data contract: no problems were found.</p>')
+    df = r.to_frame()
+    if "file" in df.columns:
+        df["file"] = df["file"].map(lambda f: str(f).replace("\\", "/").rsplit("/", 1)[-1])
+    return table(df, "Problems found in the data")
+
+
+def reliability_table(table_, *, confidence: float | None = None):
+    """The reliability summary as a page table: per measure (row groups), design and test condition: ICC,
+    SEM and MDC95 with their CIs (kappa for ordinal scores and tilt classes), participants."""
+    if isinstance(table_, NotEstimable) or table_ is None:
+        return table_
+    t = (table_ if isinstance(table_, pd.DataFrame) else table_.to_frame()).copy()
+    cond_cols = [c for c in ("pelvis", "position", "device") if c in t.columns]
+    t["condition"] = t[cond_cols].astype(object).apply(
+        lambda r: ", ".join(f"{v} pelvis" if c == "pelvis" else str(v) for c, v in r.items()
+                            if isinstance(v, str) and v), axis=1) if cond_cols else ""
+    keep = ["measure", "design", "condition", "n_participants"]
+    for fam in ("icc", "sem", "mdc95", "kappa"):
+        lows = [f"{fam}_ci_low", f"{fam}_ci_high"] if fam != "icc" or "icc_ci_low" in t.columns else ["ci_low", "ci_high"]
+        for c in (fam, *lows):
+            if c in t.columns:
+                keep.append(c)
+    notes = []
+    if "form" in t.columns and t["form"].nunique() == 1:
+        notes.append(f"ICC form {t['form'].iloc[0]} (McGraw and Wong): absolute agreement of a single reading.")
+    if "ci_method" in t.columns and t["ci_method"].nunique() == 1:
+        notes.append(f"Confidence intervals: {t['ci_method'].iloc[0]}.")
+    notes.append("SEM and MDC95 are in the measure's unit (deg, or score points) and refer to a single reading of "
+                 "one side.")
+    if "kappa_on" in t.columns and t["kappa_on"].notna().any():
+        notes.append("Kappa: " + "; ".join(sorted(set(t["kappa_on"].dropna().astype(str)))) + ".")
+    out = t[[c for c in keep if c in t.columns]]
+    out.attrs["confidence"] = confidence or result_confidence(table_)
+    return table(out, "Reliability of every measure", group="measure", notes=notes,
+                 labels={"icc": "ICC", "n_participants": "Participants"})
+
+
+def agreement_table(result):
+    """A Bland-Altman result as a page table: bias, limits of agreement and proportional bias with CIs."""
+    if isinstance(result, NotEstimable) or result is None:
+        return result
+    s = result.summary().reset_index()
+    names = {"bias": f"Bias ({result.x} minus {result.y})", "loa_low": "Lower limit of agreement",
+             "loa_high": "Upper limit of agreement", "slope": "Proportional bias (slope on the mean)"}
+    s["statistic"] = s["statistic"].map(lambda x: names.get(x, x))
+    s = s.rename(columns={"statistic": "statistic_name", "pval": "p_value"})
+    s.attrs["confidence"] = result.confidence
+    return table(s, f"Agreement, {result.x} against {result.y}", digits={"estimate": 2},
+                 notes=[f"{result.n} paired readings of {result.n_subjects} participants; limits = bias ± "
+                        f"{result.limits:g} SD of the differences ({result.method})."],
+                 labels={"estimate": "deg"})

@@ -79,10 +79,11 @@ def multiplicity_statement(found: list[Finding]) -> str:
 
 
 def forest_svg(found: list[Finding]) -> str:
-    """Inline SVG forest plot of the findings that have a unit and a CI (one panel per unit); "" if none."""
+    """Inline SVG forest plot of the key effects: findings with a unit, a CI and a value of no effect
+    (differences, slopes), one panel per unit; "" if none."""
     rows = [{"label": f"{f.area}: {f.question}", "estimate": f.estimate, "ci_low": f.ci_low, "ci_high": f.ci_high,
              "panel": f.unit, "null": f.null}
-            for f in found if f.unit and None not in (f.estimate, f.ci_low, f.ci_high)]
+            for f in found if f.unit and f.null is not None and None not in (f.estimate, f.ci_low, f.ci_high)]
     if not rows:
         return ""
     import io  # noqa: PLC0415

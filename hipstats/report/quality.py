@@ -287,7 +287,7 @@ def plot_distributions(cohort, measures=("hip_ir_deg", "aslr_deg", "pelvic_tilt_
     import matplotlib.pyplot as plt  # noqa: PLC0415
     import seaborn as sns  # noqa: PLC0415
 
-    from hipstats.plots.style import arm_palette, theme  # noqa: PLC0415
+    from hipstats.plots.style import arm_palette, measure_label, theme  # noqa: PLC0415
 
     measures = [x for x in measures if x in _present(cohort)]
     visits = cohort.scheduled_visits
@@ -302,11 +302,16 @@ def plot_distributions(cohort, measures=("hip_ir_deg", "aslr_deg", "pelvic_tilt_
             sns.boxplot(data=o, x="visit", y="value", hue="arm", hue_order=cohort.arms, palette=pal, ax=ax,
                         fliersize=2, linewidth=0.8)
             lo, hi = schema.MEASURES[name].plausible
-            ax.set_title(name)
+            ax.set_title(measure_label(name).split(" (")[0], fontsize=11)
             ax.set_xlabel("")
-            ax.set_ylabel("degrees")
-            if ax is not axes[0][0] and ax.get_legend() is not None:
+            ax.set_ylabel("deg")
+            ax.set_xticks(ax.get_xticks(), [str(t.get_text()).replace("_", " ") for t in ax.get_xticklabels()])
+            if ax.get_legend() is not None:
                 ax.get_legend().remove()
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            axes[0][-1].legend(handles, labels, title="Arm", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                               frameon=False)
         fig.tight_layout()
     plt.close(fig)
     return fig

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hipstats.plots.style import MEASURE_LABELS
+
 __all__ = ["table"]
 
 #: Page budget in characters (about 720 CSS px of A4 print at 9 pt, 1,070 px on screen at 1280 px).
@@ -44,9 +46,7 @@ _WRAP = 24  # a wrapping text column takes at most this many characters of width
 
 MISSING = "–"
 
-MEASURE_NAMES = {"hip_ir_deg": "Hip internal rotation (deg)", "hip_er_deg": "Hip external rotation (deg)",
-                 "aslr_deg": "ASLR angle (deg)", "pelvic_tilt_deg": "Standing pelvic tilt (deg)",
-                 "aslr_mens_score": "Mens ASLR score (0-5)", "aslr_fms_score": "FMS ASLR score (0-3)"}
+MEASURE_NAMES = MEASURE_LABELS
 
 #: Column labels: the shared vocabulary first, then the analyses' own columns.
 LABELS = {
@@ -86,6 +86,10 @@ LABELS = {
     "question": "What was estimated", "interpretation": "In plain words", "note": "Note", "proportion": "Proportion",
     "responders": "Responders", "participant_id": "Participant", "estimand": "Estimand", "emmean": "Mean",
     "change": "Change", "limits": "Limits (SD)", "x": "First", "y": "Second", "sessions_per_week": "Sessions/week",
+    "participants": "Participants", "measurements": "Measurement rows", "visits": "Visits attended",
+    "characteristic": "Characteristic", "level": "", "statistic_name": "", "condition": "Test condition",
+    "p": "p", "pval": "p", "p_adj_holm": "p (Holm)", "reason": "Reason", "rule": "Rule", "column": "Column",
+    "row": "Row", "file": "File", "message": "Problem",
 }
 
 #: Columns whose values are in the measure's unit (the ``unit=`` argument labels them).
@@ -346,8 +350,11 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
     Returns
     -------
     ReportTable
-        Displays as HTML; ``frames`` and ``labels`` hold the text that is shown.
+        Displays as HTML; ``frames`` and ``labels`` hold the text that is shown. Anything that
+        is not a DataFrame (a "not estimable" sentence, None) is returned unchanged.
     """
+    if not isinstance(data, pd.DataFrame):  # a "not estimable" sentence (or nothing) passes through unchanged
+        return data
     df = data.copy()
     if not isinstance(df.index, pd.RangeIndex) and any(n is not None for n in df.index.names):
         df = df.reset_index()
