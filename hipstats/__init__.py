@@ -41,7 +41,7 @@ _LAZY: dict[str, str] = {
     # reliability (R)
     "icc": "hipstats.stats.icc", "mdc": "hipstats.stats.agreement", "reliability_summary": "hipstats.questions.reliability", "ReliabilityResult": "hipstats.questions.reliability",
     "bland_altman": "hipstats.stats.agreement", "BlandAltmanResult": "hipstats.stats.agreement",
-    "cohen_kappa": "hipstats.stats.kappa", "fleiss_kappa": "hipstats.stats.kappa",
+    "cohen_kappa": "hipstats.stats.kappa", "fleiss_kappa": "hipstats.stats.kappa", "ICC_FORMS": "hipstats.stats.icc",
     # protocol models (H2)
     "fit_mmrm": "hipstats.models.mmrm", "MMRMResult": "hipstats.models.mmrm",
     "fit_lmm": "hipstats.models.lmm", "LMMResult": "hipstats.models.lmm", "lrt": "hipstats.models.lmm",

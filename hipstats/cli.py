@@ -52,7 +52,7 @@ def _console(stderr: bool = False):
 def print_report(report, *, fmt: str = "table", max_rows: int | None = None) -> None:
     """Print a ValidationReport as a rich table (or csv/json) on stdout."""
     if fmt == "csv":
-        click.echo(report.to_frame().to_csv(index=False), nl=False)
+        click.echo(report.to_csv(), nl=False)
         return
     if fmt == "json":
         click.echo(report.to_frame().to_json(orient="records", indent=2))

@@ -176,12 +176,14 @@ def test_record_summary_needs_the_summary_columns():
 # ------------------------------------------------------------------ offline HTML checks
 @pytest.mark.parametrize("html,expected", [
     ('<script src="https://cdn.x.org/require.js"></script>', ["script: https://cdn.x.org/require.js"]),
-    ("<link rel=stylesheet href=//fonts.googleapis.com/css>", ["link: //fonts.googleapis.com/css"]),
-    ("<style>@import url('https://a.b/c.css');</style>", ["import: https://a.b/c.css"]),
-    ("<style>@font-face{src:url(https://f.io/x.woff)}</style>", ["css-url: https://f.io/x.woff"]),
-    ('<img src="http://x.org/a.png">', ["img: http://x.org/a.png"]),
-    ('<script type="module">import mermaid from "https://cdn.j/m.mjs";</script>', ["module: https://cdn.j/m.mjs"]),
-    ('<a href="https://example.org">a link loads nothing</a><img src="data:image/png;base64,AA">', []),
+    ("<link rel=stylesheet href=//fonts.googleapis.com/css>", ["link href: //fonts.googleapis.com/css"]),
+    ("<style>@import url('https://a.b/c.css');</style>", ["css @import: https://a.b/c.css"]),
+    ("<style>@font-face{src:url(https://f.io/x.woff)}</style>", ["css: https://f.io/x.woff"]),
+    ('<img src="http://x.org/a.png">', ["img src: http://x.org/a.png"]),
+    ('<script type="module">import mermaid from "https://cdn.j/m.mjs";</script>', ["script: element"]),
+    # an external hyperlink is an external reference too (issue 17: any attribute)
+    ('<a href="https://example.org">a link</a>', ["a href: https://example.org"]),
+    ('<a href="reports/x.html">a link</a><img src="data:image/png;base64,AA">', []),
 ])
 def test_external_references(html, expected):
     found = external_references(html)

@@ -308,7 +308,7 @@ class Cohort:
 
     def _repr_html_(self) -> str:
         return (f"<p><b>Cohort</b> {html.escape(self.source)}: {self.n_participants} participants, "
-                f"visits {', '.join(self.scheduled_visits)}</p>" + self.summary().to_html(index=False))
+                f"visits {html.escape(', '.join(map(str, self.scheduled_visits)))}</p>" + self.summary().to_html(index=False))
 
     def to_tables(self) -> dict[str, pd.DataFrame]:
         """The three tables in contract column order, as they would be written to disk."""

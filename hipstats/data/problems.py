@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,6 +81,20 @@ class ValidationReport:
         df["value"] = df["value"].map(_show_value)
         return df
 
+    def to_csv(self) -> str:
+        """Problems as CSV text that a spreadsheet opens without running anything in it.
+
+        A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (a formula to
+        Excel or LibreOffice, e.g. ``=HYPERLINK(...)``) is prefixed with ``'``, OWASP's advice for
+        CSV injection; plain numbers such as ``-5`` are left as they are.
+
+        >>> r = ValidationReport("x", [Problem("m", "f.csv", 2, "visit", '=HYPERLINK("http://e.x")', "category", "bad")])
+        >>> print(r.to_csv().splitlines()[1])
+        m,f.csv,2,visit,"'=HYPERLINK(""http://e.x"")",category,bad
+        """
+        df = self.to_frame().astype(object)
+        return df.map(_neutralise).to_csv(index=False)
+
     def rules(self) -> list[str]:
         """Sorted distinct rules broken."""
         return sorted({p.rule for p in self.problems})
@@ -110,3 +125,14 @@ def _show_value(value: Any) -> str:
         return ""
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _neutralise(cell):
+    """A CSV cell that a spreadsheet cannot read as a formula (see :meth:`ValidationReport.to_csv`)."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell

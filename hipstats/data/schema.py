@@ -297,7 +297,9 @@ def is_identifier_column(name: object) -> bool:
     >>> is_identifier_column("E-mail"), is_identifier_column("participant_id")
     (True, False)
     """
-    return bool(_IDENTIFIER_RE.match(normalise_column_name(name)))
+    from hipstats.data.identifiers import is_identifier_header  # noqa: PLC0415
+
+    return bool(_IDENTIFIER_RE.match(normalise_column_name(name))) or is_identifier_header(name)
 
 
 @dataclass(frozen=True)

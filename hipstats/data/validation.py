@@ -14,7 +14,15 @@ Rules (the ``rule`` column of the report):
 required_column     a required column is absent
 identifier_column   a direct identifier column (name, email, phone, address,
                     date of birth, MRN) is present; identifiers are refused
-identifier_value    a participant_id looks like an email, phone number or name
+identifier_value    a cell looks like an e-mail address or phone number (any text
+                    column), or a participant_id / rater like a person's name;
+                    the value is never echoed
+lookalike_header    a header spells a contract column with lookalike letters of
+                    another script (Cyrillic 'а' for 'a')
+duplicate_column    two headers name the same column (``arm`` and ``ARM``,
+                    ``age`` and ``age_years``, a repeated ``arm``)
+limit               a file is over a reading limit (bytes, columns, cells,
+                    characters per cell): see :mod:`hipstats.data.limits`
 missing_value       a required cell is empty
 type                a cell is not of the column's type (number, integer, date)
 category            a label is not one of the allowed categories
@@ -51,7 +59,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from hipstats.data import schema
+from hipstats.data import identifiers, schema
+from hipstats.data.limits import ECHO_CHARS, cut_value
 from hipstats.data.problems import Problem, ROW, ValidationReport
 from hipstats.data.normalize import (
     is_missing,
@@ -141,39 +150,79 @@ def _to_date(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 # --------------------------------------------------------------------------- table checks
-def _check_identifier_columns(df: pd.DataFrame, col: _Collector) -> None:
+def _check_identifier_columns(df: pd.DataFrame, col: _Collector, flagged: frozenset = frozenset()) -> None:
+    """Headers naming a direct identifier however spelled (:mod:`hipstats.data.identifiers`),
+    plus columns flagged as identifiers by the source itself (REDCap's data dictionary)."""
     for name in df.columns:
         if name == ROW:
             continue
-        if schema.is_identifier_column(name):
-            col.add(None, str(name), str(name), "identifier_column",
-                    f"column '{name}' holds a direct identifier; remove it and keep only the "
-                    "pseudonymous participant_id (identifiers are refused, never stored)")
+        if identifiers.is_identifier_header(name) or str(name) in flagged:
+            why = " (flagged as an identifier in the data dictionary)" if str(name) in flagged else ""
+            col.add(None, str(name), None, "identifier_column",
+                    f"column '{cut_value(str(name), 80)}' holds a direct identifier{why}; remove it and keep only "
+                    "the pseudonymous participant_id (identifiers are refused, never stored)")
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.I)
-_PHONE = re.compile(r"^\+?[\d\s().-]{9,}$")
-_PERSON = re.compile(r"^[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+$")
+def _check_identifier_values(df: pd.DataFrame, col: _Collector, found: dict[str, str]) -> None:
+    """Cells that look like an e-mail address or phone number in any text column, and participant
+    ids or rater labels that look like a person's name. ``found`` collects them (value -> kind) so
+    that no message echoes them."""
+    for name in df.columns:
+        if name == ROW or not (pd.api.types.is_object_dtype(df[name]) or pd.api.types.is_string_dtype(df[name])):
+            continue
+        canon = _ALIASES.get(schema.normalise_column_name(name), schema.normalise_column_name(name))
+        names = canon in ("participant_id", "rater")
+        kinds = _unique_map(df[name], lambda v, names=names: identifiers.identifying_kind(v, names=names))
+        hit = kinds.notna()
+        if not hit.any():
+            continue
+        for v, k in zip(df.loc[hit, name], kinds[hit]):
+            found[str(v)] = k
+        if canon == "participant_id":
+            col.add_rows(df, hit, name, "identifier_value",
+                         lambda v: f"participant_id looks like a {found[str(v)]}; use a pseudonymous code "
+                                   "such as P001")
+            continue
+        first = df.loc[hit].iloc[0]
+        n = int(hit.sum())
+        col.add(first[ROW], str(name), None, "identifier_value",
+                f"column '{name}' holds {n} value{'s' if n != 1 else ''} that look like a "
+                f"{kinds[hit].iloc[0]} (first on this row); identifying values are refused, never stored")
 
 
-def _check_identifier_values(df: pd.DataFrame, col: _Collector) -> None:
-    if "participant_id" not in df.columns:
-        return
-    looks = _unique_map(df["participant_id"], lambda v: bool(
-        isinstance(v, str) and (_EMAIL.match(v) or (_PHONE.match(v) and sum(c.isdigit() for c in v) >= 9)
-                                or _PERSON.match(v)))).astype(bool)
-    col.add_rows(df, looks, "participant_id", "identifier_value",
-                 lambda v: f"participant_id '{v}' looks like a name, email or phone number; "
-                           "use a pseudonymous code such as P001")
+def _check_header_spelling(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
+    """Lookalike letters in a header, and several headers naming one column; keeps the first of those."""
+    keep, seen = [], {}
+    aliases = _ALIASES
+    for c in df.columns:
+        if c == ROW:
+            keep.append(c)
+            continue
+        plain = schema.normalise_column_name(c)
+        folded = identifiers.fold_header(c)
+        if folded != plain and aliases.get(folded, folded) in _KNOWN_COLUMNS:
+            odd = ", ".join(f"'{ch}' (U+{ord(ch):04X})" for ch in dict.fromkeys(str(c)) if ord(ch) > 127)
+            col.add(None, str(c), None, "lookalike_header",
+                    f"header '{c}' looks like '{aliases.get(folded, folded)}' but contains {odd}; "
+                    "retype it in plain letters")
+            continue
+        m = re.fullmatch(r"(.+)\.(\d+)", str(c))  # pandas renames a repeated header 'arm' to 'arm.1'
+        if m and m.group(1) in df.columns:
+            plain = schema.normalise_column_name(m.group(1))
+        canon = aliases.get(plain, plain)
+        if canon in seen:
+            col.add(None, str(c), None, "duplicate_column",
+                    f"columns '{seen[canon]}' and '{m.group(1) if m and m.group(1) in df.columns else c}' both "
+                    f"name '{canon}'; keep one")
+            continue
+        seen[canon] = str(c)
+        keep.append(c)
+    return df.loc[:, keep] if len(keep) < df.shape[1] else df
 
 
 def _normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Canonical column names (lower case, ``_``) with a few common aliases."""
-    aliases = {"id": "participant_id", "subject": "participant_id", "subject_id": "participant_id",
-               "participant": "participant_id", "pid": "participant_id", "group": "arm",
-               "visit_label": "visit", "load": "load_kg", "weight_kg": "mass_kg",
-               "age": "age_years", "height": "height_cm", "mass": "mass_kg", "pain": "pain_nrs",
-               "leg": "side", "sex_gender": "sex", "gender": "sex"}
+    aliases = _ALIASES
     out = {}
     for c in df.columns:
         if c == ROW:
@@ -182,6 +231,14 @@ def _normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
         n = schema.normalise_column_name(c)
         out[c] = aliases.get(n, n)
     return df.rename(columns=out)
+
+
+_ALIASES = {"id": "participant_id", "subject": "participant_id", "subject_id": "participant_id",
+               "participant": "participant_id", "pid": "participant_id", "group": "arm",
+               "visit_label": "visit", "load": "load_kg", "weight_kg": "mass_kg",
+               "age": "age_years", "height": "height_cm", "mass": "mass_kg", "pain": "pain_nrs",
+               "leg": "side", "sex_gender": "sex", "gender": "sex"}
+_KNOWN_COLUMNS = frozenset(c.name for t in schema.TABLES.values() for c in t.columns)
 
 
 def _check_columns(df: pd.DataFrame, table: schema.Table, col: _Collector) -> pd.DataFrame:
@@ -475,6 +532,7 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
     settings = settings or schema.ContractSettings()
     report = ValidationReport(source)
     tables: dict[str, pd.DataFrame] = {}
+    found: dict[str, str] = {}  # identifying values seen (never echoed)
     for name in ("participants", "measurements", "sessions"):
         rt = raw.get(name)
         if rt is None:
@@ -485,10 +543,13 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         if rt.frame is None:
             continue
         col = _Collector(name, rt.file, rt.decimal_comma)
-        _check_identifier_columns(rt.frame, col)
-        df = _check_columns(rt.frame, schema.TABLES[name], col)
-        df = df.drop(columns=[c for c in df.columns if c != ROW and schema.is_identifier_column(c)])
-        _check_identifier_values(df, col)
+        flagged = frozenset(getattr(rt, "identifier_fields", None) or ())
+        _check_identifier_columns(rt.frame, col, flagged)
+        frame = rt.frame.drop(columns=[c for c in rt.frame.columns if c != ROW and (
+            identifiers.is_identifier_header(c) or str(c) in flagged)])
+        _check_identifier_values(frame, col, found)
+        frame = _check_header_spelling(frame, col)
+        df = _check_columns(frame, schema.TABLES[name], col)
         dup_rows = _check_duplicate_rows(df, col)
         if name != "participants" and any(p.rule == "required_column" for p in col.problems):
             report.extend(col.problems)  # row checks need the required columns
@@ -507,7 +568,22 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         report.extend(col.problems)
         tables[name] = df
     _check_cross_tables(tables, raw, report)
+    report.problems = [_withhold(p, found) for p in report.problems]
     return tables, report
+
+
+def _withhold(p: Problem, found: dict[str, str]) -> Problem:
+    """A problem with identifying values replaced and long values cut (nothing identifying, nothing huge, echoed)."""
+    value = p.value
+    if isinstance(value, str) and value in found:
+        value = identifiers.WITHHELD.format(kind=found[value])
+    value = cut_value(value)
+    message = identifiers.redact(p.message, found)
+    if len(message) > 2 * ECHO_CHARS + 200:
+        message = cut_value(message, 2 * ECHO_CHARS + 200)
+    if value is p.value and message is p.message:
+        return p
+    return Problem(p.table, p.file, p.row, p.column, value, p.rule, message)
 
 
 def _check_cross_tables(tables: dict, raw: dict, report: ValidationReport) -> None:

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from hipstats.cohort import views
-from hipstats.errors import AnalysisError
+from hipstats.errors import AnalysisError, ParameterError
 from hipstats.results import Result
 from hipstats.stats.agreement import mdc, sem_from_fit
-from hipstats.stats.icc import FORM_ALIASES, cluster_bootstrap_icc, icc_fit
+from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, cluster_bootstrap_icc, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 from hipstats.stats.kappa import cohen_kappa
 
@@ -249,6 +249,9 @@ def reliability_summary(data, *, measures: Sequence[str] | None = None,
     'participant-cluster bootstrap (1000 draws)'
     """
     confidence = check_confidence(confidence)
+    if FORM_ALIASES.get(form, form) not in {f[0] for f in ICC_FORMS}:
+        raise ParameterError(f"unknown ICC form {str(form)[:100]!r}; use one of "
+                             f"{', '.join(f for row in ICC_FORMS for f in row[:2])}")
     if ci not in ("cluster", "f"):
         raise ValueError(f"ci must be 'cluster' or 'f', got {ci!r}")
     if tilt_cuts is None:

@@ -101,16 +101,22 @@ class NotEstimable:
 
 def attempt(what: str, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, or a :class:`NotEstimable` naming the reason when the data cannot support it
-    (:class:`hipstats.errors.AnalysisError`). Other errors propagate.
+    (:class:`hipstats.errors.AnalysisError`, or a singular matrix: ``numpy.linalg.LinAlgError``).
+    Other errors propagate.
 
     >>> def needs_two(): raise AnalysisError("only one rater")
     >>> str(attempt("rater agreement", needs_two))
     'rater agreement: not estimable: only one rater'
     """
+    import numpy as np  # noqa: PLC0415
+
     try:
         return fn(*args, **kwargs)
     except AnalysisError as err:
         return NotEstimable(what, err)
+    except np.linalg.LinAlgError:  # e.g. a measure that is constant leaves a singular model matrix
+        return NotEstimable(what, "the data leave the model singular (is a measure constant, or an arm "
+                                  "without variation?)")
 
 
 def show(result, attr: str, *args, **kwargs):

@@ -7,8 +7,10 @@ environment variable (:func:`notebook_source`), so a notebook opened anywhere fi
 Under ``hipstats report`` the runner has already read and
 validated the source once; it saves that cohort as a snapshot and names it in the
 ``HIPSTATS_REPORT_SNAPSHOT`` environment variable of the notebook kernels. The snapshot
-is used only when it was taken from the same source and every input file still has the
-SHA-256 recorded with it, so a notebook can never report on other data than the
+is used when it was taken from the same source; when an input file no longer has the
+SHA-256 recorded with it (the source changed mid-run) the notebook stops with a
+:class:`~hipstats.errors.ReportError` instead of reading the changed file, and the runner
+checks the hashes again before publishing, so a report never shows other data than the
 manifest lists.
 
 Examples
@@ -95,7 +97,13 @@ def write_snapshot(path, source: str, cohort, report, files: list[dict[str, Any]
 
 
 def read_snapshot(source: str) -> dict[str, Any] | None:
-    """The run's snapshot for ``source`` when one is active and the input files are unchanged."""
+    """The run's snapshot for ``source`` (None outside a report run or for another source).
+
+    Raises
+    ------
+    hipstats.ReportError
+        An input file changed since the runner validated it.
+    """
     path = os.environ.get(SNAPSHOT_ENV)
     if not path or not Path(path).is_file():
         return None
@@ -105,10 +113,17 @@ def read_snapshot(source: str) -> dict[str, Any] | None:
         return None
     from hipstats.report.manifest import sha256_file  # noqa: PLC0415
 
+    changed = []
     for f in snap.get("files", []):
         p = Path(f["path"])
         if not p.is_file() or p.stat().st_size != f["bytes"] or sha256_file(p) != f["sha256"]:
-            return None
+            changed.append(p.name)
+    if changed:
+        from hipstats.errors import ReportError  # noqa: PLC0415
+
+        raise ReportError(f"the source changed during the report run ({', '.join(changed)} no longer has the "
+                          "SHA-256 recorded in the manifest); the run reports only on the data it validated. "
+                          "Run the report again when the data are no longer being written")
     return snap
 
 

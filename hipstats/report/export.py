@@ -4,13 +4,13 @@ Uses nbconvert's :class:`~nbconvert.HTMLExporter` with ``exclude_input=True`` an
 ``hipstats_report`` template (it extends JupyterLab's ``lab`` template and drops its
 require.js, MathJax, mermaid and widget scripts, which load from CDNs). Figures are
 embedded as ``data:`` URIs, CSS is inlined, and error outputs (tracebacks) stay visible.
-:func:`external_references` lists anything in an HTML page that would reach the network;
-the runner refuses to write a report for which it is not empty.
+:func:`external_references` parses a page and lists anything in it that would reach the
+network or run script; the runner refuses to write a page for which it is not empty.
 
 Examples
 --------
 >>> from hipstats.report.export import external_references
->>> external_references('<img src="data:image/png;base64,AAAA"><script>var a=1;</script>')
+>>> external_references('<img src="data:image/png;base64,AAAA">')
 []
 >>> external_references('<script src="https://cdn.example.org/x.js"></script>')
 ['script: https://cdn.example.org/x.js']
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 
 __all__ = ["notebook_to_html", "external_references", "ASSETS", "report_css"]
@@ -27,27 +28,125 @@ __all__ = ["notebook_to_html", "external_references", "ASSETS", "report_css"]
 ASSETS = Path(__file__).with_name("assets")
 TEMPLATE = "hipstats_report"
 
-_PATTERNS = {
-    "script": re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?\s*((?:https?:)?//[^\"'\s>]+)", re.I),
-    "link": re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?\s*((?:https?:)?//[^\"'\s>]+)", re.I),
-    "import": re.compile(r"@import\s+(?:url\()?\s*[\"']?\s*([^\"')\s;]+)", re.I),
-    "css-url": re.compile(r"url\(\s*[\"']?\s*((?:https?:)?//[^\"')\s]+)", re.I),
-    "img": re.compile(r"<(?:img|iframe|source|video|audio|embed)\b[^>]*\bsrc\s*=\s*[\"']?\s*((?:https?:)?//[^\"'\s>]+)",
-                      re.I),
-    "module": re.compile(r"\b(?:import|from)\s*\(?\s*[\"']((?:https?:)?//[^\"']+)[\"']", re.I),
-}
+#: Attributes whose value is a URL (or a list of URLs) that a browser may fetch or navigate to.
+URL_ATTRIBUTES = frozenset({
+    "src", "srcset", "href", "xlink:href", "poster", "data", "action", "formaction", "background", "lowsrc",
+    "dynsrc", "longdesc", "manifest", "ping", "codebase", "archive", "cite", "icon", "profile", "usemap",
+    "imagesrcset", "classid", "content-location"})
+#: Elements that have no place in an offline report whatever their attributes.
+REFUSED_ELEMENTS = frozenset({"script", "base", "iframe", "frame", "frameset", "object", "embed", "applet",
+                              "portal", "template"})
+_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
+_CSS_URL = re.compile(r"url\(\s*([\"']?)(.*?)\1\s*\)", re.I | re.S)
+_CSS_IMPORT = re.compile(r"@import\s+(?:url\(\s*)?[\"']?\s*([^\"')\s;]+)", re.I)
+_CSS_SCRIPT = re.compile(r"expression\s*\(|-moz-binding|behaviou?r\s*:", re.I)
+_SAFE_DATA = re.compile(r"^data:(image/|font/|application/(x-)?font)", re.I)
+
+
+def _loads_something(url: str) -> bool:
+    """True when a URL value would reach the network or run script (``javascript:``, ``//host``, ``https:``...).
+
+    Browsers drop ASCII whitespace and control characters inside a scheme (``java\tscript:``),
+    so they are removed before looking. Allowed: fragments, relative paths and ``data:``
+    images or fonts.
+    """
+    u = _CONTROL.sub("", url).replace("\\", "/").lower()
+    if not u or u.startswith("#"):
+        return False
+    if u.startswith("//"):
+        return True
+    m = _SCHEME.match(u)
+    if not m:
+        return False  # a relative path inside the run folder
+    return not (m.group(1) == "data" and _SAFE_DATA.match(u))
+
+
+def _css_references(css: str) -> list[str]:
+    out = [f"css: {m.group(2).strip()[:200]}" for m in _CSS_URL.finditer(css) if _loads_something(m.group(2))]
+    out += [f"css @import: {m.group(1)[:200]}" for m in _CSS_IMPORT.finditer(css)]
+    out += [f"css script: {m.group(0)}" for m in _CSS_SCRIPT.finditer(css)]
+    return out
+
+
+class _Guard(HTMLParser):
+    """Collects everything in a page that would fetch from the network or run script."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._raw: str | None = None  # "style" or "script" while inside one
+
+    def handle_starttag(self, tag, attrs):
+        self._check(tag, attrs)
+        if tag in ("style", "script"):
+            self._raw = tag
+
+    def handle_startendtag(self, tag, attrs):
+        self._check(tag, attrs)
+
+    def handle_endtag(self, tag):
+        if tag == self._raw:
+            self._raw = None
+
+    def handle_data(self, data):
+        if self._raw == "style":
+            self.found += _css_references(data)
+
+    def _check(self, tag, attrs):
+        tag = tag.lower()
+        found = self.found
+        if tag in REFUSED_ELEMENTS:
+            src = next((v for k, v in attrs if k in ("src", "data", "href") and v), None)
+            found.append(f"{tag}: {src[:200] if src else 'element'}")
+            return
+        if tag == "meta":
+            equiv = next((v or "" for k, v in attrs if k == "http-equiv"), "").strip().lower()
+            if equiv in ("refresh", "set-cookie", "link"):
+                found.append(f"meta http-equiv={equiv}")
+        for name, value in attrs:
+            name, value = name.lower(), value or ""
+            if name.startswith("on"):
+                found.append(f"{tag} {name}: {value[:200]}")
+            elif name == "srcdoc":
+                found.append(f"{tag} srcdoc")
+            elif name == "style":
+                found += [f"{tag} style {r}" for r in _css_references(value)]
+            elif name in ("srcset", "imagesrcset"):
+                for cand in value.split(","):
+                    url = cand.strip().split(" ")[0] if cand.strip() else ""
+                    if _loads_something(url):
+                        found.append(f"{tag} {name}: {url[:200]}")
+            elif name in URL_ATTRIBUTES or name.endswith(":href"):
+                if _loads_something(value):
+                    found.append(f"{tag} {name}: {value.strip()[:200]}")
+            elif _loads_something(value) and _CONTROL.sub("", value).lower().startswith(("javascript:", "vbscript:")):
+                found.append(f"{tag} {name}: {value.strip()[:200]}")  # e.g. <animate values="javascript:...">
 
 
 def external_references(html: str) -> list[str]:
-    """Every script, stylesheet, font, ``@import`` or embedded resource the page would fetch.
+    """Everything in a page that would reach the network or run script, found by parsing it.
 
-    Plain hyperlinks (``<a href=...>``) are not listed: they load nothing by themselves.
+    Listed: any ``<script>`` (inline or not), ``<base>``, frames and plugins, ``<meta
+    http-equiv=refresh>``, ``on*`` event handlers, ``srcdoc``, and any URL attribute (``src``,
+    ``srcset``, ``href``, ``poster``, ``data``, ``action``, ``formaction``, ``xlink:href``, ...)
+    or CSS ``url()`` / ``@import`` (in ``<style>`` and ``style=``) that is not a fragment, a
+    relative path or a ``data:`` image or font; ``javascript:`` in any attribute. An empty
+    list means the page works offline and runs no script.
+
+    Examples
+    --------
+    >>> external_references('<a href="reports/x.html">x</a><img src="data:image/png;base64,AA">')
+    []
+    >>> external_references('<img srcset="a.png 1x, http://evil.example/b.png 2x">')
+    ['img srcset: http://evil.example/b.png']
+    >>> external_references('<svg onload="alert(1)"></svg>')
+    ['svg onload: alert(1)']
     """
-    out = []
-    for kind, pat in _PATTERNS.items():
-        for m in pat.finditer(html):
-            out.append(f"{kind}: {m.group(1)}")
-    return out
+    guard = _Guard()
+    guard.feed(html)
+    guard.close()
+    return guard.found
 
 
 @lru_cache(maxsize=1)

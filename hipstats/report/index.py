@@ -217,6 +217,6 @@ def source_name(source: str) -> str:
 
 def write_index(path, manifest: dict[str, Any], results) -> Path:
     """Write ``index.html`` for a run."""
-    path = Path(path)
-    path.write_text(render_index(manifest, results), encoding="utf-8")
-    return path
+    from hipstats.report.publish import write_atomic  # noqa: PLC0415
+
+    return write_atomic(path, render_index(manifest, results))

@@ -39,6 +39,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from hipstats.report.publish import pid_alive
+
 __all__ = ["KERNEL_PRELOAD", "KERNEL_ENV", "kernel_argv", "write_kernelspec", "private_folder", "skip_iri_format_checker",
            "init_worker", "take_kernel", "start_kernel", "stop_kernel", "worker_context"]
 
@@ -91,21 +93,11 @@ def private_folder() -> Path:
     for old in base.glob(f"{_PRIVATE_PREFIX}*"):
         m = re.fullmatch(rf"{_PRIVATE_PREFIX}(\d+)-\w+", old.name)
         try:
-            if m and old.is_dir() and old.stat().st_uid == os.getuid() and not _pid_alive(int(m.group(1))):
+            if m and old.is_dir() and old.stat().st_uid == os.getuid() and not pid_alive(int(m.group(1))):
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             pass
     return Path(tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-"))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def skip_iri_format_checker() -> None:

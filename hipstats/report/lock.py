@@ -12,8 +12,10 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 from hipstats.errors import ReportError
@@ -27,7 +29,9 @@ class OutputLock:
     """Hold ``<folder>/.hipstats-report.lock`` exclusively for the life of a run.
 
     The lock is released by the operating system when the process ends, so a run that
-    was killed never leaves a stale lock behind. A second run on the same folder gets a
+    was killed never leaves a stale lock behind. The lock file is opened with
+    ``O_NOFOLLOW``: a symbolic link, hard link or special file planted under its name is
+    refused (:class:`~hipstats.errors.ReportError`), never written through. A second run on the same folder gets a
     :class:`~hipstats.errors.ReportError` naming the run that holds the lock.
     """
 
@@ -39,11 +43,22 @@ class OutputLock:
     def acquire(self) -> None:
         import fcntl  # noqa: PLC0415  (POSIX only)
 
+        flags = (os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ReportError(f"{self.path} is a symbolic link; hipstats does not write through it. "
+                                  "Remove it and run again") from None
             raise ReportError(f"cannot create the lock file in {self.folder}: {exc.strerror}") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link to another file"
+            raise ReportError(f"{self.path} is {what}; hipstats does not write through it. "
+                              "Remove it and run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

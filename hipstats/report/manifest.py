@@ -33,16 +33,14 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 
 
 def mask_source(source: str) -> str:
-    """A source label safe to write down: any password in a database URL is masked."""
-    s = str(source)
-    if "://" in s:
-        try:
-            from sqlalchemy.engine import make_url  # noqa: PLC0415
+    """A source label safe to write down: any password in a database URL is masked (also one with ``@``).
 
-            return make_url(s).render_as_string(hide_password=True)
-        except Exception:  # not a SQLAlchemy URL
-            return s
-    return s
+    >>> mask_source("postgresql://ann:p@ss@db/cohort")
+    'postgresql://ann:***@db/cohort'
+    """
+    from hipstats.data.readers.sql import mask_url  # noqa: PLC0415
+
+    return mask_url(str(source))
 
 
 def input_files(files, source=None) -> list[dict[str, Any]]:

@@ -5,8 +5,13 @@ Every report notebook starts with a code cell tagged ``parameters`` whose lines 
 declarations without running anything, and :func:`resolve_parameters` checks the
 values a user passes (``--param key=value`` strings or a YAML file) against them
 before any notebook runs: an unknown name, a value of the wrong type, or a value outside
-the choices a declaration's comment lists as ``one of {a, b, c}`` is a
-:class:`hipstats.errors.ParameterError`, never a warning.
+the choices a declaration's comment lists as ``one of {a, b, c}``, or outside the range
+:data:`RANGES` gives a parameter of that name (a confidence level strictly between 0 and 1,
+a positive number of bootstrap replicates, a known ICC form; every float finite) is a
+:class:`hipstats.errors.ParameterError`, never a warning, raised before anything is written.
+
+A ``--params`` file is read with limits (:data:`PARAMS_FILE_LIMITS`): at most 1 MB, at most
+100 YAML aliases, at most 10,000 values; error messages are cut to 2,000 characters.
 
 Examples
 --------
@@ -20,6 +25,7 @@ True
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +35,7 @@ from hipstats.errors import ParameterError
 
 __all__ = ["NotebookInfo", "Parameter", "list_notebooks", "select_notebooks", "parse_param_strings",
            "load_params_file", "resolve_parameters", "coerce", "default_notebooks_dir", "RUNNER_PARAMETERS",
-           "OPTIONAL_NOTEBOOKS"]
+           "OPTIONAL_NOTEBOOKS", "RANGES", "check_range", "cut", "PARAMS_FILE_LIMITS"]
 
 #: Parameters the runner sets itself for every notebook that declares them.
 RUNNER_PARAMETERS = ("source", "as_of")
@@ -37,6 +43,74 @@ RUNNER_PARAMETERS = ("source", "as_of")
 OPTIONAL_NOTEBOOKS = ("power",)
 
 _CHOICES = re.compile(r"one of \{([^}]*)\}")
+#: Limits on a ``--params`` file: bytes, YAML aliases (``*name``), values in the parsed document.
+PARAMS_FILE_LIMITS = {"bytes": 1_000_000, "aliases": 100, "values": 10_000}
+#: Longest error message about parameters (a hostile value is cut, never echoed in full).
+MESSAGE_LIMIT = 2_000
+
+
+def _unit_interval(v) -> bool:
+    return 0 < v < 1
+
+
+def _icc_forms() -> tuple[str, ...]:
+    import hipstats  # noqa: PLC0415  (the reliability module, wherever it lives)
+
+    return tuple(f for row in hipstats.ICC_FORMS for f in row[:2])
+
+
+#: Allowed values by parameter name, for every notebook that declares the name:
+#: name -> (rule in words, test). Float parameters must be finite in any case.
+RANGES: dict[str, tuple[str, Any]] = {
+    "confidence": ("strictly between 0 and 1 (e.g. 0.95)", _unit_interval),
+    "alpha": ("strictly between 0 and 1 (e.g. 0.05)", _unit_interval),
+    "target_power": ("strictly between 0 and 1 (e.g. 0.8)", _unit_interval),
+    "n_boot": ("a whole number of at least 1", lambda v: v >= 1),
+    "n_sim": ("a whole number of at least 1", lambda v: v >= 1),
+    "n_per_arm": ("a whole number of at least 2", lambda v: v >= 2),
+    "mdc": ("0 (the cohort's MDC95) or a positive change", lambda v: v >= 0),
+    "pain_threshold": ("between 0 and 10 (pain NRS)", lambda v: 0 <= v <= 10),
+    "sd_intercept": ("0 or more", lambda v: v >= 0),
+    "sd_slope": ("0 or more", lambda v: v >= 0),
+    "sd_residual": ("more than 0", lambda v: v > 0),
+    "corr_intercept_slope": ("between -1 and 1", lambda v: -1 <= v <= 1),
+    "form": ("one of the ICC forms", lambda v: v in _icc_forms()),
+}
+
+
+def cut(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out.
+
+    >>> cut("x" * 30, 10)
+    'xxxxxxxxxx... (20 more characters)'
+    """
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def check_range(name: str, value: Any) -> None:
+    """Raise :class:`ParameterError` when a typed parameter value is outside its allowed range.
+
+    >>> check_range("confidence", 0.9)
+    >>> check_range("confidence", 1.5)
+    Traceback (most recent call last):
+    ...
+    hipstats.errors.ParameterError: parameter 'confidence' must be strictly between 0 and 1 (e.g. 0.95), got 1.5
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParameterError(f"parameter '{name}' must be a finite number, got {value!r}")
+    rule = RANGES.get(name)
+    if rule is None or value is None:
+        return
+    words, test = rule
+    if name == "form":
+        if not (isinstance(value, str) and test(value)):
+            raise ParameterError(f"parameter 'form' must be one of the ICC forms {', '.join(_icc_forms())}, "
+                                 f"got {cut(repr(value), 100)}")
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not test(value):
+        raise ParameterError(f"parameter '{name}' must be {words}, got {cut(repr(value), 100)}")
+
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -68,7 +142,8 @@ class Parameter:
         if choices is None or value is None:
             return
         if str(value).strip().lower() not in {c.lower() for c in choices}:
-            raise ParameterError(f"parameter '{self.name}' must be one of {', '.join(choices)}, got {value!r}")
+            raise ParameterError(f"parameter '{self.name}' must be one of {', '.join(choices)}, "
+                                 f"got {cut(repr(value), 100)}")
 
     @property
     def optional(self) -> bool:
@@ -214,7 +289,7 @@ def coerce(name: str, raw: Any, type_name: str, *, optional: bool = False) -> An
         if optional or t == "None":
             return None
         raise ParameterError(f"parameter '{name}' expects {type_name}, got no value")
-    bad = ParameterError(f"parameter '{name}' expects {type_name}, got {raw!r}")
+    bad = ParameterError(f"parameter '{name}' expects {type_name}, got {cut(repr(raw), 100)}")
     if t in ("None", "Any", ""):
         # untyped declaration: strings from the command line are read as YAML scalars
         if isinstance(raw, str):
@@ -291,11 +366,11 @@ def parse_param_strings(items) -> dict[str, str]:
     out = {}
     for item in items or ():
         if "=" not in item:
-            raise ParameterError(f"--param expects key=value, got '{item}'")
+            raise ParameterError(f"--param expects key=value, got '{cut(item, 100)}'")
         key, value = item.split("=", 1)
         key = key.strip()
         if not re.fullmatch(r"([A-Za-z_][\w]*\.)?[A-Za-z_]\w*", key):
-            raise ParameterError(f"--param name '{key}' is not a valid parameter name")
+            raise ParameterError(f"--param name '{cut(key, 100)}' is not a valid parameter name")
         out[key] = value
     return out
 
@@ -313,18 +388,69 @@ def load_params_file(path) -> dict[str, Any]:
     import yaml  # noqa: PLC0415
 
     p = Path(path)
-    if not p.is_file():
-        raise ParameterError(f"parameters file {p} does not exist")
+    limits = PARAMS_FILE_LIMITS
     try:
-        text = p.read_text(encoding="utf-8")
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"cannot read parameters file {p}: {exc}") from exc
+        if not p.is_file():
+            raise ParameterError(f"parameters file {p} does not exist")
+        with open(p, "rb") as fh:
+            raw = fh.read(limits["bytes"] + 1)
+    except OSError as exc:
+        raise ParameterError(f"cannot read parameters file {p}: {exc.strerror or exc}") from None
+    if len(raw) > limits["bytes"]:
+        raise ParameterError(f"parameters file {p} is larger than {limits['bytes']:,} bytes "
+                             "(hipstats.report.params.PARAMS_FILE_LIMITS['bytes']); a parameters file "
+                             "holds a few values")
+    try:
+        text = raw.decode("utf-8")
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.load(text, Loader=_bounded_loader(limits["aliases"]))  # noqa: S506 - SafeLoader subclass
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise ParameterError(cut(f"cannot read parameters file {p}: {exc}")) from None
+    n = _count_values(data, limits["values"])
+    if n > limits["values"]:
+        raise ParameterError(f"parameters file {p} holds more than {limits['values']:,} values "
+                             "(hipstats.report.params.PARAMS_FILE_LIMITS['values'])")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ParameterError(f"parameters file {p} must hold a mapping of name: value")
     return data
+
+
+def _bounded_loader(max_aliases: int):
+    """A ``yaml.SafeLoader`` that refuses documents with more than ``max_aliases`` aliases (anchor bombs)."""
+    import yaml  # noqa: PLC0415
+
+    class Loader(yaml.SafeLoader):
+        n_aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.n_aliases += 1
+                if self.n_aliases > max_aliases:
+                    event = self.peek_event()
+                    raise yaml.YAMLError(f"more than {max_aliases} aliases (*name) at {event.start_mark}; "
+                                         "hipstats refuses YAML that expands references this much "
+                                         "(PARAMS_FILE_LIMITS['aliases'])")
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
+def _count_values(data, limit: int) -> int:
+    """Number of values in a parsed document, counting shared (aliased) nodes each time; stops past ``limit``."""
+    n, stack = 0, [data]
+    while stack and n <= limit:
+        x = stack.pop()
+        n += 1
+        if isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+    return n
 
 
 def resolve_parameters(notebooks: list[NotebookInfo], given: dict[str, Any] | None = None, *,
@@ -384,7 +510,7 @@ def resolve_parameters(notebooks: list[NotebookInfo], given: dict[str, Any] | No
         if not declared:
             where = f"notebook '{nb_name}'" if nb_name else "any selected notebook"
             known = sorted({p for n in targets for p in n.parameters if p not in RUNNER_PARAMETERS})
-            problems.append(f"unknown parameter '{key}' for {where} (known: {', '.join(known) or 'none'})")
+            problems.append(f"unknown parameter '{cut(key, 100)}' for {where} (known: {', '.join(known) or 'none'})")
             continue
         used_global.add(key)
         for n in declared:
@@ -392,6 +518,7 @@ def resolve_parameters(notebooks: list[NotebookInfo], given: dict[str, Any] | No
             try:
                 out[n.name][key] = coerce(key, value, decl.type, optional=decl.optional)
                 decl.check_choice(out[n.name][key])
+                check_range(key, out[n.name][key])
             except ParameterError as exc:
                 problems.append(f"{n.name}: {exc}")
     for key, value in (runner or {}).items():
@@ -403,5 +530,5 @@ def resolve_parameters(notebooks: list[NotebookInfo], given: dict[str, Any] | No
                 except ParameterError as exc:
                     problems.append(f"{n.name}: {exc}")
     if problems:
-        raise ParameterError("invalid report parameters:\n  " + "\n  ".join(dict.fromkeys(problems)))
+        raise ParameterError(cut("invalid report parameters:\n  " + "\n  ".join(dict.fromkeys(problems))))
     return out

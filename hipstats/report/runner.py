@@ -32,7 +32,6 @@ import datetime as _dt
 import html as _html
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -48,6 +47,7 @@ from hipstats.errors import ParameterError, ReportError, RunFailedError, Validat
 from hipstats.report import findings as _findings
 from hipstats.report import kernels as _kernels
 from hipstats.report import notes as _notes
+from hipstats.report import publish as _publish
 from hipstats.report.data import SNAPSHOT_ENV, SOURCE_ENV, resolve_source, write_snapshot
 from hipstats.report.lock import OutputLock
 from hipstats.report.manifest import git_info, input_files, mask_source, package_versions
@@ -63,9 +63,6 @@ from hipstats.report.params import (
 )
 
 __all__ = ["run_reports", "RunResult", "NotebookResult", "check_as_of"]
-
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
 
 @dataclass
 class NotebookResult:
@@ -162,55 +159,55 @@ def check_as_of(as_of) -> str:
 
 
 def _previous_durations(out: Path) -> dict[str, float]:
+    rid = _publish.current_run(out)
+    manifest = out / rid / "manifest.json" if rid else None
     try:
-        m = json.loads((out / "latest" / "manifest.json").read_text(encoding="utf-8"))
+        if manifest is None or manifest.is_symlink() or not manifest.is_file() or manifest.stat().st_size > 1 << 22:
+            return {}
+        m = json.loads(manifest.read_text(encoding="utf-8"))
         return {n["name"]: float(n["duration_s"]) for n in m.get("notebooks", [])}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
-def _check_run_id(run_id: str | None) -> None:
-    if run_id is not None and (not _RUN_ID.match(run_id) or run_id in ("latest", ".", "..")):
-        raise ParameterError(f"--run-id '{run_id}' must be letters, digits, '.', '_' or '-' "
-                             "(and not 'latest')")
-
-
 def _new_run_id(out: Path, run_id: str | None) -> str:
     if run_id:
-        _check_run_id(run_id)
-        if (out / run_id).exists():
+        _publish.check_run_id(run_id)
+        if os.path.lexists(out / run_id):
             raise ReportError(f"run folder {out / run_id} already exists; choose another --run-id")
         return run_id
     base = _now().strftime("%Y%m%d-%H%M%S")
     rid, k = base, 1
-    while (out / rid).exists():
+    while os.path.lexists(out / rid):
         k += 1
         rid = f"{base}-{k}"
     return rid
 
 
-def _update_latest(out: Path, run_id: str) -> str:
-    """Point ``<out>/latest`` at the run (atomic symlink swap); fall back to LATEST + latest.html."""
-    (out / "LATEST").write_text(run_id + "\n", encoding="utf-8")
-    link, tmp = out / "latest", out / f".latest-{os.getpid()}"
-    try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(run_id, tmp, target_is_directory=True)
-        if link.exists() and not link.is_symlink():
-            raise OSError("'latest' exists and is not a symlink")
-        os.replace(tmp, link)
-        kind = "symlink"
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        kind = "file"
-    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="refresh" '
-            f'content="0; url={run_id}/index.html"><title>Latest hipstats report</title></head>'
-            f'<body><p>Latest report: <a href="{run_id}/index.html">{run_id}</a></p></body></html>')
-    tmp_page = out / f".latest-{os.getpid()}.html"
-    tmp_page.write_text(page, encoding="utf-8")
-    os.replace(tmp_page, out / "latest.html")
-    return kind
+def _check_complete(tmp: Path, results: list[NotebookResult]) -> None:
+    """Refuse to publish a run folder in which a page it lists is missing (disk full, write error)."""
+    missing = [r.html for r in results if r.html and not (tmp / r.html).is_file()]
+    missing += [n for n in ("index.html", "manifest.json") if not (tmp / n).is_file()]
+    if missing:
+        raise ReportError(f"the run could not be written completely ({', '.join(missing)} missing: disk full "
+                          "or not writable?); it was not published and the previous run stays the latest")
+
+
+def _check_unchanged(files: list[dict[str, Any]]) -> None:
+    """Refuse to publish a run whose input files changed while it ran (the manifest would not match)."""
+    from hipstats.report.manifest import sha256_file  # noqa: PLC0415
+
+    changed = []
+    for f in files:
+        p = Path(f["path"])
+        try:
+            if p.stat().st_size != f["bytes"] or sha256_file(p) != f["sha256"]:
+                changed.append(p.name)
+        except OSError:
+            changed.append(p.name)
+    if changed:
+        raise ReportError(f"the source changed during the report run ({', '.join(changed)}); the run was not "
+                          "published. Run the report again when the data are no longer being written")
 
 
 # ------------------------------------------------------------------------------ worker
@@ -252,13 +249,17 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
             page = _error_page(job["title"], error or "the notebook produced no output")
         refs = external_references(page)
         if refs:
-            raise ReportError(f"refusing to write {out_html.name}: it would load {', '.join(refs[:3])}")
-        out_html.write_text(page, encoding="utf-8")
+            raise ReportError(f"refusing to write {out_html.name}: it would load or run "
+                              f"{'; '.join(refs[:3])[:300]}")
+        _publish.write_atomic(out_html, page)
     except Exception as exc:
         status = "failed"
         msg = f"HTML export failed: {type(exc).__name__}: {exc}"
         error = f"{error}; {msg}" if error else msg
-        out_html.write_text(_error_page(job["title"], error + "\n\n" + traceback.format_exc()), encoding="utf-8")
+        try:
+            _publish.write_atomic(out_html, _error_page(job["title"], error + "\n\n" + traceback.format_exc()))
+        except OSError:
+            pass  # disk full: the runner finds the page missing and does not publish the run
     return {"name": job["name"], "status": status, "duration_s": round(duration, 3), "error": error,
             "findings": found, "warnings": noted, "export_s": round(time.perf_counter() - t0 - duration, 3)}
 
@@ -358,7 +359,7 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
     elif params:
         given.update(params)
     as_of_s = check_as_of(as_of)
-    _check_run_id(run_id)
+    _publish.check_run_id(run_id)
     browser = require_browser() if pdf else None  # a missing browser is said before anything runs
     load_options = _load_options(config, arms, event_map)
     configured = load_options.pop("source", None)
@@ -460,12 +461,16 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
     lock.acquire()
     tmp: Path | None = None
     try:
+        _publish.check_pointers(out)
+        _publish.clean_stale(out)
         rid = _new_run_id(out, run_id)
         lock.note({"run_id": rid, "started": started.isoformat(timespec="seconds")})
-        tmp = out / f".{rid}.partial-{os.getpid()}"
+        tmp = out / _publish.partial_name(rid)
         (tmp / "reports").mkdir(parents=True)
         (tmp / "notebooks").mkdir()
         files = input_files(cohort.files if cohort is not None else [], src) if needs_data else []
+        # a database has no file to hash: record the content of what was read instead
+        fingerprint = cohort.fingerprint() if cohort is not None and "://" in src else None
         if cohort is not None:
             write_snapshot(snapshot, src, cohort, report, files)
         del cohort
@@ -483,6 +488,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
                   "timeout": timeout, "banner": banner} for n in order]
         t_phase = time.perf_counter()
         raw = _run_pool(pool, jobs_, jobs, progress, console)
+        _check_unchanged(files)
         phases["notebooks_s"] = time.perf_counter() - t_phase
         ended = _now()
         results = []
@@ -504,6 +510,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "as_of": as_of_s or None,
             "cohort": cohort_info,
             "inputs": files,
+            "data_fingerprint": fingerprint,
             "parameters": {"given": _public_params(given), "per_notebook": {r.name: r.parameters for r in results}},
             "jobs": jobs,
             "kernel": {"python": sys.executable},
@@ -519,16 +526,23 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         }
         from hipstats.report.index import write_index  # noqa: PLC0415
 
-        write_index(tmp / "index.html", manifest, results)
-        if pdf_browser is not None:
-            write_pdfs(tmp, browser=pdf_browser)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        try:
+            write_index(tmp / "index.html", manifest, results)
+            if pdf_browser is not None:
+                write_pdfs(tmp, browser=pdf_browser)
+            _publish.write_atomic(tmp / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        except OSError:
+            pass  # reported by _check_complete
+        _check_complete(tmp, results)
         final = out / rid
         os.rename(tmp, final)
         tmp = None
         published = any(r.ok for r in results)  # a run in which every notebook failed never becomes latest
         if published:
-            _update_latest(out, rid)
+            try:
+                _publish.publish(out, rid)
+            except ReportError as exc:
+                raise ReportError(f"run {rid} is complete in {final}, but {exc}") from exc
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -565,8 +579,10 @@ def _run_pool(pool, jobs_: list[dict[str, Any]], n_jobs: int, progress: bool, co
             except Exception as exc:  # the worker process itself died
                 r = {"name": job["name"], "status": "failed", "duration_s": 0.0, "findings": [],
                      "error": f"worker crashed: {type(exc).__name__}: {exc}"}
-                Path(job["run_dir"], job["html_rel"]).write_text(
-                    _error_page(job["title"], r["error"]), encoding="utf-8")
+                try:
+                    _publish.write_atomic(Path(job["run_dir"], job["html_rel"]), _error_page(job["title"], r["error"]))
+                except OSError:
+                    pass  # the runner finds the page missing and does not publish the run
             results[job["name"]] = r
             pending.remove(job["name"])
             if progress:

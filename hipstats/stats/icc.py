@@ -45,7 +45,7 @@ from scipy import optimize, stats
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.stats.inference import as_list, check_confidence, require_columns
 
-__all__ = ["icc"]
+__all__ = ["icc", "ICC_FORMS"]
 
 
 #: Order and naming of the six ICC forms: McGraw & Wong name, Shrout & Fleiss name, description.

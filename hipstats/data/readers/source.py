@@ -53,12 +53,26 @@ def _read_settings(folder: Path, arms=None) -> schema.ContractSettings:
         import yaml
 
         try:
-            data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise SourceError(f"{f}: not valid YAML ({err})") from None
+            raw = f.read_bytes()
+            if len(raw) > 1_000_000:
+                raise SourceError(f"{f}: larger than 1,000,000 bytes; a settings file holds a few lines")
+            data = yaml.load(raw.decode("utf-8"), Loader=yaml.SafeLoader) or {}  # noqa: S506
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise SourceError(f"{f}: not UTF-8 (byte 0x{raw[err.start:err.start + 1].hex().upper()} on line {line}); "
+                              "re-save it as UTF-8") from None
+        except OSError as err:
+            raise SourceError(f"{f}: cannot be read ({err.strerror or err})") from None
+        except (yaml.YAMLError, RecursionError) as err:
+            raise SourceError(f"{f}: not valid YAML ({str(err)[:300]})") from None
         if not isinstance(data, dict):
             raise SourceError(f"{f}: expected a mapping with keys such as 'arms' and 'reference_arm'")
-    arms = tuple(arms) if arms is not None else tuple(data.get("arms") or schema.DEFAULT_ARMS)
+    given = data.get("arms")
+    if arms is None and given is not None and not (
+            isinstance(given, (list, tuple)) and given and all(isinstance(a, str) and a.strip() for a in given)):
+        raise SourceError(f"{f}: 'arms' must be a list of arm labels such as [control, stretching, loading], "
+                          f"got {str(given)[:100]!r}")
+    arms = tuple(arms) if arms is not None else tuple(given or schema.DEFAULT_ARMS)
     arms = tuple(str(a).strip().lower().replace(" ", "_") for a in arms)
     ref = data.get("reference_arm")
     if ref is not None and ref not in arms:
@@ -89,7 +103,11 @@ def _split_long(raw: RawTable) -> dict[str, RawTable]:
 # --------------------------------------------------------------------------- dispatch
 def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     found: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
-    for p in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as err:
+        raise SourceError(f"{folder}: the folder cannot be read ({err.strerror or err})") from None
+    for p in entries:
         if not p.is_file() or p.name.startswith((".", "~$")):
             continue
         ext = p.suffix.lower()

@@ -30,8 +30,94 @@ def is_sql_url(source: Any) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """Hide a password in a database URL for messages and manifests."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+    """Hide a password in a database URL for messages and manifests, even one holding ``@`` or ``/``.
+
+    The user information ends at the last ``@`` of the URL; a ``password=`` query value is hidden too.
+
+    >>> mask_url("postgresql://ann:p@ss/w@rd@db.example:5432/cohort?sslmode=require&password=x")
+    'postgresql://ann:***@db.example:5432/cohort?sslmode=require&password=***'
+    """
+    url = str(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        rest = rest[:at].split(":", 1)[0] + ":***" + rest[at:]
+    rest = re.sub(r"(?i)([?&](?:password|pwd|pass)=)[^&]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
+
+
+def _password(url: str) -> str | None:
+    rest = str(url).partition("://")[2]
+    at = rest.rfind("@")
+    return rest[:at].split(":", 1)[1] if at >= 0 and ":" in rest[:at] else None
+
+
+def _sqlite_engine(url: str, shown: str):
+    """A read-only engine for any SQLite URL spelling (``sqlite://``, ``sqlite+pysqlite://``...), or None.
+
+    The file must exist (it is never created) and is opened ``mode=ro&immutable=1``: SQLite writes
+    nothing beside it, no ``-wal``, ``-shm`` or ``-journal`` file, whatever the journal mode. When
+    another program holds the database open in WAL mode (its ``-wal`` file exists) it is opened
+    ``mode=ro`` so that the log's rows are read; the side files are that program's.
+    """
+    import sqlite3  # noqa: PLC0415
+    from urllib.parse import quote  # noqa: PLC0415
+
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database.startswith("file:"):
+        database = database[5:].split("?", 1)[0]
+    if database in ("", ":memory:"):
+        raise SourceError(f"{shown}: names no SQLite file (an in-memory database holds no cohort)")
+    path = Path(database).expanduser()
+    if not path.is_file():
+        raise SourceError(f"{shown}: SQLite file '{path}' does not exist (it is not created)")
+    path = path.resolve()
+    # immutable=1 makes SQLite create no side file; it would also skip a write-ahead log still in use,
+    # so a database with a live -wal file (another program has it open) is read with mode=ro alone
+    live_wal = path.with_name(path.name + "-wal").exists()
+    uri = f"file:{quote(str(path))}?mode=ro" + ("" if live_wal else "&immutable=1")
+
+    def connect():
+        con = sqlite3.connect(uri, uri=True)
+        con.text_factory = _text_or_bytes  # a BLOB in a TEXT column becomes a problem, not a crash
+        return con
+
+    return sa.create_engine("sqlite://", creator=connect)
+
+
+def _text_or_bytes(raw: bytes):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(raw)
+
+
+def _binary_cells(df: pd.DataFrame, table: str, label: str) -> list:
+    """Problems for BLOB cells (bytes), which are replaced by missing values; nothing is decoded."""
+    problems = []
+    for name in df.columns:
+        if df[name].dtype != object:
+            continue
+        is_bytes = df[name].map(lambda v: isinstance(v, (bytes, bytearray, memoryview)))
+        if is_bytes.any():
+            first = int(np.flatnonzero(is_bytes.to_numpy())[0])
+            n = int(is_bytes.sum())
+            problems.append(source_problem(
+                table, label, "type", f"column '{name}' holds {n} binary (BLOB) value{'s' if n != 1 else ''}, "
+                "first on this row; store text or numbers", row=first + 1, column=str(name),
+                value=f"<binary value of {len(bytes(df[name].iloc[first])):,} bytes>"))
+            df[name] = df[name].where(~is_bytes, None)
+    return problems
 
 
 # --------------------------------------------------------------------------- SQL
@@ -43,13 +129,9 @@ def read_sql(url: str, tables: dict | None) -> dict[str, RawTable]:
     names = {t: t for t in TABLE_NAMES}
     names.update(tables or {})
     shown = mask_url(url)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        path = Path(url[len("sqlite:///"):].split("?", 1)[0])
-        if not path.is_file():
-            raise SourceError(f"{shown}: SQLite file '{path}' does not exist (it is not created)")
-        url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    engine = None
     try:
-        engine = sa.create_engine(url)
+        engine = _sqlite_engine(url, shown) or sa.create_engine(url)
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             present = set(inspector.get_table_names())
@@ -62,19 +144,28 @@ def read_sql(url: str, tables: dict | None) -> dict[str, RawTable]:
                             table, label, "missing_table",
                             f"table '{sql_name}' not found in the database (tables: {', '.join(sorted(present)) or 'none'})")])
                     continue
-                df = pd.read_sql_table(sql_name, conn)
+                try:
+                    df = pd.read_sql_table(sql_name, conn)
+                except UnicodeDecodeError:  # a BLOB among text: read the cells as they are
+                    result = conn.execute(sa.select(sa.text("*")).select_from(sa.table(sql_name)))
+                    keys, rows = list(result.keys()), result.fetchall()
+                    df = pd.DataFrame({k: pd.Series([r[i] for r in rows], dtype=object) for i, k in enumerate(keys)})
                 if df.empty:
                     out[table] = RawTable(None, label, [source_problem(table, label, "empty_file", "table has no rows")])
                     continue
+                problems = _binary_cells(df, table, label)
                 df.insert(0, ROW, np.arange(1, len(df) + 1))
-                out[table] = RawTable(df, label)
+                out[table] = RawTable(df, label, problems)
     except SourceError:
         raise
     except Exception as err:
-        raise SourceError(f"{shown}: cannot read the database ({type(err).__name__}: {err})") from None
+        text = f"{type(err).__name__}: {err}"
+        secret = _password(url)
+        for piece in sorted({secret, *(secret or "").replace("/", "@").split("@")} - {None, ""}, key=len, reverse=True):
+            if len(piece) >= 2:
+                text = text.replace(piece, "***")
+        raise SourceError(f"{shown}: cannot read the database ({text[:500]})") from None
     finally:
-        try:
+        if engine is not None:
             engine.dispose()
-        except Exception:
-            pass
     return out
