@@ -39,8 +39,9 @@ def cake():
     return fit_lmm("angle ~ recipe * temperature + (1 | recipe:replicate)", d)
 
 
-def _cmp_means(frame, ref, est):
-    np.testing.assert_allclose(frame[est], ref["emmean" if est == "emmean" else est], rtol=2e-4)
+def _cmp_means(frame, ref, ref_est):
+    """Our ``estimate`` column against R's column ``ref_est`` (emmean, or <var>.trend)."""
+    np.testing.assert_allclose(frame["estimate"], ref[ref_est], rtol=2e-4)
     np.testing.assert_allclose(frame["se"], ref["SE"], rtol=2e-4)
     np.testing.assert_allclose(frame["df"], ref["df"], rtol=2e-4)
     np.testing.assert_allclose(frame["ci_low"], ref["ci_low"], rtol=2e-4)
@@ -77,7 +78,7 @@ def test_contrast_defaults_and_df_match_emmeans(chick, key, lmer_df, method, adj
     np.testing.assert_allclose(c["estimate"], ref["estimate"], rtol=2e-4)
     np.testing.assert_allclose(c["se"], ref["SE"], rtol=2e-4)
     np.testing.assert_allclose(c["df"], ref["df"], rtol=2e-4)
-    np.testing.assert_allclose(c["t"], ref["t.ratio"], rtol=2e-4)
+    np.testing.assert_allclose(c["statistic"], ref["t.ratio"], rtol=2e-4)
     np.testing.assert_allclose(c["p_adj"], ref["p.value"], rtol=rtol)
 
 
