@@ -105,7 +105,7 @@ def test_console_and_cron_blocks_run(tmp_path):
         assert (tmp_path / out / "latest" / "index.html").is_file(), out
     assert (work / "nightly" / "reports" / "latest" / "index.html").is_file()
     lab = tmp_path / "lab-out" / "data_quality.ipynb"
-    assert lab.is_file() and "no problems found" in lab.read_text()
+    assert lab.is_file() and "no problems were found" in lab.read_text()
 
 
 def test_python_blocks_run(tmp_path):
