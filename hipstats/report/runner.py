@@ -408,10 +408,12 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
 
 
 def _load_options(config, arms, event_map) -> dict[str, Any]:
-    """``source``, ``arms`` and ``event_map`` from a settings file, overridden by the arguments."""
+    """``source``, ``arms``, ``event_map`` and ``config`` from a settings file, overridden by the arguments."""
     from hipstats.report.project import read_config  # noqa: PLC0415
 
     opts: dict[str, Any] = read_config(config) if config else {}
+    if config:
+        opts["config"] = str(config)  # the whole file (view settings too) reaches the cohort, any source
     if isinstance(arms, str):
         arms = [a.strip() for a in arms.split(",") if a.strip()]
     if arms:
