@@ -14,8 +14,9 @@ import pytest
 
 import hipstats as hs
 from hipstats.cli import main
+from hipstats.data.readers.stats_files import read_stats_file
 
-pyreadstat = pytest.importorskip("pyreadstat")
+import pyreadstat  # noqa: E402  (a dependency: a missing one fails, never skips)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "example"
 
@@ -140,7 +141,7 @@ def test_stata_extended_missing_values_are_missing(tmp_path):
     frame.loc[1, "age_years"] = "a"
     pyreadstat.write_dta(frame, path, variable_value_labels={"arm": {1: "control", 2: "loading"}},
                          missing_user_values={"age_years": ["a"]})
-    raw = hs.data.readers.read_table_file(path, "participants")
+    raw = read_stats_file(path, "participants")
     assert raw.frame["arm"].tolist() == ["control", "loading", "control"]
     assert raw.frame["age_years"].isna().tolist() == [False, True, False]
     assert raw.notes and "1 'age_years' cell" in raw.notes[0]
@@ -148,7 +149,7 @@ def test_stata_extended_missing_values_are_missing(tmp_path):
 
 def test_dates_arrive_as_dates(tmp_path, from_csv):
     folder = write_spss_stata(tmp_path / "d", ".sav")
-    raw = hs.data.readers.read_table_file(folder / "sessions.sav", "sessions")
+    raw = read_stats_file(folder / "sessions.sav", "sessions")
     first = raw.frame["date"].dropna().iloc[0]
     assert isinstance(first, (dt.date, dt.datetime, pd.Timestamp))
     assert hs.load_cohort(folder).sessions["date"].dtype.kind == "M"

@@ -25,7 +25,7 @@ from hipstats.data.problems import Problem, ROW
 
 __all__ = [
     "RawTable", "read_table_file", "TABLE_NAMES", "REQUIRED_TABLES", "PARTICIPANT_COLUMNS",
-    "source_problem", "STATS_EXT"
+    "source_problem", "STATS_EXT", "check_size"
 ]
 
 
@@ -34,7 +34,7 @@ REQUIRED_TABLES = ("measurements", "participants")
 TEXT_EXT = {".csv", ".tsv", ".txt"}
 EXCEL_EXT = {".xlsx", ".xlsm", ".xls"}
 PARQUET_EXT = {".parquet", ".pq"}
-STATS_EXT = {".sav", ".zsav", ".por", ".dta"}  # SPSS and Stata (hipstats.data.readers.stats_files)
+STATS_EXT = {".sav", ".zsav", ".por", ".dta"}  # SPSS and Stata: read by hipstats.data.readers.stats_files
 
 PARTICIPANT_COLUMNS = [c.name for c in schema.TABLES["participants"].columns if c.name != "participant_id"]
 
@@ -242,11 +242,6 @@ def read_table_file(path: str | Path, table: str, sheet: str | int | None = None
     file = str(path)
     ext = path.suffix.lower()
     try:
-        if ext in STATS_EXT:
-            from hipstats.data.readers.stats_files import read_stats_file  # noqa: PLC0415
-
-            too_big = _check_size(path, table)
-            return RawTable(None, file, too_big) if too_big else read_stats_file(path, table)
         if ext in TEXT_EXT:
             return _read_text(path, table)
         if ext in PARQUET_EXT:
@@ -291,6 +286,11 @@ def read_table_file(path: str | Path, table: str, sheet: str | int | None = None
     return RawTable(None, file, [source_problem(table, file, "unreadable",
                                           f"unknown file type '{ext}' (use .csv, .tsv, .parquet, .xlsx, "
                                           "SPSS .sav/.zsav/.por or Stata .dta)")])
+
+
+def check_size(path, table: str) -> list[Problem]:
+    """A ``limit`` problem when the file is over the size limit (:mod:`hipstats.data.limits`), else none."""
+    return _check_size(Path(path), table)
 
 
 def _check_parquet(path: Path, table: str) -> list[Problem]:

@@ -38,6 +38,7 @@ from hipstats.data.readers.files import (
     TEXT_EXT,
 )
 from hipstats.data.readers.redcap import is_redcap, read_redcap
+from hipstats.data.readers.stats_files import read_stats_file
 from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
 from hipstats.errors import SourceError
 
@@ -123,6 +124,13 @@ def _with_metadata(raw: dict[str, RawTable], settings: schema.ContractSettings) 
     if not labels and not notes:
         return settings
     return dataclasses.replace(settings, variable_labels=labels, notes=settings.notes + notes)
+
+
+def _read_table(path: Path, table: str, sheet=None) -> RawTable:
+    """One table file of any kind: SPSS/Stata files by :mod:`~hipstats.data.readers.stats_files`."""
+    if Path(path).suffix.lower() in STATS_EXT:
+        return read_stats_file(path, table)
+    return read_table_file(path, table, sheet)
 
 
 # --------------------------------------------------------------------------- splitting
@@ -221,12 +229,12 @@ def _read_path(path: Path, arms, event_map, config):
         files, problems = _find_table_files(path)
         raw: dict[str, RawTable] = {}
         if len(files) == 1 and "measurements" in files and not problems:
-            single = read_table_file(files["measurements"], "measurements")
+            single = _read_table(files["measurements"], "measurements")
             if single.frame is not None and is_redcap(single.frame):
                 return read_redcap(single, event_map), settings, str(path)
         for t in TABLE_NAMES:
             if t in files:
-                raw[t] = read_table_file(files[t], t)
+                raw[t] = _read_table(files[t], t)
             elif t in REQUIRED_TABLES:
                 raw[t] = RawTable(None, str(path / f"{t}.csv"), [source_problem(
                     t, str(path), "missing_table",
@@ -251,11 +259,11 @@ def _read_path(path: Path, arms, event_map, config):
                 settings, str(path)
         normalised = {schema.normalise_column_name(s): s for s in sheet_names}
         if "measurements" in normalised:
-            raw = {t: read_table_file(path, t, normalised[t]) for t in TABLE_NAMES if t in normalised}
+            raw = {t: _read_table(path, t, normalised[t]) for t in TABLE_NAMES if t in normalised}
             if "participants" not in raw:
                 raw.update(_split_long(raw["measurements"]))
             return raw, settings, str(path)
-    single = read_table_file(path, "measurements")
+    single = _read_table(path, "measurements")
     if single.frame is None:
         return {"measurements": single}, settings, str(path)
     if is_redcap(single.frame):

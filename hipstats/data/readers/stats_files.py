@@ -43,7 +43,7 @@ import pandas as pd
 
 from hipstats.data import limits, schema
 from hipstats.data.problems import ROW
-from hipstats.data.readers.files import RawTable, source_problem
+from hipstats.data.readers.files import RawTable, check_size, source_problem
 
 __all__ = ["read_stats_file"]
 
@@ -104,6 +104,9 @@ def read_stats_file(path, table: str) -> RawTable:
     ext = path.suffix.lower()
     kind = _KIND[ext]
     read = _reader(ext)
+    too_big = check_size(path, table)
+    if too_big:
+        return RawTable(None, file, too_big)
     try:
         _, head = read(path, metadataonly=True)
         if (head.number_columns or 0) > limits.limit("columns"):
