@@ -24,9 +24,9 @@ HERE = Path(__file__).resolve().parent
 PARAMS_COMMON = '''\
 source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
 as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything
-primary_rater: str = ""  # rater kept where two raters measured the same visit and side; "" = hipstats.yaml or the rater who measured most
-retest_visit: str = ""  # visit label of the reliability retest; "" = hipstats.yaml or found from the data
-scheduled_visits: str = ""  # comma-separated scheduled visit labels; "" = hipstats.yaml or found from attendance'''
+primary_rater: str = ""  # rater kept where two raters measured the same visit and side; empty: hipstats.yaml or the rater who measured most
+retest_visit: str = ""  # visit label of the reliability retest; empty: hipstats.yaml or found from the data
+scheduled_visits: str = ""  # comma-separated scheduled visit labels; empty: hipstats.yaml or found from attendance'''
 
 SETUP = '''\
 import hipstats as hs
