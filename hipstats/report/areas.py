@@ -544,8 +544,8 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
     if pr is not None and len(pr):
         for r in pr[pr["arm"] == arm].itertuples():
             out.append(record("H4", f"Load progression, {r.exercise.replace('_', ' ')} ({arm} arm, kg/week)",
-                              r.mean_slope, r.ci_low,
-                              r.ci_high, None,
+                              r.mean_slope, r.mean_slope_ci_low,
+                              r.mean_slope_ci_high, None,
                               f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
                               digits=2, confidence=conf, display=display))
