@@ -29,7 +29,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
 from hipstats.errors import AnalysisError
-from hipstats.plots.style import arm_palette, theme
+from hipstats.plots.style import arm_label, arm_palette, theme
 
 __all__ = ["load_progression_plot", "compliance_heatmap", "fault_rate_plot"]
 
@@ -52,7 +52,7 @@ def _arm_lines(ax, df, x, y, lo, hi, order=None):
         if g.empty:
             continue
         ax.fill_between(g[x], g[lo], g[hi], color=pal[str(a)], alpha=0.2, linewidth=0)
-        ax.plot(g[x], g[y], color=pal[str(a)], lw=2, marker="o", ms=3, label=str(a))
+        ax.plot(g[x], g[y], color=pal[str(a)], lw=2, marker="o", ms=3, label=arm_label(a))
 
 
 def load_progression_plot(data, *, ax=None):

@@ -51,6 +51,16 @@ def measure_label(measure: str) -> str:
     return MEASURE_LABELS.get(str(measure), str(measure).replace("_", " "))
 
 
+def arm_label(arm) -> str:
+    """An arm (or any category code) as a reader sees it: the data layer stores arms as codes with
+    underscores for spaces (``usual_care``); pages, legends and headings show ``usual care``.
+
+    >>> arm_label("usual_care"), arm_label("loading")
+    ('usual care', 'loading')
+    """
+    return str(arm).replace("_", " ").strip()
+
+
 def arm_palette(levels: Iterable[str]) -> dict[str, str]:
     """Map category levels (arms, sides, tilt classes) to colour-blind-safe colours, distinct for any number.
 

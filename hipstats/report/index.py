@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from hipstats.plots.style import arm_label
 from hipstats.report.export import report_css
 from hipstats.report.findings import Finding, ci_label, format_ci, format_p
 
@@ -35,11 +36,11 @@ def _e(x: Any) -> str:
 def area_names(manifest: dict[str, Any]) -> dict[str, str]:
     """Headings of the study questions, H2's from the cohort's own arms (``manifest["cohort"]["arms"]``).
 
-    >>> area_names({"cohort": {"arms": ["usual care", "hip loading"]}})["H2"]
+    >>> area_names({"cohort": {"arms": ["usual_care", "hip_loading"]}})["H2"]
     'H2 usual care vs hip loading: change in IR and ASLR'
     """
     names = dict(AREA_NAMES)
-    arms = [str(a) for a in ((manifest.get("cohort") or {}).get("arms") or [])]
+    arms = [arm_label(a) for a in ((manifest.get("cohort") or {}).get("arms") or [])]
     if len(arms) >= 2:
         names["H2"] = f"H2 {' vs '.join(arms)}: change in IR and ASLR"
     return names
@@ -133,7 +134,7 @@ h1 {{ font-size: 1.6em; margin: 20px 0 4px 0; }} h2 {{ font-size: 1.2em; margin-
     if cohort.get("arms"):
         n = cohort.get("n_participants")
         parts.append(f'<p>{_e(n) + " participants in " if n else ""}{len(cohort["arms"])} arms: '
-                     + ", ".join(_e(a) for a in cohort["arms"]) + ".</p>")
+                     + ", ".join(_e(arm_label(a)) for a in cohort["arms"]) + ".</p>")
     if failed:
         parts.append(f'<div class="hipstats-summary failed"><b>{len(failed)} of {len(results)} report(s) failed:</b> '
                      + ", ".join(f'<a href="{_e(r.html)}">{_e(r.title)}</a>' for r in failed)
