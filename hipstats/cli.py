@@ -58,6 +58,8 @@ def print_report(report, *, fmt: str = "table", max_rows: int | None = None) -> 
         click.echo(report.to_frame().to_json(orient="records", indent=2))
         return
     console = _console()
+    for note in getattr(report, "notes", None) or ():
+        console.print(f"note: {note}", highlight=False)
     if report.ok:
         console.print(f"[green]{report.source}: no problems found[/green]")
         return
@@ -86,18 +88,30 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("source")
-@click.option("--arms", help="Comma-separated allowed arms, reference first (default from hipstats.yaml).")
+@click.argument("source", required=False)
+@click.option("--arms", help="Comma-separated allowed arms, reference first (overrides --config and the "
+                             "folder's hipstats.yaml).")
+@click.option("--config", type=click.Path(dir_okay=False),
+              help="Settings file (hipstats.yaml: source, arms, reference_arm, view settings) for any source, "
+                   "a database included.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--max-rows", type=int, default=200, show_default=True, help="Rows to print; 0 for all.")
-def validate(source: str, arms: str | None, fmt: str, max_rows: int) -> None:
-    """Check SOURCE (folder, file, REDCap export or SQLAlchemy URL) against the data contract.
+def validate(source: str | None, arms: str | None, config: str | None, fmt: str, max_rows: int) -> None:
+    """Check SOURCE (folder, file, SPSS/Stata file, REDCap export or database URL) against the data contract.
 
-    Exits 0 when the data are clean and 2 when there are problems. Nothing is written.
+    SOURCE defaults to the `source` of --config. Exits 0 when the data are clean and 2 when
+    there are problems. Nothing is written.
     """
     from hipstats.data.validation import validate as _validate
+    from hipstats.report.project import read_config
 
-    report = _validate(source, arms=arms.split(",") if arms else None)
+    settings = read_config(config) if config else {}
+    source = source or settings.get("source")
+    if not source:
+        raise ParameterError("no SOURCE given: name the cohort (a folder, file or database URL) or give "
+                             "--config FILE with a 'source:' line")
+    arm_list = [a.strip() for a in arms.split(",") if a.strip()] if arms else settings.get("arms")
+    report = _validate(source, arms=arm_list, config=config, event_map=settings.get("event_map"))
     print_report(report, fmt=fmt, max_rows=max_rows or None)
     sys.exit(EXIT_OK if report.ok else EXIT_BAD_INPUT)
 

@@ -47,7 +47,8 @@ def vocabulary_problems(columns) -> list[str]:
         if prefix == "":
             if m.group("kind") in ("ci_low", "ci_high", "se") and "estimate" not in have:
                 out.append(f"{c!r} without an 'estimate' column")
-        elif prefix not in have and m.group("kind") != "statistic":
+        elif prefix not in have and m.group("kind") != "statistic" and f"{prefix}_statistic" not in have:
+            # a second test of the same estimate is named by its test: wilcoxon_statistic, wilcoxon_p_value
             out.append(f"{c!r}: prefix {prefix!r} is not a column of the table")
     return out
 
@@ -56,6 +57,8 @@ def test_checker_refuses_old_names():
     assert vocabulary_problems(["estimate", "se", "ci_low", "ci_high", "p_value", "p_adj", "n_participants"]) == []
     assert vocabulary_problems(["icc", "icc_ci_low", "icc_ci_high", "icc_ci_low_f"]) == []
     assert vocabulary_problems(["rate", "rate_ci_low_wilson"]) == []
+    assert vocabulary_problems(["estimate", "p_value", "wilcoxon_statistic", "wilcoxon_p_value"]) == []
+    assert vocabulary_problems(["estimate", "wilcoxon_p_value"])
     assert vocabulary_problems(["pval"]) and vocabulary_problems(["bias", "bias_pval"])
     assert vocabulary_problems(["risk_difference", "rd_ci_low"])
     assert vocabulary_problems(["auc", "ci_low", "ci_high"])
@@ -146,8 +149,8 @@ def test_walk_reaches_every_result(results):
 
 #: Results whose tables are not yet renamed (issue 11, left for the next round; see
 #: /work/coord/report-11b.md): the test below is an expected failure until they are.
-NOT_YET = {"icc", "cohen_kappa", "pelvis_analysis", "screening_analysis", "loading_analysis", "faults_analysis",
-           "roc", "roc_test", "rm_corr"}
+NOT_YET = {"icc", "cohen_kappa", "screening_analysis", "loading_analysis", "faults_analysis",
+           "roc", "roc_test"}
 
 
 def _problems(results, names):

@@ -42,6 +42,7 @@ empty_file          a table file has no rows
 encoding            a text file is not UTF-8 (or UTF-16 with BOM)
 excel_header        an Excel sheet's header is not on the first row
 unreadable          a file cannot be parsed at all
+value_label         an SPSS/Stata code without a value label in a label column
 ==================  ==========================================================
 
 Examples
@@ -506,7 +507,7 @@ def _check_participants(df: pd.DataFrame, col: _Collector, settings: schema.Cont
         bad = df["arm"].notna() & ~df["arm"].isin(allowed)
         col.add_rows(df, bad, "arm", "unknown_arm",
                      lambda v: f"arm '{v}' is not one of the cohort's arms ({', '.join(settings.arms)}); "
-                               "fix the label or declare the arm in hipstats.yaml (arms: [...])")
+                               f"fix the label or {settings.arms_advice}")
     schema.TABLES["participants"].add_missing_columns(df)
     return df
 
@@ -604,7 +605,7 @@ def _check_cross_tables(tables: dict, raw: dict, report: ValidationReport) -> No
         report.extend(col.problems)
 
 
-def validate(source, *, arms=None, tables=None) -> ValidationReport:
+def validate(source, *, arms=None, tables=None, config=None, event_map=None) -> ValidationReport:
     """Check a cohort source against the data contract and report every problem at once.
 
     Parameters
@@ -618,6 +619,10 @@ def validate(source, *, arms=None, tables=None) -> ValidationReport:
         ``hipstats.yaml`` or to control, stretching, loading.
     tables : dict, optional
         SQL table names when they differ from the defaults.
+    config : path-like, optional
+        A settings file (``hipstats.yaml`` layout) for any source, a database included.
+    event_map : dict, optional
+        REDCap event name -> visit label and week.
 
     Returns
     -------
@@ -637,6 +642,7 @@ def validate(source, *, arms=None, tables=None) -> ValidationReport:
     """
     from hipstats.data.readers.source import read_source
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, config=config, event_map=event_map)
     _, report = validate_tables(raw, settings, source=label)
+    report.notes.extend(settings.notes)
     return report

@@ -222,7 +222,7 @@ because an IR deficit measured in own posture may partly be a pelvic-position ef
 limitation. *d_z* is the difference in units of its standard deviation."""),
     code("""\
 h1 = report.areas.attempt("H1 pelvis analysis", pelvis_analysis, cohort, cuts=(tilt_cut_low, tilt_cut_high),
-                          side=side, alpha=1 - confidence)
+                          side=side, confidence=confidence)
 report.table(report.areas.show(h1, "paired"), "Neutral setup minus own posture, by side", unit="deg")"""),
     code('report.areas.show(h1, "plot", kind="paired")'),
     md("""\

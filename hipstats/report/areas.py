@@ -388,11 +388,11 @@ def _f_statistic(result) -> str:
     an = (getattr(by, "attrs", {}) or {}).get("anova", {}).get("ir_free") if by is not None else None
     if not an:
         return ""
-    df1, df2 = an.get("df1"), an.get("df2")
+    df1, df2 = an.get("num_df", an.get("df1")), an.get("den_df", an.get("df2"))
     if df1 is None or df2 is None:
-        ns = [int(n) for n in by["n"] if n >= 2]
+        ns = [int(n) for n in by["n_participants"] if n >= 2]
         df1, df2 = len(ns) - 1, sum(ns) - len(ns)
-    return f"F({int(df1)}, {int(df2)}) = {an['F']:.2f}"
+    return f"F({int(df1)}, {int(df2)}) = {an.get('statistic', an.get('F')):.2f}"
 
 
 def pelvis_findings(result, *, display: bool = True) -> list[Finding]:

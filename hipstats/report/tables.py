@@ -91,6 +91,8 @@ LABELS = {
     "characteristic": "Characteristic", "level": "", "statistic_name": "", "condition": "Test condition",
     "p": "p", "pval": "p", "p_adj_holm": "p (Holm)", "reason": "Reason", "rule": "Rule", "column": "Column",
     "row": "Row", "file": "File", "message": "Problem",
+    # vocabulary renames of issue 11 (vocab helper)
+    "ir_difference": "Difference (deg)", "wilcoxon_statistic": "Wilcoxon W", "wilcoxon_p_value": "p (Wilcoxon)",
 }
 
 #: Columns whose values are in the measure's unit (the ``unit=`` argument labels them).
