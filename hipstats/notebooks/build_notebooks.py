@@ -24,9 +24,9 @@ HERE = Path(__file__).resolve().parent
 PARAMS_COMMON = '''\
 source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
 as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything
-primary_rater: str = ""  # rater kept where two raters measured the same visit and side; "" = hipstats.yaml or the rater who measured most
-retest_visit: str = ""  # visit label of the reliability retest; "" = hipstats.yaml or found from the data
-scheduled_visits: str = ""  # comma-separated scheduled visit labels; "" = hipstats.yaml or found from attendance'''
+primary_rater: str = ""  # rater kept where two raters measured the same visit and side; empty: hipstats.yaml or the rater who measured most
+retest_visit: str = ""  # visit label of the reliability retest; empty: hipstats.yaml or found from the data
+scheduled_visits: str = ""  # comma-separated scheduled visit labels; empty: hipstats.yaml or found from attendance'''
 
 SETUP = '''\
 import hipstats as hs
@@ -367,7 +367,7 @@ Mean weekly volume-load (sets x repetitions x kg) per arm, with confidence inter
 protocol was progressive; a flattening shows where participants stopped progressing."""),
     code('h4 = report.areas.attempt("Loading analysis (H4)", loading_analysis, cohort, pain_threshold=pain_threshold,\n'
          '                          alpha=1 - confidence)\n'
-         'report.areas.show(h4, "plot", kind="progression")'),
+         'report.areas.show(h4, "plot", kind="progression", confidence=confidence)'),
     md("""\
 Per arm and exercise: the average rise in load per week over participants (kg/week, from each participant's own
 progression line) and the share of participants whose load rose at all."""),
@@ -399,7 +399,7 @@ weekly rate of any fault per arm: falling lines mean technique improved with pra
     code('h5 = report.areas.attempt("Form-fault analysis (H5)", faults_analysis, cohort, alpha=1 - confidence)\n'
          'report.table(report.areas.show(h5, "rates"), "Fault rates by exercise and arm", group="fault",\n'
          '             hide=["n_participants"])'),
-    code('report.areas.show(h5, "plot")'),
+    code('report.areas.show(h5, "plot", confidence=confidence)'),
     md("""\
 The trend of the fault rate over the weeks (odds ratio per week from a GEE model that accounts for repeated
 sessions of one participant) and the association of each participant's fault rate with their IR change."""),

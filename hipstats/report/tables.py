@@ -78,8 +78,9 @@ LABELS = {
     "p95_range": "95th pct spread", "max_range": "Largest spread", "value": "Value", "visit_median": "Visit median",
     "robust_z": "Robust z", "exercise": "Exercise", "mean_slope": "Mean rise (kg/week)",
     "mean_slope_kg_per_week": "Mean rise (kg/week)", "median_slope": "Median rise (kg/week)",
-    "share_progressive": "Progressing (share)", "mean_adherence": "Mean adherence", "flagged": "Flagged sessions",
-    "violations": "Raised after flag", "violation_rate": "Raised after flag (share)", "unsafe_share": "Unsafe share",
+    "share_progressive": "Progressing (share)", "mean_adherence": "Mean adherence", "flagged": "Sessions with fault or pain",
+    "violations": "Raised after flag", "violation_rate": "Raised after flag (share)", "unsafe_share": "Raised although rule said hold (share of raises)",
+    "num_df": "Numerator df", "den_df": "Denominator df", "increases": "Load increases",
     "pain_flag_rate": "Pain-flag rate", "participants_flagged": "Participants flagged", "completed": "Completed",
     "prescribed": "Prescribed", "adherence": "Adherence", "sessions": "Sessions", "rate": "Rate",
     "mean_rate": "Mean rate", "fault": "Fault", "n_rows": "Exercise rows", "n_fault": "With fault",
@@ -115,6 +116,10 @@ CODE_COLUMNS = {"arm", "ref", "reference_arm", "contrast", "measure", "visit", "
 _PROPORTION = {"icc", "kappa", "auc", "sensitivity", "specificity", "ppv", "npv", "prevalence", "r", "proportion",
                "adherence", "mean_adherence", "share_progressive", "violation_rate", "unsafe_share", "pain_flag_rate",
                "rate", "mean_rate", "risk_difference", "responders_arm", "responders_ref"}
+#: Model terms as a reader knows them.
+TERM_NAMES = {"Intercept": "Intercept", "baseline": "Baseline value", "week": "Week", "fault_rate": "Fault rate",
+              "fault_rate_per_10pct": "Fault rate (per 10 percentage points)", "within": "Within participants",
+              "between": "Between participants"}
 _TERM = re.compile(r"C\((\w+)(?:,\s*Treatment\([^)]*\))?\)\[T\.([^\]]+)\]")
 
 
@@ -155,6 +160,10 @@ def value_label(col: str, value) -> str:
     text = str(value)
     if col == "measure" and text in MEASURE_NAMES:
         return MEASURE_NAMES[text]
+    if col == "term" and text in TERM_NAMES:
+        return TERM_NAMES[text]
+    if col == "term" and re.fullmatch(r"volume_load_per_[\d.]+kg", text):
+        return f"Cumulative volume-load (per {float(text[16:-2]):,.0f} kg)"
     m = _TERM.fullmatch(text)
     if m:
         return f"{_words(m.group(1))}: {m.group(2)}"
