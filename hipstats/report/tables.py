@@ -84,7 +84,7 @@ LABELS = {
     "pain_flag_rate": "Pain-flag rate", "participants_flagged": "Participants flagged", "completed": "Completed",
     "prescribed": "Prescribed", "adherence": "Adherence", "sessions": "Sessions", "rate": "Rate",
     "mean_rate": "Mean rate", "fault": "Fault", "n_rows": "Exercise rows", "n_fault": "With fault",
-    "log_or_per_week": "log odds ratio per week", "odds_ratio_per_week": "Odds ratio per week",
+    "log_or_per_week": "Log odds ratio per week", "odds_ratio_per_week": "Odds ratio per week",
     "question": "What was estimated", "interpretation": "In plain words", "note": "Note", "proportion": "Proportion",
     "responders": "Responders", "participant_id": "Participant", "estimand": "Estimand", "emmean": "Mean",
     "change": "Change", "limits": "Limits (SD)", "x": "First", "y": "Second", "sessions_per_week": "Sessions/week",
@@ -166,6 +166,8 @@ def value_label(col: str, value) -> str:
         return TERM_NAMES[text]
     if col == "term" and re.fullmatch(r"volume_load_per_[\d.]+kg", text):
         return f"Cumulative volume-load (per {float(text[16:-2]):,.0f} kg)"
+    if col == "term" and (fr := re.fullmatch(r"fault_rate_per_([\d.]+)", text)):
+        return f"Fault rate (per {100 * float(fr.group(1)):g} percentage points)"
     m = _TERM.fullmatch(text)
     if m:
         return f"{_words(m.group(1))}: {m.group(2)}"
