@@ -145,9 +145,12 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 
 
 @cli.command(context_settings={"show_default": True})
-@click.option("--method", type=click.Choice(["simulation", "slope", "change", "ancova"]), default="simulation",
-              help="Simulation power of the mixed model; 'slope': the analytic slope formula (Diggle et al. 2002, "
-                   "longpower's lmmpower) for the same design; or the analytic change-score / ANCOVA formulas.")
+@click.option("--method", type=click.Choice(["simulation", "slope", "mmrm", "change", "ancova"]),
+              default="simulation",
+              help="Simulation power of the mixed model; for the same design the analytic formulas 'slope' "
+                   "(difference in slopes, Diggle et al. 2002, longpower's lmmpower) or 'mmrm' (difference at "
+                   "the last visit with dropout, Lu, Luo & Chen 2008, longpower's power.mmrm); or the "
+                   "two-arm change-score / ANCOVA formulas (--effect, --sd).")
 @click.option("--n-per-arm", help="Participants per arm; several (comma-separated) give a power curve. "
                                   "[default: 60]")
 @click.option("--arms", help="Arms, e.g. control,stretching,loading. [default: control,stretching,loading]")
@@ -174,7 +177,8 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 @click.option("--sd", type=float, help="Analytic: SD of the change scores (change) or of the outcome at "
                                         "follow-up (ancova), degrees.")
 @click.option("--rho", type=float, help="ANCOVA: baseline-follow-up correlation (required for ancova).")
-@click.option("--power", "target_power", type=float, help="Analytic: solve for n at this power.")
+@click.option("--power", "target_power", type=float,
+              help="Analytic (slope, mmrm, change, ancova): solve for n per arm at this power.")
 @click.option("--alpha", type=float, help="Two-sided significance level. [default: 0.05]")
 @click.option("--n-sim", type=click.IntRange(10), default=1000, help="Simulated trials per design.")
 @click.option("--seed", type=int, default=0, help="Random seed (the API and the power notebook default to 0 too).")
@@ -199,12 +203,18 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
                                "the change scores")
     if method in ("change", "ancova") and (effect is None or sd is None):
         raise click.UsageError(f"--method {method} needs --effect and --sd")
+    if method == "simulation" and target_power is not None:
+        raise click.UsageError("--power solves for n with an analytic --method (slope, mmrm, change, ancova); "
+                               "for simulation give several --n-per-arm values (a power curve)")
+    if method in ("simulation", "slope", "mmrm") and (effect is not None or sd is not None):
+        raise click.UsageError(f"--effect and --sd belong to --method change/ancova; --method {method} takes "
+                               "the design (--effects, --sd-intercept, --sd-slope, --sd-residual)")
     params: dict = {"alpha": alpha}
     design_params = {"n_per_arm": n_per_arm, "arms": arms, "weeks": weeks, "effects": effects, "target": target,
                      "reference": reference, "dropout": dropout, "sd_intercept": sd_intercept,
                      "sd_slope": sd_slope, "corr": corr, "sd_residual": sd_residual, "test": test_name,
                      "df": df_method}
-    if method in ("simulation", "slope"):
+    if method in ("simulation", "slope", "mmrm"):
         params.update(design_params)
         if method == "simulation":
             params.update({"n_sim": n_sim, "seed": seed, "n_jobs": jobs, "client": scheduler,
@@ -222,8 +232,8 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
     params = {k: v for k, v in params.items() if v is not None}
     pilot = None
     if pilot_source:
-        if method not in ("simulation", "slope"):
-            raise click.UsageError("--from-pilot applies to --method simulation or slope")
+        if method not in ("simulation", "slope", "mmrm"):
+            raise click.UsageError("--from-pilot applies to --method simulation, slope or mmrm")
         from hipstats.cohort import load_cohort
 
         pilot = load_cohort(pilot_source)
@@ -232,23 +242,13 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
         params["pilot_measure"] = pilot_measure
     console = _console()
     design_table = None
-    if method == "slope":
-        from hipstats.power import power_slope
+    if method in ("slope", "mmrm"):
+        from hipstats.power.params import longitudinal_power_from_params
 
-        plan = plan_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
-        d = plan.design
-        if d.test != "arm:week":
-            raise ParameterError("--method slope answers the arm:week (slope) test")
-        rows = [power_slope(d.true_contrast("arm:week", d.target, d.reference), d.weeks, d.sd_intercept,
-                            d.sd_slope, d.sd_residual, d.corr_intercept_slope, n_per_arm=n,
-                            alpha=d.alpha).summary() for n in plan.sizes]
-        import pandas as pd
-
-        table = pd.concat(rows, ignore_index=True)
-        design_table = d.design_table()
-        design_table.loc[design_table["quantity"] == "Dropout", "value"] += " (the formula assumes none)"
-        notes = ["Analytic normal approximation (Diggle et al. 2002, as R's longpower lmmpower); it assumes "
-                 "complete follow-up, so dropout in the design is not used."]
+        if target_power is not None:
+            params["power"] = target_power
+        table = longitudinal_power_from_params(params, method, pilot=pilot, pilot_label=str(pilot_source))
+        design_table, notes = table.attrs["design_table"], table.attrs["notes"]
     else:
         result = run_power_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
         if hasattr(result, "columns"):

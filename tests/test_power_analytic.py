@@ -150,3 +150,93 @@ def test_power_mmrm_variance_and_power_by_simulation():
     expected = hs.power_mmrm(delta, sd, R, ret, n_per_arm=n).power
     observed = float(np.mean(np.abs(z) > 1.959963984540054))
     assert abs(observed - expected) < _mc_tol(expected, n_rep) + 0.005
+
+
+# ---------------------------------------------------------------------------------------------
+# power_mmrm against a second method: simulated trials, each fitted with hs.fit_mmrm
+# (tests/fixtures/power/mmrm_simulation.py wrote mmrm_simulation.csv: 1,000 trials of a known
+# design, unstructured covariance, 20 % monotone dropout, Satterthwaite df) and against
+# longpower::power.mmrm on the same design (longpower_mmrm_simulated_design.R).
+# ---------------------------------------------------------------------------------------------
+def _mmrm_simulation_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mmrm_simulation", FIX / "mmrm_simulation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _mmrm_analytic(sim):
+    kw = sim.design().mmrm_inputs()
+    return kw, hs.power_mmrm(**kw, n_per_arm=sim.DESIGN_KW["n_per_arm"])
+
+
+def test_power_mmrm_agrees_with_simulated_mmrm_fits():
+    sim = _mmrm_simulation_module()
+    trials = pd.read_csv(FIX / "mmrm_simulation.csv")
+    kw, res = _mmrm_analytic(sim)
+    n, n_arm = len(trials), sim.DESIGN_KW["n_per_arm"]
+    assert n == sim.N_TRIALS and trials["converged"].all()  # no fit left out
+    assert 0.5 < res.power < 0.9  # a design where power discriminates
+    # power: the share of fitted trials with p < 0.05, within 3 Monte Carlo SE of the formula
+    observed = float((trials["p_value"] < 0.05).mean())
+    mc_se = math.sqrt(res.power * (1 - res.power) / n)
+    assert abs(observed - res.power) < 3 * mc_se
+    # the estimate: unbiased for the design's difference at the last visit, and its spread is
+    # the formula's sd * sqrt(2 phi / n) (3 MC SE; SE of an SD ~ SD / sqrt(2 (n - 1)))
+    sd_formula = kw["sd"] * math.sqrt(res.inputs["phi_target"] / n_arm + res.inputs["phi_reference"] / n_arm)
+    assert trials["estimate"].mean() == pytest.approx(kw["delta"], abs=3 * sd_formula / math.sqrt(n))
+    assert trials["estimate"].std() == pytest.approx(sd_formula, abs=3 * sd_formula / math.sqrt(2 * (n - 1)))
+    # the fits' own SEs average the formula's SD (REML SEs are nearly unbiased at 50 per arm)
+    assert trials["se"].mean() == pytest.approx(sd_formula, rel=0.02)
+
+
+def test_power_mmrm_matches_longpower_on_the_simulated_design():
+    sim = _mmrm_simulation_module()
+    want = pd.read_csv(FIX / "longpower_mmrm_simulated_design.csv").iloc[0]
+    kw, res = _mmrm_analytic(sim)
+    assert kw["sd"] == pytest.approx(want["sd"], rel=1e-12)  # same visit covariance, derived in R
+    assert res.power == pytest.approx(want["power"], abs=1e-9)
+    assert hs.power_mmrm(**kw, power=want["target_power"]).n_exact == pytest.approx(want["n1_at_target"],
+                                                                                    rel=1e-8)
+
+
+@pytest.mark.slow
+def test_mmrm_simulation_fixture_is_what_the_code_gives():
+    sim = _mmrm_simulation_module()
+    again = sim.simulate(n_trials=4)
+    stored = pd.read_csv(FIX / "mmrm_simulation.csv").head(4)
+    for col in ("n_rows", "estimate", "se", "df", "p_value"):
+        assert again[col].to_numpy() == pytest.approx(stored[col].to_numpy(), rel=1e-6), col
+
+
+@pytest.mark.parametrize("make", [
+    lambda: hs.power_mmrm(4.0, 9.0, np.array([[1, .6, .5], [.6, 1, .7], [.5, .7, 1]]), [1, .9, .8],
+                          n_per_arm=40, ratio=1.5, retention_reference=[1, .85, .7]),
+    lambda: hs.power_slope(0.3, [0, 3, 6, 9, 12], 9.0, 0.15, 3.0, 0.2, power=0.9, method="liuliang"),
+    lambda: hs.power_ancova(effect=5.0, sd=8.0, rho=0.6, power=0.8, dropout=0.1),
+    lambda: hs.power_change_scores(effect=5.0, sd=8.0, n_per_arm=30),
+], ids=["mmrm", "slope", "ancova", "change"])
+def test_analytic_results_are_results(make):
+    import pickle
+
+    import matplotlib.pyplot as plt
+
+    from hipstats.results import Result
+
+    res = make()
+    assert isinstance(res, Result) and res.confidence is None  # no interval, no level
+    again = pickle.loads(pickle.dumps(res))
+    pd.testing.assert_frame_equal(again.summary(), res.summary())
+    assert res.to_frame().equals(res.summary()) and "<table" in res._repr_html_()
+    # power_at re-derives the power from the stored inputs alone: the same number at the same n
+    # (solved for n: enrolment is rounded up after dropout, so at least the power reported)
+    if res.solved_for == "power" or getattr(res, "dropout", 0) == 0:
+        assert res.power_at(res.n_per_arm) == pytest.approx(res.power, abs=1e-12)
+    else:
+        assert res.power_at(res.n_per_arm) >= res.power - 1e-12
+    assert res.power_at(2 * res.n_per_arm) > res.power
+    fig = res.plot()
+    assert fig.axes[0].get_xlabel() == "participants per arm"
+    plt.close(fig)

@@ -494,7 +494,8 @@ def tilt_comparisons(result) -> pd.DataFrame:
     rows = []
     for _, r in tc.iterrows():
         lo, hi = _difference_ci(r, conf)
-        rows.append({"group": r["group"], "reference": r["reference"], "difference": float(r["difference"]),
+        rows.append({"group": r["group"], "reference": r["reference"],
+                     "difference": float(r["estimate"] if "estimate" in r.index else r["difference"]),
                      "ci_low": lo, "ci_high": hi, "se": float(r.get("se", np.nan)),
                      "df": float(r.get("df", np.nan)) if "df" in r.index else np.nan, "p_value": _p(r)})
     out = pd.DataFrame(rows)
@@ -512,7 +513,8 @@ def _difference_ci(row, confidence: float) -> tuple[float, float]:
     (the same reference distribution as the row's p-value)."""
     from scipy import stats  # noqa: PLC0415
 
-    est, se = float(row["difference"]), float(row.get("se", np.nan))
+    est = float(row["estimate"] if "estimate" in row.index else row["difference"])
+    se = float(row.get("se", np.nan))
     df = float(row.get("df", np.nan)) if "df" in row.index else np.nan
     level = 0.5 + confidence / 2
     q = stats.t.ppf(level, df) if np.isfinite(df) and df > 0 else stats.norm.ppf(level)
@@ -544,8 +546,8 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
     if pr is not None and len(pr):
         for r in pr[pr["arm"] == arm].itertuples():
             out.append(record("H4", f"Load progression, {r.exercise.replace('_', ' ')} ({arm} arm, kg/week)",
-                              r.mean_slope, r.ci_low,
-                              r.ci_high, None,
+                              r.mean_slope, r.mean_slope_ci_low,
+                              r.mean_slope_ci_high, None,
                               f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
                               digits=2, confidence=conf, display=display))
