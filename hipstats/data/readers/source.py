@@ -88,8 +88,9 @@ def read_settings(f: Path | None, arms=None, *, advice: str | None = None) -> sc
         if not isinstance(data, dict):
             raise SourceError(f"{f}: expected a mapping with keys such as 'arms' and 'reference_arm'")
     given = data.get("arms")
-    if isinstance(given, str):  # arms: control, loading
-        given = [a.strip() for a in given.split(",") if a.strip()]
+    if isinstance(given, str):  # arms: control, loading (a single word is not a list of arms: refused below)
+        parts = [a.strip() for a in given.split(",") if a.strip()]
+        given = parts if len(parts) >= 2 else given
     if arms is None and given is not None and not (
             isinstance(given, (list, tuple)) and given and all(isinstance(a, str) and a.strip() for a in given)):
         raise SourceError(f"{f}: 'arms' must be a list of arm labels such as [control, stretching, loading], "
