@@ -583,3 +583,11 @@ def test_roc_result_is_a_result_and_pickles():
     assert back.auc == r.auc and back.notes == r.notes
     pd.testing.assert_frame_equal(back.ci_band(n_boot=50, seed=1), r.ci_band(n_boot=50, seed=1))
     assert back.plot() is not None
+
+
+def test_roc_counts_the_rows_it_leaves_out_in_its_notes():
+    df = pd.DataFrame({"s": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0], "c": [0, 0, 1, 1, np.nan, 1]})
+    with pytest.warns(UserWarning, match="dropped 2 of 6"):
+        r = rocm.roc(df, "s", "c")
+    assert r.notes == ["2 rows left out: no 's' or no 'c'"]
+    assert rocm.roc(df.dropna(), "s", "c").notes == []

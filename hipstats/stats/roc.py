@@ -50,8 +50,8 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.results import Result
-from hipstats.stats.accuracy import positive, require_both_classes, score_condition_arrays
+from hipstats.results import Result, exclusion_note
+from hipstats.stats.accuracy import positive, require_both_classes, score_column, score_condition_arrays
 from hipstats.stats.inference import check_confidence
 
 __all__ = ["roc", "ROCResult", "roc_test", "youden_cutoff"]
@@ -377,7 +377,11 @@ def roc(data: pd.DataFrame | None, score, condition, *, direction: str = "auto",
     if direction not in ("auto", "<", ">"):
         raise AnalysisError(f"ROC direction must be 'auto', '<' or '>', got {direction!r}")
     x, y, sname, cname = score_condition_arrays(data, score, condition)
-    return roc_core(x, y, direction, confidence, sname, cname, cutoff)
+    n_all = len(score_column(data, score, "score")[0])
+    out = roc_core(x, y, direction, confidence, sname, cname, cutoff)
+    if n_all > len(x):  # counted in the result, not only warned
+        out.add_note(exclusion_note(n_all - len(x), f"no {sname!r} or no {cname!r}"))
+    return out
 
 
 def roc_test(data: pd.DataFrame, score1: str, score2: str, condition: str, *, direction: str = "auto",
