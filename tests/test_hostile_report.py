@@ -5,6 +5,7 @@ whole or not at all, and parameters are range-checked before anything is written
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from bs4 import BeautifulSoup
 from nbformat.v4 import new_code_cell
 
 from hipstats.cli import main
-from hipstats.errors import ParameterError, ReportError
+from hipstats.errors import ParameterError, ReportError, RunFailedError
 from hipstats.report import publish, run_reports
 from hipstats.report.export import external_references
 from hipstats.report.lock import LOCK_NAME, OutputLock
@@ -387,3 +388,44 @@ def test_sql_source_gets_a_content_fingerprint(nb_dir, tmp_path):
     assert run.ok
     assert run.manifest["data_fingerprint"] == hs.load_cohort(f"sqlite:///{db}").fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.db", "out"]  # no -wal/-shm/-journal left
+
+
+# ------------------------------------------------------------------------------ degenerate data on a page
+def test_constant_measure_is_not_estimable_on_the_outcomes_page(tmp_path):
+    """Every hip IR reading identical (a device stuck at 40 deg) made the H2 mixed model singular: the page
+    showed a raw LinAlgError traceback. Now the IR part says "not estimable" with a plain reason and the
+    rest of the page (ASLR) is still computed."""
+    src = write_cohort(tmp_path / "cohort", n=12, seed=5)
+    m = pd.read_csv(src / "measurements.csv")
+    m.loc[m["measure"] == "hip_ir_deg", "value"] = 40.0
+    m.to_csv(src / "measurements.csv", index=False)
+    run = run_reports(src, tmp_path / "out", only=["outcomes"], jobs=1, progress=False)
+    assert run.ok, run.summary()[["notebook", "error"]].to_dict("records")
+    page = (run.run_dir / run.results[0].html).read_text()
+    text = BeautifulSoup(page, "html.parser").get_text(" ")
+    assert "Hip IR over the weeks: not estimable" in text
+    assert "constant" in text  # the plain reason
+    # said once where the analysis stands and once among the key findings, not under every table
+    assert text.count("Hip IR over the weeks: not estimable") == 2
+    for leak in ("Traceback", "LinAlgError", "Error:", ".py"):
+        assert leak not in text
+    assert "ASLR angle: difference in change from baseline" in text  # the other measure is still reported
+
+
+def test_an_error_page_shows_no_traceback_and_the_manifest_keeps_it(cohort_dir, tmp_path):
+    """A page the runner refuses to write (it would load from the internet) is replaced by an error page:
+    a plain sentence, and the traceback goes to the manifest (it used to be printed on the page)."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    nbformat.write(_nb("Loads from the web", [new_code_cell(
+        "from IPython.display import HTML\nHTML('<img src=\"http://evil.example/x.png\">')")]), nbs / "web.ipynb")
+    with pytest.raises(RunFailedError) as info:  # the only notebook failed: not published
+        run_reports(cohort_dir, tmp_path / "out", notebooks_dir=nbs, only=["web"], run_id="r1", progress=False)
+    run = info.value.run
+    page = (run.run_dir / "reports" / "web.html").read_text()
+    assert "could not be produced" in page and "manifest.json" in page
+    for leak in ("Traceback", "ReportError", "evil.example", ".py"):
+        assert leak not in page
+    entry = json.loads((run.run_dir / "manifest.json").read_text())["notebooks"][0]
+    assert "evil.example" in entry["error"]
+    assert "Traceback (most recent call last)" in entry["traceback"] and "ReportError" in entry["traceback"]

@@ -61,10 +61,18 @@ def test_failed_report_shows_the_error_where_it_happened(failed_run):
     run, _ = failed_run
     page = (run.run_dir / "reports" / "broken.html").read_text()
     assert 'id="papermill-error-cell"' in page and "hipstats-failed-banner" in page
-    # the traceback output stays visible although inputs are hidden, after the text before the error
-    assert page.index("Before the error.") < page.index("deliberate failure for the test")
-    assert "ValueError" in page and 'class="jp-InputArea-editor' not in page
+    # where it stopped, the page says so in one plain sentence: no traceback, no exception name on a page
+    assert page.index("Before the error.") < page.index("so what follows is missing") < page.index("After the error.")
+    assert "deliberate failure" not in page and "ValueError" not in page and "Traceback" not in page
+    assert 'class="jp-InputArea-editor' not in page
     assert external_references(page) == []
+    # the analyst finds the error in the manifest and the traceback in the executed notebook
+    import json
+
+    entry = next(n for n in json.loads((run.run_dir / "manifest.json").read_text())["notebooks"]
+                 if n["name"] == "broken")
+    assert entry["error"] == "ValueError: deliberate failure for the test"
+    assert "deliberate failure for the test" in (run.run_dir / entry["notebook"]).read_text()
 
 
 def test_index_marks_failures_and_links_every_report(failed_run):

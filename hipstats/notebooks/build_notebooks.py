@@ -266,9 +266,9 @@ Estimated mean IR in each arm at each visit, from a mixed model that uses every 
 participant (also from those who left the study early) and accounts for each participant's own level and rate of
 change and for the two sides of one person being alike. Bars are confidence intervals. Lines that separate
 over time show an effect of the protocol."""),
-    code('ir = h2_analysis(cohort, "hip_ir_deg", mdc=mdc or None, confidence=confidence, adjust=adjust,\n'
-         '                 model=model, covariance=covariance)\n'
-         "ir.plot()"),
+    code('ir = report.areas.attempt("Hip IR over the weeks", h2_analysis, cohort, "hip_ir_deg", mdc=mdc or None,\n'
+         '                          confidence=confidence, adjust=adjust, model=model, covariance=covariance)\n'
+         'report.areas.show(ir, "plot")'),
     code("report.areas.h2_model_note(ir)"),
     md("""\
 The main result: the difference between arms in the change from baseline to the last visit (the gain in one arm
@@ -293,9 +293,9 @@ table and named below with the reason."""),
 ## ASLR angle over the weeks
 
 The same analysis for the active straight leg raise angle."""),
-    code('aslr = h2_analysis(cohort, "aslr_deg", mdc=mdc or None, confidence=confidence, adjust=adjust,\n'
-         '                 model=model, covariance=covariance)\n'
-         "aslr.plot()"),
+    code('aslr = report.areas.attempt("ASLR angle over the weeks", h2_analysis, cohort, "aslr_deg", mdc=mdc or None,\n'
+         '                            confidence=confidence, adjust=adjust, model=model, covariance=covariance)\n'
+         'report.areas.show(aslr, "plot")'),
     code("report.areas.h2_model_note(aslr)"),
     code('report.table(report.areas.h2_contrast_table(aslr), "ASLR angle: difference in change from baseline", '
          'unit="deg")'),

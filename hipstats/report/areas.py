@@ -303,6 +303,8 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
 
 def h2_contrast_table(result) -> pd.DataFrame:
     """The primary H2 estimand: difference in change from baseline to the final visit between arms."""
+    if isinstance(result, NotEstimable):  # said once, where the analysis was attempted
+        return None if result.said else result
     f = result.final[result.final["estimand"] == getattr(result, "key_estimand", "difference in change")]
     cols = [c for c in ("contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust")
             if c in f.columns]
@@ -323,7 +325,7 @@ def h2_model_note(result):
     from IPython.display import Markdown
 
     if isinstance(result, NotEstimable):
-        return result
+        return None if result.said else result
     notes = "".join(f"\n- {html.escape(n)}" for n in getattr(result, "model_notes", []))
     desc = html.escape(getattr(result, "model_description", "linear mixed model"))
     return Markdown(f"**Model:** {desc}.{notes}")

@@ -3,7 +3,8 @@
 Uses nbconvert's :class:`~nbconvert.HTMLExporter` with ``exclude_input=True`` and the
 ``hipstats_report`` template (it extends JupyterLab's ``lab`` template and drops its
 require.js, MathJax, mermaid and widget scripts, which load from CDNs). Figures are
-embedded as ``data:`` URIs, CSS is inlined, and error outputs (tracebacks) stay visible.
+embedded as ``data:`` URIs, CSS is inlined, and an error output (a traceback) is replaced by one plain
+sentence: the traceback stays in the executed notebook and the run's manifest, never on a page.
 :func:`external_references` parses a page and lists anything in it that would reach the
 network or run script; the runner refuses to write a page for which it is not empty.
 
@@ -197,13 +198,24 @@ def _without_stderr(nb):
 
     from hipstats.report.notes import MIME_TYPE as NOTE_MIME  # noqa: PLC0415
 
+    import nbformat  # noqa: PLC0415
+
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
-            cell.outputs = [o for o in cell.get("outputs", [])
+            cell.outputs = [nbformat.from_dict(copy.deepcopy(STOPPED)) if o.get("output_type") == "error" else o for o in cell.get("outputs", [])
                             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
                             and not (o.get("data") and set(o["data"]) <= {NOTE_MIME})]
     return nb
+
+
+#: What a page shows where the notebook stopped with an error (the traceback is for the analyst: it is in the
+#: executed notebook under ``notebooks/`` and the error in ``manifest.json`` of the run).
+STOPPED = {"output_type": "display_data", "metadata": {}, "data": {
+    "text/html": '<p class="hipstats-not-estimable">This part of the report stopped with an error, so what '
+                 "follows is missing. The details are recorded for the analyst in the run's manifest.json and "
+                 "in the executed notebook in the run's notebooks folder.</p>",
+    "text/plain": "This part of the report stopped with an error; the details are in the run's manifest."}}
 
 
 def _first_heading(nb) -> str | None:

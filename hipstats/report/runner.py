@@ -222,7 +222,7 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
     out_nb = run_dir / job["notebook_rel"]
     out_html = run_dir / job["html_rel"]
     t0 = time.perf_counter()
-    status, error, km = "ok", None, None
+    status, error, km, tb = "ok", None, None, None
     try:
         km = _kernels.take_kernel()
         papermill.execute_notebook(job["path"], str(out_nb), parameters=job["parameters"], km=km,
@@ -246,7 +246,7 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
             noted = _notes.extract(nb)
             page = notebook_to_html(nb, title=job["title"], failed=status != "ok", banner=job["banner"])
         else:
-            page = _error_page(job["title"], error or "the notebook produced no output")
+            page = _error_page(job["title"])
         refs = external_references(page)
         if refs:
             raise ReportError(f"refusing to write {out_html.name}: it would load or run "
@@ -256,22 +256,26 @@ def _execute_one(job: dict[str, Any]) -> dict[str, Any]:
         status = "failed"
         msg = f"HTML export failed: {type(exc).__name__}: {exc}"
         error = f"{error}; {msg}" if error else msg
+        tb = traceback.format_exc()  # for the manifest; a page shows no traceback
         try:
-            _publish.write_atomic(out_html, _error_page(job["title"], error + "\n\n" + traceback.format_exc()))
+            _publish.write_atomic(out_html, _error_page(job["title"]))
         except OSError:
             pass  # disk full: the runner finds the page missing and does not publish the run
     return {"name": job["name"], "status": status, "duration_s": round(duration, 3), "error": error,
-            "findings": found, "warnings": noted, "export_s": round(time.perf_counter() - t0 - duration, 3)}
+            "traceback": tb, "findings": found, "warnings": noted, "export_s": round(time.perf_counter() - t0 - duration, 3)}
 
 
-def _error_page(title: str, message: str) -> str:
+def _error_page(title: str) -> str:
+    """The page of a notebook that produced no page: a plain sentence; the error goes to the manifest."""
     from hipstats.report.export import report_css  # noqa: PLC0415
 
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_html.escape(title)}</title>'
             f'<style>{report_css()}</style></head><body><nav class="hipstats-nav"><a href="../index.html">'
             f'&larr; All reports of this run</a></nav><main><h1>{_html.escape(title)}</h1>'
             f'<div class="hipstats-failed-banner">This report could not be produced.</div>'
-            f'<pre>{_html.escape(message)}</pre></main></body></html>')
+            f'<p>What went wrong is recorded for the analyst in the run\'s manifest.json (entry '
+            f'&ldquo;{_html.escape(title)}&rdquo;), with the full traceback when there is one; '
+            f'a page shows no program output.</p></main></body></html>')
 
 
 # ------------------------------------------------------------------------------ main entry
@@ -526,7 +530,8 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             "notebooks": [{"name": r.name, "title": r.title, "status": r.status, "duration_s": r.duration_s,
                            "error": r.error, "html": r.html, "notebook": r.notebook,
                            "source_notebook": str(n.path), "findings": len(r.findings),
-                           "warnings": raw[r.name].get("warnings", [])}
+                           "warnings": raw[r.name].get("warnings", []),
+                           **({"traceback": raw[r.name]["traceback"]} if raw[r.name].get("traceback") else {})}
                           for r, n in zip(results, selected)],
         }
         from hipstats.report.index import write_index  # noqa: PLC0415
@@ -585,7 +590,7 @@ def _run_pool(pool, jobs_: list[dict[str, Any]], n_jobs: int, progress: bool, co
                 r = {"name": job["name"], "status": "failed", "duration_s": 0.0, "findings": [],
                      "error": f"worker crashed: {type(exc).__name__}: {exc}"}
                 try:
-                    _publish.write_atomic(Path(job["run_dir"], job["html_rel"]), _error_page(job["title"], r["error"]))
+                    _publish.write_atomic(Path(job["run_dir"], job["html_rel"]), _error_page(job["title"]))
                 except OSError:
                     pass  # the runner finds the page missing and does not publish the run
             results[job["name"]] = r
