@@ -425,7 +425,7 @@ def _finish_sessions(df: pd.DataFrame | None) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def load_cohort(source, *, arms=None, tables=None, event_map=None) -> Cohort:
+def load_cohort(source, *, arms=None, tables=None, event_map=None, dictionary=None) -> Cohort:
     """Read, validate and normalise a cohort in one call.
 
     Parameters
@@ -461,7 +461,7 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None) -> Cohort:
     from hipstats.data.readers.source import read_source
     from hipstats.data.validation import validate_tables
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, dictionary=dictionary)
     tables_, report = validate_tables(raw, settings, source=label)
     if not report.ok:
         raise ValidationError(report)

@@ -604,7 +604,7 @@ def _check_cross_tables(tables: dict, raw: dict, report: ValidationReport) -> No
         report.extend(col.problems)
 
 
-def validate(source, *, arms=None, tables=None) -> ValidationReport:
+def validate(source, *, arms=None, tables=None, event_map=None, dictionary=None) -> ValidationReport:
     """Check a cohort source against the data contract and report every problem at once.
 
     Parameters
@@ -637,6 +637,6 @@ def validate(source, *, arms=None, tables=None) -> ValidationReport:
     """
     from hipstats.data.readers.source import read_source
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, dictionary=dictionary)
     _, report = validate_tables(raw, settings, source=label)
     return report

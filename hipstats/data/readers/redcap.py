@@ -13,6 +13,8 @@ True
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,6 +46,8 @@ def is_redcap(frame: pd.DataFrame) -> bool:
 def _event_to_visit(event: str, event_map: dict | None) -> tuple[str, float | None]:
     if event_map and event in event_map:
         v = event_map[event]
+        if isinstance(v, dict):
+            return str(v.get("visit", event)), (None if v.get("week") is None else float(v["week"]))
         return (v[0], float(v[1])) if isinstance(v, (tuple, list)) else (str(v), None)
     label = re.sub(r"_arm_\d+$", "", str(event).strip().lower())
     from hipstats.data.normalize import label_week
@@ -51,60 +55,93 @@ def _event_to_visit(event: str, event_map: dict | None) -> tuple[str, float | No
     return label, label_week(label)
 
 
-def read_redcap(raw: RawTable, event_map: dict | None = None) -> dict[str, RawTable]:
-    """Turn a REDCap flat export into measurements, participants and sessions.
+def read_redcap(raw: RawTable, event_map: dict | None = None, dictionary: "RedcapDictionary | None" = None
+                ) -> dict[str, RawTable]:
+    """Turn a REDCap export into measurements, participants and sessions.
 
     Conventions (documented in ``docs/data_dictionary.md``): ``record_id`` is the
     participant; ``redcap_event_name`` is the visit (``week_6_arm_1`` -> visit
-    ``week_6`` at week 6; override with ``event_map={"event": ("visit", week)}``);
-    measurement fields are named ``<measure>[_left|_right][_t<trial>]`` (for
-    example ``hip_ir_deg_left_t2`` or ``pelvic_tilt_deg_t1``); ``visit_date``, ``rater``,
-    ``device``, ``position`` and ``pelvis`` apply to the event's measurements;
-    participant fields (arm, sex, age_years, ...) may sit on any event; rows of a
-    repeating instrument that has an ``exercise`` field become sessions
-    (``redcap_repeat_instance`` = session number).
+    ``week_6`` at week 6; override with ``event_map={"event": ("visit", week)}`` or
+    ``{"event": {"visit": ..., "week": ...}}``); measurement fields are named
+    ``<measure>[_left|_right][_<pelvis>][_t<trial>][_r<k>]`` (for example
+    ``hip_ir_deg_left_neutral_t2``; ``_r2`` takes the rater from the event's field ``rater_2``)
+    or annotated in the data dictionary with ``@HIPSTATS(measure=..., side=..., pelvis=...,
+    trial=..., rater=..., device=..., position=...)``; ``visit_date``, ``week``, ``rater``,
+    ``device``, ``position`` and ``pelvis`` fields apply to the event's measurements (a field's
+    own name or annotation wins); participant fields (arm, sex, age_years, ...) may sit on any
+    event; rows of a repeating instrument that has an ``exercise`` field become sessions
+    (``redcap_repeat_instance`` = session number); rows of any other repeating instrument are
+    measurements, with the instance as the trial unless the field names one. With a
+    ``dictionary`` (:class:`RedcapDictionary`) codes become labels, checkboxes ``;`` lists, and
+    notes, calc, descriptive, file and ``<form>_complete`` fields are never read
+    (:func:`decode_export`); only contract measures are measure fields.
     """
     df = raw.frame.copy()
+    specs: dict[str, dict] | None = None
+    if dictionary is not None:
+        df, specs = decode_export(df, dictionary)
+    else:  # no dictionary: REDCap's form status fields are never measures
+        df = df.drop(columns=[c for c in df.columns if str(c).lower().endswith("_complete")])
     df.columns = [c if c == ROW else schema.normalise_column_name(c) for c in df.columns]
+    df = df.loc[:, ~pd.Index(df.columns).duplicated()]
     file = raw.file
     rep = df.get("redcap_repeat_instrument", pd.Series("", index=df.index)).fillna("").astype(str).str.strip()
-    is_rep = rep != ""
-    base = df.loc[~is_rep]
+    session_forms = set(rep[(rep != "") & (df["exercise"].astype(str).str.strip() != "")]) if "exercise" in df else set()
+    is_sess = rep.isin(session_forms) & (rep != "")
+    base = df.loc[~is_sess].copy()
+    # visit fields recorded on another instrument of the same event fill the rows that lack them
+    keys = [base["record_id"].astype(str), base["redcap_event_name"].astype(str)]
+    for v in [v for v in base.columns if v in _VISIT_FIELDS or re.fullmatch(r"rater_\d+", v)]:
+        vals = base[v].replace("", np.nan)
+        base[v] = vals.fillna(vals.groupby(keys).transform("first")).fillna("")
     # participants: first non-empty value per record
     pcols = [c for c in df.columns if c in PARTICIPANT_COLUMNS]
-    prow = base.groupby("record_id", sort=False)[ROW].min()
+    prow = df.groupby("record_id", sort=False)[ROW].min()
     pframe = pd.DataFrame({ROW: prow.to_numpy(), "participant_id": prow.index.astype(str)})
     for c in pcols:
-        vals = base[["record_id", c]].replace("", np.nan).dropna().groupby("record_id", sort=False)[c].first()
+        vals = df[["record_id", c]].replace("", np.nan).dropna().groupby("record_id", sort=False)[c].first()
         pframe[c] = pframe["participant_id"].map(vals)
     # measurements: melt measure fields
     meas_rows = []
+    instance = base.get("redcap_repeat_instance", pd.Series("", index=base.index)).astype(str).str.strip()
     for c in df.columns:
         if c in _REDCAP_META or c in pcols or c in _VISIT_FIELDS or c in _SESSION_FIELDS or c == ROW:
             continue
-        m = _REDCAP_FIELD.match(c)
-        if not m:
-            continue
-        sub = base.loc[base[c].astype(str).str.strip() != "", [ROW, "record_id", "redcap_event_name", c,
-                                                               *[v for v in _VISIT_FIELDS if v in base.columns]]]
+        if specs is not None:
+            spec = specs.get(c)
+            if spec is None:
+                continue
+        else:
+            m = _REDCAP_FIELD.match(c)
+            if not m:
+                continue
+            spec = {k: v for k, v in m.groupdict().items() if v}
+        keep = base[c].astype(str).str.strip() != ""
+        sub = base.loc[keep]
         if sub.empty:
             continue
         visits = sub["redcap_event_name"].map(lambda e: _event_to_visit(e, event_map))
+        trial = spec.get("trial") or np.where(instance[keep].to_numpy() != "", instance[keep].to_numpy(), "1")
         part = pd.DataFrame({
             ROW: sub[ROW].to_numpy(),
             "participant_id": sub["record_id"].astype(str).to_numpy(),
             "visit": [v[0] for v in visits],
             "week": [("" if v[1] is None else v[1]) for v in visits],
-            "measure": m.group("measure"),
-            "side": m.group("side") or "",
-            "trial": m.group("trial") or "1",
+            "measure": spec["measure"],
+            "side": spec.get("side") or "",
+            "trial": trial,
             "value": sub[c].to_numpy(),
         })
         if "week" in sub.columns:
             given = sub["week"].astype(str).str.strip()
             part["week"] = np.where(given.to_numpy() != "", given.to_numpy(), part["week"].to_numpy())
         for v in _VISIT_FIELDS - {"week"}:
-            if v in sub.columns:
+            own = spec.get(v)
+            if v == "rater" and own:
+                part[v] = sub[own].to_numpy() if own in sub.columns else own
+            elif own:
+                part[v] = own
+            elif v in sub.columns:
                 part[v] = sub[v].to_numpy()
         meas_rows.append(part)
     measurements = (pd.concat(meas_rows, ignore_index=True).sort_values(ROW, kind="stable").reset_index(drop=True)
@@ -116,8 +153,8 @@ def read_redcap(raw: RawTable, event_map: dict | None = None) -> dict[str, RawTa
                                                              "hip_ir_deg_left_t1)")])
     else:
         out["measurements"] = RawTable(measurements, file, [], raw.decimal_comma)
-    reps = df.loc[is_rep]
-    if not reps.empty and "exercise" in reps.columns:
+    reps = df.loc[is_sess]
+    if not reps.empty:
         sess = pd.DataFrame({ROW: reps[ROW].to_numpy(), "participant_id": reps["record_id"].astype(str).to_numpy()})
         if "redcap_repeat_instance" in reps.columns:
             sess["session"] = reps["redcap_repeat_instance"].to_numpy()
@@ -126,3 +163,210 @@ def read_redcap(raw: RawTable, event_map: dict | None = None) -> dict[str, RawTa
                 sess[dst] = reps[src].to_numpy()
         out["sessions"] = RawTable(sess.reset_index(drop=True), file, [], raw.decimal_comma)
     return out
+
+
+# --------------------------------------------------------------------------- REDCap projects
+#: REDCap's default export file names: ``<Project>_DATA_<YYYY-MM-DD_HHMM>.csv`` (raw data) and
+#: ``<Project>_DataDictionary_<YYYY-MM-DD>.csv``.
+DATA_FILE = re.compile(r"^(?P<project>.+?)_DATA_(?P<stamp>\d{4}-\d{2}-\d{2}(?:_\d{4})?)\.csv$", re.I)
+DICTIONARY_FILE = re.compile(r"^(?P<project>.+?)_DataDictionary_(?P<stamp>\d{4}-\d{2}-\d{2})\.csv$", re.I)
+#: Field types whose values never enter a table (free text, computed, layout, uploads).
+IGNORED_TYPES = ("notes", "calc", "descriptive", "file")
+_ANNOTATION = re.compile(r"@HIPSTATS\(([^)]*)\)", re.I)
+_PROJECT_FIELD = re.compile(
+    r"^(?P<measure>[a-z_]+?)(?:_(?P<side>left|right|l|r))?(?:_(?P<pelvis>neutral|free|anterior|posterior))?"
+    r"(?:_t(?:rial)?_?(?P<trial>\d+))?(?:_r(?P<rater>\d+))?$")
+
+
+@dataclass(frozen=True)
+class RedcapField:
+    """One row of a REDCap data dictionary."""
+
+    name: str
+    form: str
+    type: str
+    choices: tuple[tuple[str, str], ...] = ()
+    validation: str = ""
+    identifier: bool = False
+    annotation: tuple[tuple[str, str], ...] = ()
+
+    def label(self, code: str) -> str:
+        """The label of a choice code (the code itself when it is not a choice)."""
+        return dict(self.choices).get(str(code).strip(), code)
+
+
+class RedcapDictionary:
+    """A REDCap data dictionary: field types, choice labels, identifier flags, annotations.
+
+    Examples
+    --------
+    >>> import io
+    >>> d = RedcapDictionary.from_frame(pd.DataFrame({
+    ...     "Variable / Field Name": ["record_id", "arm", "faults"], "Form Name": ["enrol"] * 3,
+    ...     "Field Type": ["text", "radio", "checkbox"],
+    ...     "Choices, Calculations, OR Slider Labels": ["", "1, control | 2, loading", "1, lumbar_rounding | 2, knee"],
+    ...     "Identifier?": ["", "", ""], "Field Annotation": ["", "", ""]}))
+    >>> d["arm"].label("2"), d.forms
+    ('loading', ['enrol'])
+    """
+
+    def __init__(self, fields: list[RedcapField], file: str = ""):
+        self.fields = {f.name: f for f in fields}
+        self.file = file
+
+    def __getitem__(self, name: str) -> RedcapField:
+        return self.fields[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.fields
+
+    @property
+    def forms(self) -> list[str]:
+        return list(dict.fromkeys(f.form for f in self.fields.values() if f.form))
+
+    @property
+    def identifier_fields(self) -> list[str]:
+        """Fields the project flags as identifiers (column 'Identifier?' = y)."""
+        return [f.name for f in self.fields.values() if f.identifier]
+
+    @classmethod
+    def read(cls, path) -> "RedcapDictionary":
+        """Read ``<Project>_DataDictionary_<date>.csv`` as REDCap writes it."""
+        from hipstats.errors import SourceError  # noqa: PLC0415
+
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise SourceError(f"{path}: cannot read the REDCap data dictionary ({err})") from None
+        return cls.from_frame(frame, str(path))
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, file: str = "") -> "RedcapDictionary":
+        from hipstats.errors import SourceError  # noqa: PLC0415
+
+        cols = {}
+        for c in frame.columns:
+            n = str(c).strip().lower()
+            for key, start in (("name", "variable"), ("form", "form name"), ("type", "field type"),
+                               ("choices", "choices"), ("validation", "text validation type"),
+                               ("identifier", "identifier"), ("annotation", "field annotation")):
+                if n.startswith(start) and key not in cols:
+                    cols[key] = c
+        if not {"name", "form", "type"} <= set(cols):
+            raise SourceError(f"{file or 'data dictionary'}: not a REDCap data dictionary (needs the columns "
+                              "'Variable / Field Name', 'Form Name' and 'Field Type')")
+        fields = []
+        for _, r in frame.iterrows():
+            get = lambda k: str(r[cols[k]]).strip() if k in cols else ""  # noqa: E731
+            ftype = get("type").lower()
+            choices: tuple = ()
+            if ftype in ("radio", "dropdown", "checkbox"):
+                choices = tuple((code.strip(), label.strip()) for code, _, label in
+                                (part.partition(",") for part in get("choices").split("|")) if code.strip())
+            elif ftype == "yesno":
+                choices = (("1", "yes"), ("0", "no"))
+            elif ftype == "truefalse":
+                choices = (("1", "true"), ("0", "false"))
+            notes = _ANNOTATION.search(get("annotation"))
+            annotation = ()
+            if notes:
+                annotation = tuple((k.strip().lower(), v.strip()) for k, _, v in
+                                   (item.partition("=") for item in re.split(r"[,\s]+", notes.group(1))) if k.strip())
+            fields.append(RedcapField(get("name").lower(), get("form"), ftype, choices, get("validation").lower(),
+                                      get("identifier").lower() in ("y", "yes", "1"), annotation))
+        return cls(fields, file)
+
+
+def find_redcap_project(folder) -> tuple[Path, Path | None] | None:
+    """The newest REDCap data export in ``folder`` and its data dictionary (REDCap's file names).
+
+    The dictionary is the newest ``<Project>_DataDictionary_<date>.csv`` of the same project
+    (else the newest of any project); None when there is none. None when the folder holds no
+    ``<Project>_DATA_<date>.csv``.
+    """
+    from hipstats.errors import SourceError  # noqa: PLC0415
+
+    folder = Path(folder)
+    names = sorted(p for p in folder.iterdir() if p.is_file())
+    labels = [p.name for p in names if re.search(r"_DATA_LABELS_", p.name, re.I)]
+    data = sorted((DATA_FILE.match(p.name).group("stamp"), p) for p in names if DATA_FILE.match(p.name))
+    if not data:
+        if labels:
+            raise SourceError(f"{folder / labels[0]}: a REDCap export with labels; export the raw data "
+                              "('CSV / Microsoft Excel (raw data)') together with the data dictionary")
+        return None
+    stamp, export = data[-1]
+    project = DATA_FILE.match(export.name).group("project")
+    dicts = sorted((DICTIONARY_FILE.match(p.name).group("stamp"), DICTIONARY_FILE.match(p.name).group("project") == project, p)
+                   for p in names if DICTIONARY_FILE.match(p.name))
+    same = [d for d in dicts if d[1]]
+    chosen = (same or dicts)[-1][2] if dicts else None
+    return export, chosen
+
+
+def dictionary_beside(data_file) -> Path | None:
+    """The data dictionary next to a REDCap data export named as REDCap names it, if any."""
+    p = Path(data_file)
+    m = DATA_FILE.match(p.name)
+    if not m or not p.parent.is_dir():
+        return None
+    found = sorted(q for q in p.parent.iterdir() if DICTIONARY_FILE.match(q.name)
+                   and DICTIONARY_FILE.match(q.name).group("project") == m.group("project"))
+    return found[-1] if found else None
+
+
+def decode_export(frame: pd.DataFrame, dictionary: RedcapDictionary) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Apply a data dictionary to a raw REDCap export (column names as REDCap writes them).
+
+    Radio, dropdown, yes/no and true/false codes become their labels (not for measure fields,
+    whose codes are the values); checkbox columns ``<field>___<code>`` become one column of the
+    checked labels joined by ``;``; ``<form>_complete``, notes, calc, descriptive and file fields
+    are dropped; ``redcap_data_access_group`` becomes ``site`` where the project has no site field.
+
+    Returns
+    -------
+    frame : DataFrame
+    measures : dict
+        field -> {measure, side, pelvis, trial, rater, device, position} for measure fields.
+    """
+    df = frame.copy()
+    drop = [f"{form}_complete" for form in dictionary.forms] + [f"{form}_timestamp" for form in dictionary.forms]
+    measures: dict[str, dict] = {}
+    for f in dictionary.fields.values():
+        spec = _measure_spec(f)
+        if spec is not None:
+            measures[f.name] = spec
+        if f.type in IGNORED_TYPES:
+            drop.append(f.name)
+        elif f.type == "checkbox":
+            boxes = {c: c.split("___", 1)[1] for c in df.columns if str(c).lower().startswith(f.name + "___")}
+            if boxes:
+                labels = {re.sub(r"[^0-9a-z]", "_", code.lower()): label for code, label in f.choices}
+                checked = [df[c].astype(str).str.strip().str.lower().isin(("1", "checked")) for c in boxes]
+                names = [labels.get(re.sub(r"[^0-9a-z]", "_", code.lower()), code) for code in boxes.values()]
+                df[f.name] = [";".join(n for n, on in zip(names, row) if on) for row in zip(*checked)]
+                drop.extend(boxes)
+        elif f.choices and f.name in df.columns and spec is None:
+            mapping = dict(f.choices)
+            df[f.name] = df[f.name].map(lambda v, m=mapping: m.get(str(v).strip(), v))
+    df = df.drop(columns=[c for c in dict.fromkeys(drop) if c in df.columns])
+    if "redcap_data_access_group" in df.columns:
+        dag = df["redcap_data_access_group"].astype(str).str.strip()
+        df["site"] = dag if "site" not in df.columns else df["site"].where(df["site"].astype(str).str.strip() != "", dag)
+    return df, measures
+
+
+def _measure_spec(f: RedcapField) -> dict | None:
+    """How a dictionary field maps to measurement rows: the name rule, then ``@HIPSTATS(...)``."""
+    ann = dict(f.annotation)
+    if "ignore" in ann or f.type in IGNORED_TYPES or f.type in ("checkbox", "yesno", "truefalse"):
+        return None
+    m = _PROJECT_FIELD.match(f.name)
+    spec = {k: v for k, v in (m.groupdict() if m else {}).items() if v}
+    spec.update({k: v for k, v in ann.items() if k in ("measure", "side", "pelvis", "trial", "rater", "device",
+                                                       "position")})
+    if spec.get("measure") not in schema.MEASURES:
+        return None
+    if "rater" in spec and spec["rater"].isdigit() and "rater" not in ann:
+        spec["rater"] = f"rater_{spec['rater']}"  # name rule: _r2 -> the event's field rater_2
+    return spec

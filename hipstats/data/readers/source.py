@@ -35,7 +35,8 @@ from hipstats.data.readers.files import (
     TABLE_NAMES,
     TEXT_EXT,
 )
-from hipstats.data.readers.redcap import is_redcap, read_redcap
+from hipstats.data.readers.redcap import (RedcapDictionary, dictionary_beside, find_redcap_project, is_redcap,
+                                           read_redcap)
 from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
 from hipstats.errors import SourceError
 
@@ -100,6 +101,13 @@ def _split_long(raw: RawTable) -> dict[str, RawTable]:
     }
 
 
+def _read_redcap_file(export: Path, event_map, dictionary) -> dict[str, RawTable]:
+    single = read_table_file(export, "measurements")
+    if single.frame is None:
+        return {"measurements": single}
+    return read_redcap(single, event_map, RedcapDictionary.read(dictionary) if dictionary else None)
+
+
 # --------------------------------------------------------------------------- dispatch
 def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     found: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
@@ -127,8 +135,13 @@ def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     return files, problems
 
 
-def read_source(source, *, arms=None, tables=None, event_map=None):
+def read_source(source, *, arms=None, tables=None, event_map=None, dictionary=None):
     """Read any supported source into raw tables.
+
+    A folder holding a REDCap project export under REDCap's own file names
+    (``<Project>_DATA_<date>.csv`` and ``<Project>_DataDictionary_<date>.csv``) is read with
+    its dictionary (:func:`~hipstats.data.readers.redcap.find_redcap_project`); a REDCap data
+    file given directly takes ``dictionary`` (a path) or the dictionary beside it.
 
     Returns
     -------
@@ -151,6 +164,10 @@ def read_source(source, *, arms=None, tables=None, event_map=None):
         raise SourceError(f"{path}: no such file or folder")
     if path.is_dir():
         settings = _read_settings(path, arms)
+        project = find_redcap_project(path)
+        if project is not None:
+            export, found = project
+            return _read_redcap_file(export, event_map, dictionary or found), settings, str(path)
         files, problems = _find_table_files(path)
         raw: dict[str, RawTable] = {}
         if len(files) == 1 and "measurements" in files and not problems:
@@ -192,7 +209,9 @@ def read_source(source, *, arms=None, tables=None, event_map=None):
     if single.frame is None:
         return {"measurements": single}, settings, str(path)
     if is_redcap(single.frame):
-        return read_redcap(single, event_map), settings, str(path)
+        dictionary = dictionary or dictionary_beside(path)
+        return read_redcap(single, event_map, RedcapDictionary.read(dictionary) if dictionary else None), \
+            settings, str(path)
     raw = _split_long(single)
     if "participants" not in raw:
         raw["participants"] = RawTable(None, str(path), [source_problem(
