@@ -33,8 +33,12 @@ def _choices(labels):
     return " | ".join(f"{i}, {lab}" for i, lab in enumerate(labels, start=1))
 
 
-def export_redcap_project(src: Path, folder: Path, project: str = "HipMobility") -> tuple[Path, Path]:
-    """Write the CSV cohort in ``src`` as a REDCap raw-data export and data dictionary."""
+def export_redcap_project(src: Path, folder: Path, project: str = "HipMobility", *,
+                          identifiers: bool = False) -> tuple[Path, Path]:
+    """Write the CSV cohort in ``src`` as a REDCap raw-data export and data dictionary.
+
+    As REDCap's de-identified export ("remove all tagged identifier fields") unless
+    ``identifiers``: the dictionary flags ``initials``, the data leave it out."""
     m = pd.read_csv(src / "measurements.csv", dtype=str, keep_default_na=False)
     p = pd.read_csv(src / "participants.csv", dtype=str, keep_default_na=False)
     s = pd.read_csv(src / "sessions.csv", dtype=str, keep_default_na=False)
@@ -99,19 +103,22 @@ def export_redcap_project(src: Path, folder: Path, project: str = "HipMobility")
     visits = m.pivot_table(index=["participant_id", "visit", "visit_date", "week"], columns="field",
                            values="value", aggfunc="first").reset_index()
     raters = m[m["rater"] != "R1"].groupby(["participant_id", "visit"])["rater"].first()
+    site = p.set_index("participant_id")["site"].to_dict()
+    measure_fields = set(m["field"])
     for _, r in visits.iterrows():
         row = {"record_id": r["participant_id"], "redcap_event_name": f"{r['visit']}_arm_1",
-               "redcap_data_access_group": p.set_index("participant_id").loc[r["participant_id"], "site"],
+               "redcap_data_access_group": site[r["participant_id"]],
                "visit_date": r["visit_date"], "week": r["week"], "rater": "R1",
                "rater_2": raters.get((r["participant_id"], r["visit"]), ""), "visit_comments": "note text",
                "visit_complete": "2"}
-        row.update({f: ("" if pd.isna(v) else v) for f, v in r.items() if f in set(m["field"])})
+        # a score is a radio field: its code is "0", never the "-0" a simulated score can carry
+        row.update({f: ("" if pd.isna(v) else "0" if v == "-0" else v) for f, v in r.items() if f in measure_fields})
         rows.append(row)
-    for i, (_, r) in enumerate(s.iterrows()):
-        inst = int((s["participant_id"].iloc[:i] == r["participant_id"]).sum()) + 1
+    instances = s.groupby("participant_id", sort=False).cumcount() + 1
+    for inst, (_, r) in zip(instances, s.iterrows()):
         row = {"record_id": r["participant_id"], "redcap_event_name": "training_arm_1",
                "redcap_repeat_instrument": "training_log", "redcap_repeat_instance": str(inst),
-               "redcap_data_access_group": p.set_index("participant_id").loc[r["participant_id"], "site"],
+               "redcap_data_access_group": site[r["participant_id"]],
                "session": r["session"], "date": r["date"], "week": r["week"],
                "exercise": code(exercises)[r["exercise"]], "sets": r["sets"], "reps": r["reps"],
                "load_kg": r["load_kg"], "rpe": r["rpe"], "pain_nrs": r["pain_nrs"],
@@ -123,14 +130,12 @@ def export_redcap_project(src: Path, folder: Path, project: str = "HipMobility")
                "redcap_data_access_group"]
     for f in fields:
         name = f["Variable / Field Name"]
-        if f["Field Type"] == "descriptive" or name == "record_id":
+        if f["Field Type"] == "descriptive" or name == "record_id" or (f["Identifier?"] and not identifiers):
             continue
         if f["Field Type"] == "checkbox":
             columns += [f"{name}___{code(faults)[x]}" for x in faults]
         else:
             columns.append(name)
-        if f["Form Name"] and (len(columns) and name == fields[-1]["Variable / Field Name"] or True):
-            pass
     for form in ("enrolment", "visit", "training_log"):
         columns.append(f"{form}_complete")
     data = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys(columns))).fillna("")
@@ -153,7 +158,8 @@ def _same_tables(a: hs.Cohort, b: hs.Cohort) -> None:
         x, y = getattr(a, name), getattr(b, name)
         cols = [c for c in x.columns if not c.startswith("_")]
         assert sorted(cols) == sorted(c for c in y.columns if not c.startswith("_")), name
-        key = lambda df: df[cols].astype(str).sort_values(cols).reset_index(drop=True)  # noqa: E731
+        # -0.0 and 0.0 are one value (a REDCap code "0"); everything else must match as text
+        key = lambda df: df[cols].astype(str).replace("-0.0", "0.0").sort_values(cols).reset_index(drop=True)  # noqa: E731
         pd.testing.assert_frame_equal(key(x), key(y), obj=name)
 
 

@@ -465,6 +465,6 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None, dictionary=No
     tables_, report = validate_tables(raw, settings, source=label)
     if not report.ok:
         raise ValidationError(report)
-    files = sorted({rt.file for rt in raw.values()})
+    files = sorted({rt.file for rt in raw.values()} | {f for rt in raw.values() for f in rt.also_read})
     return Cohort(tables_["measurements"], tables_["participants"], tables_.get("sessions"), settings,
                   label, files)

@@ -53,6 +53,8 @@ class ValidationReport:
     def __init__(self, source: str, problems: list[Problem] | None = None):
         self.source = source
         self.problems: list[Problem] = list(problems or [])
+        #: What the readers left out on purpose (e.g. REDCap notes fields), said aloud.
+        self.notes: list[str] = []
 
     @property
     def ok(self) -> bool:

@@ -568,8 +568,15 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         report.extend(col.problems)
         tables[name] = df
     _check_cross_tables(tables, raw, report)
-    report.problems = [_withhold(p, found) for p in report.problems]
+    report.notes = list(dict.fromkeys(n for rt in raw.values() for n in rt.notes))
+    report.problems = [_withhold(_in_source_terms(p, raw), found) for p in report.problems]
     return tables, report
+
+
+def _in_source_terms(p: Problem, raw: dict) -> Problem:
+    """A problem named as its source names it (a REDCap field and record), when the reader can tell."""
+    rt = raw.get(p.table)
+    return rt.locate(p) if rt is not None and rt.locate is not None else p
 
 
 def _withhold(p: Problem, found: dict[str, str]) -> Problem:

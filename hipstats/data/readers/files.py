@@ -16,6 +16,7 @@ import io as _io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,14 @@ class RawTable:
     file: str
     problems: list[Problem] = field(default_factory=list)
     decimal_comma: bool = False
+    #: Columns the source itself flags as direct identifiers (REDCap's "Identifier?"): refused.
+    identifier_fields: tuple[str, ...] = ()
+    #: Rewrites a problem into the source's own terms (REDCap field and record), or None.
+    locate: Callable[[Problem], Problem] | None = None
+    #: What the reader left out on purpose, said aloud (``ValidationReport.notes``).
+    notes: list[str] = field(default_factory=list)
+    #: Other files the table was read with (a REDCap data dictionary), for the manifest.
+    also_read: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- files
