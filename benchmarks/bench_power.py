@@ -106,6 +106,37 @@ def statsmodels_loop(n: int, seed: int = 0) -> tuple[float, float]:
     return (time.process_time() - c0) / n, rej / n
 
 
+IMPORT_SCRIPT = """
+import time
+c0 = time.process_time()
+import hipstats.power.simulation  # what a worker process imports to run replicates
+print(time.process_time() - c0)
+"""
+
+
+def worker_import_cpu() -> float:
+    """CPU s to import the replicate code in a fresh process (a worker's start-up)."""
+    r = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT], capture_output=True, text=True,
+                       check=True, cwd=ROOT)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def children_cpu() -> float:
+    """CPU s (user + system) used so far by this process's live child processes (the workers)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with the dev dependencies
+        return float("nan")
+    total = 0.0
+    for c in psutil.Process().children(recursive=True):
+        try:
+            t = c.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def this_engine(n: int, df: str) -> tuple[float, float]:
     c0 = time.process_time()
     res = simulate_power(DESIGN, n_sim=n, n_jobs=1, seed=1, df=df, progress=False)
@@ -123,10 +154,13 @@ def main(argv=None):
 
     simulate_power(DESIGN, n_sim=20, n_jobs=1, seed=99, progress=False)  # warm-up
     load0 = os.getloadavg()
+    c0, k0 = time.process_time(), children_cpu()
     t0 = time.perf_counter()
     curve = power_curve(DESIGN, GRID, n_sim=args.n_sim, n_jobs=2, seed=1, progress=False)
     curve_wall = time.perf_counter() - t0
-    print(f"curve {len(GRID)} x {args.n_sim}: {curve_wall:.1f} s", flush=True)
+    curve_cpu = time.process_time() - c0 + children_cpu() - k0  # parent + workers, start-up included
+    print(f"curve {len(GRID)} x {args.n_sim}: {curve_wall:.1f} s wall, {curve_cpu:.1f} s CPU", flush=True)
+    import_cpu = worker_import_cpu()
     new = {df: this_engine(args.probe, df) for df in ("satterthwaite", "wald")}
     print("this engine", new, flush=True)
     old = old_engine(args.old)
@@ -138,6 +172,10 @@ def main(argv=None):
     trials = len(GRID) * args.n_sim
     per_trial_wall = curve_wall / trials
     idle = 10_000 * new["satterthwaite"][0] / 2
+    busy = max(load0[0], load1[0]) > (os.cpu_count() or 1) - 0.5
+    load_text = ("other jobs shared the machine, so wall times are inflated" if busy else
+                 "below the number of cores, so the wall time is close to what an idle machine gives")
+    sm_curve = trials * sm_cpu / 2  # the same curve with the statsmodels loop on 2 processes
     lines = [
         "# Simulation power benchmark (`benchmarks/bench_power.py`)",
         "",
@@ -147,8 +185,7 @@ def main(argv=None):
         f"{len(GRID)} points ({GRID[0]}-{GRID[-1]} per arm) x {args.n_sim:,} trials. "
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, single-threaded BLAS. Load average (1 min) at start "
-        f"{load0[0]:.1f}, at end {load1[0]:.1f}: above the number of cores, other jobs shared "
-        "the machine and wall times are inflated; CPU time per trial is the load-independent "
+        f"{load0[0]:.1f}, at end {load1[0]:.1f}: {load_text}; CPU time is the load-independent "
         "figure. All rows come from one run of this script.",
         "",
         "## Power curve, 2 worker processes (joblib/loky)",
@@ -157,7 +194,12 @@ def main(argv=None):
         f"({1000 * per_trial_wall:.1f} ms per trial; target < 20 s for 10 x 1,000: "
         f"{'met' if curve_wall * 10_000 / trials < 20 else 'not met'} at this load, "
         "worker start-up included).",
+        f"* CPU of the whole curve (this process + both workers, their start-up included): "
+        f"**{curve_cpu:.1f} s**; importing the replicate code costs a fresh worker "
+        f"{import_cpu:.2f} s CPU.",
         f"* Projected on 2 idle cores from CPU time (10,000 x CPU per trial / 2): **{idle:.1f} s**.",
+        f"* The same curve with the statsmodels MixedLM loop (CPU per trial below x {trials:,} / 2 "
+        f"processes): about **{sm_curve / 60:.0f} min**, {sm_curve / curve_wall:.0f} x this run's wall.",
         "",
         "| n per arm | power | 95% CI | failed | not converged | singular |",
         "| ---: | ---: | --- | ---: | ---: | ---: |",

@@ -58,6 +58,8 @@ def print_report(report, *, fmt: str = "table", max_rows: int | None = None) -> 
         click.echo(report.to_frame().to_json(orient="records", indent=2))
         return
     console = _console()
+    for note in getattr(report, "notes", None) or ():
+        console.print(f"note: {note}", highlight=False)
     if report.ok:
         console.print(f"[green]{report.source}: no problems found[/green]")
         return
@@ -86,18 +88,30 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("source")
-@click.option("--arms", help="Comma-separated allowed arms, reference first (default from hipstats.yaml).")
+@click.argument("source", required=False)
+@click.option("--arms", help="Comma-separated allowed arms, reference first (overrides --config and the "
+                             "folder's hipstats.yaml).")
+@click.option("--config", type=click.Path(dir_okay=False),
+              help="Settings file (hipstats.yaml: source, arms, reference_arm, view settings) for any source, "
+                   "a database included.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--max-rows", type=int, default=200, show_default=True, help="Rows to print; 0 for all.")
-def validate(source: str, arms: str | None, fmt: str, max_rows: int) -> None:
-    """Check SOURCE (folder, file, REDCap export or SQLAlchemy URL) against the data contract.
+def validate(source: str | None, arms: str | None, config: str | None, fmt: str, max_rows: int) -> None:
+    """Check SOURCE (folder, file, SPSS/Stata file, REDCap export or database URL) against the data contract.
 
-    Exits 0 when the data are clean and 2 when there are problems. Nothing is written.
+    SOURCE defaults to the `source` of --config. Exits 0 when the data are clean and 2 when
+    there are problems. Nothing is written.
     """
     from hipstats.data.validation import validate as _validate
+    from hipstats.report.project import read_config
 
-    report = _validate(source, arms=arms.split(",") if arms else None)
+    settings = read_config(config) if config else {}
+    source = source or settings.get("source")
+    if not source:
+        raise ParameterError("no SOURCE given: name the cohort (a folder, file or database URL) or give "
+                             "--config FILE with a 'source:' line")
+    arm_list = [a.strip() for a in arms.split(",") if a.strip()] if arms else settings.get("arms")
+    report = _validate(source, arms=arm_list, config=config, event_map=settings.get("event_map"))
     print_report(report, fmt=fmt, max_rows=max_rows or None)
     sys.exit(EXIT_OK if report.ok else EXIT_BAD_INPUT)
 
@@ -131,9 +145,12 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 
 
 @cli.command(context_settings={"show_default": True})
-@click.option("--method", type=click.Choice(["simulation", "slope", "change", "ancova"]), default="simulation",
-              help="Simulation power of the mixed model; 'slope': the analytic slope formula (Diggle et al. 2002, "
-                   "longpower's lmmpower) for the same design; or the analytic change-score / ANCOVA formulas.")
+@click.option("--method", type=click.Choice(["simulation", "slope", "mmrm", "change", "ancova"]),
+              default="simulation",
+              help="Simulation power of the mixed model; for the same design the analytic formulas 'slope' "
+                   "(difference in slopes, Diggle et al. 2002, longpower's lmmpower) or 'mmrm' (difference at "
+                   "the last visit with dropout, Lu, Luo & Chen 2008, longpower's power.mmrm); or the "
+                   "two-arm change-score / ANCOVA formulas (--effect, --sd).")
 @click.option("--n-per-arm", help="Participants per arm; several (comma-separated) give a power curve. "
                                   "[default: 60]")
 @click.option("--arms", help="Arms, e.g. control,stretching,loading. [default: control,stretching,loading]")
@@ -160,7 +177,8 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 @click.option("--sd", type=float, help="Analytic: SD of the change scores (change) or of the outcome at "
                                         "follow-up (ancova), degrees.")
 @click.option("--rho", type=float, help="ANCOVA: baseline-follow-up correlation (required for ancova).")
-@click.option("--power", "target_power", type=float, help="Analytic: solve for n at this power.")
+@click.option("--power", "target_power", type=float,
+              help="Analytic (slope, mmrm, change, ancova): solve for n per arm at this power.")
 @click.option("--alpha", type=float, help="Two-sided significance level. [default: 0.05]")
 @click.option("--n-sim", type=click.IntRange(10), default=1000, help="Simulated trials per design.")
 @click.option("--seed", type=int, default=0, help="Random seed (the API and the power notebook default to 0 too).")
@@ -185,12 +203,18 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
                                "the change scores")
     if method in ("change", "ancova") and (effect is None or sd is None):
         raise click.UsageError(f"--method {method} needs --effect and --sd")
+    if method == "simulation" and target_power is not None:
+        raise click.UsageError("--power solves for n with an analytic --method (slope, mmrm, change, ancova); "
+                               "for simulation give several --n-per-arm values (a power curve)")
+    if method in ("simulation", "slope", "mmrm") and (effect is not None or sd is not None):
+        raise click.UsageError(f"--effect and --sd belong to --method change/ancova; --method {method} takes "
+                               "the design (--effects, --sd-intercept, --sd-slope, --sd-residual)")
     params: dict = {"alpha": alpha}
     design_params = {"n_per_arm": n_per_arm, "arms": arms, "weeks": weeks, "effects": effects, "target": target,
                      "reference": reference, "dropout": dropout, "sd_intercept": sd_intercept,
                      "sd_slope": sd_slope, "corr": corr, "sd_residual": sd_residual, "test": test_name,
                      "df": df_method}
-    if method in ("simulation", "slope"):
+    if method in ("simulation", "slope", "mmrm"):
         params.update(design_params)
         if method == "simulation":
             params.update({"n_sim": n_sim, "seed": seed, "n_jobs": jobs, "client": scheduler,
@@ -208,8 +232,8 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
     params = {k: v for k, v in params.items() if v is not None}
     pilot = None
     if pilot_source:
-        if method not in ("simulation", "slope"):
-            raise click.UsageError("--from-pilot applies to --method simulation or slope")
+        if method not in ("simulation", "slope", "mmrm"):
+            raise click.UsageError("--from-pilot applies to --method simulation, slope or mmrm")
         from hipstats.cohort import load_cohort
 
         pilot = load_cohort(pilot_source)
@@ -218,23 +242,13 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
         params["pilot_measure"] = pilot_measure
     console = _console()
     design_table = None
-    if method == "slope":
-        from hipstats.power import power_slope
+    if method in ("slope", "mmrm"):
+        from hipstats.power.params import longitudinal_power_from_params
 
-        plan = plan_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
-        d = plan.design
-        if d.test != "arm:week":
-            raise ParameterError("--method slope answers the arm:week (slope) test")
-        rows = [power_slope(d.true_contrast("arm:week", d.target, d.reference), d.weeks, d.sd_intercept,
-                            d.sd_slope, d.sd_residual, d.corr_intercept_slope, n_per_arm=n,
-                            alpha=d.alpha).summary() for n in plan.sizes]
-        import pandas as pd
-
-        table = pd.concat(rows, ignore_index=True)
-        design_table = d.design_table()
-        design_table.loc[design_table["quantity"] == "Dropout", "value"] += " (the formula assumes none)"
-        notes = ["Analytic normal approximation (Diggle et al. 2002, as R's longpower lmmpower); it assumes "
-                 "complete follow-up, so dropout in the design is not used."]
+        if target_power is not None:
+            params["power"] = target_power
+        table = longitudinal_power_from_params(params, method, pilot=pilot, pilot_label=str(pilot_source))
+        design_table, notes = table.attrs["design_table"], table.attrs["notes"]
     else:
         result = run_power_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
         if hasattr(result, "columns"):

@@ -132,7 +132,7 @@ def test_gee_independence_equals_logistic_mle_with_sandwich():
     B = score.to_numpy().T @ score.to_numpy()
     V = np.linalg.inv(A) @ B @ np.linalg.inv(A)
     assert res["log_or_per_week"] == pytest.approx(b[1], abs=1e-6)
-    assert res["se"] == pytest.approx(np.sqrt(V[1, 1]), rel=1e-4)
+    assert res["log_or_per_week_se"] == pytest.approx(np.sqrt(V[1, 1]), rel=1e-4)
     assert res["odds_ratio_per_week"] == pytest.approx(np.exp(b[1]), rel=1e-6)
 
 
@@ -143,7 +143,7 @@ def test_fault_trend_recovers_truth_at_nominal_rate():
     hits = 0
     for seed in range(20):
         res = fault_trend(make_fault_log(n=30, seed=100 + seed)).iloc[0]
-        hits += np.log(res["or_ci_low"]) <= -0.15 <= np.log(res["or_ci_high"])
+        hits += np.log(res["odds_ratio_per_week_ci_low"]) <= -0.15 <= np.log(res["odds_ratio_per_week_ci_high"])
     assert hits >= 17
 
 
@@ -218,9 +218,9 @@ def test_faults_analysis_on_simulated_cohort():
     t = c.truth
     res = faults_analysis(c)
     tr = res.trend.iloc[0]
-    assert np.log(tr["or_ci_low"]) <= t["fault_logit_week"] <= np.log(tr["or_ci_high"])
+    assert np.log(tr["odds_ratio_per_week_ci_low"]) <= t["fault_logit_week"] <= np.log(tr["odds_ratio_per_week_ci_high"])
     for _, row in res.trend_by_arm.iterrows():
-        assert np.log(row["or_ci_low"]) <= t["fault_logit_week"] <= np.log(row["or_ci_high"])
+        assert np.log(row["odds_ratio_per_week_ci_low"]) <= t["fault_logit_week"] <= np.log(row["odds_ratio_per_week_ci_high"])
     s = res.summary()
     assert len(s) == 3 and s["interpretation"].str.len().gt(10).all()
     assert set(res.rates["arm"]) == {"loading", "stretching"}

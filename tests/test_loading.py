@@ -167,7 +167,7 @@ def test_progression_slopes_closed_form():
         lr = stats.linregress(g["week"], g["load_kg"])
         crit = stats.t.ppf(0.975, len(g) - 2)
         assert row["slope_kg_per_week"] == pytest.approx(lr.slope, abs=1e-10)
-        assert row["ci_low"] == pytest.approx(lr.slope - crit * lr.stderr, abs=1e-10)
+        assert row["slope_kg_per_week_ci_low"] == pytest.approx(lr.slope - crit * lr.stderr, abs=1e-10)
     assert set(out["exercise"]) == {"ffe_split_squat"}  # bodyweight exercise left out
     with pytest.raises(AnalysisError, match="external load"):
         progression_slopes(log[log["exercise"] == "glute_bridge"])
@@ -223,7 +223,7 @@ def test_progression_and_rule_rates_recover_truth_at_nominal_rate():
         people = pd.DataFrame({"participant_id": log["participant_id"].unique(), "arm": "loading"})
         truth = _truth_slope(0.3, 0.05, 0.3, 0.85)  # E over a_i of a linear function of a_i
         arm = progression_slopes(log, level="arm", participants=people).iloc[0]
-        hits["slope"] += arm["ci_low"] <= truth <= arm["ci_high"]
+        hits["slope"] += arm["mean_slope_ci_low"] <= truth <= arm["mean_slope_ci_high"]
         comp = progression_compliance(log, participants=people).by_arm.iloc[0]
         hits["violation"] += comp["violation_rate_ci_low"] <= 0.3 <= comp["violation_rate_ci_high"]
         # per completed row: squat rows carry pain with prob 0.05, bridge rows never
@@ -491,7 +491,7 @@ def test_group_slopes_equal_per_group_ols_with_ties_and_degenerate_groups():
     for g in range(sizes.size):
         xg, yg = x[gid == g], y[gid == g]
         if xg.size < 3 or np.ptp(xg) == 0:
-            assert np.isnan(out.loc[g, "slope_kg_per_week"]) and np.isnan(out.loc[g, "se"])
+            assert np.isnan(out.loc[g, "slope_kg_per_week"]) and np.isnan(out.loc[g, "slope_kg_per_week_se"])
             continue
         X = np.column_stack([np.ones_like(xg), xg])
         beta, rss, *_ = np.linalg.lstsq(X, yg, rcond=None)
@@ -499,8 +499,8 @@ def test_group_slopes_equal_per_group_ols_with_ties_and_degenerate_groups():
         se = np.sqrt(cov[1, 1])
         crit = stats.t.ppf(0.975, xg.size - 2)
         assert out.loc[g, "slope_kg_per_week"] == pytest.approx(beta[1], abs=1e-10)
-        assert out.loc[g, "se"] == pytest.approx(se, abs=1e-10)
-        assert out.loc[g, "ci_high"] == pytest.approx(beta[1] + crit * se, abs=1e-10)
+        assert out.loc[g, "slope_kg_per_week_se"] == pytest.approx(se, abs=1e-10)
+        assert out.loc[g, "slope_kg_per_week_ci_high"] == pytest.approx(beta[1] + crit * se, abs=1e-10)
 
 
 def test_progression_slopes_match_linregress_on_simulated_cohort(sim):
@@ -521,8 +521,8 @@ def test_progression_slopes_match_linregress_on_simulated_cohort(sim):
         lr = stats.linregress(g["week"], g["load_kg"])
         crit = stats.t.ppf(0.975, len(g) - 2)
         assert row["slope_kg_per_week"] == pytest.approx(lr.slope, abs=1e-10)
-        assert row["se"] == pytest.approx(lr.stderr, abs=1e-10)
-        assert row["ci_low"] == pytest.approx(lr.slope - crit * lr.stderr, abs=1e-10)
+        assert row["slope_kg_per_week_se"] == pytest.approx(lr.stderr, abs=1e-10)
+        assert row["slope_kg_per_week_ci_low"] == pytest.approx(lr.slope - crit * lr.stderr, abs=1e-10)
 
 
 def test_fault_lists_parsed_once_per_string_equal_row_by_row():

@@ -133,12 +133,12 @@ def test_rm_corr_bland_altman_published_and_r():
     res = rm_corr(d, "PacO2", "pH", "Subject").iloc[0]
     ref = REF["bland1995"]
     # published (Bland & Altman 1995; Bakdash & Marusich 2017): r = -0.51, df 38, p = 0.0008
-    assert res["df"] == 38 and round(res["r"], 2) == -0.51 and round(res["p"], 4) == 0.0008
+    assert res["df"] == 38 and round(res["estimate"], 2) == -0.51 and round(res["p_value"], 4) == 0.0008
     # the R package rmcorr itself (0.7.0; its CI since 0.5.4: psych::r.con(r, df + 2)): 1e-9
     assert REF["rmcorr"] >= "0.5.4"
     assert round(res["ci_low"], 4) == -0.7067 and round(res["ci_high"], 4) == -0.2319
-    for key in ("r", "p", "ci_low", "ci_high", "slope"):
-        assert res[key] == pytest.approx(ref[key], abs=1e-9), key
+    for key, ours in (("r", "estimate"), ("p", "p_value"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("slope", "slope")):
+        assert res[ours] == pytest.approx(ref[key], abs=1e-9), key
 
 
 def _rm_corr_ols(d, x, y, s):
@@ -173,12 +173,12 @@ def test_rm_corr_equals_ols_with_subject_dummies(meas):
     pf = pelvis_frame(meas)
     res = rm_corr(pf, "tilt", "ir_free", "participant_id").iloc[0]
     r, slope, dof, p = _rm_corr_ols(pf, "tilt", "ir_free", "participant_id")
-    assert res["r"] == pytest.approx(r, abs=1e-10)
+    assert res["estimate"] == pytest.approx(r, abs=1e-10)
     assert res["slope"] == pytest.approx(slope, abs=1e-10)
-    assert res["df"] == dof and res["p"] == pytest.approx(p, rel=1e-8)
+    assert res["df"] == dof and res["p_value"] == pytest.approx(p, rel=1e-8)
     wb = pd.read_csv(FIX / "within_between_data.csv")
     res2 = rm_corr(wb, "tilt", "ir", "participant_id").iloc[0]
-    assert res2["r"] == pytest.approx(REF["within_between_rmcorr"]["r"], abs=1e-9)
+    assert res2["estimate"] == pytest.approx(REF["within_between_rmcorr"]["r"], abs=1e-9)
     assert res2["df"] == REF["within_between_rmcorr"]["df"]
 
 
@@ -187,7 +187,7 @@ def test_rm_corr_single_visit_participants():
     extra = pd.DataFrame({"Subject": [99], "pH": [7.0], "PacO2": [5.0]})
     with_single = rm_corr(pd.concat([d, extra]), "PacO2", "pH", "Subject").iloc[0]
     base = rm_corr(d, "PacO2", "pH", "Subject").iloc[0]
-    assert with_single["n_excluded"] == 1 and with_single["r"] == pytest.approx(base["r"])
+    assert with_single["n_excluded"] == 1 and with_single["estimate"] == pytest.approx(base["estimate"])
     assert with_single["df"] == base["df"]
     one_each = d.groupby("Subject").head(1)
     with pytest.raises(AnalysisError, match="single observation"):
@@ -221,7 +221,7 @@ def test_within_between_matches_lme4_and_lmertest():
     attrs = res.attrs
     assert attrs["var_subject"] == pytest.approx(ref["var_subject"], rel=1e-4)
     assert attrs["var_residual"] == pytest.approx(ref["var_residual"], rel=1e-4)
-    assert attrs["n_subjects"] == 30
+    assert attrs["n_participants"] == 30
 
 
 def test_within_between_errors():
@@ -247,10 +247,10 @@ def test_paired_difference_closed_form(meas):
     tt = stats.ttest_rel(per["ir_neutral"], per["ir_free"])
     ci = tt.confidence_interval(0.95)
     row = res.loc["pooled"]
-    assert row["n"] == 80 and row["mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
-    assert row["p"] == pytest.approx(tt.pvalue, rel=1e-10)
+    assert row["n_participants"] == 80 and row["estimate"] == pytest.approx(d.mean(), abs=1e-12)
+    assert row["p_value"] == pytest.approx(tt.pvalue, rel=1e-10)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-10)
-    assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-10)
+    assert row["wilcoxon_p_value"] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-10)
     assert row["d_z"] == pytest.approx(d.mean() / d.std(ddof=1), abs=1e-12)
     # g_av with the exact J; J(df) ~ 1 - 3/(4 df - 1) (Hedges 1981) to 1e-4 at df = 79
     sd_av = (per["ir_neutral"].std() + per["ir_free"].std()) / 2
@@ -309,7 +309,7 @@ def test_within_between_recovers_truth_at_nominal_rate():
             row = wb.loc[f"{term}_corrected"]
             hits[term] += row["ci_low"] <= truth <= row["ci_high"]
         rc = rm_corr(pf, "tilt", "ir_free", "participant_id").iloc[0]
-        se = abs(rc["slope"]) / abs(rc["r"] * np.sqrt(rc["df"] / (1 - rc["r"] ** 2)))
+        se = abs(rc["slope"]) / abs(rc["estimate"] * np.sqrt(rc["df"] / (1 - rc["estimate"] ** 2)))
         crit = stats.t.ppf(0.975, rc["df"])
         hits["rm"] += rc["slope"] - crit * se <= -0.3 * lam <= rc["slope"] + crit * se
     assert min(hits.values()) >= 26, hits
@@ -335,7 +335,7 @@ def test_measurement_error_correction_closed_form():
     for term in ("within", "between"):
         r = t.loc[f"{term}_corrected"]
         assert r["ci_low"] < r["estimate"] < r["ci_high"]
-        assert r["t"] == pytest.approx(r["estimate"] / r["se"]) and r["df"] == 49
+        assert r["statistic"] == pytest.approx(r["estimate"] / r["se"]) and r["df"] == 49
     assert t.loc["within_corrected", "ci_high"] != pytest.approx(t.loc["within", "ci_high"] / lam_w, rel=1e-6)
     with pytest.raises(AnalysisError, match="measurement error"):
         within_between(pf, "tilt", "ir_free", "participant_id", x_error_var=50.0)
@@ -400,7 +400,7 @@ def test_within_and_pooled_levels_differ():
     wb = within_between(pf, "tilt", "ir_free", "participant_id").set_index("term")
     assert wb.loc["within", "ci_low"] < -0.3 < wb.loc["within", "ci_high"]
     assert wb.loc["between", "ci_low"] < 0.5 < wb.loc["between", "ci_high"]
-    assert wb.loc["contextual", "p"] < 0.001
+    assert wb.loc["contextual", "p_value"] < 0.001
     pooled = np.polyfit(pf["tilt"], pf["ir_free"], 1)[0]
     assert pooled > 0  # the pooled slope has the wrong sign for the masking question
 
@@ -416,18 +416,18 @@ def test_ir_by_tilt_class_matches_hand_grouping(meas):
                  labels=["posterior", "neutral", "anterior"])
     for c in ("posterior", "neutral", "anterior"):
         sub = base[cls == c]
-        assert res.loc[c, "n"] == len(sub)
+        assert res.loc[c, "n_participants"] == len(sub)
         assert res.loc[c, "ir_free"] == pytest.approx(sub["ir_free"].mean())
-        assert res.loc[c, "diff"] == pytest.approx((sub["ir_neutral"] - sub["ir_free"]).mean())
+        assert res.loc[c, "ir_difference"] == pytest.approx((sub["ir_neutral"] - sub["ir_free"]).mean())
     # masking grows with tilt: anterior class has the largest neutral - free difference
-    assert res.loc["anterior", "diff"] > res.loc["neutral", "diff"] > res.loc["posterior", "diff"]
-    assert set(res.attrs["anova"]) == {"ir_free", "diff"}
+    assert res.loc["anterior", "ir_difference"] > res.loc["neutral", "ir_difference"] > res.loc["posterior", "ir_difference"]
+    assert set(res.attrs["anova"]) == {"ir_free", "ir_difference"}
 
 
 def test_ir_by_tilt_class_empty_classes(meas):
     with pytest.warns(UserWarning, match="'posterior' has no participants"):
         res = ir_by_tilt_class(meas, cuts=(-30, 10))
-    assert res.set_index("tilt_class").loc["posterior", "n"] == 0
+    assert res.set_index("tilt_class").loc["posterior", "n_participants"] == 0
     with pytest.raises(AnalysisError, match="no participants with cut points"):
         ir_by_tilt_class(meas, cuts=(-40, -35))
 
@@ -438,7 +438,7 @@ def test_ir_by_tilt_class_empty_classes(meas):
 def test_pelvis_analysis_one_call(meas):
     res = pelvis_analysis(meas)
     s = res.summary()
-    assert {"question", "estimate", "ci_low", "ci_high", "p", "interpretation"} <= set(s.columns)
+    assert {"question", "estimate", "ci_low", "ci_high", "p_value", "interpretation"} <= set(s.columns)
     assert len(s) == 5
     assert s["interpretation"].str.len().gt(20).all()
     # the between slope is worded as a difference between participants, not a change
@@ -548,10 +548,10 @@ def test_rm_corr_invariances(seed, shift, scale):
     offsets = rng.normal(0, 20, 6)[s]
     moved = d.assign(x=scale * d["x"] + shift + offsets, y=d["y"] - offsets)
     res = rm_corr(moved, "x", "y", "s").iloc[0]
-    assert res["r"] == pytest.approx(base["r"], abs=1e-9)
+    assert res["estimate"] == pytest.approx(base["estimate"], abs=1e-9)
     assert res["slope"] == pytest.approx(base["slope"] / scale, rel=1e-7, abs=1e-9)
     flipped = rm_corr(d.assign(x=-d["x"]), "x", "y", "s").iloc[0]
-    assert flipped["r"] == pytest.approx(-base["r"], abs=1e-12)
+    assert flipped["estimate"] == pytest.approx(-base["estimate"], abs=1e-12)
     assert flipped["ci_low"] == pytest.approx(-base["ci_high"], abs=1e-12)
 
 
@@ -585,6 +585,6 @@ def test_ir_by_tilt_class_visit_options(meas):
     pf = pelvis_frame(meas)
     per = pf.groupby("participant_id")[["tilt", "ir_free"]].mean()
     cls = tilt_class(per["tilt"])
-    assert all_visits.set_index("tilt_class").loc["anterior", "n"] == (cls == "anterior").sum()
+    assert all_visits.set_index("tilt_class").loc["anterior", "n_participants"] == (cls == "anterior").sum()
     wk6 = ir_by_tilt_class(meas, visit="week_6")
-    assert wk6["n"].sum() == 80
+    assert wk6["n_participants"].sum() == 80

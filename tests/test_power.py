@@ -384,7 +384,7 @@ def test_from_fit_takes_variance_components_and_slopes():
                         sd_slope=0.4, corr_intercept_slope=0.3, sd_residual=2.5,
                         effects={"control": 0.1, "loading": 0.6}, effect_type="slope")
     pilot = truth.simulate(seed=3)
-    fit = fit_lmm("value ~ week * arm", pilot, groups="participant_id", re_formula="1 + week")
+    fit = fit_lmm("value ~ week * arm + (1 + week | participant_id)", pilot)
     d = TrialDesign.from_fit(fit, arms=("control", "loading"), weeks=(0, 6, 12),
                              n_per_arm=50, dropout=0.1)
     vc = fit.varcomp
@@ -400,7 +400,7 @@ def test_from_fit_takes_variance_components_and_slopes():
     assert d.sd_intercept == pytest.approx(7, rel=0.25)
     assert d.effects["loading"] - d.effects["control"] == pytest.approx(0.5, abs=0.25)
     with pytest.raises(AnalysisError, match="random intercept and slope"):
-        TrialDesign.from_fit(fit_lmm("value ~ week * arm", pilot, groups="participant_id"),
+        TrialDesign.from_fit(fit_lmm("value ~ week * arm + (1 | participant_id)", pilot),
                              arms=("control", "loading"), weeks=(0, 12))
 
 
@@ -640,3 +640,44 @@ def test_progress_is_off_in_logs_and_with_quiet(capsys):
                                      **TWO_VISIT), test="change", n_sim=20, n_jobs=1,
                          progress=False)
     assert res.n_sim == 20 and capsys.readouterr().err == ""
+
+
+def test_cli_mmrm_and_slope_print_the_design_and_match_the_api(tmp_path, capsys):
+    from hipstats.cli import main
+    from hipstats.power import power_mmrm, power_slope, run_power_from_params
+
+    dropout = "control=0.3,stretching=0.2,loading=0.1"
+    design = TrialDesign(n_per_arm=50, dropout={"control": 0.3, "stretching": 0.2, "loading": 0.1})
+    want = power_mmrm(**design.mmrm_inputs(), n_per_arm=50)
+    out = tmp_path / "mmrm.csv"
+    assert main(["power", "--method", "mmrm", "--n-per-arm", "50", "--dropout", dropout, "--quiet",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Design assumed" in printed and "Lu, Luo & Chen 2008" in printed
+    cli = pd.read_csv(out).iloc[0]
+    assert cli["power"] == pytest.approx(want.power, abs=1e-12)
+    # the target arm keeps 90 %, the reference (stretching, the comparator) 80 %
+    assert cli["retention"].endswith("0.9") and cli["retention_reference"].endswith("0.8")
+    table = pd.read_csv(str(out).replace(".csv", ".design.csv")).set_index("quantity")
+    assert table.loc["Dropout", "source"] == "user" and table.loc["Test", "source"] == "--method mmrm"
+    assert "last visit" in table.loc["Test", "value"] and "normal" in table.loc["Degrees of freedom", "value"]
+    # solving for n, from the CLI and from flat parameters (the API and the notebook's path)
+    assert main(["power", "--method", "mmrm", "--power", "0.8", "--dropout", dropout, "--quiet",
+                 "--out", str(out)]) == 0
+    solved = power_mmrm(**design.mmrm_inputs(), power=0.8)
+    assert pd.read_csv(out).iloc[0]["n_per_arm"] == solved.n_per_arm
+    flat = run_power_from_params({"method": "mmrm", "power": 0.8, "dropout": dropout})
+    assert flat["n_per_arm"].iloc[0] == solved.n_per_arm
+    assert flat.attrs["design_table"].set_index("quantity").loc["Participants per arm (enrolled)",
+                                                                "value"] == "solved for power 0.8"
+    # the slope formula on the same design says that it ignores the dropout
+    assert main(["power", "--method", "slope", "--n-per-arm", "50", "--quiet", "--out", str(out)]) == 0
+    kw = TrialDesign(n_per_arm=50).slope_inputs()
+    assert pd.read_csv(out).iloc[0]["power"] == pytest.approx(
+        power_slope(kw.pop("delta"), kw.pop("times"), **kw, n_per_arm=50).power, abs=1e-12)
+    table = pd.read_csv(str(out).replace(".csv", ".design.csv")).set_index("quantity")
+    assert table.loc["Dropout", "value"].endswith("(the formula assumes none)")
+    # options of another method are refused, not ignored
+    assert main(["power", "--power", "0.8", "--quiet"]) == 2
+    assert main(["power", "--method", "mmrm", "--effect", "3", "--quiet"]) == 2
+    assert main(["power", "--method", "mmrm", "--test", "ancova", "--quiet"]) == 2

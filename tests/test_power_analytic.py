@@ -150,3 +150,62 @@ def test_power_mmrm_variance_and_power_by_simulation():
     expected = hs.power_mmrm(delta, sd, R, ret, n_per_arm=n).power
     observed = float(np.mean(np.abs(z) > 1.959963984540054))
     assert abs(observed - expected) < _mc_tol(expected, n_rep) + 0.005
+
+
+# ---------------------------------------------------------------------------------------------
+# power_mmrm against a second method: simulated trials, each fitted with hs.fit_mmrm
+# (tests/fixtures/power/mmrm_simulation.py wrote mmrm_simulation.csv: 1,000 trials of a known
+# design, unstructured covariance, 20 % monotone dropout, Satterthwaite df) and against
+# longpower::power.mmrm on the same design (longpower_mmrm_simulated_design.R).
+# ---------------------------------------------------------------------------------------------
+def _mmrm_simulation_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mmrm_simulation", FIX / "mmrm_simulation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _mmrm_analytic(sim):
+    kw = sim.design().mmrm_inputs()
+    return kw, hs.power_mmrm(**kw, n_per_arm=sim.DESIGN_KW["n_per_arm"])
+
+
+def test_power_mmrm_agrees_with_simulated_mmrm_fits():
+    sim = _mmrm_simulation_module()
+    trials = pd.read_csv(FIX / "mmrm_simulation.csv")
+    kw, res = _mmrm_analytic(sim)
+    n, n_arm = len(trials), sim.DESIGN_KW["n_per_arm"]
+    assert n == sim.N_TRIALS and trials["converged"].all()  # no fit left out
+    assert 0.5 < res.power < 0.9  # a design where power discriminates
+    # power: the share of fitted trials with p < 0.05, within 3 Monte Carlo SE of the formula
+    observed = float((trials["p_value"] < 0.05).mean())
+    mc_se = math.sqrt(res.power * (1 - res.power) / n)
+    assert abs(observed - res.power) < 3 * mc_se
+    # the estimate: unbiased for the design's difference at the last visit, and its spread is
+    # the formula's sd * sqrt(2 phi / n) (3 MC SE; SE of an SD ~ SD / sqrt(2 (n - 1)))
+    sd_formula = kw["sd"] * math.sqrt(res.inputs["phi_target"] / n_arm + res.inputs["phi_reference"] / n_arm)
+    assert trials["estimate"].mean() == pytest.approx(kw["delta"], abs=3 * sd_formula / math.sqrt(n))
+    assert trials["estimate"].std() == pytest.approx(sd_formula, abs=3 * sd_formula / math.sqrt(2 * (n - 1)))
+    # the fits' own SEs average the formula's SD (REML SEs are nearly unbiased at 50 per arm)
+    assert trials["se"].mean() == pytest.approx(sd_formula, rel=0.02)
+
+
+def test_power_mmrm_matches_longpower_on_the_simulated_design():
+    sim = _mmrm_simulation_module()
+    want = pd.read_csv(FIX / "longpower_mmrm_simulated_design.csv").iloc[0]
+    kw, res = _mmrm_analytic(sim)
+    assert kw["sd"] == pytest.approx(want["sd"], rel=1e-12)  # same visit covariance, derived in R
+    assert res.power == pytest.approx(want["power"], abs=1e-9)
+    assert hs.power_mmrm(**kw, power=want["target_power"]).n_exact == pytest.approx(want["n1_at_target"],
+                                                                                    rel=1e-8)
+
+
+@pytest.mark.slow
+def test_mmrm_simulation_fixture_is_what_the_code_gives():
+    sim = _mmrm_simulation_module()
+    again = sim.simulate(n_trials=4)
+    stored = pd.read_csv(FIX / "mmrm_simulation.csv").head(4)
+    for col in ("n_rows", "estimate", "se", "df", "p_value"):
+        assert again[col].to_numpy() == pytest.approx(stored[col].to_numpy(), rel=1e-6), col

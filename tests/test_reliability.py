@@ -76,6 +76,10 @@ def icc_data():
     return pd.read_csv(FIX / "icc_data.csv")
 
 
+OURS = {"icc": "icc", "f": "statistic", "df1": "num_df", "df2": "den_df", "pval": "p_value",
+        "ci_low": "icc_ci_low", "ci_high": "icc_ci_high"}  # R's (psych) column -> ours
+
+
 @pytest.mark.parametrize("dataset", ["shrout_fleiss", "sim_n30_k3", "sim_n15_k2", "sim_n40_k5"])
 @pytest.mark.parametrize("confidence", [0.95, 0.90])
 def test_icc_matches_psych(icc_data, dataset, confidence):
@@ -86,7 +90,7 @@ def test_icc_matches_psych(icc_data, dataset, confidence):
                       confidence=confidence), "sf_name")
     for _, row in ref.iterrows():
         for col in ("icc", "f", "df1", "df2", "pval", "ci_low", "ci_high"):
-            got = res.loc[row.sf_name, col]
+            got = res.loc[row.sf_name, OURS[col]]
             assert got == pytest.approx(row[col], abs=1e-9), (row.sf_name, col)
 
 
@@ -100,17 +104,17 @@ def test_icc_f_tests_against_r0_match_mcgraw_wong(icc_data, r0):
                           r0=r0))
         for _, row in sub.iterrows():
             for col in ("f", "df1", "df2", "pval"):
-                assert res.loc[row.form, col] == pytest.approx(row[col], rel=1e-9, abs=1e-12)
+                assert res.loc[row.form, OURS[col]] == pytest.approx(row[col], rel=1e-9, abs=1e-12)
 
 
 def test_icc_r0_zero_is_plain_test_and_r0_lowers_f():
     res0 = by_form(icc(to_long(SF), "target", "rater", "rating"))
     res5 = by_form(icc(to_long(SF), "target", "rater", "rating", r0=0.5))
     ms = res0.attrs["mean_squares"]
-    assert res0.loc["ICC(C,1)", "f"] == pytest.approx(ms["msr"] / ms["mse"], rel=1e-12)
-    assert res0.loc["ICC(1,1)", "f"] == pytest.approx(ms["msr"] / ms["msw"], rel=1e-12)
-    assert (res5["f"] < res0["f"]).all()
-    assert (res5["pval"] > res0["pval"]).all()
+    assert res0.loc["ICC(C,1)", "statistic"] == pytest.approx(ms["msr"] / ms["mse"], rel=1e-12)
+    assert res0.loc["ICC(1,1)", "statistic"] == pytest.approx(ms["msr"] / ms["msw"], rel=1e-12)
+    assert (res5["statistic"] < res0["statistic"]).all()
+    assert (res5["p_value"] > res0["p_value"]).all()
 
 
 def test_trials_in_a_cell_are_averaged():
@@ -159,7 +163,7 @@ def test_model_policy_equals_anova_on_balanced_data(icc_data, dataset):
         assert min(model.attrs["variance_components"].values()) >= 0
         return
     model = icc(data, "target", "rater", "rating", nan_policy="model")
-    for col in ("icc", "f", "df1", "df2", "ci_low", "ci_high"):
+    for col in ("icc", "statistic", "num_df", "den_df", "icc_ci_low", "icc_ci_high"):
         np.testing.assert_allclose(model[col], anova[col], rtol=1e-5, atol=1e-5, err_msg=col)
     assert model.attrs["method"] == "reml"
 
@@ -203,7 +207,7 @@ def test_model_policy_recovers_truth_with_missing_ratings():
         res = by_form(icc(df, "target", "rater", "rating", nan_policy="model"))
         for f, value in truth.items():
             est[f].append(res.loc[f, "icc"])
-            cover[f].append(res.loc[f, "ci_low"] <= value <= res.loc[f, "ci_high"])
+            cover[f].append(res.loc[f, "icc_ci_low"] <= value <= res.loc[f, "icc_ci_high"])
     for f, value in truth.items():
         assert abs(np.mean(est[f]) - value) < 0.03, f
         assert 0.85 <= np.mean(cover[f]) <= 1.0, (f, np.mean(cover[f]))
@@ -230,13 +234,13 @@ def test_anova_ci_coverage_by_simulation():
     rows1 = {r["form"]: r for r in _icc_forms(**_anova_mean_squares(y1), **kw)}
     for form, value in truth.items():
         r = rows1[form] if form.startswith("ICC(1,") else rows[form]
-        cov = np.mean((r["ci_low"] <= value) & (value <= r["ci_high"]))
+        cov = np.mean((r["icc_ci_low"] <= value) & (value <= r["icc_ci_high"]))
         lo, hi = (0.93, 0.98) if "A" in form else (0.935, 0.965)
         assert lo <= cov <= hi, (form, cov)
     # the F test against the true r0 rejects at about the nominal 5% (exact forms)
     rows_r0 = {r["form"]: r for r in _icc_forms(**_anova_mean_squares(y),
                                                  **{**kw, "r0": truth["ICC(C,1)"]})}
-    assert 0.035 <= np.mean(rows_r0["ICC(C,1)"]["pval"] < 0.05) <= 0.065
+    assert 0.035 <= np.mean(rows_r0["ICC(C,1)"]["p_value"] < 0.05) <= 0.065
 
 
 # ------------------------------------------------------------------------------------ SEM, MDC
@@ -531,12 +535,12 @@ def test_cohen_kappa_matches_psych(kappa_data, dataset, cols, cats, weights):
     ref = ref[(ref.dataset == dataset) & (ref.weights == (weights or "none"))].iloc[0]
     res = cohen_kappa(kappa_data, *cols, weights=weights, categories=cats).iloc[0]
     assert res["kappa"] == pytest.approx(ref["kappa"], abs=1e-10)
-    assert res["se"] ** 2 == pytest.approx(ref["var_fce"], abs=1e-10)
+    assert res["kappa_se"] ** 2 == pytest.approx(ref["var_fce"], abs=1e-10)
     if weights is None:
-        assert res["se"] ** 2 == pytest.approx(ref["var"], abs=1e-10)
-        assert (res["ci_low"], res["ci_high"]) == pytest.approx((ref.ci_low, ref.ci_high),
-                                                                abs=1e-9)
-    assert res["ci_high"] - res["kappa"] == pytest.approx(1.959964 * res["se"], rel=1e-6)
+        assert res["kappa_se"] ** 2 == pytest.approx(ref["var"], abs=1e-10)
+        assert (res["kappa_ci_low"], res["kappa_ci_high"]) == pytest.approx((ref.ci_low, ref.ci_high),
+                                                                            abs=1e-9)
+    assert res["kappa_ci_high"] - res["kappa"] == pytest.approx(1.959964 * res["kappa_se"], rel=1e-6)
 
 
 def test_cohen_kappa_hand_example_and_null_test():
@@ -545,10 +549,10 @@ def test_cohen_kappa_hand_example_and_null_test():
     res = cohen_kappa(df, "a", "b").iloc[0]
     pe = (2 * 2 + 3 * 3 + 3 * 3) / 64
     assert res["kappa"] == pytest.approx((6 / 8 - pe) / (1 - pe), rel=1e-12)
-    assert res["pval"] < 0.05
+    assert res["p_value"] < 0.05
     rng = np.random.default_rng(0)
     indep = pd.DataFrame({"a": rng.integers(0, 4, 400), "b": rng.integers(0, 4, 400)})
-    assert cohen_kappa(indep, "a", "b")["pval"].iloc[0] > 0.05
+    assert cohen_kappa(indep, "a", "b")["p_value"].iloc[0] > 0.05
 
 
 def test_weighted_kappa_ci_coverage():
@@ -564,7 +568,7 @@ def test_weighted_kappa_ci_coverage():
     true = cohen_kappa(draw(400_000), "a", "b", weights="quadratic",
                        categories=range(6))["kappa"].iloc[0]
     hits = [cohen_kappa(d, "a", "b", weights="quadratic", categories=range(6))
-            .pipe(lambda r: r.ci_low.iloc[0] <= true <= r.ci_high.iloc[0])
+            .pipe(lambda r: r.kappa_ci_low.iloc[0] <= true <= r.kappa_ci_high.iloc[0])
             for d in (draw(150) for _ in range(250))]
     assert 0.91 <= np.mean(hits) <= 0.99
 
@@ -580,7 +584,7 @@ def test_fleiss_kappa_published_example():
     assert res["p_agree"] == pytest.approx(0.378, abs=5e-4)
     assert res["p_chance"] == pytest.approx(0.213, abs=5e-4)
     assert res["kappa"] == pytest.approx(0.210, abs=5e-4)
-    assert res["n_raters"] == 14 and res["n_subjects"] == 10
+    assert res["n_raters"] == 14 and res["n_targets"] == 10
 
 
 def test_fleiss_kappa_two_raters_is_scotts_pi(kappa_data):
@@ -678,7 +682,7 @@ def test_cluster_bootstrap_icc_covers_while_naive_f_undercovers():
     rows = _icc_forms(ms["msr"], ms["msc"], ms["mse"], ms["msw"], k0=k, n0=n, K=k, df_r=n - 1,
                       df_c=k - 1, df_e=(n - 1) * (k - 1), df_w=n * (k - 1), confidence=0.95, r0=0)
     f = next(r for r in rows if r["form"] == "ICC(A,1)")
-    cover_f = np.mean((f["ci_low"] <= icc_true) & (icc_true <= f["ci_high"]))
+    cover_f = np.mean((f["icc_ci_low"] <= icc_true) & (icc_true <= f["icc_ci_high"]))
     boot = np.array([cluster_bootstrap_icc(y[i], pid, "ICC(A,1)", n_boot=200, seed=i)
                      for i in range(len(y))])
     assert (boot[:, 4] >= 180).all()
@@ -705,7 +709,7 @@ def test_reliability_summary_reports_cluster_and_f_cis():
     assert list(reliability_summary(long, designs=["session-to-session"]).to_frame().columns[:4]) == [
         "measure", "design", "n_participants", "n_targets"]
     ref = icc(long, ["participant_id", "side"], "visit", "value").set_index("form").loc["ICC(A,1)"]
-    assert [out["icc_ci_low_f"], out["icc_ci_high_f"]] == pytest.approx([ref["ci_low"], ref["ci_high"]], abs=1e-12)
+    assert [out["icc_ci_low_f"], out["icc_ci_high_f"]] == pytest.approx([ref["icc_ci_low"], ref["icc_ci_high"]], abs=1e-12)
     b = cluster_bootstrap_icc(y[0], pid, "ICC(A,1)", n_boot=500, seed=5)
     assert [out["icc_ci_low"], out["icc_ci_high"], out["sem_ci_low"], out["sem_ci_high"]] == pytest.approx(
         list(b[:4]), abs=1e-12)

@@ -264,10 +264,20 @@ def test_sigterm_stops_the_run_cleanly(cohort_dir, tmp_path):
         partial = list(out.glob(".*.partial-*")) if out.is_dir() else []
         time.sleep(0.2)
     assert partial, "the run never got past validation"
-    time.sleep(5)  # the two notebooks are sleeping in their kernels now
+    kernels = []
+    while time.time() < deadline and len(kernels) < 2:  # wait (on a busy machine too) for both kernels
+        family = [runner] + runner.children(recursive=True)
+        kernels = []
+        for p in family:
+            try:
+                if "ipykernel_launcher" in " ".join(p.cmdline()):
+                    kernels.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.5)
+    assert len(kernels) == 2, "the two notebooks' kernels never started"
+    time.sleep(2)  # let them reach their sleeping cell
     family = [runner] + runner.children(recursive=True)
-    kernels = [p for p in family if "ipykernel_launcher" in " ".join(p.cmdline())]
-    assert len(kernels) == 2
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err

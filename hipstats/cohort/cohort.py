@@ -425,7 +425,7 @@ def _finish_sessions(df: pd.DataFrame | None) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def load_cohort(source, *, arms=None, tables=None, event_map=None, dictionary=None) -> Cohort:
+def load_cohort(source, *, arms=None, tables=None, event_map=None, config=None, dictionary=None) -> Cohort:
     """Read, validate and normalise a cohort in one call.
 
     Parameters
@@ -439,6 +439,9 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None, dictionary=No
         SQL table names when they differ from measurements/participants/sessions.
     event_map : dict, optional
         REDCap event name -> (visit label, week).
+    config : path-like, optional
+        A settings file (``hipstats.yaml`` layout) for any source, a database included; it
+        replaces a folder's own ``hipstats.yaml``.
 
     Returns
     -------
@@ -461,7 +464,7 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None, dictionary=No
     from hipstats.data.readers.source import read_source
     from hipstats.data.validation import validate_tables
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, dictionary=dictionary)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, config=config, dictionary=dictionary)
     tables_, report = validate_tables(raw, settings, source=label)
     if not report.ok:
         raise ValidationError(report)

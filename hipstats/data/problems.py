@@ -48,13 +48,14 @@ class ValidationReport:
     source : str
         What was validated (path or URL with any password masked).
     problems : list of Problem
+    notes : list of str
+        What reading counted without refusing it (e.g. SPSS user-missing codes read as missing).
     """
 
-    def __init__(self, source: str, problems: list[Problem] | None = None):
+    def __init__(self, source: str, problems: list[Problem] | None = None, notes=None):
         self.source = source
         self.problems: list[Problem] = list(problems or [])
-        #: What the readers left out on purpose (e.g. REDCap notes fields), said aloud.
-        self.notes: list[str] = []
+        self.notes: list[str] = list(notes or [])
 
     @property
     def ok(self) -> bool:

@@ -312,11 +312,23 @@ class ContractSettings:
         Allowed arm labels; the first is the reference arm for contrasts.
     reference_arm : str, optional
         Arm that other arms are compared with; defaults to the first arm.
+    extra : dict
+        The settings file's other keys (view settings such as ``retest_visit``, ``event_map``).
+    arms_advice : str
+        Where arms are declared for this source (a folder's ``hipstats.yaml``, a ``--config``
+        file, ``--arms``): the advice of an ``unknown_arm`` problem.
+    variable_labels : dict
+        Variable labels the source carries (SPSS/Stata): table -> column -> label. Metadata only.
+    notes : tuple of str
+        What reading counted without refusing it (user-missing codes read as missing).
     """
 
     arms: tuple[str, ...] = DEFAULT_ARMS
     reference_arm: str | None = None
     extra: dict = field(default_factory=dict)
+    arms_advice: str = "declare the arm in hipstats.yaml (arms: [...]) or pass --arms"
+    variable_labels: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def reference(self) -> str:

@@ -42,6 +42,7 @@ empty_file          a table file has no rows
 encoding            a text file is not UTF-8 (or UTF-16 with BOM)
 excel_header        an Excel sheet's header is not on the first row
 unreadable          a file cannot be parsed at all
+value_label         an SPSS/Stata code without a value label in a label column
 ==================  ==========================================================
 
 Examples
@@ -506,7 +507,7 @@ def _check_participants(df: pd.DataFrame, col: _Collector, settings: schema.Cont
         bad = df["arm"].notna() & ~df["arm"].isin(allowed)
         col.add_rows(df, bad, "arm", "unknown_arm",
                      lambda v: f"arm '{v}' is not one of the cohort's arms ({', '.join(settings.arms)}); "
-                               "fix the label or declare the arm in hipstats.yaml (arms: [...])")
+                               f"fix the label or {settings.arms_advice}")
     schema.TABLES["participants"].add_missing_columns(df)
     return df
 
@@ -568,7 +569,6 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         report.extend(col.problems)
         tables[name] = df
     _check_cross_tables(tables, raw, report)
-    report.notes = list(dict.fromkeys(n for rt in raw.values() for n in rt.notes))
     report.problems = [_withhold(_in_source_terms(p, raw), found) for p in report.problems]
     return tables, report
 
@@ -611,7 +611,7 @@ def _check_cross_tables(tables: dict, raw: dict, report: ValidationReport) -> No
         report.extend(col.problems)
 
 
-def validate(source, *, arms=None, tables=None, event_map=None, dictionary=None) -> ValidationReport:
+def validate(source, *, arms=None, tables=None, config=None, event_map=None, dictionary=None) -> ValidationReport:
     """Check a cohort source against the data contract and report every problem at once.
 
     Parameters
@@ -625,6 +625,10 @@ def validate(source, *, arms=None, tables=None, event_map=None, dictionary=None)
         ``hipstats.yaml`` or to control, stretching, loading.
     tables : dict, optional
         SQL table names when they differ from the defaults.
+    config : path-like, optional
+        A settings file (``hipstats.yaml`` layout) for any source, a database included.
+    event_map : dict, optional
+        REDCap event name -> visit label and week.
 
     Returns
     -------
@@ -644,6 +648,7 @@ def validate(source, *, arms=None, tables=None, event_map=None, dictionary=None)
     """
     from hipstats.data.readers.source import read_source
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, dictionary=dictionary)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, config=config, event_map=event_map, dictionary=dictionary)
     _, report = validate_tables(raw, settings, source=label)
+    report.notes.extend(settings.notes)
     return report

@@ -24,9 +24,9 @@ HERE = Path(__file__).resolve().parent
 PARAMS_COMMON = '''\
 source: str = ""  # cohort: folder, single file, REDCap export or database URL; "" takes $HIPSTATS_SOURCE
 as_of: str = ""  # use only data recorded on or before this date (YYYY-MM-DD); "" uses everything
-primary_rater: str = ""  # rater kept where two raters measured the same visit and side; "" = hipstats.yaml or the rater who measured most
-retest_visit: str = ""  # visit label of the reliability retest; "" = hipstats.yaml or found from the data
-scheduled_visits: str = ""  # comma-separated scheduled visit labels; "" = hipstats.yaml or found from attendance'''
+primary_rater: str = ""  # rater kept where two raters measured the same visit and side; empty: hipstats.yaml or the rater who measured most
+retest_visit: str = ""  # visit label of the reliability retest; empty: hipstats.yaml or found from the data
+scheduled_visits: str = ""  # comma-separated scheduled visit labels; empty: hipstats.yaml or found from attendance'''
 
 SETUP = '''\
 import hipstats as hs
@@ -222,7 +222,7 @@ because an IR deficit measured in own posture may partly be a pelvic-position ef
 limitation. *d_z* is the difference in units of its standard deviation."""),
     code("""\
 h1 = report.areas.attempt("H1 pelvis analysis", pelvis_analysis, cohort, cuts=(tilt_cut_low, tilt_cut_high),
-                          side=side, alpha=1 - confidence)
+                          side=side, confidence=confidence)
 report.table(report.areas.show(h1, "paired"), "Neutral setup minus own posture, by side", unit="deg")"""),
     code('report.areas.show(h1, "plot", kind="paired")'),
     md("""\
@@ -366,7 +366,7 @@ how often pain stopped a session, whether more training went with more gain, and
 Mean weekly volume-load (sets x repetitions x kg) per arm, with confidence intervals. A steady rise means the
 protocol was progressive; a flattening shows where participants stopped progressing."""),
     code('h4 = report.areas.attempt("Loading analysis (H4)", loading_analysis, cohort, pain_threshold=pain_threshold,\n'
-         '                          alpha=1 - confidence)\n'
+         '                          confidence=confidence)\n'
          'report.areas.show(h4, "plot", kind="progression")'),
     md("""\
 Per arm and exercise: the average rise in load per week over participants (kg/week, from each participant's own
@@ -396,7 +396,7 @@ too few participants for the regression) is shown as one sentence with the reaso
 
 Share of completed exercise rows with each fault, by exercise and arm (with confidence intervals), then the
 weekly rate of any fault per arm: falling lines mean technique improved with practice."""),
-    code('h5 = report.areas.attempt("Form-fault analysis (H5)", faults_analysis, cohort, alpha=1 - confidence)\n'
+    code('h5 = report.areas.attempt("Form-fault analysis (H5)", faults_analysis, cohort, confidence=confidence)\n'
          'report.table(report.areas.show(h5, "rates"), "Fault rates by exercise and arm", group="fault",\n'
          '             hide=["n_participants"])'),
     code('report.areas.show(h5, "plot")'),

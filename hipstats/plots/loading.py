@@ -14,8 +14,8 @@ Examples
 >>> import pandas as pd
 >>> from hipstats.plots.loading import load_progression_plot
 >>> weekly = pd.DataFrame({"arm": ["loading"] * 3, "week": [0, 1, 2],
-...     "volume_load_kg": [400., 450., 520.], "ci_low": [350., 400., 460.],
-...     "ci_high": [450., 500., 580.], "n_participants": 20})
+...     "volume_load_kg": [400., 450., 520.], "volume_load_kg_ci_low": [350., 400., 460.],
+...     "volume_load_kg_ci_high": [450., 500., 580.], "n_participants": 20})
 >>> load_progression_plot(weekly).axes[0].get_ylabel()
 'Weekly volume-load per participant (kg)'
 """
@@ -62,19 +62,20 @@ def load_progression_plot(data, *, ax=None):
     ----------
     data : DataFrame
         The output of :func:`hipstats.questions.loading.volume_load` with ``level="arm_week"``
-        (arm, week, volume_load_kg, ci_low, ci_high).
+        (arm, week, volume_load_kg, volume_load_kg_ci_low, volume_load_kg_ci_high).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    if not (isinstance(data, pd.DataFrame) and {"arm", "week", "volume_load_kg", "ci_low"}
+    if not (isinstance(data, pd.DataFrame) and {"arm", "week", "volume_load_kg", "volume_load_kg_ci_low"}
             <= set(data.columns)):
         raise AnalysisError("load_progression_plot draws the table of volume_load(..., "
-                            "level='arm_week'): arm, week, volume_load_kg, ci_low, ci_high")
+                            "level='arm_week'): arm, week, volume_load_kg, volume_load_kg_ci_low, "
+                            "volume_load_kg_ci_high")
     with theme():
         fig, ax = _figure(ax, (7, 4.5))
-        _arm_lines(ax, data, "week", "volume_load_kg", "ci_low", "ci_high")
+        _arm_lines(ax, data, "week", "volume_load_kg", "volume_load_kg_ci_low", "volume_load_kg_ci_high")
         ax.set_xlabel("Protocol week")
         ax.set_ylabel("Weekly volume-load per participant (kg)")
         ax.set_title("Load progression by arm (sets x reps x load; mean, 95% CI)", fontsize=11)

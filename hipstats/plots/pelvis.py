@@ -84,7 +84,7 @@ def ir_vs_tilt_plot(result, *, ax=None):
         gx, gy = pf["tilt"].mean(), pf[y].mean()
         xs = np.array([pf["tilt"].min(), pf["tilt"].max()])
         ax.plot(xs, gy + slope * (xs - gx), color="black", lw=3,
-                label=f"within-participant slope {slope:.2f} deg/deg (r_rm = {rc['r']:.2f})")
+                label=f"within-participant slope {slope:.2f} deg/deg (r_rm = {rc['estimate']:.2f})")
         mx, my = means[("tilt", "mean")], means[(y, "mean")]
         if mx.nunique() > 1:
             b = np.polyfit(mx, my, 1)
@@ -143,7 +143,7 @@ def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
             ax.scatter(np.ones(len(per)), per["ir_neutral"], s=12, color=pal["neutral"],
                        zorder=3)
             ax.plot(x, [pooled["mean_free"], pooled["mean_neutral"]], color="black", lw=3,
-                    label=f"mean difference {pooled['mean_diff']:.1f} deg (95% CI "
+                    label=f"mean difference {pooled['estimate']:.1f} deg (95% CI "
                           f"{pooled['ci_low']:.1f} to {pooled['ci_high']:.1f})")
             ax.set_xticks(x, ["Own posture", "Neutral-pelvis setup"])
             ax.set_xlim(-0.3, 1.3)
@@ -153,8 +153,8 @@ def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
             diff = per["ir_neutral"] - per["ir_free"]
             ax.axhspan(pooled["ci_low"], pooled["ci_high"], color=pal["neutral"], alpha=0.25,
                        label="95% CI of the mean difference")
-            ax.axhline(pooled["mean_diff"], color="black", lw=2,
-                       label=f"mean difference {pooled['mean_diff']:.1f} deg")
+            ax.axhline(pooled["estimate"], color="black", lw=2,
+                       label=f"mean difference {pooled['estimate']:.1f} deg")
             ax.axhline(0, color="0.4", lw=0.8, ls="--")
             ax.scatter(per["tilt"], diff, s=14, color=pal["free"], alpha=0.8)
             ax.set_xlabel(f"Participant mean {_TILT_LABEL[0].lower()}{_TILT_LABEL[1:]}")

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from hipstats.errors import ParameterError
+from hipstats.results import Result
 
 __all__ = ["AnalyticPower", "power_change_scores", "power_ancova", "LongitudinalPower",
            "power_slope", "power_mmrm", "mmrm_phi"]
@@ -49,8 +50,30 @@ def _ceil(x: float) -> int:
     return int(math.ceil(x - 1e-9))
 
 
-@dataclass(frozen=True)
-class AnalyticPower:
+def _power_by_n_figure(result, n_max: float):
+    """Power against participants per arm (the result's :meth:`power_at`), its own size marked."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from hipstats.plots import theme  # noqa: PLC0415
+
+    n0 = float(result.n_per_arm)
+    grid = np.unique(np.linspace(max(3.0, n0 / 4), max(n_max, 2 * n0), 60).round())
+    with theme():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(grid, [result.power_at(n) for n in grid], color="#0072B2", lw=2)
+        ax.plot([n0], [result.power], "o", color="#D55E00",
+                label=f"{n0:g} per arm: power {result.power:.0%}")
+        ax.axhline(0.8, color="#999999", lw=1, ls="--")
+        ax.set_xlabel("participants per arm")
+        ax.set_ylabel("power")
+        ax.set_ylim(0, 1)
+        ax.legend(frameon=False, loc="lower right")
+        fig.tight_layout()
+    return fig
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class AnalyticPower(Result):
     """Result of :func:`power_change_scores` or :func:`power_ancova`.
 
     Attributes
@@ -87,14 +110,28 @@ class AnalyticPower:
     design_effect: float
     rho: float = float("nan")
 
+    _title = "Analytic power (two arms, last visit)"
+
     def summary(self) -> pd.DataFrame:
         """One-row DataFrame of all fields."""
         return pd.DataFrame([dataclasses.asdict(self)])
 
-    to_frame = summary
+    def power_at(self, n_per_arm: float) -> float:
+        """Power of the same comparison with *n_per_arm* enrolled per arm (same dropout)."""
+        kw = dict(effect=self.effect, sd=self.sd, n_per_arm=float(n_per_arm), alpha=self.alpha,
+                  dropout=self.dropout)
+        if self.method == "ANCOVA":
+            return power_ancova(rho=self.rho, **kw).power
+        return power_change_scores(**kw).power
 
-    def _repr_html_(self) -> str:
-        return self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+    def plot(self, n_max: float | None = None):
+        """Power against participants per arm, this result's size marked.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        return _power_by_n_figure(self, n_max or 2 * self.n_per_arm)
 
 
 def _solve(method: str, effect: float, sd: float, sd_eff: float, n_per_arm, power, alpha,
@@ -243,8 +280,8 @@ def power_ancova(effect: float, sd: float, rho: float, n_per_arm: float | None =
 # ============================================================================================
 # longitudinal designs (longpower's lmmpower and power.mmrm)
 # ============================================================================================
-@dataclass(frozen=True)
-class LongitudinalPower:
+@dataclass(frozen=True, repr=False, eq=False)
+class LongitudinalPower(Result):
     """Result of :func:`power_slope` or :func:`power_mmrm`.
 
     Attributes
@@ -292,10 +329,34 @@ class LongitudinalPower:
                     for k, v in self.inputs.items()})
         return pd.DataFrame([row])
 
-    to_frame = summary
+    @property
+    def _title(self) -> str:
+        return ("Analytic MMRM power (Lu, Luo & Chen 2008)" if self.method == "lu-luo-chen" else
+                f"Analytic slope power ({'Liu & Liang 1997' if self.method == 'liuliang' else 'Diggle et al. 2002'})")
 
-    def _repr_html_(self) -> str:
-        return self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+    def power_at(self, n_per_arm: float) -> float:
+        """Power of the same design with *n_per_arm* in the target arm (same allocation ratio)."""
+        n = float(n_per_arm)
+        if self.method == "lu-luo-chen":
+            i = self.inputs
+            k = len(i["retention"])
+            R = np.eye(k)
+            R[np.triu_indices(k, 1)] = i["correlation"]
+            R = R + np.triu(R, 1).T
+            return power_mmrm(self.delta, i["sd"], R, i["retention"], n_per_arm=n, alpha=self.alpha,
+                              ratio=i["ratio"], retention_reference=i["retention_reference"]).power
+        i = dict(self.inputs)
+        return power_slope(self.delta, i.pop("times"), **i, n_per_arm=n, alpha=self.alpha,
+                           method=self.method).power
+
+    def plot(self, n_max: float | None = None):
+        """Power against participants per arm, this result's size marked.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        return _power_by_n_figure(self, n_max or 2 * self.n_per_arm)
 
 
 def _z_sum(alpha: float, power: float) -> float:
@@ -554,8 +615,8 @@ def power_mmrm(delta: float, sd: float, correlation, retention, *,
     R = _correlation_matrix(correlation, ra.size)
     phi_a, phi_b = mmrm_phi(R, ra), mmrm_phi(R, rb)
     factor = (phi_a + ratio * phi_b) * sd**2  # n_a = factor * z^2 / delta^2
-    inputs = dict(sd=float(sd), correlation=tuple(np.round(R[np.triu_indices(ra.size, 1)], 6)),
-                  retention=tuple(ra), retention_reference=tuple(rb), ratio=float(ratio),
+    inputs = dict(sd=float(sd), correlation=tuple(float(x) for x in R[np.triu_indices(ra.size, 1)]),
+                  retention=tuple(float(x) for x in ra), retention_reference=tuple(float(x) for x in rb), ratio=float(ratio),
                   phi_target=phi_a, phi_reference=phi_b)
 
     def power_at(n_a, n_b):

@@ -575,8 +575,10 @@ class TrialDesign:
 
         The cohort's outcome (mean of trials and sides per participant and visit, as the
         protocol model analyses it; :meth:`hipstats.Cohort.analysis_frame`) is fitted with
-        :func:`hipstats.models.lmm.fit_lmm` (``value ~ week * arm``, random intercept and slope
-        per participant, REML) and :meth:`TrialDesign.from_fit` takes the variance components.
+        :func:`hipstats.models.lmm.fit_lmm` with :data:`PILOT_FORMULA`
+        (``"value ~ week * arm + (1 + week | participant_id)"``: random intercept and slope per
+        participant, REML, the cohort's reference arm as baseline level) and
+        :meth:`TrialDesign.from_fit` takes the variance components.
 
         Parameters
         ----------
@@ -624,12 +626,12 @@ class TrialDesign:
               .agg(arm=("arm", "first"), week=("week", "mean"), value=("value", "mean")))
         arms = [str(a) for a in cohort.arms]
         ref = str(cohort.reference_arm) if cohort.reference_arm in arms else arms[0]
-        pv["arm"] = pd.Categorical(pv["arm"].astype(str), categories=arms)
+        # the reference arm first: treatment coding then takes it as the baseline level
+        pv["arm"] = pd.Categorical(pv["arm"].astype(str), categories=[ref] + [a for a in arms if a != ref])
         with warnings.catch_warnings():
             # a singular pilot fit still gives usable components (slope SD ~ 0)
             warnings.simplefilter("ignore", UserWarning)
-            fit = fit_lmm(f"value ~ week * C(arm, Treatment({ref!r}))", pv,
-                          groups="participant_id", re_formula="1 + week")
+            fit = fit_lmm(PILOT_FORMULA, pv)
         sched = cohort.schedule()
         sched = sched[sched["scheduled"]]
         if weeks is None:
@@ -650,6 +652,10 @@ class TrialDesign:
                             source_label=f"pilot fit ({source_label}: {measured})",
                             sources={"dropout": f"pilot observed ({source_label})"} if observed
                             else None)
+
+
+#: The pilot model of :meth:`TrialDesign.from_cohort`, in lme4's syntax.
+PILOT_FORMULA = "value ~ week * arm + (1 + week | participant_id)"
 
 
 def _fixed_effects(fit) -> pd.Series:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hipstats.errors import ParameterError
-from hipstats.power.analytic import power_ancova, power_change_scores
+from hipstats.power.analytic import power_ancova, power_change_scores, power_mmrm, power_slope
 from hipstats.power.design import (
     DEFAULTS,
     DESIGN_KEYS,
@@ -19,7 +19,7 @@ from hipstats.power.design import (
 )
 from hipstats.power.simulation import power_curve, simulate_power
 
-__all__ = ["run_power_from_params", "plan_from_params", "Plan"]
+__all__ = ["run_power_from_params", "plan_from_params", "Plan", "longitudinal_power_from_params"]
 
 _ANALYTIC = {"change": power_change_scores, "ancova": power_ancova}
 
@@ -37,6 +37,9 @@ def run_power_from_params(params: Mapping[str, Any], *, pilot=None, pilot_label:
       ``n_jobs``, ``client``, ``chunk_size``, ``random_slopes``, ``engine``). Several values
       of ``n_per_arm`` give a :func:`power_curve` DataFrame, one value a
       :class:`PowerResult`.
+    * ``"slope"`` / ``"mmrm"``: the analytic longitudinal formulas (:func:`power_slope`,
+      :func:`power_mmrm`) on the same design keys, see :func:`longitudinal_power_from_params`
+      (a DataFrame, one row per size, with the design table in ``attrs``);
     * ``"change"`` / ``"ancova"``: :func:`power_change_scores` / :func:`power_ancova` with
       ``effect``, ``sd``, (``rho``), and ``n_per_arm`` or ``power``, ``alpha``, ``dropout``.
 
@@ -70,8 +73,11 @@ def run_power_from_params(params: Mapping[str, Any], *, pilot=None, pilot_label:
         except (TypeError, ValueError) as err:
             raise ParameterError(f"analytic parameters must be numbers: {err}") from None
         return _ANALYTIC[method](**kw)
+    if method in ("slope", "mmrm"):
+        return longitudinal_power_from_params(p, method, pilot=pilot, pilot_label=pilot_label)
     if method != "simulation":
-        raise ParameterError(f"method must be 'simulation', 'change' or 'ancova', got {method!r}")
+        raise ParameterError("method must be 'simulation', 'slope', 'mmrm', 'change' or 'ancova', "
+                             f"got {method!r}")
     plan = plan_from_params(p, pilot=pilot, pilot_label=pilot_label)
     if len(plan.sizes) > 1:
         return power_curve(plan.design, plan.sizes, **plan.run)
@@ -141,3 +147,99 @@ def plan_from_params(params: Mapping[str, Any], *, pilot=None, measure: str | No
         if d:
             design = design.replace(**d)
     return Plan(design=design, run=s, sizes=sizes or [int(max(design.n_per_arm.values()))])
+
+
+_LONGITUDINAL = {
+    "slope": ("difference in mean slope, random intercept and slope model, normal approximation "
+              "(Diggle et al. 2002, as longpower's lmmpower)", "arm:week"),
+    "mmrm": ("difference in mean at the last visit, MMRM with unstructured covariance and monotone "
+             "dropout, normal approximation (Lu, Luo & Chen 2008, as longpower's power.mmrm)", "change"),
+}
+
+
+def longitudinal_power_from_params(params: Mapping[str, Any], method: str, *, pilot=None,
+                                   pilot_label: str = "pilot"):
+    """Analytic longitudinal power (``"slope"`` or ``"mmrm"``) for the design flat parameters give.
+
+    The design comes from :func:`plan_from_params` (same keys, defaults and pilot rules as the
+    simulation), so the analytic answer and the simulated one describe one trial:
+
+    * ``"slope"``: :func:`power_slope` with :meth:`TrialDesign.slope_inputs` (the formula
+      assumes complete follow-up: the design's dropout is not used, and the table says so);
+    * ``"mmrm"``: :func:`power_mmrm` with :meth:`TrialDesign.mmrm_inputs`: the difference in
+      mean change at the last visit, the visit covariance implied by the variance components
+      and the retention implied by the dropout of each arm; unequal arm sizes give the
+      allocation ratio.
+
+    ``power`` (optional) solves for n per arm instead of computing power at ``n_per_arm``.
+    Simulation settings (``n_sim``, ``seed``, ...) are refused: nothing is simulated.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per size (:meth:`LongitudinalPower.summary`), with ``attrs["design_table"]``
+        (every assumption and its source; the test and df rows say which formula answered)
+        and ``attrs["notes"]``.
+
+    Examples
+    --------
+    >>> from hipstats.power.params import longitudinal_power_from_params
+    >>> t = longitudinal_power_from_params({"n_per_arm": "40,80"}, "mmrm")
+    >>> t["n_per_arm"].tolist(), bool(t["power"].is_monotonic_increasing)
+    ([40.0, 80.0], True)
+    >>> t.attrs["design_table"].set_index("quantity").loc["Dropout", "source"]
+    'default'
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    if method not in _LONGITUDINAL:
+        raise ParameterError(f"method must be 'slope' or 'mmrm', got {method!r}")
+    p = normalise_keys(params)
+    target_power = p.pop("power", None)
+    target_power = None if target_power in (None, "") else float(target_power)
+    extra = set(p) & SIMULATION_KEYS - {"progress"}
+    if extra:
+        raise ParameterError(f"{sorted(extra)} apply to the simulation, not to the analytic "
+                             f"--method {method}")
+    p.pop("progress", None)
+    test_label, test = _LONGITUDINAL[method]
+    given_test = p.pop("test", None)
+    if given_test not in (None, "", test):
+        raise ParameterError(f"--method {method} answers the {test!r} question, not {given_test!r}")
+    plan = plan_from_params(p, pilot=pilot, pilot_label=pilot_label)
+    rows = []
+    for n in ([None] if target_power is not None else plan.sizes):
+        d = plan.design if n is None else plan.design.with_n(n)
+        if method == "slope":
+            kw = d.slope_inputs()
+            res = power_slope(kw.pop("delta"), kw.pop("times"), **kw,
+                              **({"power": target_power} if n is None
+                                 else {"n_per_arm": d.n_per_arm[d.target]}))
+        else:
+            kw = d.mmrm_inputs()
+            ratio = d.n_per_arm[d.target] / d.n_per_arm[d.reference]
+            res = power_mmrm(kw.pop("delta"), kw.pop("sd"), kw.pop("correlation"), kw.pop("retention"),
+                             ratio=ratio, **kw, **({"power": target_power} if n is None
+                                                   else {"n_per_arm": d.n_per_arm[d.target]}))
+        rows.append(res.summary())
+    table = pd.concat(rows, ignore_index=True)
+    dt = plan.design.design_table()
+    source = "user" if given_test else f"--method {method}"
+    dt.loc[dt["quantity"] == "Test", ["value", "source", "why"]] = [test_label, source, ""]
+    dt.loc[dt["quantity"] == "Degrees of freedom", ["value", "source", "why"]] = [
+        "normal approximation (z)", f"--method {method}", ""]
+    if target_power is not None:
+        dt.loc[dt["quantity"] == "Participants per arm (enrolled)", ["value", "source", "why"]] = [
+            f"solved for power {target_power:g}", "user (power)", ""]
+    notes = []
+    if method == "slope":
+        dt.loc[dt["quantity"] == "Dropout", "value"] += " (the formula assumes none)"
+        notes.append("Analytic normal approximation (Diggle et al. 2002, as R's longpower lmmpower); it "
+                     "assumes complete follow-up, so dropout in the design is not used.")
+    else:
+        notes.append("Analytic normal approximation (Lu, Luo & Chen 2008, as R's longpower power.mmrm): "
+                     "visit covariance from the variance components, retention at each visit from the "
+                     "dropout; small trials have slightly less power than this (t, not normal, reference).")
+    table.attrs["design_table"] = dt
+    table.attrs["notes"] = notes
+    return table

@@ -417,7 +417,7 @@ class PowerResult(Result):
     >>> abs(res.power - 0.05) < 3 * res.mc_se + 0.01   # type I error under no effect
     True
     >>> list(res.summary().columns[:4])
-    ['test', 'contrast', 'df', 'n_per_arm']
+    ['test', 'contrast', 'df_method', 'n_per_arm']
     """
 
     power: float
@@ -477,7 +477,7 @@ class PowerResult(Result):
         return pd.DataFrame([{
             "test": self.test,
             "contrast": f"{self.target} - {self.reference}",
-            "df": self.df,
+            "df_method": self.df,
             "n_per_arm": ", ".join(str(v) for v in self.design.n_per_arm.values()),
             "true_effect": self.true_effect,
             "mean_estimate": float(ok["estimate"].mean()) if len(ok) else float("nan"),

@@ -49,7 +49,7 @@ def ols_table(df: pd.DataFrame, formula: str, alpha: float, rename: dict[str, st
     ci = fit.conf_int(alpha)
     out = pd.DataFrame({"term": [rename.get(t, t) for t in fit.params.index],
                         "estimate": fit.params.values, "se": fit.bse.values,
-                        "t": fit.tvalues.values, "p": fit.pvalues.values,
+                        "statistic": fit.tvalues.values, "p_value": fit.pvalues.values,
                         "ci_low": ci[0].values, "ci_high": ci[1].values})
     out.attrs.update({"n": int(fit.nobs), "df_resid": float(fit.df_resid),
                       "r_squared": float(fit.rsquared), "formula": formula})

@@ -44,6 +44,7 @@ from hipstats.cohort.views import (
 from hipstats.data.schema import FAULTS
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.questions.common import Result, adjusted_ols, estimate_or_note, note_rows
+from hipstats.results import resolve_confidence
 from hipstats.stats.inference import wald
 from hipstats.stats.rates import pooled_rate
 
@@ -79,7 +80,7 @@ def _fault_names(s: pd.DataFrame) -> list[str]:
 
 def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
                 faults: Sequence[str] | None = None, participants: pd.DataFrame | None = None,
-                alpha: float = 0.05) -> pd.DataFrame:
+                confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Fault rates: share of completed exercise rows showing each fault, with
     participant-cluster CIs.
 
@@ -104,7 +105,10 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
         Faults to report (default: every fault seen); ``"any"`` is always reported.
     participants : DataFrame, optional
         participant_id, arm, when ``data`` is a log and ``"arm"`` is in ``by``.
-    alpha : float
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
 
     Returns
     -------
@@ -126,6 +130,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     >>> fault_rates(log, by=()).query("fault == 'any'")["rate"].tolist()
     [0.5]
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="fault_rates")
     s = _completed(data, participants)
     by = list(by)
     if "arm" in by:
@@ -142,7 +147,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
     rows = []
     for f in [ANY, *names]:
         per = pd.DataFrame({"n_rows": counts[(f, "size")], "n_fault": counts[(f, "sum")]})
-        rows.append(pooled_rate(per.reset_index(), "n_fault", "n_rows", by=by, alpha=alpha)
+        rows.append(pooled_rate(per.reset_index(), "n_fault", "n_rows", by=by, confidence=1 - alpha)
                     .assign(fault=f))
     out = pd.concat(rows, ignore_index=True)
     return out[[*by, "fault", "n_participants", "n_rows", "n_fault", "rate", "rate_ci_low",
@@ -151,7 +156,7 @@ def fault_rates(data, *, by: Sequence[str] = ("exercise", "arm", "week"),
 
 def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str | None = None,
                 participants: pd.DataFrame | None = None, cov_struct: str = "exchangeable",
-                alpha: float = 0.05) -> pd.DataFrame:
+                confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Change of the fault rate over weeks: logistic GEE clustered by participant.
 
     .. math:: \\operatorname{logit} P(\\text{fault}_{ij}) = \\beta_0 + \\beta_1\\,\\text{week}_{ij}
@@ -172,11 +177,17 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
         Restrict to one exercise.
     cov_struct : {"exchangeable", "independence"}
 
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
+
     Returns
     -------
     DataFrame
-        One row (or one per arm): log_or_per_week, se, z, p, odds_ratio_per_week, or_ci_low,
-        or_ci_high, n_rows, n_participants; ``attrs["fit"]`` holds the statsmodels result.
+        One row (or one per arm): log_or_per_week, log_or_per_week_se, statistic (z),
+        p_value, odds_ratio_per_week, odds_ratio_per_week_ci_low, odds_ratio_per_week_ci_high,
+        n_rows, n_participants; ``attrs["fit"]`` holds the statsmodels result.
 
     References
     ----------
@@ -188,6 +199,7 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
     >>> import hipstats as hs  # doctest: +SKIP
     >>> hs.fault_trend(hs.simulate_cohort(seed=1))  # doctest: +SKIP
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="fault_trend")
     import statsmodels.api as sm  # noqa: PLC0415
     import statsmodels.formula.api as smf  # noqa: PLC0415
 
@@ -235,9 +247,10 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
         se = float(np.sqrt(c @ cov @ c))
         lo, hi, z, p = wald(est, se, alpha)
         sub = d if a is None else d[d["arm"] == a]
-        row = {"fault": fault, "log_or_per_week": est, "se": se, "z": float(z), "p": float(p),
-               "odds_ratio_per_week": np.exp(est), "or_ci_low": float(np.exp(lo)),
-               "or_ci_high": float(np.exp(hi)), "n_rows": len(sub),
+        row = {"fault": fault, "log_or_per_week": est, "log_or_per_week_se": se, "statistic": float(z),
+               "p_value": float(p), "odds_ratio_per_week": np.exp(est),
+               "odds_ratio_per_week_ci_low": float(np.exp(lo)),
+               "odds_ratio_per_week_ci_high": float(np.exp(hi)), "n_rows": len(sub),
                "n_participants": sub["g"].nunique()}
         rows.append(row if a is None else {"arm": a, **row})
     out = pd.DataFrame(rows)
@@ -248,7 +261,7 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
 def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str = ANY,
                               per: float = 0.1, final="final",
                               adjust: Sequence[str] = ("arm", "baseline"),
-                              alpha: float = 0.05) -> pd.DataFrame:
+                              confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Does a participant's fault rate go with less improvement?
 
     .. math:: \\Delta y_i = \\beta_0 + \\beta_F\\,\\frac{f_i}{\\text{per}}
@@ -260,10 +273,17 @@ def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str
     is the difference in change per ``per`` (default 0.1 = 10 percentage points) of fault
     rate, within arm. Observational: faults may mark people who respond less.
 
+    Parameters
+    ----------
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
+
     Returns
     -------
     DataFrame
-        term, estimate, se, t, p, ci_low, ci_high (the fault term is named
+        term, estimate, se, statistic (t), p_value, ci_low, ci_high (the fault term is named
         ``fault_rate_per_<per>``); ``attrs`` holds n, r_squared, formula and ``data``.
 
     Examples
@@ -271,6 +291,7 @@ def fault_outcome_association(cohort, measure: str = "hip_ir_deg", *, fault: str
     >>> import hipstats as hs  # doctest: +SKIP
     >>> hs.fault_outcome_association(hs.simulate_cohort(seed=1))  # doctest: +SKIP
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="fault_outcome_association")
     s = _completed(cohort, None)
     f = _has_fault(s, fault)
     rate = f.groupby(s["participant_id"]).mean().rename("fault_rate")
@@ -324,7 +345,8 @@ class FaultsResult(Result):
         if self.trend is not None:
             t = self.trend.iloc[0]
             rows.append(("Odds ratio of a fault per training week (GEE)",
-                         t["odds_ratio_per_week"], t["or_ci_low"], t["or_ci_high"], t["p"],
+                         t["odds_ratio_per_week"], t["odds_ratio_per_week_ci_low"],
+                         t["odds_ratio_per_week_ci_high"], t["p_value"],
                          "the odds of a fault change by "
                          f"{100 * (t['odds_ratio_per_week'] - 1):+.0f}% per week"))
         if self.association is not None:
@@ -333,12 +355,12 @@ class FaultsResult(Result):
             if len(a):
                 a = a.iloc[0]
                 rows.append(("Outcome change per 10 points more fault rate (deg)", a["estimate"],
-                             a["ci_low"], a["ci_high"], a["p"],
+                             a["ci_low"], a["ci_high"], a["p_value"],
                              f"{a['estimate']:+.2f} deg change per 10 percentage points of fault "
                              "rate, within arm"))
         for name, note in zip(self.not_estimable, note_rows(self.not_estimable)):
             rows.append((name, np.nan, np.nan, np.nan, np.nan, note))
-        return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
+        return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p_value",
                                            "interpretation"])
 
     def to_frame(self) -> pd.DataFrame:
@@ -351,7 +373,7 @@ class FaultsResult(Result):
         return fault_rate_plot(self.weekly, **kwargs)
 
 
-def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float = 0.05
+def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", confidence: float = 0.95, alpha: float | None = None
                     ) -> FaultsResult:
     """H5 in one call: rates by exercise and arm, weekly rates, GEE trend, outcome association.
 
@@ -362,6 +384,11 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     measure : str or None
         Outcome for :func:`fault_outcome_association`; None skips it.
 
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
+
     Returns
     -------
     FaultsResult
@@ -371,6 +398,7 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     >>> import hipstats as hs  # doctest: +SKIP
     >>> hs.faults_analysis(hs.simulate_cohort(seed=1)).summary()  # doctest: +SKIP
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="faults_analysis")
     has_arm = arm_table(cohort, None) is not None
     arm = ["arm"] if has_arm else []
     src = prepared_source(cohort)  # the log is prepared once for every part below
@@ -378,13 +406,13 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", alpha: float 
     assoc = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
         assoc = estimate_or_note(notes, "association", fault_outcome_association, src, measure,
-                          alpha=alpha, adjust=("arm", "baseline") if has_arm else ("baseline",))
+                          confidence=1 - alpha, adjust=("arm", "baseline") if has_arm else ("baseline",))
     return FaultsResult(confidence=round(1 - alpha, 12),
-        overall=estimate_or_note(notes, "overall", fault_rates, src, by=(), alpha=alpha),
-        rates=estimate_or_note(notes, "rates", fault_rates, src, by=("exercise", *arm), alpha=alpha),
+        overall=estimate_or_note(notes, "overall", fault_rates, src, by=(), confidence=1 - alpha),
+        rates=estimate_or_note(notes, "rates", fault_rates, src, by=("exercise", *arm), confidence=1 - alpha),
         weekly=estimate_or_note(notes, "weekly", fault_rates, src, by=(*arm, "protocol_week"),
-                         faults=[], alpha=alpha),
-        trend=estimate_or_note(notes, "trend", fault_trend, src, alpha=alpha),
+                         faults=[], confidence=1 - alpha),
+        trend=estimate_or_note(notes, "trend", fault_trend, src, confidence=1 - alpha),
         trend_by_arm=(estimate_or_note(notes, "trend_by_arm", fault_trend, src, by_arm=True,
-                                alpha=alpha) if has_arm else None),
+                                confidence=1 - alpha) if has_arm else None),
         association=assoc, notes=notes)

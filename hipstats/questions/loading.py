@@ -44,6 +44,7 @@ from scipy import stats
 from hipstats.cohort.views import arm_table, need_arm, participant_change, prepare_sessions, prepared_source
 from hipstats.errors import AnalysisError
 from hipstats.questions.common import Result, adjusted_ols, estimate_or_note, note_rows
+from hipstats.results import resolve_confidence
 from hipstats.stats.inference import mean_ci
 from hipstats.stats.rates import pooled_rate, with_rate
 
@@ -62,7 +63,7 @@ COMPLIANCE_STATUS: tuple[str, ...] = ("no session", "ok", "progressed after faul
 # ----------------------------------------------------------------------------------------
 def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
                 bodyweight_fraction: float | Mapping[str, float] = 1.0,
-                participants: pd.DataFrame | None = None, alpha: float = 0.05) -> pd.DataFrame:
+                participants: pd.DataFrame | None = None, confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Volume-load (sets x reps x kg) of completed training.
 
     .. math:: VL = \\sum_{\\text{completed rows}} \\text{sets} \\times \\text{reps} \\times
@@ -85,8 +86,10 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
     bodyweight_fraction : float or mapping exercise -> float
     participants : DataFrame, optional
         participant_id, arm (and mass_kg for ``bodyweight="mass"``) when ``data`` is a log.
-    alpha : float
-        1 - confidence level (arm_week).
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
 
     Returns
     -------
@@ -111,6 +114,7 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
     ...             participants=people)["volume_load_kg"].tolist()
     [700.0, 700.0]
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="volume_load")
     s = prepare_sessions(data, participants)
     load = s["load_kg"].to_numpy(float).copy()
     bw = load == 0
@@ -161,7 +165,7 @@ def volume_load(data, *, level: str = "session", bodyweight: str | None = None,
         for (a, w), g in out.groupby(["arm", "week"], sort=True):
             m, lo, hi = mean_ci(g["volume_load_kg"].to_numpy(float), alpha)
             rows.append({"arm": a, "week": w, "n_participants": len(g), "volume_load_kg": m,
-                         "ci_low": lo, "ci_high": hi,
+                         "volume_load_kg_ci_low": lo, "volume_load_kg_ci_high": hi,
                          "reps_volume": g["reps_volume"].mean()})
         return pd.DataFrame(rows)
     raise AnalysisError(f"level must be 'row', 'session', 'week' or 'arm_week', got {level!r}")
@@ -200,11 +204,12 @@ def _group_ols_slopes(gid: np.ndarray, x: np.ndarray, y: np.ndarray, n_groups: i
         bad = (n < 3) | (xmin == xmax)
         h = stats.t.ppf(1 - alpha / 2, np.where(bad, 1, n - 2)) * se
     b, se, h = (np.where(bad, np.nan, v) for v in (b, se, h))
-    return pd.DataFrame({"slope_kg_per_week": b, "se": se, "ci_low": b - h, "ci_high": b + h})
+    return pd.DataFrame({"slope_kg_per_week": b, "slope_kg_per_week_se": se,
+                         "slope_kg_per_week_ci_low": b - h, "slope_kg_per_week_ci_high": b + h})
 
 
 def progression_slopes(data, *, level: str = "participant", exercise: str | Sequence[str] | None
-                       = None, participants: pd.DataFrame | None = None, alpha: float = 0.05
+                       = None, participants: pd.DataFrame | None = None, confidence: float = 0.95, alpha: float | None = None
                        ) -> pd.DataFrame:
     """Load progression: OLS slope of load (kg) on week per participant and exercise.
 
@@ -217,6 +222,13 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
     ``level="arm"`` summarises the participants' slopes per arm and exercise: their mean with a
     t-based CI (participants as the unit), the median, and the share of participants whose
     slope CI lies above 0 (progressive).
+
+    Parameters
+    ----------
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
 
     Returns
     -------
@@ -237,6 +249,7 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
     >>> float(progression_slopes(log)["slope_kg_per_week"].iloc[0])
     5.0
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="progression_slopes")
     s = prepare_sessions(data, participants)
     s = s[s["completed"]]
     if exercise is not None:
@@ -273,9 +286,9 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
     for (a, e), g in out.dropna(subset=["slope_kg_per_week"]).groupby(["arm", "exercise"]):
         m, lo, hi = mean_ci(g["slope_kg_per_week"].to_numpy(float), alpha)
         rows.append({"arm": a, "exercise": e, "n_participants": len(g), "mean_slope": m,
-                     "ci_low": lo, "ci_high": hi,
+                     "mean_slope_ci_low": lo, "mean_slope_ci_high": hi,
                      "median_slope": g["slope_kg_per_week"].median(),
-                     "share_progressive": float((g["ci_low"] > 0).mean())})
+                     "share_progressive": float((g["slope_kg_per_week_ci_low"] > 0).mean())})
     return pd.DataFrame(rows)
 
 
@@ -290,12 +303,12 @@ def _arm_rate_summary(per: pd.DataFrame, count: str, nobs: str, rate: str, alpha
         m, lo, hi = mean_ci(g[rate].to_numpy(float), alpha)
         rows.append({"arm": a, f"mean_{rate}": m,
                      f"mean_{rate}_ci_low": lo, f"mean_{rate}_ci_high": hi})
-    pooled = pooled_rate(per, count, nobs, by=["arm"], alpha=alpha, name=rate)
+    pooled = pooled_rate(per, count, nobs, by=["arm"], confidence=1 - alpha, name=rate)
     return pooled.merge(pd.DataFrame(rows), on="arm", how="left")
 
 
 def adherence(data, *, level: str = "participant", unit: str = "row",
-              participants: pd.DataFrame | None = None, alpha: float = 0.05) -> pd.DataFrame:
+              participants: pd.DataFrame | None = None, confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Adherence = completed / prescribed, with Wilson score CIs.
 
     ``unit="row"`` counts prescribed exercise rows; ``unit="session"`` counts sessions (a
@@ -310,6 +323,13 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
     participants, is kept as ``adherence_ci_low_wilson`` / ``adherence_ci_high_wilson``) and
     the mean of the participants' adherence with a t-based CI (participants as the unit; use
     this one to compare arms).
+
+    Parameters
+    ----------
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
 
     Returns
     -------
@@ -334,6 +354,7 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
     >>> adherence(log)["adherence"].tolist()
     [0.75]
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="adherence")
     s = prepare_sessions(data, participants)
     if unit == "session":
         s = (s.groupby(["participant_id", *(["arm"] if "arm" in s.columns else []), "session"])
@@ -354,7 +375,7 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
 
 
 def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: str = "session",
-               participants: pd.DataFrame | None = None, alpha: float = 0.05) -> pd.DataFrame:
+               participants: pd.DataFrame | None = None, confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Training with pain at or above ``threshold`` on the 0-10 NRS ("sharp pain means stop").
 
     Only completed rows count (pain is recorded when the exercise is done). With
@@ -373,6 +394,10 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
         :func:`pooled_rate`; Wilson kept as ``rate_ci_low_wilson``/``rate_ci_high_wilson``),
         mean participant rate (t CI), participants with a flag.
     unit : {"session", "row"}
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
 
     Examples
     --------
@@ -383,6 +408,7 @@ def pain_flags(data, *, threshold: float = 5, level: str = "participant", unit: 
     >>> pain_flags(log)[["sessions", "flagged", "first_flag_week"]].values.tolist()
     [[3.0, 1.0, 1.0]]
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="pain_flags")
     s = prepare_sessions(data, participants)
     s = s[s["completed"]]
     if s["pain_nrs"].isna().all():
@@ -467,8 +493,8 @@ class ComplianceResult(Result):
 
 def _rule_rates_pooled(by_p: pd.DataFrame, keys: list[str], alpha: float) -> pd.DataFrame:
     """Pooled rule rates over participants (rows of ``by_p``) with participant-cluster CIs."""
-    v = pooled_rate(by_p, "violations", "flagged", by=keys, alpha=alpha, name="violation_rate")
-    u = pooled_rate(by_p, "violations", "increases", by=keys, alpha=alpha, name="unsafe_share")
+    v = pooled_rate(by_p, "violations", "flagged", by=keys, confidence=1 - alpha, name="violation_rate")
+    u = pooled_rate(by_p, "violations", "increases", by=keys, confidence=1 - alpha, name="unsafe_share")
     tot = (by_p.assign(_all=0).groupby(keys or ["_all"], sort=True)[["transitions"]]
            .sum().reset_index().drop(columns="_all", errors="ignore"))
     u = u.drop(columns=["n_participants", "violations"])  # v has them (n_participants: with
@@ -491,7 +517,7 @@ def _rule_rates(df: pd.DataFrame, keys: list[str], alpha: float) -> pd.DataFrame
 
 
 def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exercise",
-                           participants: pd.DataFrame | None = None, alpha: float = 0.05,
+                           participants: pd.DataFrame | None = None, confidence: float = 0.95, alpha: float | None = None,
                            tol: float = 1e-9) -> ComplianceResult:
     """Audit the rule "progress load only after a session without faults; pain >= threshold
     means stop".
@@ -512,6 +538,13 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
     CIs (:func:`pooled_rate`), with the Wilson CIs kept as ``*_ci_low_wilson`` /
     ``*_ci_high_wilson`` (too narrow there: transitions of one participant are correlated).
 
+    Parameters
+    ----------
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
+
     Returns
     -------
     ComplianceResult
@@ -530,6 +563,7 @@ def progression_compliance(data, *, pain_threshold: float = 5, scope: str = "exe
     >>> res.violations[["session", "prev_load_kg", "load_kg"]].values.tolist()
     [[3.0, 12.5, 15.0]]
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="progression_compliance")
     if scope not in ("exercise", "session"):
         raise AnalysisError(f"scope must be 'exercise' or 'session', got {scope!r}")
     all_rows = prepare_sessions(data, participants)
@@ -587,7 +621,7 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
                   final="final", adjust: Sequence[str] = ("arm", "baseline"),
                   arms: Sequence[str] | None = None, bodyweight: str | None = None,
                   bodyweight_fraction: float | Mapping[str, float] = 1.0,
-                  alpha: float = 0.05) -> pd.DataFrame:
+                  confidence: float = 0.95, alpha: float | None = None) -> pd.DataFrame:
     """Between-participant dose-response: outcome change on cumulative completed volume-load.
 
     .. math:: \\Delta y_i = \\beta_0 + \\beta_V\\,\\frac{V_i}{\\text{per}}
@@ -612,6 +646,11 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     arms : sequence of str, optional
         Arms to include (default all; participants without sessions have volume 0).
 
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
+
     Returns
     -------
     DataFrame
@@ -623,6 +662,7 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     >>> import hipstats as hs  # doctest: +SKIP
     >>> hs.dose_response(hs.simulate_cohort(seed=2))  # doctest: +SKIP
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="dose_response")
     change = participant_change(cohort, measure, final=final)
     people = arm_table(cohort, None)
     if people is None:
@@ -714,7 +754,7 @@ class LoadingResult(Result):
 def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercise",
                      measure: str | None = "hip_ir_deg", bodyweight: str | None = None,
                      bodyweight_fraction: float | Mapping[str, float] = 1.0,
-                     alpha: float = 0.05) -> LoadingResult:
+                     confidence: float = 0.95, alpha: float | None = None) -> LoadingResult:
     """H4 in one call: volume-load, progression, adherence, compliance, pain, dose-response.
 
     Parameters
@@ -728,6 +768,11 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
     measure : str or None
         Outcome for :func:`dose_response`; None skips it.
 
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
+
     Returns
     -------
     LoadingResult
@@ -737,25 +782,26 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
     >>> import hipstats as hs  # doctest: +SKIP
     >>> hs.loading_analysis(hs.simulate_cohort(seed=3)).summary()  # doctest: +SKIP
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="loading_analysis")
     kw = dict(bodyweight=bodyweight, bodyweight_fraction=bodyweight_fraction)
     src = prepared_source(cohort)  # the log is prepared once for every part below
     notes: dict[str, str] = {}
     dose = None
     if measure is not None and isinstance(getattr(cohort, "measurements", None), pd.DataFrame):
-        dose = estimate_or_note(notes, "dose_response", dose_response, src, measure, alpha=alpha, **kw)
+        dose = estimate_or_note(notes, "dose_response", dose_response, src, measure, confidence=1 - alpha, **kw)
     return LoadingResult(confidence=round(1 - alpha, 12),
         weekly=estimate_or_note(notes, "weekly", volume_load, src, level="week", **kw),
         arm_weekly=estimate_or_note(notes, "arm_weekly", volume_load, src, level="arm_week",
-                             alpha=alpha, **kw),
-        progression=estimate_or_note(notes, "progression", progression_slopes, src, alpha=alpha),
+                             confidence=1 - alpha, **kw),
+        progression=estimate_or_note(notes, "progression", progression_slopes, src, confidence=1 - alpha),
         progression_by_arm=estimate_or_note(notes, "progression_by_arm", progression_slopes, src,
-                                     level="arm", alpha=alpha),
-        adherence=estimate_or_note(notes, "adherence", adherence, src, alpha=alpha),
+                                     level="arm", confidence=1 - alpha),
+        adherence=estimate_or_note(notes, "adherence", adherence, src, confidence=1 - alpha),
         adherence_by_arm=estimate_or_note(notes, "adherence_by_arm", adherence, src, level="arm",
-                                   alpha=alpha),
+                                   confidence=1 - alpha),
         compliance=estimate_or_note(notes, "compliance", progression_compliance, src,
-                             pain_threshold=pain_threshold, scope=scope, alpha=alpha),
-        pain=estimate_or_note(notes, "pain", pain_flags, src, threshold=pain_threshold, alpha=alpha),
+                             pain_threshold=pain_threshold, scope=scope, confidence=1 - alpha),
+        pain=estimate_or_note(notes, "pain", pain_flags, src, threshold=pain_threshold, confidence=1 - alpha),
         pain_by_arm=estimate_or_note(notes, "pain_by_arm", pain_flags, src, threshold=pain_threshold,
-                              level="arm", alpha=alpha),
+                              level="arm", confidence=1 - alpha),
         dose_response=dose, pain_threshold=pain_threshold, notes=notes)

@@ -40,6 +40,7 @@ from hipstats.cohort.views import cohort_table, readings, tilt_class, visit_valu
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
 from hipstats.errors import AnalysisError, check_columns
 from hipstats.questions.common import Result
+from hipstats.results import resolve_confidence
 from hipstats.stats.correlation import rm_corr, within_between
 from hipstats.stats.inference import mean_ci, wald
 
@@ -189,16 +190,16 @@ def _paired_row(a: np.ndarray, b: np.ndarray, alpha: float) -> dict:
         w_stat, w_p = float(w.statistic), float(w.pvalue)
     except ValueError:
         w_stat, w_p = np.nan, np.nan
-    return {"n": n, "mean_neutral": a.mean(), "mean_free": b.mean(), "mean_diff": mean,
-            "sd_diff": sd, "ci_low": float(lo), "ci_high": float(hi), "t": float(t),
-            "df": n - 1, "p": float(p), "wilcoxon_W": w_stat, "p_wilcoxon": w_p,
+    return {"n_participants": n, "mean_neutral": a.mean(), "mean_free": b.mean(), "estimate": mean,
+            "sd_diff": sd, "ci_low": float(lo), "ci_high": float(hi), "statistic": float(t),
+            "df": n - 1, "p_value": float(p), "wilcoxon_statistic": w_stat, "wilcoxon_p_value": w_p,
             "d_z": dz, "d_z_ci_low": dz_lo, "d_z_ci_high": dz_hi,
             "g_av": _hedges_j(n - 1) * mean / sd_av}
 
 
-def paired_pelvis_difference(data, *, alpha: float = 0.05, visits="scheduled",
-                             rater: str | None = None, position: str | None = None
-                             ) -> pd.DataFrame:
+def paired_pelvis_difference(data, *, confidence: float = 0.95, alpha: float | None = None,
+                             visits="scheduled", rater: str | None = None,
+                             position: str | None = None) -> pd.DataFrame:
     """IR with a neutral-pelvis setup minus IR in own posture, paired within participant.
 
     For each participant the difference :math:`d = IR_{neutral} - IR_{free}` is averaged over
@@ -222,16 +223,20 @@ def paired_pelvis_difference(data, *, alpha: float = 0.05, visits="scheduled",
     data : Cohort, measurements DataFrame, or a pelvis frame
         A pelvis frame (:func:`pelvis_frame` with ``side="both"``) needs participant_id,
         side, ir_neutral, ir_free.
-    alpha : float
-        1 - confidence level.
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
     visits, rater, position
         Passed to :func:`pelvis_frame`.
 
     Returns
     -------
     DataFrame
-        One row per side and "pooled": n, mean_neutral, mean_free, mean_diff, sd_diff,
-        ci_low, ci_high, t, df, p, wilcoxon_W, p_wilcoxon, d_z, d_z_ci_low, d_z_ci_high, g_av.
+        One row per side and "pooled": n_participants, mean_neutral, mean_free, estimate (the
+        mean difference neutral - own posture), sd_diff, ci_low, ci_high, statistic (paired
+        t), df, p_value, wilcoxon_statistic, wilcoxon_p_value, d_z, d_z_ci_low, d_z_ci_high,
+        g_av.
 
     References
     ----------
@@ -250,6 +255,7 @@ def paired_pelvis_difference(data, *, alpha: float = 0.05, visits="scheduled",
     >>> res["side"].tolist()
     ['left', 'pooled']
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="paired_pelvis_difference")
     pf = _as_pelvis_frame(data, side="both", visits=visits, rater=rater, position=position)
     check_columns(pf, ["participant_id", "ir_neutral", "ir_free"], "paired_pelvis_difference")
     pf = pf.dropna(subset=["ir_neutral", "ir_free"])
@@ -271,25 +277,26 @@ def paired_pelvis_difference(data, *, alpha: float = 0.05, visits="scheduled",
 
 
 def ir_by_tilt_class(data, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, visit="baseline",
-                     alpha: float = 0.05, rater: str | None = None,
-                     position: str | None = None) -> pd.DataFrame:
+                     confidence: float = 0.95, alpha: float | None = None,
+                     rater: str | None = None, position: str | None = None) -> pd.DataFrame:
     """IR (own posture and neutral setup) by standing-tilt class, one value per participant.
 
     Participants are classed by :func:`tilt_class` of their standing tilt at ``visit``
     ("baseline" = each participant's first visit; "all" = the mean over all their scheduled
     visits, IR averaged alike; or a visit label). IR is the mean of sides and trials. For each
     class: participants, mean tilt, mean IR free and neutral and their difference
-    (neutral - free) with t-based CIs. A one-way ANOVA across classes of free IR and of the
-    difference is stored in ``attrs["anova"]``.
+    (neutral - free) with t-based CIs at ``confidence`` (``alpha=`` is its deprecated
+    complement). A one-way ANOVA across classes of free IR and of the difference is stored in
+    ``attrs["anova"]`` (statistic = F, p_value, num_df, den_df).
 
-    Empty classes stay in the table with ``n = 0`` and a warning; fewer than two non-empty
-    classes raise :class:`~hipstats.errors.AnalysisError`.
+    Empty classes stay in the table with ``n_participants = 0`` and a warning; fewer than two
+    non-empty classes raise :class:`~hipstats.errors.AnalysisError`.
 
     Returns
     -------
     DataFrame
-        tilt_class, n, tilt_mean, then ``{ir_free, ir_neutral, diff}`` x ``{"", _ci_low,
-        _ci_high}``.
+        tilt_class, n_participants, tilt_mean, then ``{ir_free, ir_neutral, ir_difference}``
+        x ``{"", _ci_low, _ci_high}``.
 
     Examples
     --------
@@ -298,9 +305,10 @@ def ir_by_tilt_class(data, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, visit="
     >>> pf = pd.DataFrame({"participant_id": range(6), "visit": "baseline", "week": 0.0,
     ...     "tilt": [0, 2, 8, 10, 16, 20.0], "ir_free": [40, 38, 36, 35, 30, 31.0],
     ...     "ir_neutral": [40, 39, 38, 38, 35, 36.0]})
-    >>> ir_by_tilt_class(pf)["n"].tolist()
+    >>> ir_by_tilt_class(pf)["n_participants"].tolist()
     [2, 2, 2]
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="ir_by_tilt_class")
     pf = _as_pelvis_frame(data, side="mean", visits="scheduled", rater=rater, position=position,
                           cuts=cuts)
     check_columns(pf, ["participant_id", "tilt", "ir_free"], "ir_by_tilt_class")
@@ -318,13 +326,13 @@ def ir_by_tilt_class(data, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, visit="
     if per.empty:
         raise AnalysisError(f"no participant has standing tilt and IR at visit {visit!r}")
     per = per.assign(tilt_class=tilt_class(per["tilt"], cuts),
-                     diff=per["ir_neutral"] - per["ir_free"])
+                     ir_difference=per["ir_neutral"] - per["ir_free"])
     rows, empty = [], []
     for cls in TILT_CLASSES:
         sub = per[per["tilt_class"] == cls]
-        row = {"tilt_class": cls, "n": len(sub),
+        row = {"tilt_class": cls, "n_participants": len(sub),
                "tilt_mean": sub["tilt"].mean() if len(sub) else np.nan}
-        for col in ("ir_free", "ir_neutral", "diff"):
+        for col in ("ir_free", "ir_neutral", "ir_difference"):
             m, lo, hi = mean_ci(sub[col].to_numpy(float), alpha)
             row.update({col: m, f"{col}_ci_low": lo, f"{col}_ci_high": hi})
         rows.append(row)
@@ -341,12 +349,14 @@ def ir_by_tilt_class(data, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, visit="
     out = pd.DataFrame(rows)
     out["tilt_class"] = pd.Categorical(out["tilt_class"], categories=TILT_CLASSES, ordered=True)
     anova = {}
-    for col in ("ir_free", "diff"):
+    for col in ("ir_free", "ir_difference"):
         groups = [g[col].dropna().to_numpy() for _, g in per.groupby("tilt_class", observed=True)]
         groups = [g for g in groups if g.size >= 2]
         if len(groups) >= 2:
             f, p = stats.f_oneway(*groups)
-            anova[col] = {"F": float(f), "p": float(p)}
+            k, n_all = len(groups), sum(g.size for g in groups)
+            anova[col] = {"statistic": float(f), "p_value": float(p), "num_df": k - 1,
+                          "den_df": n_all - k}
     out.attrs["anova"] = anova
     return out
 
@@ -381,11 +391,11 @@ class PelvisResult(Result):
         if self.paired is not None:
             p = self.paired.set_index("side").loc["pooled"]
             rows.append(("Neutral-pelvis setup minus own-posture IR (deg, per participant)",
-                         p["mean_diff"], p["ci_low"], p["ci_high"], p["p"],
-                         f"IR measured in own posture is {abs(p['mean_diff']):.1f} deg "
-                         f"{'lower' if p['mean_diff'] > 0 else 'higher'} than with a neutral "
+                         p["estimate"], p["ci_low"], p["ci_high"], p["p_value"],
+                         f"IR measured in own posture is {abs(p['estimate']):.1f} deg "
+                         f"{'lower' if p['estimate'] > 0 else 'higher'} than with a neutral "
                          f"setup ({lvl} CI {p['ci_low']:.1f} to {p['ci_high']:.1f}; "
-                         f"d_z = {p['d_z']:.2f}, n = {int(p['n'])})"))
+                         f"d_z = {p['d_z']:.2f}, n = {int(p['n_participants'])})"))
         wb = self.within_between.set_index("term")
         for term in ("within", "between"):
             corrected = f"{term}_corrected" in wb.index
@@ -400,35 +410,33 @@ class PelvisResult(Result):
                         f"{abs(r['estimate']):.2f} deg {'lower' if r['estimate'] < 0 else 'higher'}"
                         f" IR on average {ci}; a difference between participants, not a change")
             rows.append((f"{term.capitalize()}-participant slope of own-posture IR on standing "
-                         f"tilt (deg/deg{note})", r["estimate"], r["ci_low"], r["ci_high"], r["p"],
+                         f"tilt (deg/deg{note})", r["estimate"], r["ci_low"], r["ci_high"], r["p_value"],
                          text))
         c = self.rm_corr.iloc[0]
-        rows.append(("Repeated-measures correlation of tilt with own-posture IR", c["r"],
-                     c["ci_low"], c["ci_high"], c["p"],
-                     f"r_rm = {c['r']:.2f} ({lvl} CI {c['ci_low']:.2f} to {c['ci_high']:.2f}), "
+        rows.append(("Repeated-measures correlation of tilt with own-posture IR", c["estimate"],
+                     c["ci_low"], c["ci_high"], c["p_value"],
+                     f"r_rm = {c['estimate']:.2f} ({lvl} CI {c['ci_low']:.2f} to {c['ci_high']:.2f}), "
                      f"df = {int(c['df'])}"))
         an = self.by_class.attrs.get("anova", {}).get("ir_free")
         if an:
-            ns = ", ".join(f"{r.tilt_class} {r.ir_free:.1f} (n={r.n})"
-                           for r in self.by_class.itertuples() if r.n)
-            rows.append(("Own-posture IR by standing tilt class (one-way ANOVA F)", an["F"],
-                         np.nan, np.nan, an["p"], f"mean IR by class: {ns} deg"))
-        return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p",
+            ns = ", ".join(f"{r.tilt_class} {r.ir_free:.1f} (n={r.n_participants})"
+                           for r in self.by_class.itertuples() if r.n_participants)
+            rows.append(("Own-posture IR by standing tilt class (one-way ANOVA F)", an["statistic"],
+                         np.nan, np.nan, an["p_value"], f"mean IR by class: {ns} deg"))
+        return pd.DataFrame(rows, columns=["question", "estimate", "ci_low", "ci_high", "p_value",
                                            "interpretation"])
 
     def to_frame(self) -> pd.DataFrame:
-        """All tables stacked long: analysis, term, estimate, ci_low, ci_high, p."""
+        """All tables stacked long: analysis, term, estimate, ci_low, ci_high, p_value."""
         parts = []
         if self.paired is not None:
-            parts.append(self.paired.assign(analysis="paired", term=self.paired["side"])
-                         .rename(columns={"mean_diff": "estimate"}))
-        parts.append(self.rm_corr.assign(analysis="rm_corr", term="r")
-                     .rename(columns={"r": "estimate"}))
+            parts.append(self.paired.assign(analysis="paired", term=self.paired["side"]))
+        parts.append(self.rm_corr.assign(analysis="rm_corr", term="r"))
         parts.append(self.within_between.assign(analysis="within_between"))
         bc = self.by_class.assign(analysis="by_class", term=self.by_class["tilt_class"].astype(str))
         parts.append(bc.rename(columns={"ir_free": "estimate", "ir_free_ci_low": "ci_low",
                                         "ir_free_ci_high": "ci_high"}))
-        cols = ["analysis", "term", "estimate", "ci_low", "ci_high", "p"]
+        cols = ["analysis", "term", "estimate", "ci_low", "ci_high", "p_value"]
         return pd.concat([p.reindex(columns=cols) for p in parts], ignore_index=True)
 
     def plot(self, kind: str = "tilt", **kwargs):
@@ -444,7 +452,8 @@ class PelvisResult(Result):
 
 
 def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: str = "mean",
-                    alpha: float = 0.05, correct_tilt_error: bool = True, visits="scheduled",
+                    confidence: float = 0.95, alpha: float | None = None,
+                    correct_tilt_error: bool = True, visits="scheduled",
                     rater: str | None = None, position: str | None = None,
                     n_boot: int = 999, seed=0) -> PelvisResult:
     """H1 in one call: paired neutral-vs-own-posture IR, tilt-IR association on both levels,
@@ -458,8 +467,10 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
     side : {"mean", "left", "right"}
         Side used for the tilt association (default: mean of both sides per visit). The
         paired comparison always reports left, right and pooled.
-    alpha : float
-        1 - confidence level.
+    confidence : float
+        Level of every confidence interval (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
     correct_tilt_error : bool
         Correct the within and between slopes for the measurement error of standing tilt,
         estimated from the replicate tilt trials (see :func:`within_between`); the summary
@@ -483,6 +494,8 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
     >>> res = hs.pelvis_analysis(hs.simulate_cohort(seed=1))  # doctest: +SKIP
     >>> res.summary()  # doctest: +SKIP
     """
+    confidence = resolve_confidence(confidence, alpha, where="pelvis_analysis")
+    alpha = 1 - confidence
     both = pelvis_frame(cohort, side="both", visits=visits, rater=rater, position=position,
                         cuts=cuts)
     if side == "mean":  # the mean of the per-side means, as pelvis_frame(side="mean")
@@ -499,15 +512,15 @@ def pelvis_analysis(cohort, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, side: 
         frame = both[both["side"] == side].reset_index(drop=True)
         if frame.empty:
             raise AnalysisError(f"no IR readings on the {side} side")
-    paired = (paired_pelvis_difference(both, alpha=alpha)
+    paired = (paired_pelvis_difference(both, confidence=confidence)
               if both["ir_neutral"].notna().any() else None)
     assoc = frame.dropna(subset=["tilt", "ir_free"])
     if assoc.empty:
         raise AnalysisError("no visit has both standing pelvic tilt and own-posture IR")
-    rmc = rm_corr(assoc, "tilt", "ir_free", "participant_id", alpha=alpha)
+    rmc = rm_corr(assoc, "tilt", "ir_free", "participant_id", confidence=confidence)
     err = frame.attrs.get("tilt_error_var") if correct_tilt_error else None
     wb = within_between(assoc, "tilt", "ir_free", "participant_id", x_error_var=err,
-                        x_error_df=frame.attrs.get("tilt_error_df"), alpha=alpha,
+                        x_error_df=frame.attrs.get("tilt_error_df"), confidence=confidence,
                         n_boot=n_boot, seed=seed)
-    by_class = ir_by_tilt_class(frame, cuts=cuts, alpha=alpha)
+    by_class = ir_by_tilt_class(frame, cuts=cuts, confidence=confidence)
     return PelvisResult(frame, paired, rmc, wb, by_class, cuts, alpha)

@@ -343,7 +343,7 @@ def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, til
     pids = (used.get_level_values("participant_id") if isinstance(used, pd.MultiIndex)
             else used)
     s = sem_from_fit(fit, "within")
-    f_lo, f_hi = float(row["ci_low"]), float(row["ci_high"])
+    f_lo, f_hi = float(row["icc_ci_low"]), float(row["icc_ci_high"])
     b = (np.nan,) * 4 + (0,)
     if boot is not None and mat is not None:
         b = cluster_bootstrap_icc(mat, np.asarray(pids), form, confidence=confidence, **boot)
@@ -373,6 +373,6 @@ def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, til
         if fit.info["ratings_per_cell_max"] == 1 or label.startswith("tilt"):
             k = cohen_kappa(wide, wide.columns[0], wide.columns[1], weights=weights,
                             categories=scale, confidence=confidence)
-            out.update(kappa=float(k["kappa"].iloc[0]), kappa_ci_low=float(k["ci_low"].iloc[0]),
-                       kappa_ci_high=float(k["ci_high"].iloc[0]), kappa_on=label)
+            out.update(kappa=float(k["kappa"].iloc[0]), kappa_ci_low=float(k["kappa_ci_low"].iloc[0]),
+                       kappa_ci_high=float(k["kappa_ci_high"].iloc[0]), kappa_on=label)
     return out

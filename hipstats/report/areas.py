@@ -388,11 +388,11 @@ def _f_statistic(result) -> str:
     an = (getattr(by, "attrs", {}) or {}).get("anova", {}).get("ir_free") if by is not None else None
     if not an:
         return ""
-    df1, df2 = an.get("df1"), an.get("df2")
+    df1, df2 = an.get("num_df", an.get("df1")), an.get("den_df", an.get("df2"))
     if df1 is None or df2 is None:
-        ns = [int(n) for n in by["n"] if n >= 2]
+        ns = [int(n) for n in by["n_participants"] if n >= 2]
         df1, df2 = len(ns) - 1, sum(ns) - len(ns)
-    return f"F({int(df1)}, {int(df2)}) = {an['F']:.2f}"
+    return f"F({int(df1)}, {int(df2)}) = {an.get('statistic', an.get('F')):.2f}"
 
 
 def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
@@ -544,8 +544,8 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
     if pr is not None and len(pr):
         for r in pr[pr["arm"] == arm].itertuples():
             out.append(record("H4", f"Load progression, {r.exercise.replace('_', ' ')} ({arm} arm, kg/week)",
-                              r.mean_slope, r.ci_low,
-                              r.ci_high, None,
+                              r.mean_slope, r.mean_slope_ci_low,
+                              r.mean_slope_ci_high, None,
                               f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
                               digits=2, confidence=conf, display=display))

@@ -263,7 +263,7 @@ def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int =
     --------
     >>> import pandas as pd
     >>> s = pd.DataFrame({"question": ["q"], "estimate": [1.0], "ci_low": [0.5], "ci_high": [1.5],
-    ...                   "p": [0.01], "interpretation": ["plain words"]})
+    ...                   "p_value": [0.01], "interpretation": ["plain words"]})
     >>> [f.sentence for f in record_summary("H1", s, display=False)]
     ['plain words']
     """
@@ -277,7 +277,7 @@ def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int =
     out = []
     for r in picked.to_dict("records"):
         out.append(record(area, str(r["question"]), r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
-                          r.get("p"), str(r.get(text_col, "")), digits=digits, confidence=confidence,
+                          r.get("p_value", r.get("p")), str(r.get(text_col, "")), digits=digits, confidence=confidence,
                           display=display))
     return out
 

@@ -40,12 +40,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hipstats.cohort.views import VIEW_SETTINGS
 from hipstats.errors import ParameterError
 
 __all__ = ["CONFIG_KEYS", "read_config", "init_project", "cron_line"]
 
-#: Keys a project settings file may hold.
-CONFIG_KEYS = ("source", "arms", "reference_arm", "event_map")
+#: Keys a project settings file may hold: where the data are, the arms, the REDCap event map and
+#: the view settings a folder's own hipstats.yaml may declare (:data:`hipstats.cohort.views.VIEW_SETTINGS`).
+CONFIG_KEYS = ("source", "arms", "reference_arm", "event_map", *VIEW_SETTINGS)
 
 
 def read_config(path) -> dict[str, Any]:

@@ -370,7 +370,10 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
                                  f"URL), e.g. `hipstats report data/cohort`, or set the environment variable "
                                  f"{SOURCE_ENV}")
     src = resolve_source(source) if source is not None else ""  # "" : no selected notebook reads data
-    per_nb = resolve_parameters(selected, given, runner={"source": src, "as_of": as_of_s}, catalogue=catalogue)
+    # notebooks get the source with any password masked (their executed copies are kept in the run
+    # folder); they read the validated cohort from the run's snapshot, recorded under that name
+    per_nb = resolve_parameters(selected, given, runner={"source": mask_source(src), "as_of": as_of_s},
+                                catalogue=catalogue)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
 
     # ---- start the worker processes now: each imports papermill and nbconvert and starts its first
@@ -408,10 +411,12 @@ def run_reports(source=None, out="reports", *, only=None, params: dict[str, Any]
 
 
 def _load_options(config, arms, event_map) -> dict[str, Any]:
-    """``source``, ``arms`` and ``event_map`` from a settings file, overridden by the arguments."""
+    """``source``, ``arms``, ``event_map`` and ``config`` from a settings file, overridden by the arguments."""
     from hipstats.report.project import read_config  # noqa: PLC0415
 
     opts: dict[str, Any] = read_config(config) if config else {}
+    if config:
+        opts["config"] = str(config)  # the whole file (view settings too) reaches the cohort, any source
     if isinstance(arms, str):
         arms = [a.strip() for a in arms.split(",") if a.strip()]
     if arms:
@@ -472,7 +477,7 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
         # a database has no file to hash: record the content of what was read instead
         fingerprint = cohort.fingerprint() if cohort is not None and "://" in src else None
         if cohort is not None:
-            write_snapshot(snapshot, src, cohort, report, files)
+            write_snapshot(snapshot, mask_source(src), cohort, report, files)
         del cohort
         banner = f"run {rid}" + (f" · data {source_name(mask_source(src))}" if src else "") + (f" as of {as_of_s}" if as_of_s else "")
         # longest first (durations of the previous run in this folder, else the notebooks' cost hints),

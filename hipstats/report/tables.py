@@ -90,6 +90,10 @@ LABELS = {
     "characteristic": "Characteristic", "level": "", "statistic_name": "", "condition": "Test condition",
     "p": "p", "pval": "p", "p_adj_holm": "p (Holm)", "reason": "Reason", "rule": "Rule", "column": "Column",
     "row": "Row", "file": "File", "message": "Problem",
+    # vocabulary renames of issue 11 (vocab helper)
+    "ir_difference": "Difference (deg)", "wilcoxon_statistic": "Wilcoxon W", "wilcoxon_p_value": "p (Wilcoxon)",
+    "log_or_per_week_se": "SE (log odds ratio)", "kappa_se": "SE", "num_df": "df (numerator)",
+    "den_df": "df (denominator)", "slope_kg_per_week_se": "SE (kg/week)",
 }
 
 #: Columns whose values are in the measure's unit (the ``unit=`` argument labels them).

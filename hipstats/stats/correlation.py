@@ -10,7 +10,7 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> s = np.repeat(np.arange(10), 4); x = rng.normal(10, 5, 10)[s] + rng.normal(0, 2, 40)
 >>> df = pd.DataFrame({"s": s, "x": x, "y": 40 - 0.3 * x + rng.normal(0, 5, 10)[s] + rng.normal(0, 0.5, 40)})
->>> bool(rm_corr(df, "x", "y", "s")["r"].iloc[0] < 0)
+>>> bool(rm_corr(df, "x", "y", "s")["estimate"].iloc[0] < 0)
 True
 """
 
@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError, check_columns
+from hipstats.results import resolve_confidence
 from hipstats.stats.inference import wald
 
 __all__ = ["rm_corr", "within_between"]
@@ -47,8 +48,8 @@ def _within_subject(df: pd.DataFrame, x: str, y: str, subject: str):
     return d, xc.to_numpy(float), yc.to_numpy(float), single
 
 
-def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 0.05
-            ) -> pd.DataFrame:
+def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, confidence: float = 0.95,
+            alpha: float | None = None) -> pd.DataFrame:
     """Repeated-measures correlation (Bakdash & Marusich 2017).
 
     The common within-participant association of x and y: the ANCOVA
@@ -75,14 +76,16 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
         Long data, one row per observation.
     x, y, subject : str
         Column names.
-    alpha : float
-        1 - confidence level.
+    confidence : float
+        Level of the confidence interval (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
 
     Returns
     -------
     DataFrame
-        One row: r, df, p, ci_low, ci_high, slope (common within slope of y on x),
-        n_obs, n_subjects, n_excluded.
+        One row: estimate (r_rm), df, statistic (t), p_value, ci_low, ci_high, slope (common
+        within slope of y on x), n_readings, n_participants, n_excluded.
 
     References
     ----------
@@ -97,9 +100,10 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
     >>> df = pd.DataFrame({"s": [1, 1, 1, 2, 2, 2, 3, 3, 3], "x": [1, 2, 3, 5, 6, 7, 2, 4, 6],
     ...                    "y": [2.0, 3.5, 4.0, 1.0, 2.2, 3.1, 5.0, 5.5, 7.0]})
     >>> res = rm_corr(df, "x", "y", "s")
-    >>> round(float(res["r"].iloc[0]), 3), int(res["df"].iloc[0])
+    >>> round(float(res["estimate"].iloc[0]), 3), int(res["df"].iloc[0])
     (0.913, 5)
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="rm_corr")
     d, xc, yc, single = _within_subject(data, x, y, subject)
     k, n = d[subject].nunique(), len(d)
     dof = n - k - 1
@@ -118,9 +122,10 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, alpha: float = 
     p = float(2 * stats.t.sf(abs(t), dof))
     z, crit = np.arctanh(np.clip(r, -0.999999999, 0.999999999)), stats.norm.ppf(1 - alpha / 2)
     half = crit / np.sqrt(dof - 1)          # Fisher's z with n = df + 2 (rmcorr >= 0.5.4)
-    return pd.DataFrame([{"r": r, "df": dof, "p": p, "ci_low": float(np.tanh(z - half)),
-                          "ci_high": float(np.tanh(z + half)), "slope": float(sxy / sxx),
-                          "n_obs": n, "n_subjects": k, "n_excluded": len(single)}])
+    return pd.DataFrame([{"estimate": r, "df": dof, "statistic": float(t), "p_value": p,
+                          "ci_low": float(np.tanh(z - half)), "ci_high": float(np.tanh(z + half)),
+                          "slope": float(sxy / sxx), "n_readings": n, "n_participants": k,
+                          "n_excluded": len(single)}])
 
 
 # ----------------------------------------------------------------------------------------
@@ -131,7 +136,7 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: s
     """REML random-intercept model ``y ~ terms + (1 | subject)`` by
     :func:`hipstats.models.lmm.fit_lmm` (lme4's profiled deviance, lmerTest's Satterthwaite df).
 
-    Returns the fixed-effect table (term, estimate, se, df, t, p, ci_low, ci_high) with one extra
+    Returns the fixed-effect table (term, estimate, se, df, statistic, p_value, ci_low, ci_high) with one extra
     row ``"contrast"`` for the linear combination ``contrast`` ({term: weight}), and a dict of
     fit information (variance components, n_obs, converged, singular, engine).
     """
@@ -145,19 +150,19 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: s
     se = float(np.sqrt(c @ res.cov_fe.to_numpy() @ c))
     dof = float(res.df_satterthwaite(c[None, :])[0])
     lo, hi, t, p = wald(est, se, alpha, df=dof)
-    row = pd.DataFrame([{"term": "contrast", "estimate": est, "se": se, "df": dof, "t": float(t),
-                         "p": float(p), "ci_low": float(lo), "ci_high": float(hi)}])
+    row = pd.DataFrame([{"term": "contrast", "estimate": est, "se": se, "df": dof, "statistic": float(t),
+                         "p_value": float(p), "ci_low": float(lo), "ci_high": float(hi)}])
     table = pd.concat([table, row], ignore_index=True)
     info = {"var_subject": float(res.cov_re.iloc[0, 0]), "var_residual": res.sigma2,
-            "n_obs": res.nobs, "converged": res.converged, "singular": res.singular,
+            "n_readings": res.nobs, "converged": res.converged, "singular": res.singular,
             "engine": f"hipstats.models.lmm.fit_lmm ({res.engine}, REML, Satterthwaite df)"}
     return table, info
 
 
 def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
                    covariates: Sequence[str] = (), x_error_var: float | None = None,
-                   x_error_df: float | None = None, alpha: float = 0.05, n_boot: int = 999,
-                   seed=0) -> pd.DataFrame:
+                   x_error_df: float | None = None, confidence: float = 0.95,
+                   alpha: float | None = None, n_boot: int = 999, seed=0) -> pd.DataFrame:
     """Mixed model splitting x into between- and within-participant components.
 
     .. math::
@@ -195,7 +200,7 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     :math:`\\lambda_W`, :math:`\\lambda_B` are recomputed from the drawn participants, and,
     given ``x_error_df``, :math:`\\sigma^2_u` is redrawn as :math:`\\sigma^2_u\\chi^2_\\nu/\\nu`
     (the trial deviations are independent of the visit means). The CI is the percentile
-    interval of the corrected draws; ``se`` their SD, ``t = estimate / se`` and ``p`` from
+    interval of the corrected draws; ``se`` their SD, ``statistic = estimate / se`` and ``p_value`` from
     :math:`t_{G-1}` (``df`` = participants - 1). Draws with :math:`\\lambda < 0.2` are left
     out (``attrs["n_boot_used"]``).
 
@@ -212,8 +217,10 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     x_error_df : float, optional
         Degrees of freedom of ``x_error_var`` (replicate trials: sum over visits of trials -
         1); its sampling error then enters the bootstrap. None treats it as known.
-    alpha : float
-        1 - confidence level.
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
     n_boot : int
         Bootstrap draws for the corrected rows (default 999).
     seed : int
@@ -224,8 +231,9 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     DataFrame
         Rows ``within``, ``between``, ``contextual`` (between - within), with ``x_error_var``
         also ``within_corrected`` and ``between_corrected``, then the intercept and
-        covariates: term, estimate, se, df, t, p, ci_low, ci_high; ``attrs`` holds the variance
-        components (var_subject, var_residual), n_obs, n_subjects and the engine used.
+        covariates: term, estimate, se, df, statistic (t), p_value, ci_low, ci_high; ``attrs``
+        holds the variance components (var_subject, var_residual), n_readings, n_participants
+        and the engine used.
 
     References
     ----------
@@ -246,6 +254,7 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     >>> bool(wb.set_index("term").loc["within", "estimate"] < 0)
     True
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="within_between")
     check_columns(data, [x, y, subject], "within_between")
     d = data.dropna(subset=[x, y, subject]).copy()
     if d[subject].nunique() < 3:
@@ -279,7 +288,8 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
                       else (np.nan, np.nan))
             t = est / se
             rows.append({"term": f"{term}_corrected", "estimate": est, "se": se,
-                         "df": float(g - 1), "t": t, "p": float(2 * stats.t.sf(abs(t), g - 1)),
+                         "df": float(g - 1), "statistic": t,
+                         "p_value": float(2 * stats.t.sf(abs(t), g - 1)),
                          "ci_low": float(lo), "ci_high": float(hi)})
         table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
         info = {**info, "x_error_var": float(x_error_var), "reliability_within": lam["within"],
@@ -292,7 +302,7 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     table = table.iloc[np.argsort([order.get(t, 5) for t in table["term"]], kind="stable")]
     table = table.reset_index(drop=True)
     table.attrs.update(info)
-    table.attrs["n_subjects"] = int(d[subject].nunique())
+    table.attrs["n_participants"] = int(d[subject].nunique())
     return table
 
 

@@ -161,8 +161,9 @@ def _icc_forms(msr, msc, mse, msw, *, k0, n0, K, df_r, df_c, df_e, df_w, confide
             pval = stats.f.sf(fval, df_r, df2)
         conv = (lambda x: _spearman_brown(x, K)) if avg else np.asarray
         rows.append(dict(form=mw, sf_name=sf, description=desc, icc=conv(res["icc"]),
-                         f=fval, df1=df_r * np.ones_like(np.asarray(fval, dtype=float)),
-                         df2=df2, pval=pval, ci_low=conv(res["lo"]), ci_high=conv(res["hi"])))
+                         icc_ci_low=conv(res["lo"]), icc_ci_high=conv(res["hi"]), statistic=fval,
+                         num_df=df_r * np.ones_like(np.asarray(fval, dtype=float)), den_df=df2,
+                         p_value=pval))
     return rows
 
 
@@ -546,7 +547,8 @@ def icc(data: pd.DataFrame, targets: str | Sequence[str], raters: str | Sequence
     -------
     DataFrame
         One row per form -- ``form`` (McGraw & Wong name), ``sf_name`` (Shrout & Fleiss name),
-        ``description``, ``icc``, ``f``, ``df1``, ``df2``, ``pval``, ``ci_low``, ``ci_high``. The
+        ``description``, ``icc``, ``icc_ci_low``, ``icc_ci_high``, and the F test of
+        ICC = ``r0``: ``statistic`` (F), ``num_df``, ``den_df``, ``p_value``. The
         attribute dict ``.attrs`` holds ``n_targets``, ``n_raters``, ``mean_squares``,
         ``variance_components``, ``method`` ("anova" or "reml") and the settings.
 
@@ -594,7 +596,7 @@ def icc(data: pd.DataFrame, targets: str | Sequence[str], raters: str | Sequence
     ...                    "rater": ["A", "B"] * 4,
     ...                    "ir": [30, 32, 41, 40, 35, 37, 28, 31]})
     >>> res = icc(df, "pid", "rater", "ir")
-    >>> res.loc[res.form == "ICC(A,1)", ["icc", "ci_low", "ci_high"]].round(3).to_numpy().tolist()
+    >>> res.loc[res.form == "ICC(A,1)", ["icc", "icc_ci_low", "icc_ci_high"]].round(3).to_numpy().tolist()
     [[0.915, 0.299, 0.994]]
     """
     return icc_fit(data, targets, raters, ratings, confidence=confidence,

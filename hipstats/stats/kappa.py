@@ -84,9 +84,9 @@ def cohen_kappa(data: pd.DataFrame, rater1: str, rater2: str, *, weights: str | 
     Returns
     -------
     DataFrame
-        One row: ``kappa``, ``se``, ``ci_low``, ``ci_high``, ``z`` and ``pval`` (test of
-        kappa = 0 with the null standard error), ``po``, ``pe``, ``n``, ``n_categories``,
-        ``weights``.
+        One row: ``kappa``, ``kappa_se``, ``kappa_ci_low``, ``kappa_ci_high``, ``statistic``
+        (z) and ``p_value`` (test of kappa = 0 with the null standard error), ``po``, ``pe``,
+        ``n_pairs`` (rated items), ``n_categories``, ``weights``.
 
     Notes
     -----
@@ -147,9 +147,10 @@ def cohen_kappa(data: pd.DataFrame, rater1: str, rater2: str, *, weights: str | 
     se, se0 = np.sqrt(max(var, 0.0)), np.sqrt(max(var0, 0.0))
     z = z_critical(confidence)
     zstat = kappa / se0 if se0 > 0 else np.inf
-    return pd.DataFrame([dict(kappa=kappa, se=se, ci_low=kappa - z * se, ci_high=kappa + z * se,
-                              z=zstat, pval=float(2 * stats.norm.sf(abs(zstat))), po=po, pe=pe,
-                              n=n, n_categories=K, weights=weights or "none")])
+    return pd.DataFrame([dict(kappa=kappa, kappa_se=se, kappa_ci_low=kappa - z * se,
+                              kappa_ci_high=kappa + z * se, statistic=zstat,
+                              p_value=float(2 * stats.norm.sf(abs(zstat))), po=po, pe=pe,
+                              n_pairs=n, n_categories=K, weights=weights or "none")])
 
 
 def fleiss_kappa(data: pd.DataFrame, subject: str, rater: str, rating: str, *,
@@ -169,8 +170,9 @@ def fleiss_kappa(data: pd.DataFrame, subject: str, rater: str, rating: str, *,
     Returns
     -------
     DataFrame
-        One row: ``kappa``, ``se`` (under the null), ``z``, ``pval``, ``p_agree`` (mean observed
-        agreement), ``p_chance``, ``n_subjects``, ``n_raters``, ``n_categories``. Per-category
+        One row: ``kappa``, ``kappa_se`` (under the null), ``statistic`` (z), ``p_value``,
+        ``p_agree`` (mean observed agreement), ``p_chance``, ``n_targets`` (rated subjects),
+        ``n_raters``, ``n_categories``. Per-category
         kappas are in ``.attrs["category_kappa"]``.
 
     Notes
@@ -232,9 +234,9 @@ def fleiss_kappa(data: pd.DataFrame, subject: str, rater: str, rating: str, *,
     zstat = kappa / se
     with np.errstate(divide="ignore", invalid="ignore"):
         kj = 1 - (nmat * (m - nmat)).sum(axis=0) / (N * m * (m - 1) * pj * qj)
-    out = pd.DataFrame([dict(kappa=kappa, se=se, z=zstat,
-                             pval=float(2 * stats.norm.sf(abs(zstat))), p_agree=p_agree,
-                             p_chance=p_chance, n_subjects=N, n_raters=m,
+    out = pd.DataFrame([dict(kappa=kappa, kappa_se=se, statistic=zstat,
+                             p_value=float(2 * stats.norm.sf(abs(zstat))), p_agree=p_agree,
+                             p_chance=p_chance, n_targets=N, n_raters=m,
                              n_categories=len(cats))])
     out.attrs["category_kappa"] = dict(zip(cats, kj.tolist()))
     return out

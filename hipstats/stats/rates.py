@@ -19,6 +19,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from hipstats.results import resolve_confidence
+
 __all__ = ["pooled_rate"]
 
 
@@ -69,7 +71,7 @@ def cluster_logit_ci(k_tot, n_tot, ss, g, alpha: float):
 
 
 def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] = (),
-                cluster: str = "participant_id", alpha: float = 0.05,
+                cluster: str = "participant_id", confidence: float = 0.95, alpha: float | None = None,
                 name: str = "rate") -> pd.DataFrame:
     """Pooled proportion of rows from many participants, with a participant-cluster CI.
 
@@ -105,7 +107,10 @@ def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] =
         Cells (e.g. ``["arm"]``); empty for one pooled rate.
     cluster : str
         Cluster column (default ``participant_id``).
-    alpha : float
+    confidence : float
+        Level of the confidence intervals (default 0.95).
+    alpha : float, optional
+        Deprecated: 1 - confidence (read with a DeprecationWarning).
     name : str
         Name of the rate column.
 
@@ -131,6 +136,7 @@ def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] =
     >>> float(r["rate"].iloc[0]), bool(r["rate_ci_low"].iloc[0] < r["rate_ci_low_wilson"].iloc[0])
     (0.5, True)
     """
+    alpha = 1 - resolve_confidence(confidence, alpha, where="pooled_rate")
     by = list(by)
     cells = list(dict.fromkeys([*by, cluster]))
     d = per[[*cells, count, nobs]].copy()

@@ -26,7 +26,7 @@ from hipstats.data.problems import Problem, ROW
 
 __all__ = [
     "RawTable", "read_table_file", "TABLE_NAMES", "REQUIRED_TABLES", "PARTICIPANT_COLUMNS",
-    "source_problem"
+    "source_problem", "STATS_EXT", "check_size"
 ]
 
 
@@ -35,6 +35,7 @@ REQUIRED_TABLES = ("measurements", "participants")
 TEXT_EXT = {".csv", ".tsv", ".txt"}
 EXCEL_EXT = {".xlsx", ".xlsm", ".xls"}
 PARQUET_EXT = {".parquet", ".pq"}
+STATS_EXT = {".sav", ".zsav", ".por", ".dta"}  # SPSS and Stata: read by hipstats.data.readers.stats_files
 
 PARTICIPANT_COLUMNS = [c.name for c in schema.TABLES["participants"].columns if c.name != "participant_id"]
 
@@ -47,12 +48,14 @@ class RawTable:
     file: str
     problems: list[Problem] = field(default_factory=list)
     decimal_comma: bool = False
+    #: Variable labels of the source (SPSS/Stata): column -> label; metadata only.
+    column_labels: dict = field(default_factory=dict)
+    #: What reading counted but did not refuse (user-missing codes read as missing).
+    notes: list = field(default_factory=list)
     #: Columns the source itself flags as direct identifiers (REDCap's "Identifier?"): refused.
     identifier_fields: tuple[str, ...] = ()
     #: Rewrites a problem into the source's own terms (REDCap field and record), or None.
     locate: Callable[[Problem], Problem] | None = None
-    #: What the reader left out on purpose, said aloud (``ValidationReport.notes``).
-    notes: list[str] = field(default_factory=list)
     #: Other files the table was read with (a REDCap data dictionary), for the manifest.
     also_read: tuple[str, ...] = ()
 
@@ -288,7 +291,13 @@ def read_table_file(path: str | Path, table: str, sheet: str | int | None = None
         return RawTable(None, file, [source_problem(table, file, "unreadable",
                                               f"cannot read the file ({type(err).__name__}: {err})")])
     return RawTable(None, file, [source_problem(table, file, "unreadable",
-                                          f"unknown file type '{ext}' (use .csv, .tsv, .parquet or .xlsx)")])
+                                          f"unknown file type '{ext}' (use .csv, .tsv, .parquet, .xlsx, "
+                                          "SPSS .sav/.zsav/.por or Stata .dta)")])
+
+
+def check_size(path, table: str) -> list[Problem]:
+    """A ``limit`` problem when the file is over the size limit (:mod:`hipstats.data.limits`), else none."""
+    return _check_size(Path(path), table)
 
 
 def _check_parquet(path: Path, table: str) -> list[Problem]:

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -32,27 +33,46 @@ from hipstats.data.readers.files import (
     read_table_file,
     REQUIRED_TABLES,
     source_problem,
+    STATS_EXT,
     TABLE_NAMES,
     TEXT_EXT,
 )
 from hipstats.data.readers.redcap import (RedcapDictionary, dictionary_beside, find_redcap_project, is_redcap,
                                            read_redcap)
+from hipstats.data.readers.stats_files import read_stats_file
 from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
 from hipstats.errors import SourceError
 
-__all__ = ["read_source"]
+__all__ = ["read_settings", "read_source"]
 
 
 SETTINGS_FILE = "hipstats.yaml"
 
 
 # --------------------------------------------------------------------------- settings
-def _read_settings(folder: Path, arms=None) -> schema.ContractSettings:
+def read_settings(f: Path | None, arms=None, *, advice: str | None = None) -> schema.ContractSettings:
+    """The settings of a cohort from a settings file (``hipstats.yaml`` layout), for any source.
+
+    Parameters
+    ----------
+    f : path-like or None
+        The settings file; None or a file that does not exist gives the defaults.
+    arms : sequence of str, optional
+        Arms that override the file's ``arms``.
+    advice : str, optional
+        Where this source's arms are declared, for an ``unknown_arm`` problem (default: the file).
+
+    Examples
+    --------
+    >>> from hipstats.data.readers.source import read_settings
+    >>> read_settings(None, ["usual care", "hip loading"]).arms
+    ('usual_care', 'hip_loading')
+    """
     data: dict = {}
-    f = folder / SETTINGS_FILE
-    if f.is_file():
+    if f is not None and Path(f).is_file():
         import yaml
 
+        f = Path(f)
         try:
             raw = f.read_bytes()
             if len(raw) > 1_000_000:
@@ -69,6 +89,8 @@ def _read_settings(folder: Path, arms=None) -> schema.ContractSettings:
         if not isinstance(data, dict):
             raise SourceError(f"{f}: expected a mapping with keys such as 'arms' and 'reference_arm'")
     given = data.get("arms")
+    if isinstance(given, str):  # arms: control, loading
+        given = [a.strip() for a in given.split(",") if a.strip()]
     if arms is None and given is not None and not (
             isinstance(given, (list, tuple)) and given and all(isinstance(a, str) and a.strip() for a in given)):
         raise SourceError(f"{f}: 'arms' must be a list of arm labels such as [control, stretching, loading], "
@@ -76,10 +98,40 @@ def _read_settings(folder: Path, arms=None) -> schema.ContractSettings:
     arms = tuple(arms) if arms is not None else tuple(given or schema.DEFAULT_ARMS)
     arms = tuple(str(a).strip().lower().replace(" ", "_") for a in arms)
     ref = data.get("reference_arm")
-    if ref is not None and ref not in arms:
-        raise SourceError(f"{f}: reference_arm '{ref}' is not among arms {list(arms)}")
+    if ref is not None:
+        ref = str(ref).strip().lower().replace(" ", "_")
+        if ref not in arms:
+            raise SourceError(f"{f}: reference_arm '{ref}' is not among arms {list(arms)}")
     extra = {k: v for k, v in data.items() if k not in ("arms", "reference_arm")}
-    return schema.ContractSettings(arms=arms, reference_arm=ref, extra=extra)
+    if advice is None:
+        advice = f"declare the arm in {f} (arms: [...]) or pass --arms" if f is not None else \
+            "pass --arms (reference first) or a settings file with --config FILE (arms: [...])"
+    return schema.ContractSettings(arms=arms, reference_arm=ref, extra=extra, arms_advice=advice)
+
+
+def _folder_settings(folder: Path, arms, config) -> schema.ContractSettings:
+    """A ``--config`` file wins over the folder's own ``hipstats.yaml``."""
+    if config is not None:
+        return read_settings(Path(config), arms)
+    own = folder / SETTINGS_FILE
+    return read_settings(own, arms, advice=f"declare the arm in {own} (arms: [...]), pass --arms or "
+                                           "--config FILE")
+
+
+def _with_metadata(raw: dict[str, RawTable], settings: schema.ContractSettings) -> schema.ContractSettings:
+    """Settings carrying what the readers kept beside the cells (variable labels, counted notes)."""
+    labels = {t: dict(rt.column_labels) for t, rt in raw.items() if getattr(rt, "column_labels", None)}
+    notes = tuple(n for rt in raw.values() for n in (getattr(rt, "notes", None) or ()))
+    if not labels and not notes:
+        return settings
+    return dataclasses.replace(settings, variable_labels=labels, notes=settings.notes + notes)
+
+
+def _read_table(path: Path, table: str, sheet=None) -> RawTable:
+    """One table file of any kind: SPSS/Stata files by :mod:`~hipstats.data.readers.stats_files`."""
+    if Path(path).suffix.lower() in STATS_EXT:
+        return read_stats_file(path, table)
+    return read_table_file(path, table, sheet)
 
 
 # --------------------------------------------------------------------------- splitting
@@ -119,7 +171,7 @@ def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
         if not p.is_file() or p.name.startswith((".", "~$")):
             continue
         ext = p.suffix.lower()
-        if ext not in TEXT_EXT | EXCEL_EXT | PARQUET_EXT:
+        if ext not in TEXT_EXT | EXCEL_EXT | PARQUET_EXT | STATS_EXT:
             continue
         stem = schema.normalise_column_name(p.stem)
         if stem in found:
@@ -135,13 +187,29 @@ def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     return files, problems
 
 
-def read_source(source, *, arms=None, tables=None, event_map=None, dictionary=None):
+def read_source(source, *, arms=None, tables=None, event_map=None, config=None, dictionary=None):
     """Read any supported source into raw tables.
 
-    A folder holding a REDCap project export under REDCap's own file names
-    (``<Project>_DATA_<date>.csv`` and ``<Project>_DataDictionary_<date>.csv``) is read with
-    its dictionary (:func:`~hipstats.data.readers.redcap.find_redcap_project`); a REDCap data
-    file given directly takes ``dictionary`` (a path) or the dictionary beside it.
+    Parameters
+    ----------
+    source : str or path-like
+        A folder of tables (CSV, Parquet, Excel, SPSS, Stata), one file, a REDCap export or an
+        SQLAlchemy URL (``postgresql://``, ``sqlite:///``).
+    arms : sequence of str, optional
+        Allowed arms, reference first; override the settings file.
+    tables : dict, optional
+        SQL table names when they differ from measurements/participants/sessions.
+    event_map : dict, optional
+        REDCap event name -> visit label and week.
+    config : path-like, optional
+        A settings file (``hipstats.yaml`` layout: arms, reference_arm, view settings,
+        event_map) for any source kind; it replaces a folder's own ``hipstats.yaml``. A
+        database or a single file is configured only this way (or with ``arms``).
+    dictionary : path-like, optional
+        A REDCap data dictionary for a REDCap data export (default: the dictionary found beside
+        it by REDCap's file names). A folder holding a REDCap project export under REDCap's own
+        file names (``<Project>_DATA_<date>.csv`` and ``<Project>_DataDictionary_<date>.csv``)
+        is read with its dictionary (:func:`~hipstats.data.readers.redcap.find_redcap_project`).
 
     Returns
     -------
@@ -155,15 +223,24 @@ def read_source(source, *, arms=None, tables=None, event_map=None, dictionary=No
     SourceError
         When the source does not exist or cannot be opened at all.
     """
+    if config is not None and not Path(config).is_file():
+        raise SourceError(f"{config}: settings file (--config) does not exist")
     if is_sql_url(str(source)):
         url = str(source)
-        arm_list = tuple(arms) if arms is not None else schema.DEFAULT_ARMS
-        return read_sql(url, tables), schema.ContractSettings(arms=arm_list), mask_url(url)
+        settings = read_settings(Path(config) if config is not None else None, arms)
+        return read_sql(url, tables), settings, mask_url(url)
     path = Path(source)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
+    raw, settings, label = _read_path(path, arms, event_map, config, dictionary)
+    return raw, _with_metadata(raw, settings), label
+
+
+def _read_path(path: Path, arms, event_map, config, dictionary=None):
     if path.is_dir():
-        settings = _read_settings(path, arms)
+        settings = _folder_settings(path, arms, config)
+        if event_map is None:  # hipstats.yaml / --config: event_map
+            event_map = settings.extra.get("event_map")
         project = find_redcap_project(path)
         if project is not None:
             export, found = project
@@ -171,16 +248,16 @@ def read_source(source, *, arms=None, tables=None, event_map=None, dictionary=No
         files, problems = _find_table_files(path)
         raw: dict[str, RawTable] = {}
         if len(files) == 1 and "measurements" in files and not problems:
-            single = read_table_file(files["measurements"], "measurements")
+            single = _read_table(files["measurements"], "measurements")
             if single.frame is not None and is_redcap(single.frame):
                 return read_redcap(single, event_map), settings, str(path)
         for t in TABLE_NAMES:
             if t in files:
-                raw[t] = read_table_file(files[t], t)
+                raw[t] = _read_table(files[t], t)
             elif t in REQUIRED_TABLES:
                 raw[t] = RawTable(None, str(path / f"{t}.csv"), [source_problem(
                     t, str(path), "missing_table",
-                    f"no '{t}' table in the folder (expected {t}.csv, {t}.parquet or {t}.xlsx)")])
+                    f"no '{t}' table in the folder (expected {t}.csv, {t}.parquet, {t}.xlsx, {t}.sav or {t}.dta)")])
         if problems:
             first = next(iter(raw.values()), None)
             if first is not None:
@@ -190,7 +267,9 @@ def read_source(source, *, arms=None, tables=None, event_map=None, dictionary=No
             if "participants" in split:
                 raw.update(split)
         return raw, settings, str(path)
-    settings = _read_settings(path.parent, arms)
+    settings = _folder_settings(path.parent, arms, config)
+    if event_map is None:
+        event_map = settings.extra.get("event_map")
     ext = path.suffix.lower()
     if ext in EXCEL_EXT:
         try:
@@ -201,11 +280,11 @@ def read_source(source, *, arms=None, tables=None, event_map=None, dictionary=No
                 settings, str(path)
         normalised = {schema.normalise_column_name(s): s for s in sheet_names}
         if "measurements" in normalised:
-            raw = {t: read_table_file(path, t, normalised[t]) for t in TABLE_NAMES if t in normalised}
+            raw = {t: _read_table(path, t, normalised[t]) for t in TABLE_NAMES if t in normalised}
             if "participants" not in raw:
                 raw.update(_split_long(raw["measurements"]))
             return raw, settings, str(path)
-    single = read_table_file(path, "measurements")
+    single = _read_table(path, "measurements")
     if single.frame is None:
         return {"measurements": single}, settings, str(path)
     if is_redcap(single.frame):

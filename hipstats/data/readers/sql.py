@@ -1,5 +1,10 @@
 """Read the measurements, participants and sessions tables of an SQL database given as a
-SQLAlchemy URL (SQLite opened read-only); passwords are masked in every message.
+SQLAlchemy URL; passwords are masked in every message.
+
+Nothing is ever written: SQLite files are opened read-only (never created), and a PostgreSQL
+database is read inside a READ ONLY transaction (:func:`open_database`), so even a login with
+write rights cannot change the source through hipstats. ``postgresql://`` and ``postgres://``
+URLs without a driver are read with psycopg 3 (``pip install 'hipstats[postgres]'``).
 
 Examples
 --------
@@ -10,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ from hipstats.data.problems import ROW
 from hipstats.data.readers.files import REQUIRED_TABLES, RawTable, TABLE_NAMES, source_problem
 from hipstats.errors import SourceError
 
-__all__ = ["is_sql_url", "mask_url", "read_sql"]
+__all__ = ["is_sql_url", "mask_url", "open_database", "read_sql", "sqlalchemy_url"]
 
 
 def is_sql_url(source: Any) -> bool:
@@ -120,42 +126,55 @@ def _binary_cells(df: pd.DataFrame, table: str, label: str) -> list:
     return problems
 
 
-# --------------------------------------------------------------------------- SQL
-def read_sql(url: str, tables: dict | None) -> dict[str, RawTable]:
-    """Read the contract's tables from the database at ``url`` (``tables`` maps a table to
-    another name in the database) into raw tables with record numbers as rows."""
-    import sqlalchemy as sa
+def sqlalchemy_url(url: str) -> str:
+    """The URL SQLAlchemy opens: PostgreSQL without a driver goes to psycopg 3 (not psycopg2).
 
-    names = {t: t for t in TABLE_NAMES}
-    names.update(tables or {})
+    >>> sqlalchemy_url("postgresql://reader@db/hip"), sqlalchemy_url("postgres://db/hip")
+    ('postgresql+psycopg://reader@db/hip', 'postgresql+psycopg://db/hip')
+    >>> sqlalchemy_url("sqlite:///cohort.db")
+    'sqlite:///cohort.db'
+    """
+    scheme, sep, rest = str(url).partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return str(url)
+
+
+def _server_engine(url: str, shown: str):
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    target = sqlalchemy_url(url)
+    if target.startswith("postgresql+psycopg://"):
+        try:
+            import psycopg  # noqa: F401, PLC0415
+        except ImportError:
+            raise SourceError(f"{shown}: reading PostgreSQL needs psycopg; install it with "
+                              "pip install 'hipstats[postgres]'") from None
+        parsed = sa.engine.make_url(target)
+        # a server that does not answer is an error after 10 s, not a report job hanging for ever
+        args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+        return sa.create_engine(target, connect_args=args)
+    return sa.create_engine(target)
+
+
+@contextlib.contextmanager
+def open_database(url: str):
+    """A read-only SQLAlchemy connection to the database at ``url`` (closed and disposed after).
+
+    SQLite: the file opened ``mode=ro`` (it must exist). PostgreSQL: the connection's
+    transaction is READ ONLY before the first query, and rolled back at the end. Errors
+    (server down, wrong password, missing driver) are :class:`~hipstats.errors.SourceError`
+    with any password masked.
+    """
     shown = mask_url(url)
     engine = None
     try:
-        engine = _sqlite_engine(url, shown) or sa.create_engine(url)
+        engine = _sqlite_engine(url, shown) or _server_engine(url, shown)
         with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            present = set(inspector.get_table_names())
-            out: dict[str, RawTable] = {}
-            for table, sql_name in names.items():
-                label = f"{shown}#{sql_name}"
-                if sql_name not in present:
-                    if table in REQUIRED_TABLES:
-                        out[table] = RawTable(None, label, [source_problem(
-                            table, label, "missing_table",
-                            f"table '{sql_name}' not found in the database (tables: {', '.join(sorted(present)) or 'none'})")])
-                    continue
-                try:
-                    df = pd.read_sql_table(sql_name, conn)
-                except UnicodeDecodeError:  # a BLOB among text: read the cells as they are
-                    result = conn.execute(sa.select(sa.text("*")).select_from(sa.table(sql_name)))
-                    keys, rows = list(result.keys()), result.fetchall()
-                    df = pd.DataFrame({k: pd.Series([r[i] for r in rows], dtype=object) for i, k in enumerate(keys)})
-                if df.empty:
-                    out[table] = RawTable(None, label, [source_problem(table, label, "empty_file", "table has no rows")])
-                    continue
-                problems = _binary_cells(df, table, label)
-                df.insert(0, ROW, np.arange(1, len(df) + 1))
-                out[table] = RawTable(df, label, problems)
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn
+            conn.rollback()
     except SourceError:
         raise
     except Exception as err:
@@ -168,4 +187,39 @@ def read_sql(url: str, tables: dict | None) -> dict[str, RawTable]:
     finally:
         if engine is not None:
             engine.dispose()
+
+
+# --------------------------------------------------------------------------- SQL
+def read_sql(url: str, tables: dict | None) -> dict[str, RawTable]:
+    """Read the contract's tables from the database at ``url`` (``tables`` maps a table to
+    another name in the database) into raw tables with record numbers as rows."""
+    import sqlalchemy as sa
+
+    names = {t: t for t in TABLE_NAMES}
+    names.update(tables or {})
+    shown = mask_url(url)
+    out: dict[str, RawTable] = {}
+    with open_database(url) as conn:
+        inspector = sa.inspect(conn)
+        present = set(inspector.get_table_names())
+        for table, sql_name in names.items():
+            label = f"{shown}#{sql_name}"
+            if sql_name not in present:
+                if table in REQUIRED_TABLES:
+                    out[table] = RawTable(None, label, [source_problem(
+                        table, label, "missing_table",
+                        f"table '{sql_name}' not found in the database (tables: {', '.join(sorted(present)) or 'none'})")])
+                continue
+            try:
+                df = pd.read_sql_table(sql_name, conn)
+            except UnicodeDecodeError:  # a BLOB among text: read the cells as they are
+                result = conn.execute(sa.select(sa.text("*")).select_from(sa.table(sql_name)))
+                keys, rows = list(result.keys()), result.fetchall()
+                df = pd.DataFrame({k: pd.Series([r[i] for r in rows], dtype=object) for i, k in enumerate(keys)})
+            if df.empty:
+                out[table] = RawTable(None, label, [source_problem(table, label, "empty_file", "table has no rows")])
+                continue
+            problems = _binary_cells(df, table, label)
+            df.insert(0, ROW, np.arange(1, len(df) + 1))
+            out[table] = RawTable(df, label, problems)
     return out
