@@ -99,8 +99,9 @@ def test_paired_delong_test_matches_proc(datasets, row):
     res = rocm.roc_test(datasets[row["dataset"]], row["score1"], row["score2"], "case",
                        confidence=row["conf_level"]).iloc[0]
     assert (res.direction1, res.direction2) == (TO_HS[row["direction1"]], TO_HS[row["direction2"]])
-    for col in ("auc1", "auc2", "z", "p_value", "ci_low", "ci_high"):
-        assert res[col] == pytest.approx(row[col], abs=1e-6), col
+    for col, ours in (("auc1", "auc1"), ("auc2", "auc2"), ("z", "statistic"), ("p_value", "p_value"),
+                      ("ci_low", "ci_low"), ("ci_high", "ci_high")):
+        assert res[ours] == pytest.approx(row[col], abs=1e-6), col
 
 
 def test_bootstrap_band_agrees_with_proc_ci_se(datasets):
@@ -130,7 +131,7 @@ def test_roc_test_identical_scores_gives_zero():
     df = pd.DataFrame({"a": rng.normal(y * 1.0), "y": y})
     df["b"] = df["a"]
     res = rocm.roc_test(df, "a", "b", "y").iloc[0]
-    assert res.z == 0 and res.p_value == 1
+    assert res.statistic == 0 and res.estimate == 0 and res.p_value == 1
 
 
 def _binormal(rng, n_rep, m, n, delta):
@@ -549,7 +550,36 @@ def test_roc_plot_renders(result):
 
 def test_roc_result_summary_and_html(result):
     s = result.roc.summary()
-    assert s.loc[0, "ci_method"] == "DeLong" and s.loc[0, "ci_low"] < s.loc[0, "auc"] < s.loc[0, "ci_high"]
+    assert s.loc[0, "ci_method"] == "DeLong" and s.loc[0, "auc_ci_low"] < s.loc[0, "auc"] < s.loc[0, "auc_ci_high"]
     assert "AUC" in result.roc._repr_html_()
     band = result.roc.ci_band([0.5, 0.9], n_boot=200, seed=1)
     assert (band["sensitivity_ci_low"] <= band["sensitivity_median"]).all() and (band["sensitivity_median"] <= band["sensitivity_ci_high"]).all()
+
+
+def test_roc_result_is_a_result_and_pickles():
+    """ROCResult is on the one result base: summary() (AUC row in the vocabulary), to_frame() (the
+    curve), notes, an escaped HTML view, plot(); it survives pickling with the same AUC and band."""
+    import pickle  # noqa: PLC0415
+
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    from hipstats.results import Result  # noqa: PLC0415
+
+    rng = np.random.default_rng(4)
+    y = rng.random(80) < 0.4
+    df = pd.DataFrame({"<b>score</b>": rng.normal(y * 1.0), "y": y})
+    r = rocm.roc(df, "<b>score</b>", "y", confidence=0.9)
+    assert isinstance(r, Result) and r.confidence == 0.9
+    s = r.summary()
+    assert {"auc", "auc_se", "auc_ci_low", "auc_ci_high"} <= set(s.columns)
+    assert not {"se", "ci_low", "ci_high"} & set(s.columns)
+    assert s.loc[0, "auc_ci_low"] < s.loc[0, "auc"] < s.loc[0, "auc_ci_high"]
+    pd.testing.assert_frame_equal(r.to_frame(), r.curve)
+    r.add_note("2 rows left out: <missing> score")
+    page = r._repr_html_()
+    assert "<b>score</b>" not in page and "&lt;b&gt;score&lt;/b&gt;" in page and "&lt;missing&gt;" in page
+    back = pickle.loads(pickle.dumps(r))
+    assert back.auc == r.auc and back.notes == r.notes
+    pd.testing.assert_frame_equal(back.ci_band(n_boot=50, seed=1), r.ci_band(n_boot=50, seed=1))
+    assert back.plot() is not None

@@ -150,12 +150,6 @@ def test_walk_reaches_every_result(results):
     assert len(tables) > 60
 
 
-#: Results whose tables are not yet renamed (issue 11, left for the next round; see
-#: /work/coord/report-11b.md): the test below is an expected failure until they are.
-NOT_YET = {"screening_analysis",
-           "roc", "roc_test"}
-
-
 def _problems(results, names):
     bad = {}
     for name, t in public_tables({k: v for k, v in results.items() if k in names}).items():
@@ -167,20 +161,8 @@ def _problems(results, names):
     return bad
 
 
-def test_converted_results_speak_the_vocabulary(results):
-    bad = _problems(results, set(results) - NOT_YET)
-    assert not bad, "\n".join(f"{k}: {v}" for k, v in bad.items())
-
-
-@pytest.mark.xfail(strict=True, reason="tables of NOT_YET still carry p/t/z/n/mean_diff/or_ci names")
 def test_every_public_table_speaks_the_vocabulary(results):
-    bad = {}
-    for name, t in public_tables(results).items():
-        if name.endswith(("cov_fe", ".frame.units", ".units")) or "design" in name:
-            continue  # model matrices and the analysis' input rows, not result tables
-        p = vocabulary_problems(t.columns)
-        if p:
-            bad[name] = p
+    bad = _problems(results, set(results))
     assert not bad, "\n".join(f"{k}: {v}" for k, v in bad.items())
 
 
@@ -189,8 +171,6 @@ def test_every_result_is_a_result(results):
 
     tidy_frames = {"icc", "cohen_kappa", "hedges_g", "diagnostic_accuracy", "roc_test", "rm_corr", "youden_cutoff"}
     for name, r in results.items():
-        if name in NOT_YET - tidy_frames:  # ROCResult
-            continue
         if name in tidy_frames:
             assert isinstance(r, pd.DataFrame), name
         else:

@@ -210,7 +210,7 @@ class ScreeningResult(Result):
             for stat in _SUMMARY_STATS:
                 for col, suffix in (("estimate", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
                     row[stat + suffix] = a.loc[stat, col] if len(a) else np.nan
-            row.update(auc=au["auc"], auc_ci_low=au["ci_low"], auc_ci_high=au["ci_high"])
+            row.update(auc=au["auc"], auc_ci_low=au["auc_ci_low"], auc_ci_high=au["auc_ci_high"])
             for col, suffix in (("estimate", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
                 row["youden_cutoff" + suffix] = yd.loc["cutoff", col] if len(yd) else np.nan
             row["note"] = self.not_estimable.get(g, "")
@@ -220,7 +220,8 @@ class ScreeningResult(Result):
     def to_frame(self) -> pd.DataFrame:
         """Every estimate in one long tidy frame: group, analysis, statistic, estimate, CI."""
         acc = self.accuracy.assign(analysis=f"cutoff {self.settings['cutoff']:g}")
-        au = self.auc.assign(analysis="roc", statistic="auc").rename(columns={"auc": "estimate"})
+        au = self.auc.assign(analysis="roc", statistic="auc").rename(
+            columns={"auc": "estimate", "auc_ci_low": "ci_low", "auc_ci_high": "ci_high"})
         yd = self.youden.assign(analysis="youden")
         cols = ["group", "analysis", "statistic", "estimate", "ci_low", "ci_high"]
         return pd.concat([acc[cols], au[cols], yd[cols]], ignore_index=True)
@@ -435,13 +436,13 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
                 raise
             notes[g] = str(err)
             warnings.warn(f"screening by tilt class: {err}", UserWarning, stacklevel=2)
-            auc_rows.append({**base, "auc": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+            auc_rows.append({**base, "auc": np.nan, "auc_se": np.nan, "auc_ci_low": np.nan, "auc_ci_high": np.nan,
                              "ci_method": "", "direction": ""})
             continue
         r.score, r.condition = score_measure, f"IR deficit ({_deficit_label(deficit, thr, mean, sd)})"
         rocs[g] = r
         acc_rows.append(_plain(acc.reset_index().assign(group=g)))
-        auc_rows.append({**base, "auc": r.auc, "se": r.se, "ci_low": r.ci_low, "ci_high": r.ci_high,
+        auc_rows.append({**base, "auc": r.auc, "auc_se": r.se, "auc_ci_low": r.ci_low, "auc_ci_high": r.ci_high,
                          "ci_method": r.ci_method, "direction": r.direction})
         yd_rows.append(_plain(yd.reset_index().assign(group=g, n_ties=len(yd.attrs["ties"]))))
     lead = ["group"]
@@ -455,7 +456,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
             if g in rocs:
                 comp.append({"group": g, "reference": "neutral",
                              **auc_unpaired_test(rocs[g], rocs["neutral"])})
-    tilt_comparison = pd.DataFrame(comp, columns=["group", "reference", "difference", "se",
+    tilt_comparison = pd.DataFrame(comp, columns=["group", "reference", "estimate", "se",
                                                   "statistic", "df", "p_value"])
     settings = {"cutoff": float(cutoff), "direction": direction, "deficit": deficit, "threshold": thr,
                 "mean": mean, "sd": sd, "deficit_label": _deficit_label(deficit, thr, mean, sd),

@@ -494,7 +494,8 @@ def tilt_comparisons(result) -> pd.DataFrame:
     rows = []
     for _, r in tc.iterrows():
         lo, hi = _difference_ci(r, conf)
-        rows.append({"group": r["group"], "reference": r["reference"], "difference": float(r["difference"]),
+        rows.append({"group": r["group"], "reference": r["reference"],
+                     "difference": float(r["estimate"] if "estimate" in r.index else r["difference"]),
                      "ci_low": lo, "ci_high": hi, "se": float(r.get("se", np.nan)),
                      "df": float(r.get("df", np.nan)) if "df" in r.index else np.nan, "p_value": _p(r)})
     out = pd.DataFrame(rows)
@@ -512,7 +513,8 @@ def _difference_ci(row, confidence: float) -> tuple[float, float]:
     (the same reference distribution as the row's p-value)."""
     from scipy import stats  # noqa: PLC0415
 
-    est, se = float(row["difference"]), float(row.get("se", np.nan))
+    est = float(row["estimate"] if "estimate" in row.index else row["difference"])
+    se = float(row.get("se", np.nan))
     df = float(row.get("df", np.nan)) if "df" in row.index else np.nan
     level = 0.5 + confidence / 2
     q = stats.t.ppf(level, df) if np.isfinite(df) and df > 0 else stats.norm.ppf(level)

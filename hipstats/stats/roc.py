@@ -50,6 +50,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import Result
 from hipstats.stats.accuracy import positive, require_both_classes, score_condition_arrays
 from hipstats.stats.inference import check_confidence
 
@@ -184,8 +185,11 @@ def _stratified_boot(x: np.ndarray, y: np.ndarray, n_boot: int, seed):
 
 
 @dataclass(repr=False)
-class ROCResult:
+class ROCResult(Result):
     """Empirical ROC curve of one score against a binary reference condition.
+
+    A :class:`hipstats.results.Result`: ``summary()`` is the AUC row, ``to_frame()`` the curve,
+    ``plot()`` the figure, ``notes`` and an escaped HTML view; it pickles.
 
     Attributes
     ----------
@@ -215,17 +219,20 @@ class ROCResult:
     _y: np.ndarray = field(default=None, repr=False)
     _cluster: np.ndarray | None = field(default=None, repr=False)
 
+    _title = "ROC curve"
+
     @property
     def proc_direction(self) -> str:
         """The same direction in pROC's naming ("<": controls < cases)."""
         return ">" if self.direction == "<" else "<"
 
     def summary(self) -> pd.DataFrame:
-        """One-row DataFrame: AUC, DeLong SE and CI, counts and direction."""
+        """One-row DataFrame: ``auc`` with ``auc_se``, ``auc_ci_low``, ``auc_ci_high`` (DeLong), counts
+        and direction."""
         return pd.DataFrame([{
             "score": self.score, "condition": self.condition, "n_cases": self.n_cases,
             "n_controls": self.n_controls, "direction": f"positive if {self.score} {self.direction} t",
-            "auc": self.auc, "se": self.se, "ci_low": self.ci_low, "ci_high": self.ci_high,
+            "auc": self.auc, "auc_se": self.se, "auc_ci_low": self.ci_low, "auc_ci_high": self.ci_high,
             "confidence": self.confidence, "ci_method": self.ci_method,
         }])
 
@@ -278,10 +285,11 @@ class ROCResult:
         s = self.summary().iloc[0]
         pct = round(100 * self.confidence)
         return (f"<div><strong>ROC: {html.escape(self.score)} for {html.escape(self.condition)}</strong>"
-                f"<br>AUC {s.auc:.3f} ({pct}% CI {s.ci_low:.3f} to {s.ci_high:.3f}, "
+                f"<br>AUC {s.auc:.3f} ({pct}% CI {s.auc_ci_low:.3f} to {s.auc_ci_high:.3f}, "
                 f"{html.escape(self.ci_method)}), "
                 f"{self.n_cases} cases, {self.n_controls} controls; "
-                f"{html.escape(s.direction)}</div>")
+                f"{html.escape(s.direction)}"
+                + "".join(f"<br>note: {html.escape(n)}" for n in self.notes) + "</div>")
 
     def __repr__(self) -> str:
         return f"<ROCResult {self}>"
@@ -395,8 +403,8 @@ def roc_test(data: pd.DataFrame, score1: str, score2: str, condition: str, *, di
     Returns
     -------
     DataFrame
-        One row: ``auc1``, ``auc2``, ``difference``, ``se``, ``ci_low``, ``ci_high``, ``z``,
-        ``p_value``, ``n_cases``, ``n_controls``, ``direction1``, ``direction2``.
+        One row: ``auc1``, ``auc2``, ``estimate`` (AUC1 - AUC2), ``se``, ``ci_low``, ``ci_high``,
+        ``statistic`` (z), ``p_value``, ``n_cases``, ``n_controls``, ``direction1``, ``direction2``.
 
     Notes
     -----
@@ -456,8 +464,8 @@ def roc_test(data: pd.DataFrame, score1: str, score2: str, condition: str, *, di
     zc = stats.norm.ppf(1 - (1 - confidence) / 2)
     return pd.DataFrame([{
         "score1": score1, "score2": score2, "auc1": float(auc[0]), "auc2": float(auc[1]),
-        "difference": diff, "se": sd, "ci_low": diff - zc * sd, "ci_high": diff + zc * sd,
-        "z": float(z), "p_value": float(p), "alternative": alternative,
+        "estimate": diff, "se": sd, "ci_low": diff - zc * sd, "ci_high": diff + zc * sd,
+        "statistic": float(z), "p_value": float(p), "alternative": alternative,
         "n_cases": int(y.sum()), "n_controls": int((~y).sum()), "direction1": d1, "direction2": d2,
     }])
 
@@ -614,7 +622,7 @@ def auc_unpaired_test(r1: ROCResult, r2: ROCResult) -> dict:
         d = (r1.auc - r2.auc) / np.sqrt(v1 + v2)
         df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     p = 2 * stats.t.sf(abs(d), df) if np.isfinite(d) and np.isfinite(df) else np.nan
-    return {"difference": r1.auc - r2.auc, "se": float(np.sqrt(v1 + v2)), "statistic": float(d),
+    return {"estimate": r1.auc - r2.auc, "se": float(np.sqrt(v1 + v2)), "statistic": float(d),
             "df": float(df), "p_value": float(p)}
 
 
