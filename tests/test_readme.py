@@ -57,6 +57,7 @@ def _commands(block: str) -> list[str]:
 def _place(cmd: str, tmp: Path) -> str:
     """Put real places where the README shows placeholders."""
     cmd = cmd.replace("/data/hipcohort", str(EXAMPLE)).replace("/srv/reports", str(tmp / "srv-reports"))
+    cmd = cmd.replace("/data/redcap_export", str(ROOT / "tests" / "fixtures" / "redcap_project"))
     cmd = cmd.replace("/opt/hipstats", str(ROOT))
     cmd = re.sub(r"\bSOURCE\b", str(EXAMPLE), cmd)
     cmd = re.sub(r"--out DIR\b", f"--out {tmp / 'dir'}", cmd)

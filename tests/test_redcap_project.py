@@ -203,3 +203,20 @@ def test_event_map_on_the_command_line(editable, plain, capsys, tmp_path):
 def test_event_map_rejects_a_week_that_is_not_a_number():
     with pytest.raises(ParameterError, match="week of event 'e'"):
         parse_event_map("e=baseline:soon")
+
+
+def test_report_reads_the_event_map_and_lists_the_dictionary_as_input(editable, tmp_path, capsys):
+    folder, data, _ = editable
+    data["redcap_event_name"] = data["redcap_event_name"].replace({"baseline_arm_1": "enrol_arm_1"})
+    data.to_csv(folder / DATA, index=False)
+    out = tmp_path / "reports"
+    capsys.readouterr()
+    assert main(["report", str(folder), "--out", str(out), "--event-map", "enrol", "-q"]) == 2
+    assert "EVENT=VISIT" in "".join(capsys.readouterr()) and not (out / "latest").exists()
+    assert main(["report", str(folder), "--out", str(out), "--only", "data_quality", "-q", "--event-map",
+                 "enrol_arm_1=baseline:0"]) == 0
+    manifest = json.loads((out / "latest" / "manifest.json").read_text(encoding="utf-8"))
+    names = {Path(f["path"]).name for f in manifest["inputs"]}
+    assert {DATA, DICTIONARY} <= names
+    page = (out / "latest" / "reports" / "data_quality.html").read_text(encoding="utf-8")
+    assert "enrol" not in page and "note text" not in page

@@ -28,8 +28,6 @@ __all__ = ["read_redcap", "is_redcap", "RedcapDictionary", "RedcapField", "find_
 
 
 # --------------------------------------------------------------------------- REDCap
-_REDCAP_FIELD = re.compile(
-    r"^(?P<measure>[a-z_]+?)(?:_(?P<side>left|right|l|r))?(?:_t(?:rial)?_?(?P<trial>\d+))?$")
 _REDCAP_META = {"record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
                 "redcap_data_access_group", "redcap_survey_identifier"}
 _SESSION_FIELDS = {"session_date": "date", "date": "date", "week": "week", "session_week": "week",
@@ -127,10 +125,9 @@ def read_redcap(raw: RawTable, event_map: dict | None = None, dictionary: "Redca
             if spec is None:
                 continue
         else:
-            m = _REDCAP_FIELD.match(c)
-            if not m:
+            spec = _name_spec(c)
+            if not spec:
                 continue
-            spec = {k: v for k, v in m.groupdict().items() if v}
         used.add(c)
         if spec.get("rater") in df.columns:
             used.add(spec["rater"])
@@ -517,14 +514,20 @@ def _measure_spec(f: RedcapField) -> dict | None:
     ann = dict(f.annotation)
     if "ignore" in ann or f.type in IGNORED_TYPES or f.type in ("checkbox", "yesno", "truefalse"):
         return None
-    m = _PROJECT_FIELD.match(f.name)
-    spec = {k: v for k, v in (m.groupdict() if m else {}).items() if v}
+    spec = _name_spec(f.name)
     spec.update({k: v for k, v in ann.items() if k in ("measure", "side", "pelvis", "trial", "rater", "device",
                                                        "position")})
     if spec.get("measure") not in schema.MEASURES:
         return None
-    if "rater" in spec and spec["rater"].isdigit() and "rater" not in ann:
-        spec["rater"] = f"rater_{spec['rater']}"  # name rule: _r2 -> the event's field rater_2
+    return spec
+
+
+def _name_spec(name: str) -> dict:
+    """The field name rule ``<measure>[_side][_pelvis][_t<k>][_r<k>]``; ``_r2`` -> the event's field rater_2."""
+    m = _PROJECT_FIELD.match(str(name))
+    spec = {k: v for k, v in (m.groupdict() if m else {}).items() if v}
+    if spec.get("rater", "").isdigit():
+        spec["rater"] = f"rater_{spec['rater']}"
     return spec
 
 
