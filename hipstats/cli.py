@@ -159,6 +159,8 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
                    "(difference in slopes, Diggle et al. 2002, longpower's lmmpower) or 'mmrm' (difference at "
                    "the last visit with dropout, Lu, Luo & Chen 2008, longpower's power.mmrm); or the "
                    "two-arm change-score / ANCOVA formulas (--effect, --sd).")
+@click.option("--slope-formula", type=click.Choice(["diggle", "liuliang"]),
+              help="With --method slope: Diggle et al. 2002 or Liu & Liang 1997 (as lmmpower). [default: diggle]")
 @click.option("--n-per-arm", help="Participants per arm; several (comma-separated) give a power curve. "
                                   "[default: 60]")
 @click.option("--arms", help="Arms, e.g. control,stretching,loading. [default: control,stretching,loading]")
@@ -198,7 +200,7 @@ def simulate(out, n_participants, weeks, arms, seed, reliability_fraction, fmt, 
 @click.option("--quiet", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Also write the result table as CSV to this file (and the design to FILE.design.csv).")
-def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, sd_intercept, sd_slope, corr,
+def power(method, slope_formula, n_per_arm, arms, weeks, effects, target, reference, dropout, sd_intercept, sd_slope, corr,
           sd_residual, test_name, df_method, pilot_source, pilot_measure, as_of, effect, sd, rho, target_power,
           alpha, n_sim, seed, jobs, scheduler, extra, quiet, out) -> None:
     """Power or sample size for a planned trial, with every assumption and where it came from."""
@@ -250,8 +252,13 @@ def power(method, n_per_arm, arms, weeks, effects, target, reference, dropout, s
         params["pilot_measure"] = pilot_measure
     console = _console()
     design_table = None
+    if slope_formula and method != "slope":
+        raise click.UsageError("--slope-formula applies to --method slope")
     if method in ("slope", "mmrm"):
         from hipstats.power.params import longitudinal_power_from_params
+
+        if slope_formula:
+            params["slope_method"] = slope_formula
 
         if target_power is not None:
             params["power"] = target_power

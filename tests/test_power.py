@@ -677,7 +677,29 @@ def test_cli_mmrm_and_slope_print_the_design_and_match_the_api(tmp_path, capsys)
         power_slope(kw.pop("delta"), kw.pop("times"), **kw, n_per_arm=50).power, abs=1e-12)
     table = pd.read_csv(str(out).replace(".csv", ".design.csv")).set_index("quantity")
     assert table.loc["Dropout", "value"].endswith("(the formula assumes none)")
+    assert main(["power", "--method", "slope", "--slope-formula", "liuliang", "--power", "0.9", "--quiet",
+                 "--out", str(out)]) == 0
+    kw = TrialDesign().slope_inputs()
+    assert pd.read_csv(out).iloc[0]["n_exact"] == pytest.approx(
+        power_slope(kw.pop("delta"), kw.pop("times"), **kw, power=0.9, method="liuliang").n_exact, rel=1e-12)
+    assert "Liu & Liang" in pd.read_csv(str(out).replace(".csv", ".design.csv")).set_index("quantity").loc[
+        "Test", "value"]
+    assert main(["power", "--method", "mmrm", "--slope-formula", "liuliang", "--quiet"]) == 2
     # options of another method are refused, not ignored
     assert main(["power", "--power", "0.8", "--quiet"]) == 2
     assert main(["power", "--method", "mmrm", "--effect", "3", "--quiet"]) == 2
     assert main(["power", "--method", "mmrm", "--test", "ancova", "--quiet"]) == 2
+
+
+def test_worker_start_up_imports_no_closed_forms_or_scipy_stats():
+    # each worker process imports hipstats.power.simulation to run replicates; the closed forms
+    # (hipstats.power.analytic, scipy.stats/optimize) would more than double that start-up
+    # (measured in benchmarks/bench_power.py: "importing the replicate code costs a fresh worker")
+    import subprocess
+    import sys
+
+    code = ("import sys, hipstats.power.simulation as s; "
+            "print(sorted(m for m in ('hipstats.power.analytic', 'scipy.stats', 'scipy.optimize') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

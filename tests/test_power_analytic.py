@@ -209,3 +209,34 @@ def test_mmrm_simulation_fixture_is_what_the_code_gives():
     stored = pd.read_csv(FIX / "mmrm_simulation.csv").head(4)
     for col in ("n_rows", "estimate", "se", "df", "p_value"):
         assert again[col].to_numpy() == pytest.approx(stored[col].to_numpy(), rel=1e-6), col
+
+
+@pytest.mark.parametrize("make", [
+    lambda: hs.power_mmrm(4.0, 9.0, np.array([[1, .6, .5], [.6, 1, .7], [.5, .7, 1]]), [1, .9, .8],
+                          n_per_arm=40, ratio=1.5, retention_reference=[1, .85, .7]),
+    lambda: hs.power_slope(0.3, [0, 3, 6, 9, 12], 9.0, 0.15, 3.0, 0.2, power=0.9, method="liuliang"),
+    lambda: hs.power_ancova(effect=5.0, sd=8.0, rho=0.6, power=0.8, dropout=0.1),
+    lambda: hs.power_change_scores(effect=5.0, sd=8.0, n_per_arm=30),
+], ids=["mmrm", "slope", "ancova", "change"])
+def test_analytic_results_are_results(make):
+    import pickle
+
+    import matplotlib.pyplot as plt
+
+    from hipstats.results import Result
+
+    res = make()
+    assert isinstance(res, Result) and res.confidence is None  # no interval, no level
+    again = pickle.loads(pickle.dumps(res))
+    pd.testing.assert_frame_equal(again.summary(), res.summary())
+    assert res.to_frame().equals(res.summary()) and "<table" in res._repr_html_()
+    # power_at re-derives the power from the stored inputs alone: the same number at the same n
+    # (solved for n: enrolment is rounded up after dropout, so at least the power reported)
+    if res.solved_for == "power" or getattr(res, "dropout", 0) == 0:
+        assert res.power_at(res.n_per_arm) == pytest.approx(res.power, abs=1e-12)
+    else:
+        assert res.power_at(res.n_per_arm) >= res.power - 1e-12
+    assert res.power_at(2 * res.n_per_arm) > res.power
+    fig = res.plot()
+    assert fig.axes[0].get_xlabel() == "participants per arm"
+    plt.close(fig)

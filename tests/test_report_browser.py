@@ -164,8 +164,6 @@ def _pages(run) -> list[Path]:
     return [run.run_dir / "index.html", *sorted((run.run_dir / "reports").glob("*.html"))]
 
 
-@pytest.mark.xfail(reason="known defect (issue 12 open): the index does not yet build the H2 heading from a custom "
-                          "cohort's arm names", strict=False)
 def test_custom_arms_small_cohort_and_interim_runs_render_every_page(small_custom_run, interim_run):
     for run in (small_custom_run, interim_run):
         assert run.ok, run.summary().to_string()
@@ -193,8 +191,6 @@ def test_interim_run_counts_not_yet_due_apart_from_missed(interim_run):
     assert "lost many participants" not in text
 
 
-@pytest.mark.xfail(reason="known defect (issue 12 open): the screening accuracy table is about 2,600 px wide at "
-                          "1280 px; it must be reshaped like the other wide tables", strict=False)
 def test_no_table_or_figure_wider_than_the_page_at_1280px(chromium, small_custom_run, interim_run, tmp_path):
     for run in (small_custom_run, interim_run):
         for page in _pages(run):

@@ -77,5 +77,5 @@ def test_code_names_become_words():
     df = pd.DataFrame({"term": ["C(arm, Treatment('control'))[T.loading]", "volume_load_per_1000kg"],
                        "measure": ["hip_ir_deg", "aslr_deg"], "estimate": [5.7, 0.06], "p_value": [0.05, 0.5]})
     f = table(df).frames[0]
-    assert f["term"].tolist() == ["arm: loading", "volume load per 1000kg"]
+    assert f["term"].tolist() == ["arm: loading", "Cumulative volume-load (per 1,000 kg)"]
     assert f["measure"].tolist() == ["Hip internal rotation (deg)", "ASLR angle (deg)"]

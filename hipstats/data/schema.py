@@ -268,6 +268,15 @@ _SESSIONS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (_MEASUREMENTS, _PARTICIPANTS, _SESSIONS)}
 
+#: Dates of visits and sessions: the plausible calendar and how far a week column may stray from
+#: the dates (rules ``date_range``, ``before_baseline`` and ``week_date``; see the data dictionary).
+#: A date before EARLIEST_DATE, or after the day validation runs (plus FUTURE_GRACE_DAYS for time
+#: zones), is refused. A visit's week and its days since the participant's baseline visit (divided
+#: by 7) may differ by at most WEEK_TOLERANCE_DAYS days: a visit window of one week either side.
+EARLIEST_DATE: str = "1980-01-01"
+FUTURE_GRACE_DAYS: int = 1
+WEEK_TOLERANCE_DAYS: float = 7.0
+
 #: Column names (after normalisation: lower case, non-alphanumerics as ``_``)
 #: that hold direct identifiers and are refused wherever they appear.
 IDENTIFIER_PATTERNS: tuple[str, ...] = (
@@ -423,6 +432,19 @@ def data_dictionary_markdown() -> str:
             lines.append(f"| {c.name} | {c.dtype} | {'yes' if c.required else 'no'} | {c.unit or ''} | "
                          f"{allowed} | {c.description} |")
         lines.append("")
+    lines += ["## Dates and weeks", "",
+              f"Visit dates (`visit_date`) and session dates (`date`) must lie between {EARLIEST_DATE} and the "
+              f"day validation runs (one day of grace for time zones); outside that calendar a date is refused "
+              "(rule `date_range`: a year such as 2101 or 1066 is a typing error). A report run `--as-of` a "
+              "date still validates the whole source against today; rows after the as-of date are then left "
+              "out of that run, not refused.", "",
+              "Each participant's baseline visit is the visit labelled `baseline` (or week 0; without one, the "
+              "visit with the smallest week). A later visit (larger week) dated before the baseline visit is "
+              "refused (rule `before_baseline`).", "",
+              f"Where a row gives both a week and a date, the week must agree with the days since the "
+              f"participant's baseline visit divided by 7, within {WEEK_TOLERANCE_DAYS:g} days (a visit window "
+              "of one week either side); otherwise the week column contradicts the dates (rule `week_date`). "
+              "Session weeks are checked against the same baseline visit.", ""]
     lines += ["## Refused identifier columns", "",
               "Columns whose normalised name matches one of these patterns are refused in every table "
               "(rule `identifier_column`); participant ids that look like an email, a phone number or a "

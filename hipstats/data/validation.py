@@ -35,6 +35,16 @@ duplicate_key       two rows share a key (participant, visit, measure, side,
                     trial within rater/pelvis/position/device; or participant_id)
 week_order          weeks go backwards relative to visit labels or dates
 week_consistency    one visit of one participant has several different weeks
+date_range          a visit or session date before the earliest plausible date
+                    (:data:`hipstats.data.schema.EARLIEST_DATE`) or after the day
+                    validation runs (a year such as 2101 or 1066)
+before_baseline     a later visit (larger week) is dated before the participant's
+                    baseline visit
+week_date           a week contradicts the dates: it differs from the days since
+                    the participant's baseline visit / 7 by more than
+                    :data:`hipstats.data.schema.WEEK_TOLERANCE_DAYS` days
+spreadsheet_error   a cell holds a spreadsheet error value (``#DIV/0!``, ``#N/A``,
+                    ``#VALUE!`` ...): a formula failed before the file was saved
 unknown_participant a participant in measurements/sessions is not in participants
 unknown_arm         an arm not in the cohort's arm list
 date_or_week        a session has neither date nor week
@@ -88,9 +98,14 @@ class _Collector:
         self.file = file
         self.decimal_comma = decimal_comma
         self.problems: list[Problem] = []
+        #: (row, column) cells already reported and emptied (a spreadsheet error, an implausible date):
+        #: later rules do not report them again as missing or mistyped
+        self.reported: set[tuple[int, str]] = set()
 
     def add(self, row, column, value, rule, message) -> None:
         row = None if row is None or (isinstance(row, float) and np.isnan(row)) else int(row)
+        if (row, column) in self.reported:
+            return
         self.problems.append(Problem(self.table, self.file, row, column, value, rule, message))
 
     def add_rows(self, df: pd.DataFrame, mask, column: str, rule: str, message_fn) -> None:
@@ -151,6 +166,69 @@ def _to_date(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 # --------------------------------------------------------------------------- table checks
+#: Error values a spreadsheet writes where a formula failed (Excel, LibreOffice, Google Sheets).
+SPREADSHEET_ERRORS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#N/A!",
+                                "#GETTING_DATA", "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!",
+                                "#BUSY!", "#UNKNOWN!", "#EXTERNAL!", "#PYTHON!", "#ERROR!"})
+_LIBREOFFICE_ERROR = re.compile(r"Err:\d{3}")
+
+
+def _is_spreadsheet_error(v) -> bool:
+    if not isinstance(v, str):
+        return False
+    v = v.strip()
+    return v.upper() in SPREADSHEET_ERRORS or bool(_LIBREOFFICE_ERROR.fullmatch(v))
+
+
+def _check_spreadsheet_errors(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
+    """Cells holding ``#DIV/0!``, ``#N/A``, ``#VALUE!``... (rule ``spreadsheet_error``): reported with
+    their row and column, then emptied so that no later rule reports them again."""
+    out = None
+    for name in df.columns:
+        if name == ROW or pd.api.types.is_numeric_dtype(df[name]) or pd.api.types.is_datetime64_any_dtype(df[name]):
+            continue
+        bad = _unique_map(df[name], _is_spreadsheet_error).astype(bool)
+        if not bad.any():
+            continue
+        col.add_rows(df, bad, name, "spreadsheet_error",
+                     lambda v, name=name: f"'{str(v).strip()}' in {name} is a spreadsheet error value: a formula "
+                                          "failed before the file was saved; fix the formula (or enter the value, or "
+                                          "leave the cell empty if it was not measured) and export again")
+        col.reported.update((int(r), name) for r in df.loc[bad, ROW])
+        out = df.copy() if out is None else out
+        out[name] = out[name].where(~bad, None)
+    return df if out is None else out
+
+
+def _today() -> pd.Timestamp:
+    """The day validation runs (UTC)."""
+    return pd.Timestamp.now(tz="UTC").normalize().tz_localize(None)
+
+
+def _check_date_range(df: pd.DataFrame, column: str, what: str, col: _Collector, today) -> pd.DataFrame:
+    """Dates before :data:`schema.EARLIEST_DATE` or after ``today`` (+ grace) are refused (``date_range``)
+    and emptied, so that the week checks do not report the same typing error again."""
+    if column not in df.columns or df.empty:
+        return df
+    dates = df[column]
+    earliest = pd.Timestamp(schema.EARLIEST_DATE)
+    latest = pd.Timestamp(today).normalize() + pd.Timedelta(days=schema.FUTURE_GRACE_DAYS)
+    early, late = dates.notna() & (dates < earliest), dates.notna() & (dates > latest)
+    if not (early.any() or late.any()):
+        return df
+    shown = df.assign(**{column: dates.dt.strftime("%Y-%m-%d")})
+    col.add_rows(shown, early, column, "date_range",
+                 lambda v: f"{what} {v} is before {schema.EARLIEST_DATE}, the earliest plausible date; "
+                           "check the year")
+    col.add_rows(shown, late, column, "date_range",
+                 lambda v: f"{what} {v} is after today ({pd.Timestamp(today):%Y-%m-%d}): it cannot have "
+                           "happened yet; check the year")
+    col.reported.update((int(r), column) for r in df.loc[early | late, ROW])
+    df = df.copy()
+    df.loc[early | late, column] = pd.NaT
+    return df
+
+
 def _check_identifier_columns(df: pd.DataFrame, col: _Collector, flagged: frozenset = frozenset()) -> None:
     """Headers naming a direct identifier however spelled (:mod:`hipstats.data.identifiers`),
     plus columns flagged as identifiers by the source itself (REDCap's data dictionary)."""
@@ -459,9 +537,44 @@ def _derive_weeks(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     return df
 
 
-def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
+def _visit_table(df: pd.DataFrame, given_week: pd.Series | None = None) -> pd.DataFrame:
+    """One row per participant and visit: week, date and first row (and whether a week was given)."""
+    keys = [df["participant_id"], df["visit"]]
+    visits = (df.groupby(["participant_id", "visit"], sort=False)
+                .agg(week=("week", "min"), date=("visit_date", "min"), row=(ROW, "min")).reset_index())
+    given = (given_week if given_week is not None else df["week"].notna()).groupby(keys, sort=False).any()
+    visits["week_given"] = given.reindex(pd.MultiIndex.from_frame(visits[["participant_id", "visit"]])).to_numpy()
+    visits["label_week"] = visits["visit"].map(label_week)
+    return visits
+
+
+def _baselines(visits: pd.DataFrame) -> pd.DataFrame:
+    """Each participant's baseline visit: the one labelled baseline (week 0), else the smallest week.
+
+    Indexed by participant_id, columns ``b_visit``, ``b_week``, ``b_date``, ``b_row``.
+    """
+    order = visits.assign(_not_base=(visits["label_week"] != 0))
+    order = order.sort_values(["participant_id", "_not_base", "week", "row"], kind="stable")
+    base = order.drop_duplicates("participant_id").set_index("participant_id")
+    return base[["visit", "week", "date", "row"]].add_prefix("b_")
+
+
+def _week_date_gap(dates: pd.Series, weeks: pd.Series, base: pd.DataFrame, pids: pd.Series) -> pd.Series:
+    """Days by which a week disagrees with the days since the participant's baseline visit (NaN: unknown)."""
+    b = base.reindex(pids.to_numpy())
+    days = (dates.to_numpy() - b["b_date"].to_numpy()) / np.timedelta64(1, "D")
+    expected = (weeks.to_numpy(dtype=float) - b["b_week"].to_numpy(dtype=float)) * 7.0
+    return pd.Series(days - expected, index=dates.index, dtype=float)
+
+
+def _check_week_order(df: pd.DataFrame, col: _Collector, given_week: pd.Series | None = None) -> pd.DataFrame:
+    """Weeks and dates of each participant's visits: one week per visit, a later visit not dated
+    before baseline, the week agreeing with the dates, weeks and dates in the order of the labels.
+
+    Returns the participants' baseline visits (:func:`_baselines`), which the sessions are checked against.
+    """
     if df.empty or "week" not in df.columns:
-        return
+        return _baselines(pd.DataFrame(columns=["participant_id", "visit", "week", "date", "row", "label_week"]))
     # one visit of one participant should have one week
     spread = df.groupby(["participant_id", "visit"], sort=False)["week"].agg(["min", "max"])
     incons = spread[(spread["max"] - spread["min"]) > 1e-9]
@@ -470,9 +583,28 @@ def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
         col.add(int(rows.iloc[0]), "week", f"{r['min']:g}..{r['max']:g}", "week_consistency",
                 f"visit '{visit}' of participant {pid} has several weeks ({r['min']:g} to {r['max']:g}); "
                 "one visit must have one week")
-    visits = (df.groupby(["participant_id", "visit"], sort=False)
-                .agg(week=("week", "min"), date=("visit_date", "min"), row=(ROW, "min")).reset_index())
-    visits["label_week"] = visits["visit"].map(label_week)
+    visits = _visit_table(df, given_week)
+    base = _baselines(visits)
+    v = visits.join(base, on="participant_id")
+    known = v["date"].notna() & v["b_date"].notna() & (v["row"] != v["b_row"])
+    before = known & (v["week"] > v["b_week"]) & (v["date"] < v["b_date"])
+    for _, r in v[before].iterrows():
+        col.add(int(r["row"]), "visit_date", f"{r['date']:%Y-%m-%d}", "before_baseline",
+                f"visit '{r['visit']}' of participant {r['participant_id']} (week {r['week']:g}) is dated "
+                f"{r['date']:%Y-%m-%d}, before the baseline visit '{r['b_visit']}' on {r['b_date']:%Y-%m-%d}; "
+                "check the date")
+        col.reported.add((int(r["row"]), "visit_date"))
+    gap = _week_date_gap(v["date"], v["week"], base, v["participant_id"])
+    tol = schema.WEEK_TOLERANCE_DAYS
+    off = known & ~before & v["week_given"].astype(bool) & (gap.abs() > tol)
+    for idx in v.index[off.to_numpy()]:
+        r = v.loc[idx]
+        days = (r["date"] - r["b_date"]).days
+        col.add(int(r["row"]), "week", r["week"], "week_date",
+                f"visit '{r['visit']}' of participant {r['participant_id']} is at week {r['week']:g}, but it is "
+                f"dated {r['date']:%Y-%m-%d}, {days} days ({days / 7:.1f} weeks) after the baseline visit on "
+                f"{r['b_date']:%Y-%m-%d}: week and date disagree by {abs(gap[idx]):.0f} days, more than the "
+                f"{tol:g} allowed; fix the week or the date")
     visits = visits.sort_values(["participant_id", "week", "row"], kind="stable")
     for key, column in (("label_week", "week"), ("date", "visit_date")):
         sub = visits.dropna(subset=[key])
@@ -490,6 +622,28 @@ def _check_week_order(df: pd.DataFrame, col: _Collector) -> None:
                 col.add(int(b["row"]), column, str(b["date"].date()), "week_order",
                         f"weeks go backwards for participant {pid}: visit '{b['visit']}' (week {b['week']:g}) "
                         f"is dated before visit '{a['visit']}' (week {a['week']:g})")
+    return base
+
+
+def _check_session_weeks(df: pd.DataFrame, base: pd.DataFrame, col: _Collector) -> None:
+    """A session's week must agree with its date's days since the participant's baseline visit (``week_date``)."""
+    if df.empty or base.empty or not {"date", "week", "participant_id"} <= set(df.columns):
+        return
+    sel = df["date"].notna() & df["week"].notna() & df["participant_id"].isin(base.index)
+    if not sel.any():
+        return
+    sub = df.loc[sel]
+    gap = _week_date_gap(sub["date"], sub["week"], base, sub["participant_id"])
+    tol = schema.WEEK_TOLERANCE_DAYS
+    for idx in sub.index[(gap.abs() > tol).to_numpy()]:
+        r = sub.loc[idx]
+        b = base.loc[r["participant_id"]]
+        days = (r["date"] - b["b_date"]).days
+        col.add(int(r[ROW]), "week", r["week"], "week_date",
+                f"session of participant {r['participant_id']} is at week {r['week']:g}, but it is dated "
+                f"{r['date']:%Y-%m-%d}, {days} days ({days / 7:.1f} weeks) after the baseline visit on "
+                f"{b['b_date']:%Y-%m-%d}: week and date disagree by {abs(gap[idx]):.0f} days, more than the "
+                f"{tol:g} allowed; fix the week or the date")
 
 
 def _check_sessions(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
@@ -513,7 +667,8 @@ def _check_participants(df: pd.DataFrame, col: _Collector, settings: schema.Cont
 
 
 # --------------------------------------------------------------------------- entry points
-def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, *, source: str = "<tables>"):
+def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, *, source: str = "<tables>",
+                    today=None):
     """Validate and normalise raw tables.
 
     Parameters
@@ -523,6 +678,9 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         column, file name, read-time problems).
     settings : ContractSettings, optional
         Arm list and reference arm.
+    today : date-like, optional
+        The day dates are judged against (a date after it is refused, rule ``date_range``);
+        defaults to the day validation runs (UTC).
 
     Returns
     -------
@@ -534,6 +692,8 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
     report = ValidationReport(source)
     tables: dict[str, pd.DataFrame] = {}
     found: dict[str, str] = {}  # identifying values seen (never echoed)
+    today = _today() if today is None else pd.Timestamp(today)
+    baselines = None  # each participant's baseline visit, from measurements (sessions are checked against it)
     for name in ("participants", "measurements", "sessions"):
         rt = raw.get(name)
         if rt is None:
@@ -551,21 +711,27 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         _check_identifier_values(frame, col, found)
         frame = _check_header_spelling(frame, col)
         df = _check_columns(frame, schema.TABLES[name], col)
+        df = _check_spreadsheet_errors(df, col)
         dup_rows = _check_duplicate_rows(df, col)
         if name != "participants" and any(p.rule == "required_column" for p in col.problems):
             report.extend(col.problems)  # row checks need the required columns
             continue
         if name == "measurements":
             df = _check_measurements(df, col)
+            df = _check_date_range(df, "visit_date", "visit date", col, today)
+            given_week = df["week"].notna()
             df = _derive_weeks(df, col)
             _check_duplicate_keys(df, list(schema.TABLES[name].key), col, dup_rows)
-            _check_week_order(df, col)
+            baselines = _check_week_order(df, col, given_week)
         elif name == "participants":
             df = _check_participants(df, col, settings)
             _check_duplicate_keys(df, ["participant_id"], col, dup_rows)
         else:
             df = _check_sessions(df, col)
+            df = _check_date_range(df, "date", "session date", col, today)
             _check_duplicate_keys(df, list(schema.TABLES[name].key), col, dup_rows)
+            if baselines is not None:
+                _check_session_weeks(df, baselines, col)
         report.extend(col.problems)
         tables[name] = df
     _check_cross_tables(tables, raw, report)

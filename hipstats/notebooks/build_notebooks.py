@@ -367,7 +367,7 @@ Mean weekly volume-load (sets x repetitions x kg) per arm, with confidence inter
 protocol was progressive; a flattening shows where participants stopped progressing."""),
     code('h4 = report.areas.attempt("Loading analysis (H4)", loading_analysis, cohort, pain_threshold=pain_threshold,\n'
          '                          confidence=confidence)\n'
-         'report.areas.show(h4, "plot", kind="progression")'),
+         'report.areas.show(h4, "plot", kind="progression", confidence=confidence)'),
     md("""\
 Per arm and exercise: the average rise in load per week over participants (kg/week, from each participant's own
 progression line) and the share of participants whose load rose at all."""),
@@ -399,7 +399,7 @@ weekly rate of any fault per arm: falling lines mean technique improved with pra
     code('h5 = report.areas.attempt("Form-fault analysis (H5)", faults_analysis, cohort, confidence=confidence)\n'
          'report.table(report.areas.show(h5, "rates"), "Fault rates by exercise and arm", group="fault",\n'
          '             hide=["n_participants"])'),
-    code('report.areas.show(h5, "plot")'),
+    code('report.areas.show(h5, "plot", confidence=confidence)'),
     md("""\
 The trend of the fault rate over the weeks (odds ratio per week from a GEE model that accounts for repeated
 sessions of one participant) and the association of each participant's fault rate with their IR change."""),

@@ -29,7 +29,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
 from hipstats.errors import AnalysisError
-from hipstats.plots.style import arm_palette, theme
+from hipstats.plots.style import arm_label, arm_palette, ci_name, legend_outside, theme
 
 __all__ = ["load_progression_plot", "compliance_heatmap", "fault_rate_plot"]
 
@@ -52,10 +52,10 @@ def _arm_lines(ax, df, x, y, lo, hi, order=None):
         if g.empty:
             continue
         ax.fill_between(g[x], g[lo], g[hi], color=pal[str(a)], alpha=0.2, linewidth=0)
-        ax.plot(g[x], g[y], color=pal[str(a)], lw=2, marker="o", ms=3, label=str(a))
+        ax.plot(g[x], g[y], color=pal[str(a)], lw=2, marker="o", ms=3, label=arm_label(a))
 
 
-def load_progression_plot(data, *, ax=None):
+def load_progression_plot(data, *, confidence: float | None = None, ax=None):
     """Weekly volume-load per participant in each arm: mean with 95 % CI band.
 
     Parameters
@@ -63,6 +63,8 @@ def load_progression_plot(data, *, ax=None):
     data : DataFrame
         The output of :func:`hipstats.questions.loading.volume_load` with ``level="arm_week"``
         (arm, week, volume_load_kg, volume_load_kg_ci_low, volume_load_kg_ci_high).
+    confidence : float, optional
+        Level of the intervals in ``data`` (for the title; default ``data.attrs["confidence"]``, else 0.95).
 
     Returns
     -------
@@ -78,9 +80,10 @@ def load_progression_plot(data, *, ax=None):
         _arm_lines(ax, data, "week", "volume_load_kg", "volume_load_kg_ci_low", "volume_load_kg_ci_high")
         ax.set_xlabel("Protocol week")
         ax.set_ylabel("Weekly volume-load per participant (kg)")
-        ax.set_title("Load progression by arm (sets x reps x load; mean, 95% CI)", fontsize=11)
+        ax.set_title(f"Load progression by arm (sets x reps x load; mean, {ci_name(data if confidence is None else confidence)})",
+                     fontsize=11)
         ax.set_ylim(bottom=0)
-        ax.legend(title="Arm", frameon=False)
+        legend_outside(ax, title="Arm")
         fig.tight_layout()
     return fig
 
@@ -138,7 +141,7 @@ def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
         start = 0
         for i in range(1, len(arms_in_order) + 1):
             if i == len(arms_in_order) or arms_in_order[i] != arms_in_order[start]:
-                ax.text(-0.5, (start + i) / 2, arms_in_order[start], ha="right", va="center",
+                ax.text(-0.5, (start + i) / 2, arm_label(arms_in_order[start]), ha="right", va="center",
                         fontsize=8, rotation=90)
                 if i < len(arms_in_order):
                     ax.axhline(i, color="black", lw=0.8)
@@ -155,7 +158,7 @@ def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
     return fig
 
 
-def fault_rate_plot(data, *, fault: str = "any", ax=None):
+def fault_rate_plot(data, *, fault: str = "any", confidence: float | None = None, ax=None):
     """Share of completed exercise rows with a form fault by week, one line per arm.
 
     Parameters
@@ -165,6 +168,8 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
         ``by=("arm", "protocol_week")`` (or with ``week``, or without arm).
     fault : str
         ``"any"`` or one fault name.
+    confidence : float, optional
+        Level of the intervals in ``data`` (for the title; default ``data.attrs["confidence"]``, else 0.95).
 
     Returns
     -------
@@ -189,8 +194,8 @@ def fault_rate_plot(data, *, fault: str = "any", ax=None):
         ax.set_xlabel("Protocol week")
         what = "any form fault" if fault == "any" else fault.replace("_", " ")
         ax.set_ylabel(f"Exercise rows with {what} (%)")
-        ax.set_title("Form fault rate by week (95% Wilson CI)")
+        ax.set_title(f"Form fault rate by week ({ci_name(data if confidence is None else confidence).replace('CI', 'Wilson CI')})")
         ax.set_ylim(0, min(100, max(5.0, float(df["hi"].max()) * 1.1)))
-        ax.legend(title="Arm", frameon=False)
+        legend_outside(ax, title="Arm")
         fig.tight_layout()
     return fig

@@ -32,7 +32,7 @@ from hipstats.cohort.views import tilt_class
 from hipstats.errors import AnalysisError
 
 from hipstats.data.schema import DEFAULT_TILT_CUTS, MEASURES, TILT_CLASSES
-from hipstats.plots.style import arm_palette, theme
+from hipstats.plots.style import arm_palette, ci_name, theme
 
 __all__ = ["ir_vs_tilt_plot", "paired_pelvis_plot"]
 
@@ -84,7 +84,7 @@ def ir_vs_tilt_plot(result, *, ax=None):
         gx, gy = pf["tilt"].mean(), pf[y].mean()
         xs = np.array([pf["tilt"].min(), pf["tilt"].max()])
         ax.plot(xs, gy + slope * (xs - gx), color="black", lw=3,
-                label=f"within-participant slope {slope:.2f} deg/deg (r_rm = {rc['estimate']:.2f})")
+                label=f"within-participant slope {slope:.2f} deg/deg (repeated-measures r = {rc['estimate']:.2f})")
         mx, my = means[("tilt", "mean")], means[(y, "mean")]
         if mx.nunique() > 1:
             b = np.polyfit(mx, my, 1)
@@ -97,7 +97,7 @@ def ir_vs_tilt_plot(result, *, ax=None):
         ax.set_xlabel(_TILT_LABEL)
         ax.set_ylabel(f"{_IR_LABEL}, own posture")
         ax.set_title("Hip IR against standing pelvic tilt")
-        ax.legend(fontsize=8, loc="best", frameon=False)
+        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
         fig.tight_layout()
     return fig
 
@@ -129,6 +129,7 @@ def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
     per = pf.groupby("participant_id")[["ir_neutral", "ir_free", "tilt"]].mean()
     pooled = result.paired.set_index("side").loc["pooled"]
     pal = arm_palette(["free", "neutral"])
+    ci = ci_name(result)
     with theme():
         if ax is None:
             fig, ax = plt.subplots(figsize=(6, 5))
@@ -143,7 +144,7 @@ def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
             ax.scatter(np.ones(len(per)), per["ir_neutral"], s=12, color=pal["neutral"],
                        zorder=3)
             ax.plot(x, [pooled["mean_free"], pooled["mean_neutral"]], color="black", lw=3,
-                    label=f"mean difference {pooled['estimate']:.1f} deg (95% CI "
+                    label=f"mean difference {pooled['estimate']:.1f} deg ({ci} "
                           f"{pooled['ci_low']:.1f} to {pooled['ci_high']:.1f})")
             ax.set_xticks(x, ["Own posture", "Neutral-pelvis setup"])
             ax.set_xlim(-0.3, 1.3)
@@ -152,7 +153,7 @@ def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
         elif kind == "difference":
             diff = per["ir_neutral"] - per["ir_free"]
             ax.axhspan(pooled["ci_low"], pooled["ci_high"], color=pal["neutral"], alpha=0.25,
-                       label="95% CI of the mean difference")
+                       label=f"{ci} of the mean difference")
             ax.axhline(pooled["estimate"], color="black", lw=2,
                        label=f"mean difference {pooled['estimate']:.1f} deg")
             ax.axhline(0, color="0.4", lw=0.8, ls="--")
@@ -162,6 +163,6 @@ def paired_pelvis_plot(result, *, kind: str = "slope", ax=None):
         else:
             raise AnalysisError(f"kind must be 'slope' or 'difference', got {kind!r}")
         ax.set_title("Hip IR: neutral-pelvis setup vs own posture")
-        ax.legend(fontsize=8, frameon=False, loc="best")
+        ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
         fig.tight_layout()
     return fig

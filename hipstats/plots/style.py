@@ -51,6 +51,43 @@ def measure_label(measure: str) -> str:
     return MEASURE_LABELS.get(str(measure), str(measure).replace("_", " "))
 
 
+def arm_label(arm) -> str:
+    """An arm (or any category code) as a reader sees it: the data layer stores arms as codes with
+    underscores for spaces (``usual_care``); pages, legends and headings show ``usual care``.
+
+    >>> arm_label("usual_care"), arm_label("loading")
+    ('usual care', 'loading')
+    """
+    return str(arm).replace("_", " ").strip()
+
+
+def ci_name(source=None, default: float = 0.95) -> str:
+    """ "90% CI": the level of the intervals a figure draws, read from ``source`` (a number, a result with
+    ``confidence``, or a table with ``attrs["confidence"]`` or a ``confidence`` column), else ``default``.
+
+    >>> import pandas as pd
+    >>> ci_name(0.9), ci_name(pd.DataFrame({"confidence": [0.8]})), ci_name(None)
+    ('90% CI', '80% CI', '95% CI')
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    level = source
+    if isinstance(source, pd.DataFrame):
+        level = source.attrs.get("confidence")
+        if level is None and "confidence" in source.columns and source["confidence"].nunique() == 1:
+            level = source["confidence"].iloc[0]
+    elif source is not None and not isinstance(source, (int, float)):
+        level = getattr(source, "confidence", None)
+    try:
+        level = float(level)
+    except (TypeError, ValueError):
+        level = default
+    if not 0 < level < 1:
+        level = default
+    pct = 100 * level
+    return f"{pct:.0f}% CI" if abs(pct - round(pct)) < 1e-9 else f"{pct:.1f}% CI"
+
+
 def arm_palette(levels: Iterable[str]) -> dict[str, str]:
     """Map category levels (arms, sides, tilt classes) to colour-blind-safe colours, distinct for any number.
 

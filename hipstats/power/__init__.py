@@ -24,25 +24,32 @@ Examples
 True
 """
 
-from hipstats.power.analytic import (
-    AnalyticPower,
-    LongitudinalPower,
-    power_ancova,
-    power_change_scores,
-    power_mmrm,
-    power_slope,
-)
-from hipstats.power.design import TrialDesign
-from hipstats.power.params import run_power_from_params
-from hipstats.power.simulation import PowerResult, power_curve, simulate_power
+import importlib
+
+#: public name -> module that defines it, imported on first use: a worker process that only
+#: runs replicates (hipstats.power.simulation) then never imports the closed forms' scipy.stats
+_LAZY = {
+    "AnalyticPower": "hipstats.power.analytic", "LongitudinalPower": "hipstats.power.analytic",
+    "power_ancova": "hipstats.power.analytic", "power_change_scores": "hipstats.power.analytic",
+    "power_mmrm": "hipstats.power.analytic", "power_slope": "hipstats.power.analytic",
+    "TrialDesign": "hipstats.power.design",
+    "run_power_from_params": "hipstats.power.params",
+    "PowerResult": "hipstats.power.simulation", "power_curve": "hipstats.power.simulation",
+    "simulate_power": "hipstats.power.simulation",
+    "power_curve_plot": "hipstats.plots.power",  # the figure lives with the other figures
+}
 
 
 def __getattr__(name: str):
-    if name == "power_curve_plot":  # the figure lives with the other figures
-        from hipstats.plots.power import power_curve_plot
-
-        return power_curve_plot
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'hipstats.power' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

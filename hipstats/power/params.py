@@ -166,6 +166,7 @@ def longitudinal_power_from_params(params: Mapping[str, Any], method: str, *, pi
 
     * ``"slope"``: :func:`power_slope` with :meth:`TrialDesign.slope_inputs` (the formula
       assumes complete follow-up: the design's dropout is not used, and the table says so);
+      ``slope_method`` ``"diggle"`` (default) or ``"liuliang"``;
     * ``"mmrm"``: :func:`power_mmrm` with :meth:`TrialDesign.mmrm_inputs`: the difference in
       mean change at the last visit, the visit covariance implied by the variance components
       and the retention implied by the dropout of each arm; unequal arm sizes give the
@@ -195,6 +196,11 @@ def longitudinal_power_from_params(params: Mapping[str, Any], method: str, *, pi
     if method not in _LONGITUDINAL:
         raise ParameterError(f"method must be 'slope' or 'mmrm', got {method!r}")
     p = normalise_keys(params)
+    slope_method = str(p.pop("slope_method", None) or "diggle").lower()
+    if slope_method not in ("diggle", "liuliang"):
+        raise ParameterError(f"slope_method must be 'diggle' or 'liuliang', got {slope_method!r}")
+    if method != "slope" and slope_method != "diggle":
+        raise ParameterError("slope_method applies to method 'slope'")
     target_power = p.pop("power", None)
     target_power = None if target_power in (None, "") else float(target_power)
     extra = set(p) & SIMULATION_KEYS - {"progress"}
@@ -212,7 +218,7 @@ def longitudinal_power_from_params(params: Mapping[str, Any], method: str, *, pi
         d = plan.design if n is None else plan.design.with_n(n)
         if method == "slope":
             kw = d.slope_inputs()
-            res = power_slope(kw.pop("delta"), kw.pop("times"), **kw,
+            res = power_slope(kw.pop("delta"), kw.pop("times"), **kw, method=slope_method,
                               **({"power": target_power} if n is None
                                  else {"n_per_arm": d.n_per_arm[d.target]}))
         else:
@@ -234,7 +240,11 @@ def longitudinal_power_from_params(params: Mapping[str, Any], method: str, *, pi
     notes = []
     if method == "slope":
         dt.loc[dt["quantity"] == "Dropout", "value"] += " (the formula assumes none)"
-        notes.append("Analytic normal approximation (Diggle et al. 2002, as R's longpower lmmpower); it "
+        if slope_method == "liuliang":
+            dt.loc[dt["quantity"] == "Test", "value"] = test_label.replace("Diggle et al. 2002",
+                                                                           "Liu & Liang 1997")
+        ref = "Liu & Liang 1997" if slope_method == "liuliang" else "Diggle et al. 2002"
+        notes.append(f"Analytic normal approximation ({ref}, as R's longpower lmmpower); it "
                      "assumes complete follow-up, so dropout in the design is not used.")
     else:
         notes.append("Analytic normal approximation (Lu, Luo & Chen 2008, as R's longpower power.mmrm): "

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special  # not scipy.stats: worker processes import this module (start-up cost)
 
 from hipstats.errors import AnalysisError, ParameterError
 from hipstats.power.design import (
@@ -87,7 +87,7 @@ def p_values(est: np.ndarray, se: np.ndarray, df: np.ndarray) -> np.ndarray:
     stat = np.abs(np.asarray(est, float) / np.asarray(se, float))
     df = np.asarray(df, float)
     with np.errstate(invalid="ignore"):
-        return np.where(np.isinf(df), 2.0 * stats.norm.sf(stat), 2.0 * stats.t.sf(stat, df))
+        return np.where(np.isinf(df), 2.0 * special.ndtr(-stat), 2.0 * special.stdtr(df, -stat))
 
 
 def _two_arm_completers(y: np.ndarray, arm: np.ndarray, it: int, ir: int
@@ -377,6 +377,8 @@ def run_replicates(design: TrialDesign, options: dict, *, n_sim: int, seed, n_jo
 def _binomial_ci(k: int, n: int, level: float, method: str) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
+    from scipy import stats  # noqa: PLC0415 - only the parent process summarises
+
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=level,
                                              method={"clopper-pearson": "exact",
                                                      "wilson": "wilson"}[method])

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.errors import AnalysisError
+from hipstats.plots.style import arm_label
 from hipstats.report.findings import Finding, ci_label, format_p, record, record_summary, significance_words
 from hipstats.report.notes import plain_reason
 from hipstats.report.tables import MEASURE_NAMES, table
@@ -292,10 +293,9 @@ def h2_contrast_table(result) -> pd.DataFrame:
     cols = [c for c in ("contrast", "visit", "estimate", "ci_low", "ci_high", "df", "p_value", "p_adj", "adjust")
             if c in f.columns]
     out = f[cols].reset_index(drop=True)
-    # the model names arms with word characters only: show the cohort's own arm names
-    own = {re.sub(r"\W", "_", str(a)): str(a) for a in getattr(result, "arms", [])}
-    if own:
-        out["contrast"] = out["contrast"].map(lambda c: " - ".join(own.get(x, x) for x in str(c).split(" - ")))
+    # the model names arms with word characters only: show the arms as a reader knows them ("usual care")
+    own = {re.sub(r"\W", "_", str(a)): arm_label(a) for a in getattr(result, "arms", [])}
+    out["contrast"] = out["contrast"].map(lambda c: " - ".join(own.get(x, arm_label(x)) for x in str(c).split(" - ")))
     out.attrs["confidence"] = result_confidence(result)
     return out
 
@@ -541,27 +541,28 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
         return na
     conf = result_confidence(result)
     arm = arm or loading_arm(result) or ""
+    shown = arm_label(arm)
     out = []
     pr = getattr(result, "progression_by_arm", None)
     if pr is not None and len(pr):
         for r in pr[pr["arm"] == arm].itertuples():
-            out.append(record("H4", f"Load progression, {r.exercise.replace('_', ' ')} ({arm} arm, kg/week)",
+            out.append(record("H4", f"Load progression, {r.exercise.replace('_', ' ')} ({shown} arm, kg/week)",
                               r.mean_slope, r.mean_slope_ci_low,
                               r.mean_slope_ci_high, None,
-                              f"In the {arm} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
+                              f"In the {shown} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
                               digits=2, confidence=conf, display=display))
     ad = getattr(result, "adherence_by_arm", None)
     if ad is not None and (ad["arm"] == arm).any():
         r = ad[ad["arm"] == arm].iloc[0]
-        out.append(record("H4", f"Mean adherence ({arm} arm, share of prescribed sessions completed)",
+        out.append(record("H4", f"Mean adherence ({shown} arm, share of prescribed sessions completed)",
                           r["mean_adherence"], r["mean_adherence_ci_low"], r["mean_adherence_ci_high"], None,
-                          f"Participants in the {arm} arm completed {100 * r['mean_adherence']:.0f}% of their "
+                          f"Participants in the {shown} arm completed {100 * r['mean_adherence']:.0f}% of their "
                           "prescribed sessions on average.", confidence=conf, display=display))
     comp = getattr(getattr(result, "compliance", None), "by_arm", None)
     if comp is not None and (comp["arm"] == arm).any():
         r = comp[comp["arm"] == arm].iloc[0]
-        out.append(record("H4", f"Load increases after a fault or pain session ({arm} arm, share)", r["violation_rate"],
+        out.append(record("H4", f"Load increases after a fault or pain session ({shown} arm, share)", r["violation_rate"],
                           r["violation_rate_ci_low"], r["violation_rate_ci_high"], None,
                           f"After {int(r['flagged'])} sessions with a form fault or pain the load was still raised "
                           f"{int(r['violations'])} times ({100 * r['violation_rate']:.0f}%), against the "
@@ -569,9 +570,9 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
     pain = getattr(result, "pain_by_arm", None)
     if pain is not None and (pain["arm"] == arm).any():
         r = pain[pain["arm"] == arm].iloc[0]
-        out.append(record("H4", f"Sessions with pain at or above the stop threshold ({arm} arm, share)", r["rate"],
+        out.append(record("H4", f"Sessions with pain at or above the stop threshold ({shown} arm, share)", r["rate"],
                           r["rate_ci_low"], r["rate_ci_high"], None,
-                          f"{100 * r['rate']:.1f}% of {arm} sessions had a pain flag; {int(r['participants_flagged'])} "
+                          f"{100 * r['rate']:.1f}% of {shown} sessions had a pain flag; {int(r['participants_flagged'])} "
                           "participants had at least one.", digits=3, confidence=conf, display=display))
     dr = getattr(result, "dose_response", None)
     if dr is not None and len(dr):
@@ -625,7 +626,7 @@ def arms_sentence(cohort):
 
     arms = [str(a) for a in cohort.arms]
     n = cohort.participants["arm"].astype(str).value_counts()
-    parts = [f"**{a}** ({int(n.get(a, 0))} participants{', reference' if i == 0 else ''})" for i, a in enumerate(arms)]
+    parts = [f"**{arm_label(a)}** ({int(n.get(a, 0))} participants{', reference' if i == 0 else ''})" for i, a in enumerate(arms)]
     return Markdown("Arms in this cohort: " + ", ".join(parts) + ".")
 
 

@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from hipstats.plots.style import arm_label
 from hipstats.report.export import report_css
 from hipstats.report.findings import Finding, ci_label, format_ci, format_p
 
@@ -35,11 +36,11 @@ def _e(x: Any) -> str:
 def area_names(manifest: dict[str, Any]) -> dict[str, str]:
     """Headings of the study questions, H2's from the cohort's own arms (``manifest["cohort"]["arms"]``).
 
-    >>> area_names({"cohort": {"arms": ["usual care", "hip loading"]}})["H2"]
+    >>> area_names({"cohort": {"arms": ["usual_care", "hip_loading"]}})["H2"]
     'H2 usual care vs hip loading: change in IR and ASLR'
     """
     names = dict(AREA_NAMES)
-    arms = [str(a) for a in ((manifest.get("cohort") or {}).get("arms") or [])]
+    arms = [arm_label(a) for a in ((manifest.get("cohort") or {}).get("arms") or [])]
     if len(arms) >= 2:
         names["H2"] = f"H2 {' vs '.join(arms)}: change in IR and ASLR"
     return names
@@ -133,7 +134,7 @@ h1 {{ font-size: 1.6em; margin: 20px 0 4px 0; }} h2 {{ font-size: 1.2em; margin-
     if cohort.get("arms"):
         n = cohort.get("n_participants")
         parts.append(f'<p>{_e(n) + " participants in " if n else ""}{len(cohort["arms"])} arms: '
-                     + ", ".join(_e(a) for a in cohort["arms"]) + ".</p>")
+                     + ", ".join(_e(arm_label(a)) for a in cohort["arms"]) + ".</p>")
     if failed:
         parts.append(f'<div class="hipstats-summary failed"><b>{len(failed)} of {len(results)} report(s) failed:</b> '
                      + ", ".join(f'<a href="{_e(r.html)}">{_e(r.title)}</a>' for r in failed)
@@ -179,25 +180,20 @@ h1 {{ font-size: 1.6em; margin: 20px 0 4px 0; }} h2 {{ font-size: 1.2em; margin-
     else:
         parts.append("<p>No findings were recorded in this run.</p>")
 
+    details = any(not r.ok for r in results)
     parts.append('<h2>Reports</h2><table class="hipstats-index reports"><thead><tr><th>Report</th><th>Status</th>'
-                 '<th>Time (s)</th><th>Findings</th><th>Details</th></tr></thead><tbody>')
+                 '<th>Findings</th>' + ("<th>Details</th>" if details else "") + '</tr></thead><tbody>')
     for r in results:
         cls = "status-ok" if r.ok else "status-failed"
         parts.append(f'<tr><td><a href="{_e(r.html)}">{_e(r.title)}</a></td>'
-                     f'<td class="{cls}">{"ok" if r.ok else "failed"}</td><td class="num">{r.duration_s:.1f}</td>'
-                     f'<td class="num">{len(r.findings)}</td><td>{_e(r.error or "")}</td></tr>')
+                     f'<td class="{cls}">{"ok" if r.ok else "failed"}</td><td class="num">{len(r.findings)}</td>'
+                     + (f'<td>{_e(r.error or "")}</td>' if details else "") + "</tr>")
     parts.append("</tbody></table>")
-    files = manifest.get("inputs") or []
-    parts.append('<h2>Provenance</h2><p class="hipstats-meta">Input files and their SHA-256, package versions, '
-                 'parameters, timings and the technical text of any warnings are recorded in '
-                 '<a href="manifest.json">manifest.json</a>.</p>')
-    if files:
-        parts.append('<table class="hipstats-index inputs"><thead><tr><th>Input file</th><th>Bytes</th><th>SHA-256</th>'
-                     '</tr></thead><tbody>')
-        for f in files:
-            parts.append(f'<tr><td>{_e(Path(f["path"]).name)}</td><td class="num">{f["bytes"]}</td>'
-                         f'<td class="hash">{_e(f["sha256"])}</td></tr>')
-        parts.append("</tbody></table>")
+    files = [Path(f["path"]).name for f in manifest.get("inputs") or []]
+    parts.append('<p class="hipstats-meta">Provenance: '
+                 + (f"input files {_e(', '.join(files))}; " if files else "")
+                 + 'their SHA-256, package versions, parameters, timings and the technical text of any warnings '
+                 'are in <a href="manifest.json">manifest.json</a>.</p>')
     parts.append("</div></body></html>\n")
     return "".join(parts)
 

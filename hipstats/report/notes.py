@@ -48,12 +48,27 @@ def _category_note(category) -> str | None:
     return None
 
 
+_REWORDED = (
+    (re.compile(r"DeLong variance needs at least two cases and two controls.*", re.S),
+     "The confidence interval of an AUC needs at least two participants with and two without the condition; "
+     "where a group has fewer, its AUC interval is not estimable."),
+    (re.compile(r"\ball 1 observations are (positive|negative)"), r"the only observation is \1"),
+    (re.compile(r"\bNaN\b"), "not estimable"),
+)
+
+
 def plain_note(category, message: str) -> str:
-    """A warning in words a reader of the report understands (no paths, code names or dicts)."""
+    """A warning in words a reader of the report understands (no paths, code names or dicts).
+
+    >>> plain_note(UserWarning, "DeLong variance needs at least two cases and two controls; SE and CI are NaN.")[:40]
+    'The confidence interval of an AUC needs '
+    """
     fixed = _category_note(category)
     if fixed:
         return fixed
     text = str(message)
+    for pattern, words in _REWORDED:
+        text = pattern.sub(words, text)
     text = re.sub(r"(?:[A-Za-z]:)?(?:/[\w.\-]+)+/?", "", text)  # file paths
     text = re.sub(r"\{[^{}]*\}|\[[^\[\]]*\]", "", text)  # dicts, lists
     for code, words in _CODE_NAMES.items():

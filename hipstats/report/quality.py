@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.data import schema
+from hipstats.plots.style import arm_label
 
 __all__ = ["measure_summary", "outliers", "trial_agreement", "retention", "plot_distributions", "plot_flow",
            "record_data_findings", "table1", "participant_flow", "flow_table"]
@@ -189,7 +190,7 @@ def table1(cohort) -> pd.DataFrame:
     p = cohort.participants.copy()
     arms = [str(a) for a in cohort.arms]
     p["arm"] = p["arm"].astype(str)
-    groups = [(f"{a} (n = {int((p['arm'] == a).sum())})", p[p["arm"] == a]) for a in arms]
+    groups = [(f"{arm_label(a)} (n = {int((p['arm'] == a).sum())})", p[p["arm"] == a]) for a in arms]
     groups.append((f"All (n = {len(p)})", p))
     rows: list[dict] = []
 
@@ -260,7 +261,7 @@ def plot_flow(cohort, as_of: str | None = None):
         for j, arm in enumerate(arms):
             g = f[f["arm"].astype(str) == arm].set_index("visit")
             n = int((cohort.participants["arm"].astype(str) == arm).sum())
-            texts = [f"{arm}\nallocated {n}"]
+            texts = [f"{arm_label(arm)}\nallocated {n}"]
             for v in visits:
                 r = g.loc[v]
                 parts = [f"measured {int(r.measured)}"]
@@ -310,7 +311,7 @@ def plot_distributions(cohort, measures=("hip_ir_deg", "aslr_deg", "pelvic_tilt_
                 ax.get_legend().remove()
         handles, labels = axes[0][0].get_legend_handles_labels()
         if handles:
-            axes[0][-1].legend(handles, labels, title="Arm", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+            axes[0][-1].legend(handles, [arm_label(x) for x in labels], title="Arm", loc="upper left", bbox_to_anchor=(1.02, 1.0),
                                frameon=False)
         fig.tight_layout()
     plt.close(fig)
@@ -330,7 +331,7 @@ def record_data_findings(cohort, *, as_of: str | None = None, display: bool = Tr
     due = int((g["allocated"] - g["not_yet_due"]).sum())
     kept, n, waiting = int(g["measured"].sum()), int(g["allocated"].sum()), int(g["not_yet_due"].sum())
     pct = 100.0 * kept / due if due else None
-    per_arm = ", ".join(f"{r.arm} {r.retained_pct:.0f}%" for r in g.itertuples() if np.isfinite(r.retained_pct))
+    per_arm = ", ".join(f"{arm_label(r.arm)} {r.retained_pct:.0f}%" for r in g.itertuples() if np.isfinite(r.retained_pct))
     label = str(last).replace("_", " ")
     wait = f"; {waiting} more have not reached {label} yet" if waiting else ""
     sentence = (f"{kept} of the {due} participants due at {label} were measured ({pct:.0f}%; by arm: {per_arm})"

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.plots.style import MEASURE_LABELS
+from hipstats.report.notes import plain_note
 
 __all__ = ["table"]
 
@@ -77,12 +78,13 @@ LABELS = {
     "p95_range": "95th pct spread", "max_range": "Largest spread", "value": "Value", "visit_median": "Visit median",
     "robust_z": "Robust z", "exercise": "Exercise", "mean_slope": "Mean rise (kg/week)",
     "mean_slope_kg_per_week": "Mean rise (kg/week)", "median_slope": "Median rise (kg/week)",
-    "share_progressive": "Progressing (share)", "mean_adherence": "Mean adherence", "flagged": "Flagged sessions",
-    "violations": "Raised after flag", "violation_rate": "Raised after flag (share)", "unsafe_share": "Unsafe share",
+    "share_progressive": "Progressing (share)", "mean_adherence": "Mean adherence", "flagged": "Sessions with fault or pain",
+    "violations": "Raised after flag", "violation_rate": "Raised after flag (share)", "unsafe_share": "Raised although rule said hold (share of raises)",
+    "num_df": "Numerator df", "den_df": "Denominator df", "increases": "Load increases",
     "pain_flag_rate": "Pain-flag rate", "participants_flagged": "Participants flagged", "completed": "Completed",
     "prescribed": "Prescribed", "adherence": "Adherence", "sessions": "Sessions", "rate": "Rate",
     "mean_rate": "Mean rate", "fault": "Fault", "n_rows": "Exercise rows", "n_fault": "With fault",
-    "log_or_per_week": "log odds ratio per week", "odds_ratio_per_week": "Odds ratio per week",
+    "log_or_per_week": "Log odds ratio per week", "odds_ratio_per_week": "Odds ratio per week",
     "question": "What was estimated", "interpretation": "In plain words", "note": "Note", "proportion": "Proportion",
     "responders": "Responders", "participant_id": "Participant", "estimand": "Estimand", "emmean": "Mean",
     "change": "Change", "limits": "Limits (SD)", "x": "First", "y": "Second", "sessions_per_week": "Sessions/week",
@@ -111,11 +113,15 @@ _ALT = {"f": "F-distribution", "wilson": "Wilson"}
 #: Columns never shown (kept in the result's own table).
 HIDDEN = {"confidence", "limits"}
 #: Code-like text columns whose values are shown with spaces for underscores.
-CODE_COLUMNS = {"measure", "visit", "final_visit", "exercise", "fault", "term", "design", "kappa_on", "tilt_class",
+CODE_COLUMNS = {"arm", "ref", "reference_arm", "contrast", "measure", "visit", "final_visit", "exercise", "fault", "term", "design", "kappa_on", "tilt_class",
                 "group", "reference", "estimand", "pelvis", "position", "device"}
 _PROPORTION = {"icc", "kappa", "auc", "sensitivity", "specificity", "ppv", "npv", "prevalence", "r", "proportion",
                "adherence", "mean_adherence", "share_progressive", "violation_rate", "unsafe_share", "pain_flag_rate",
                "rate", "mean_rate", "risk_difference", "responders_arm", "responders_ref"}
+#: Model terms as a reader knows them.
+TERM_NAMES = {"Intercept": "Intercept", "baseline": "Baseline value", "week": "Week", "fault_rate": "Fault rate",
+              "fault_rate_per_10pct": "Fault rate (per 10 percentage points)", "within": "Within participants",
+              "between": "Between participants"}
 _TERM = re.compile(r"C\((\w+)(?:,\s*Treatment\([^)]*\))?\)\[T\.([^\]]+)\]")
 
 
@@ -156,6 +162,12 @@ def value_label(col: str, value) -> str:
     text = str(value)
     if col == "measure" and text in MEASURE_NAMES:
         return MEASURE_NAMES[text]
+    if col == "term" and text in TERM_NAMES:
+        return TERM_NAMES[text]
+    if col == "term" and re.fullmatch(r"volume_load_per_[\d.]+kg", text):
+        return f"Cumulative volume-load (per {float(text[16:-2]):,.0f} kg)"
+    if col == "term" and (fr := re.fullmatch(r"fault_rate_per_([\d.]+)", text)):
+        return f"Fault rate (per {100 * float(fr.group(1)):g} percentage points)"
     m = _TERM.fullmatch(text)
     if m:
         return f"{_words(m.group(1))}: {m.group(2)}"
@@ -181,6 +193,8 @@ def _digits(col: str, values: np.ndarray) -> int:
         return 2 if not finite.size or np.nanmax(np.abs(finite)) <= 1.5 else 1
     if not finite.size:
         return 1
+    if col.startswith(("lr_", "odds_ratio")) or col.endswith("_ratio"):  # ratios: never shown as whole numbers
+        return 1 if np.nanmedian(np.abs(finite)) >= 10 else 2 if np.nanmedian(np.abs(finite)) < 1 else 1
     if np.allclose(finite, np.round(finite)):
         return 0
     if col == "df":
@@ -469,7 +483,7 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
         footnotes.insert(0, f"CI: {ci_name[:-3].strip()} confidence interval.")
 
     if long:
-        return _long(data, frame, col_labels, members, names, keys, footnotes, title)
+        return _long(data, frame, col_labels, members, names, keys, footnotes, title, max_chars)
 
     # split the value columns into pieces that fit the page; the key columns repeat in every piece
     if group:
@@ -509,10 +523,24 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
     return ReportTable(data, frames, all_labels, all_spanners, footnotes, title, group if group in frame else None)
 
 
-def _long(data, frame, col_labels, members, names, keys, footnotes, title) -> ReportTable:
-    """Each estimate family a row; the first key's values become column spanners."""
+def _long(data, frame, col_labels, members, names, keys, footnotes, title, max_chars=PAGE_CHARS) -> ReportTable:
+    """Each estimate family a row; the first key's values become column spanners.
+
+    Text columns (a note per group) become footnotes naming their group, so a long sentence never
+    widens the table; when the groups do not fit the page side by side, they are split over
+    several tables that repeat the row labels.
+    """
     key = keys[0] if keys else None
-    fams = [c for c in frame.columns if c not in keys]
+    texts = [c for c in frame.columns if c not in keys and frame.attrs.get("kinds", {}).get(c) == "text"]
+    notes = []
+    for c in texts:
+        for i in range(len(frame)):
+            text = str(frame[c].iloc[i]).strip()
+            if text:
+                tag = frame[key].iloc[i] if key else ""
+                text = plain_note(UserWarning, text)
+                notes.append(f"{tag}: {text}" if tag else text)
+    fams = [c for c in frame.columns if c not in keys and c not in texts]
     blocks: list[list[str]] = []
     seen: set[str] = set()
     for c in fams:
@@ -522,11 +550,11 @@ def _long(data, frame, col_labels, members, names, keys, footnotes, title) -> Re
         seen |= set(b)
         blocks.append(b)
     has_ci = any(len(b) > 1 for b in blocks)
+    ci_name = next((v for k, v in col_labels.items() if k.endswith("__ci")), "CI")
     rows = []
     for b in blocks:
         est = b[0]
-        name = names.get(est, col_labels[est])
-        row = {"statistic": name}
+        row = {"statistic": names.get(est, col_labels[est])}
         for i in range(len(frame)):
             tag = frame[key].iloc[i] if key else ""
             row[f"{tag}__est"] = frame[est].iloc[i]
@@ -534,15 +562,34 @@ def _long(data, frame, col_labels, members, names, keys, footnotes, title) -> Re
                 row[f"{tag}__ci"] = frame[b[1]].iloc[i] if len(b) > 1 and b[1].endswith("__ci") else ""
         rows.append(row)
     out = pd.DataFrame(rows)
-    labels = {"statistic": ""}
-    spanners: dict[str, list[str]] = {}
-    kinds = {"statistic": "text"}
-    for i in range(len(frame)):
-        tag = frame[key].iloc[i] if key else ""
-        cols = [f"{tag}__est"] + ([f"{tag}__ci"] if has_ci else [])
-        labels[cols[0]] = "Estimate"
-        if has_ci:
-            labels[cols[1]] = next((v for k, v in col_labels.items() if k.endswith("__ci")), "CI")
-        spanners[str(tag) if tag else "Estimate"] = cols
-    out.attrs["kinds"] = kinds
-    return ReportTable(data, [out], [labels], [spanners], footnotes, title, None)
+    tags = [frame[key].iloc[i] if key else "" for i in range(len(frame))]
+    head = _width(out["statistic"], "", True) if len(out) else 0
+    per_group = {t: sum(_width(out[c], lab, False) for c, lab in
+                        ((f"{t}__est", "Estimate"), *(((f"{t}__ci", ci_name),) if has_ci else ())))
+                 for t in tags}
+    pieces: list[list] = [[]]
+    width = head
+    for t in tags:
+        if pieces[-1] and width + per_group[t] > max_chars:
+            pieces.append([])
+            width = head
+        pieces[-1].append(t)
+        width += per_group[t]
+    frames, all_labels, all_spanners = [], [], []
+    for piece in pieces:
+        cols = ["statistic"]
+        labels = {"statistic": ""}
+        spanners: dict[str, list[str]] = {}
+        for tag in piece:
+            group_cols = [f"{tag}__est"] + ([f"{tag}__ci"] if has_ci else [])
+            labels[group_cols[0]] = "Estimate"
+            if has_ci:
+                labels[group_cols[1]] = ci_name
+            spanners[str(tag) if tag else "Estimate"] = group_cols
+            cols += group_cols
+        f = out[cols].copy()
+        f.attrs["kinds"] = {"statistic": "text"}
+        frames.append(f)
+        all_labels.append(labels)
+        all_spanners.append(spanners)
+    return ReportTable(data, frames, all_labels, all_spanners, footnotes + notes, title, None)

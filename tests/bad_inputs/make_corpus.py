@@ -281,6 +281,66 @@ def _(t):
     t["measurements"].loc[2, "participant_id"] = ""
 
 
+@case("date_in_2101", [{"table": "measurements", "rule": "date_range", "row": 17, "column": "visit_date"}],
+      "a visit date typed with the year 2101 (after today)")
+def _(t):
+    t["measurements"].loc[15, "visit_date"] = "2101-03-16"
+
+
+@case("date_in_1066", [{"table": "measurements", "rule": "date_range", "row": 2, "column": "visit_date"}],
+      "a visit date in the year 1066 (before the earliest plausible date)")
+def _(t):
+    t["measurements"].loc[0, "visit_date"] = "1066-10-14"
+
+
+@case("session_date_future", [{"table": "sessions", "rule": "date_range", "row": 3, "column": "date"}],
+      "a training session dated 2207")
+def _(t):
+    t["sessions"].loc[1, "date"] = "2207-02-07"
+
+
+@case("visit_before_baseline", [{"table": "measurements", "rule": "before_baseline", "row": 27,
+                                 "column": "visit_date"}],
+      "P003's week 6 visit is dated two weeks before the baseline visit")
+def _(t):
+    m = t["measurements"]
+    m.loc[(m["participant_id"] == "P003") & (m["visit"] == "week_6"), "visit_date"] = "2026-01-19"
+
+
+@case("week_contradicts_date", [{"table": "measurements", "rule": "week_date", "row": 7, "column": "week"}],
+      "P001's week 6 visit is dated 14 weeks after baseline")
+def _(t):
+    m = t["measurements"]
+    m.loc[(m["participant_id"] == "P001") & (m["visit"] == "week_6"), "visit_date"] = "2026-05-11"
+
+
+@case("session_week_contradicts_date", [{"table": "sessions", "rule": "week_date", "row": 4, "column": "week"}],
+      "a session at week 5 dated 9 days after baseline")
+def _(t):
+    t["sessions"].loc[2, "week"] = 5.0
+
+
+@case("spreadsheet_error_csv", [{"table": "measurements", "rule": "spreadsheet_error", "row": 5, "column": "value"},
+                                {"table": "measurements", "rule": "spreadsheet_error", "row": 8, "column": "rater"},
+                                {"table": "participants", "rule": "spreadsheet_error", "row": 4,
+                                 "column": "height_cm"}],
+      "#DIV/0!, #N/A and #VALUE! exported as text into CSV cells")
+def _(t):
+    m = t["measurements"]
+    m["value"] = m["value"].astype(object)
+    m.loc[3, "value"] = "#DIV/0!"
+    m.loc[6, "rater"] = "#N/A"
+    p = t["participants"]
+    p["height_cm"] = p["height_cm"].astype(object)
+    p.loc[2, "height_cm"] = "#VALUE!"
+
+
+@case("spreadsheet_error_xlsx", [{"table": "participants", "rule": "type", "row": 3, "column": None}],
+      "participants.xlsx: height of row 3 is a formula whose saved result is #DIV/0!")
+def _(t):
+    t["participants"] = ("xlsx_error", t["participants"], "E3", "#DIV/0!")
+
+
 def write_case(folder: Path, tables: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, obj in tables.items():
@@ -294,8 +354,31 @@ def write_case(folder: Path, tables: dict) -> None:
             with pd.ExcelWriter(path, engine="openpyxl") as xw:
                 df.to_excel(xw, index=False, sheet_name=name, startrow=2)
                 xw.sheets[name]["A1"] = "Hip cohort - participants (exported 2026-03-01)"
+        elif isinstance(obj, tuple) and obj[0] == "xlsx_error":
+            write_xlsx_with_error(folder / f"{name}.xlsx", name, *obj[1:])
         else:
             obj.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+
+
+def write_xlsx_with_error(path: Path, sheet: str, df: pd.DataFrame, ref: str, error: str) -> None:
+    """An .xlsx whose cell ``ref`` holds a formula with the cached error value ``error`` (as Excel saves
+    it: ``<c t="e"><f>...</f><v>#DIV/0!</v></c>``); openpyxl cannot write a cached value, so the
+    sheet's XML is edited after writing."""
+    import re
+    import zipfile
+
+    df.to_excel(path, index=False, sheet_name=sheet, engine="openpyxl")
+    with zipfile.ZipFile(path) as zf:
+        members = {i: zf.read(i) for i in zf.infolist()}
+    for info, data in members.items():
+        if info.filename.startswith("xl/worksheets/sheet"):
+            xml, n = re.subn(rf'<c r="{ref}"[^>]*?(?:/>|>.*?</c>)',
+                             f'<c r="{ref}" t="e"><f>1/0</f><v>{error}</v></c>', data.decode("utf-8"))
+            assert n == 1, f"cell {ref} not found"
+            members[info] = xml.encode("utf-8")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in members.items():
+            zf.writestr(info, data)
 
 
 def main() -> None:
