@@ -68,7 +68,7 @@ def test_ancova_with_covariates_matches_r(anc, r_con):
         assert est == pytest.approx(rc.loc[f"arm{arm}", "estimate"], rel=RTOL)
     # homogeneity of slopes F test
     rs = pd.read_csv(FIX / "ancova_slopes_test.csv").iloc[0]
-    for k, rk in (("statistic", "F"), ("df1", "df1"), ("df2", "df2"), ("p_value", "p_value")):
+    for k, rk in (("statistic", "F"), ("num_df", "df1"), ("den_df", "df2"), ("p_value", "p_value")):
         assert res.slopes_test[k] == pytest.approx(rs[rk], rel=RTOL)
 
 

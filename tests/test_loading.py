@@ -440,11 +440,11 @@ def test_pooled_rate_coverage_clustered():
 def test_pooled_rate_edges():
     """Hand-checked edge cases: all-zero counts use Wilson with G participants as n; with no
     between-participant spread the CI is never narrower than Wilson on the rows."""
-    from hipstats.stats.rates import pooled_rate, wilson_interval
+    from hipstats.stats.rates import pooled_rate, wilson_ci
 
     zero = pd.DataFrame({"participant_id": list("abcd"), "k": 0, "n": 10})
     r = pooled_rate(zero, "k", "n").iloc[0]
-    lo, hi = wilson_interval(0, 4, 0.05)
+    lo, hi = wilson_ci(0, 4, 0.95)
     assert r["rate"] == 0 and r["rate_ci_low"] == pytest.approx(float(lo), abs=1e-12)
     assert r["rate_ci_high"] == pytest.approx(float(hi), abs=1e-12)
     same = pd.DataFrame({"participant_id": list("abcd"), "k": 5, "n": 10})

@@ -154,8 +154,8 @@ def test_satterthwaite_against_lmertest(name):
     np.testing.assert_allclose(ct["df"], r["contrast_df"], rtol=1e-4)
     a = fit.anova("satterthwaite").set_index("term").loc[ref["anova_satterthwaite"]["term"]]
     np.testing.assert_allclose(a["statistic"], ref["anova_satterthwaite"]["F"], rtol=1e-6)
-    np.testing.assert_array_equal(a["df1"], ref["anova_satterthwaite"]["df1"])
-    np.testing.assert_allclose(a["df2"], ref["anova_satterthwaite"]["df2"], rtol=2e-4)
+    np.testing.assert_array_equal(a["num_df"], ref["anova_satterthwaite"]["df1"])  # mmrm's names df1, df2
+    np.testing.assert_allclose(a["den_df"], ref["anova_satterthwaite"]["df2"], rtol=2e-4)
 
 
 _DDF = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kenward-roger",
@@ -193,8 +193,8 @@ def test_against_mmrm_package(key):
     np.testing.assert_allclose(ct["df"], c["df"], rtol=max(2 * RTOL, tol))
     a = fit.anova().set_index("term").loc[ref["anova"]["term"]]
     np.testing.assert_allclose(a["statistic"], ref["anova"]["F"], rtol=6 * RTOL)
-    np.testing.assert_array_equal(a["df1"], ref["anova"]["df1"])
-    np.testing.assert_allclose(a["df2"], ref["anova"]["df2"], rtol=max(2 * RTOL, tol))
+    np.testing.assert_array_equal(a["num_df"], ref["anova"]["df1"])
+    np.testing.assert_allclose(a["den_df"], ref["anova"]["df2"], rtol=max(2 * RTOL, tol))
 
 
 # --------------------------------------------------------------------------- own checks
@@ -286,7 +286,7 @@ def test_result_base_pickle_and_emmeans():
     # Kenward-Roger: SEs from the adjusted covariance
     np.testing.assert_allclose(s["se"], np.sqrt(np.diag(fit.vcov("kenward-roger"))))
     a = fit.anova()
-    assert list(a.columns) == ["term", "statistic", "df1", "df2", "p_value"]
+    assert list(a.columns) == ["term", "statistic", "num_df", "den_df", "p_value"]
     assert a["term"].tolist() == ["arm", "visit", "arm:visit"]
     back = pickle.loads(pickle.dumps(fit))
     e1 = hs.emmeans(fit, "arm", by="visit").to_frame()

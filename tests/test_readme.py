@@ -7,6 +7,10 @@ except the three commands that cannot run inside the test suite, each replaced b
 check that can: ``make test`` (it runs this suite) by ``make -n test``, ``make report`` writes
 into a temporary ``OUT`` instead of ``reports/``, and ``jupyter lab DIR`` (a server) by
 executing one notebook of DIR the way JupyterLab would, with the same environment.
+The SPSS and Stata folders (``/data/hipcohort-spss``, ``/data/hipcohort-stata``) are the example
+cohort written as labelled ``.sav`` / ``.dta`` files, and the PostgreSQL URL is a database
+holding the example on the server of ``HIPSTATS_TEST_POSTGRES`` (started by ``.ci/run``; without
+it, and only outside CI, the same commands run on a SQLite copy of the example).
 
 A block in a language this test does not know fails it, so a new kind of example cannot slip
 through untested.
@@ -54,8 +58,39 @@ def _commands(block: str) -> list[str]:
     return out
 
 
-def _place(cmd: str, tmp: Path) -> str:
+PG_PLACEHOLDER = "postgresql://reader:PASSWORD@dbhost:5432/hipcohort"
+
+
+@pytest.fixture()
+def study_sources(tmp_path, request):
+    """Real places for the README's SPSS, Stata and PostgreSQL placeholders."""
+    from test_postgres import ON_CI, _Database, _typed_tables
+    from test_stats_files import write_spss_stata
+
+    places = {"/data/hipcohort-spss": write_spss_stata(tmp_path / "spss", ".sav"),
+              "/data/hipcohort-stata": write_spss_stata(tmp_path / "stata", ".dta")}
+    dsn = os.environ.get("HIPSTATS_TEST_POSTGRES", "").strip()
+    if dsn:
+        db = _Database(dsn, _typed_tables())
+        request.addfinalizer(db.drop)
+        places[PG_PLACEHOLDER] = db.url
+    else:
+        assert not ON_CI, "CI=true but HIPSTATS_TEST_POSTGRES is not set: .ci/run must start PostgreSQL"
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'example.db'}")
+        with engine.begin() as conn:
+            for name, table in _typed_tables().items():
+                table.to_sql(name, conn, index=False)
+        engine.dispose()
+        places[PG_PLACEHOLDER] = f"sqlite:///{tmp_path / 'example.db'}"
+    return {k: str(v) for k, v in places.items()}
+
+
+def _place(cmd: str, tmp: Path, places: dict | None = None) -> str:
     """Put real places where the README shows placeholders."""
+    for placeholder, real in (places or {}).items():
+        cmd = cmd.replace(placeholder, real)
     cmd = cmd.replace("/data/hipcohort", str(EXAMPLE)).replace("/srv/reports", str(tmp / "srv-reports"))
     cmd = cmd.replace("/data/redcap_export", str(ROOT / "tests" / "fixtures" / "redcap_project"))
     cmd = cmd.replace("/opt/hipstats", str(ROOT))
@@ -84,7 +119,7 @@ def _run(cmd: str, cwd: Path, tmp: Path) -> subprocess.CompletedProcess:
     return r
 
 
-def test_console_and_cron_blocks_run(tmp_path):
+def test_console_and_cron_blocks_run(tmp_path, study_sources):
     work = tmp_path / "work"  # commands with relative paths (data/example, nightly) run here
     work.mkdir()
     (work / "data").mkdir()
@@ -93,7 +128,7 @@ def test_console_and_cron_blocks_run(tmp_path):
     for block in blocks("console"):
         for cmd in _commands(block):
             ran.append(cmd)
-            _run(_place(cmd, tmp_path), work, tmp_path)
+            _run(_place(cmd, tmp_path, study_sources), work, tmp_path)
     for block in blocks("cron"):
         for line in _commands(block):
             fields = line.split(None, 5)
@@ -102,6 +137,8 @@ def test_console_and_cron_blocks_run(tmp_path):
             _run(_place(fields[5], tmp_path), work, tmp_path)
     # what the commands promise is there
     assert any(c.startswith("hipstats init") for c in ran) and any("-p screening.cutoff" in c for c in ran)
+    assert {"/data/hipcohort-spss", "/data/hipcohort-stata", PG_PLACEHOLDER} <= {
+        p for p in study_sources if any(p in c for c in ran)}
     for out in ("dir", "srv-reports", "make-reports"):
         assert (tmp_path / out / "latest" / "index.html").is_file(), out
     assert (work / "nightly" / "reports" / "latest" / "index.html").is_file()

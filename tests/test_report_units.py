@@ -272,6 +272,20 @@ def test_reliability_finding_counts_participants_and_words_the_sem():
     assert f.confidence == 0.9 and "90% CI" in f._html()
 
 
+def test_reliability_finding_on_too_few_participants_is_not_estimable():
+    import pandas as pd  # noqa: PLC0415
+
+    from hipstats.report.areas import MIN_ICC_PARTICIPANTS, reliability_findings  # noqa: PLC0415
+
+    t = pd.DataFrame({"measure": ["hip_ir_deg"], "pelvis": ["free"], "design": ["rater-to-rater"],
+                      "form": ["ICC(A,1)"], "n_participants": [1], "n_targets": [2], "icc": [-0.92],
+                      "icc_ci_low": [-1.14], "icc_ci_high": [-0.83], "sem": [2.3], "mdc95": [6.4]})
+    (f,) = reliability_findings(t, display=False)
+    assert f.estimate is None and f.ci_low is None
+    assert "not estimable: only 1 participant was measured" in f.sentence and "poor" not in f.sentence
+    assert str(MIN_ICC_PARTICIPANTS) in f.sentence
+
+
 def test_tilt_comparison_finding_has_the_ci_of_the_auc_difference():
     import pandas as pd  # noqa: PLC0415
     from scipy import stats  # noqa: PLC0415

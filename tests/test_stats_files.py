@@ -172,6 +172,7 @@ def test_unlabelled_code_is_a_problem_naming_file_row_column_value(tmp_path, cap
     p = bad[0]
     assert (p.table, p.row, p.column, p.value) == ("participants", 5, "arm", "4")
     assert p.file.endswith("participants.sav") and "1 = control" in p.message
+    assert [q.rule for q in report if q.column == "arm"] == ["value_label"]  # said once, not also unknown_arm
     rc, text = _cli(["validate", str(folder)], capsys)
     assert rc == 2 and "value_label" in text and "Traceback" not in text
 

@@ -306,7 +306,8 @@ def primary_rater(data, measure: str | None = None) -> str | None:
         tied = counts.index[counts == counts.iloc[0]].tolist()
         raise AnalysisError(f"the primary rater of {measure or 'the measurements'} is ambiguous: "
                             f"raters {', '.join(tied)} measured {counts.iloc[0]} participant-visit-sides "
-                            "each; declare primary_rater in hipstats.yaml (or as a report parameter)")
+                            "each; declare primary_rater in hipstats.yaml (--config FILE for a database or a "
+                            "single file) or as a report parameter")
     return str(counts.index[0])
 
 
@@ -351,7 +352,7 @@ def retest_visit(data) -> str | None:
         found = [sched["visit"].iloc[1]]
     if len(found) > 1:
         raise AnalysisError(f"the retest visit is ambiguous: visits {', '.join(found)} each repeat "
-                            f"{base!r} before the first follow-up; declare retest_visit in hipstats.yaml "
+                            f"{base!r} before the first follow-up; declare retest_visit in hipstats.yaml (--config FILE for a database) "
                             "(or as a report parameter)")
     return found[0] if found else None
 

@@ -735,6 +735,10 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
         report.extend(col.problems)
         tables[name] = df
     _check_cross_tables(tables, raw, report)
+    # an SPSS/Stata code without a value label is said once (rule value_label), not again as a bad label
+    unlabelled = {(p.table, p.column, str(p.value)) for p in report.problems if p.rule == "value_label"}
+    report.problems = [p for p in report.problems if p.rule == "value_label"
+                       or (p.table, p.column, str(p.value)) not in unlabelled]
     report.problems = [_withhold(_in_source_terms(p, raw), found) for p in report.problems]
     return tables, report
 

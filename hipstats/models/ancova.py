@@ -71,7 +71,7 @@ class AncovaResult(Result):
     pairwise : pandas.DataFrame
         All pairs of arms.
     slopes_test : dict
-        Homogeneity of regression slopes (arm x baseline): ``statistic`` (F), ``df1, df2, p_value``.
+        Homogeneity of regression slopes (arm x baseline): ``statistic`` (F), ``num_df, den_df, p_value``.
     counts : pandas.DataFrame
         Per arm: ``n_participants`` (rows), raw baseline and outcome means.
     baseline_slope : dict
@@ -217,8 +217,8 @@ def ancova(data: pd.DataFrame, outcome: str, baseline: str, group: str,
     # homogeneity of regression slopes
     full = smf.ols(f"{_q(outcome)} ~ {rhs} + {gterm}:{_q(baseline)}", d).fit()
     tab = anova_lm(smf.ols(formula, d).fit(), full)
-    slopes_test = {"statistic": float(tab["F"].iloc[1]), "df1": float(tab["df_diff"].iloc[1]),
-                   "df2": float(tab["df_resid"].iloc[1]), "p_value": float(tab["Pr(>F)"].iloc[1])}
+    slopes_test = {"statistic": float(tab["F"].iloc[1]), "num_df": float(tab["df_diff"].iloc[1]),
+                   "den_df": float(tab["df_resid"].iloc[1]), "p_value": float(tab["Pr(>F)"].iloc[1])}
 
     bname = _q(baseline)
     ci = fit.conf_int(alpha=1 - confidence)

@@ -86,6 +86,7 @@ from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_m
 from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
 from hipstats.results import Result, html_table, resolve_confidence
+from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
 
@@ -1104,13 +1105,7 @@ class LMMResult(Result):
         else:
             se = self.bse
             df = self.df_satterthwaite(eye)
-        t = est / se
-        p = 2 * stats.t.sf(np.abs(t), df)
-        crit = stats.t.ppf(0.5 + confidence / 2, df)
-        out = pd.DataFrame({"estimate": est, "se": se, "df": df, "statistic": t, "p_value": p,
-                            "ci_low": est - crit * se, "ci_high": est + crit * se})
-        out.index.name = "term"
-        return out
+        return coefficient_table(est, se, df, confidence)
 
     def kenward_roger(self):
         """The Kenward-Roger machinery of this fit (cached), see :mod:`hipstats.models.anova`."""

@@ -91,6 +91,7 @@ from scipy import linalg, optimize, stats
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.models import kenward_roger as kr
 from hipstats.results import Result, exclusion_note, html_table
+from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_mmrm", "MMRMResult", "COVARIANCES", "DDF_METHODS"]
 
@@ -910,31 +911,24 @@ class MMRMResult(Result):
             raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")
         V = self.vcov(ddf)
         est = self.fe_params
-        se = pd.Series(np.sqrt(np.diag(V.to_numpy())), index=est.index)
-        df = self.df(np.eye(len(est)), ddf)
-        t = est / se
-        p = 2 * stats.t.sf(np.abs(t), df)
-        crit = stats.t.ppf(0.5 + confidence / 2, df)
-        out = pd.DataFrame({"estimate": est, "se": se, "df": df, "statistic": t, "p_value": p,
-                            "ci_low": est - crit * se, "ci_high": est + crit * se})
-        out.index.name = "term"
-        return out
+        se = np.sqrt(np.diag(V.to_numpy()))
+        return coefficient_table(est, se, self.df(np.eye(len(est)), ddf), confidence)
 
     def anova(self, ddf=None) -> pd.DataFrame:
         """Type II F tests, one row per model term (as ``car::Anova`` on an mmrm fit).
 
         The hypothesis of a term is mmrm's ``h_type2_contrast``: the term's coefficients, with
         the higher-order terms that contain it (and add only factors) projected as in car's
-        type II. Columns ``term, statistic`` (F), ``df1, df2`` (numerator and denominator
-        df), ``p_value``.
+        type II. Columns ``term, statistic`` (F), ``num_df, den_df`` (numerator and
+        denominator df, as the LMM anova), ``p_value``.
         """
         ddf = self.ddf if ddf is None else _normalize_ddf(ddf)
         rows = []
         for name, L in self._type2_contrasts().items():
             r = self.test(L, ddf)
-            rows.append(dict(term=name, statistic=r["statistic"], df1=r["num_df"],
-                             df2=r["den_df"], p_value=r["p_value"]))
-        return pd.DataFrame(rows, columns=["term", "statistic", "df1", "df2", "p_value"])
+            rows.append(dict(term=name, statistic=r["statistic"], num_df=r["num_df"],
+                             den_df=r["den_df"], p_value=r["p_value"]))
+        return pd.DataFrame(rows, columns=["term", "statistic", "num_df", "den_df", "p_value"])
 
     def _type2_contrasts(self) -> dict:
         di = self.design_info

@@ -47,25 +47,9 @@ from scipy import stats
 
 from hipstats.errors import AnalysisError
 from hipstats.results import Result, html_table, resolve_direction
+from hipstats.stats.rates import wilson_ci
 
 __all__ = ["ResponderResult", "responders", "wilson_ci", "newcombe_diff_ci"]
-
-
-def wilson_ci(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion k/n (no continuity correction).
-
-    >>> lo, hi = wilson_ci(8, 10)
-    >>> round(float(lo), 4), round(float(hi), 4)
-    (0.4902, 0.9433)
-    """
-    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1 + z**2 / n
-        centre = (p + z**2 / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
 def newcombe_diff_ci(k1, n1, k0, n0, confidence: float = 0.95) -> tuple[float, float, float]:

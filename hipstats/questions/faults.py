@@ -176,7 +176,6 @@ def fault_trend(data, *, fault: str = ANY, by_arm: bool = False, exercise: str |
     exercise : str, optional
         Restrict to one exercise.
     cov_struct : {"exchangeable", "independence"}
-
     confidence : float
         Level of the confidence intervals (default 0.95).
     alpha : float, optional
@@ -383,7 +382,6 @@ def faults_analysis(cohort, *, measure: str | None = "hip_ir_deg", confidence: f
         With sessions and participants (and measurements for the association).
     measure : str or None
         Outcome for :func:`fault_outcome_association`; None skips it.
-
     confidence : float
         Level of the confidence intervals (default 0.95).
     alpha : float, optional

@@ -297,7 +297,7 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
 # ----------------------------------------------------------------------------------------
 def _arm_rate_summary(per: pd.DataFrame, count: str, nobs: str, rate: str, alpha: float):
     """Per arm: pooled proportion with participant-cluster CI (:func:`pooled_rate`; Wilson
-    kept as ``*wilson_interval``) and mean of participants' rates with t CI."""
+    kept as ``*_wilson``) and mean of participants' rates with t CI."""
     rows = []
     for a, g in per.groupby("arm", sort=True):
         m, lo, hi = mean_ci(g[rate].to_numpy(float), alpha)
@@ -645,7 +645,6 @@ def dose_response(cohort, measure: str = "hip_ir_deg", *, per: float = 1000.0,
     adjust : sequence of {"arm", "baseline"}
     arms : sequence of str, optional
         Arms to include (default all; participants without sessions have volume 0).
-
     confidence : float
         Level of the confidence intervals (default 0.95).
     alpha : float, optional
@@ -767,7 +766,6 @@ def loading_analysis(cohort, *, pain_threshold: float = 5, scope: str = "exercis
         See :func:`progression_compliance`.
     measure : str or None
         Outcome for :func:`dose_response`; None skips it.
-
     confidence : float
         Level of the confidence intervals (default 0.95).
     alpha : float, optional

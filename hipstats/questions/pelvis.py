@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
 from hipstats.cohort.views import cohort_table, readings, tilt_class, visit_values
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
@@ -42,6 +42,7 @@ from hipstats.errors import AnalysisError, check_columns
 from hipstats.questions.common import Result
 from hipstats.results import resolve_confidence
 from hipstats.stats.correlation import rm_corr, within_between
+from hipstats.stats.effect_sizes import hedges_j
 from hipstats.stats.inference import mean_ci, wald
 
 __all__ = ["pelvis_frame", "paired_pelvis_difference", "ir_by_tilt_class", "pelvis_analysis", "PelvisResult"]
@@ -152,11 +153,6 @@ def _as_pelvis_frame(data, **kw) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------
 # Paired neutral-vs-own-posture difference
 # ----------------------------------------------------------------------------------------
-def _hedges_j(df: float) -> float:
-    """Exact small-sample correction J(df) = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2))."""
-    return float(np.exp(special.gammaln(df / 2) - special.gammaln((df - 1) / 2)) / np.sqrt(df / 2))
-
-
 def _dz_ci(dz: float, n: int, alpha: float) -> tuple[float, float]:
     """CI of d_z = mean/sd of differences by inverting the noncentral t (Cumming 2012)."""
     df, t_obs = n - 1, dz * np.sqrt(n)
@@ -194,7 +190,7 @@ def _paired_row(a: np.ndarray, b: np.ndarray, alpha: float) -> dict:
             "sd_diff": sd, "ci_low": float(lo), "ci_high": float(hi), "statistic": float(t),
             "df": n - 1, "p_value": float(p), "wilcoxon_statistic": w_stat, "wilcoxon_p_value": w_p,
             "d_z": dz, "d_z_ci_low": dz_lo, "d_z_ci_high": dz_hi,
-            "g_av": _hedges_j(n - 1) * mean / sd_av}
+            "g_av": hedges_j(n - 1) * mean / sd_av}
 
 
 def paired_pelvis_difference(data, *, confidence: float = 0.95, alpha: float | None = None,

@@ -233,6 +233,11 @@ def _visit(v) -> str:
     return str(v).replace("_", " ")
 
 
+#: Fewest participants for an ICC headline: with fewer, the ICC and its interval say nothing useful
+#: (with 1 or 2 participants the F-based interval can even leave [-1, 1]); the page's table still shows them.
+MIN_ICC_PARTICIPANTS = 5
+
+
 def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: str = "free",
                          confidence: float | None = None, rater_bias=None, display: bool = True) -> list[Finding]:
     """Key findings R: rater-to-rater and session-to-session ICC (with SEM and MDC95) of the main measures.
@@ -261,6 +266,15 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
                 continue
             r = r.iloc[0]
             label = MEASURE_LABELS.get(measure, measure)
+            k = r["n_participants"] if "n_participants" in r.index and pd.notna(r["n_participants"]) else \
+                r["n_targets"]
+            if int(k) < MIN_ICC_PARTICIPANTS:
+                out.append(record(
+                    "R", f"{r['form']} of {label}, {design}", None, None, None, None,
+                    f"Agreement {words} for {label}: not estimable: only {int(k)} participant"
+                    f"{'s were' if int(k) != 1 else ' was'} measured twice this way; an ICC needs at least "
+                    f"{MIN_ICC_PARTICIPANTS}.", confidence=conf, display=display))
+                continue
             sem = float(r["sem"])
             ba = rater_bias.get(measure) if design == "rater-to-rater" else None
             ba = ba if ba is not None and not isinstance(ba, NotEstimable) else None

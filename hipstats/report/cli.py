@@ -27,7 +27,9 @@ __all__ = ["report_command", "notebooks_command", "init_command"]
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--pdf", is_flag=True, help="Also write an A4 PDF beside each page (needs headless Chromium).")
 @click.option("--config", type=click.Path(dir_okay=False, exists=True),
-              help="Project settings (hipstats.yaml: source, arms, reference_arm, event_map) for any source.")
+              help="Project settings (hipstats.yaml: source, arms, reference_arm, event_map, primary_rater, "
+                   "retest_visit, scheduled_visits) for any source, a database included; replaces a folder's own "
+                   "hipstats.yaml.")
 @click.option("--arms", help="Comma-separated allowed arms, reference first (overrides --config and the "
                              "folder's hipstats.yaml).")
 @click.option("--event-map", "event_map", metavar="EVENT=VISIT[:WEEK],...|FILE",

@@ -100,3 +100,25 @@ def mean_ci(v: np.ndarray, alpha: float) -> tuple[float, float, float]:
         return m, np.nan, np.nan
     h = stats.t.ppf(1 - alpha / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
     return m, m - h, m + h
+
+
+def coefficient_table(estimate: pd.Series, se, df, confidence: float = 0.95) -> pd.DataFrame:
+    """The fixed-effect table of a model in the vocabulary: ``estimate, se, df, statistic (t),
+    p_value, ci_low, ci_high`` per term (index ``term``), t tests and t intervals on ``df``.
+
+    The one table of the mixed models (:class:`hipstats.models.lmm.LMMResult` and
+    :class:`hipstats.models.mmrm.MMRMResult` summaries).
+
+    >>> t = coefficient_table(pd.Series({"a": 2.0}), [1.0], [10.0])
+    >>> round(float(t.loc["a", "statistic"]), 1), round(float(t.loc["a", "ci_low"]), 3)
+    (2.0, -0.228)
+    """
+    se = pd.Series(np.asarray(se, float), index=estimate.index, name="se")
+    df = np.asarray(df, float)
+    t = estimate / se
+    p = 2 * stats.t.sf(np.abs(t), df)
+    crit = stats.t.ppf(0.5 + confidence / 2, df)
+    out = pd.DataFrame({"estimate": estimate, "se": se, "df": df, "statistic": t, "p_value": p,
+                        "ci_low": estimate - crit * se, "ci_high": estimate + crit * se})
+    out.index.name = "term"
+    return out

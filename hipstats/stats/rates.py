@@ -21,21 +21,29 @@ from statsmodels.stats.proportion import proportion_confint
 
 from hipstats.results import resolve_confidence
 
-__all__ = ["pooled_rate"]
+__all__ = ["pooled_rate", "wilson_ci"]
 
 
-def wilson_interval(count, nobs, alpha: float):
-    """Wilson score CI, vectorised; NaN where nobs is 0."""
+def wilson_ci(count, nobs, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion count/nobs (no continuity correction),
+    vectorised (statsmodels' ``proportion_confint(method="wilson")``); NaN where nobs is 0.
+
+    The one Wilson interval of the package (rates, responders, Newcombe's difference).
+
+    >>> lo, hi = wilson_ci(8, 10)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (0.4902, 0.9433)
+    """
     count, nobs = np.asarray(count, float), np.asarray(nobs, float)
     safe = np.where(nobs > 0, nobs, 1)
-    lo, hi = proportion_confint(count, safe, alpha=alpha, method="wilson")
-    bad = nobs <= 0
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+    lo, hi = proportion_confint(count, safe, alpha=1 - confidence, method="wilson")
+    bad = ~(nobs > 0)
+    return (np.where(bad, np.nan, np.clip(lo, 0, 1)), np.where(bad, np.nan, np.clip(hi, 0, 1)))
 
 
 def with_rate(df: pd.DataFrame, count: str, nobs: str, alpha: float, name: str = "rate"):
     """Add ``name``, ``name_ci_low``, ``name_ci_high`` (Wilson) to a frame of counts."""
-    lo, hi = wilson_interval(df[count], df[nobs], alpha)
+    lo, hi = wilson_ci(df[count], df[nobs], 1 - alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
         df[name] = np.where(df[nobs] > 0, df[count] / df[nobs].where(df[nobs] > 0, 1), np.nan)
     df[f"{name}_ci_low"], df[f"{name}_ci_high"] = lo, hi
@@ -53,7 +61,7 @@ def cluster_logit_ci(k_tot, n_tot, ss, g, alpha: float):
     result is never narrower than the Wilson CI on the rows.
     """
     k_tot, n_tot, ss, g = (np.asarray(v, float) for v in (k_tot, n_tot, ss, g))
-    w_lo, w_hi = wilson_interval(k_tot, n_tot, alpha)
+    w_lo, w_hi = wilson_ci(k_tot, n_tot, 1 - alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = k_tot / n_tot
         var_p = g / (g - 1) * ss / n_tot ** 2
@@ -62,7 +70,7 @@ def cluster_logit_ci(k_tot, n_tot, ss, g, alpha: float):
         lp = np.log(p / (1 - p))
         lo, hi = 1 / (1 + np.exp(-(lp - q * se))), 1 / (1 + np.exp(-(lp + q * se)))
     edge = (p <= 0) | (p >= 1)
-    g_lo, g_hi = wilson_interval(p * g, g, alpha)  # Wilson with one reading per participant
+    g_lo, g_hi = wilson_ci(p * g, g, 1 - alpha)  # Wilson with one reading per participant
     lo, hi = np.where(edge, g_lo, lo), np.where(edge, g_hi, hi)
     single = g < 2
     lo, hi = np.where(single, w_lo, np.fmin(lo, w_lo)), np.where(single, w_hi, np.fmax(hi, w_hi))
