@@ -94,9 +94,14 @@ def cli() -> None:
 @click.option("--config", type=click.Path(dir_okay=False),
               help="Settings file (hipstats.yaml: source, arms, reference_arm, view settings) for any source, "
                    "a database included.")
+@click.option("--event-map", "event_map", metavar="EVENT=VISIT[:WEEK],...|FILE",
+              help="REDCap unique event names -> visits (and weeks) of a longitudinal project, e.g. "
+                   "enrol_arm_1=baseline:0,fu6_arm_1=week_6:6, or a YAML/JSON file of event: {visit, week}. "
+                   "Overrides --config's event_map.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--max-rows", type=int, default=200, show_default=True, help="Rows to print; 0 for all.")
-def validate(source: str | None, arms: str | None, config: str | None, fmt: str, max_rows: int) -> None:
+def validate(source: str | None, arms: str | None, config: str | None, event_map: str | None, fmt: str,
+             max_rows: int) -> None:
     """Check SOURCE (folder, file, SPSS/Stata file, REDCap export or database URL) against the data contract.
 
     SOURCE defaults to the `source` of --config. Exits 0 when the data are clean and 2 when
@@ -111,7 +116,10 @@ def validate(source: str | None, arms: str | None, config: str | None, fmt: str,
         raise ParameterError("no SOURCE given: name the cohort (a folder, file or database URL) or give "
                              "--config FILE with a 'source:' line")
     arm_list = [a.strip() for a in arms.split(",") if a.strip()] if arms else settings.get("arms")
-    report = _validate(source, arms=arm_list, config=config, event_map=settings.get("event_map"))
+    from hipstats.data.readers.redcap import parse_event_map
+
+    events = parse_event_map(event_map) if event_map else settings.get("event_map")
+    report = _validate(source, arms=arm_list, config=config, event_map=events)
     print_report(report, fmt=fmt, max_rows=max_rows or None)
     sys.exit(EXIT_OK if report.ok else EXIT_BAD_INPUT)
 

@@ -92,6 +92,7 @@ def _place(cmd: str, tmp: Path, places: dict | None = None) -> str:
     for placeholder, real in (places or {}).items():
         cmd = cmd.replace(placeholder, real)
     cmd = cmd.replace("/data/hipcohort", str(EXAMPLE)).replace("/srv/reports", str(tmp / "srv-reports"))
+    cmd = cmd.replace("/data/redcap_export", str(ROOT / "tests" / "fixtures" / "redcap_project"))
     cmd = cmd.replace("/opt/hipstats", str(ROOT))
     cmd = re.sub(r"\bSOURCE\b", str(EXAMPLE), cmd)
     cmd = re.sub(r"--out DIR\b", f"--out {tmp / 'dir'}", cmd)

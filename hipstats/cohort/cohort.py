@@ -425,7 +425,7 @@ def _finish_sessions(df: pd.DataFrame | None) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def load_cohort(source, *, arms=None, tables=None, event_map=None, config=None) -> Cohort:
+def load_cohort(source, *, arms=None, tables=None, event_map=None, config=None, dictionary=None) -> Cohort:
     """Read, validate and normalise a cohort in one call.
 
     Parameters
@@ -464,10 +464,10 @@ def load_cohort(source, *, arms=None, tables=None, event_map=None, config=None) 
     from hipstats.data.readers.source import read_source
     from hipstats.data.validation import validate_tables
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, config=config)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, event_map=event_map, config=config, dictionary=dictionary)
     tables_, report = validate_tables(raw, settings, source=label)
     if not report.ok:
         raise ValidationError(report)
-    files = sorted({rt.file for rt in raw.values()})
+    files = sorted({rt.file for rt in raw.values()} | {f for rt in raw.values() for f in rt.also_read})
     return Cohort(tables_["measurements"], tables_["participants"], tables_.get("sessions"), settings,
                   label, files)

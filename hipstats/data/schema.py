@@ -353,6 +353,45 @@ DEFAULT_TILT_CUTS: tuple[float, float] = (4.0, 14.0)
 TILT_CLASSES: tuple[str, ...] = ("posterior", "neutral", "anterior")
 
 
+#: How a REDCap project maps onto the contract (hipstats.data.readers.redcap), for the data dictionary.
+REDCAP_RULES: tuple[str, ...] = (
+    "A folder holding a REDCap raw-data export and its data dictionary under REDCap's own file names, "
+    "`<Project>_DATA_<YYYY-MM-DD_HHMM>.csv` and `<Project>_DataDictionary_<YYYY-MM-DD>.csv`, is a source "
+    "(the newest export; the newest dictionary of the same project). A data export named directly finds "
+    "the dictionary beside it. A labels export (`_DATA_LABELS_`) is refused: export the raw data.",
+    "",
+    "- **Records and events.** The dictionary's first field (usually `record_id`) is the participant. "
+    "`redcap_event_name` is the visit: the `_arm_N` suffix is dropped and the week read from the label "
+    "(`week_6_arm_1` is visit `week_6` at week 6). Other event names are mapped with `--event-map "
+    "EVENT=VISIT[:WEEK],...` (or a YAML file), or `event_map:` in `hipstats.yaml` / `--config`.",
+    f"- **Measure fields** are named `<measure>[_left|_right][_<pelvis>][_t<trial>][_r<k>]`, where pelvis is "
+    f"one of {', '.join(PELVIS_CONDITIONS)} (e.g. `hip_ir_deg_left_neutral_t2`), so the pelvis condition "
+    "of H1 and of the screening reference standard is recorded in the field name; `_r2` takes the rater "
+    "from the event's field `rater_2`. Or a field is annotated in the dictionary's Field Annotation with "
+    "`@HIPSTATS(measure=... side=... pelvis=... trial=... rater=... device=... position=...)`; "
+    "`@HIPSTATS(ignore)` leaves it out. Only contract measures are measure fields.",
+    "- **Visit fields** `visit_date`, `week`, `rater`, `device`, `position` and `pelvis` apply to the event's "
+    "measurements (a field's own name or annotation wins). Participant fields (arm, sex, age_years, ...) may "
+    "sit on any event.",
+    "- **Codes.** Radio, dropdown, yes/no and true/false codes become the dictionary's labels (arm `1`/`2`/`3` "
+    "-> `control`/`stretching`/`loading`); a measure's codes are its values (a 0-5 score). Checkbox columns "
+    "`<field>___<code>` become the `;` list of checked labels (faults). A code the dictionary does not list "
+    "is a problem (rule `redcap_code`).",
+    "- **Repeating instruments.** Rows of a repeating instrument with an `exercise` field are the sessions "
+    "table (its `session` field, else `redcap_repeat_instance`, is the session number); rows of any other "
+    "repeating instrument are measurements with the instance as the trial.",
+    "- **Site.** `redcap_data_access_group` is the site where the project has no `site` field.",
+    "- **Ignored, and said so.** `<form>_complete` and `<form>_timestamp` fields and notes, calc, descriptive "
+    "and file fields are never read (notes are never copied into a report); `hipstats validate` lists them as "
+    "notes, and every other field that is not part of the contract too.",
+    "- **Identifiers.** Fields flagged `y` in the dictionary's Identifier? column are refused when the export "
+    "holds them (rule `identifier_column`; their values are never echoed): use REDCap's de-identified export.",
+    "- **Dictionary and export must match.** An export column the dictionary does not define is a problem "
+    "(rule `redcap_dictionary`). Problems name the REDCap file, row, record, event, field and value. The "
+    "dictionary is listed among a report's input files with its SHA-256.",
+)
+
+
 def data_dictionary_markdown() -> str:
     """The data dictionary (``docs/data_dictionary.md``) rendered from this module.
 
@@ -411,6 +450,7 @@ def data_dictionary_markdown() -> str:
               "(rule `identifier_column`); participant ids that look like an email, a phone number or a "
               "person's name are refused too (rule `identifier_value`).", ""]
     lines += [f"- `{p}`" for p in IDENTIFIER_PATTERNS]
+    lines += ["", "## REDCap projects", ""] + list(REDCAP_RULES)
     lines += ["", "## Tilt classes", "",
               f"Default cut points {DEFAULT_TILT_CUTS[0]:g} and {DEFAULT_TILT_CUTS[1]:g} degrees of standing "
               f"tilt: below {DEFAULT_TILT_CUTS[0]:g} posterior, up to {DEFAULT_TILT_CUTS[1]:g} neutral, "

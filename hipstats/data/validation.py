@@ -739,8 +739,14 @@ def validate_tables(raw: dict, settings: schema.ContractSettings | None = None, 
     unlabelled = {(p.table, p.column, str(p.value)) for p in report.problems if p.rule == "value_label"}
     report.problems = [p for p in report.problems if p.rule == "value_label"
                        or (p.table, p.column, str(p.value)) not in unlabelled]
-    report.problems = [_withhold(p, found) for p in report.problems]
+    report.problems = [_withhold(_in_source_terms(p, raw), found) for p in report.problems]
     return tables, report
+
+
+def _in_source_terms(p: Problem, raw: dict) -> Problem:
+    """A problem named as its source names it (a REDCap field and record), when the reader can tell."""
+    rt = raw.get(p.table)
+    return rt.locate(p) if rt is not None and rt.locate is not None else p
 
 
 def _withhold(p: Problem, found: dict[str, str]) -> Problem:
@@ -775,7 +781,7 @@ def _check_cross_tables(tables: dict, raw: dict, report: ValidationReport) -> No
         report.extend(col.problems)
 
 
-def validate(source, *, arms=None, tables=None, config=None, event_map=None) -> ValidationReport:
+def validate(source, *, arms=None, tables=None, config=None, event_map=None, dictionary=None) -> ValidationReport:
     """Check a cohort source against the data contract and report every problem at once.
 
     Parameters
@@ -812,7 +818,7 @@ def validate(source, *, arms=None, tables=None, config=None, event_map=None) -> 
     """
     from hipstats.data.readers.source import read_source
 
-    raw, settings, label = read_source(source, arms=arms, tables=tables, config=config, event_map=event_map)
+    raw, settings, label = read_source(source, arms=arms, tables=tables, config=config, event_map=event_map, dictionary=dictionary)
     _, report = validate_tables(raw, settings, source=label)
     report.notes.extend(settings.notes)
     return report

@@ -32,8 +32,11 @@ __all__ = ["report_command", "notebooks_command", "init_command"]
                    "hipstats.yaml.")
 @click.option("--arms", help="Comma-separated allowed arms, reference first (overrides --config and the "
                              "folder's hipstats.yaml).")
+@click.option("--event-map", "event_map", metavar="EVENT=VISIT[:WEEK],...|FILE",
+              help="REDCap unique event names -> visits (and weeks), e.g. enrol_arm_1=baseline:0,fu6_arm_1=week_6:6, "
+                   "or a YAML/JSON file of event: {visit, week}. Overrides --config's event_map.")
 def report_command(source, out, only, params, params_file, as_of, run_id, jobs, notebooks_dir, timeout, quiet, pdf,
-                   config, arms):
+                   config, arms, event_map):
     """Run the report notebooks on SOURCE and write offline HTML reports with an index.
 
     SOURCE is a folder, file, REDCap export or SQLAlchemy URL (default: the `source` of
@@ -43,12 +46,13 @@ def report_command(source, out, only, params, params_file, as_of, run_id, jobs, 
     """
     from rich.console import Console
 
+    from hipstats.data.readers.redcap import parse_event_map
     from hipstats.report.runner import run_reports
 
     run = run_reports(source, out, only=[o for o in only if o] or None, params=list(params),
                       params_file=params_file, as_of=as_of, run_id=run_id, jobs=jobs,
                       notebooks_dir=notebooks_dir, timeout=timeout, progress=not quiet, pdf=pdf,
-                      config=config, arms=arms)
+                      config=config, arms=arms, event_map=parse_event_map(event_map) if event_map else None)
     console = Console(stderr=False, soft_wrap=True)
     if run.ok:
         console.print(f"[green]{len(run.results)} report(s) written[/green]: {run.index}")

@@ -16,6 +16,7 @@ import io as _io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,12 @@ class RawTable:
     column_labels: dict = field(default_factory=dict)
     #: What reading counted but did not refuse (user-missing codes read as missing).
     notes: list = field(default_factory=list)
+    #: Columns the source itself flags as direct identifiers (REDCap's "Identifier?"): refused.
+    identifier_fields: tuple[str, ...] = ()
+    #: Rewrites a problem into the source's own terms (REDCap field and record), or None.
+    locate: Callable[[Problem], Problem] | None = None
+    #: Other files the table was read with (a REDCap data dictionary), for the manifest.
+    also_read: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- files

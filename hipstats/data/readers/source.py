@@ -37,7 +37,8 @@ from hipstats.data.readers.files import (
     TABLE_NAMES,
     TEXT_EXT,
 )
-from hipstats.data.readers.redcap import is_redcap, read_redcap
+from hipstats.data.readers.redcap import (RedcapDictionary, dictionary_beside, find_redcap_project, is_redcap,
+                                           read_redcap)
 from hipstats.data.readers.stats_files import read_stats_file
 from hipstats.data.readers.sql import is_sql_url, mask_url, read_sql
 from hipstats.errors import SourceError
@@ -153,6 +154,13 @@ def _split_long(raw: RawTable) -> dict[str, RawTable]:
     }
 
 
+def _read_redcap_file(export: Path, event_map, dictionary) -> dict[str, RawTable]:
+    single = read_table_file(export, "measurements")
+    if single.frame is None:
+        return {"measurements": single}
+    return read_redcap(single, event_map, RedcapDictionary.read(dictionary) if dictionary else None)
+
+
 # --------------------------------------------------------------------------- dispatch
 def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     found: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
@@ -180,7 +188,7 @@ def _find_table_files(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     return files, problems
 
 
-def read_source(source, *, arms=None, tables=None, event_map=None, config=None):
+def read_source(source, *, arms=None, tables=None, event_map=None, config=None, dictionary=None):
     """Read any supported source into raw tables.
 
     Parameters
@@ -198,6 +206,11 @@ def read_source(source, *, arms=None, tables=None, event_map=None, config=None):
         A settings file (``hipstats.yaml`` layout: arms, reference_arm, view settings,
         event_map) for any source kind; it replaces a folder's own ``hipstats.yaml``. A
         database or a single file is configured only this way (or with ``arms``).
+    dictionary : path-like, optional
+        A REDCap data dictionary for a REDCap data export (default: the dictionary found beside
+        it by REDCap's file names). A folder holding a REDCap project export under REDCap's own
+        file names (``<Project>_DATA_<date>.csv`` and ``<Project>_DataDictionary_<date>.csv``)
+        is read with its dictionary (:func:`~hipstats.data.readers.redcap.find_redcap_project`).
 
     Returns
     -------
@@ -220,13 +233,19 @@ def read_source(source, *, arms=None, tables=None, event_map=None, config=None):
     path = Path(source)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
-    raw, settings, label = _read_path(path, arms, event_map, config)
+    raw, settings, label = _read_path(path, arms, event_map, config, dictionary)
     return raw, _with_metadata(raw, settings), label
 
 
-def _read_path(path: Path, arms, event_map, config):
+def _read_path(path: Path, arms, event_map, config, dictionary=None):
     if path.is_dir():
         settings = _folder_settings(path, arms, config)
+        if event_map is None:  # hipstats.yaml / --config: event_map
+            event_map = settings.extra.get("event_map")
+        project = find_redcap_project(path)
+        if project is not None:
+            export, found = project
+            return _read_redcap_file(export, event_map, dictionary or found), settings, str(path)
         files, problems = _find_table_files(path)
         raw: dict[str, RawTable] = {}
         if len(files) == 1 and "measurements" in files and not problems:
@@ -250,6 +269,8 @@ def _read_path(path: Path, arms, event_map, config):
                 raw.update(split)
         return raw, settings, str(path)
     settings = _folder_settings(path.parent, arms, config)
+    if event_map is None:
+        event_map = settings.extra.get("event_map")
     ext = path.suffix.lower()
     if ext in EXCEL_EXT:
         try:
@@ -268,7 +289,9 @@ def _read_path(path: Path, arms, event_map, config):
     if single.frame is None:
         return {"measurements": single}, settings, str(path)
     if is_redcap(single.frame):
-        return read_redcap(single, event_map), settings, str(path)
+        dictionary = dictionary or dictionary_beside(path)
+        return read_redcap(single, event_map, RedcapDictionary.read(dictionary) if dictionary else None), \
+            settings, str(path)
     raw = _split_long(single)
     if "participants" not in raw:
         raw["participants"] = RawTable(None, str(path), [source_problem(
