@@ -369,7 +369,10 @@ def find_redcap_project(folder) -> tuple[Path, Path | None] | None:
     from hipstats.errors import SourceError  # noqa: PLC0415
 
     folder = Path(folder)
-    names = sorted(p for p in folder.iterdir() if p.is_file())
+    try:
+        names = sorted(p for p in folder.iterdir() if p.is_file())
+    except OSError as err:
+        raise SourceError(f"{folder}: the folder cannot be read ({err.strerror or err})") from None
     labels = [p.name for p in names if re.search(r"_DATA_LABELS_", p.name, re.I)]
     data = sorted((DATA_FILE.match(p.name).group("stamp"), p) for p in names if DATA_FILE.match(p.name))
     if not data:
