@@ -226,26 +226,47 @@ def test_significance_words_follow_alpha():
     assert fnd.significance_words(0.03, confidence=0.99) == "the data cannot rule out chance"
 
 
-def _h2_like(confidence, p_adj, adjust="holm"):
+def _h2_like(confidence, p_adj, adjust="holm", arms=("control", "loading")):
+    """An H2 result with every pairwise contrast of ``arms`` (one comparison for two arms, three for three)."""
+    import itertools  # noqa: PLC0415
+
     import pandas as pd  # noqa: PLC0415
 
-    final = pd.DataFrame({"estimand": ["difference in change"], "contrast": ["loading - control"], "visit": ["w12"],
-                          "estimate": [4.0], "ci_low": [1.0], "ci_high": [7.0], "df": [50.0], "p_value": [p_adj],
-                          "p_adj": [p_adj], "adjust": [adjust]})
+    pairs = [f"{b} - {a}" for a, b in itertools.combinations(arms, 2)]
+    k = len(pairs)
+    final = pd.DataFrame({"estimand": ["difference in change"] * k, "contrast": pairs, "visit": ["w12"] * k,
+                          "estimate": [4.0] * k, "ci_low": [1.0] * k, "ci_high": [7.0] * k, "df": [50.0] * k,
+                          "p_value": [p_adj] * k, "p_adj": [p_adj] * k, "adjust": [adjust] * k})
     return type("R", (), {"measure": "hip_ir_deg", "confidence": confidence, "final": final, "notes": {}})()
 
 
-def test_h2_finding_level_alpha_and_unadjusted_ci_wording():
+def test_h2_finding_with_one_comparison_says_no_adjustment():
     from hipstats.report.areas import h2_findings  # noqa: PLC0415
 
-    (f,) = h2_findings(_h2_like(0.80, 0.1), display=False)
+    (f,) = h2_findings(_h2_like(0.80, 0.1), display=False)  # two arms: one comparison, nothing to adjust
     assert f.confidence == 0.80 and "80% CI" in f._html()
-    assert "80% CI, not adjusted for multiple comparisons: 1.0 to 7.0" in f.sentence
-    assert "unlikely to be chance" in f.sentence and "Holm-adjusted p 0.100" in f.sentence  # 0.1 < alpha 0.2
+    assert "(80% CI: 1.0 to 7.0;" in f.sentence and "not adjusted" not in f.sentence
+    assert "unlikely to be chance" in f.sentence and "p 0.100)" in f.sentence  # 0.1 < alpha 0.2
+    assert "adjusted" not in f.sentence.lower() and "Holm" not in f.sentence and f.adjusted == ""
     (g,) = h2_findings(_h2_like(0.95, 0.1), display=False)
-    assert "cannot rule out" in g.sentence and "95% CI, not adjusted" in g.sentence
+    assert "cannot rule out" in g.sentence and "Holm" not in g.sentence
     (h,) = h2_findings(_h2_like(0.95, 0.01, adjust="none"), display=False)
-    assert "(95% CI: 1.0 to 7.0;" in h.sentence and "not adjusted" not in h.sentence
+    assert "(95% CI: 1.0 to 7.0;" in h.sentence and "adjusted" not in h.sentence
+
+
+def test_h2_findings_with_several_comparisons_name_the_method_and_their_number():
+    from hipstats.report.areas import h2_findings  # noqa: PLC0415
+
+    out = h2_findings(_h2_like(0.80, 0.1, arms=("control", "stretching", "loading")), display=False)
+    assert len(out) == 3 and all(f.headline for f in out)  # every arm comparison goes on the index
+    for f in out:
+        assert "80% CI, not adjusted for multiple comparisons: 1.0 to 7.0" in f.sentence
+        assert "unlikely to be chance" in f.sentence and "p 0.100, Holm-adjusted for the 3 arm comparisons" in f.sentence
+        assert f.adjusted == "Holm over the 3 arm comparisons of hip internal rotation"
+    bh = h2_findings(_h2_like(0.95, 0.01, adjust="fdr_bh", arms=("a", "b", "c", "d")), display=False)
+    assert len(bh) == 6 and "Benjamini-Hochberg-adjusted for the 6 arm comparisons" in bh[0].sentence
+    none = h2_findings(_h2_like(0.95, 0.01, adjust="none", arms=("a", "b", "c")), display=False)
+    assert all("adjusted p" not in f.sentence and "-adjusted" not in f.sentence and not f.adjusted for f in none)
 
 
 def test_h2_finding_reports_sub_analyses_that_are_not_estimable():

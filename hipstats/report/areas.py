@@ -28,7 +28,7 @@ from hipstats.report.tables import MEASURE_NAMES, table
 
 __all__ = ["rater_agreement", "retest_agreement", "score_agreement", "attempt", "show", "NotEstimable", "result_confidence", "icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
            "pelvis_findings", "screening_findings", "loading_findings", "faults_findings", "loading_arm", "mdc_note",
-           "tilt_comparisons", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
+           "tilt_comparisons", "adjustment_words", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
            "arms_sentence"]
 
 MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
@@ -150,7 +150,7 @@ def show(result, attr: str, *args, **kwargs):
 def _unavailable(area: str, result, display: bool) -> list[Finding] | None:
     """A single not-estimable finding when the analysis itself could not run (a :class:`NotEstimable`)."""
     if isinstance(result, NotEstimable):
-        return [record(area, result.what, None, None, None, None, str(result), display=display)]
+        return [record(area, result.what, None, None, None, None, str(result), display=display, headline=True)]
     return None
 
 
@@ -247,42 +247,63 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
     within ±1.96 SEM of the true value; the MDC95 is that of a single reading of one side.
     ``rater_bias`` maps a measure to its raters' Bland-Altman result: the systematic offset
     between raters is then reported next to (right after) the rater-to-rater ICC.
+
+    The index headline of each measure is its first design (rater-to-rater when measured): its
+    short sentence carries the raters' systematic difference and the other design's ICC and MDC95.
     """
     if isinstance(table, NotEstimable):
-        return [record("R", table.what, None, None, None, None, str(table), display=display)]
+        return [record("R", table.what, None, None, None, None, str(table), display=display, headline=True)]
     conf = result_confidence(table) if confidence is None else confidence
     if not isinstance(table, pd.DataFrame):  # a ReliabilityResult
         table = table.to_frame()
     out = []
     designs = {"rater-to-rater": "between two raters", "session-to-session": "between two sessions a week apart"}
+    short = {"rater-to-rater": "between raters", "session-to-session": "between sessions"}
     rater_bias = rater_bias or {}
     for measure in measures:
         t = table[table["measure"] == measure]
         if "pelvis" in t.columns and (t["pelvis"] == pelvis).any():
             t = t[t["pelvis"] == pelvis]
-        for design, words in designs.items():
+        label = MEASURE_LABELS.get(measure, measure)
+        found = []  # (design, row, enough participants, rater bias)
+        for design in designs:
             r = t[t["design"] == design]
             if r.empty:
                 continue
             r = r.iloc[0]
-            label = MEASURE_LABELS.get(measure, measure)
             k = r["n_participants"] if "n_participants" in r.index and pd.notna(r["n_participants"]) else \
                 r["n_targets"]
-            if int(k) < MIN_ICC_PARTICIPANTS:
-                out.append(record(
-                    "R", f"{r['form']} of {label}, {design}", None, None, None, None,
-                    f"Agreement {words} for {label}: not estimable: only {int(k)} participant"
-                    f"{'s were' if int(k) != 1 else ' was'} measured twice this way; an ICC needs at least "
-                    f"{MIN_ICC_PARTICIPANTS}.", confidence=conf, display=display))
-                continue
-            sem = float(r["sem"])
             ba = rater_bias.get(measure) if design == "rater-to-rater" else None
             ba = ba if ba is not None and not isinstance(ba, NotEstimable) else None
+            found.append((design, r, int(k), ba))
+        for i, (design, r, k, ba) in enumerate(found):
+            words = designs[design]
+            if k < MIN_ICC_PARTICIPANTS:
+                out.append(record(
+                    "R", f"{r['form']} of {label}, {design}", None, None, None, None,
+                    f"Agreement {words} for {label}: not estimable: only {k} participant"
+                    f"{'s were' if k != 1 else ' was'} measured twice this way; an ICC needs at least "
+                    f"{MIN_ICC_PARTICIPANTS}.", confidence=conf, display=display, headline=i == 0))
+                continue
+            sem = float(r["sem"])
             offset = ""
             if ba is not None:
                 offset = (f" The raters also differ systematically: {ba.x} reads {abs(ba.bias):.1f} deg "
                           f"{'lower' if ba.bias < 0 else 'higher'} than {ba.y} on average ({ci_label(conf)} "
                           f"{ba.bias_ci[0]:.1f} to {ba.bias_ci[1]:.1f}), which the ICC alone does not show.")
+            brief = ""
+            if i == 0:
+                brief = f"{icc_words(r['icc']).capitalize()} agreement {short[design]}"
+                if ba is not None:
+                    brief += (f", but {ba.x} reads {abs(ba.bias):.1f} deg {'lower' if ba.bias < 0 else 'higher'} "
+                              f"than {ba.y} ({ci_label(conf)} {ba.bias_ci[0]:.1f} to {ba.bias_ci[1]:.1f})")
+                mdc = (design, r)
+                for other, r2, k2, _ in found[1:]:
+                    if k2 >= MIN_ICC_PARTICIPANTS:
+                        brief += f"; {icc_words(r2['icc'])} {short[other]} (ICC {r2['icc']:.2f})"
+                        mdc = (other, r2)
+                brief += (f". Only a change larger than {mdc[1]['mdc95']:.1f} deg (MDC95 {short[mdc[0]]}, single "
+                          "reading of one side) is more than measurement error.")
             out.append(record(
                 "R", f"{r['form']} of {label}, {design} ({_units(r)})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
                 None,
@@ -290,7 +311,7 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
                 f"a single reading has a typical error of about ±{sem:.1f} deg (SEM; 95% of readings within "
                 f"±{1.96 * sem:.1f} deg), and only a change larger than {r['mdc95']:.1f} deg (MDC95 of a single "
                 f"reading of one side) is more than measurement error." + offset,
-                confidence=conf, display=display, unit="ICC"))
+                confidence=conf, display=display, unit="ICC", headline=i == 0, brief=brief))
             if ba is not None:
                 out.append(record(
                     "R", f"Systematic difference between raters, {label} ({ba.x} minus {ba.y}, deg)", ba.bias,
@@ -331,45 +352,63 @@ def h2_model_note(result):
     return Markdown(f"**Model:** {desc}.{notes}")
 
 
+def adjustment_words(adjust, n_comparisons: int, what: str = "comparisons") -> str:
+    """How a family of p-values was adjusted, for a sentence: "" when nothing was adjusted (no method, or a single
+    comparison, where every method leaves p as it is), else the method and the number of comparisons.
+
+    >>> adjustment_words("holm", 3, "arm comparisons"), adjustment_words("holm", 1), adjustment_words("none", 3)
+    ('Holm-adjusted for the 3 arm comparisons', '', '')
+    """
+    if adjust is None or str(adjust).lower() in ("none", "", "nan") or n_comparisons < 2:
+        return ""
+    return f"{_ADJUST_NAMES.get(str(adjust).lower(), str(adjust))}-adjusted for the {n_comparisons} {what}"
+
+
 def h2_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H2: difference in change from baseline at the final visit, each pair of arms.
 
-    The CI is per comparison (not adjusted for multiple comparisons) and the p-value is
-    multiplicity-adjusted; the sentence says so, and "unlikely to be chance" means the
-    adjusted p is below alpha = 1 - confidence.
+    The CI is per comparison (not adjusted for multiple comparisons) and, with several
+    comparisons, the p-value is multiplicity-adjusted; the sentence says so, naming the method
+    and the number of comparisons (with a single comparison nothing is adjusted and the sentence
+    says p), and "unlikely to be chance" means the (adjusted) p is below alpha = 1 - confidence.
+    Every comparison is an index headline.
     """
     if (na := _unavailable("H2", result, display)) is not None:
         return na
     label = MEASURE_LABELS.get(result.measure, result.measure)
+    short = {"hip_ir_deg": "IR", "aslr_deg": "ASLR"}.get(result.measure, label)
     conf = result_confidence(result)
     out = []
     rows = h2_contrast_table(result)
     for r in rows.itertuples():
         a, b = r.contrast.split(" - ")
         more = "more" if r.estimate > 0 else "less"
-        sig = ("this difference is unlikely to be chance" if significance_words(r.p_adj, conf).startswith("unlikely")
-               else "the data cannot rule out no difference")
-        adjusted = r.adjust not in (None, "none")
-        method = _ADJUST_NAMES.get(str(r.adjust).lower(), str(r.adjust))
+        unlikely = significance_words(r.p_adj, conf).startswith("unlikely")
+        sig = "this difference is unlikely to be chance" if unlikely else "the data cannot rule out no difference"
+        adjusted = adjustment_words(r.adjust, len(rows), "arm comparisons")
         ci_words = f"{ci_label(conf)}, not adjusted for multiple comparisons" if adjusted else ci_label(conf)
-        p_words = f"{method}-adjusted p" if adjusted else "p"
+        p_words = f"p {format_p(r.p_adj)}" + (f", {adjusted}" if adjusted else "")
         visit = _visit(r.visit)
         name = label[:1].upper() + label[1:]
         if getattr(result, "key_estimand", "difference in change") == "difference at final visit":
             title, unit = f"{name}: at {visit}, {a} minus {b} (deg)", "deg (difference at the final visit)"
             text = (f"At {visit}, {label} in the {a} arm was {abs(r.estimate):.1f} deg "
                     f"{'higher' if r.estimate > 0 else 'lower'} than in the {b} arm")
+            brief = (f"{a[:1].upper() + a[1:]} had {abs(r.estimate):.1f} deg {'higher' if r.estimate > 0 else 'lower'}"
+                     f" {short} than {b} at {visit}")
         else:
             title, unit = f"{name}: change to {visit}, {a} minus {b} (deg)", "deg (difference in change)"
             text = (f"From baseline to {visit}, the {a} arm gained {abs(r.estimate):.1f} deg {more} {label} "
                     f"than the {b} arm")
+            brief = f"{a[:1].upper() + a[1:]} gained {abs(r.estimate):.1f} deg {more} {short} than {b}"
+        brief += "; unlikely to be chance." if unlikely else "; the data cannot rule out no difference."
         out.append(record(
             "H2", title, r.estimate, r.ci_low, r.ci_high, r.p_adj,
-            f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words} {format_p(r.p_adj)}"
+            f"{text} ({ci_words}: {r.ci_low:.1f} to {r.ci_high:.1f}; {sig}, {p_words}"
             + (f"; {result.model_description})." if getattr(result, "model_kind", "lmm") == "mmrm" else ")."),
             digits=1, confidence=conf, display=display, unit=unit, null=0.0,
-            adjusted=f"{method} over the {len(rows)} arm comparisons of {label}" if adjusted and len(rows) > 1
-            else ""))
+            adjusted=(adjusted.replace("-adjusted for the", " over the") + f" of {label}") if adjusted else "",
+            headline=True, brief=brief))
     missing = getattr(result, "not_estimable", None) or getattr(result, "notes", None) or {}
     for what, reason in (missing.items() if isinstance(missing, dict) else []):
         out.append(record("H2", f"{label[:1].upper() + label[1:]}: {what.replace('_', ' ')}", None, None, None, None,
@@ -426,22 +465,47 @@ def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
     for r in s.to_dict("records"):
         q = str(r["question"])
         text = str(r.get("interpretation", ""))
+        est, p = _num_or_none(r.get("estimate")), r.get("p_value", r.get("p"))
+        chance = "unlikely to be chance" if significance_words(p, conf).startswith("unlikely") else \
+            "the data cannot rule out chance"
         kw: dict = {}
         if "ANOVA" in q:
             kw["statistic"] = _f_statistic(result)
             q = q.replace(" (one-way ANOVA F)", " (one-way ANOVA)")
-        elif q.startswith("Neutral-pelvis"):
-            kw.update(unit="deg", null=0.0)
+            by = getattr(result, "by_class", None)
+            means = ", ".join(f"{c.tilt_class} {c.ir_free:.1f}" for c in by.itertuples() if c.n_participants) \
+                if by is not None and {"tilt_class", "ir_free", "n_participants"} <= set(by.columns) else ""
+            kw.update(headline=True, brief=("Mean own-posture IR differs between tilt classes" if chance[0] == "u"
+                                            else "No clear difference in own-posture IR between tilt classes")
+                      + (f" ({means} deg)." if means else "."))
+        elif q.startswith("Neutral-pelvis") and est is not None:
+            kw.update(unit="deg", null=0.0, headline=True,
+                      brief=f"In their own posture participants' IR reads {abs(est):.1f} deg "
+                            f"{'lower' if est > 0 else 'higher'} than with the pelvis set neutral; {chance}.")
         elif "slope" in q:
             kw.update(unit="deg IR per deg tilt", null=0.0)
+            if q.startswith("Within") and est is not None:
+                kw.update(headline=True,
+                          brief=f"Within a participant, 1 deg more anterior tilt goes with {abs(est):.2f} deg "
+                                f"{'less' if est < 0 else 'more'} IR; {chance}"
+                                + (" (corrected for tilt measurement error)." if "corrected" in q else "."))
             if q.startswith("Within") and "corrected" in q and raw_within is not None:
                 text += (f"; the figure and the model table show the uncorrected within-participant slope "
                          f"({raw_within:.2f}), which measurement error in tilt pulls towards zero")
         elif "correlation" in q.lower():
             text = text.replace("r_rm", "repeated-measures r")
         out.append(record("H1", q, r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
-                          r.get("p_value", r.get("p")), text, confidence=conf, display=display, **kw))
+                          p, text, confidence=conf, display=display, **kw))
     return out
+
+
+def _num_or_none(x) -> float | None:
+    """A finite float, else None."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
 
 
 #: Fewest participants with (and without) the condition for an accuracy headline.
@@ -470,10 +534,10 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
                a["sensitivity_ci_high"], None,
                f"Of participants with limited IR, {100 * a['sensitivity']:.0f}% had {rule} "
                f"(the screen catches about {round(10 * a['sensitivity'])} in 10).", confidence=conf,
-               display=display),
+               display=display, headline=True),
         record("H3", f"Specificity of {rule}", a["specificity"], a["specificity_ci_low"], a["specificity_ci_high"],
                None, f"Of participants without limited IR, {100 * a['specificity']:.0f}% were correctly not flagged.",
-               confidence=conf, display=display),
+               confidence=conf, display=display, headline=True),
         record("H3", "ROC AUC of ASLR for limited IR (DeLong CI)", a["auc"], a["auc_ci_low"], a["auc_ci_high"], None,
                f"Across all possible cutoffs, ASLR separates participants with and without limited IR with an AUC "
                f"of {a['auc']:.2f} (0.5 = no better than chance, 1 = perfect).", confidence=conf,
@@ -492,7 +556,7 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
             f"In participants with {r.group} pelvic tilt the ASLR screen's AUC is {abs(r.difference):.2f} "
             f"{'lower' if r.difference < 0 else 'higher'} than with a {r.reference} pelvis "
             f"({ci}Holm-adjusted p {format_p(r.p_adj)}).", confidence=conf, display=display,
-            unit="AUC difference", null=0.0,
+            unit="AUC difference", null=0.0, headline=True,
             adjusted=f"Holm over the {len(tc)} tilt-class comparisons" if len(tc) > 1 else ""))
     return out
 
@@ -567,7 +631,9 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
                               r.mean_slope_ci_high, None,
                               f"In the {shown} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
-                              digits=2, confidence=conf, display=display))
+                              digits=2, confidence=conf, display=display, headline=True,
+                              brief=f"{r.exercise.replace('_', ' ').capitalize()} loads rose {r.mean_slope:.1f} kg a "
+                                    f"week; {100 * r.share_progressive:.0f}% of participants progressed."))
     ad = getattr(result, "adherence_by_arm", None)
     if ad is not None and (ad["arm"] == arm).any():
         r = ad[ad["arm"] == arm].iloc[0]
@@ -589,7 +655,9 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
         out.append(record("H4", f"Sessions with pain at or above the stop threshold ({shown} arm, share)", r["rate"],
                           r["rate_ci_low"], r["rate_ci_high"], None,
                           f"{100 * r['rate']:.1f}% of {shown} sessions had a pain flag; {int(r['participants_flagged'])} "
-                          "participants had at least one.", digits=3, confidence=conf, display=display))
+                          "participants had at least one.", digits=3, confidence=conf, display=display, headline=True,
+                          brief=f"{100 * r['rate']:.1f}% of sessions had pain at or above the stop threshold; "
+                                f"{int(r['participants_flagged'])} participants had at least one such session."))
     dr = getattr(result, "dose_response", None)
     if dr is not None and len(dr):
         row = dr[dr["term"].astype(str).str.startswith("volume_load")]
@@ -610,22 +678,30 @@ def faults_findings(result, *, display: bool = True) -> list[Finding]:
     s = attempt("H5 summary", result.summary)
     if isinstance(s, NotEstimable):
         return [record("H5", s.what, None, None, None, None, str(s), display=display)]
-    words = []
+    words, headline, brief = [], [], []
     for r in s.itertuples():
         q, est = str(r.question), r.estimate
+        key = False
         if q.startswith("Share of completed"):
             words.append(f"{100 * est:.0f}% of completed exercises in the training log had at least one form fault "
                          f"(back-knee lean, front-knee drift, lumbar rounding, loss of neutral pelvis, ...).")
+            key, short = True, f"{100 * est:.0f}% of completed exercises had at least one form fault."
         elif q.startswith("Odds ratio"):
             words.append(f"With each training week the odds of a form fault changed by {100 * (est - 1):+.0f}%"
                          + (" - technique improved with practice." if r.ci_high < 1 else "."))
         elif q.startswith("Outcome change"):
+            linked = getattr(r, "p_value", getattr(r, "p", 1.0)) < 1 - conf
             words.append(f"Within an arm, participants with 10 percentage points more faulty exercises changed by "
-                         f"{est:+.1f} deg; " + ("faults went with a different gain." if getattr(r, "p_value", getattr(r, "p", 1.0)) < 1 - conf else
+                         f"{est:+.1f} deg; " + ("faults went with a different gain." if linked else
                                                  "no clear link between faults and gain."))
+            key, short = True, ("Participants with more faulty exercises gained differently." if linked else
+                                "No clear link between how often faults occurred and the gain.")
         else:
             words.append(str(r.interpretation))
-    return record_summary("H5", s.assign(interpretation=words), confidence=conf, display=display)
+        headline.append(key)
+        brief.append(short if key else "")
+    return record_summary("H5", s.assign(interpretation=words, headline=headline, brief=brief), confidence=conf,
+                          display=display)
 
 
 # --------------------------------------------------------------------------------------------- page tables

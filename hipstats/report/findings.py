@@ -1,4 +1,4 @@
-"""Key findings: one row per study question, recorded inside a notebook and collected by the runner.
+"""Key findings: recorded inside a notebook and collected by the runner; the headline ones go on the index.
 
 A notebook calls :func:`record` (or :func:`record_summary` with an analysis result's
 ``.summary()`` table). Each call displays a small HTML box in the notebook (so the
@@ -7,6 +7,11 @@ machine-readable output with the MIME type :data:`MIME_TYPE`. After a run,
 :func:`extract` reads those outputs back from the executed notebook, which is how
 the index page gets its key-findings table: no side files, and every number on
 the index is the number the notebook computed with a package function.
+
+Every finding is shown on its question's page. The index shows only the *headline* findings
+(``headline=True``): the answer to each question and every pre-specified comparison of it, each
+with a short plain-language ``brief``; a question without any headline finding shows all of
+its findings there.
 
 Examples
 --------
@@ -121,6 +126,12 @@ class Finding:
         Value of no effect drawn as a reference line in the forest plot (0 for differences).
     adjusted : str
         Multiplicity adjustment of ``p`` ("Holm over 3 arm comparisons"); "" when unadjusted.
+    headline : bool
+        Shown on the index (the answer to the question or one of its pre-specified comparisons);
+        other findings are shown only on the question's page.
+    brief : str
+        The finding in one short sentence for the index (the number and CI are in their own
+        columns there); "" uses ``sentence``.
     """
 
     area: str
@@ -136,6 +147,8 @@ class Finding:
     unit: str = ""
     null: float | None = None
     adjusted: str = ""
+    headline: bool = False
+    brief: str = ""
 
     def __post_init__(self):
         for name in ("estimate", "ci_low", "ci_high", "p", "null"):
@@ -149,6 +162,16 @@ class Finding:
     def alpha(self) -> float:
         """Significance level tied to the CI: 1 - confidence."""
         return 1.0 - self.confidence
+
+    @property
+    def not_estimable(self) -> bool:
+        """True when the finding has no number: its sentence says why."""
+        return self.estimate is None and not self.statistic
+
+    @property
+    def index_sentence(self) -> str:
+        """The sentence the index shows: ``brief``, else ``sentence``."""
+        return self.brief or self.sentence
 
     @property
     def ci_label(self) -> str:
@@ -195,7 +218,7 @@ class Finding:
 
 def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None, sentence: str = "",
            *, digits: int = 2, confidence: float = 0.95, display: bool = True, statistic: str = "",
-           unit: str = "", null=None, adjusted: str = "") -> Finding:
+           unit: str = "", null=None, adjusted: str = "", headline: bool = False, brief: str = "") -> Finding:
     """Record a key finding: show it in the notebook and hand it to the report index.
 
     Parameters
@@ -214,7 +237,7 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
         Level of the CI (shown as "95% CI"); pass the analysis result's confidence.
     display : bool
         Display the finding (default). False only builds the :class:`Finding`.
-    statistic, unit, null, adjusted
+    statistic, unit, null, adjusted, headline, brief
         See :class:`Finding`.
 
     Returns
@@ -230,7 +253,7 @@ def record(area: str, question: str, estimate, ci_low=None, ci_high=None, p=None
     0.91
     """
     f = Finding(area, question, estimate, ci_low, ci_high, p, sentence, digits, confidence, statistic, unit, null,
-                adjusted)
+                adjusted, bool(headline), brief)
     if display:
         from IPython.display import display as _display  # noqa: PLC0415
 
@@ -247,7 +270,8 @@ def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int =
     area : str
     summary : DataFrame
         Columns ``question``, ``estimate``, ``ci_low``, ``ci_high``, ``p`` and
-        ``interpretation`` (or ``sentence``), as the analysis modules' ``summary()`` return.
+        ``interpretation`` (or ``sentence``), as the analysis modules' ``summary()`` return;
+        optional ``headline`` (bool) and ``brief`` columns (see :class:`Finding`).
     rows : list of int, optional
         Positions of the rows to record (default all).
     digits : int
@@ -278,7 +302,7 @@ def record_summary(area: str, summary: pd.DataFrame, *, rows=None, digits: int =
     for r in picked.to_dict("records"):
         out.append(record(area, str(r["question"]), r.get("estimate"), r.get("ci_low"), r.get("ci_high"),
                           r.get("p_value", r.get("p")), str(r.get(text_col, "")), digits=digits, confidence=confidence,
-                          display=display))
+                          display=display, headline=bool(r.get("headline", False)), brief=str(r.get("brief", "") or "")))
     return out
 
 

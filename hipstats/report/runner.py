@@ -457,12 +457,18 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
     cohort_info: dict[str, Any] = {}
     if needs_data:
         cohort = load_cohort(src, **(load_options or {}))  # raises ValidationError / SourceError
-        cohort_info = {"arms": [str(a) for a in cohort.arms], "n_participants": int(cohort.n_participants)}
+        cohort_info = {"arms": [str(a) for a in cohort.arms], "n_participants": int(cohort.n_participants),
+                       "per_arm": {str(k): int(v) for k, v in
+                                   cohort.participants["arm"].astype(str).value_counts().items()}}
         report = ValidationReport(mask_source(src), [])
+        used = cohort
         if as_of_s:
-            restricted = cohort.as_of(as_of_s)  # ParameterError when there are no dates
+            restricted = used = cohort.as_of(as_of_s)  # ParameterError when there are no dates
             if restricted.measurements.empty:
                 raise ParameterError(f"no measurements were recorded on or before {as_of_s}")
+        dates = used.measurements["visit_date"].dropna() if "visit_date" in used.measurements else []
+        if len(dates):  # the last measurement the reports use: the data's as-of date
+            cohort_info["last_measured"] = str(dates.max())[:10]
 
     phases["validate_s"] = time.perf_counter() - t_phase
     out = Path(out).expanduser().resolve()
