@@ -6,6 +6,7 @@ tests run as root with apt available; otherwise the tests are skipped with the r
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -221,3 +222,67 @@ def test_printed_to_pdf_nothing_is_cut(chromium, small_custom_run, tmp_path):
         for label in ("p (adjusted)", "MDC95", "95% CI", "90% CI"):
             if label in html_text:
                 assert label.split()[0] in words, f"{pdf.name}: {label!r} missing from the PDF"
+
+
+# ---------------------------------------------------------------------------------------------
+# The index is a one-page summary: a bounded number of rows, two A4 pages at most, short on screen.
+
+HEIGHT_PROBE = ("<script>window.addEventListener('load', function () {document.body.setAttribute('data-height', "
+                "JSON.stringify({height: document.documentElement.scrollHeight, forest: (function () {"
+                "var f = document.querySelector('.hipstats-forest'); return f ? Math.round(f.getBoundingClientRect()"
+                ".bottom + window.scrollY) : -1;})()}));});</script>")
+
+
+def _index_rows(page: Path) -> dict[str, int]:
+    """Findings rows of the index per question heading."""
+    body = page.read_text(encoding="utf-8").split('<table class="hipstats-index findings">', 1)[1].split("</table>")[0]
+    rows: dict[str, int] = {}
+    current = None
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S):
+        head = re.search(r'<th colspan="5"><a [^>]*>(.*?)</a>', row)
+        if head:
+            current = head.group(1)
+            rows[current] = 0
+        elif "<td" in row:
+            rows[current] += 1
+    return rows
+
+
+def test_index_is_a_one_page_summary(chromium, small_custom_run, interim_run, tmp_path):
+    from math import comb
+
+    from hipstats.report.pdf import html_to_pdf
+
+    pdftotext = shutil.which("pdftotext")
+    for run in (small_custom_run, interim_run):
+        index = run.run_dir / "index.html"
+        manifest = json.loads((run.run_dir / "manifest.json").read_text())
+        n_arms = len(manifest["cohort"]["arms"])
+        rows = _index_rows(index)
+        # per question its answer (at most 3 rows), but every pre-specified comparison: H2 each pair of arms for
+        # IR and ASLR, H3 accuracy at the cutoff (sensitivity, specificity) and each tilt class against neutral
+        bound = {"H2": 2 * comb(n_arms, 2), "H3": 2 + 2}
+        for heading, n in rows.items():
+            area = heading.split()[0]
+            assert 1 <= n <= max(3, bound.get(area, 0)), f"{index}: {n} rows under {heading!r}"
+        assert sum(rows.values()) <= 3 * len(rows) + sum(bound.values())
+        assert sum(len(r.findings) for r in run.results) > sum(rows.values())  # the rest is on the pages
+        for r in run.results:  # ... really: every finding a notebook recorded is shown on its page
+            page = (run.run_dir / r.html).read_text(encoding="utf-8")
+            for f in r.findings:
+                assert html.escape(f["question"]) in page, f"{r.html}: {f['question']!r} not shown"
+        # on screen at 1280 px: the findings and the forest plot within about two screens of 900 px
+        probed = index.with_name("index.height-probe.html")
+        probed.write_text(index.read_text(encoding="utf-8").replace("</body>", HEIGHT_PROBE + "</body>"))
+        try:
+            dom = _browse(chromium, probed.as_uri(), tmp_path, "--dump-dom", "--window-size=1280,900")
+        finally:
+            probed.unlink()
+        size = json.loads(re.search(r"data-height=\"([^\"]*)\"", dom).group(1).replace("&quot;", '"'))
+        assert 0 < size["forest"] <= 2.5 * 900 and size["height"] <= 2.8 * 900, size
+        # printed to A4: one page, two at most
+        if pdftotext is None:
+            pytest.skip("pdftotext (poppler-utils) is not installed")
+        pdf = html_to_pdf(index, tmp_path / f"index-{run.run_id}.pdf", browser=Path(chromium))
+        xml = subprocess.run([pdftotext, "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        assert 1 <= xml.count("<page ") <= 2, f"{index}: the index prints to {xml.count('<page ')} A4 pages"

@@ -392,3 +392,64 @@ def test_report_without_source_names_the_ways_to_give_one(monkeypatch, tmp_path)
         run_reports(None, tmp_path / "out", only=["data_quality"], progress=False)
     assert main(["report", "--out", str(tmp_path / "out"), "-q"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the index as a one-page summary
+def _index_of(findings_by_notebook, arms=("control", "stretching", "loading"), **manifest):
+    """render_index on notebooks that recorded the given findings (no kernel)."""
+    from hipstats.report.index import render_index  # noqa: PLC0415
+    from hipstats.report.runner import NotebookResult  # noqa: PLC0415
+
+    results = [NotebookResult(name, name.title(), "ok", 1.0, html=f"reports/{name}.html",
+                              findings=[f.to_dict() for f in found]) for name, found in findings_by_notebook.items()]
+    m = {"run_id": "r1", "ended": "2026-01-01T10:00", "packages": {"hipstats": "0"},
+         "cohort": {"arms": list(arms), "n_participants": 12, "per_arm": {a: 4 for a in arms},
+                    "last_measured": "2025-12-30"}, **manifest}
+    return render_index(m, results)
+
+
+def _finding_rows(page: str) -> list[str]:
+    """The body rows of the index's findings table, without the question heading rows."""
+    import re  # noqa: PLC0415
+
+    body = page.split('<table class="hipstats-index findings">', 1)[1].split("</table>", 1)[0]
+    return [r for r in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S) if "<th" not in r]
+
+
+def test_index_shows_the_headline_findings_and_leaves_the_rest_to_the_pages():
+    from hipstats.report.areas import h2_findings  # noqa: PLC0415
+
+    h2 = [*h2_findings(_h2_like(0.80, 0.01, arms=("control", "stretching", "loading")), display=False),
+          *h2_findings(_h2_like(0.80, 0.30, arms=("control", "stretching", "loading")), display=False)]
+    h1 = [fnd.Finding("H1", "Paired difference (deg)", 2.9, 2.6, 3.2, 0.001, "long", confidence=0.8, headline=True,
+                      brief="Own posture reads lower.", unit="deg", null=0.0),
+          fnd.Finding("H1", "Between-participant slope", -0.1, -0.4, 0.2, 0.4, "s", confidence=0.8),
+          fnd.Finding("H1", "Dose-response", None, sentence="Dose-response: not estimable: too few", confidence=0.8)]
+    custom = [fnd.Finding("X", "custom one", 1.0, confidence=0.8), fnd.Finding("X", "custom two", 2.0, confidence=0.8)]
+    page = _index_of({"outcomes": h2, "pelvis": h1, "extra": custom})
+    rows = _finding_rows(page)
+    # every pre-specified comparison (3 arm pairs x 2 measures), the H1 answer, and an unmarked area in full
+    assert len(rows) == 6 + 1 + 2
+    assert "Own posture reads lower." in page and ">long<" not in page  # the short sentence on the index
+    assert "Between-participant slope" not in page and "2 more results and details on its page" in page
+    assert page.count("Dose-response: not estimable: too few") == 1  # said once, in the data status
+    assert "80% CI" in page and "95% CI" not in page
+    assert "Holm over the 3 arm comparisons of hip internal rotation" in page and "below 0.2 " in page
+    assert sum(r.count(" *</td>") for r in rows) == 6  # the adjusted p-values are marked
+    assert page.count('<div class="hipstats-forest-panel">') == 2  # one panel per unit of the headline effects
+    assert "12 participants" in page and "last measurement <b>2025-12-30</b>" in page
+
+
+def test_index_with_one_arm_comparison_says_no_adjustment():
+    from hipstats.report.areas import h2_findings  # noqa: PLC0415
+
+    page = _index_of({"outcomes": h2_findings(_h2_like(0.95, 0.01), display=False)}, arms=("control", "loading"))
+    (row,) = _finding_rows(page)
+    assert "Loading gained 4.0 deg more IR than control" in row and " *" not in row
+    assert "Holm" not in page and "Those marked *" not in page
+    assert "H2 control vs loading" in page
+
+
+def test_index_of_an_interim_run_says_so():
+    page = _index_of({"q": [fnd.Finding("Data", "rows", 10.0, headline=True)]}, as_of="2025-06-30")
+    assert "Interim analysis:</b> data recorded on or before <b>2025-06-30</b>" in page

@@ -293,7 +293,7 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
                           f"{ba.bias_ci[0]:.1f} to {ba.bias_ci[1]:.1f}), which the ICC alone does not show.")
             brief = ""
             if i == 0:
-                brief = f"{icc_words(r['icc']).capitalize()} agreement {short[design]}"
+                brief = f"{icc_words(r['icc']).capitalize()} {short[design]}"
                 if ba is not None:
                     brief += (f", but {ba.x} reads {abs(ba.bias):.1f} deg {'lower' if ba.bias < 0 else 'higher'} "
                               f"than {ba.y} ({ci_label(conf)} {ba.bias_ci[0]:.1f} to {ba.bias_ci[1]:.1f})")
@@ -302,8 +302,8 @@ def reliability_findings(table, measures=("hip_ir_deg", "aslr_deg"), *, pelvis: 
                     if k2 >= MIN_ICC_PARTICIPANTS:
                         brief += f"; {icc_words(r2['icc'])} {short[other]} (ICC {r2['icc']:.2f})"
                         mdc = (other, r2)
-                brief += (f". Only a change larger than {mdc[1]['mdc95']:.1f} deg (MDC95 {short[mdc[0]]}, single "
-                          "reading of one side) is more than measurement error.")
+                brief += (f". Changes above {mdc[1]['mdc95']:.1f} deg exceed measurement error (MDC95 "
+                          f"{short[mdc[0]]}, single reading of one side).")
             out.append(record(
                 "R", f"{r['form']} of {label}, {design} ({_units(r)})", r["icc"], r["icc_ci_low"], r["icc_ci_high"],
                 None,

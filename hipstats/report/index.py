@@ -158,10 +158,16 @@ def _status(manifest: dict[str, Any], results, found: list[Finding], shown: list
     failed = [r for r in results if not r.ok]
     lines = []
     if cohort.get("arms"):
-        n, per_arm = cohort.get("n_participants"), cohort.get("per_arm") or {}
-        arms = ", ".join(_e(arm_label(a)) + (f" {_e(per_arm[a])}" if a in per_arm else "") for a in cohort["arms"])
-        lines.append(f"<b>{_e(n) + ' participants' if n else 'Participants'}</b> in {len(cohort['arms'])} arms "
-                     f"({arms}).")
+        interim = "as_of_n_participants" in cohort and manifest.get("as_of")
+        n = cohort.get("as_of_n_participants" if interim else "n_participants")
+        per_arm = cohort.get("as_of_per_arm" if interim else "per_arm") or {}
+        arms = ", ".join(_e(arm_label(a)) + (f" {_e(per_arm.get(a, 0))}" if per_arm else "") for a in cohort["arms"])
+        who = f"{_e(n)} participants" if n is not None else "Participants"
+        if interim:
+            who += f" measured by {_e(manifest['as_of'])}"
+        lines.append(f"<b>{who}</b> in {len(cohort['arms'])} arms ({arms})"
+                     + (f", of {_e(cohort['n_participants'])} in the data" if interim and cohort.get("n_participants")
+                        else "") + ".")
     last = cohort.get("last_measured")
     if manifest.get("as_of"):
         lines.append(f"<b>Interim analysis:</b> data recorded on or before <b>{_e(manifest['as_of'])}</b>"
@@ -211,8 +217,8 @@ table.hipstats-index.findings {{ margin-bottom: 10px; }}
 table.hipstats-index.findings td {{ padding: 3px 8px; }}
 .hipstats-more {{ font-weight: normal; font-size: 0.88em; margin-left: 0.6em; }}
 .hipstats-status {{ font-size: 0.95em; }}
-table.hipstats-index.findings col.result {{ width: 30%; }} table.hipstats-index.findings col.est {{ width: 9%; }}
-table.hipstats-index.findings col.ci {{ width: 12%; }} table.hipstats-index.findings col.p {{ width: 7%; }}
+table.hipstats-index.findings col.result {{ width: 31%; }} table.hipstats-index.findings col.est {{ width: 8%; }}
+table.hipstats-index.findings col.ci {{ width: 11%; }} table.hipstats-index.findings col.p {{ width: 7%; }}
 .hipstats-forest {{ display: flex; gap: 24px; align-items: flex-start; max-width: 1000px; }}
 .hipstats-forest-column {{ flex: 1 1 0; min-width: 0; }}
 .hipstats-forest-panel {{ break-inside: avoid; page-break-inside: avoid; margin-bottom: 6px; }}

@@ -466,6 +466,10 @@ def _run(pool, selected, catalogue, per_nb, given, src, as_of_s, run_id, jobs, o
             restricted = used = cohort.as_of(as_of_s)  # ParameterError when there are no dates
             if restricted.measurements.empty:
                 raise ParameterError(f"no measurements were recorded on or before {as_of_s}")
+        if used is not cohort:  # an interim run: the participants measured by the as-of date
+            cohort_info["as_of_n_participants"] = int(used.n_participants)
+            cohort_info["as_of_per_arm"] = {str(k): int(v) for k, v in
+                                            used.participants["arm"].astype(str).value_counts().items()}
         dates = used.measurements["visit_date"].dropna() if "visit_date" in used.measurements else []
         if len(dates):  # the last measurement the reports use: the data's as-of date
             cohort_info["last_measured"] = str(dates.max())[:10]
