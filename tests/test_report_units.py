@@ -385,3 +385,25 @@ def test_report_without_source_names_the_ways_to_give_one(monkeypatch, tmp_path)
         run_reports(None, tmp_path / "out", only=["data_quality"], progress=False)
     assert main(["report", "--out", str(tmp_path / "out"), "-q"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_pelvis_rm_corr_row_is_labelled_as_a_repeated_measures_r():
+    """The result keeps the vocabulary (estimate); the page labels it as the repeated-measures correlation it is,
+    with the CI label at the result's level."""
+    import warnings  # noqa: PLC0415
+
+    import hipstats as hs  # noqa: PLC0415
+    from hipstats.questions.pelvis import pelvis_analysis  # noqa: PLC0415
+    from hipstats.report.areas import NotEstimable, rm_corr_table, show  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = pelvis_analysis(hs.simulate_cohort(40, seed=1), confidence=0.9)
+    assert "estimate" in res.rm_corr.columns
+    t = rm_corr_table(show(res, "rm_corr"))
+    labels = t.labels[0]
+    assert labels["estimate"] == "Repeated-measures r" and labels["estimate__ci"] == "90% CI"
+    assert "Estimate" not in labels.values() and labels["statistic"] == "t"
+    assert t.frames[0]["estimate"].iloc[0] == f"{res.rm_corr['estimate'].iloc[0]:.2f}"
+    ne = NotEstimable("rm corr", "too few")
+    assert rm_corr_table(ne) is ne

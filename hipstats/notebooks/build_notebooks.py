@@ -235,7 +235,7 @@ tilt); the repeated-measures correlation gives the within-participant associatio
 within-participant slope with a flat between-participant slope points to a measurement (masking) effect of
 posture rather than to a structural difference between people."""),
     code('report.table(report.areas.show(h1, "within_between"), "Slope of IR on standing tilt (deg IR per deg tilt)")'),
-    code('report.table(report.areas.show(h1, "rm_corr"), "Repeated-measures correlation of tilt and IR")'),
+    code('report.areas.rm_corr_table(report.areas.show(h1, "rm_corr"))'),
     code('report.areas.show(h1, "plot", kind="tilt")'),
     md("""\
 ## IR by tilt class

@@ -28,7 +28,7 @@ from hipstats.report.tables import MEASURE_NAMES, table
 
 __all__ = ["rater_agreement", "retest_agreement", "score_agreement", "attempt", "show", "NotEstimable", "result_confidence", "icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
            "pelvis_findings", "screening_findings", "loading_findings", "faults_findings", "loading_arm", "mdc_note",
-           "tilt_comparisons", "tilt_comparison_table", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
+           "tilt_comparisons", "tilt_comparison_table", "rm_corr_table", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
            "arms_sentence"]
 
 MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
@@ -551,7 +551,8 @@ def tilt_comparison_table(result):
     if t is None:
         return None
     return table(t, "AUC difference against the neutral tilt class",
-                 labels={"estimate": "AUC difference", "statistic": "DeLong D", "n_participants": "Participants"},
+                 labels={"group": "Tilt class", "estimate": "AUC difference", "statistic": "DeLong D",
+                         "n_participants": "Participants"},
                  notes=["AUC difference: the AUC of the class minus that of the reference class (DeLong's test for "
                         "independent groups, t distribution with Welch-type df); intervals per comparison."])
 
@@ -709,6 +710,21 @@ def reliability_table(table_, *, confidence: float | None = None):
     out.attrs["confidence"] = confidence or result_confidence(table_)
     return table(out, "Reliability of every measure", group="measure", notes=notes,
                  labels={"icc": "ICC", "n_participants": "Participants"})
+
+
+#: Page labels of the repeated-measures correlation table: the result keeps the vocabulary (``estimate`` is r_rm).
+RM_CORR_LABELS = {"estimate": "Repeated-measures r", "statistic": "t", "slope": "Common slope (deg IR per deg tilt)",
+                  "n_readings": "Readings", "n_excluded": "Participants left out"}
+
+
+def rm_corr_table(rm_corr):
+    """The H1 repeated-measures correlation of standing tilt and IR as a page table: the estimate is shown as
+    what it is, a repeated-measures correlation r (Bakdash and Marusich), with its CI, t test and the common
+    within-participant slope. A "not estimable" sentence (or None) passes through."""
+    if not isinstance(rm_corr, pd.DataFrame):
+        return rm_corr
+    return table(rm_corr, "Repeated-measures correlation of tilt and IR", labels=RM_CORR_LABELS,
+                 digits={"estimate": 2})
 
 
 def agreement_table(result):
