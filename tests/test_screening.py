@@ -481,7 +481,7 @@ def test_empty_class_is_said_once_in_the_result(cohort):
     tc = res.tilt_comparison.set_index("group")
     assert list(tc.index) == ["posterior", "anterior"]  # every pre-specified comparison keeps its row
     assert np.isnan(tc.loc["posterior", ["estimate", "p_value", "p_adj", "ci_low"]].astype(float)).all()
-    assert res.not_estimable["posterior vs neutral"].startswith("the posterior class: no participants")
+    assert res.not_estimable["posterior vs neutral"] == "the posterior tilt class could not be analysed"
     assert tc.loc["anterior", "p_adj"] == tc.loc["anterior", "p_value"]  # a family of one estimable comparison
 
 
@@ -500,13 +500,15 @@ def test_small_classes_give_reasons_with_counts():
     assert s["n_units"].tolist() == [12, 1, 7, 4] and s["n_deficit"].tolist() == [5, 1, 3, 1]
     assert s.loc["posterior", "note"] == ("the only participant in this tilt class has IR < 30 deg: accuracy "
                                           "needs participants with and without it")
-    assert s.loc["anterior", "note"] == ("1 participant with IR < 30 deg and 3 without: the AUC interval needs "
-                                         "at least 2 of each")
+    yd = res.youden.set_index(["group", "statistic"]).loc[("anterior", "cutoff"), ["ci_low", "ci_high"]]
+    which = "interval needs" if np.isfinite(yd.to_numpy(float)).all() else "and Youden-cutoff intervals need"
+    assert s.loc["anterior", "note"] == f"1 participant with IR < 30 deg and 3 without: the AUC {which} at least 2 of each"
     assert s.loc["all", "note"] == s.loc["neutral", "note"] == ""
     assert np.isnan(s.loc["anterior", "auc_ci_low"]) and np.isfinite(s.loc["anterior", "auc"])
     tc = res.tilt_comparison.set_index("group")
     assert tc["p_value"].isna().all() and tc["p_adj"].isna().all()
-    assert res.not_estimable["anterior vs neutral"] == "the anterior class: " + s.loc["anterior", "note"]
+    assert res.not_estimable["anterior vs neutral"] == "the AUC of the anterior tilt class has no interval"
+    assert res.not_estimable["posterior vs neutral"] == "the posterior tilt class could not be analysed"
     assert len(res.notes) == len(set(res.notes)) == 4
 
 

@@ -461,9 +461,10 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
                                         direction=direction, ci=ci, confidence=confidence,
                                         n_boot=n_boot, seeds=children[2 * i: 2 * i + 2], group=g)
         if not np.isfinite(r.se):
+            youden_too = not np.isfinite(yd.loc["cutoff", ["ci_low", "ci_high"]].to_numpy(float)).all()
             notes[f"{g} AUC interval"] = (
-                f"{_count(base['n_cases'], unit)} with {label} and {base['n_controls']} without: the AUC interval "
-                "needs at least 2 of each")
+                f"{_count(base['n_cases'], unit)} with {label} and {base['n_controls']} without: the AUC "
+                f"{'and Youden-cutoff intervals need' if youden_too else 'interval needs'} at least 2 of each")
         r.score, r.condition = score_measure, f"IR deficit ({_deficit_label(deficit, thr, mean, sd)})"
         rocs[g] = r
         acc_rows.append(_plain(acc.reset_index().assign(group=g)))
@@ -528,10 +529,10 @@ def _tilt_comparisons(rocs: dict, units: pd.DataFrame, confidence: float, adjust
     for g in ([c for c in TILT_CLASSES if c != reference] if rocs else []):
         n = units.loc[units["tilt_class"].isin([g, reference]), "participant_id"].nunique()
         missing = [c for c in (g, reference) if c not in rocs or not np.isfinite(rocs[c].se)]
-        if missing:
-            why = "; ".join(f"the {c} class: {notes.get(c) or notes.get(f'{c} AUC interval', 'no curve')}"
-                            for c in missing)
-            notes[f"{g} vs {reference}"] = why
+        if missing:  # the class's own note says why, with its counts
+            notes[f"{g} vs {reference}"] = " and ".join(
+                f"the {c} tilt class could not be analysed" if c not in rocs else f"the AUC of the {c} tilt class has "
+                "no interval" for c in missing)
             both = g in rocs and reference in rocs  # both curves, but an AUC without a variance
             stats_ = {**empty, "estimate": rocs[g].auc - rocs[reference].auc if both else np.nan}
         else:

@@ -499,7 +499,8 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
     for r in tc[~ok].itertuples():  # said here, once: the page's table lists only the estimable comparisons
         out.append(record("H3", f"AUC, {r.group} minus {r.reference} tilt", None, None, None, None,
                           not_estimable(f"The AUC difference between {r.group} and {r.reference} tilt",
-                                        reasons.get(f"{r.group} vs {r.reference}", "the data do not support it")),
+                                        reasons.get(f"{r.group} vs {r.reference}", "the data do not support it")
+                                        + " (the reason is in the notes of the accuracy table)"),
                           confidence=conf, display=display))
     tc = tc[ok]
     for r in tc.itertuples():
