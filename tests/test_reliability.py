@@ -258,7 +258,7 @@ def test_sem_and_mdc_formulas():
     sd = SF.std(ddof=1)
     assert sem(long, "target", "rater", "rating", method="icc", form="ICC3") == pytest.approx(
         sd * np.sqrt(1 - 0.714840714840715), rel=1e-9)
-    assert mdc(data=long, targets="target", raters="rater", ratings="rating") == pytest.approx(
+    assert mdc(data=long, participant="target", raters="rater", ratings="rating") == pytest.approx(
         stats.norm.ppf(0.975) * np.sqrt(2 * ms["msw"]), rel=1e-12)
 
 
@@ -460,7 +460,7 @@ def test_bland_altman_repeated_measures_match_r(dataset, case):
             data = pd.concat([data[["subject", "x"]], data[["subject", "y"]]])
     else:
         data = pd.read_csv(FIX / f"ba_{dataset}.csv")
-    res = bland_altman(data, "x", "y", subject="subject", true_value=case)
+    res = bland_altman(data, "x", "y", participant="subject", true_value=case)
     for col in ("bias", "sd", "loa_low", "loa_high"):
         assert getattr(res, col) == pytest.approx(ref[col], rel=1e-9, abs=1e-12), col
     assert res.n_participants == data["subject"].nunique()
@@ -479,7 +479,7 @@ def test_repeated_measures_limits_cover_truth():
         d = 0.5 + rng.normal(0, 1, 30)[subj] + rng.normal(0, 2, 90)
         level = rng.normal(40, 8, 30)[subj]
         df = pd.DataFrame({"s": subj, "x": level + d, "y": level})
-        r = bland_altman(df, "x", "y", subject="s")
+        r = bland_altman(df, "x", "y", participant="s")
         hits.append(r.loa_high_ci[0] <= true_hi <= r.loa_high_ci[1])
     assert 0.88 <= np.mean(hits) <= 0.99
 
@@ -509,7 +509,7 @@ def test_bland_altman_plot_from_data():
     from hipstats.plots.reliability import bland_altman_plot
 
     data = pd.read_csv(FIX / "ba_sim_varying.csv")
-    fig = bland_altman_plot(bland_altman(data, x="x", y="y", subject="subject"), unit="deg")
+    fig = bland_altman_plot(bland_altman(data, x="x", y="y", participant="subject"), unit="deg")
     ax = fig.axes[0]
     assert "deg" in ax.get_ylabel()
     assert len(ax.collections[0].get_offsets()) == len(data)
@@ -625,10 +625,10 @@ def test_errors_name_the_problem():
 def test_bland_altman_errors():
     pairs = pd.DataFrame({"s": [1, 1, 2, 2, 3], "x": [1.0, 2, 3, 4, 5], "y": [1.5, 2, 2, 4, 6]})
     with pytest.raises(AnalysisError, match=r"single pair.*\[3\]"):
-        bland_altman(pairs, "x", "y", subject="s")
+        bland_altman(pairs, "x", "y", participant="s")
     with pytest.raises(AnalysisError, match="single reading"):
         bland_altman(pd.DataFrame({"s": [1, 1, 2, 2, 3, 3], "x": [1, 2, 3, 4, 5, None],
-                                   "y": [1, 2, 3, None, 5, 6]}), "x", "y", subject="s",
+                                   "y": [1, 2, 3, None, 5, 6]}), "x", "y", participant="s",
                      true_value="constant")
     with pytest.raises(AnalysisError, match="equal"):
         bland_altman(pd.DataFrame({"x": [1.0, 2, 3], "y": [0.0, 1, 2]}), "x", "y")

@@ -83,8 +83,8 @@ def results():
     pc = final.groupby(["participant_id", "arm"], observed=True)[["change", "baseline", "value"]].mean().reset_index()
     made = {
         "reliability_summary": hs.reliability_summary(c, n_boot=30),
-        "icc": hs.icc(base, targets=["participant_id", "side"], raters="trial", ratings="value"),
-        "bland_altman": hs.bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id"),
+        "icc": hs.icc(base, participant=["participant_id", "side"], raters="trial", ratings="value"),
+        "bland_altman": hs.bland_altman(pairs, *pairs.attrs["raters"], participant="participant_id"),
         "cohen_kappa": hs.cohen_kappa(pd.DataFrame({"a": rng.integers(0, 4, 40), "b": rng.integers(0, 4, 40)}),
                                       "a", "b"),
         "h2_analysis": hs.h2_analysis(c, mdc=5.0),
@@ -92,7 +92,7 @@ def results():
         "screening_analysis": hs.screening_analysis(c),
         "loading_analysis": hs.loading_analysis(c),
         "faults_analysis": hs.faults_analysis(c),
-        "fit_lmm": hs.fit_lmm("value ~ week", af, groups="participant_id"),
+        "fit_lmm": hs.fit_lmm("value ~ week", af, participant="participant_id"),
         "ancova": hs.ancova(pc, "value", "baseline", "arm"),
         "hedges_g": hs.hedges_g(pc, dv="change", group="arm"),
         "responders": hs.responders(pc, "change", "arm", 5.0),

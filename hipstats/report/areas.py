@@ -201,7 +201,7 @@ def rater_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None =
     from hipstats.stats.agreement import bland_altman  # noqa: PLC0415
 
     pairs = rater_pairs(cohort, measure, pelvis=pelvis)
-    return bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id", confidence=confidence)
+    return bland_altman(pairs, *pairs.attrs["raters"], participant="participant_id", confidence=confidence)
 
 
 def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free",
@@ -210,7 +210,7 @@ def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None 
     from hipstats.stats.agreement import bland_altman  # noqa: PLC0415
 
     pairs = retest_pairs(cohort, measure, pelvis=pelvis)
-    return bland_altman(pairs, "retest", "baseline", subject="participant_id", confidence=confidence)
+    return bland_altman(pairs, "retest", "baseline", participant="participant_id", confidence=confidence)
 
 
 def score_agreement(cohort, measure: str = "aslr_mens_score", *, weights: str = "quadratic"):
