@@ -737,3 +737,30 @@ def test_codes_of_several_columns_match_sorted_groups():
     assert list(labels) == list(ref.itertuples(index=False, name=None))
     assert list(labels.names) == ["participant_id", "side", "trial"]
     assert [labels[c] for c in codes] == list(df.itertuples(index=False, name=None))
+
+
+def test_score_agreement_weights_the_whole_scale_at_the_asked_confidence():
+    """The report's Mens-score kappa uses the full 0-5 scale (quadratic weights depend on the number
+    of categories, not on which scores happen to be seen) and its CI follows ``confidence``."""
+    from hipstats.cohort.simulate import simulate_cohort
+    from hipstats.report.areas import rater_pairs, score_agreement
+
+    cohort = simulate_cohort(n_participants=60, seed=1)
+    pairs = rater_pairs(cohort, "aslr_mens_score", pelvis=None)
+    a, b = pairs.attrs["raters"]
+    seen = sorted(set(pairs[a].dropna()) | set(pairs[b].dropna()))
+    assert len(seen) < 6  # the simulated scores leave part of the scale unused
+    # (quadratic kappa is unchanged by unused end categories, but a gap inside the scale moves it:
+    # positions 0, 1, 2 for the scores 0, 1, 3 would make 1 -> 3 look like one step)
+    gap = pd.DataFrame({"x": [0, 1, 3, 3, 1, 0, 3], "y": [0, 3, 1, 3, 1, 1, 3]})
+    assert (cohen_kappa(gap, "x", "y", weights="quadratic", categories=range(6))["kappa"].iloc[0]
+            != pytest.approx(cohen_kappa(gap, "x", "y", weights="quadratic")["kappa"].iloc[0], rel=1e-6))
+    k95 = score_agreement(cohort, "aslr_mens_score")
+    k90 = score_agreement(cohort, "aslr_mens_score", confidence=0.90)
+    full = cohen_kappa(pairs, a, b, weights="quadratic", categories=range(6))
+    assert int(k95["n_categories"].iloc[0]) == 6
+    assert k95["kappa"].iloc[0] == pytest.approx(full["kappa"].iloc[0], rel=1e-12)
+    w95 = k95["kappa_ci_high"].iloc[0] - k95["kappa_ci_low"].iloc[0]
+    w90 = k90["kappa_ci_high"].iloc[0] - k90["kappa_ci_low"].iloc[0]
+    assert w90 / w95 == pytest.approx(1.6448536 / 1.9599640, rel=1e-6)
+    assert k90.attrs["confidence"] == 0.90
