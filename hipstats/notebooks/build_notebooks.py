@@ -198,7 +198,8 @@ one point count less than disagreements by several points. Values above 0.8 are 
 agreement."""),
     code("""\
 report.table(report.areas.attempt("Agreement on the Mens ASLR score", report.areas.score_agreement, cohort,
-                                  "aslr_mens_score", weights="quadratic"), "Weighted kappa, Mens ASLR score")"""),
+                                  "aslr_mens_score", weights="quadratic", confidence=confidence),
+             "Weighted kappa, Mens ASLR score", confidence=confidence)"""),
     md("""\
 ## Key findings
 

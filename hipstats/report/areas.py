@@ -201,7 +201,7 @@ def rater_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None =
     from hipstats.stats.agreement import bland_altman  # noqa: PLC0415
 
     pairs = rater_pairs(cohort, measure, pelvis=pelvis)
-    return bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id", confidence=confidence)
+    return bland_altman(pairs, *pairs.attrs["raters"], participant="participant_id", confidence=confidence)
 
 
 def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "free",
@@ -210,15 +210,21 @@ def retest_agreement(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None 
     from hipstats.stats.agreement import bland_altman  # noqa: PLC0415
 
     pairs = retest_pairs(cohort, measure, pelvis=pelvis)
-    return bland_altman(pairs, "retest", "baseline", subject="participant_id", confidence=confidence)
+    return bland_altman(pairs, "retest", "baseline", participant="participant_id", confidence=confidence)
 
 
-def score_agreement(cohort, measure: str = "aslr_mens_score", *, weights: str = "quadratic"):
-    """Weighted Cohen's kappa of two raters' ordinal scores from :func:`rater_pairs`."""
+def score_agreement(cohort, measure: str = "aslr_mens_score", *, weights: str = "quadratic",
+                    confidence: float = 0.95):
+    """Weighted Cohen's kappa of two raters' ordinal scores from :func:`rater_pairs`, its CI at ``confidence``."""
     from hipstats.stats.kappa import cohen_kappa  # noqa: PLC0415
 
+    from hipstats.data.schema import MEASURES  # noqa: PLC0415
+
     pairs = rater_pairs(cohort, measure, pelvis=None)
-    return cohen_kappa(pairs, *pairs.attrs["raters"], weights=weights)
+    scale = MEASURES[measure].categories if measure in MEASURES else None  # the whole scale, not the scores seen
+    out = cohen_kappa(pairs, *pairs.attrs["raters"], weights=weights, confidence=confidence, categories=scale)
+    out.attrs["confidence"] = confidence
+    return out
 
 
 def _p(row) -> float:
