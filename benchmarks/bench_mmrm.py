@@ -112,7 +112,7 @@ def time_hipstats(d, repeats):
     times, fit = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fit = fit_mmrm(FORMULA, d, subject="participant_id", visit="visit", visits=VISITS)
+        fit = fit_mmrm(FORMULA, d, participant="participant_id", visit="visit", visits=VISITS)
         times.append(time.perf_counter() - t0)
     return times, fit
 
@@ -146,7 +146,7 @@ def main() -> int:
     args = ap.parse_args()
     d = simulate(args.n)
     n_drop = args.n * len(VISITS) - len(d)
-    fit_mmrm(FORMULA, d.head(200), subject="participant_id", visit="visit", visits=VISITS)  # warm-up
+    fit_mmrm(FORMULA, d.head(200), participant="participant_id", visit="visit", visits=VISITS)  # warm-up
     times, fit = time_hipstats(d, args.repeats)
     load = os.getloadavg()[0]
     r = run_r(d, args.r_repeats, args.r_lib)

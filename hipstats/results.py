@@ -57,7 +57,29 @@ import pandas as pd
 
 from hipstats.errors import AnalysisError
 
-__all__ = ["Result", "html_table", "exclusion_note", "resolve_confidence", "resolve_direction"]
+__all__ = ["Result", "html_table", "exclusion_note", "resolve_confidence", "resolve_direction",
+           "resolve_participant", "renamed_attribute", "DEPRECATED", "PARTICIPANT_COLUMN"]
+
+#: the participant column of every table (docs/vocabulary.md)
+PARTICIPANT_COLUMN = "participant_id"
+
+
+class _DeprecatedAlias:
+    """The default of a deprecated keyword alias: "not given" (one instance, :data:`DEPRECATED`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<deprecated alias>"
+
+    def __reduce__(self):
+        return "DEPRECATED"
+
+
+#: Default of every deprecated keyword alias of a renamed argument (``subject=DEPRECATED``).
+#: A keyword-only parameter whose default is this object is an alias, not an argument of its
+#: own: ``tests/test_vocabulary.py`` tells aliases from real parameters by it.
+DEPRECATED = _DeprecatedAlias()
 
 
 def exclusion_note(n_rows: int, reason: str, *, unit: str = "row") -> str:
@@ -98,6 +120,94 @@ def resolve_confidence(confidence: float | None = 0.95, alpha: float | None = No
     if not 0 < confidence < 1:
         raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")
     return confidence
+
+
+def resolve_participant(participant, *, where: str = "", default=PARTICIPANT_COLUMN, **aliases):
+    """The participant argument of a call, reading its deprecated aliases (``subject=``, ...).
+
+    Every public call names the column that identifies the participant ``participant=``
+    (docs/vocabulary.md). Its old names (``subject=``, ``targets=``, ``groups=``,
+    ``cluster=``) are keyword-only parameters whose default is :data:`DEPRECATED`; passed,
+    they still work, with a :class:`DeprecationWarning` naming ``participant=``. Passing an
+    alias together with ``participant=`` (set to anything but its default) is a
+    :class:`TypeError`, as is passing two aliases.
+
+    Parameters
+    ----------
+    participant
+        The value of ``participant=`` as the call received it.
+    where : str
+        The name of the call (in the messages).
+    default
+        The default of the call's ``participant=`` (``"participant_id"``, or None where the
+        participant is optional).
+    **aliases
+        Old name -> the value the call received for it (:data:`DEPRECATED` if not passed).
+
+    Returns
+    -------
+    The participant argument (the alias' value when only the alias was passed).
+
+    Examples
+    --------
+    >>> resolve_participant("pid", subject=DEPRECATED)
+    'pid'
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     resolve_participant("participant_id", where="rm_corr", subject="pid")
+    'pid'
+    >>> str(w[0].message)
+    "rm_corr: subject= is deprecated; pass participant='pid'"
+    >>> resolve_participant("a", where="rm_corr", subject="b")
+    Traceback (most recent call last):
+    ...
+    TypeError: rm_corr() got participant='a' and its deprecated alias subject='b'; pass participant= only
+    """
+    given = {k: v for k, v in aliases.items() if v is not DEPRECATED}
+    if not given:
+        return participant
+    call = f"{where}()" if where else "the call"
+    if len(given) > 1:
+        raise TypeError(f"{call} got the deprecated aliases {' and '.join(f'{k}=' for k in given)} "
+                        "of one argument; pass participant= only")
+    (old, value), = given.items()
+    if participant is not default and participant != default:
+        raise TypeError(f"{call} got participant={participant!r} and its deprecated alias "
+                        f"{old}={value!r}; pass participant= only")
+    import warnings  # noqa: PLC0415
+
+    warnings.warn(f"{where + ': ' if where else ''}{old}= is deprecated; pass participant={value!r}",
+                  DeprecationWarning, stacklevel=3)
+    return value
+
+
+def renamed_attribute(new: str, old: str) -> property:
+    """A read-only property ``old`` that returns attribute ``new`` with a :class:`DeprecationWarning`.
+
+    The alias a result class keeps for a renamed public attribute (``subject`` ->
+    ``participant``, ``n`` -> ``n_readings``, ...).
+
+    >>> class Fit:
+    ...     subject = renamed_attribute("participant", "subject")
+    ...     def __init__(self):
+    ...         self.participant = "pid"
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     Fit().subject
+    'pid'
+    >>> str(w[0].message)
+    'Fit.subject is deprecated; use Fit.participant'
+    """
+    def get(self):
+        import warnings  # noqa: PLC0415
+
+        cls = type(self).__name__
+        warnings.warn(f"{cls}.{old} is deprecated; use {cls}.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated alias of ``{new}``.")
 
 
 def resolve_direction(direction, *, allow_auto: bool = False, where: str = "") -> str:

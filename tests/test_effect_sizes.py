@@ -60,7 +60,7 @@ def test_hedges_g_paired_and_arrays_match_r(anc, r_g, ci):
     _check_g(res, r_g.loc["loading_paired_week12_vs_baseline"], ci)
     long = lo.melt(id_vars="participant_id", value_vars=["baseline", "week_12"], var_name="visit")
     res2 = hedges_g(long, dv="value", group="visit", ref="baseline", paired=True,
-                    subject="participant_id", ci=ci).iloc[0]
+                    participant="participant_id", ci=ci).iloc[0]
     _check_g(res2, r_g.loc["loading_paired_week12_vs_baseline"], ci)
     small = hedges_g(x=[6.1, 7.3, 5.2, 8.0, 6.6], y=[4.2, 5.1, 3.9, 5.5, 4.8], ci=ci).iloc[0]
     _check_g(small, r_g.loc["small"], ci)

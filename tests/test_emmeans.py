@@ -307,7 +307,7 @@ def test_lmer_with_hipstats_engine_matches_lmertest_emmeans(long, r_con):
     """EMMs, Satterthwaite df and contrasts from hipstats' fit_lmm vs lmerTest + emmeans (1e-4)."""
     from hipstats.models.lmm import fit_lmm
 
-    res = fit_lmm("y ~ arm * C(week)", long, groups="participant_id", re_formula="1 + week")
+    res = fit_lmm("y ~ arm * C(week)", long, participant="participant_id", re_formula="1 + week")
     emm = emmeans(res, "arm", by="week")
     assert emm.df_method == "satterthwaite"
     r = pd.read_csv(FIX / "emm_lmer_factor.csv").rename(columns={"fweek": "week"})
@@ -317,7 +317,7 @@ def test_lmer_with_hipstats_engine_matches_lmertest_emmeans(long, r_con):
         con = contrasts(emm, fam, ref="control", adjust="holm" if adj == "p_holm" else "tukey")
         _compare(con, rc, ["week", "contrast"], {**CON_COLS, "p_adj": adj})
 
-    tres = fit_lmm("y ~ arm * week", long, groups="participant_id", re_formula="1 + week")
+    tres = fit_lmm("y ~ arm * week", long, participant="participant_id", re_formula="1 + week")
     rt = pd.read_csv(FIX / "emtrends.csv")
     tr = emtrends(tres, "arm", var="week")
     _compare(tr.to_frame(), rt[rt.model == "lmer_trend"],
@@ -330,7 +330,7 @@ def test_sleepstudy_with_hipstats_engine():
     from hipstats.models.lmm import fit_lmm
 
     ss = pd.read_csv(FIX / "sleepstudy.csv")
-    res = fit_lmm("Reaction ~ Days", ss, groups="Subject", re_formula="1 + Days")
+    res = fit_lmm("Reaction ~ Days", ss, participant="Subject", re_formula="1 + Days")
     emm = emmeans(res, "Days", at={"Days": [0, 5, 9]})
     r = pd.read_csv(FIX / "emm_lmer_sleepstudy.csv")
     _compare(emm.to_frame(), r, ["Days"], EMM_COLS)
@@ -341,13 +341,13 @@ def test_p_adjust_matches_statsmodels(method):
     """The internal step-down/step-up adjustments equal statsmodels' multipletests (1e-12)."""
     from statsmodels.stats.multitest import multipletests
 
-    from hipstats.models.emmeans import _p_adjust
+    from hipstats.stats.inference import p_adjust
 
     rng = np.random.default_rng(0)
     for size in (1, 2, 5, 11):
         p = rng.uniform(0, 0.3, size)
         p[-1] = p[0]  # ties
-        np.testing.assert_allclose(_p_adjust(p, method), multipletests(p, method=method)[1],
+        np.testing.assert_allclose(p_adjust(p, method), multipletests(p, method=method)[1],
                                    rtol=1e-12, atol=1e-15)
 
 

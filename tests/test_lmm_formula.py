@@ -138,7 +138,7 @@ def test_issue_case_integer_subject_uncorrelated_is_lme4s_model():
     np.testing.assert_allclose(res.llf, -871.834646790741, atol=LL_ATOL)
     # and the old keyword form refuses a '|' instead of reading it as Python
     with pytest.raises(AnalysisError, match=r"contains '\|'.*formula instead"):
-        fit_lmm("Reaction ~ Days", d, groups="Subject",
+        fit_lmm("Reaction ~ Days", d, participant="Subject",
                 re_formula="(1 | Subject) + (0 + Days | Subject)")
 
 
@@ -158,14 +158,14 @@ def test_nested_slash_equals_colon_and_lme4_names():
 def test_old_keyword_form_maps_exactly_onto_the_formula():
     d = load("pastes")
     new = fit_lmm("strength ~ 1 + (1 | batch) + (1 | batch:cask)", d)
-    old = fit_lmm("strength ~ 1", d, groups="batch", nested="cask")
+    old = fit_lmm("strength ~ 1", d, participant="batch", nested="cask")
     assert old.formula == "strength ~ 1 + (1 | batch) + (1 | batch:cask)"
     np.testing.assert_allclose(old.llf, new.llf, atol=1e-12)
     with pytest.raises(AnalysisError, match="several nested factors"):
-        fit_lmm("strength ~ 1", d, groups="batch", nested=["cask", "sample"])
+        fit_lmm("strength ~ 1", d, participant="batch", nested=["cask", "sample"])
     with pytest.raises(AnalysisError, match="already has random-effects terms"):
-        fit_lmm("strength ~ 1 + (1 | batch)", d, groups="batch")
-    with pytest.raises(AnalysisError, match="need groups="):
+        fit_lmm("strength ~ 1 + (1 | batch)", d, participant="batch")
+    with pytest.raises(AnalysisError, match="need participant="):
         fit_lmm("strength ~ 1 + (1 | batch)", d, re_formula="1 + x")
 
 

@@ -53,9 +53,9 @@ RTOL = 1e-4
 LL_ATOL = 1e-4
 
 SETS = {
-    "fev": dict(formula="FEV1 ~ RACE + SEX + ARMCD * AVISIT", subject="USUBJID", visit="AVISIT",
+    "fev": dict(formula="FEV1 ~ RACE + SEX + ARMCD * AVISIT", participant="USUBJID", visit="AVISIT",
                 arm="ARMCD"),
-    "orthodont": dict(formula="distance ~ Sex * visit", subject="Subject", visit="visit", arm="Sex"),
+    "orthodont": dict(formula="distance ~ Sex * visit", participant="Subject", visit="visit", arm="Sex"),
 }
 _CACHE: dict = {}
 
@@ -73,7 +73,7 @@ def _fit(name, cov, reml):
     key = (name, cov, reml)
     if key not in _CACHE:
         s = SETS[name]
-        _CACHE[key] = fit_mmrm(s["formula"], _data(name), subject=s["subject"], visit=s["visit"],
+        _CACHE[key] = fit_mmrm(s["formula"], _data(name), participant=s["participant"], visit=s["visit"],
                                covariance=cov, reml=reml)
     return _CACHE[key]
 
@@ -168,7 +168,7 @@ def test_against_mmrm_package(key):
     ref = MMRM[key]
     name, cov, method, ddf = key.split("_")
     s = SETS[name]
-    fit = fit_mmrm(s["formula"], _data(name), subject=s["subject"], visit=s["visit"],
+    fit = fit_mmrm(s["formula"], _data(name), participant=s["participant"], visit=s["visit"],
                    covariance=cov, reml=method == "REML", ddf=_DDF[ddf])
     assert fit.converged
     assert fit.llf == pytest.approx(ref["logLik"], rel=RTOL)
@@ -226,7 +226,7 @@ def test_gradient_and_structure_derivatives():
         num2 = np.stack([(st.sigma(th + h * e, 1)[1] - st.sigma(th - h * e, 1)[1]) / (2 * h) for e in E])
         np.testing.assert_allclose(dS, num, atol=1e-7)
         np.testing.assert_allclose(d2S, num2, atol=1e-6)
-    fit = fit_mmrm("y ~ arm * visit", _sim(), subject="pid", visit="visit")
+    fit = fit_mmrm("y ~ arm * visit", _sim(), participant="pid", visit="visit")
     eng = fit._engine
     th = fit.theta + 0.05
     for reml in (True, False):
@@ -239,7 +239,7 @@ def test_gradient_and_structure_derivatives():
 def test_visit_order_natural_and_notes():
     d = _sim()
     d.loc[3, "y"] = np.nan
-    fit = fit_mmrm("y ~ arm * visit", d, subject="pid", visit="visit")
+    fit = fit_mmrm("y ~ arm * visit", d, participant="pid", visit="visit")
     assert fit.visits == ["week 0", "week 3", "week 6", "week 9"]   # not "week 0, week 3, week 6..."
     assert list(fit.cov_residual.index) == fit.visits
     assert any("1 row left out" in n for n in fit.notes)
@@ -253,9 +253,9 @@ def test_unstructured_needs_every_visit_pair():
     pid_num = d["pid"].str[1:].astype(int)
     d = d[~((pid_num % 4 < 2) & (d["visit"] == "week 3")) & ~((pid_num % 4 >= 2) & (d["visit"] == "week 6"))]
     with pytest.raises(AnalysisError, match=r"never together: \[\('week 6', 'week 3'\)\]"):
-        fit_mmrm("y ~ arm * visit", d, subject="pid", visit="visit", covariance="us")
+        fit_mmrm("y ~ arm * visit", d, participant="pid", visit="visit", covariance="us")
     with pytest.warns(UserWarning, match="fell back.*heterogeneous Toeplitz used instead of the requested unstructured"):
-        fit = fit_mmrm("y ~ arm * visit", d, subject="pid", visit="visit", covariance="us",
+        fit = fit_mmrm("y ~ arm * visit", d, participant="pid", visit="visit", covariance="us",
                        fallback=["toeph", "cs"])
     assert fit.covariance == "toeph" and fit.requested_covariance == "us"
     assert any("40 participants" in n for n in fit.notes)
@@ -264,22 +264,22 @@ def test_unstructured_needs_every_visit_pair():
 def test_too_many_parameters_and_bad_input():
     d = _sim(n=4, m=4, drop=0.0)
     with pytest.raises(AnalysisError, match="parameters but the data carry only"):
-        fit_mmrm("y ~ arm * visit", d, subject="pid", visit="visit", covariance="us")
+        fit_mmrm("y ~ arm * visit", d, participant="pid", visit="visit", covariance="us")
     d = _sim()
     with pytest.raises(AnalysisError, match="share a 'pid' and 'visit'"):
-        fit_mmrm("y ~ arm", pd.concat([d, d.head(2)], ignore_index=True), subject="pid", visit="visit")
+        fit_mmrm("y ~ arm", pd.concat([d, d.head(2)], ignore_index=True), participant="pid", visit="visit")
     with pytest.raises(AnalysisError, match="unknown covariance"):
-        fit_mmrm("y ~ arm", d, subject="pid", visit="visit", covariance="banded")
+        fit_mmrm("y ~ arm", d, participant="pid", visit="visit", covariance="banded")
     with pytest.raises(AnalysisError, match="need a REML fit"):
-        fit_mmrm("y ~ arm", d, subject="pid", visit="visit", reml=False, ddf="kenward-roger")
+        fit_mmrm("y ~ arm", d, participant="pid", visit="visit", reml=False, ddf="kenward-roger")
     with pytest.raises(AnalysisError, match="rank deficient"):
-        fit_mmrm("y ~ arm + I(arm == 'active')", d, subject="pid", visit="visit")
-    with pytest.raises(AnalysisError, match="subject column 'id'"):
-        fit_mmrm("y ~ arm", d, subject="id", visit="visit")
+        fit_mmrm("y ~ arm + I(arm == 'active')", d, participant="pid", visit="visit")
+    with pytest.raises(AnalysisError, match="participant column 'id'"):
+        fit_mmrm("y ~ arm", d, participant="id", visit="visit")
 
 
 def test_result_base_pickle_and_emmeans():
-    fit = fit_mmrm("y ~ arm * visit", _sim(), subject="pid", visit="visit", ddf="kenward-roger")
+    fit = fit_mmrm("y ~ arm * visit", _sim(), participant="pid", visit="visit", ddf="kenward-roger")
     assert isinstance(fit, MMRMResult) and isinstance(fit, hs.results.Result)
     s = fit.summary()
     assert list(s.columns) == ["estimate", "se", "df", "statistic", "p_value", "ci_low", "ci_high"]
@@ -304,7 +304,7 @@ def test_unbiased_on_simulation():
     """Simulation with known truth: the arm difference at the last visit (true 2) is covered."""
     hits = 0
     for seed in range(20):
-        fit = fit_mmrm("y ~ arm * visit", _sim(n=80, seed=seed), subject="pid", visit="visit")
+        fit = fit_mmrm("y ~ arm * visit", _sim(n=80, seed=seed), participant="pid", visit="visit")
         ct = hs.contrasts(hs.emmeans(fit, "arm", by="visit"), "trt.vs.ctrl", ref="placebo",
                           adjust="none")
         last = ct[ct["visit"] == "week 9"].iloc[0]
@@ -333,7 +333,7 @@ def test_h2_analysis_with_mmrm():
         value=("value", "mean"), arm=("arm", "first")).reset_index()
     agg["arm"] = agg["arm"].astype(object)
     agg["visit"] = agg["visit"].astype(object)
-    fit = fit_mmrm(res.formula, agg, subject="participant_id", visit="visit", visits=res.visits,
+    fit = fit_mmrm(res.formula, agg, participant="participant_id", visit="visit", visits=res.visits,
                    ddf="kenward-roger")
     ct = hs.contrasts(hs.emmeans(fit, "arm", by="visit"), "trt.vs.ctrl", ref=res.reference,
                       adjust="none")

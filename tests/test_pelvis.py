@@ -219,7 +219,7 @@ def test_within_between_matches_lme4_and_lmertest():
     for term in ("within", "between", "contextual"):  # lmerTest Satterthwaite df, 1 %
         assert res.loc[term, "df"] == pytest.approx(ref[f"df_{term}"], rel=1e-2), term
     attrs = res.attrs
-    assert attrs["var_subject"] == pytest.approx(ref["var_subject"], rel=1e-4)
+    assert attrs["var_participant"] == pytest.approx(ref["var_subject"], rel=1e-4)
     assert attrs["var_residual"] == pytest.approx(ref["var_residual"], rel=1e-4)
     assert attrs["n_participants"] == 30
 

@@ -460,7 +460,7 @@ def test_from_cohort_uses_pilot_fit_and_observed_dropout():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = fit_lmm("value ~ week * C(arm, Treatment('control'))", pv,
-                      groups="participant_id", re_formula="1 + week")
+                      participant="participant_id", re_formula="1 + week")
     assert d.sd_residual == pytest.approx(fit.sigma, rel=1e-6)
     assert d.sd_intercept == pytest.approx(fit.varcomp["sdcor"].iloc[0], rel=1e-6)
     # observed dropout: randomised participants without a week-12 value, per arm

@@ -258,7 +258,7 @@ def test_sem_and_mdc_formulas():
     sd = SF.std(ddof=1)
     assert sem(long, "target", "rater", "rating", method="icc", form="ICC3") == pytest.approx(
         sd * np.sqrt(1 - 0.714840714840715), rel=1e-9)
-    assert mdc(data=long, targets="target", raters="rater", ratings="rating") == pytest.approx(
+    assert mdc(data=long, participant="target", raters="rater", ratings="rating") == pytest.approx(
         stats.norm.ppf(0.975) * np.sqrt(2 * ms["msw"]), rel=1e-12)
 
 
@@ -460,7 +460,7 @@ def test_bland_altman_repeated_measures_match_r(dataset, case):
             data = pd.concat([data[["subject", "x"]], data[["subject", "y"]]])
     else:
         data = pd.read_csv(FIX / f"ba_{dataset}.csv")
-    res = bland_altman(data, "x", "y", subject="subject", true_value=case)
+    res = bland_altman(data, "x", "y", participant="subject", true_value=case)
     for col in ("bias", "sd", "loa_low", "loa_high"):
         assert getattr(res, col) == pytest.approx(ref[col], rel=1e-9, abs=1e-12), col
     assert res.n_participants == data["subject"].nunique()
@@ -479,7 +479,7 @@ def test_repeated_measures_limits_cover_truth():
         d = 0.5 + rng.normal(0, 1, 30)[subj] + rng.normal(0, 2, 90)
         level = rng.normal(40, 8, 30)[subj]
         df = pd.DataFrame({"s": subj, "x": level + d, "y": level})
-        r = bland_altman(df, "x", "y", subject="s")
+        r = bland_altman(df, "x", "y", participant="s")
         hits.append(r.loa_high_ci[0] <= true_hi <= r.loa_high_ci[1])
     assert 0.88 <= np.mean(hits) <= 0.99
 
@@ -509,7 +509,7 @@ def test_bland_altman_plot_from_data():
     from hipstats.plots.reliability import bland_altman_plot
 
     data = pd.read_csv(FIX / "ba_sim_varying.csv")
-    fig = bland_altman_plot(bland_altman(data, x="x", y="y", subject="subject"), unit="deg")
+    fig = bland_altman_plot(bland_altman(data, x="x", y="y", participant="subject"), unit="deg")
     ax = fig.axes[0]
     assert "deg" in ax.get_ylabel()
     assert len(ax.collections[0].get_offsets()) == len(data)
@@ -625,10 +625,10 @@ def test_errors_name_the_problem():
 def test_bland_altman_errors():
     pairs = pd.DataFrame({"s": [1, 1, 2, 2, 3], "x": [1.0, 2, 3, 4, 5], "y": [1.5, 2, 2, 4, 6]})
     with pytest.raises(AnalysisError, match=r"single pair.*\[3\]"):
-        bland_altman(pairs, "x", "y", subject="s")
+        bland_altman(pairs, "x", "y", participant="s")
     with pytest.raises(AnalysisError, match="single reading"):
         bland_altman(pd.DataFrame({"s": [1, 1, 2, 2, 3, 3], "x": [1, 2, 3, 4, 5, None],
-                                   "y": [1, 2, 3, None, 5, 6]}), "x", "y", subject="s",
+                                   "y": [1, 2, 3, None, 5, 6]}), "x", "y", participant="s",
                      true_value="constant")
     with pytest.raises(AnalysisError, match="equal"):
         bland_altman(pd.DataFrame({"x": [1.0, 2, 3], "y": [0.0, 1, 2]}), "x", "y")
@@ -737,3 +737,30 @@ def test_codes_of_several_columns_match_sorted_groups():
     assert list(labels) == list(ref.itertuples(index=False, name=None))
     assert list(labels.names) == ["participant_id", "side", "trial"]
     assert [labels[c] for c in codes] == list(df.itertuples(index=False, name=None))
+
+
+def test_score_agreement_weights_the_whole_scale_at_the_asked_confidence():
+    """The report's Mens-score kappa uses the full 0-5 scale (quadratic weights depend on the number
+    of categories, not on which scores happen to be seen) and its CI follows ``confidence``."""
+    from hipstats.cohort.simulate import simulate_cohort
+    from hipstats.report.areas import rater_pairs, score_agreement
+
+    cohort = simulate_cohort(n_participants=60, seed=1)
+    pairs = rater_pairs(cohort, "aslr_mens_score", pelvis=None)
+    a, b = pairs.attrs["raters"]
+    seen = sorted(set(pairs[a].dropna()) | set(pairs[b].dropna()))
+    assert len(seen) < 6  # the simulated scores leave part of the scale unused
+    # (quadratic kappa is unchanged by unused end categories, but a gap inside the scale moves it:
+    # positions 0, 1, 2 for the scores 0, 1, 3 would make 1 -> 3 look like one step)
+    gap = pd.DataFrame({"x": [0, 1, 3, 3, 1, 0, 3], "y": [0, 3, 1, 3, 1, 1, 3]})
+    assert (cohen_kappa(gap, "x", "y", weights="quadratic", categories=range(6))["kappa"].iloc[0]
+            != pytest.approx(cohen_kappa(gap, "x", "y", weights="quadratic")["kappa"].iloc[0], rel=1e-6))
+    k95 = score_agreement(cohort, "aslr_mens_score")
+    k90 = score_agreement(cohort, "aslr_mens_score", confidence=0.90)
+    full = cohen_kappa(pairs, a, b, weights="quadratic", categories=range(6))
+    assert int(k95["n_categories"].iloc[0]) == 6
+    assert k95["kappa"].iloc[0] == pytest.approx(full["kappa"].iloc[0], rel=1e-12)
+    w95 = k95["kappa_ci_high"].iloc[0] - k95["kappa_ci_low"].iloc[0]
+    w90 = k90["kappa_ci_high"].iloc[0] - k90["kappa_ci_low"].iloc[0]
+    assert w90 / w95 == pytest.approx(1.6448536 / 1.9599640, rel=1e-6)
+    assert k90.attrs["confidence"] == 0.90

@@ -79,3 +79,12 @@ def test_code_names_become_words():
     f = table(df).frames[0]
     assert f["term"].tolist() == ["arm: loading", "Cumulative volume-load (per 1,000 kg)"]
     assert f["measure"].tolist() == ["Hip internal rotation (deg)", "ASLR angle (deg)"]
+
+
+def test_precision_follows_the_nonzero_values_and_percentages_get_one_decimal():
+    # many exact zeros (no missing values at most visits) must not push a column to three decimals
+    df = pd.DataFrame({"visit": ["a", "b", "c", "d", "e"], "missing_pct": [33.3, 0.0, 0.0, 0.0, 28.6],
+                       "sd": [0.0, 0.0, 0.0, 2.345, 3.456]})
+    html = table(df).to_html()
+    assert "33.3<" in html and "33.300" not in html and "0.000" not in html
+    assert "2.3<" in html and "3.5<" in html

@@ -83,8 +83,8 @@ def results():
     pc = final.groupby(["participant_id", "arm"], observed=True)[["change", "baseline", "value"]].mean().reset_index()
     made = {
         "reliability_summary": hs.reliability_summary(c, n_boot=30),
-        "icc": hs.icc(base, targets=["participant_id", "side"], raters="trial", ratings="value"),
-        "bland_altman": hs.bland_altman(pairs, *pairs.attrs["raters"], subject="participant_id"),
+        "icc": hs.icc(base, participant=["participant_id", "side"], raters="trial", ratings="value"),
+        "bland_altman": hs.bland_altman(pairs, *pairs.attrs["raters"], participant="participant_id"),
         "cohen_kappa": hs.cohen_kappa(pd.DataFrame({"a": rng.integers(0, 4, 40), "b": rng.integers(0, 4, 40)}),
                                       "a", "b"),
         "h2_analysis": hs.h2_analysis(c, mdc=5.0),
@@ -92,7 +92,7 @@ def results():
         "screening_analysis": hs.screening_analysis(c),
         "loading_analysis": hs.loading_analysis(c),
         "faults_analysis": hs.faults_analysis(c),
-        "fit_lmm": hs.fit_lmm("value ~ week", af, groups="participant_id"),
+        "fit_lmm": hs.fit_lmm("value ~ week", af, participant="participant_id"),
         "ancova": hs.ancova(pc, "value", "baseline", "arm"),
         "hedges_g": hs.hedges_g(pc, dv="change", group="arm"),
         "responders": hs.responders(pc, "change", "arm", 5.0),
@@ -218,3 +218,91 @@ def test_alpha_alias_warns_and_sets_the_level():
     pd.testing.assert_frame_equal(new, old)
     wide = hs.rm_corr(df, "x", "y", "s")
     assert wide["ci_low"].iloc[0] < new["ci_low"].iloc[0] < new["ci_high"].iloc[0] < wide["ci_high"].iloc[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# one name for the participant argument
+# ----------------------------------------------------------------------------------------------
+#: old names of the participant argument; only allowed as deprecated keyword aliases
+OLD_PARTICIPANT_NAMES = {"subject", "subjects", "subject_id", "targets", "groups", "cluster"}
+
+
+def _public_callables():
+    """Every public function and public method (and constructor) of the public API.
+
+    The public API: the flat ``hipstats`` namespace and the ``__all__`` of every module whose
+    dotted path has no private part.
+    """
+    import importlib
+    import pkgutil
+
+    seen = set()
+    spaces = [("hipstats", {n: getattr(hs, n) for n in hs.__all__})]
+    for m in pkgutil.walk_packages(hs.__path__, "hipstats."):
+        if any(part.startswith("_") for part in m.name.split(".")):
+            continue
+        mod = importlib.import_module(m.name)
+        spaces.append((m.name, {n: getattr(mod, n) for n in getattr(mod, "__all__", ()) if hasattr(mod, n)}))
+    for space, names in spaces:
+        for name, obj in names.items():
+            members = []
+            if inspect.isfunction(obj):
+                members = [(name, obj)]
+            elif inspect.isclass(obj) and obj.__module__.startswith("hipstats"):
+                members = [(f"{name}.{k}", v) for k, v in vars(obj).items()
+                           if inspect.isfunction(v) and (not k.startswith("_") or k == "__init__")]
+            for qual, f in members:
+                if id(f) not in seen:
+                    seen.add(id(f))
+                    yield f"{space}.{qual}", f
+
+
+def test_public_api_walk_finds_the_participant_calls():
+    names = {q.rsplit(".", 1)[-1] for q, _ in _public_callables()}
+    assert {"rm_corr", "icc", "bland_altman", "fit_lmm", "fit_mmrm", "pooled_rate", "fleiss_kappa"} <= names
+
+
+def participant_argument_problems(callables) -> tuple[list[str], list[str]]:
+    """(offenders, aliased): parameters under an old participant name that are not a deprecated
+    keyword alias (a keyword-only parameter whose default is ``hipstats.results.DEPRECATED``,
+    next to a ``participant`` parameter), and the calls that keep such an alias."""
+    from hipstats.results import DEPRECATED
+
+    offenders, aliased = [], []
+    for qual, f in callables:
+        params = inspect.signature(f).parameters
+        for p in params.values():
+            if p.name not in OLD_PARTICIPANT_NAMES:
+                continue
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is DEPRECATED:
+                aliased.append(qual)
+                if "participant" not in params:
+                    offenders.append(f"{qual}: alias {p.name}= without participant=")
+            else:
+                offenders.append(f"{qual}({p.name}=...)")
+    return offenders, aliased
+
+
+def test_participant_argument_has_one_name():
+    """No public call names the participant column subject/targets/groups/cluster, except as
+    a deprecated keyword alias (resolved by ``hipstats.results.resolve_participant``)."""
+    offenders, aliased = participant_argument_problems(_public_callables())
+    assert not offenders, "participant argument under an old name: " + ", ".join(offenders)
+    assert len(aliased) >= 12
+
+
+def test_checker_of_aliases_can_fail():
+    from hipstats.results import DEPRECATED
+
+    def bad(data, subject="participant_id"):  # an old name as a real parameter
+        return data
+
+    def lonely(data, *, groups=DEPRECATED):  # an alias of nothing
+        return data
+
+    def good(data, participant="participant_id", *, subject=DEPRECATED):
+        return data
+
+    offenders, aliased = participant_argument_problems([("bad", bad), ("lonely", lonely), ("good", good)])
+    assert offenders == ["bad(subject=...)", "lonely: alias groups= without participant="]
+    assert aliased == ["lonely", "good"]

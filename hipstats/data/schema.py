@@ -151,6 +151,21 @@ class Measure:
     def is_score(self) -> bool:
         return self.unit == "score"
 
+    @property
+    def categories(self) -> list[int] | None:
+        """The full ordinal scale of a score (``[0, 1, ..., 5]`` for the Mens ASLR score), None for an angle.
+
+        Weighted kappa needs the whole scale, not the scores that happen to be observed, so that
+        its weights reflect the real distances between categories.
+
+        >>> MEASURES["aslr_fms_score"].categories
+        [0, 1, 2, 3]
+        """
+        if not self.is_score:
+            return None
+        lo, hi = self.plausible
+        return list(range(int(lo), int(hi) + 1))
+
 
 MEASURES: dict[str, Measure] = {
     m.name: m

@@ -7,7 +7,7 @@ Examples
 >>> import hipstats as hs
 >>> from hipstats.models import fit_lmm
 >>> cohort = hs.simulate_cohort(60, seed=2)
->>> fit = fit_lmm("value ~ week", cohort.analysis_frame("hip_ir_deg"), groups="participant_id",
+>>> fit = fit_lmm("value ~ week", cohort.analysis_frame("hip_ir_deg"), participant="participant_id",
 ...               re_formula="1 + week")
 >>> bool(fit.converged)
 True

@@ -33,7 +33,7 @@ Interface
     ``(n, m, m)``, ``dV`` ``(k, n, m, m)``, ``d2V`` ``(k, k, n, m, m)``; e.g. one block per
     participant of an LMM, or ``n = 1`` and one dense block for crossed designs).
     ``d2V=None`` means zero second derivatives (a linear parameterisation: R = 0).
-``kr_components(groups, second=True) -> KRComponents``
+``kr_components(block_groups, second=True) -> KRComponents``
     ``Phi`` (p, p), ``P`` (k, p, p), ``Q`` (k, k, p, p), ``R`` (k, k, p, p) or None, ``K``
     (k, k) = ``sum_i tr(V_i^{-1} dV_ih V_i^{-1} dV_ij)``. ``second=False`` skips Q, R (enough
     for df).
@@ -216,12 +216,12 @@ def _block_parts(g: BlockGroup, second: bool):
     return XVX, P, Q, R, K
 
 
-def kr_components(groups, second: bool = True) -> KRComponents:
+def kr_components(block_groups, second: bool = True) -> KRComponents:
     """``Phi``, ``P``, ``Q``, ``R`` and ``K`` summed over every block of every group.
 
     Parameters
     ----------
-    groups : sequence of BlockGroup
+    block_groups : sequence of BlockGroup
         All blocks of the model (the same ``p`` and ``k`` in each group).
     second : bool, default True
         Also compute ``Q`` and ``R`` (needed for :func:`adjusted_vcov` and
@@ -238,7 +238,7 @@ def kr_components(groups, second: bool = True) -> KRComponents:
     >>> kr_components([BlockGroup(X, V, dV)]).Phi        # (8 obs, variance 1)
     array([[0.125]])
     """
-    groups = list(groups)
+    groups = list(block_groups)
     if not groups:
         raise AnalysisError("kr_components needs at least one BlockGroup")
     p, k = groups[0].X.shape[2], groups[0].k

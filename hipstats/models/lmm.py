@@ -85,7 +85,7 @@ from hipstats.errors import AnalysisError, ConvergenceWarning, SingularFitWarnin
 from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_modes, lme4_order
 from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
-from hipstats.results import Result, html_table, resolve_confidence
+from hipstats.results import DEPRECATED, Result, html_table, resolve_confidence, resolve_participant
 from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
@@ -99,35 +99,35 @@ SATT_RICHARDSON = 1
 
 
 # --------------------------------------------------------------------------- model frame
-def _legacy_formula(formula, groups, re_formula, nested):
-    """The lme4 formula that ``fit_lmm(formula, groups=, re_formula=, nested=)`` means.
+def _legacy_formula(formula, participant, re_formula, nested):
+    """The lme4 formula that ``fit_lmm(formula, participant=, re_formula=, nested=)`` means.
 
-    ``re_formula`` is the design of the random effects within ``groups`` (``"1 + week"``),
-    ``nested`` a column whose levels get a random intercept within ``groups``:
-    ``value ~ x`` + ``(re_formula | groups)`` + ``(1 | groups:nested)``.
+    ``re_formula`` is the design of the random effects within ``participant`` (``"1 + week"``),
+    ``nested`` a column whose levels get a random intercept within ``participant``:
+    ``value ~ x`` + ``(re_formula | participant)`` + ``(1 | participant:nested)``.
     """
-    if not isinstance(groups, str):
-        raise AnalysisError(f"groups must be one column name, got {groups!r}; for several "
+    if not isinstance(participant, str):
+        raise AnalysisError(f"participant must be one column name, got {participant!r}; for several "
                             "grouping factors write them in the formula, e.g. "
                             "'y ~ x + (1 | participant_id) + (1 | site)'")
     if parse_formula(formula).random:
         raise AnalysisError(f"formula {formula!r} already has random-effects terms; drop "
-                            "groups=/re_formula=/nested= (the formula says it all)")
+                            "participant=/re_formula=/nested= (the formula says it all)")
     re_f = str(re_formula).strip()
     re_f = re_f[1:].strip() if re_f.startswith("~") else re_f
     if "|" in re_f:
         raise AnalysisError(
             f"re_formula {re_formula!r} contains '|': re_formula is the design within "
-            f"groups={groups!r} and is never read as lme4 syntax. Write the random terms in "
-            f"the formula instead, e.g. fit_lmm('{formula} + (1 | {groups}) + (0 + x | "
-            f"{groups})', data)")
-    text = f"{formula} + ({re_f or '1'} | {_show_name(groups)})"
+            f"participant={participant!r} and is never read as lme4 syntax. Write the random terms in "
+            f"the formula instead, e.g. fit_lmm('{formula} + (1 | {participant}) + (0 + x | "
+            f"{participant})', data)")
+    text = f"{formula} + ({re_f or '1'} | {_show_name(participant)})"
     if nested is not None:
         if not isinstance(nested, str):
             raise AnalysisError(f"nested must be one column name, got {nested!r}; for several "
                                 "nested factors write them in the formula, e.g. "
-                                f"'(1 | {groups}/side/trial)'")
-        text += f" + (1 | {_show_name(groups)}:{_show_name(nested)})"
+                                f"'(1 | {participant}/side/trial)'")
+        text += f" + (1 | {_show_name(participant)}:{_show_name(nested)})"
     return text
 
 
@@ -567,8 +567,8 @@ def _optimize(prob, reml, maxiter, theta0=None):
 
 
 # --------------------------------------------------------------------------- public API
-def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=True,
-            engine="fast", maxiter=1000, warn=True):
+def fit_lmm(formula, data, participant=None, re_formula="1", *, nested=None, reml=True,
+            engine="fast", maxiter=1000, warn=True, groups=DEPRECATED):
     """Fit a linear mixed model written in lme4's formula syntax.
 
     Parameters
@@ -585,11 +585,14 @@ def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=Tru
     data : pandas.DataFrame
         Long data, one row per observation. Rows with a missing value in any variable used
         (response, fixed and random effects, grouping columns) are dropped.
-    groups, re_formula, nested : str, optional
-        The older form ``fit_lmm("value ~ week", data, groups="participant_id",
-        re_formula="1 + week", nested="side")``, which means exactly
+    participant, re_formula, nested : str, optional
+        The short form for the participant as the grouping factor:
+        ``fit_lmm("value ~ week", data, participant="participant_id", re_formula="1 + week",
+        nested="side")`` means exactly
         ``"value ~ week + (1 + week | participant_id) + (1 | participant_id:side)"``.
-        ``re_formula`` is the design within ``groups`` and may not contain ``|``.
+        ``re_formula`` is the design within ``participant`` and may not contain ``|``. Leave
+        ``participant`` out when the formula has its random terms (the formula names the
+        grouping factor).
     reml : bool, default True
         REML (True) or maximum likelihood (False).
     engine : {"fast", "statsmodels"}
@@ -602,6 +605,8 @@ def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=Tru
     warn : bool, default True
         Emit :class:`~hipstats.errors.ConvergenceWarning` and
         :class:`~hipstats.errors.SingularFitWarning`.
+    groups : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -634,25 +639,41 @@ def fit_lmm(formula, data, groups=None, re_formula="1", *, nested=None, reml=Tru
     [0.48, 59.0]
     """
     eval_env = patsy.EvalEnvironment.capture(1)
-    if groups is not None:
-        formula = _legacy_formula(formula, groups, re_formula, nested)
+    participant = resolve_participant(participant, where="fit_lmm", default=None, groups=groups)
+    if participant is not None:
+        formula = _legacy_formula(formula, participant, re_formula, nested)
     elif nested is not None or str(re_formula).strip() not in ("1", "~1", "~ 1"):
-        raise AnalysisError("re_formula= and nested= need groups=; or write the random terms "
+        raise AnalysisError("re_formula= and nested= need participant=; or write the random terms "
                             "in the formula, e.g. 'value ~ week + (1 + week | participant_id)'")
     spec = _Spec(formula, data, eval_env)
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
-def fit_arrays(X, y, Z, groups, *, exog_names, re_names, reml=True, maxiter=1000, warn=True,
-                theta0=None):
+def fit_arrays(X, y, Z, participant=None, *, exog_names, re_names, reml=True, maxiter=1000,
+               warn=True, theta0=None, groups=DEPRECATED):
     """:func:`fit_lmm` on ready design arrays (fast path of simulation power).
 
     ``X`` (n, p) fixed effects, ``y`` (n,), ``Z`` (n, q) correlated random effects per
-    participant, ``groups`` (n,) participant labels; ``theta0`` an optional start for
-    ``theta``. Same optimiser, checks and :class:`LMMResult` as :func:`fit_lmm` (without a
-    model frame: no ``predict``).
+    participant, ``participant`` (n,) the participant label of each row (``groups`` is its
+    deprecated alias); ``theta0`` an optional start for ``theta``. Same optimiser, checks and
+    :class:`LMMResult` as :func:`fit_lmm` (without a model frame: no ``predict``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> pid = np.repeat(np.arange(30), 4); week = np.tile([0., 4, 8, 12], 30)
+    >>> y = 40 + rng.normal(0, 5, 30)[pid] + 0.5 * week + rng.normal(0, 1, 120)
+    >>> X = np.column_stack([np.ones(120), week])
+    >>> fit = fit_arrays(X, y, np.ones((120, 1)), pid, exog_names=["Intercept", "week"],
+    ...                  re_names=["Intercept"])
+    >>> round(float(fit.fe_params["week"]), 1)
+    0.5
     """
-    spec = _Spec.from_arrays(X, y, Z, groups, exog_names=exog_names, re_names=re_names)
+    participant = resolve_participant(participant, where="fit_arrays", default=None, groups=groups)
+    if participant is None:
+        raise TypeError("fit_arrays() needs participant= (the participant label of each row)")
+    spec = _Spec.from_arrays(X, y, Z, participant, exog_names=exog_names, re_names=re_names)
     return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
 
 

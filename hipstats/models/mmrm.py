@@ -69,7 +69,7 @@ Examples
 ...                   "arm": np.repeat(rng.permutation(["ctl", "trt"] * (n // 2)), 3)})
 >>> d["y"] = (10 + 2 * (d["arm"] == "trt") * (d["visit"] != "w0")
 ...           + np.repeat(rng.normal(0, 2, n), 3) + rng.normal(0, 1, 3 * n))
->>> fit = hs.fit_mmrm("y ~ arm * visit", d.drop(index=[5, 8, 11]), subject="pid", visit="visit")
+>>> fit = hs.fit_mmrm("y ~ arm * visit", d.drop(index=[5, 8, 11]), participant="pid", visit="visit")
 >>> fit.cov_residual.shape
 (3, 3)
 >>> emm = hs.emmeans(fit, "arm", by="visit")
@@ -90,7 +90,15 @@ from scipy import linalg, optimize, stats
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.models import kenward_roger as kr
-from hipstats.results import Result, exclusion_note, html_table
+from hipstats.results import (
+    DEPRECATED,
+    PARTICIPANT_COLUMN,
+    Result,
+    exclusion_note,
+    html_table,
+    renamed_attribute,
+    resolve_participant,
+)
 from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_mmrm", "MMRMResult", "COVARIANCES", "DDF_METHODS"]
@@ -469,7 +477,7 @@ def _build(formula, data, subject, visit, visits, eval_env):
     """Model frame, design, visit positions and notes on dropped rows."""
     if not isinstance(data, pd.DataFrame):
         raise AnalysisError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    for col, what in ((subject, "subject"), (visit, "visit")):
+    for col, what in ((subject, "participant"), (visit, "visit")):
         if col not in data.columns:
             raise AnalysisError(f"{what} column {col!r} not found in data (columns: "
                                 f"{', '.join(map(str, data.columns))})")
@@ -613,8 +621,9 @@ def _empirical_cov(patterns, X, y, m):
 
 
 # --------------------------------------------------------------------------- public API
-def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="satterthwaite",
-             visits=None, fallback=None, maxiter=500, warn=True) -> MMRMResult:
+def fit_mmrm(formula, data, participant=PARTICIPANT_COLUMN, visit="visit", covariance="us", *,
+             reml=True, ddf="satterthwaite", visits=None, fallback=None, maxiter=500, warn=True,
+             subject=DEPRECATED) -> MMRMResult:
     """Fit a mixed model for repeated measures (GLS with a residual covariance across visits).
 
     Parameters
@@ -623,11 +632,11 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
         Mean model in patsy syntax, e.g. ``"value ~ baseline + C(arm, Treatment('control')) *
         C(visit)"``. The visit usually enters as a factor.
     data : pandas.DataFrame
-        Long data, one row per subject and visit. Rows with a missing value in a variable of
-        the formula, the subject or the visit are dropped and counted in ``notes``.
-    subject : str
-        Column identifying subjects (participants); rows of different subjects are independent.
-    visit : str
+        Long data, one row per participant and visit. Rows with a missing value in a variable of
+        the formula, the participant or the visit are dropped and counted in ``notes``.
+    participant : str, default "participant_id"
+        Column identifying the participant; rows of different participants are independent.
+    visit : str, default "visit"
         Column of the visit (the rows and columns of the residual covariance). Order: ``visits``
         if given, else the categories of a categorical column, else ascending with numbers in
         labels compared as numbers (``"week 3"`` before ``"week 12"``). Visits without rows are
@@ -653,6 +662,8 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
         Iteration limit of the quasi-Newton optimiser.
     warn : bool, default True
         Emit warnings (fallback, convergence).
+    subject : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -664,11 +675,12 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
     >>> rng = np.random.default_rng(4)
     >>> d = pd.DataFrame({"id": np.repeat(np.arange(50), 4), "week": np.tile([0, 4, 8, 12], 50)})
     >>> d["y"] = np.repeat(rng.normal(0, 3, 50), 4) + 0.2 * d["week"] + rng.normal(0, 1, 200)
-    >>> fit = fit_mmrm("y ~ C(week)", d, subject="id", visit="week", covariance="cs")
+    >>> fit = fit_mmrm("y ~ C(week)", d, participant="id", visit="week", covariance="cs")
     >>> fit.covariance, fit.cov_residual.shape, bool(fit.converged)
     ('cs', (4, 4), True)
     """
     eval_env = patsy.EvalEnvironment.capture(1)
+    participant = resolve_participant(participant, where="fit_mmrm", subject=subject)
     cov_list = [_normalize_covariance(covariance)]
     for c in fallback or ():
         c = _normalize_covariance(c)
@@ -678,7 +690,7 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
     if ddf.startswith("kenward") and not reml:
         raise AnalysisError("Kenward-Roger df need a REML fit (reml=True); use "
                             "ddf='satterthwaite' for ML")
-    frame, ydf, Xdf, levels, vpos, notes = _build(formula, data, subject, visit, visits, eval_env)
+    frame, ydf, Xdf, levels, vpos, notes = _build(formula, data, participant, visit, visits, eval_env)
     X = Xdf.to_numpy(float)
     y = ydf.to_numpy(float).ravel()
     N, p = X.shape
@@ -686,9 +698,9 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
     if problem:
         raise AnalysisError(problem)
     m = len(levels)
-    patterns, nsub, mask, counts = _patterns(frame, X, y, subject, vpos, m)
+    patterns, nsub, mask, counts = _patterns(frame, X, y, participant, vpos, m)
     if nsub < 2:
-        raise AnalysisError(f"an MMRM needs at least 2 subjects ({subject!r}), got {nsub}")
+        raise AnalysisError(f"an MMRM needs at least 2 participants ({participant!r}), got {nsub}")
     tried = []
     for i, cov in enumerate(cov_list):
         structure = _Structure(cov, m)
@@ -704,7 +716,7 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
                    f"{info['hessian_pd']})")
         if i == len(cov_list) - 1:
             raise AnalysisError(why + (f" (after {', '.join(t[0] for t in tried)})" if tried else "")
-                                + f"; {nsub} subjects, {N} observations, {m} visits")
+                                + f"; {nsub} participants, {N} observations, {m} visits")
         tried.append((cov, why))
     if tried:
         msg = "; ".join(w for _, w in tried)
@@ -723,7 +735,7 @@ def fit_mmrm(formula, data, subject, visit, covariance="us", *, reml=True, ddf="
         "n_visits": [g.m for g in patterns], "n_participants": [g.n for g in patterns]}
     ).sort_values(["n_visits", "n_participants"], ascending=False, ignore_index=True)
     return MMRMResult(
-        formula=formula, subject=subject, visit=visit, visits=levels, covariance=structure.name,
+        formula=formula, participant=participant, visit=visit, visits=levels, covariance=structure.name,
         requested_covariance=cov_list[0], reml=reml, ddf=ddf, frame=frame, exog_names=list(Xdf.columns),
         yname=ydf.columns[0], design_info=Xdf.design_info, engine=engine, theta=theta, hessian=H,
         info=info, nsub=nsub, notes=notes, patterns=pattern_table)
@@ -755,9 +767,9 @@ class MMRMResult(Result):
     theta, theta_vcov : numpy.ndarray
         Covariance parameters (mmrm's parameterisation, names in ``theta_names``) and their
         covariance ``2 H^{-1}`` (H the Hessian of the deviance).
-    covariance, requested_covariance, reml, ddf, visits, subject, visit, formula
+    covariance, requested_covariance, reml, ddf, visits, participant, visit, formula
         The specification (``covariance`` differs from ``requested_covariance`` after a
-        fallback).
+        fallback; ``subject`` is a deprecated alias of ``participant``).
     nobs, n_participants : int
     converged : bool
     notes : list of str
@@ -766,10 +778,12 @@ class MMRMResult(Result):
         Visit patterns: visits, number of visits, number of participants.
     """
 
-    def __init__(self, *, formula, subject, visit, visits, covariance, requested_covariance, reml,
+    subject = renamed_attribute("participant", "subject")
+
+    def __init__(self, *, formula, participant, visit, visits, covariance, requested_covariance, reml,
                  ddf, frame, exog_names, yname, design_info, engine, theta, hessian, info, nsub,
                  notes, patterns):
-        self.formula, self.subject, self.visit = formula, subject, visit
+        self.formula, self.participant, self.visit = formula, participant, visit
         self.visits = list(visits)
         self.covariance, self.requested_covariance = covariance, requested_covariance
         self.reml, self.ddf = bool(reml), ddf
@@ -982,7 +996,7 @@ class MMRMResult(Result):
 
     def model_info(self) -> pd.Series:
         """Specification and fit statistics."""
-        return pd.Series({"formula": self.formula, "subject": self.subject, "visit": self.visit,
+        return pd.Series({"formula": self.formula, "participant": self.participant, "visit": self.visit,
                           "covariance": self.covariance, "covariance_name": COVARIANCES[self.covariance],
                           "method": "REML" if self.reml else "ML", "ddf": self.ddf,
                           "nobs": self.nobs, "n_participants": self.n_participants,

@@ -508,7 +508,7 @@ class TrialDesign:
         ----------
         fit : LMMResult or statsmodels MixedLMResults
             Random intercept-and-slope fit, e.g. ``fit_lmm("value ~ week * arm", data,
-            groups="participant_id", re_formula="1 + week")``.
+            participant="participant_id", re_formula="1 + week")``.
         arms, weeks, n_per_arm, dropout, dropout_pattern
             The planned trial (see :class:`TrialDesign`).
         effects : dict, optional
@@ -536,7 +536,7 @@ class TrialDesign:
         >>> from hipstats.power import TrialDesign
         >>> pilot = TrialDesign(arms=("control", "loading"), n_per_arm=40, sd_slope=0.5,
         ...                     effects={"control": 0, "loading": 6}).simulate(seed=1)
-        >>> fit = fit_lmm("value ~ week * arm", pilot, groups="participant_id",
+        >>> fit = fit_lmm("value ~ week * arm", pilot, participant="participant_id",
         ...               re_formula="1 + week")
         >>> d = TrialDesign.from_fit(fit, arms=("control", "loading"), weeks=(0, 6, 12))
         >>> d.effect_type, round(d.effects["loading"] - d.effects["control"], 1)

@@ -57,7 +57,7 @@ from hipstats.power.design import (
 )
 from hipstats.power.progress import Progress
 from hipstats.power.reml import PatternModel
-from hipstats.results import Result, html_table
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, Result, html_table, resolve_participant
 
 __all__ = ["PowerResult", "simulate_power", "power_curve", "curve_row", "run_replicates",
            "run_tasks", "run_chunk", "chunk_seeds", "p_values", "lmm_arrays", "lmm_frame",
@@ -221,13 +221,15 @@ class _StatsmodelsFit:
         self.singular = bool(np.min(re_sd / np.sqrt(res.scale)) < 1e-4)
 
 
-def fit_statsmodels(formula, data, groups, re_formula="1", *, nested=None, reml=True,
-                    warn=True):
-    """statsmodels MixedLM of *formula* with random effects *re_formula* per *groups*
-    (reference and benchmark engine; Wald tests only)."""
+def fit_statsmodels(formula, data, participant=PARTICIPANT_COLUMN, re_formula="1", *, nested=None,
+                    reml=True, warn=True, groups=DEPRECATED):
+    """statsmodels MixedLM of *formula* with random effects *re_formula* per *participant*
+    (the participant column; ``groups`` is its deprecated alias): the reference and
+    benchmark engine, Wald tests only."""
     import statsmodels.formula.api as smf
 
-    mod = smf.mixedlm(formula, data, groups=data[groups], re_formula="~" + re_formula)
+    participant = resolve_participant(participant, where="fit_statsmodels", groups=groups)
+    mod = smf.mixedlm(formula, data, groups=data[participant], re_formula="~" + re_formula)
     with warnings.catch_warnings():
         if not warn:
             warnings.simplefilter("ignore")

@@ -262,7 +262,7 @@ def _fit_h2_mmrm(formula, af, order, covariates, covariance, ddf, fallback):
                      "(an MMRM has one value per participant and visit)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        fit = fit_mmrm(formula, agg, subject="participant_id", visit="visit", visits=order,
+        fit = fit_mmrm(formula, agg, participant="participant_id", visit="visit", visits=order,
                        covariance=covariance, ddf=ddf, fallback=list(fallback or ()))
     for w in caught:
         if not issubclass(w.category, UserWarning) or "fell back" not in str(w.message):
@@ -374,7 +374,7 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
     model_kind = str(model).strip().lower()
     model_notes: list[str] = []
     if model_kind == "lmm":
-        model = fit_lmm(formula, af, groups="participant_id", re_formula=re_formula, nested=nested)
+        model = fit_lmm(formula, af, participant="participant_id", re_formula=re_formula, nested=nested)
         key_estimand = "difference in change"
         model_description = (f"linear mixed model on the per-side values, random effects {re_formula} by "
                              f"participant" + (f" and a {nested} intercept within participant" if nested else "")

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from hipstats.cohort.views import cohort_table, readings, tilt_class, visit_values
 from hipstats.data.schema import DEFAULT_TILT_CUTS, TILT_CLASSES
@@ -42,7 +42,7 @@ from hipstats.errors import AnalysisError, check_columns
 from hipstats.questions.common import Result
 from hipstats.results import resolve_confidence
 from hipstats.stats.correlation import rm_corr, within_between
-from hipstats.stats.effect_sizes import hedges_j
+from hipstats.stats.effect_sizes import hedges_j, smd_ci
 from hipstats.stats.inference import mean_ci, wald
 
 __all__ = ["pelvis_frame", "paired_pelvis_difference", "ir_by_tilt_class", "pelvis_analysis", "PelvisResult"]
@@ -153,18 +153,6 @@ def _as_pelvis_frame(data, **kw) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------
 # Paired neutral-vs-own-posture difference
 # ----------------------------------------------------------------------------------------
-def _dz_ci(dz: float, n: int, alpha: float) -> tuple[float, float]:
-    """CI of d_z = mean/sd of differences by inverting the noncentral t (Cumming 2012)."""
-    df, t_obs = n - 1, dz * np.sqrt(n)
-
-    def root(p):
-        f = lambda ncp: stats.nct.cdf(t_obs, df, ncp) - p  # noqa: E731
-        span = 10 + abs(t_obs) * 2
-        return optimize.brentq(f, t_obs - span, t_obs + span) / np.sqrt(n)
-
-    return root(1 - alpha / 2), root(alpha / 2)
-
-
 def _paired_row(a: np.ndarray, b: np.ndarray, alpha: float) -> dict:
     """Paired comparison of a (neutral) and b (free), one pair per participant."""
     d = a - b
@@ -179,7 +167,7 @@ def _paired_row(a: np.ndarray, b: np.ndarray, alpha: float) -> dict:
     se = sd / np.sqrt(n)
     lo, hi, t, p = wald(mean, se, alpha, df=n - 1)
     dz = mean / sd
-    dz_lo, dz_hi = _dz_ci(dz, n, alpha)
+    dz_lo, dz_hi = smd_ci(dz, n, n - 1, confidence=1 - alpha)  # noncentral t (Cumming 2012)
     sd_av = (a.std(ddof=1) + b.std(ddof=1)) / 2
     try:
         w = stats.wilcoxon(d)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hipstats.cohort import views
+from hipstats.data.schema import MEASURES
 from hipstats.errors import AnalysisError, ParameterError
 from hipstats.results import Result
 from hipstats.stats.agreement import mdc, sem_from_fit
@@ -37,16 +38,6 @@ _DEFAULT_MEASURES = ("aslr_deg", "hip_ir_deg", "pelvic_tilt_deg", "aslr_mens_sco
                      "aslr_fms_score")
 _DESIGNS = ("trial-to-trial", "session-to-session", "rater-to-rater")
 _CONDITIONS = ("pelvis", "position", "device")
-
-
-def _score_scale(measure: str):
-    from hipstats.data.schema import MEASURES
-
-    m = MEASURES.get(measure)
-    if m is None or not m.is_score:
-        return None
-    lo, hi = m.plausible
-    return list(range(int(lo), int(hi) + 1))
 
 
 def _design_frame(df: pd.DataFrame, design: str, baseline_visit: str, retest_visit: str,
@@ -357,7 +348,7 @@ def _summary_row(df, targets, raters, measure, form, confidence, nan_policy, til
                icc_ci_low_f=f_lo, icc_ci_high_f=f_hi, ci_method=method,
                sem=s, sem_ci_low=b[2], sem_ci_high=b[3],
                mdc95=mdc(s, confidence=0.95), mdc95_ci_low=z2 * b[2], mdc95_ci_high=z2 * b[3])
-    scale = _score_scale(measure)
+    scale = MEASURES[measure].categories if measure in MEASURES else None
     two_readings = fit.n_raters == 2
     if (scale is not None or measure == "pelvic_tilt_deg") and two_readings:
         # kappa on the categories a clinician would act on: the score itself (quadratic

@@ -65,7 +65,8 @@ LABELS = {
     "diff_change": "Difference in change", "ancova_diff": "ANCOVA difference",
     "difference_in_change": "Difference in change", "ancova_difference": "ANCOVA difference",
     "n_targets": "Participant-sides", "n_readings": "Readings compared", "n_responders": "Responders",
-    "n_pairs": "Pairs", "mean_diff": "Mean difference",
+    "n_pairs": "Pairs", "po": "Observed agreement", "pe": "Chance agreement", "n_categories": "Categories",
+    "weights": "Weights", "mean_diff": "Mean difference",
     "sd_diff": "SD of differences", "mean_neutral": "Mean, neutral pelvis", "mean_free": "Mean, own posture",
     "t": "t", "z": "z", "wilcoxon_W": "Wilcoxon W", "p_wilcoxon": "p (Wilcoxon)", "d_z": "Cohen's dz",
     "g_av": "Hedges' g (av)", "r": "r", "slope": "Slope", "n_obs": "Observations", "n_subjects": "Participants",
@@ -199,7 +200,10 @@ def _digits(col: str, values: np.ndarray) -> int:
         return 0
     if col == "df":
         return 1
-    mid = float(np.median(np.abs(finite)))
+    if col.endswith("_pct"):  # percentages: one decimal
+        return 1
+    nonzero = finite[finite != 0]  # exact zeros (no missing values, no faults) say nothing of the scale
+    mid = float(np.median(np.abs(nonzero)))
     return 0 if mid >= 100 else 1 if mid >= 1 else 2 if mid >= 0.01 else 3
 
 

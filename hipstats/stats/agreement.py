@@ -41,7 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.results import Result, html_table
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, Result, html_table, resolve_participant
 from hipstats.stats.icc import FORM_ALIASES, ICC_FORMS, IccFit, icc_fit
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 
@@ -54,9 +54,9 @@ __all__ = ["sem", "mdc", "bland_altman", "BlandAltmanResult"]
 _SEM_METHODS = ("within", "agreement", "error", "icc")
 
 
-def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=None, *,
+def sem(data: pd.DataFrame | None = None, participant=PARTICIPANT_COLUMN, raters=None, ratings=None, *,
         method: str = "within", form: str = "ICC(A,1)", sd: float | None = None,
-        icc_value: float | None = None, nan_policy: str = "raise") -> float:
+        icc_value: float | None = None, nan_policy: str = "raise", targets=DEPRECATED) -> float:
     r"""Standard error of measurement (SEM), in the unit of the ratings.
 
     Either from numbers (``sd`` and ``icc_value``: ``SEM = SD * sqrt(1 - ICC)``) or from data
@@ -64,8 +64,9 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
 
     Parameters
     ----------
-    data, targets, raters, ratings
-        As in :func:`~hipstats.stats.icc.icc`.
+    data, participant, raters, ratings
+        As in :func:`~hipstats.stats.icc.icc` (``participant``: the column(s) identifying the
+        rated target, default ``"participant_id"``).
     method : {"within", "agreement", "error", "icc"}
         ``"within"`` (default): ``sqrt(MSW)``, the within-target standard deviation of the
         one-way model (typical error; includes systematic rater/trial differences).
@@ -79,6 +80,8 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
         Give both (and no data) to apply ``SD * sqrt(1 - ICC)`` directly.
     nan_policy : str
         As in :func:`~hipstats.stats.icc.icc`.
+    targets : str or list of str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -98,13 +101,14 @@ def sem(data: pd.DataFrame | None = None, targets=None, raters=None, ratings=Non
     """
     if data is None:
         if sd is None or icc_value is None:
-            raise ValueError("give data (with targets, raters, ratings) or both sd and icc_value")
+            raise ValueError("give data (with participant, raters, ratings) or both sd and icc_value")
         if sd < 0 or not -1 <= icc_value <= 1:
             raise ValueError(f"need sd >= 0 and -1 <= icc_value <= 1, got {sd}, {icc_value}")
         return float(sd * np.sqrt(1.0 - icc_value))
     if method not in _SEM_METHODS:
         raise ValueError(f"method must be one of {_SEM_METHODS}, got {method!r}")
-    fit = icc_fit(data, targets, raters, ratings, nan_policy=nan_policy, what="sem")
+    participant = resolve_participant(participant, where="sem", targets=targets)
+    fit = icc_fit(data, participant, raters, ratings, nan_policy=nan_policy, what="sem")
     return sem_from_fit(fit, method, form)
 
 
@@ -125,8 +129,9 @@ def sem_from_fit(fit: IccFit, method: str, form: str = "ICC(A,1)") -> float:
     return float(fit.sd * np.sqrt(max(1.0 - float(row["icc"].iloc[0]), 0.0)))
 
 
-def mdc(sem_value=None, *, confidence: float = 0.95, data=None, targets=None, raters=None,
-        ratings=None, method: str = "within", nan_policy: str = "raise"):
+def mdc(sem_value=None, *, confidence: float = 0.95, data=None, participant=PARTICIPANT_COLUMN,
+        raters=None, ratings=None, method: str = "within", nan_policy: str = "raise",
+        targets=DEPRECATED):
     r"""Minimal detectable change: ``MDC = z * sqrt(2) * SEM``.
 
     The smallest change between two readings of one person that exceeds measurement error with
@@ -139,6 +144,10 @@ def mdc(sem_value=None, *, confidence: float = 0.95, data=None, targets=None, ra
         :func:`sem` (``method``, ``nan_policy`` passed on).
     confidence : float
         Confidence level (0.95 gives MDC95).
+    data, participant, raters, ratings, method, nan_policy
+        Passed to :func:`sem` when ``sem_value`` is omitted.
+    targets : str or list of str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -155,10 +164,11 @@ def mdc(sem_value=None, *, confidence: float = 0.95, data=None, targets=None, ra
     5.544
     """
     confidence = check_confidence(confidence)
+    participant = resolve_participant(participant, where="mdc", targets=targets)
     if sem_value is None:
         if data is None:
-            raise ValueError("give sem_value or data (with targets, raters, ratings)")
-        sem_value = sem(data, targets, raters, ratings, method=method, nan_policy=nan_policy)
+            raise ValueError("give sem_value or data (with participant, raters, ratings)")
+        sem_value = sem(data, participant, raters, ratings, method=method, nan_policy=nan_policy)
     out = z_critical(confidence) * np.sqrt(2.0) * np.asarray(sem_value, dtype=float)
     return float(out) if out.ndim == 0 else out
 
@@ -294,16 +304,17 @@ def _single_reading_error(counts: pd.Series, what: str) -> None:
     ones = counts.index[counts.to_numpy() < 2].tolist()
     if ones:
         raise AnalysisError(
-            f"bland_altman: {len(ones)} subject(s) have a single {what}, e.g. {ones[:5]}; "
-            "repeated-measures limits need at least two per subject. Drop those subjects or "
-            "use subject=None for the classic analysis of independent pairs."
+            f"bland_altman: {len(ones)} participant(s) have a single {what}, e.g. {ones[:5]}; "
+            "repeated-measures limits need at least two per participant. Drop those participants or "
+            "use participant=None for the classic analysis of independent pairs."
         )
 
 
-def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None, *,
+def bland_altman(data: pd.DataFrame, x: str, y: str, participant: str | None = None, *,
                  limits: float = 1.96, confidence: float = 0.95,
-                 true_value: str = "varying", ci_method: str = "approx") -> BlandAltmanResult:
-    r"""Bland-Altman limits of agreement, classic or for repeated measurements per subject.
+                 true_value: str = "varying", ci_method: str = "approx",
+                 subject=DEPRECATED) -> BlandAltmanResult:
+    r"""Bland-Altman limits of agreement, classic or for repeated measurements per participant.
 
     Parameters
     ----------
@@ -313,15 +324,17 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
         readings were not paired.
     x, y : str
         Columns with the two methods' readings; differences are ``x - y``.
-    subject : str, optional
-        Subject column. When given, the Bland & Altman (2007) repeated-measures limits are
-        computed; every subject needs at least two pairs (two readings by each method).
+    participant : str, optional
+        Column identifying the participant. When given, the Bland & Altman (2007)
+        repeated-measures limits are computed; every participant needs at least two pairs
+        (two readings by each method). None (default): the classic analysis of independent
+        pairs.
     limits : float
         Multiplier of the SD of differences (1.96 for 95% limits; the 1986 paper used 2).
     confidence : float
         Level of the confidence intervals.
     true_value : {"varying", "constant"}
-        Repeated measures only: whether the true value changes between a subject's pairs
+        Repeated measures only: whether the true value changes between a participant's pairs
         (e.g. readings at different visits) or stays constant (replicate readings).
     ci_method : {"approx", "simple", "exact"}
         CIs of the limits. ``"approx"`` (default): Bland & Altman (1999), ``SE^2 = s^2 (1/n +
@@ -329,7 +342,9 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
         shortcut ``SE = sqrt(3 s^2 / n)``. ``"exact"``: Carkeet (2015) non-central t intervals
         (classic analysis only). Repeated measures: ``"approx"`` by the delta method, ``SE^2 =
         Var(bias) + limits^2 Var(s^2) / (4 s^2)`` with ``Var(MS) = 2 MS^2 / df`` for each mean
-        square in ``s^2``, t quantile on ``n_subjects - 1`` df.
+        square in ``s^2``, t quantile on ``n_participants - 1`` df.
+    subject : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -342,17 +357,17 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
     CI of the bias ``bias +/- t_{n-1} s / sqrt(n)``.
 
     Repeated, true value varying (Bland & Altman 2007, section 5): one-way ANOVA of ``d`` on
-    subject with ``m_i`` pairs per subject, ``N = sum m_i``: ``s^2 = s_b^2 + MSW`` with
+    participant with ``m_i`` pairs per participant, ``N = sum m_i``: ``s^2 = s_b^2 + MSW`` with
     ``s_b^2 = (MSB - MSW) / c``, ``c = (N^2 - sum m_i^2) / ((n - 1) N)`` (set to 0 if negative);
     bias is the mean of all differences.
 
-    Repeated, true value constant (section 3): subject means ``xbar_i``, ``ybar_i``,
+    Repeated, true value constant (section 3): participant means ``xbar_i``, ``ybar_i``,
     ``s^2 = var(xbar_i - ybar_i) + (1 - 1/m_xh) s_xw^2 + (1 - 1/m_yh) s_yw^2`` with ``s_xw^2``
-    the within-subject variance of method x and ``m_xh`` the harmonic mean of the numbers of x
-    readings per subject; bias is the mean of ``xbar_i - ybar_i``.
+    the within-participant variance of method x and ``m_xh`` the harmonic mean of the numbers of x
+    readings per participant; bias is the mean of ``xbar_i - ybar_i``.
 
     Proportional bias is the least-squares slope of difference on mean over the pairs (classic)
-    or over the subject means (repeated measures, so that subjects are the independent units).
+    or over the participant means (repeated measures, so that participants are the independent units).
 
     References
     ----------
@@ -368,26 +383,27 @@ def bland_altman(data: pd.DataFrame, x: str, y: str, subject: str | None = None,
     (-1.0, 1.673)
     """
     confidence = check_confidence(confidence)
+    participant = resolve_participant(participant, where="bland_altman", default=None, subject=subject)
     if ci_method not in _BA_CI_METHODS:
         raise ValueError(f"ci_method must be one of {_BA_CI_METHODS}, got {ci_method!r}")
     if true_value not in ("varying", "constant"):
         raise ValueError(f"true_value must be 'varying' or 'constant', got {true_value!r}")
-    cols = [x, y] + ([subject] if subject is not None else [])
+    cols = [x, y] + ([participant] if participant is not None else [])
     require_columns(data, cols, "bland_altman")
     df = pd.DataFrame({c: data[c].to_numpy() for c in dict.fromkeys(cols)})
     df[x] = pd.to_numeric(df[x], errors="coerce")
     df[y] = pd.to_numeric(df[y], errors="coerce")
-    if subject is not None and ci_method == "exact":
+    if participant is not None and ci_method == "exact":
         raise ValueError("ci_method='exact' is available for the classic analysis only")
-    if subject is not None and df[subject].isna().any():
-        raise AnalysisError(f"bland_altman: {int(df[subject].isna().sum())} row(s) have no "
-                            f"{subject!r}")
-    if subject is None:
+    if participant is not None and df[participant].isna().any():
+        raise AnalysisError(f"bland_altman: {int(df[participant].isna().sum())} row(s) have no "
+                            f"{participant!r}")
+    if participant is None:
         fit = _ba_classic(df, x, y, limits, confidence, ci_method)
     elif true_value == "varying":
-        fit = _ba_varying(df, x, y, subject, limits, confidence)
+        fit = _ba_varying(df, x, y, participant, limits, confidence)
     else:
-        fit = _ba_constant(df, x, y, subject, limits, confidence)
+        fit = _ba_constant(df, x, y, participant, limits, confidence)
     pts = fit.pop("points")
     slope, slope_ci, slope_p, intercept = _ols_slope(
         fit.pop("reg_mean"), fit.pop("reg_diff"), confidence)
@@ -409,14 +425,14 @@ def _ba_paired(df, x, y, what):
     return ok, d, (xv[ok] + yv[ok]) / 2
 
 
-def _ba_limits(bias, se_bias, sd, var_sd2, df, limits, confidence, n_pairs, n_subjects,
+def _ba_limits(bias, se_bias, sd, var_sd2, df, limits, confidence, n_pairs, n_participants,
                method, points, reg_mean, reg_diff, details):
     """Limits and their delta-method CIs (the 1999 approximation for the classic case)."""
     t = stats.t.ppf(0.5 + confidence / 2, df)
     se_loa = np.sqrt(se_bias**2 + limits**2 * var_sd2 / (4 * sd**2))
     lo, hi = bias - limits * sd, bias + limits * sd
     tstat = bias / se_bias
-    return dict(method=method, n_pairs=n_pairs, n_participants=n_subjects, bias=float(bias), sd=float(sd),
+    return dict(method=method, n_pairs=n_pairs, n_participants=n_participants, bias=float(bias), sd=float(sd),
                 loa_low=float(lo), loa_high=float(hi),
                 bias_ci=(float(bias - t * se_bias), float(bias + t * se_bias)),
                 loa_low_ci=(float(lo - t * se_loa), float(lo + t * se_loa)),
@@ -452,9 +468,9 @@ def _nct_quantiles(n: int, limits: float, confidence: float) -> tuple[float, flo
     return float(q[0]), float(q[1])
 
 
-def _ba_varying(df, x, y, subject, limits, confidence):
+def _ba_varying(df, x, y, participant, limits, confidence):
     ok, d, mean = _ba_paired(df, x, y, "")
-    s = df[subject].to_numpy()[ok]
+    s = df[participant].to_numpy()[ok]
     codes, labels = pd.factorize(s)
     m_i = np.bincount(codes).astype(float)
     _single_reading_error(pd.Series(m_i, index=labels), "pair of readings")
@@ -478,24 +494,24 @@ def _ba_varying(df, x, y, subject, limits, confidence):
                       n, "repeated, true value varying", points, mean_i, d_i, details)
 
 
-def _ba_constant(df, x, y, subject, limits, confidence):
+def _ba_constant(df, x, y, participant, limits, confidence):
     parts = {}
     for col in (x, y):
-        v = df[[subject, col]].dropna()
-        counts = v.groupby(subject, sort=True, observed=True)[col].size()
+        v = df[[participant, col]].dropna()
+        counts = v.groupby(participant, sort=True, observed=True)[col].size()
         _single_reading_error(counts, f"reading of {col!r}")
-        means = v.groupby(subject, sort=True, observed=True)[col].mean()
-        ss = ((v[col] - v[subject].map(means)) ** 2).sum()
+        means = v.groupby(participant, sort=True, observed=True)[col].mean()
+        ss = ((v[col] - v[participant].map(means)) ** 2).sum()
         dfw = len(v) - counts.size
         parts[col] = dict(means=means, counts=counts, s2w=ss / dfw, dfw=dfw, N=len(v))
     sx, sy = set(parts[x]["means"].index), set(parts[y]["means"].index)
     if sx != sy:
         odd = sorted(map(str, sx ^ sy))
-        raise AnalysisError(f"bland_altman: subject(s) {odd[:5]} have readings by only one of "
+        raise AnalysisError(f"bland_altman: participant(s) {odd[:5]} have readings by only one of "
                             f"{x!r} and {y!r}")
     n = len(sx)
     if n < 3:
-        raise AnalysisError(f"bland_altman: need at least 3 subjects, got {n}")
+        raise AnalysisError(f"bland_altman: need at least 3 participants, got {n}")
     xm, ym = parts[x]["means"], parts[y]["means"].reindex(parts[x]["means"].index)
     d_i = (xm - ym).to_numpy(float)
     s2d = d_i.var(ddof=1)

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError, check_columns
-from hipstats.results import resolve_confidence
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, resolve_confidence, resolve_participant
 from hipstats.stats.inference import wald
 
 __all__ = ["rm_corr", "within_between"]
@@ -32,24 +32,24 @@ __all__ = ["rm_corr", "within_between"]
 # ----------------------------------------------------------------------------------------
 # Repeated-measures correlation
 # ----------------------------------------------------------------------------------------
-def _within_subject(df: pd.DataFrame, x: str, y: str, subject: str):
-    """Drop missing rows and subjects with a single observation; centre x and y per subject."""
-    check_columns(df, [x, y, subject], "rm_corr")
-    d = df[[subject, x, y]].dropna()
-    counts = d.groupby(subject)[x].transform("size")
-    single = d.loc[counts < 2, subject].unique()
+def _within_participant(df: pd.DataFrame, x: str, y: str, participant: str):
+    """Drop missing rows and participants with a single observation; centre x and y per participant."""
+    check_columns(df, [x, y, participant], "rm_corr")
+    d = df[[participant, x, y]].dropna()
+    counts = d.groupby(participant)[x].transform("size")
+    single = d.loc[counts < 2, participant].unique()
     d = d[counts >= 2]
     if d.empty:
-        raise AnalysisError(f"every {subject!r} has a single observation of {x!r} and {y!r}; "
+        raise AnalysisError(f"every {participant!r} has a single observation of {x!r} and {y!r}; "
                             "a within-participant association needs repeated observations")
-    g = d.groupby(subject)
+    g = d.groupby(participant)
     xc = d[x] - g[x].transform("mean")
     yc = d[y] - g[y].transform("mean")
     return d, xc.to_numpy(float), yc.to_numpy(float), single
 
 
-def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, confidence: float = 0.95,
-            alpha: float | None = None) -> pd.DataFrame:
+def rm_corr(data: pd.DataFrame, x: str, y: str, participant: str = PARTICIPANT_COLUMN, *,
+            confidence: float = 0.95, alpha: float | None = None, subject=DEPRECATED) -> pd.DataFrame:
     """Repeated-measures correlation (Bakdash & Marusich 2017).
 
     The common within-participant association of x and y: the ANCOVA
@@ -74,12 +74,16 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, confidence: flo
     ----------
     data : DataFrame
         Long data, one row per observation.
-    x, y, subject : str
-        Column names.
+    x, y : str
+        Column names of the two measures.
+    participant : str, default "participant_id"
+        Column identifying the participant.
     confidence : float
         Level of the confidence interval (default 0.95).
     alpha : float, optional
         Deprecated: 1 - confidence (read with a DeprecationWarning).
+    subject : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -104,18 +108,19 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, confidence: flo
     (0.913, 5)
     """
     alpha = 1 - resolve_confidence(confidence, alpha, where="rm_corr")
-    d, xc, yc, single = _within_subject(data, x, y, subject)
-    k, n = d[subject].nunique(), len(d)
+    participant = resolve_participant(participant, where="rm_corr", subject=subject)
+    d, xc, yc, single = _within_participant(data, x, y, participant)
+    k, n = d[participant].nunique(), len(d)
     dof = n - k - 1
     sxx, syy, sxy = xc @ xc, yc @ yc, xc @ yc
     if sxx == 0 or syy == 0:
         which = x if sxx == 0 else y
-        raise AnalysisError(f"{which!r} does not vary within any {subject!r}; the "
+        raise AnalysisError(f"{which!r} does not vary within any {participant!r}; the "
                             "repeated-measures correlation is undefined")
     if dof < 4:
         raise AnalysisError(f"rm_corr needs at least 4 residual degrees of freedom "
                             f"(N - k - 1), got {dof} from {n} observations of {k} participants "
-                            f"({subject!r})")
+                            f"({participant!r})")
     r = float(np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0))
     with np.errstate(divide="ignore"):
         t = r * np.sqrt(dof / (1 - r * r)) if abs(r) < 1 else np.sign(r) * np.inf
@@ -131,18 +136,18 @@ def rm_corr(data: pd.DataFrame, x: str, y: str, subject: str, *, confidence: flo
 # ----------------------------------------------------------------------------------------
 # Within-between mixed model
 # ----------------------------------------------------------------------------------------
-def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: str,
+def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], participant: str,
                           alpha: float, contrast: dict[str, float]):
-    """REML random-intercept model ``y ~ terms + (1 | subject)`` by
+    """REML random-intercept model ``y ~ terms + (1 | participant)`` by
     :func:`hipstats.models.lmm.fit_lmm` (lme4's profiled deviance, lmerTest's Satterthwaite df).
 
     Returns the fixed-effect table (term, estimate, se, df, statistic, p_value, ci_low, ci_high) with one extra
     row ``"contrast"`` for the linear combination ``contrast`` ({term: weight}), and a dict of
-    fit information (variance components, n_obs, converged, singular, engine).
+    fit information (variance components, n_readings, converged, singular, engine).
     """
     from hipstats.models.lmm import fit_lmm  # noqa: PLC0415 - models imports are heavier
 
-    res = fit_lmm(f"{y} ~ " + " + ".join(terms), df, groups=subject)
+    res = fit_lmm(f"{y} ~ " + " + ".join(terms), df, participant=participant)
     table = res.summary(1 - alpha).reset_index()
     names = list(res.fe_params.index)
     c = np.array([contrast.get(n, 0.0) for n in names])
@@ -153,16 +158,17 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], subject: s
     row = pd.DataFrame([{"term": "contrast", "estimate": est, "se": se, "df": dof, "statistic": float(t),
                          "p_value": float(p), "ci_low": float(lo), "ci_high": float(hi)}])
     table = pd.concat([table, row], ignore_index=True)
-    info = {"var_subject": float(res.cov_re.iloc[0, 0]), "var_residual": res.sigma2,
+    info = {"var_participant": float(res.cov_re.iloc[0, 0]), "var_residual": res.sigma2,
             "n_readings": res.nobs, "converged": res.converged, "singular": res.singular,
             "engine": f"hipstats.models.lmm.fit_lmm ({res.engine}, REML, Satterthwaite df)"}
     return table, info
 
 
-def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
+def within_between(data: pd.DataFrame, x: str, y: str, participant: str = PARTICIPANT_COLUMN, *,
                    covariates: Sequence[str] = (), x_error_var: float | None = None,
                    x_error_df: float | None = None, confidence: float = 0.95,
-                   alpha: float | None = None, n_boot: int = 999, seed=0) -> pd.DataFrame:
+                   alpha: float | None = None, n_boot: int = 999, seed=0,
+                   subject=DEPRECATED) -> pd.DataFrame:
     """Mixed model splitting x into between- and within-participant components.
 
     .. math::
@@ -208,8 +214,10 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     ----------
     data : DataFrame
         Long data.
-    x, y, subject : str
-        Column names.
+    x, y : str
+        Column names of the predictor and the outcome.
+    participant : str, default "participant_id"
+        Column identifying the participant.
     covariates : sequence of str
         Extra fixed-effect terms (formula syntax, e.g. ``"C(side)"``).
     x_error_var : float, optional
@@ -225,6 +233,8 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
         Bootstrap draws for the corrected rows (default 999).
     seed : int
         Seed of the bootstrap.
+    subject : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -232,7 +242,7 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
         Rows ``within``, ``between``, ``contextual`` (between - within), with ``x_error_var``
         also ``within_corrected`` and ``between_corrected``, then the intercept and
         covariates: term, estimate, se, df, statistic (t), p_value, ci_low, ci_high; ``attrs``
-        holds the variance components (var_subject, var_residual), n_readings, n_participants
+        holds the variance components (var_participant, var_residual), n_readings, n_participants
         and the engine used.
 
     References
@@ -255,30 +265,31 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     True
     """
     alpha = 1 - resolve_confidence(confidence, alpha, where="within_between")
-    check_columns(data, [x, y, subject], "within_between")
-    d = data.dropna(subset=[x, y, subject]).copy()
-    if d[subject].nunique() < 3:
-        raise AnalysisError(f"within_between needs at least 3 {subject}s, got "
-                            f"{d[subject].nunique()}")
-    d["_xb"] = d.groupby(subject)[x].transform("mean")
+    participant = resolve_participant(participant, where="within_between", subject=subject)
+    check_columns(data, [x, y, participant], "within_between")
+    d = data.dropna(subset=[x, y, participant]).copy()
+    if d[participant].nunique() < 3:
+        raise AnalysisError(f"within_between needs at least 3 participants ({participant!r}), got "
+                            f"{d[participant].nunique()}")
+    d["_xb"] = d.groupby(participant)[x].transform("mean")
     d["_xw"] = d[x] - d["_xb"]
     if np.allclose(d["_xw"], 0):
-        raise AnalysisError(f"{x!r} does not vary within any {subject!r}: no within-participant "
+        raise AnalysisError(f"{x!r} does not vary within any {participant!r}: no within-participant "
                             "component to estimate")
     if np.isclose(d["_xb"].std(), 0):
-        raise AnalysisError(f"the {subject} means of {x!r} are all equal: no between-participant "
+        raise AnalysisError(f"the participant ({participant!r}) means of {x!r} are all equal: no between-participant "
                             "component to estimate")
     d = d.rename(columns={y: "_y"})
-    table, info = _random_intercept_fit(d, "_y", ["_xb", "_xw", *covariates], subject, alpha,
+    table, info = _random_intercept_fit(d, "_y", ["_xb", "_xw", *covariates], participant, alpha,
                                         contrast={"_xb": 1.0, "_xw": -1.0})
     table["term"] = table["term"].replace({"_xb": "between", "_xw": "within",
                                            "contrast": "contextual"})
     if x_error_var is not None and np.isfinite(x_error_var) and x_error_var > 0:
-        lam = _reliability_ratios(d, subject, float(x_error_var))
+        lam = _reliability_ratios(d, participant, float(x_error_var))
         fixed = table.set_index("term")
-        draws = _corrected_slope_draws(d, subject, covariates, info, float(x_error_var),
+        draws = _corrected_slope_draws(d, participant, covariates, info, float(x_error_var),
                                        x_error_df, n_boot, seed)
-        g = d[subject].nunique()
+        g = d[participant].nunique()
         rows = []
         for term in ("within", "between"):
             est = float(fixed.loc[term, "estimate"]) / lam[term]
@@ -302,11 +313,11 @@ def within_between(data: pd.DataFrame, x: str, y: str, subject: str, *,
     table = table.iloc[np.argsort([order.get(t, 5) for t in table["term"]], kind="stable")]
     table = table.reset_index(drop=True)
     table.attrs.update(info)
-    table.attrs["n_participants"] = int(d[subject].nunique())
+    table.attrs["n_participants"] = int(d[participant].nunique())
     return table
 
 
-def _corrected_slope_draws(d: pd.DataFrame, subject: str, covariates: Sequence[str],
+def _corrected_slope_draws(d: pd.DataFrame, participant: str, covariates: Sequence[str],
                            info: dict, err: float, err_df: float | None, n_boot: int,
                            seed) -> dict:
     """Participant cluster bootstrap draws of the corrected within and between slopes.
@@ -321,11 +332,11 @@ def _corrected_slope_draws(d: pd.DataFrame, subject: str, covariates: Sequence[s
 
     rhs = " + ".join(["_xb", "_xw", *covariates])
     yv, X = patsy.dmatrices(f"_y ~ {rhs}", d, return_type="dataframe")
-    subj = pd.factorize(d.loc[X.index, subject])[0]
+    subj = pd.factorize(d.loc[X.index, participant])[0]
     Xa, ya = X.to_numpy(float), yv.to_numpy(float)[:, 0]
     g, p = subj.max() + 1, Xa.shape[1]
     n_i = np.bincount(subj, minlength=g).astype(float)
-    tau2, sig2 = max(info["var_subject"], 0.0), info["var_residual"]
+    tau2, sig2 = max(info["var_participant"], 0.0), info["var_residual"]
     c = tau2 / (sig2 + n_i * tau2)
     sx = np.zeros((g, p))
     np.add.at(sx, subj, Xa)
@@ -364,10 +375,10 @@ def _corrected_slope_draws(d: pd.DataFrame, subject: str, covariates: Sequence[s
                       "lambda_within": lam_w[0], "lambda_between": lam_b[0]}}
 
 
-def _reliability_ratios(d: pd.DataFrame, subject: str, err: float) -> dict[str, float]:
+def _reliability_ratios(d: pd.DataFrame, participant: str, err: float) -> dict[str, float]:
     """lambda_W and lambda_B of :func:`within_between` (columns _xw, _xb of its frame)."""
-    n_i = d.groupby(subject)["_xb"].size()
-    xbar = d.groupby(subject)["_xb"].first()
+    n_i = d.groupby(participant)["_xb"].size()
+    xbar = d.groupby(participant)["_xb"].first()
     ssw = float((d["_xw"] ** 2).sum())
     lam_w = 1 - (len(d) - len(n_i)) * err / ssw
     lam_b = 1 - float((err / n_i).mean()) / float(xbar.var(ddof=1))

@@ -55,8 +55,9 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, resolve_participant
 
-__all__ = ["hedges_g", "hedges_j"]
+__all__ = ["hedges_g", "hedges_j", "smd_ci"]
 
 
 def hedges_j(df: float) -> float:
@@ -72,9 +73,42 @@ def hedges_j(df: float) -> float:
     return float(np.exp(special.gammaln(df / 2) - 0.5 * np.log(df / 2) - special.gammaln((df - 1) / 2)))
 
 
-def _nct_interval(t: float, df: float, confidence: float) -> tuple[float, float]:
-    """Noncentrality parameters whose t distributions put t at the upper/lower alpha/2 tails."""
+def smd_ci(d: float, n_tilde: float, df: float, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Noncentral-t confidence interval of a standardised mean difference (Steiger & Fouladi 1997).
+
+    With :math:`t = d\\sqrt{\\tilde n}` on ``df`` degrees of freedom, the noncentrality
+    parameters :math:`\\lambda_L, \\lambda_U` with :math:`F_{t_\\nu(\\lambda_L)}(t) = 1-\\alpha/2`
+    and :math:`F_{t_\\nu(\\lambda_U)}(t) = \\alpha/2` give the interval
+    :math:`\\lambda/\\sqrt{\\tilde n}` for :math:`\\delta` (the scale of d; multiply by
+    :func:`hedges_j` for the scale of g, as :func:`hedges_g` does).
+
+    Parameters
+    ----------
+    d : float
+        The standardised difference: Cohen's d (two groups) or :math:`d_z = \\bar D / s_D`
+        (paired).
+    n_tilde : float
+        :math:`n_1 n_2 / (n_1 + n_2)` for two groups, the number of pairs ``n`` when paired.
+    df : float
+        Degrees of freedom of t: :math:`n_1 + n_2 - 2`, or :math:`n - 1` when paired.
+    confidence : float, default 0.95
+        Confidence level.
+
+    Returns
+    -------
+    tuple of float
+        ``(ci_low, ci_high)`` on the scale of d.
+
+    Examples
+    --------
+    >>> lo, hi = smd_ci(0.8, 20, 19)
+    >>> round(lo, 3), round(hi, 3)
+    (0.286, 1.298)
+    """
+    if not 0 < confidence < 1:
+        raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")
     alpha = 1 - confidence
+    t = float(d) * np.sqrt(n_tilde)
 
     def solve(target: float) -> float:
         f = lambda ncp: stats.nct.cdf(t, df, ncp) - target  # noqa: E731 - local root function
@@ -87,7 +121,8 @@ def _nct_interval(t: float, df: float, confidence: float) -> tuple[float, float]
             hi += half
         return optimize.brentq(f, lo, hi, xtol=1e-10, rtol=1e-12, maxiter=500)
 
-    return solve(1 - alpha / 2), solve(alpha / 2)
+    root_n = np.sqrt(n_tilde)
+    return float(solve(1 - alpha / 2) / root_n), float(solve(alpha / 2) / root_n)
 
 
 def _g_row(x: np.ndarray, y: np.ndarray | None, paired: bool, confidence: float, ci: str) -> dict:
@@ -117,8 +152,8 @@ def _g_row(x: np.ndarray, y: np.ndarray | None, paired: bool, confidence: float,
     g = J * d
     se = np.sqrt(1 / ntilde + g**2 / (2 * N))
     if ci == "exact":
-        lam_lo, lam_hi = _nct_interval(d * np.sqrt(ntilde), df, confidence)
-        lo, hi = J * lam_lo / np.sqrt(ntilde), J * lam_hi / np.sqrt(ntilde)
+        d_lo, d_hi = smd_ci(d, ntilde, df, confidence=confidence)
+        lo, hi = J * d_lo, J * d_hi
     elif ci == "normal":
         z = stats.norm.ppf(0.5 + confidence / 2)
         lo, hi = g - z * se, g + z * se
@@ -131,8 +166,8 @@ def _g_row(x: np.ndarray, y: np.ndarray | None, paired: bool, confidence: float,
 
 def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str | None = None, *,
              x: Sequence[float] | None = None, y: Sequence[float] | None = None, ref=None,
-             paired: bool = False, subject: str | None = None, confidence: float = 0.95,
-             ci: str = "exact") -> pd.DataFrame:
+             paired: bool = False, participant: str = PARTICIPANT_COLUMN, confidence: float = 0.95,
+             ci: str = "exact", subject=DEPRECATED) -> pd.DataFrame:
     """Hedges' g (bias-corrected standardised mean difference) with a confidence interval.
 
     Parameters
@@ -148,14 +183,16 @@ def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str
         Reference group (the "minus" side). Default: the second of two groups in order of
         appearance, or the first group when there are more than two.
     paired : bool, default False
-        Paired samples (``x``/``y`` of equal length, or ``data`` with ``subject`` identifying
-        the pairs): :math:`g_z = J(n-1)\\,\\bar D/s_D`.
-    subject : str, optional
-        Column identifying pairs when ``paired=True`` with ``data``.
+        Paired samples (``x``/``y`` of equal length, or ``data`` with ``participant``
+        identifying the pairs): :math:`g_z = J(n-1)\\,\\bar D/s_D`.
+    participant : str, default "participant_id"
+        Column identifying the participant (the pairs) when ``paired=True`` with ``data``.
     confidence : float, default 0.95
         Confidence level.
     ci : {"exact", "normal"}, default "exact"
         Noncentral-t interval (default) or Hedges & Olkin's normal approximation.
+    subject : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -175,6 +212,7 @@ def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str
     """
     if not 0 < confidence < 1:
         raise AnalysisError(f"confidence must be between 0 and 1, got {confidence}")
+    participant = resolve_participant(participant, where="hedges_g", subject=subject)
     if data is None:
         if x is None or y is None:
             raise AnalysisError("give either data= with dv= and group=, or both x= and y=")
@@ -189,7 +227,7 @@ def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str
         row = {"group": "x", "ref": "y", **_g_row(xa, ya, paired, confidence, ci)}
         return pd.DataFrame([row])
 
-    for col in (dv, group) + ((subject,) if paired else ()):
+    for col in (dv, group) + ((participant,) if paired else ()):
         if col is None or col not in data.columns:
             raise AnalysisError(f"column {col!r} not found in data (columns: {list(data.columns)})")
     d = data.dropna(subset=[dv, group])
@@ -203,7 +241,7 @@ def hedges_g(data: pd.DataFrame | None = None, dv: str | None = None, group: str
     rows = []
     for lvl in [v for v in levels if v != ref]:
         if paired:
-            w = d[d[group].isin([lvl, ref])].pivot_table(index=subject, columns=group, values=dv,
+            w = d[d[group].isin([lvl, ref])].pivot_table(index=participant, columns=group, values=dv,
                                                          aggfunc="mean").dropna()
             xa, ya = w[lvl].to_numpy(float), w[ref].to_numpy(float)
         else:

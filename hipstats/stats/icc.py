@@ -43,6 +43,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, resolve_participant
 from hipstats.stats.inference import as_list, check_confidence, require_columns
 
 __all__ = ["icc", "ICC_FORMS"]
@@ -310,7 +311,7 @@ def _cell_means(data, targets, raters, ratings, what):
     return cells, tlab, rlab
 
 
-def icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="raise", r0=0.0,
+def icc_fit(data, participant, raters, ratings, *, confidence=0.95, nan_policy="raise", r0=0.0,
              what="icc") -> IccFit:
     """Fit the ICC forms of ``ratings`` (targets x raters) and return the :class:`IccFit`;
     :func:`icc` is this fit's table. Arguments as :func:`icc`."""
@@ -319,7 +320,7 @@ def icc_fit(data, targets, raters, ratings, *, confidence=0.95, nan_policy="rais
         raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")
     if not -1 < r0 < 1:
         raise ValueError(f"r0 must lie in (-1, 1), got {r0!r}")
-    cells, tlab, rlab = _cell_means(data, targets, raters, ratings, what)
+    cells, tlab, rlab = _cell_means(data, participant, raters, ratings, what)
     n_all, k_all = len(tlab), len(rlab)
     _need_two(n_all, k_all, what)
     mat = np.full((n_all, k_all), np.nan)
@@ -422,11 +423,11 @@ def _weighted_mean_squares(mat: np.ndarray, w: np.ndarray) -> dict[str, np.ndarr
                 "msw": (ss_c + ss_e) / (n * (k - 1)), "n": n}
 
 
-def cluster_bootstrap_icc(mat: np.ndarray, cluster: np.ndarray, form: str, *,
+def cluster_bootstrap_icc(mat: np.ndarray, participant: np.ndarray, form: str, *,
                            confidence: float = 0.95, n_boot: int = 1000, seed=0):
     r"""Participant-cluster bootstrap CI of a single-reading ICC form and of the SEM.
 
-    Participants (``cluster``: one code per row of ``mat``) are drawn with replacement, each
+    Participants (``participant``: one code per row of ``mat``) are drawn with replacement, each
     bringing all their targets (both sides, all visits); the mean squares of every draw are
     computed at once from frequency weights (:func:`_weighted_mean_squares`) and the ICC
     re-estimated with the same McGraw & Wong formula. The CI uses the bootstrap standard error
@@ -444,7 +445,7 @@ def cluster_bootstrap_icc(mat: np.ndarray, cluster: np.ndarray, form: str, *,
     SEM CI times ``1.96 sqrt 2``. NaNs (and 0 draws) with fewer than 3 participants or when
     more than 10% of the draws are degenerate.
     """
-    codes, cl = np.unique(cluster, return_inverse=True)
+    codes, cl = np.unique(participant, return_inverse=True)
     g = codes.size
     if g < 3:
         return (np.nan,) * 4 + (0,)
@@ -516,21 +517,22 @@ def _icc_fit_model(mat, confidence, r0, info, what) -> IccFit:
     return IccFit(_table(rows, attrs), ms, vc, n, k, N, float(np.std(y, ddof=1)), info)
 
 
-def icc(data: pd.DataFrame, targets: str | Sequence[str], raters: str | Sequence[str],
-        ratings: str, *, confidence: float = 0.95, nan_policy: str = "raise",
-        r0: float = 0.0) -> pd.DataFrame:
+def icc(data: pd.DataFrame, participant: str | Sequence[str] = PARTICIPANT_COLUMN,
+        raters: str | Sequence[str] = "rater", ratings: str = "value", *, confidence: float = 0.95,
+        nan_policy: str = "raise", r0: float = 0.0, targets=DEPRECATED) -> pd.DataFrame:
     r"""Intraclass correlation coefficients: all six forms, with F tests and confidence intervals.
 
     Parameters
     ----------
     data : DataFrame
         Long format, one row per reading.
-    targets : str or list of str
-        Column(s) identifying what is measured (e.g. ``["participant_id", "side"]``).
-    raters : str or list of str
+    participant : str or list of str, default "participant_id"
+        Column(s) identifying the rated target: the participant, with the side where each
+        side is a target (``["participant_id", "side"]``).
+    raters : str or list of str, default "rater"
         Column(s) identifying the readings compared: raters, trials, sessions or devices.
-    ratings : str
-        Column holding the reading.
+    ratings : str, default "value"
+        Column holding the reading (the defaults are the measurement table's columns).
     confidence : float
         Confidence level of the intervals (default 0.95).
     nan_policy : {"raise", "omit", "model"}
@@ -542,6 +544,8 @@ def icc(data: pd.DataFrame, targets: str | Sequence[str], raters: str | Sequence
         the one-way forms from ``y_ij = mu + t_i + e_ij``).
     r0 : float
         Null value of the F tests (McGraw & Wong 1996, as in ``irr::icc``); 0 by default.
+    targets : str or list of str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -599,5 +603,6 @@ def icc(data: pd.DataFrame, targets: str | Sequence[str], raters: str | Sequence
     >>> res.loc[res.form == "ICC(A,1)", ["icc", "icc_ci_low", "icc_ci_high"]].round(3).to_numpy().tolist()
     [[0.915, 0.299, 0.994]]
     """
-    return icc_fit(data, targets, raters, ratings, confidence=confidence,
-                    nan_policy=nan_policy, r0=r0).table
+    participant = resolve_participant(participant, where="icc", targets=targets)
+    return icc_fit(data, participant, raters, ratings, confidence=confidence,
+                   nan_policy=nan_policy, r0=r0).table

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, resolve_participant
 from hipstats.stats.inference import check_confidence, require_columns, z_critical
 
 __all__ = ["cohen_kappa", "fleiss_kappa"]
@@ -153,31 +154,37 @@ def cohen_kappa(data: pd.DataFrame, rater1: str, rater2: str, *, weights: str | 
                               n_pairs=n, n_categories=K, weights=weights or "none")])
 
 
-def fleiss_kappa(data: pd.DataFrame, subject: str, rater: str, rating: str, *,
-                 categories: Sequence | None = None) -> pd.DataFrame:
+def fleiss_kappa(data: pd.DataFrame, participant: str = PARTICIPANT_COLUMN, rater: str = "rater",
+                 rating: str = "value", *, categories: Sequence | None = None,
+                 subject=DEPRECATED) -> pd.DataFrame:
     r"""Fleiss' kappa: chance-corrected agreement of several raters on nominal categories.
 
     Parameters
     ----------
     data : DataFrame
-        Long format, one row per (subject, rater) rating.
-    subject, rater, rating : str
-        Columns. Every subject must be rated by the same number ``m >= 2`` of raters (they need
-        not be the same raters); a rater may rate a subject only once.
+        Long format, one row per (participant, rater) rating.
+    participant, rater, rating : str
+        Columns (default: the measurement table's ``participant_id``, ``rater``, ``value``).
+        ``participant`` identifies the rated target (a list of columns is not taken; combine
+        participant and side into one column where each side is a target). Every target must
+        be rated by the same number ``m >= 2`` of raters (they need not be the same raters); a
+        rater may rate a target only once.
     categories : sequence, optional
         Category list (default: observed categories).
+    subject : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
     DataFrame
         One row: ``kappa``, ``kappa_se`` (under the null), ``statistic`` (z), ``p_value``,
-        ``p_agree`` (mean observed agreement), ``p_chance``, ``n_targets`` (rated subjects),
+        ``p_agree`` (mean observed agreement), ``p_chance``, ``n_targets`` (rated participants),
         ``n_raters``, ``n_categories``. Per-category
         kappas are in ``.attrs["category_kappa"]``.
 
     Notes
     -----
-    With ``n_ij`` the number of raters putting subject ``i`` in category ``j``,
+    With ``n_ij`` the number of raters putting participant ``i`` in category ``j``,
     ``p_j = sum_i n_ij / (N m)``, ``P_i = (sum_j n_ij^2 - m)/(m (m - 1))``:
     ``kappa = (mean P_i - sum p_j^2)/(1 - sum p_j^2)``. Null variance (Fleiss, Nee & Landis
     1979, as irr::kappam.fleiss): ``2 [(sum p_j q_j)^2 - sum p_j q_j (q_j - p_j)] /
@@ -199,28 +206,29 @@ def fleiss_kappa(data: pd.DataFrame, subject: str, rater: str, rating: str, *,
     >>> round(float(fleiss_kappa(df, "s", "r", "c")["kappa"].iloc[0]), 3)
     0.467
     """
-    require_columns(data, [subject, rater, rating], "fleiss_kappa")
-    df = data[[subject, rater, rating]].dropna()
-    dup = df.duplicated([subject, rater])
+    participant = resolve_participant(participant, where="fleiss_kappa", subject=subject)
+    require_columns(data, [participant, rater, rating], "fleiss_kappa")
+    df = data[[participant, rater, rating]].dropna()
+    dup = df.duplicated([participant, rater])
     if dup.any():
-        ex = df.loc[dup, [subject, rater]].head(3).to_records(index=False).tolist()
-        raise AnalysisError(f"fleiss_kappa: {int(dup.sum())} repeated (subject, rater) "
-                            f"rating(s), e.g. {ex}; give one rating per rater and subject")
+        ex = df.loc[dup, [participant, rater]].head(3).to_records(index=False).tolist()
+        raise AnalysisError(f"fleiss_kappa: {int(dup.sum())} repeated (participant, rater) "
+                            f"rating(s), e.g. {ex}; give one rating per rater and participant")
     cats = _categories(df[rating].to_numpy(), categories, "fleiss_kappa")
-    counts = pd.crosstab(df[subject], df[rating]).reindex(columns=cats, fill_value=0)
+    counts = pd.crosstab(df[participant], df[rating]).reindex(columns=cats, fill_value=0)
     m_i = counts.sum(axis=1)
     if m_i.nunique() != 1:
         mode = int(m_i.mode().iloc[0])
         odd = m_i.index[m_i != mode].tolist()
-        raise AnalysisError(f"fleiss_kappa: every subject needs the same number of raters; most "
-                            f"have {mode} but subject(s) {odd[:5]} have "
+        raise AnalysisError(f"fleiss_kappa: every participant needs the same number of raters; most "
+                            f"have {mode} but participant(s) {odd[:5]} have "
                             f"{sorted(set(m_i[odd].tolist()))}")
     nmat = counts.to_numpy(float)
     N, m = nmat.shape[0], int(m_i.iloc[0])
     if m < 2:
-        raise AnalysisError(f"fleiss_kappa: need at least two raters per subject, got {m}")
+        raise AnalysisError(f"fleiss_kappa: need at least two raters per participant, got {m}")
     if N < 2:
-        raise AnalysisError(f"fleiss_kappa: need at least two subjects, got {N}")
+        raise AnalysisError(f"fleiss_kappa: need at least two participants, got {N}")
     pj = nmat.sum(axis=0) / (N * m)
     qj = 1 - pj
     if np.isclose(pj.max(), 1.0):

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from hipstats.results import resolve_confidence
+from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, resolve_confidence, resolve_participant
 
 __all__ = ["pooled_rate", "wilson_ci"]
 
@@ -79,8 +79,8 @@ def cluster_logit_ci(k_tot, n_tot, ss, g, alpha: float):
 
 
 def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] = (),
-                cluster: str = "participant_id", confidence: float = 0.95, alpha: float | None = None,
-                name: str = "rate") -> pd.DataFrame:
+                participant: str = PARTICIPANT_COLUMN, confidence: float = 0.95,
+                alpha: float | None = None, name: str = "rate", cluster=DEPRECATED) -> pd.DataFrame:
     """Pooled proportion of rows from many participants, with a participant-cluster CI.
 
     Rows (exercise rows, sessions, transitions) of one participant are correlated: a
@@ -113,14 +113,16 @@ def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] =
         Column names.
     by : sequence of str
         Cells (e.g. ``["arm"]``); empty for one pooled rate.
-    cluster : str
-        Cluster column (default ``participant_id``).
+    participant : str, default "participant_id"
+        Column identifying the participant (the cluster).
     confidence : float
         Level of the confidence intervals (default 0.95).
     alpha : float, optional
         Deprecated: 1 - confidence (read with a DeprecationWarning).
     name : str
         Name of the rate column.
+    cluster : str, optional
+        Deprecated alias of ``participant`` (read with a DeprecationWarning).
 
     Returns
     -------
@@ -145,14 +147,15 @@ def pooled_rate(per: pd.DataFrame, count: str, nobs: str, *, by: Sequence[str] =
     (0.5, True)
     """
     alpha = 1 - resolve_confidence(confidence, alpha, where="pooled_rate")
+    participant = resolve_participant(participant, where="pooled_rate", cluster=cluster)
     by = list(by)
-    cells = list(dict.fromkeys([*by, cluster]))
+    cells = list(dict.fromkeys([*by, participant]))
     d = per[[*cells, count, nobs]].copy()
     d[count], d[nobs] = d[count].astype(float), d[nobs].astype(float)
     keys = by or ["_all"]
     if not by:
         d["_all"] = 0
-    d = (d.groupby(list(dict.fromkeys([*keys, cluster])), sort=True, observed=True)
+    d = (d.groupby(list(dict.fromkeys([*keys, participant])), sort=True, observed=True)
          [[count, nobs]].sum().reset_index())
     g = d.groupby(keys, sort=True, observed=True)
     with np.errstate(divide="ignore", invalid="ignore"):
