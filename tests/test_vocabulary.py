@@ -106,6 +106,7 @@ def results():
         "power_slope": hs.power_slope(0.3, [0, 3, 6, 9, 12], 9.0, 0.15, 3.0, n_per_arm=40),
         "power_mmrm": hs.power_mmrm(4.0, 9.0, 0.6, [1, 0.9, 0.8], n_per_arm=40),
         "simulate_power": hs.simulate_power(hs.TrialDesign(n_per_arm=20), n_sim=20, n_jobs=1, progress=False),
+        "power_curve": hs.power_curve(hs.TrialDesign(), [10, 20], n_sim=10, n_jobs=1, progress=False),
     }
     made["emmeans"] = hs.emmeans(made["fit_lmm"], "week", at={"week": [0.0, 12.0]})
     return made
