@@ -782,13 +782,14 @@ class PowerCurveResult(Result):
 
     Examples
     --------
+    >>> import pickle
     >>> from hipstats.power import TrialDesign, power_curve
-    >>> d = TrialDesign(arms=("control", "loading"), weeks=(0, 12),
-    ...                 effects={"control": 0, "loading": 5}, sd_slope=0, sd_residual=6)
-    >>> curve = power_curve(d, [10, 40], test="change", n_sim=100, n_jobs=1)
-    >>> curve.summary()["n_per_arm"].tolist(), int(curve.first_reaching(0.5)["n_per_arm"])
-    ([10, 40], 40)
-    >>> import pickle; pickle.loads(pickle.dumps(curve)).to_frame().equals(curve.to_frame())
+    >>> plan = TrialDesign(arms=("usual care", "loading"), weeks=(0, 6, 12), sd_slope=0,
+    ...                    effects={"usual care": 0, "loading": 2}, dropout=0)
+    >>> res = power_curve(plan, [15, 60], test="ancova", n_sim=80, n_jobs=1, seed=4)
+    >>> int(res.first_reaching(0.6)["n_per_arm"]), res.to_frame().shape[1]
+    (60, 17)
+    >>> pickle.loads(pickle.dumps(res)).summary().equals(res.summary())
     True
     """
 
