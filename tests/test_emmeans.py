@@ -341,13 +341,13 @@ def test_p_adjust_matches_statsmodels(method):
     """The internal step-down/step-up adjustments equal statsmodels' multipletests (1e-12)."""
     from statsmodels.stats.multitest import multipletests
 
-    from hipstats.models.emmeans import _p_adjust
+    from hipstats.stats.inference import p_adjust
 
     rng = np.random.default_rng(0)
     for size in (1, 2, 5, 11):
         p = rng.uniform(0, 0.3, size)
         p[-1] = p[0]  # ties
-        np.testing.assert_allclose(_p_adjust(p, method), multipletests(p, method=method)[1],
+        np.testing.assert_allclose(p_adjust(p, method), multipletests(p, method=method)[1],
                                    rtol=1e-12, atol=1e-15)
 
 

@@ -294,3 +294,30 @@ def test_sigterm_stops_the_run_cleanly(cohort_dir, tmp_path):
     assert not list(Path(tempfile.gettempdir()).glob(f"hipstats-report-{proc.pid}-*"))
     _, alive = psutil.wait_procs(family[1:], timeout=30)
     assert alive == [], [p.cmdline()[:3] for p in alive]
+
+
+def test_screening_page_on_12_participants_says_each_not_estimable_once(tmp_path):
+    """`hipstats simulate --n 12` (seed 2026): one tilt class has a single participant, another a single
+    deficit. The page used to show each reason twice (a warning note box and the table footnote); now each
+    part that cannot be estimated is said once, with its reason and counts, and no warning box repeats it."""
+    from bs4 import BeautifulSoup
+
+    import hipstats as hs
+
+    src = tmp_path / "cohort"
+    hs.simulate_cohort(12, seed=2026).write(src, overwrite=True)
+    run = run_reports(src, tmp_path / "out", only=["screening"], jobs=1, progress=False)
+    assert run.ok, run.summary()[["notebook", "error"]].to_dict("records")
+    text = re.sub(r"\s+", " ", BeautifulSoup((run.run_dir / run.results[0].html).read_text(), "html.parser")
+                  .get_text(" "))
+    assert "Note." not in text  # no warning box
+    once = ["the only participant in this tilt class has IR < 30 deg: accuracy needs participants with and "
+            "without it", "1 participant with IR < 30 deg and 3 without: the AUC",
+            "The AUC difference between posterior and neutral tilt: not estimable: the posterior tilt class could "
+            "not be analysed", "The AUC difference between anterior and neutral tilt: not estimable: the AUC of the "
+            "anterior tilt class has no interval"]
+    for sentence in once:
+        assert text.lower().count(sentence.lower()) == 1, (sentence, text.lower().count(sentence.lower()))
+    assert "classs" not in text and "tables notes" not in text
+    assert "DeLong variance" not in text and "needs at least two cases" not in text
+    assert "AUC difference against the neutral tilt class" not in text  # no comparison table without a comparison

@@ -286,18 +286,32 @@ def test_reliability_finding_on_too_few_participants_is_not_estimable():
     assert str(MIN_ICC_PARTICIPANTS) in f.sentence
 
 
-def test_tilt_comparison_finding_has_the_ci_of_the_auc_difference():
+def test_tilt_comparison_page_and_finding_show_the_result_without_recomputing():
+    """The H3 page table and findings take the tilt comparisons (CI, adjusted p, the adjustment) from the
+    result as they are: a result whose table holds deliberately odd numbers shows exactly those numbers."""
+    from pathlib import Path  # noqa: PLC0415
+
     import pandas as pd  # noqa: PLC0415
-    from scipy import stats  # noqa: PLC0415
 
-    from hipstats.report.areas import _difference_ci  # noqa: PLC0415
+    from hipstats.cohort import Cohort  # noqa: PLC0415
+    from hipstats.questions.screening import screening_analysis  # noqa: PLC0415
+    from hipstats.report.areas import screening_findings, tilt_comparisons  # noqa: PLC0415
 
-    row = pd.Series({"difference": -0.1, "se": 0.05, "df": 30.0})
-    lo, hi = _difference_ci(row, 0.95)
-    q = stats.t.ppf(0.975, 30)
-    assert abs(lo - (-0.1 - q * 0.05)) < 1e-12 and abs(hi - (-0.1 + q * 0.05)) < 1e-12
-    lo, _ = _difference_ci(pd.Series({"difference": 0.0, "se": 1.0, "df": float("nan")}), 0.95)
-    assert abs(lo + 1.959963985) < 1e-8  # normal quantile without df
+    fix = Path(__file__).parent / "fixtures" / "screening"
+    c = Cohort(measurements=pd.read_csv(fix / "tilt_measurements.csv"),
+               participants=pd.read_csv(fix / "tilt_participants.csv"), sessions=pd.DataFrame())
+    res = screening_analysis(c, n_boot=0, confidence=0.9, adjust="bonferroni")
+    shown = tilt_comparisons(res)
+    assert shown.attrs["confidence"] == 0.9
+    for col in ("estimate", "ci_low", "ci_high", "p_value", "p_adj", "adjust", "n_participants"):
+        assert shown[col].tolist() == res.tilt_comparison[col].tolist(), col
+    res.tilt_comparison.loc[0, ["ci_low", "ci_high", "p_adj"]] = [-0.123, 0.456, 0.789]  # not what a recomputation gives
+    found = [f for f in screening_findings(res, display=False) if f.question.startswith("AUC, ")]
+    assert [f.question for f in found] == ["AUC, posterior minus neutral tilt", "AUC, anterior minus neutral tilt"]
+    assert (found[0].ci_low, found[0].ci_high, getattr(found[0], "p_value", getattr(found[0], "p", None))) == \
+        (-0.123, 0.456, 0.789)
+    assert "90% CI -0.12 to 0.46, not adjusted; Bonferroni-adjusted p 0.789" in found[0].sentence
+    assert found[0].adjusted == "Bonferroni over the 2 tilt-class comparisons"
 
 
 def test_choice_parameters_are_checked_before_a_run(catalogue):
@@ -371,3 +385,25 @@ def test_report_without_source_names_the_ways_to_give_one(monkeypatch, tmp_path)
         run_reports(None, tmp_path / "out", only=["data_quality"], progress=False)
     assert main(["report", "--out", str(tmp_path / "out"), "-q"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_pelvis_rm_corr_row_is_labelled_as_a_repeated_measures_r():
+    """The result keeps the vocabulary (estimate); the page labels it as the repeated-measures correlation it is,
+    with the CI label at the result's level."""
+    import warnings  # noqa: PLC0415
+
+    import hipstats as hs  # noqa: PLC0415
+    from hipstats.questions.pelvis import pelvis_analysis  # noqa: PLC0415
+    from hipstats.report.areas import NotEstimable, rm_corr_table, show  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = pelvis_analysis(hs.simulate_cohort(40, seed=1), confidence=0.9)
+    assert "estimate" in res.rm_corr.columns
+    t = rm_corr_table(show(res, "rm_corr"))
+    labels = t.labels[0]
+    assert labels["estimate"] == "Repeated-measures r" and labels["estimate__ci"] == "90% CI"
+    assert "Estimate" not in labels.values() and labels["statistic"] == "t"
+    assert t.frames[0]["estimate"].iloc[0] == f"{res.rm_corr['estimate'].iloc[0]:.2f}"
+    ne = NotEstimable("rm corr", "too few")
+    assert rm_corr_table(ne) is ne

@@ -467,12 +467,49 @@ def test_side_difference_definition_runs(cohort):
     assert 0 < res.summary().loc[0, "n_deficit"] < res.summary().loc[0, "n_units"]
 
 
-def test_empty_class_gives_note_and_warning(cohort):
-    with pytest.warns(UserWarning, match="no participants in tilt class 'posterior'"):
+def test_empty_class_is_said_once_in_the_result(cohort):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the result says it (summary note, notes), no warning repeats it
         res = scq.screening_analysis(cohort, cuts=(-40, 10), n_boot=0)
     assert "posterior" not in res.rocs
     row = res.summary().set_index("group").loc["posterior"]
-    assert row["n_units"] == 0 and np.isnan(row["auc"]) and "no participants" in row["note"]
+    assert row["n_units"] == 0 and np.isnan(row["auc"])
+    assert row["note"] == "no participants in this tilt class (standing tilt < -40 deg)"
+    assert "posterior: not estimable: no participants in this tilt class (standing tilt < -40 deg)" in res.notes
+    tc = res.tilt_comparison.set_index("group")
+    assert list(tc.index) == ["posterior", "anterior"]  # every pre-specified comparison keeps its row
+    assert np.isnan(tc.loc["posterior", ["estimate", "p_value", "p_adj", "ci_low"]].astype(float)).all()
+    assert res.not_estimable["posterior vs neutral"] == "the posterior tilt class could not be analysed"
+    assert tc.loc["anterior", "p_adj"] == tc.loc["anterior", "p_value"]  # a family of one estimable comparison
+
+
+def test_small_classes_give_reasons_with_counts():
+    """A 12-participant cohort: a class with one participant (who has the deficit) and one with a single
+    deficit (no DeLong interval). Each reason is in the result once, with its counts, and no warning repeats
+    it; the tilt comparisons keep their rows with the reason."""
+    import warnings
+
+    from hipstats.cohort.simulate import simulate_cohort
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        res = scq.screening_analysis(simulate_cohort(12, seed=2026), n_boot=50)
+    s = res.summary().set_index("group")
+    assert s["n_units"].tolist() == [12, 1, 7, 4] and s["n_deficit"].tolist() == [5, 1, 3, 1]
+    assert s.loc["posterior", "note"] == ("the only participant in this tilt class has IR < 30 deg: accuracy "
+                                          "needs participants with and without it")
+    yd = res.youden.set_index(["group", "statistic"]).loc[("anterior", "cutoff"), ["ci_low", "ci_high"]]
+    which = "interval needs" if np.isfinite(yd.to_numpy(float)).all() else "and Youden-cutoff intervals need"
+    assert s.loc["anterior", "note"] == f"1 participant with IR < 30 deg and 3 without: the AUC {which} at least 2 of each"
+    assert s.loc["all", "note"] == s.loc["neutral", "note"] == ""
+    assert np.isnan(s.loc["anterior", "auc_ci_low"]) and np.isfinite(s.loc["anterior", "auc"])
+    tc = res.tilt_comparison.set_index("group")
+    assert tc["p_value"].isna().all() and tc["p_adj"].isna().all()
+    assert res.not_estimable["anterior vs neutral"] == "the AUC of the anterior tilt class has no interval"
+    assert res.not_estimable["posterior vs neutral"] == "the posterior tilt class could not be analysed"
+    assert len(res.notes) == len(set(res.notes)) == 4
 
 
 def test_no_deficit_at_all_is_refused(cohort):
@@ -537,7 +574,9 @@ def test_roc_plot_renders(result):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "1 - specificity (false-positive rate)"
     assert ax.get_ylabel().startswith("Sensitivity")
-    assert any("ASLR < 70 deg" in t.get_text() for t in ax.texts)  # cutoff annotated
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("ASLR angle < 70 deg: sensitivity ") for t in legend)  # the cutoff, in words
+    assert "95% CI band (pointwise, bootstrap)" in legend
     assert len(ax.collections) >= 1  # the CI band
     plt.close(fig)
     fig = result.roc.plot(n_boot=100)
@@ -591,3 +630,102 @@ def test_roc_counts_the_rows_it_leaves_out_in_its_notes():
         r = rocm.roc(df, "s", "c")
     assert r.notes == ["2 rows left out: no 's' or no 'c'"]
     assert rocm.roc(df.dropna(), "s", "c").notes == []
+
+
+# ------------------------------------------------------------------------------ tilt comparisons vs R
+# tests/fixtures/screening/make_tilt_cohort.py wrote a small simulated cohort (baseline readings of one
+# rater); make_tilt_fixtures.R re-implements the H3 units (trial means, lower-IR side, IR < 30 deg, tilt
+# classes) and runs pROC's roc.test(method = "delong", paired = FALSE) for each class against neutral,
+# with the interval built from pROC's DeLong variances and t(df), and R's p.adjust(method = "holm").
+# Tolerance: 1e-9 absolute on AUCs, differences, SEs, D, p, p_adj and CI ends; 1e-9 relative on df.
+def _tilt_cohort():
+    from hipstats.cohort import Cohort
+
+    m = pd.read_csv(FIX / "tilt_measurements.csv")
+    p = pd.read_csv(FIX / "tilt_participants.csv")
+    return Cohort(measurements=m, participants=p, sessions=pd.DataFrame())
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.90])
+def test_tilt_comparisons_match_proc_unpaired_delong(confidence):
+    res = scq.screening_analysis(_tilt_cohort(), n_boot=0, confidence=confidence)
+    ref_units = pd.read_csv(FIX / "tilt_units.csv").set_index("participant_id").sort_index()
+    mine = res.units.set_index("participant_id").sort_index()
+    assert mine.index.equals(ref_units.index)
+    assert (mine["side"] == ref_units["side"]).all()
+    np.testing.assert_allclose(mine["score"], ref_units["score"], atol=1e-9)
+    assert (mine["condition"].astype(bool) == ref_units["condition"]).all()
+    assert (mine["tilt_class"].astype(str) == ref_units["tilt_class"]).all()
+
+    ref = _read("tilt_comparison.csv")
+    ref = ref[np.isclose(ref["confidence"], confidence)].set_index("group")
+    tc = res.tilt_comparison.set_index("group")
+    assert list(tc.index) == ["posterior", "anterior"] == list(ref.index)
+    assert tc.attrs["confidence"] == confidence
+    assert (tc["reference"] == "neutral").all() and (tc["adjust"] == "holm").all()
+    for g in tc.index:
+        assert res.rocs[g].auc == pytest.approx(ref.loc[g, "auc"], abs=1e-9)
+        assert res.rocs["neutral"].auc == pytest.approx(ref.loc[g, "auc_reference"], abs=1e-9)
+        for col in ("estimate", "se", "statistic", "p_value", "p_adj", "ci_low", "ci_high"):
+            assert tc.loc[g, col] == pytest.approx(ref.loc[g, col], abs=1e-9), (g, col)
+        assert tc.loc[g, "df"] == pytest.approx(ref.loc[g, "df"], rel=1e-9)
+        classes = ref_units["tilt_class"].isin([g, "neutral"])
+        assert tc.loc[g, "n_participants"] == classes.sum()
+    # the adjustment changed something (the test can tell Holm from none) and the CI inverts the test
+    assert tc.loc["posterior", "p_adj"] > tc.loc["posterior", "p_value"]
+    alpha = 1 - confidence
+    for g in tc.index:
+        assert (tc.loc[g, "p_value"] < alpha) == (tc.loc[g, "ci_low"] > 0 or tc.loc[g, "ci_high"] < 0)
+
+
+def test_tilt_comparison_adjust_is_named_and_applied():
+    c = _tilt_cohort()
+    none = scq.screening_analysis(c, n_boot=0, adjust="none").tilt_comparison
+    bonf = scq.screening_analysis(c, n_boot=0, adjust="bonferroni").tilt_comparison
+    np.testing.assert_allclose(none["p_adj"], none["p_value"])
+    np.testing.assert_allclose(bonf["p_adj"], np.minimum(1, 2 * bonf["p_value"]))
+    assert set(bonf["adjust"]) == {"bonferroni"}
+    with pytest.raises(AnalysisError, match="adjust must be one of"):
+        scq.screening_analysis(c, n_boot=0, adjust="tukey")
+
+
+def test_overall_band_is_computed_by_the_analysis():
+    res = scq.screening_analysis(_tilt_cohort(), n_boot=300, seed=4, by_tilt_class=False)
+    band = res.roc.band
+    assert list(band.columns) == ["specificity", "sensitivity_ci_low", "sensitivity_median", "sensitivity_ci_high"]
+    assert (band["sensitivity_ci_low"] <= band["sensitivity_ci_high"]).all()
+    again = scq.screening_analysis(_tilt_cohort(), n_boot=300, seed=4, by_tilt_class=False)
+    pd.testing.assert_frame_equal(band, again.roc.band)  # seeded
+    assert scq.screening_analysis(_tilt_cohort(), n_boot=0, by_tilt_class=False).roc.band is None
+
+
+def test_roc_figure_draws_the_result_with_its_labels(monkeypatch):
+    """The screening figure draws the band the analysis computed (it never calls the bootstrap), its CI labels
+    follow the result's confidence, no code names, and the legends sit below the axes, clear of the curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = scq.screening_analysis(_tilt_cohort(), n_boot=100, confidence=0.9)
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the figure recomputed the band")
+
+    monkeypatch.setattr(rocm.ROCResult, "ci_band", no_recompute)
+    fig = res.plot()
+    fig.canvas.draw()
+    texts = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    texts += [ax.get_title() for ax in fig.axes] + [fig._suptitle.get_text()]
+    joined = " ".join(texts)
+    assert "90% CI band (pointwise, bootstrap)" in texts and "95%" not in joined
+    assert any(t.startswith("All 120 participants: AUC ") and "(90% CI " in t for t in texts)
+    assert any(t.startswith("Posterior tilt, 23 participants: AUC ") for t in texts)
+    assert "hip internal rotation below 30 deg" in fig._suptitle.get_text()
+    for code in ("aslr_deg", "hip_ir_deg", "_", "IR <", "Se ", "Sp "):
+        assert code not in joined, code
+    for ax in fig.axes:
+        box, leg = ax.get_window_extent(), ax.get_legend().get_window_extent()
+        assert leg.y1 < box.y0  # below the axes
+    plt.close(fig)
+

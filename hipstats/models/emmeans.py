@@ -62,6 +62,7 @@ from scipy import stats
 
 from hipstats.errors import AnalysisError
 from hipstats.results import Result, html_table
+from hipstats.stats.inference import p_adjust
 
 __all__ = ["EMMResult", "emmeans", "emtrends", "contrasts", "ADJUST_METHODS", "DEFAULT_ADJUST",
            "LMER_DF", "normalize_adjust"]
@@ -854,25 +855,6 @@ def _mvt_adjust(t: np.ndarray, corr: np.ndarray, df: float, n_draws: int = 1_000
     return np.clip(exceed / n_draws, 0.0, 1.0)
 
 
-def _p_adjust(p: np.ndarray, method: str) -> np.ndarray:
-    """Holm, Bonferroni, Sidak and Benjamini-Hochberg adjusted p-values (as R's p.adjust)."""
-    m = len(p)
-    if method == "bonferroni":
-        return np.minimum(1.0, m * p)
-    if method == "sidak":
-        return 1.0 - (1.0 - p) ** m
-    order = np.argsort(p, kind="mergesort")
-    ps = p[order]
-    if method == "holm":
-        adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ps))
-    else:  # fdr_bh
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1)) * ps[::-1])[::-1]
-        adj = np.minimum(1.0, adj)
-    out = np.empty(m)
-    out[order] = adj
-    return out
-
-
 def _dunnettx_sf(x: np.ndarray, k: int, df: np.ndarray) -> np.ndarray:
     """emmeans' ``dunnettx``: Dunnett's two-sided p-value for ``k`` comparisons with a control,
     approximated as ``1 - [w F_tukey(sqrt(2) x; (1 + sqrt(1 + 8k)) / 2, df) + (1 - w)
@@ -894,7 +876,7 @@ def _adjust(p: np.ndarray, t: np.ndarray, df: np.ndarray, method: str, n_levels:
     if method == "none":
         out[ok] = p[ok]
     elif method in ("holm", "bonferroni", "sidak", "fdr_bh"):
-        out[ok] = _p_adjust(p[ok], method)
+        out[ok] = p_adjust(p[ok], method)
     elif method == "tukey":
         if family_method not in ("pairwise", "revpairwise"):
             raise AnalysisError("adjust='tukey' is only valid for pairwise comparisons; use 'mvt'")

@@ -236,7 +236,7 @@ tilt); the repeated-measures correlation gives the within-participant associatio
 within-participant slope with a flat between-participant slope points to a measurement (masking) effect of
 posture rather than to a structural difference between people."""),
     code('report.table(report.areas.show(h1, "within_between"), "Slope of IR on standing tilt (deg IR per deg tilt)")'),
-    code('report.table(report.areas.show(h1, "rm_corr"), "Repeated-measures correlation of tilt and IR")'),
+    code('report.areas.rm_corr_table(report.areas.show(h1, "rm_corr"))'),
     code('report.areas.show(h1, "plot", kind="tilt")'),
     md("""\
 ## IR by tilt class
@@ -343,10 +343,11 @@ band of the overall curve."""),
 ## Does pelvic tilt skew the screen?
 
 The AUC of each tilt class compared with participants whose pelvis is neutral (DeLong's test for independent
-groups). Both comparisons were planned, so both are reported and their p-values are adjusted for making two
-comparisons (Holm); the confidence intervals are per comparison. A clearly lower AUC in the anterior class
-would mean that anterior tilt makes the ASLR a worse guide to hip IR."""),
-    code('report.table(report.areas.tilt_comparisons(h3), "AUC difference against the neutral tilt class")'),
+groups). Both comparisons were planned, so both are reported (under Key findings when the data cannot support
+one) and their p-values are adjusted for making two comparisons (the method is named below the table); the
+confidence intervals are per comparison. A clearly lower AUC in the anterior class would mean that anterior
+tilt makes the ASLR a worse guide to hip IR."""),
+    code('report.areas.tilt_comparison_table(h3)'),
     md("## Key findings"),
     code("report.areas.screening_findings(h3);"),
 ], params="""\

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from hipstats.errors import AnalysisError
-from hipstats.results import Result, html_table
+from hipstats.results import Result, exclusion_note, html_table
 from hipstats.stats.accuracy import (
     accuracy_table,
     check_direction,
@@ -31,7 +31,7 @@ from hipstats.stats.accuracy import (
     require_both_classes,
     warn_cutoff_range,
 )
-from hipstats.stats.inference import check_confidence
+from hipstats.stats.inference import P_ADJUST_METHODS, check_confidence, p_adjust
 from hipstats.stats.roc import (
     auc_unpaired_test,
     clustered_accuracy_ci,
@@ -170,7 +170,11 @@ class ScreeningResult(Result):
     youden : DataFrame
         Youden-optimal cutoff, sensitivity, specificity and J with bootstrap CIs per group.
     tilt_comparison : DataFrame
-        AUC of each tilt class against the neutral class (independent-groups DeLong test).
+        AUC of each tilt class minus that of the neutral class (the pre-specified comparisons of H3),
+        one row each: ``group``, ``reference``, ``estimate``, ``se``, ``df``, ``statistic`` (DeLong's
+        unpaired D), ``p_value``, ``p_adj`` (adjusted over the comparisons by the method in ``adjust``),
+        ``ci_low``, ``ci_high`` (at ``settings["confidence"]``, per comparison, not adjusted),
+        ``n_participants`` (in the two classes compared); ``attrs["confidence"]``.
     rocs : dict of str to ROCResult
         The ROC curves per group (groups that could not be analysed are missing).
     not_estimable : dict of str to str
@@ -213,7 +217,8 @@ class ScreeningResult(Result):
             row.update(auc=au["auc"], auc_ci_low=au["auc_ci_low"], auc_ci_high=au["auc_ci_high"])
             for col, suffix in (("estimate", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
                 row["youden_cutoff" + suffix] = yd.loc["cutoff", col] if len(yd) else np.nan
-            row["note"] = self.not_estimable.get(g, "")
+            row["note"] = "; ".join(v for v in (self.not_estimable.get(g), self.not_estimable.get(f"{g} AUC interval"))
+                                    if v)
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -254,6 +259,16 @@ def _deficit_label(deficit, thr, mean, sd) -> str:
     if deficit == "z":
         return f"IR z < {thr:g} (norm mean {mean:g}, SD {sd:g})"
     return f"IR more than {thr:g} deg below the other side"
+
+
+def _condition_words(deficit, thr, mean, sd, pelvis) -> str:
+    """The reference condition in words for figures and pages ("hip internal rotation below 30 deg")."""
+    setup = {"neutral": " (neutral-pelvis setup)", "free": " (own posture)"}.get(str(pelvis), "")
+    if deficit == "below":
+        return f"hip internal rotation below {thr:g} deg{setup}"
+    if deficit == "z":
+        return f"hip internal rotation more than {abs(thr):g} SD {'below' if thr < 0 else 'above'} the norm{setup}"
+    return f"hip internal rotation more than {thr:g} deg below the other side{setup}"
 
 
 def _screening_units(cohort, *, visit, ir_measure, ir_pelvis, score_measure, score_pelvis,
@@ -333,7 +348,7 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
                        score_measure: str = "aslr_deg", score_pelvis: str | None = "free",
                        ir_measure: str = "hip_ir_deg", ir_pelvis: str | None = "neutral",
                        ci: str = "wilson", confidence: float = 0.95, n_boot: int = 2000,
-                       seed=0) -> ScreeningResult:
+                       seed=0, adjust: str = "holm") -> ScreeningResult:
     """Does an ASLR below a cutoff flag an IR deficit? Overall and by standing tilt class (H3).
 
     Parameters
@@ -368,9 +383,13 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
         Interval for the proportions (independent units).
     confidence : float, default 0.95
     n_boot : int, default 2000
-        Bootstrap replicates (Youden CIs; with ``sides="both"`` also the accuracy CIs).
+        Bootstrap replicates (Youden CIs, the overall curve's confidence band; with ``sides="both"``
+        also the accuracy CIs). 0 skips the bootstraps (NaN Youden CIs, no band).
     seed : int, optional
         Seed of the bootstraps.
+    adjust : {"holm", "bonferroni", "sidak", "fdr_bh", "none"}, default "holm"
+        Multiplicity adjustment of the p-values of the tilt-class comparisons
+        (:func:`hipstats.stats.inference.p_adjust`).
 
     Returns
     -------
@@ -384,7 +403,9 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     (no participants, or no one with / without a deficit) keeps a row with NaN estimates and a
     note, and a warning is given; the overall group must be analysable, else AnalysisError.
     AUCs of independent tilt classes are compared with the neutral class by DeLong's unpaired
-    test (pROC's ``roc.test(paired = FALSE)``: a t statistic with Welch-type df).
+    test (pROC's ``roc.test(paired = FALSE)``: a t statistic with Welch-type df), with the interval
+    that inverts it (:func:`~hipstats.stats.roc.auc_unpaired_test`); the p-values of the
+    comparisons are adjusted together (``adjust``).
 
     Examples
     --------
@@ -400,6 +421,8 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     check_direction(direction, allow_auto=False)
     if ci not in ("wilson", "exact"):
         raise AnalysisError(f"ci must be 'wilson' or 'exact', got {ci!r}")
+    if adjust not in P_ADJUST_METHODS:
+        raise AnalysisError(f"adjust must be one of {P_ADJUST_METHODS}, got {adjust!r}")
     cuts = tuple(DEFAULT_TILT_CUTS if cuts is None else cuts)
     thr = _threshold_for(deficit, threshold)
     units = _screening_units(cohort, visit=visit, ir_measure=ir_measure, ir_pelvis=ir_pelvis,
@@ -419,26 +442,29 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     if by_tilt_class:
         for cls in TILT_CLASSES:
             groups.append((cls, complete[complete["tilt_class"] == cls]))
-    children = np.random.SeedSequence(seed).spawn(2 * len(groups))
+    children = np.random.SeedSequence(seed).spawn(2 * len(groups) + 1)  # the last: the overall band
     acc_rows, auc_rows, yd_rows, rocs, notes = [], [], [], {}, {}
+    unit = "hip" if sides == "both" else "participant"
+    label = _deficit_label(deficit, thr, mean, sd)
     for i, (g, sub) in enumerate(groups):
         base = {"group": g, "n_units": len(sub), "n_participants": sub["participant_id"].nunique(),
                 "n_cases": int(sub["condition"].sum()), "n_controls": int((~sub["condition"]).sum())}
-        try:
-            if sub.empty:
-                raise AnalysisError(f"no participants in tilt class {g!r} ({_class_bounds(g, cuts)})"
-                                    if g != "all" else "no participants")
-            acc, r, yd = _analyse_group(sub, clustered=sides == "both", cutoff=cutoff,
-                                        direction=direction, ci=ci, confidence=confidence,
-                                        n_boot=n_boot, seeds=children[2 * i: 2 * i + 2], group=g)
-        except AnalysisError as err:
-            if g == "all":
-                raise
-            notes[g] = str(err)
-            warnings.warn(f"screening by tilt class: {err}", UserWarning, stacklevel=2)
+        reason = _group_reason(g, base["n_units"], base["n_cases"], unit, label, cuts)
+        if reason is not None and g != "all":  # said once, in the result (summary note), not as a warning too
+            notes[g] = reason
             auc_rows.append({**base, "auc": np.nan, "auc_se": np.nan, "auc_ci_low": np.nan, "auc_ci_high": np.nan,
                              "ci_method": "", "direction": ""})
             continue
+        with warnings.catch_warnings():  # too few cases or controls for DeLong: recorded below with its counts
+            warnings.filterwarnings("ignore", "DeLong variance needs", UserWarning)
+            acc, r, yd = _analyse_group(sub, clustered=sides == "both", cutoff=cutoff,
+                                        direction=direction, ci=ci, confidence=confidence,
+                                        n_boot=n_boot, seeds=children[2 * i: 2 * i + 2], group=g)
+        if not np.isfinite(r.se):
+            youden_too = not np.isfinite(yd.loc["cutoff", ["ci_low", "ci_high"]].to_numpy(float)).all()
+            notes[f"{g} AUC interval"] = (
+                f"{_count(base['n_cases'], unit)} with {label} and {base['n_controls']} without: the AUC "
+                f"{'and Youden-cutoff intervals need' if youden_too else 'interval needs'} at least 2 of each")
         r.score, r.condition = score_measure, f"IR deficit ({_deficit_label(deficit, thr, mean, sd)})"
         rocs[g] = r
         acc_rows.append(_plain(acc.reset_index().assign(group=g)))
@@ -450,22 +476,73 @@ def screening_analysis(cohort, *, cutoff: float = 70.0, deficit: str = "below",
     accuracy = accuracy[lead + [c for c in accuracy.columns if c not in lead]]
     youden = pd.concat(yd_rows, ignore_index=True)
     youden = youden[lead + [c for c in youden.columns if c not in lead]]
-    comp = []
-    if by_tilt_class and "neutral" in rocs:
-        for g in ("posterior", "anterior"):
-            if g in rocs:
-                comp.append({"group": g, "reference": "neutral",
-                             **auc_unpaired_test(rocs[g], rocs["neutral"])})
-    tilt_comparison = pd.DataFrame(comp, columns=["group", "reference", "estimate", "se",
-                                                  "statistic", "df", "p_value"])
+    if n_boot > 0:  # the overall curve's pointwise confidence band, drawn by the figure
+        rocs["all"].band = rocs["all"].ci_band(np.linspace(0, 1, 101), n_boot=n_boot, seed=children[-1])
+    tilt_comparison = _tilt_comparisons(rocs, complete, confidence, adjust, notes) if by_tilt_class else \
+        _tilt_comparisons({}, complete, confidence, adjust, notes)
     settings = {"cutoff": float(cutoff), "direction": direction, "deficit": deficit, "threshold": thr,
                 "mean": mean, "sd": sd, "deficit_label": _deficit_label(deficit, thr, mean, sd),
+                "condition_words": _condition_words(deficit, thr, mean, sd, ir_pelvis),
                 "visit": visit, "sides": sides, "cuts": cuts, "score_measure": score_measure,
                 "score_pelvis": score_pelvis, "ir_measure": ir_measure, "ir_pelvis": ir_pelvis,
-                "ci": ci, "confidence": confidence, "n_boot": n_boot, "seed": seed,
+                "ci": ci, "confidence": confidence, "n_boot": n_boot, "seed": seed, "adjust": adjust,
                 "n_excluded": n_excl}
-    return ScreeningResult(units=units, accuracy=accuracy, auc=pd.DataFrame(auc_rows), youden=youden,
-                           tilt_comparison=tilt_comparison, rocs=rocs, not_estimable=notes, settings=settings)
+    res = ScreeningResult(units=units, accuracy=accuracy, auc=pd.DataFrame(auc_rows), youden=youden,
+                          tilt_comparison=tilt_comparison, rocs=rocs, not_estimable=notes, settings=settings)
+    if n_excl:
+        res.add_note(exclusion_note(n_excl, f"no ASLR or no IR value at {visit}", unit="unit"))
+    for what, why in notes.items():
+        res.add_note(f"{what}: not estimable: {why}")
+    return res
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def _group_reason(group: str, n: int, n_cases: int, unit: str, label: str, cuts) -> str | None:
+    """Why a group cannot be analysed (no one in it, or everyone on one side of the reference standard)."""
+    where = "in this tilt class" if group != "all" else "analysed"
+    if n == 0:
+        return f"no {unit}s {where}" + (f" ({_class_bounds(group, cuts)})" if group != "all" else "")
+    if n_cases in (0, n):
+        which = "every" if n_cases == n else "no"
+        return (f"{which} {unit} {where} ({n}) has {label}: accuracy needs {unit}s with and without it"
+                if n > 1 else f"the only {unit} {where} {'has' if n_cases else 'does not have'} {label}: "
+                              f"accuracy needs {unit}s with and without it")
+    return None
+
+
+_COMPARISON_COLUMNS = ["group", "reference", "estimate", "se", "df", "statistic", "p_value", "p_adj", "ci_low",
+                       "ci_high", "adjust", "n_participants"]
+
+
+def _tilt_comparisons(rocs: dict, units: pd.DataFrame, confidence: float, adjust: str, notes: dict,
+                      reference: str = "neutral") -> pd.DataFrame:
+    """The AUC of every other tilt class against the ``reference`` class (H3's pre-specified comparisons):
+    DeLong's unpaired test with its interval, p-values adjusted together over the estimable ones. A comparison
+    the data cannot support keeps its row with NaN and its reason in ``notes`` (``"<class> vs <reference>"``)."""
+    from hipstats.data.schema import TILT_CLASSES
+
+    rows = []
+    empty = dict.fromkeys(("estimate", "se", "statistic", "df", "p_value", "ci_low", "ci_high"), np.nan)
+    for g in ([c for c in TILT_CLASSES if c != reference] if rocs else []):
+        n = units.loc[units["tilt_class"].isin([g, reference]), "participant_id"].nunique()
+        missing = [c for c in (g, reference) if c not in rocs or not np.isfinite(rocs[c].se)]
+        if missing:  # the class's own note says why, with its counts
+            notes[f"{g} vs {reference}"] = " and ".join(
+                f"the {c} tilt class could not be analysed" if c not in rocs else f"the AUC of the {c} tilt class has "
+                "no interval" for c in missing)
+            both = g in rocs and reference in rocs  # both curves, but an AUC without a variance
+            stats_ = {**empty, "estimate": rocs[g].auc - rocs[reference].auc if both else np.nan}
+        else:
+            stats_ = auc_unpaired_test(rocs[g], rocs[reference], confidence=confidence)
+        rows.append({"group": g, "reference": reference, **stats_, "adjust": adjust, "n_participants": int(n)})
+    out = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
+    if len(out):
+        out["p_adj"] = p_adjust(out["p_value"].to_numpy(float), adjust)
+    out.attrs["confidence"] = confidence
+    return out
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from hipstats.report.tables import MEASURE_NAMES, table
 
 __all__ = ["rater_agreement", "retest_agreement", "score_agreement", "attempt", "show", "NotEstimable", "result_confidence", "icc_words", "rater_pairs", "retest_pairs", "reliability_findings", "h2_findings", "h2_contrast_table",
            "pelvis_findings", "screening_findings", "loading_findings", "faults_findings", "loading_arm", "mdc_note",
-           "tilt_comparisons", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
+           "tilt_comparisons", "tilt_comparison_table", "rm_corr_table", "cohort_overview", "validation_summary", "reliability_table", "agreement_table",
            "arms_sentence"]
 
 MEASURE_LABELS = {"hip_ir_deg": "hip internal rotation", "aslr_deg": "ASLR angle",
@@ -454,6 +454,19 @@ def pelvis_findings(result, *, display: bool = True) -> list[Finding]:
 MIN_CASES = 5
 
 
+def _too_few_cases(result) -> str | None:
+    """Why the screen's overall accuracy is not worth headlining (fewer than :data:`MIN_CASES` units with or
+    without the condition), or None."""
+    a = result.summary().set_index("group").loc["all"]
+    unit = "hips" if result.settings.get("sides") == "both" else "participants"
+    cases = int(a.get("n_deficit", 0))
+    controls = int(a.get("n_units", a.get("n_participants", 0))) - cases
+    if cases < MIN_CASES or controls < MIN_CASES:
+        return (f"only {cases} {unit} with limited IR and {controls} without; at least {MIN_CASES} of each are "
+                "needed for a useful estimate")
+    return None
+
+
 def screening_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H3: accuracy at the cutoff, AUC, Youden cutoff, and the AUC of every tilt class against
     neutral (both pre-specified comparisons, Holm-adjusted for the two)."""
@@ -464,13 +477,10 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
     conf = result_confidence(result)
     cut = result.settings["cutoff"]
     rule = f"ASLR {result.settings['direction']} {cut:g} deg"
-    cases = int(a.get("n_deficit", 0))
-    controls = int(a.get("n_units", a.get("n_participants", 0))) - cases
-    if cases < MIN_CASES or controls < MIN_CASES:
+    too_few = _too_few_cases(result)
+    if too_few is not None:
         return [record("H3", f"Accuracy of {rule} for limited IR", None, None, None, None,
-                       not_estimable("Screening accuracy", f"only {cases} hips with limited IR and {controls} "
-                                     f"without; at least {MIN_CASES} of each are needed for a useful estimate"),
-                       confidence=conf, display=display)]
+                       not_estimable("Screening accuracy", too_few), confidence=conf, display=display)]
     out = [
         record("H3", f"Sensitivity of {rule} for limited IR", a["sensitivity"], a["sensitivity_ci_low"],
                a["sensitivity_ci_high"], None,
@@ -490,59 +500,68 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
                f"(the pre-set cutoff is {cut:g} deg).", digits=1, confidence=conf, display=display),
     ]
     tc = tilt_comparisons(result)
+    ok = np.isfinite(pd.to_numeric(tc["p_value"], errors="coerce"))
+    reasons = getattr(result, "not_estimable", {}) or {}
+    for r in tc[~ok].itertuples():  # said here, once: the page's table lists only the estimable comparisons
+        out.append(record("H3", f"AUC, {r.group} minus {r.reference} tilt", None, None, None, None,
+                          not_estimable(f"The AUC difference between {r.group} and {r.reference} tilt",
+                                        reasons.get(f"{r.group} vs {r.reference}", "the data do not support it")
+                                        + " (the reason is in the notes of the accuracy table)"),
+                          confidence=conf, display=display))
+    tc = tc[ok]
     for r in tc.itertuples():
-        ci = (f"{ci_label(conf)} {r.ci_low:.2f} to {r.ci_high:.2f}, not adjusted; "
+        adjusted = len(tc) > 1 and str(r.adjust).lower() not in ("none", "")
+        method = _ADJUST_NAMES.get(str(r.adjust).lower(), str(r.adjust))
+        ci = (f"{ci_label(conf)} {r.ci_low:.2f} to {r.ci_high:.2f}{', not adjusted' if adjusted else ''}; "
               if np.isfinite(r.ci_low) and np.isfinite(r.ci_high) else "")
+        p_words = f"{method}-adjusted p {format_p(r.p_adj)}" if adjusted else f"p {format_p(r.p_value)}"
         out.append(record(
-            "H3", f"AUC, {r.group} minus {r.reference} tilt", r.difference, r.ci_low, r.ci_high, r.p_adj,
-            f"In participants with {r.group} pelvic tilt the ASLR screen's AUC is {abs(r.difference):.2f} "
-            f"{'lower' if r.difference < 0 else 'higher'} than with a {r.reference} pelvis "
-            f"({ci}Holm-adjusted p {format_p(r.p_adj)}).", confidence=conf, display=display,
-            unit="AUC difference", null=0.0,
-            adjusted=f"Holm over the {len(tc)} tilt-class comparisons" if len(tc) > 1 else ""))
+            "H3", f"AUC, {r.group} minus {r.reference} tilt", r.estimate, r.ci_low, r.ci_high,
+            r.p_adj if adjusted else r.p_value,
+            f"In participants with {r.group} pelvic tilt the ASLR screen's AUC is {abs(r.estimate):.2f} "
+            f"{'lower' if r.estimate < 0 else 'higher'} than with a {r.reference} pelvis ({ci}{p_words}).",
+            confidence=conf, display=display, unit="AUC difference", null=0.0,
+            adjusted=f"{method} over the {len(tc)} tilt-class comparisons" if adjusted else ""))
     return out
 
 
-def tilt_comparisons(result) -> pd.DataFrame:
-    """Every tilt class's AUC against the reference class with a CI and Holm-adjusted p (the pre-specified
-    comparisons of H3); empty when the result has none."""
-    from statsmodels.stats.multitest import multipletests  # noqa: PLC0415
+def tilt_comparisons(result, *, estimable_only: bool = False) -> pd.DataFrame:
+    """The result's comparisons of each tilt class's AUC with the reference class (H3's pre-specified
+    comparisons, :attr:`~hipstats.questions.screening.ScreeningResult.tilt_comparison`: estimate, CI,
+    adjusted p and the adjustment, computed by the analysis), as a page shows them. Nothing is recomputed.
 
+    With ``estimable_only`` the comparisons the data cannot support are left out (the key findings say
+    why), and when the screen's overall accuracy is not estimable (:data:`MIN_CASES`) there is no table.
+    """
+    if isinstance(result, NotEstimable):
+        return None
     tc = getattr(result, "tilt_comparison", None)
-    cols = ["group", "reference", "difference", "ci_low", "ci_high", "se", "df", "p_value", "p_adj"]
+    cols = ["group", "reference", "n_participants", "estimate", "ci_low", "ci_high", "se", "df", "statistic",
+            "p_value", "p_adj", "adjust"]
     if tc is None or not len(tc):
-        return pd.DataFrame(columns=cols)
-    conf = result_confidence(result)
-    rows = []
-    for _, r in tc.iterrows():
-        lo, hi = _difference_ci(r, conf)
-        rows.append({"group": r["group"], "reference": r["reference"],
-                     "difference": float(r["estimate"] if "estimate" in r.index else r["difference"]),
-                     "ci_low": lo, "ci_high": hi, "se": float(r.get("se", np.nan)),
-                     "df": float(r.get("df", np.nan)) if "df" in r.index else np.nan, "p_value": _p(r)})
-    out = pd.DataFrame(rows)
-    ok = np.isfinite(out["p_value"])
-    out["p_adj"] = np.nan
-    if ok.any():
-        out.loc[ok, "p_adj"] = multipletests(out.loc[ok, "p_value"], method="holm")[1]
-    out["adjust"] = "holm"
-    out.attrs["confidence"] = conf
+        out = pd.DataFrame(columns=cols)
+    else:
+        out = tc[[c for c in cols if c in tc.columns]].reset_index(drop=True)
+    if estimable_only:
+        if _too_few_cases(result) is not None:
+            return None
+        out = out[np.isfinite(pd.to_numeric(out["p_value"], errors="coerce"))].reset_index(drop=True)
+        if out.empty:
+            return None
+    out.attrs["confidence"] = result_confidence(tc if tc is not None and "confidence" in tc.attrs else result)
     return out
 
 
-def _difference_ci(row, confidence: float) -> tuple[float, float]:
-    """Wald CI of an AUC difference: difference -/+ q SE, q from t(df) when ``df`` is finite, else normal
-    (the same reference distribution as the row's p-value)."""
-    from scipy import stats  # noqa: PLC0415
-
-    est = float(row["estimate"] if "estimate" in row.index else row["difference"])
-    se = float(row.get("se", np.nan))
-    df = float(row.get("df", np.nan)) if "df" in row.index else np.nan
-    level = 0.5 + confidence / 2
-    q = stats.t.ppf(level, df) if np.isfinite(df) and df > 0 else stats.norm.ppf(level)
-    if not (np.isfinite(est) and np.isfinite(se)):
-        return np.nan, np.nan
-    return est - q * se, est + q * se
+def tilt_comparison_table(result):
+    """The page table of the tilt-class comparisons (estimable ones; :func:`tilt_comparisons`)."""
+    t = tilt_comparisons(result, estimable_only=True)
+    if t is None:
+        return None
+    return table(t, "AUC difference against the neutral tilt class",
+                 labels={"group": "Tilt class", "estimate": "AUC difference", "statistic": "DeLong D",
+                         "n_participants": "Participants"},
+                 notes=["AUC difference: the AUC of the class minus that of the reference class (DeLong's test for "
+                        "independent groups, t distribution with Welch-type df); intervals per comparison."])
 
 
 def loading_arm(result) -> str | None:
@@ -698,6 +717,21 @@ def reliability_table(table_, *, confidence: float | None = None):
     out.attrs["confidence"] = confidence or result_confidence(table_)
     return table(out, "Reliability of every measure", group="measure", notes=notes,
                  labels={"icc": "ICC", "n_participants": "Participants"})
+
+
+#: Page labels of the repeated-measures correlation table: the result keeps the vocabulary (``estimate`` is r_rm).
+RM_CORR_LABELS = {"estimate": "Repeated-measures r", "statistic": "t", "slope": "Common slope (deg IR per deg tilt)",
+                  "n_readings": "Readings", "n_excluded": "Participants left out"}
+
+
+def rm_corr_table(rm_corr):
+    """The H1 repeated-measures correlation of standing tilt and IR as a page table: the estimate is shown as
+    what it is, a repeated-measures correlation r (Bakdash and Marusich), with its CI, t test and the common
+    within-participant slope. A "not estimable" sentence (or None) passes through."""
+    if not isinstance(rm_corr, pd.DataFrame):
+        return rm_corr
+    return table(rm_corr, "Repeated-measures correlation of tilt and IR", labels=RM_CORR_LABELS,
+                 digits={"estimate": 2})
 
 
 def agreement_table(result):

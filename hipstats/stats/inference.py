@@ -1,5 +1,6 @@
 """Small shared pieces of inference used by several statistics modules: argument checks,
-normal and t critical values, Wald tests, mean and proportion confidence intervals.
+normal and t critical values, Wald tests, mean and proportion confidence intervals, and the
+multiplicity adjustment of a family of p-values (:func:`p_adjust`).
 
 Examples
 --------
@@ -121,4 +122,62 @@ def coefficient_table(estimate: pd.Series, se, df, confidence: float = 0.95) -> 
     out = pd.DataFrame({"estimate": estimate, "se": se, "df": df, "statistic": t, "p_value": p,
                         "ci_low": estimate - crit * se, "ci_high": estimate + crit * se})
     out.index.name = "term"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# multiplicity
+# ---------------------------------------------------------------------------------------------
+#: Methods of :func:`p_adjust` (R's ``p.adjust`` names: holm, bonferroni, BH = fdr_bh; sidak).
+P_ADJUST_METHODS: tuple[str, ...] = ("none", "holm", "bonferroni", "sidak", "fdr_bh")
+
+
+def p_adjust(p, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values for multiple comparisons, as R's ``p.adjust``.
+
+    Holm, Bonferroni, Sidak and Benjamini-Hochberg (``"fdr_bh"``); ``"none"`` returns them
+    unchanged. Missing p-values (NaN) stay missing and do not count towards the family.
+
+    Parameters
+    ----------
+    p : array-like of float
+        The unadjusted p-values of one family.
+    method : {"holm", "bonferroni", "sidak", "fdr_bh", "none"}, default "holm"
+
+    Returns
+    -------
+    ndarray
+        Adjusted p-values, in the order of ``p``.
+
+    Examples
+    --------
+    >>> p_adjust([0.01, 0.04, 0.03]).round(3).tolist()   # R: p.adjust(c(.01, .04, .03), "holm")
+    [0.03, 0.06, 0.06]
+    >>> p_adjust([0.01, np.nan, 0.04], "bonferroni").tolist()
+    [0.02, nan, 0.08]
+    """
+    if method not in P_ADJUST_METHODS:
+        raise AnalysisError(f"unknown p-value adjustment {method!r}; use one of {P_ADJUST_METHODS}")
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    q = p[ok]
+    m = len(q)
+    if method == "none" or m == 0:
+        out[ok] = q
+        return out
+    if method == "bonferroni":
+        adj = np.minimum(1.0, m * q)
+    elif method == "sidak":
+        adj = 1.0 - (1.0 - q) ** m
+    else:
+        order = np.argsort(q, kind="mergesort")
+        qs = q[order]
+        if method == "holm":
+            steps = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * qs))
+        else:  # fdr_bh
+            steps = np.minimum(1.0, np.minimum.accumulate((m / np.arange(m, 0, -1)) * qs[::-1])[::-1])
+        adj = np.empty(m)
+        adj[order] = steps
+    out[ok] = adj
     return out

@@ -52,7 +52,7 @@ from scipy import stats
 from hipstats.errors import AnalysisError
 from hipstats.results import Result, exclusion_note
 from hipstats.stats.accuracy import positive, require_both_classes, score_column, score_condition_arrays
-from hipstats.stats.inference import check_confidence
+from hipstats.stats.inference import check_confidence, wald
 
 __all__ = ["roc", "ROCResult", "roc_test", "youden_cutoff"]
 
@@ -200,6 +200,10 @@ class ROCResult(Result):
         Area under the curve and DeLong standard error and confidence interval.
     direction : {"<", ">"}
         Test-positive rule (``"<"``: a score below the threshold is positive).
+    band : DataFrame or None
+        The pointwise confidence band of the curve (:meth:`ci_band`) when the analysis that made
+        the curve computed it (:func:`hipstats.questions.screening.screening_analysis` does); a
+        figure draws it as it is.
     """
 
     curve: pd.DataFrame
@@ -215,6 +219,7 @@ class ROCResult(Result):
     condition: str
     cutoff: float | None = None
     ci_method: str = "DeLong"
+    band: pd.DataFrame | None = field(default=None, repr=False)
     _x: np.ndarray = field(default=None, repr=False)
     _y: np.ndarray = field(default=None, repr=False)
     _cluster: np.ndarray | None = field(default=None, repr=False)
@@ -616,18 +621,49 @@ def youden_core(x, y, direction, n_boot, seed, confidence, sname, cname, cluster
 # ----------------------------------------------------------------------------------------------
 # unpaired comparison of two AUCs (independent groups, e.g. tilt classes)
 # ----------------------------------------------------------------------------------------------
-def auc_unpaired_test(r1: ROCResult, r2: ROCResult) -> dict:
-    """DeLong test of two AUCs from independent samples, as pROC's ``roc.test(paired = FALSE)``:
+def auc_unpaired_test(r1: ROCResult, r2: ROCResult, *, confidence: float = 0.95) -> dict:
+    """DeLong test of two AUCs from independent samples, as pROC's ``roc.test(paired = FALSE)``,
+    with the confidence interval of the difference.
+
     :math:`D = (\\theta_1 - \\theta_2)/\\sqrt{V_1 + V_2}` referred to a t distribution with
-    Welch-type df :math:`(V_1 + V_2)^2 / (V_1^2/(N_1 - 1) + V_2^2/(N_2 - 1))`."""
+    Welch-type df :math:`(V_1 + V_2)^2 / (V_1^2/(N_1 - 1) + V_2^2/(N_2 - 1))`, :math:`V_i` the
+    variance of each AUC (DeLong's, or Obuchowski's for clustered curves) and :math:`N_i` its units.
+    The interval is :math:`\\theta_1 - \\theta_2 \\mp t_{df}\\sqrt{V_1 + V_2}`, the one that inverts
+    the same test (pROC 1.18 reports no interval for the unpaired test).
+
+    Parameters
+    ----------
+    r1, r2 : ROCResult
+        The two curves (independent samples).
+    confidence : float, default 0.95
+        Level of the interval.
+
+    Returns
+    -------
+    dict
+        ``estimate`` (AUC 1 minus AUC 2), ``se``, ``statistic`` (D), ``df``, ``p_value`` (two-sided),
+        ``ci_low``, ``ci_high``; NaN where a variance is not estimable.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = pd.DataFrame({"x": [1, 2, 3, 4, 5, 6, 7, 2], "y": [0, 0, 0, 1, 1, 1, 1, 1]})
+    >>> b = pd.DataFrame({"x": [1, 5, 2, 4, 3, 6, 2, 7], "y": [0, 0, 1, 0, 1, 1, 0, 1]})
+    >>> t = auc_unpaired_test(roc(a, "x", "y", direction=">"), roc(b, "x", "y", direction=">"), confidence=0.9)
+    >>> round(t["estimate"], 5), t["ci_low"] < t["estimate"] < t["ci_high"]   # 13.5/15 - 11.5/16
+    (0.18125, True)
+    """
+    confidence = check_confidence(confidence)
     v1, v2 = r1.se**2, r2.se**2
     n1, n2 = r1.n_cases + r1.n_controls, r2.n_cases + r2.n_controls
+    est, se = float(r1.auc - r2.auc), float(np.sqrt(v1 + v2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        d = (r1.auc - r2.auc) / np.sqrt(v1 + v2)
-        df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
-    p = 2 * stats.t.sf(abs(d), df) if np.isfinite(d) and np.isfinite(df) else np.nan
-    return {"estimate": r1.auc - r2.auc, "se": float(np.sqrt(v1 + v2)), "statistic": float(d),
-            "df": float(df), "p_value": float(p)}
+        df = float((v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1)))
+    if np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0:
+        lo, hi, d, p = (float(v) for v in wald(est, se, 1 - confidence, df))
+    else:
+        lo = hi = d = p = np.nan
+    return {"estimate": est, "se": se, "statistic": d, "df": df, "p_value": p, "ci_low": lo, "ci_high": hi}
 
 
 # ----------------------------------------------------------------------------------------------
