@@ -122,7 +122,9 @@ _PROPORTION = {"icc", "kappa", "auc", "sensitivity", "specificity", "ppv", "npv"
 #: Model terms as a reader knows them.
 TERM_NAMES = {"Intercept": "Intercept", "baseline": "Baseline value", "week": "Week", "fault_rate": "Fault rate",
               "fault_rate_per_10pct": "Fault rate (per 10 percentage points)", "within": "Within participants",
-              "between": "Between participants"}
+              "between": "Between participants", "contextual": "Between minus within (contextual)",
+              "within_corrected": "Within participants, corrected for tilt measurement error",
+              "between_corrected": "Between participants, corrected for tilt measurement error"}
 _TERM = re.compile(r"C\((\w+)(?:,\s*Treatment\([^)]*\))?\)\[T\.([^\]]+)\]")
 
 
