@@ -74,7 +74,7 @@ _LAZY: dict[str, str] = {
     "power_mmrm": "hipstats.power.analytic", "LongitudinalPower": "hipstats.power.analytic",
     "TrialDesign": "hipstats.power.design",
     "simulate_power": "hipstats.power.simulation", "power_curve": "hipstats.power.simulation",
-    "PowerResult": "hipstats.power.simulation", "power_curve_plot": "hipstats.plots.power",
+    "PowerResult": "hipstats.power.simulation", "PowerCurveResult": "hipstats.power.simulation", "power_curve_plot": "hipstats.plots.power",
     # reports
     "run_reports": "hipstats.report", "list_notebooks": "hipstats.report",
 }

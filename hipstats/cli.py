@@ -266,12 +266,12 @@ def power(method, slope_formula, n_per_arm, arms, weeks, effects, target, refere
         design_table, notes = table.attrs["design_table"], table.attrs["notes"]
     else:
         result = run_power_from_params(params, pilot=pilot, pilot_label=str(pilot_source))
-        if hasattr(result, "columns"):
-            table, design_table, notes = result, result.attrs.get("design_table"), result.attrs.get("notes", [])
-        else:
-            table = result.summary()
-            design_table = result.design_table() if hasattr(result, "design_table") else None
-            notes = list(getattr(result, "notes", []))
+        from hipstats.power.simulation import PowerCurveResult
+
+        # a curve shows every column of every point; one design its summary row
+        table = result.to_frame() if isinstance(result, PowerCurveResult) else result.summary()
+        design_table = result.design_table() if hasattr(result, "design_table") else None
+        notes = list(getattr(result, "notes", []))
     from rich.table import Table
 
     if design_table is not None:

@@ -182,11 +182,18 @@ def resolve_participant(participant, *, where: str = "", default=PARTICIPANT_COL
     return value
 
 
+class _RenamedAttribute(property):
+    """A property that reads a renamed attribute (``renamed_to`` names it) with a warning."""
+
+    renamed_to: str = ""
+
+
 def renamed_attribute(new: str, old: str) -> property:
     """A read-only property ``old`` that returns attribute ``new`` with a :class:`DeprecationWarning`.
 
     The alias a result class keeps for a renamed public attribute (``subject`` ->
-    ``participant``, ``n`` -> ``n_readings``, ...).
+    ``participant``, ``nobs`` -> ``n_rows``); its ``renamed_to`` names the new attribute, which
+    is how ``tests/test_vocabulary.py`` tells an alias from an attribute of its own.
 
     >>> class Fit:
     ...     subject = renamed_attribute("participant", "subject")
@@ -197,8 +204,8 @@ def renamed_attribute(new: str, old: str) -> property:
     ...     warnings.simplefilter("always")
     ...     Fit().subject
     'pid'
-    >>> str(w[0].message)
-    'Fit.subject is deprecated; use Fit.participant'
+    >>> str(w[0].message), Fit.subject.renamed_to
+    ('Fit.subject is deprecated; use Fit.participant', 'participant')
     """
     def get(self):
         import warnings  # noqa: PLC0415
@@ -207,7 +214,9 @@ def renamed_attribute(new: str, old: str) -> property:
         warnings.warn(f"{cls}.{old} is deprecated; use {cls}.{new}", DeprecationWarning, stacklevel=2)
         return getattr(self, new)
 
-    return property(get, doc=f"Deprecated alias of ``{new}``.")
+    alias = _RenamedAttribute(get, doc=f"Deprecated alias of ``{new}``.")
+    alias.renamed_to = new
+    return alias
 
 
 def resolve_direction(direction, *, allow_auto: bool = False, where: str = "") -> str:

@@ -174,3 +174,16 @@ def test_responders_direction_threshold_and_errors():
         responders(df, "change", "arm", mdc=1, direction=2)
     with pytest.raises(AnalysisError, match="ref"):
         responders(df, "change", "arm", mdc=1, ref="zzz")
+
+
+@pytest.mark.parametrize("d,n", [(-0.7, 30), (-2.5, 12), (-0.05, 150)])
+def test_smd_ci_of_a_negative_difference_mirrors_the_positive_one(d, n):
+    """The noncentral-t interval is symmetric in the sign of d (t -> -t mirrors the noncentral t family).
+    Pelvis's old private copy raised on negative d_z (e.g. 30 pairs, d_z = -0.7); smd_ci, used by
+    pelvis_analysis since, must give the mirrored interval."""
+    from hipstats.stats.effect_sizes import smd_ci
+
+    lo, hi = smd_ci(d, n, n - 1, confidence=0.9)
+    plo, phi = smd_ci(-d, n, n - 1, confidence=0.9)
+    assert lo < d < hi
+    assert (lo, hi) == pytest.approx((-phi, -plo), abs=1e-8)

@@ -187,7 +187,7 @@ def test_fault_outcome_association_closed_form():
     b, *_ = np.linalg.lstsq(X, d["change"].to_numpy(), rcond=None)
     assert res.loc["fault_rate_per_0.1", "estimate"] == pytest.approx(b[2], abs=1e-8)
     assert res.loc["baseline", "estimate"] == pytest.approx(b[3], abs=1e-8)
-    assert res.attrs["n"] == 120
+    assert res.attrs["n_participants"] == 120
     with pytest.raises(AnalysisError, match="participants table"):
         fault_outcome_association(types.SimpleNamespace(measurements=cohort.measurements,
                                                         sessions=cohort.sessions))

@@ -145,7 +145,7 @@ def test_variance_components_and_loglik_match_lme4(name, method):
     ref = ref.set_index(pd.Index(map(str, _key(ref)))).loc[list(map(str, _key(mine)))]
     np.testing.assert_allclose(mine["sdcor"], ref["sdcor"], rtol=VC_RTOL, atol=1e-5)
     np.testing.assert_allclose(res.sigma, r["sigma"], rtol=VC_RTOL)
-    assert res.nobs == r["nobs"]
+    assert res.n_rows == r["nobs"]
     # lme4 failed its own gradient check on cohort_b ML and was restarted from its end point
     # in make_fixtures.R (r["restarted"]); the restarted fit passed it
     assert not r.get("restart_warnings")
@@ -550,7 +550,7 @@ def test_rows_with_missing_values_are_dropped_consistently():
     d.loc[7, "Days"] = np.nan
     d.loc[9, "Subject"] = None
     res = fit_lmm("Reaction ~ Days", d, "Subject", "1 + Days")
-    assert res.nobs == len(d) - 4 == len(res.data)
+    assert res.n_rows == len(d) - 4 == len(res.data)
     full = fit_lmm("Reaction ~ Days", d.dropna(), "Subject", "1 + Days")
     np.testing.assert_allclose(res.fe_params, full.fe_params, rtol=1e-10)
 
@@ -586,7 +586,7 @@ def test_result_frames_and_html():
     assert "Fixed effects" in html and "participant_id:side" in html
     info = res.model_info()
     assert info["ngroups"] == 150 and info["method"] == "REML"
-    assert "design_info" not in repr(res) and "nobs=" in repr(res)
+    assert "design_info" not in repr(res) and "n_rows=" in repr(res)
     # design_info builds design rows for new data (used by emmeans)
     import patsy
 

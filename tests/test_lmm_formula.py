@@ -97,7 +97,7 @@ def test_loglik_theta_and_fixed_effects_match_lme4(name, method):
     # lme4 reports a failed gradient check on ChickWeight ML (its fit stops early there)
     tol = 1e-3 if r["messages"] else LL_ATOL
     np.testing.assert_allclose(res.llf, r["loglik"], atol=tol)
-    assert res.nobs == r["nobs"]
+    assert res.n_rows == r["nobs"]
     assert res.singular == r["singular"]
     assert res.converged
     np.testing.assert_allclose(res.theta, np.atleast_1d(r["theta"]), rtol=VC_RTOL, atol=2e-4)

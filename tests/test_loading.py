@@ -297,7 +297,7 @@ def test_dose_response_closed_form_and_truth():
     assert res.loc["baseline", "estimate"] == pytest.approx(b[4], abs=1e-8)
     row = res.loc["volume_load_per_1000kg"]
     assert row["ci_low"] <= 0.5 <= row["ci_high"]   # truth 0.5 deg per 1000 kg
-    assert res.attrs["n"] == 90
+    assert res.attrs["n_participants"] == 90
 
 
 def test_dose_response_needs_volume_variation_within_arm():
@@ -399,11 +399,11 @@ def test_options_and_errors():
         volume_load(log.drop(columns="week"))
     cohort, _ = _dose_cohort(seed=4)
     last = dose_response(cohort, final="last", adjust=("arm",))
-    assert "baseline" not in set(last["term"]) and last.attrs["n"] == 90
+    assert "baseline" not in set(last["term"]) and last.attrs["n_participants"] == 90
     # participants without a final visit are left out
     m = cohort.measurements
     cohort.measurements = m[~((m["participant_id"] == "P000") & (m["visit"] == "week_12"))]
-    assert dose_response(cohort).attrs["n"] == 89
+    assert dose_response(cohort).attrs["n_participants"] == 89
 
 
 # ----------------------------------------------------------------------------------------

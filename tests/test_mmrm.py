@@ -103,7 +103,7 @@ def test_against_gls(case):
     # patsy and R name the coefficients differently; both keep R's column order
     beta = np.array(list(ref["beta"].values()))
     assert np.max(np.abs(fit.fe_params.to_numpy() - beta) / fit.bse.to_numpy()) < 1e-3
-    factor = 1.0 if method == "REML" else fit.nobs / (fit.nobs - len(beta))
+    factor = 1.0 if method == "REML" else fit.n_rows / (fit.n_rows - len(beta))
     assert _mrel(factor * fit.cov_fe_model, ref["vcov"]) < RTOL
 
 
@@ -113,7 +113,7 @@ def test_emmeans_against_gls(case):
     ref = GLS[name][f"{cov}_{method}"]
     s = SETS[name]
     fit = _fit(name, cov, method == "REML")
-    factor = 1.0 if method == "REML" else np.sqrt(fit.nobs / (fit.nobs - len(fit.fe_params)))
+    factor = 1.0 if method == "REML" else np.sqrt(fit.n_rows / (fit.n_rows - len(fit.fe_params)))
     emm = hs.emmeans(fit, s["arm"], by=s["visit"])
     got = emm.to_frame()
     est_col = "estimate" if "estimate" in got.columns else "emmean"
@@ -243,7 +243,7 @@ def test_visit_order_natural_and_notes():
     assert fit.visits == ["week 0", "week 3", "week 6", "week 9"]   # not "week 0, week 3, week 6..."
     assert list(fit.cov_residual.index) == fit.visits
     assert any("1 row left out" in n for n in fit.notes)
-    assert fit.nobs == d["y"].notna().sum()
+    assert fit.n_rows == d["y"].notna().sum()
     assert fit.patterns["n_participants"].sum() == fit.n_participants == 60
 
 

@@ -247,10 +247,49 @@ def dataclasses_replace(d, **kw):
     return dataclasses.replace(d, **kw)
 
 
+#: the columns power_curve's DataFrame had before it returned a PowerCurveResult
+OLD_CURVE_COLUMNS = ["n_per_arm", "n_total", "power", "power_ci_low", "power_ci_high", "power_se", "power_fitted",
+                     "n_sim", "n_failed", "n_not_converged", "n_singular", "flagged", "true_effect", "test",
+                     "target", "reference", "alpha"]
+
+
+def test_power_curve_is_a_result():
+    import pickle
+
+    import matplotlib.pyplot as plt
+
+    from hipstats.power import PowerCurveResult
+    from hipstats.results import Result
+
+    d = TrialDesign(**{**TWO_VISIT, "arms": ("ctl <i>", "load")}, effects={"ctl <i>": 0, "load": 4})
+    res, points = power_curve(d, [8, 24], test="change", n_sim=60, seed=1, n_jobs=1, confidence=0.9,
+                              return_results=True)
+    assert isinstance(res, PowerCurveResult) and isinstance(res, Result) and res.points == points
+    frame = res.to_frame()
+    assert list(frame.columns) == OLD_CURVE_COLUMNS  # one call migrates old code: .to_frame()
+    assert frame["power"].tolist() == [p.power for p in points]
+    assert frame.attrs["design_table"].equals(res.design_table()) and frame.attrs["notes"] == res.notes
+    assert "8, 24 (the curve's points)" in res.design_table()["value"].tolist()
+    summ = res.summary()
+    assert list(summ.columns) == ["n_per_arm", "n_total", "power", "power_ci_low", "power_ci_high", "n_failed",
+                                  "n_not_converged", "n_singular", "flagged"]
+    assert res.confidence == 0.9 and res.notes[0].startswith("Power counts")
+    assert res.first_reaching(2.0) is None
+    html = res._repr_html_()
+    assert "ctl &lt;i&gt;" in html and "<i>" not in html and "90% confidence" in html
+    fig = res.plot(target_power=None)
+    ax = fig.axes[0]
+    assert list(ax.lines[0].get_ydata()) == frame.sort_values("n_per_arm")["power"].tolist()
+    assert "90% Monte Carlo CI" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+    back = pickle.loads(pickle.dumps(res))
+    assert back.to_frame().equals(frame) and back.notes == res.notes
+
+
 def test_power_curve_monotone_and_analytic():
     d = TrialDesign(effects={"control": 0, "loading": 4}, **TWO_VISIT)
     ns = [8, 16, 32, 64]
-    curve = power_curve(d, ns, test="change", n_sim=400, seed=5, n_jobs=1)
+    curve = power_curve(d, ns, test="change", n_sim=400, seed=5, n_jobs=1).to_frame()
     assert list(curve["n_per_arm"]) == ns
     assert (curve["n_total"] == 2 * curve["n_per_arm"]).all()
     for lo, hi in zip(curve.itertuples(), curve.iloc[1:].itertuples()):
@@ -352,8 +391,10 @@ def test_failures_are_counted_not_hidden():
     assert any("FLAGGED" in n for n in res.notes)
     summ = res.summary().iloc[0]
     assert summ["n_failed"] == res.n_failed and bool(summ["flagged"])
-    curve = power_curve(d, [2, 3], test="ancova", n_sim=100, seed=2, n_jobs=1)
-    assert curve["flagged"].all() and len(curve.attrs["notes"]) == 3
+    result = power_curve(d, [2, 3], test="ancova", n_sim=100, seed=2, n_jobs=1)
+    curve = result.to_frame()
+    assert curve["flagged"].all() and len(curve.attrs["notes"]) == 3 and curve.attrs["notes"] == result.notes
+    assert sum("FLAGGED" in n for n in result.notes) == 2
     # a point below the threshold is not flagged
     ok = simulate_power(d.with_n(30), test="ancova", n_sim=50, seed=2, n_jobs=1)
     assert not ok.flagged and ok.n_failed == 0
@@ -432,7 +473,7 @@ def test_run_power_from_params():
                             n_jobs=1)
     assert one.power == direct.power
     curve = run_power_from_params({**params, "n_per_arm": "10,20"})
-    assert list(curve["n_per_arm"]) == [10, 20]
+    assert list(curve.summary()["n_per_arm"]) == [10, 20]
     with pytest.raises(ParameterError, match="unknown"):
         run_power_from_params({"n_sims": 10})
     d = TrialDesign.from_params({"arms": "a,b", "weeks": "0,6,12", "n_per_arm": "a:10,b:12",

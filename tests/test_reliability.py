@@ -146,7 +146,7 @@ def test_nan_policy_omit_drops_incomplete_targets():
     res = icc(long, "target", "rater", "rating", nan_policy="omit")
     ref = icc(to_long(SF[1:]), "target", "rater", "rating")
     np.testing.assert_allclose(res["icc"], ref["icc"], rtol=1e-12)
-    assert res.attrs["targets_dropped"] == 1
+    assert res.attrs["n_targets_dropped"] == 1
 
 
 @pytest.mark.parametrize("dataset", ["shrout_fleiss", "sim_n30_k3", "sim_n15_k2", "sim_n40_k5"])

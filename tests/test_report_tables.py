@@ -88,3 +88,11 @@ def test_precision_follows_the_nonzero_values_and_percentages_get_one_decimal():
     html = table(df).to_html()
     assert "33.3<" in html and "33.300" not in html and "0.000" not in html
     assert "2.3<" in html and "3.5<" in html
+
+
+def test_a_flag_reads_yes_or_no_and_a_long_tables_text_footnote_names_its_column():
+    df = pd.DataFrame({"estimate": [0.9], "ci_low": [0.8], "ci_high": [0.95], "excluded": [False]})
+    html = table(df, long=True).to_html()
+    assert "Excluded: No." in html and ">False" not in html and "False." not in html
+    wide = table(pd.DataFrame({"arm": ["a", "b"], "estimate": [1.0, 2.0], "excluded": [True, False]})).to_html()
+    assert ">yes<" in wide and ">no<" in wide and "True" not in wide

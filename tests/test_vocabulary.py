@@ -106,6 +106,7 @@ def results():
         "power_slope": hs.power_slope(0.3, [0, 3, 6, 9, 12], 9.0, 0.15, 3.0, n_per_arm=40),
         "power_mmrm": hs.power_mmrm(4.0, 9.0, 0.6, [1, 0.9, 0.8], n_per_arm=40),
         "simulate_power": hs.simulate_power(hs.TrialDesign(n_per_arm=20), n_sim=20, n_jobs=1, progress=False),
+        "power_curve": hs.power_curve(hs.TrialDesign(), [10, 20], n_sim=10, n_jobs=1, progress=False),
     }
     made["emmeans"] = hs.emmeans(made["fit_lmm"], "week", at={"week": [0.0, 12.0]})
     return made
@@ -306,3 +307,70 @@ def test_checker_of_aliases_can_fail():
     offenders, aliased = participant_argument_problems([("bad", bad), ("lonely", lonely), ("good", good)])
     assert offenders == ["bad(subject=...)", "lonely: alias groups= without participant="]
     assert aliased == ["lonely", "good"]
+
+
+# ----------------------------------------------------------------------------------------------
+# result attributes and attrs keys
+# ----------------------------------------------------------------------------------------------
+#: names a count, a p-value or the participant may not have as a result attribute or attrs key
+REFUSED_ATTRIBUTES = {"n", "n_subjects", "n_obs", "nobs", "p", "pval", "p_val", "pvalue", "subject",
+                      "subject_id", "subjects", "targets", "cluster", "var_subject"}
+
+
+def attribute_problems(name, obj, seen=None, depth=0) -> list[str]:
+    """Refused attribute names of a result (and its nested results) and refused attrs keys of
+    its tables; an alias kept by ``hipstats.results.renamed_attribute`` is allowed."""
+    seen = set() if seen is None else seen
+    out: list[str] = []
+    if obj is None or depth > 3 or id(obj) in seen:
+        return out
+    seen.add(id(obj))
+    if isinstance(obj, pd.DataFrame):
+        return [f"{name}.attrs[{k!r}]" for k in obj.attrs if k in REFUSED_ATTRIBUTES]
+    if not (hasattr(obj, "summary") or hasattr(obj, "tables")) or isinstance(obj, (pd.Series, pd.Index)):
+        return out
+    for k, v in vars(obj).items():
+        if k.startswith("_"):
+            continue
+        if k in REFUSED_ATTRIBUTES:
+            out.append(f"{name}.{k}")
+        out += attribute_problems(f"{name}.{k}", v, seen, depth + 1)
+    for cls in type(obj).__mro__:
+        for k, v in vars(cls).items():
+            if k in REFUSED_ATTRIBUTES and not getattr(v, "renamed_to", ""):
+                out.append(f"{name}.{k} ({cls.__name__})")
+    for meth in ("summary", "to_frame"):
+        f = getattr(obj, meth, None)
+        if callable(f):
+            try:
+                out += attribute_problems(f"{name}.{meth}()", f(), seen, depth + 1)
+            except Exception:  # noqa: BLE001 - a part the data cannot support has no table
+                pass
+    return out
+
+
+def test_result_attributes_and_attrs_keys_speak_the_vocabulary(results):
+    c = hs.simulate_cohort(30, seed=2)
+    agg = (c.analysis_frame("hip_ir_deg").groupby(["participant_id", "arm", "visit"], observed=True)["value"]
+           .mean().reset_index())
+    extra = {"fit_mmrm": hs.fit_mmrm("value ~ arm * visit", agg, visit="visit", covariance="cs")}
+    bad = [p for name, r in {**results, **extra}.items() for p in attribute_problems(name, r)]
+    assert not bad, "refused attribute names: " + ", ".join(bad)
+
+
+def test_attribute_checker_can_fail():
+    from hipstats.results import Result, renamed_attribute
+
+    class Old(Result):
+        nobs = renamed_attribute("n_rows", "nobs")
+
+        def __init__(self):
+            self.n = 3
+            self.n_rows = 3
+            self.table = pd.DataFrame({"estimate": [1.0]})
+            self.table.attrs["pval"] = 0.5
+
+        def summary(self):
+            return self.table
+
+    assert sorted(attribute_problems("old", Old())) == ["old.n", "old.table.attrs['pval']"]

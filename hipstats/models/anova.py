@@ -155,7 +155,7 @@ def _factor_columns(res, factor):
 def _complete_design(res, terms):
     """lmerTest's ``get_rdX``: intercept, then ``model.matrix(~ 0 + term)`` of each term
     (products of full factor codings), and the block of columns belonging to each term."""
-    n = res.nobs
+    n = res.n_rows
     cols = [np.ones((n, 1))] if _has_intercept(res) else []
     blocks, pos = {}, len(cols)
     for t in terms:

@@ -85,7 +85,14 @@ from hipstats.errors import AnalysisError, ConvergenceWarning, SingularFitWarnin
 from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_modes, lme4_order
 from hipstats.models._lmm_core import Problem
 from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
-from hipstats.results import DEPRECATED, Result, html_table, resolve_confidence, resolve_participant
+from hipstats.results import (
+    DEPRECATED,
+    Result,
+    html_table,
+    renamed_attribute,
+    resolve_confidence,
+    resolve_participant,
+)
 from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
@@ -787,9 +794,9 @@ def lrt(model_small, model_big):
     True
     """
     small, big = (m.refit_ml() if m.reml else m for m in (model_small, model_big))
-    if small.nobs != big.nobs:
-        raise AnalysisError(f"models were fitted to different numbers of rows ({small.nobs} vs "
-                            f"{big.nobs}); drop missing values first so both use the same rows")
+    if small.n_rows != big.n_rows:
+        raise AnalysisError(f"models were fitted to different numbers of rows ({small.n_rows} vs "
+                            f"{big.n_rows}); drop missing values first so both use the same rows")
     k_s, k_b = small.npar, big.npar
     if k_b <= k_s:
         raise AnalysisError(f"model_big must have more parameters than model_small "
@@ -830,7 +837,8 @@ class LMMResult(Result):
     llf, aic, bic : float
         Log-likelihood (REML criterion for REML fits, as lme4's ``logLik``), AIC, BIC with
         ``npar = p + len(theta) + 1``.
-    nobs : int
+    n_rows : int
+        Rows fitted (``nobs`` is a deprecated alias).
     ngroups : int
         Levels of the grouping factor of the first random term written (e.g. participants);
         ``ngrps`` has every factor, as lme4's ``ngrps``.
@@ -846,6 +854,8 @@ class LMMResult(Result):
         SDs and correlations (like ``as.data.frame(VarCorr(fit))``).
     """
 
+    nobs = renamed_attribute("n_rows", "nobs")
+
     def __init__(self, spec, prob, theta, *, reml, converged, info):
         self._spec, self._prob = spec, prob
         self.confidence = 0.95  # of summary()'s intervals; summary(confidence=) gives others
@@ -858,7 +868,7 @@ class LMMResult(Result):
         st = prob.solve(self._theta_engine)
         self._st = st
         n, p = prob.n, prob.p
-        self.nobs = n
+        self.n_rows = n
         first = spec.terms[0]
         self.ngroups = first.nlev
         self.ngrps = {spec.terms[i].group: spec.terms[i].nlev for i in spec.order}
@@ -886,7 +896,7 @@ class LMMResult(Result):
     design_info = property(lambda self: self._spec.design_info)
     data = property(lambda self: self._spec.frame)
     exog_names = property(lambda self: list(self._spec.exog_names))
-    #: The fixed-effects model matrix actually fitted (``nobs x p``).
+    #: The fixed-effects model matrix actually fitted (``n_rows x p``).
     model_matrix = property(lambda self: self._spec.X)
 
     # -- variance components
@@ -1163,11 +1173,11 @@ class LMMResult(Result):
         return pd.concat([fe, vc], ignore_index=True).reindex(columns=cols)
 
     def model_info(self) -> pd.Series:
-        """Fit statistics: nobs, ngroups, llf, aic, bic, sigma, converged, singular, engine."""
+        """Fit statistics: n_rows, ngroups, llf, aic, bic, sigma, converged, singular, engine."""
         return pd.Series({"formula": self.formula, "random": self.re_formula,
                           "method": "REML" if self.reml else "ML", "engine": self.engine,
                           "algorithm": self.fit_info.get("algorithm"),
-                          "nobs": self.nobs, "ngroups": self.ngroups,
+                          "n_rows": self.n_rows, "ngroups": self.ngroups,
                           "ngrps": ", ".join(f"{g}: {n}" for g, n in self.ngrps.items()),
                           "llf": self.llf, "aic": self.aic, "bic": self.bic, "sigma": self.sigma,
                           "converged": self.converged, "singular": self.singular})
@@ -1259,7 +1269,7 @@ class LMMResult(Result):
 
     def __repr__(self):
         return (f"LMMResult({self.formula!r}, {'REML' if self.reml else 'ML'}, "
-                f"nobs={self.nobs}, ngrps={self.ngrps}, llf={self.llf:.3f}, "
+                f"n_rows={self.n_rows}, ngrps={self.ngrps}, llf={self.llf:.3f}, "
                 f"converged={self.converged}, singular={self.singular})")
 
     def _repr_html_(self):

@@ -770,7 +770,8 @@ class MMRMResult(Result):
     covariance, requested_covariance, reml, ddf, visits, participant, visit, formula
         The specification (``covariance`` differs from ``requested_covariance`` after a
         fallback; ``subject`` is a deprecated alias of ``participant``).
-    nobs, n_participants : int
+    n_rows, n_participants : int
+        Rows fitted and participants (``nobs`` is a deprecated alias of ``n_rows``).
     converged : bool
     notes : list of str
         Rows left out and why, the covariance actually used after a fallback.
@@ -779,6 +780,7 @@ class MMRMResult(Result):
     """
 
     subject = renamed_attribute("participant", "subject")
+    nobs = renamed_attribute("n_rows", "nobs")
 
     def __init__(self, *, formula, participant, visit, visits, covariance, requested_covariance, reml,
                  ddf, frame, exog_names, yname, design_info, engine, theta, hessian, info, nsub,
@@ -797,7 +799,7 @@ class MMRMResult(Result):
         self.notes = list(notes)
         self.confidence = 0.95
         self.patterns = patterns
-        self.nobs, self.n_participants = engine.N, nsub
+        self.n_rows, self.n_participants = engine.N, nsub
         self._hessian = hessian
         try:
             self.theta_vcov = 2.0 * np.linalg.inv(hessian)
@@ -999,7 +1001,7 @@ class MMRMResult(Result):
         return pd.Series({"formula": self.formula, "participant": self.participant, "visit": self.visit,
                           "covariance": self.covariance, "covariance_name": COVARIANCES[self.covariance],
                           "method": "REML" if self.reml else "ML", "ddf": self.ddf,
-                          "nobs": self.nobs, "n_participants": self.n_participants,
+                          "n_rows": self.n_rows, "n_participants": self.n_participants,
                           "n_visits": len(self.visits), "llf": self.llf, "aic": self.aic,
                           "bic": self.bic, "converged": self.converged})
 
@@ -1012,7 +1014,7 @@ class MMRMResult(Result):
 
     def __repr__(self):
         return (f"MMRMResult({self.formula!r}, covariance={self.covariance!r}, "
-                f"{'REML' if self.reml else 'ML'}, ddf={self.ddf!r}, nobs={self.nobs}, "
+                f"{'REML' if self.reml else 'ML'}, ddf={self.ddf!r}, n_rows={self.n_rows}, "
                 f"n_participants={self.n_participants}, llf={self.llf:.3f}, "
                 f"converged={self.converged})")
 

@@ -10,13 +10,16 @@ from hipstats.plots.style import arm_palette, theme
 __all__ = ["power_curve_plot"]
 
 
-def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, ax=None):
+def power_curve_plot(curve, *, target_power: float | None = 0.8, ax=None):
     """Draw a power curve from :func:`power_curve` with its Monte Carlo CI band.
 
     Parameters
     ----------
-    curve : DataFrame
-        Output of :func:`power_curve`.
+    curve : PowerCurveResult or DataFrame
+        The result of :func:`hipstats.power.power_curve` (``result.plot()`` calls this), or a
+        table with its columns (``n_per_arm``, ``power``, ``power_ci_low``, ``power_ci_high``;
+        ``target``, ``reference``, ``test`` for the title). The band is labelled with the
+        result's ``confidence`` (95% for a bare table).
     target_power : float, optional
         Horizontal reference line (e.g. 0.8), and the smallest size reaching it is marked.
     ax : matplotlib Axes, optional
@@ -36,6 +39,10 @@ def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, a
     """
     import matplotlib.pyplot as plt
 
+    confidence = 0.95
+    if not isinstance(curve, pd.DataFrame):
+        confidence = float(getattr(curve, "confidence", None) or 0.95)
+        curve = curve.to_frame()
     need = {"n_per_arm", "power", "power_ci_low", "power_ci_high"}
     if not need <= set(curve.columns):
         raise ParameterError(f"curve needs columns {sorted(need)}")
@@ -49,7 +56,7 @@ def power_curve_plot(curve: pd.DataFrame, *, target_power: float | None = 0.8, a
         else:
             fig = ax.figure
         ax.fill_between(d["n_per_arm"], d["power_ci_low"], d["power_ci_high"], color=color, alpha=0.2,
-                        lw=0, label="95% Monte Carlo CI")
+                        lw=0, label=f"{confidence:.0%} Monte Carlo CI")
         ax.plot(d["n_per_arm"], d["power"], marker="o", color=color, label="simulated power")
         if target_power is not None:
             ax.axhline(target_power, color="0.4", ls="--", lw=1)

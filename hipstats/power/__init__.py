@@ -34,7 +34,7 @@ _LAZY = {
     "power_mmrm": "hipstats.power.analytic", "power_slope": "hipstats.power.analytic",
     "TrialDesign": "hipstats.power.design",
     "run_power_from_params": "hipstats.power.params",
-    "PowerResult": "hipstats.power.simulation", "power_curve": "hipstats.power.simulation",
+    "PowerResult": "hipstats.power.simulation", "PowerCurveResult": "hipstats.power.simulation", "power_curve": "hipstats.power.simulation",
     "simulate_power": "hipstats.power.simulation",
     "power_curve_plot": "hipstats.plots.power",  # the figure lives with the other figures
 }
@@ -61,6 +61,7 @@ __all__ = [
     "LongitudinalPower",
     "TrialDesign",
     "PowerResult",
+    "PowerCurveResult",
     "simulate_power",
     "power_curve",
     "power_curve_plot",

@@ -35,7 +35,7 @@ def run_power_from_params(params: Mapping[str, Any], *, pilot=None, pilot_label:
       ``sd_residual``, ``dropout``, ``dropout_pattern``) and :func:`simulate_power` options
       (``test``, ``target``, ``reference``, ``df``, ``alpha``, ``n_sim``, ``seed``,
       ``n_jobs``, ``client``, ``chunk_size``, ``random_slopes``, ``engine``). Several values
-      of ``n_per_arm`` give a :func:`power_curve` DataFrame, one value a
+      of ``n_per_arm`` give a :func:`power_curve` result (:class:`PowerCurveResult`), one value a
       :class:`PowerResult`.
     * ``"slope"`` / ``"mmrm"``: the analytic longitudinal formulas (:func:`power_slope`,
       :func:`power_mmrm`) on the same design keys, see :func:`longitudinal_power_from_params`

@@ -59,7 +59,7 @@ from hipstats.power.progress import Progress
 from hipstats.power.reml import PatternModel
 from hipstats.results import DEPRECATED, PARTICIPANT_COLUMN, Result, html_table, resolve_participant
 
-__all__ = ["PowerResult", "simulate_power", "power_curve", "curve_row", "run_replicates",
+__all__ = ["PowerResult", "PowerCurveResult", "simulate_power", "power_curve", "curve_row", "run_replicates",
            "run_tasks", "run_chunk", "chunk_seeds", "p_values", "lmm_arrays", "lmm_frame",
            "true_theta", "arm_week_test", "change_test", "ancova_test", "fit_statsmodels",
            "REPLICATE_COLUMNS", "TESTS", "DF_METHODS", "ENGINES", "ACCOUNTING_RULE",
@@ -755,6 +755,93 @@ def curve_row(res: PowerResult) -> dict:
             "reference": res.reference, "alpha": res.alpha}
 
 
+#: the columns of :meth:`PowerCurveResult.summary` (the key estimates of each point)
+CURVE_SUMMARY_COLUMNS = ["n_per_arm", "n_total", "power", "power_ci_low", "power_ci_high", "n_failed",
+                         "n_not_converged", "n_singular", "flagged"]
+
+
+class PowerCurveResult(Result):
+    """Simulated power along participants per arm (see :func:`power_curve`).
+
+    Attributes
+    ----------
+    curve : DataFrame
+        One row per point (the columns of :func:`curve_row`): n_per_arm, n_total, power,
+        power_ci_low, power_ci_high, power_se, power_fitted, n_sim, n_failed, n_not_converged,
+        n_singular, flagged, true_effect, test, target, reference, alpha.
+    points : list of PowerResult
+        The simulation of every point, in the order of ``curve``.
+    test, target, reference : str
+        The question every point answers.
+    alpha : float
+        Significance level of the test.
+    confidence : float
+        Level of the Monte Carlo intervals (``ci_method``).
+    notes : list of str
+        The counting rule and every flagged point.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> from hipstats.power import TrialDesign, power_curve
+    >>> plan = TrialDesign(arms=("usual care", "loading"), weeks=(0, 6, 12), sd_slope=0,
+    ...                    effects={"usual care": 0, "loading": 2}, dropout=0)
+    >>> res = power_curve(plan, [15, 60], test="ancova", n_sim=80, n_jobs=1, seed=4)
+    >>> int(res.first_reaching(0.6)["n_per_arm"]), res.to_frame().shape[1]
+    (60, 17)
+    >>> pickle.loads(pickle.dumps(res)).summary().equals(res.summary())
+    True
+    """
+
+    def __init__(self, points: Sequence[PowerResult], design_table: pd.DataFrame, *,
+                 confidence: float, ci_method: str, max_failed_share: float):
+        self.points = list(points)
+        if not self.points:
+            raise ParameterError("a power curve needs at least one point")
+        self.curve = pd.DataFrame([curve_row(r) for r in self.points])
+        first = self.points[0]
+        self.test, self.target, self.reference, self.alpha = (first.test, first.target,
+                                                               first.reference, first.alpha)
+        self.confidence, self.ci_method = float(confidence), ci_method
+        self._design_table = design_table
+        self.add_note(ACCOUNTING_RULE.format(share=max_failed_share))
+        for r in self.points:
+            if r.flagged:
+                self.add_note(f"n = {r.design.n_total // len(r.design.arms)} per arm: {r.flag_text}")
+
+    @property
+    def _title(self) -> str:
+        return f"Simulated power curve: {self.target} vs {self.reference} ({self.test})"
+
+    def summary(self) -> pd.DataFrame:
+        """One row per point: size, power with its Monte Carlo CI, failed/unconverged/singular fits."""
+        return self.curve[CURVE_SUMMARY_COLUMNS].copy()
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every column of every point (the DataFrame :func:`power_curve` used to return, with
+        ``attrs["design_table"]`` and ``attrs["notes"]``)."""
+        frame = self.curve.copy()
+        frame.attrs["design_table"] = self.design_table()
+        frame.attrs["notes"] = list(self.notes)
+        return frame
+
+    def design_table(self) -> pd.DataFrame:
+        """The design assumed, the curve's sizes in the participants-per-arm row."""
+        return self._design_table.copy()
+
+    def first_reaching(self, power: float) -> pd.Series | None:
+        """The row of the smallest simulated size whose power reaches ``power`` (None if none)."""
+        d = self.curve.sort_values("n_per_arm", kind="stable")
+        reached = d[d["power"] >= power]
+        return reached.iloc[0] if len(reached) else None
+
+    def plot(self, *, target_power: float | None = 0.8, ax=None):
+        """The power curve with its Monte Carlo band (:func:`hipstats.plots.power_curve_plot`)."""
+        from hipstats.plots.power import power_curve_plot  # noqa: PLC0415 - matplotlib on demand
+
+        return power_curve_plot(self, target_power=target_power, ax=ax)
+
+
 def power_curve(design: TrialDesign, n_per_arm: Sequence[int], *, n_sim: int = 1000,
                 seed: int = 0, n_jobs: int = -1, client=None, chunk_size: int = 50,
                 random_slopes: bool | None = None, engine: str = "hipstats",
@@ -778,18 +865,21 @@ def power_curve(design: TrialDesign, n_per_arm: Sequence[int], *, n_sim: int = 1
     max_failed_share, progress
         As in :func:`simulate_power`.
     return_results : bool
-        Also return the :class:`PowerResult` of every point.
+        Also return the :class:`PowerResult` of every point (they are the result's ``points``
+        too).
     **overrides
         ``test``, ``target``, ``reference``, ``df``, ``alpha``: change the design.
 
     Returns
     -------
-    DataFrame
-        One row per point: n_per_arm, n_total, power, power_ci_low, power_ci_high, power_se,
-        power_fitted, n_sim, n_failed, n_not_converged, n_singular, flagged, true_effect,
-        test, target, reference, alpha; ``attrs["design_table"]`` holds the design assumed
-        and ``attrs["notes"]`` the counting rule and any flags. With ``return_results``, the
-        pair (frame, list of PowerResult).
+    PowerCurveResult
+        ``summary()`` one row per point (size, power and its Monte Carlo CI, counts),
+        ``to_frame()`` every column (n_per_arm, n_total, power, power_ci_low, power_ci_high,
+        power_se, power_fitted, n_sim, n_failed, n_not_converged, n_singular, flagged,
+        true_effect, test, target, reference, alpha; the DataFrame this function returned
+        before, with ``attrs["design_table"]`` and ``attrs["notes"]``), ``design_table()``,
+        ``plot()`` the curve, ``notes`` the counting rule and any flags. With
+        ``return_results``, the pair (result, list of PowerResult).
 
     Examples
     --------
@@ -797,7 +887,7 @@ def power_curve(design: TrialDesign, n_per_arm: Sequence[int], *, n_sim: int = 1
     >>> d = TrialDesign(arms=("control", "loading"), weeks=(0, 12),
     ...                 effects={"control": 0, "loading": 5}, sd_slope=0, sd_residual=6)
     >>> curve = power_curve(d, [10, 40], test="change", n_sim=100, n_jobs=1)
-    >>> list(curve["n_per_arm"]), bool(curve["flagged"].any())
+    >>> list(curve.summary()["n_per_arm"]), bool(curve.summary()["flagged"].any())
     ([10, 40], False)
     """
     unknown = set(overrides) - {"test", "target", "reference", "df", "alpha"}
@@ -827,12 +917,9 @@ def power_curve(design: TrialDesign, n_per_arm: Sequence[int], *, n_sim: int = 1
         results.append(_make_result(arr, d, opts, seed=child, backend=backend,
                                     elapsed=elapsed / len(ns), ci_method=ci_method,
                                     confidence=confidence, max_failed_share=max_failed_share))
-    frame = pd.DataFrame([curve_row(r) for r in results])
     table = design.design_table()
     table.loc[table["quantity"] == "Participants per arm (enrolled)", ["value", "source"]] = (
         ", ".join(str(n) for n in ns) + " (the curve's points)", "user")
-    frame.attrs["design_table"] = table
-    frame.attrs["notes"] = ([ACCOUNTING_RULE.format(share=max_failed_share)]
-                            + [f"n = {r.design.n_total // len(r.design.arms)} per arm: {r.flag_text}"
-                               for r in results if r.flagged])
-    return (frame, results) if return_results else frame
+    curve = PowerCurveResult(results, table, confidence=confidence, ci_method=ci_method,
+                             max_failed_share=max_failed_share)
+    return (curve, results) if return_results else curve

@@ -51,7 +51,7 @@ def ols_table(df: pd.DataFrame, formula: str, alpha: float, rename: dict[str, st
                         "estimate": fit.params.values, "se": fit.bse.values,
                         "statistic": fit.tvalues.values, "p_value": fit.pvalues.values,
                         "ci_low": ci[0].values, "ci_high": ci[1].values})
-    out.attrs.update({"n": int(fit.nobs), "df_resid": float(fit.df_resid),
+    out.attrs.update({"n_rows": int(fit.nobs), "df_resid": float(fit.df_resid),
                       "r_squared": float(fit.rsquared), "formula": formula})
     return out
 
@@ -81,5 +81,6 @@ def adjusted_ols(df: pd.DataFrame, column: str, per: float, adjust: Sequence[str
         raise AnalysisError(f"{len(data)} participants are too few for {len(terms) + 1} "
                             "coefficients")
     out = ols_table(data, "change ~ " + " + ".join(terms), alpha, {x: label})
+    out.attrs["n_participants"] = out.attrs["n_rows"]  # one row per participant
     out.attrs["data"] = df
     return out

@@ -194,7 +194,7 @@ class H2Result(Result):
         esc = lambda x: html.escape(str(x))  # noqa: E731 - labels come from the data
         notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
         return (f"<p><b>H2 analysis</b> of {esc(self.measure)} (pelvis {esc(self.pelvis)}); reference arm "
-                f"{esc(self.reference)}; {self.model.ngroups} participants, {self.model.nobs} observations; "
+                f"{esc(self.reference)}; {self.model.ngroups} participants, {self.model.n_rows} observations; "
                 + (f"MDC {self.mdc:.3g} ({esc(self.mdc_source)})</p>" if self.mdc is not None else "no MDC</p>")
                 + ("<p><b>Warning:</b> singular mixed-model fit (a variance is ~0); consider "
                    "re_formula='1'.</p>" if getattr(self.model, "singular", False) else "")

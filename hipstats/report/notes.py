@@ -57,11 +57,23 @@ _REWORDED = (
 )
 
 
+def _list_words(m: re.Match) -> str:
+    """A printed Python list of names or numbers as words (``['hiit', 'yoga']`` -> ``hiit, yoga``); else nothing."""
+    items = [i.strip().strip("'\"") for i in m.group(1).split(",") if i.strip()]
+    if items and all(re.fullmatch(r"[\w .\-]+", i) for i in items) and ":" not in m.group(1):
+        return ", ".join(i.replace("_", " ") for i in items)
+    return ""
+
+
 def plain_note(category, message: str) -> str:
     """A warning in words a reader of the report understands (no paths, code names or dicts).
 
     >>> plain_note(UserWarning, "DeLong variance needs at least two cases and two controls; SE and CI are NaN.")[:40]
     'The confidence interval of an AUC needs '
+    >>> plain_note(UserWarning, "ANCOVA needs at least 2 participants per arm; too few in ['hiit']")
+    'ANCOVA needs at least 2 participants per arm; too few in hiit.'
+    >>> plain_note(UserWarning, "the 'anterior' class's note gives its counts")
+    "The anterior class's note gives its counts."
     """
     fixed = _category_note(category)
     if fixed:
@@ -70,10 +82,11 @@ def plain_note(category, message: str) -> str:
     for pattern, words in _REWORDED:
         text = pattern.sub(words, text)
     text = re.sub(r"(?:[A-Za-z]:)?(?:/[\w.\-]+)+/?", "", text)  # file paths
-    text = re.sub(r"\{[^{}]*\}|\[[^\[\]]*\]", "", text)  # dicts, lists
+    text = re.sub(r"\{[^{}]*\}", "", text)  # dicts
+    text = re.sub(r"\[([^\[\]]*)\]", _list_words, text)  # lists: their items in words, or nothing
     for code, words in _CODE_NAMES.items():
         text = re.sub(rf"['\"]?\b{code}\b['\"]?", words, text)
-    text = re.sub(r"'([^']*)'", r"\1", text)
+    text = re.sub(r"(?<!\w)'([^'\n]*?)'(?!\w)", r"\1", text)  # quotes, never an apostrophe ("class's")
     text = re.sub(r"\s+", " ", text).strip(" :;,")
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."

@@ -122,7 +122,9 @@ _PROPORTION = {"icc", "kappa", "auc", "sensitivity", "specificity", "ppv", "npv"
 #: Model terms as a reader knows them.
 TERM_NAMES = {"Intercept": "Intercept", "baseline": "Baseline value", "week": "Week", "fault_rate": "Fault rate",
               "fault_rate_per_10pct": "Fault rate (per 10 percentage points)", "within": "Within participants",
-              "between": "Between participants"}
+              "between": "Between participants", "contextual": "Between minus within (contextual)",
+              "within_corrected": "Within participants, corrected for tilt measurement error",
+              "between_corrected": "Between participants, corrected for tilt measurement error"}
 _TERM = re.compile(r"C\((\w+)(?:,\s*Treatment\([^)]*\))?\)\[T\.([^\]]+)\]")
 
 
@@ -160,6 +162,8 @@ def value_label(col: str, value) -> str:
     """A categorical cell for people: measure codes named, model terms and underscores cleaned."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     text = str(value)
     if col == "measure" and text in MEASURE_NAMES:
         return MEASURE_NAMES[text]
@@ -527,6 +531,10 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
     return ReportTable(data, frames, all_labels, all_spanners, footnotes, title, group if group in frame else None)
 
 
+#: Text columns that are sentences in their own right (shown as a footnote without the column's name).
+_PROSE_COLUMNS = frozenset({"note", "notes", "interpretation", "reason", "message", "description"})
+
+
 def _long(data, frame, col_labels, members, names, keys, footnotes, title, max_chars=PAGE_CHARS) -> ReportTable:
     """Each estimate family a row; the first key's values become column spanners.
 
@@ -543,6 +551,8 @@ def _long(data, frame, col_labels, members, names, keys, footnotes, title, max_c
             if text:
                 tag = frame[key].iloc[i] if key else ""
                 text = plain_note(UserWarning, text)
+                if c not in _PROSE_COLUMNS:  # a short value ("no") needs its column's name to mean anything
+                    text = f"{col_labels.get(c, label(c))}: {text}"
                 notes.append(f"{tag}: {text}" if tag else text)
     fams = [c for c in frame.columns if c not in keys and c not in texts]
     blocks: list[list[str]] = []

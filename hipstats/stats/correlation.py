@@ -159,7 +159,7 @@ def _random_intercept_fit(df: pd.DataFrame, y: str, terms: list[str], participan
                          "p_value": float(p), "ci_low": float(lo), "ci_high": float(hi)}])
     table = pd.concat([table, row], ignore_index=True)
     info = {"var_participant": float(res.cov_re.iloc[0, 0]), "var_residual": res.sigma2,
-            "n_readings": res.nobs, "converged": res.converged, "singular": res.singular,
+            "n_readings": res.n_rows, "converged": res.converged, "singular": res.singular,
             "engine": f"hipstats.models.lmm.fit_lmm ({res.engine}, REML, Satterthwaite df)"}
     return table, info
 

@@ -327,7 +327,7 @@ def icc_fit(data, participant, raters, ratings, *, confidence=0.95, nan_policy="
     mat[cells["t"], cells["r"]] = cells["y"]
     per_cell = int(cells["m"].max()) if len(cells) else 0
     missing = np.isnan(mat)
-    info = {"ratings_per_cell_max": per_cell, "targets_dropped": 0,
+    info = {"ratings_per_cell_max": per_cell, "n_targets_dropped": 0,
             "targets_used": tlab[~missing.all(axis=1)]}
     if missing.any() and nan_policy == "raise":
         rows = np.flatnonzero(missing.any(axis=1))
@@ -340,11 +340,11 @@ def icc_fit(data, participant, raters, ratings, *, confidence=0.95, nan_policy="
         )
     if nan_policy == "omit" or (nan_policy == "model" and not missing.any()):
         keep = ~missing.any(axis=1)
-        info["targets_dropped"] = int((~keep).sum())
+        info["n_targets_dropped"] = int((~keep).sum())
         info["targets_used"] = tlab[keep]
         mat = mat[keep]
         _need_two(mat.shape[0], k_all, what, after=" after dropping incomplete targets"
-                  if info["targets_dropped"] else "")
+                  if info["n_targets_dropped"] else "")
     if nan_policy == "model":
         return _icc_fit_model(mat, confidence, r0, info, what)
     info["matrix"] = mat  # complete targets x raters (for the participant-cluster bootstrap)
