@@ -658,8 +658,8 @@ def loading_findings(result, *, arm: str | None = None, display: bool = True) ->
                               f"In the {shown} arm the {r.exercise.replace('_', ' ')} load rose by {r.mean_slope:.1f} kg "
                               f"per week on average; {100 * r.share_progressive:.0f}% of participants progressed.",
                               digits=2, confidence=conf, display=display, headline=True,
-                              brief=f"{r.exercise.replace('_', ' ').capitalize()} loads rose {r.mean_slope:.1f} kg a "
-                                    f"week; {100 * r.share_progressive:.0f}% of participants progressed."))
+                              brief=f"The {r.exercise.replace('_', ' ')} load rose {r.mean_slope:.1f} kg a week; "
+                                    f"{100 * r.share_progressive:.0f}% of participants progressed."))
     ad = getattr(result, "adherence_by_arm", None)
     if ad is not None and (ad["arm"] == arm).any():
         r = ad[ad["arm"] == arm].iloc[0]
