@@ -149,7 +149,8 @@ def headline_findings(found: list[Finding]) -> list[Finding]:
 def not_estimable_notes(found: list[Finding], shown: list[Finding]) -> list[str]:
     """Each sentence of a not-estimable finding that the index does not show as a row, once."""
     rows = {id(f) for f in shown}
-    return list(dict.fromkeys(f"{f.area}: {f.sentence}" for f in found if f.not_estimable and id(f) not in rows))
+    return list(dict.fromkeys(f"{f.area}: {f.sentence[:1].upper()}{f.sentence[1:].rstrip('.')}." for f in found
+                              if f.not_estimable and id(f) not in rows))
 
 
 def _status(manifest: dict[str, Any], results, found: list[Finding], shown: list[Finding]) -> str:
@@ -182,7 +183,7 @@ def _status(manifest: dict[str, Any], results, found: list[Finding], shown: list
         lines.append(f"All {len(results)} report(s) ran without errors.")
     notes = not_estimable_notes(found, shown)
     if notes:
-        lines.append("<b>Not estimable in this run</b> (details on the pages): " + " ".join(_e(x) for x in notes))
+        lines.append("<br><b>Not estimable in this run</b> (details on the pages): " + " &middot; ".join(_e(x) for x in notes))
     cls = "failed" if failed else "ok"
     return f'<div class="hipstats-summary hipstats-status {cls}">' + " ".join(lines) + "</div>"
 
