@@ -150,6 +150,23 @@ def test_small_arms_keep_the_model_and_note_the_participant_level_analyses():
     assert len(res.summary()) == 2
 
 
+
+def test_an_arm_without_the_measure_is_said_not_dropped():
+    """An arm with no readings of the measure is left out of the comparisons, and the result says so."""
+    from hipstats.report.areas import h2_findings  # noqa: PLC0415
+
+    c = simulate_cohort(30, seed=4, reliability_fraction=0.0, sessions=False)
+    arm = c.participants.set_index("participant_id")["arm"]
+    m = c.measurements
+    c.measurements = m[~((m["participant_id"].map(arm) == "loading") & (m["measure"] == "aslr_deg"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = h2_analysis(c, "aslr_deg", mdc=5.0)
+    assert "loading" not in res.arms and len(res.final[res.final["estimand"] == "difference in change"]) == 1
+    assert res.not_estimable["comparisons with loading"] == "the loading arm has no readings of this measure"
+    said = [f.sentence for f in h2_findings(res, display=False) if f.estimate is None]
+    assert any("comparisons with loading: not estimable: the loading arm has no readings" in s for s in said)
+
 # ---------------------------------------------------------------------------------------------
 # End to end against R: tests/fixtures/emmeans/make_h2_cohort.py wrote a small simulated cohort;
 # make_fixtures.R re-implements the outcome selection and fits lmer + emmeans (Satterthwaite).

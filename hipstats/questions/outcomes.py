@@ -430,6 +430,9 @@ def h2_analysis(cohort, measure: str = "hip_ir_deg", *, pelvis: str | None = "fr
 
     # participant-level: ANCOVA, Hedges' g, responders (each may be not estimable on a small cohort)
     notes: dict[str, str] = {}
+    for a in cohort.arms:  # an arm without this measure is left out of every comparison: said, not dropped
+        if a not in arms:
+            notes[f"comparisons with {a}"] = f"the {a} arm has no readings of this measure"
 
     def attempt(name, fn):
         try:
