@@ -165,7 +165,7 @@ def test_an_arm_without_the_measure_is_said_not_dropped():
     assert "loading" not in res.arms and len(res.final[res.final["estimand"] == "difference in change"]) == 1
     assert res.not_estimable["comparisons with loading"] == "the loading arm has no readings of this measure"
     said = [f.sentence for f in h2_findings(res, display=False) if f.estimate is None]
-    assert any("comparisons with loading: not estimable: the loading arm has no readings" in s for s in said)
+    assert any("ASLR angle, comparisons with loading: not estimable: the loading arm has no readings" in s for s in said)
 
 # ---------------------------------------------------------------------------------------------
 # End to end against R: tests/fixtures/emmeans/make_h2_cohort.py wrote a small simulated cohort;

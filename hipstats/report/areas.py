@@ -419,7 +419,8 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
     missing = getattr(result, "not_estimable", None) or getattr(result, "notes", None) or {}
     for what, reason in (missing.items() if isinstance(missing, dict) else []):
         out.append(record("H2", f"{label[:1].upper() + label[1:]}: {what.replace('_', ' ')}", None, None, None, None,
-                          not_estimable(what.replace("_", " "), reason), confidence=conf, display=display))
+                          not_estimable(f"{label[:1].upper() + label[1:]}, {what.replace('_', ' ')}", reason),
+                          confidence=conf, display=display))
     return out
 
 
