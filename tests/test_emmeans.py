@@ -137,6 +137,17 @@ def test_simple_ancova_and_trt_vs_ctrl(anc, r_con):
     _compare(contrasts(emmeans(fit, "arm"), ref="control", adjust="holm"), rc, ["contrast"], {**CON_COLS, "p_adj": "p_holm"})
 
 
+def test_a_single_contrast_is_not_called_adjusted(ols_ancova):
+    """One comparison in a group: p_adj equals p whatever the method, and ``adjust`` says "none" so
+    that no table or sentence calls it adjusted (as emmeans, which prints no adjustment for one test)."""
+    emm = emmeans(ols_ancova, "arm")
+    one = contrasts(emm, {"loading - control": [-1, 1, 0]}, adjust="holm")
+    assert one["adjust"].tolist() == ["none"]
+    assert one["p_adj"].iloc[0] == pytest.approx(one["p_value"].iloc[0], rel=1e-12)
+    several = contrasts(emm, "pairwise", adjust="holm")
+    assert set(several["adjust"]) == {"holm"}
+
+
 # ---------------------------------------------------------------------------------------------
 # OLS on long data: factor week, numeric week with at=, trends
 # ---------------------------------------------------------------------------------------------

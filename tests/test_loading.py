@@ -589,3 +589,23 @@ def test_loading_analysis_without_loaded_exercise_or_pain():
     assert s.loc[s["arm"] == "loading", "mean_adherence"].iloc[0] == pytest.approx(
         adherence(log, participants=people)["adherence"].mean())
     assert s["note"].str.startswith("not estimable: compliance: ").any()
+
+
+def test_mean_adherence_ci_stays_within_0_and_1():
+    """Three participants at 100%, 100% and 50%: the t interval of the mean (0.83, t_2 SE 0.17) reaches
+    above 1; a share cannot, so the interval is truncated to [0, 1] and the lower end is the t one."""
+    from scipy import stats
+
+    from hipstats.questions.loading import adherence
+
+    done = {"a": [True, True], "b": [True, True], "c": [True, False]}
+    log = pd.DataFrame([{"participant_id": p, "week": w, "exercise": "hold_90_90", "sets": 2, "reps": 5,
+                         "completed": c} for p, cs in done.items() for w, c in enumerate(cs)])
+    parts = pd.DataFrame({"participant_id": ["a", "b", "c"], "arm": "x"})
+    out = adherence(log, level="arm", participants=parts).iloc[0]
+    x = np.array([1.0, 1.0, 0.5])
+    half = stats.t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)
+    assert x.mean() + half > 1
+    assert out["mean_adherence"] == pytest.approx(x.mean())
+    assert out["mean_adherence_ci_high"] == 1.0
+    assert out["mean_adherence_ci_low"] == pytest.approx(max(0.0, x.mean() - half))

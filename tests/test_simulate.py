@@ -98,3 +98,20 @@ def test_sessions_follow_the_progression_rule():
     assert abs(rate - c.truth["violation_prob"]) < 4 * np.sqrt(0.3 * 0.7 / n)
     assert (c.sessions.loc[c.participants.set_index("participant_id").loc[
         c.sessions["participant_id"], "arm"].to_numpy() == "control"].empty)
+
+
+def test_custom_arm_names_follow_the_default_protocols_by_role():
+    """Arms called anything else still get a training log and the gains of the protocol they stand for
+    (arm_roles), so custom-arm cohorts exercise H4 and H5 too; no protocol name is needed in the data."""
+    from hipstats.cohort.simulate import arm_roles
+
+    assert arm_roles(["usual", "hiit", "yoga", "pilates"]) == {"usual": "control", "hiit": "stretching",
+                                                              "yoga": "loading", "pilates": ""}
+    c = hs.simulate_cohort(90, arms=("usual", "hiit", "yoga"), seed=3)
+    logged = c.sessions.merge(c.participants[["participant_id", "arm"]], on="participant_id")
+    assert set(logged["arm"]) == {"hiit", "yoga"}  # the reference arm (control's role) trains nothing
+    assert logged.loc[logged.arm == "yoga", "load_kg"].max() > 0  # loading's protocol carries load
+    assert (logged.loc[logged.arm == "hiit", "load_kg"] == 0).all()
+    assert c.truth["arm_gain_ir"]["loading"] > 0
+    gain = c.truth["participants"].groupby("arm")["ir_gain"].mean()
+    assert gain["usual"] == 0 and gain["yoga"] > gain["hiit"] > 0  # loading's 6 deg, stretching's 2 deg

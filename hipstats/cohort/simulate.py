@@ -55,7 +55,7 @@ from hipstats.cohort.cohort import Cohort
 from hipstats.data import schema
 from hipstats.errors import ParameterError
 
-__all__ = ["SimulationParameters", "simulate_cohort"]
+__all__ = ["SimulationParameters", "arm_roles", "simulate_cohort"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,24 @@ _FAULTS_BY_EXERCISE = {
 }
 
 
+def arm_roles(arms) -> dict[str, str]:
+    """Which of the simulator's protocols (``control``, ``stretching``, ``loading``) each arm follows.
+
+    An arm named like a protocol follows it; the other arms take the protocols not yet taken, in that
+    order (so ``usual, hiit, yoga`` follow control, stretching and loading); arms beyond the third
+    follow none (``""``: no training log, no gain, dropout 0.2). The role sets an arm's training log
+    and, unless ``params`` name the arm itself, its gains and dropout.
+
+    >>> arm_roles(["usual", "hiit", "yoga"])
+    {'usual': 'control', 'hiit': 'stretching', 'yoga': 'loading'}
+    >>> arm_roles(["control", "loading"])
+    {'control': 'control', 'loading': 'loading'}
+    """
+    arms = [str(a) for a in arms]
+    free = [r for r in schema.DEFAULT_ARMS if r not in arms]
+    return {a: a if a in schema.DEFAULT_ARMS else (free.pop(0) if free else "") for a in arms}
+
+
 def _gain(gain: np.ndarray, t: np.ndarray, tau: float) -> np.ndarray:
     return gain * (1.0 - np.exp(-np.asarray(t, float) / tau))
 
@@ -138,8 +156,9 @@ def simulate_cohort(n_participants: int = 150, weeks=(0, 3, 6, 9, 12), arms=sche
         Scheduled visit weeks; the first is baseline (labelled ``baseline``), the others
         ``week_<w>``.
     arms : sequence of str
-        Arm labels, reference first. Gains and dropout for arms not in the defaults
-        are 0 and 0.2 unless given in ``params``.
+        Arm labels, reference first. An arm with another name follows one of the default
+        arms' protocols (training log, gains and dropout) by :func:`arm_roles`, unless
+        ``params`` name the arm itself.
     seed : int or None
         Seed of numpy's default generator; the same seed gives the same cohort bit for bit.
     reliability_fraction : float
@@ -178,6 +197,7 @@ def simulate_cohort(n_participants: int = 150, weeks=(0, 3, 6, 9, 12), arms=sche
             raise ParameterError(f"unknown simulation parameter(s): {', '.join(sorted(unknown))}")
         p = replace(p, **overrides)
     arms = [str(a) for a in arms]
+    roles = arm_roles(arms)
     rng = np.random.default_rng(seed)
     n = n_participants
     ids = np.array([f"P{i + 1:04d}" for i in range(n)])
@@ -198,8 +218,8 @@ def simulate_cohort(n_participants: int = 150, weeks=(0, 3, 6, 9, 12), arms=sche
                                  "dominant_leg": dominant})
 
     # ---------------------------------------------------------------- latent values
-    gain_ir = np.array([p.arm_gain_ir.get(a, 0.0) for a in arm])
-    gain_aslr = np.array([p.arm_gain_aslr.get(a, 0.0) for a in arm])
+    gain_ir = np.array([p.arm_gain_ir.get(a, p.arm_gain_ir.get(roles[a], 0.0)) for a in arm])
+    gain_aslr = np.array([p.arm_gain_aslr.get(a, p.arm_gain_aslr.get(roles[a], 0.0)) for a in arm])
     conc = p.adherence_concentration
     adherence = rng.beta(p.adherence_mean * conc, (1 - p.adherence_mean) * conc, n)
     scale = adherence / p.adherence_mean
@@ -212,7 +232,7 @@ def simulate_cohort(n_participants: int = 150, weeks=(0, 3, 6, 9, 12), arms=sche
     dom_right = dominant == "right"
     dom = np.column_stack([~dom_right, dom_right]).astype(float)
 
-    drop_p = np.array([p.dropout.get(a, 0.2) for a in arm])
+    drop_p = np.array([p.dropout.get(a, p.dropout.get(roles[a], 0.2)) for a in arm])
     drops = rng.random(n) < drop_p
     n_vis = len(weeks)
     first_missed = np.where(drops, rng.integers(1, n_vis, n), n_vis)  # index of first missed visit
@@ -310,7 +330,8 @@ def simulate_cohort(n_participants: int = 150, weeks=(0, 3, 6, 9, 12), arms=sche
     measurements = measurements.iloc[order].reset_index(drop=True)
 
     # ---------------------------------------------------------------- training log
-    session_frame = (_simulate_sessions(rng, p, ids, arm, adherence, start, weeks, first_missed)
+    session_frame = (_simulate_sessions(rng, p, ids, np.array([roles[a] for a in arm], dtype=object), adherence,
+                                        start, weeks, first_missed)
                      if sessions else None)
 
     latent = pd.DataFrame({"participant_id": ids, "arm": arm, "ir_intercept": p.ir_mean + b0

@@ -194,7 +194,7 @@ def ancova(data: pd.DataFrame, outcome: str, baseline: str, group: str,
         raise AnalysisError(f"ANCOVA needs at least two arms with data, found {levels}")
     small = [str(a) for a in levels if counts.get(a, 0) < 2]
     if small:
-        raise AnalysisError(f"ANCOVA needs at least 2 participants per arm; too few in {small}")
+        raise AnalysisError(f"ANCOVA needs at least 2 participants per arm; too few in {', '.join(small)}")
     if isinstance(d[group].dtype, pd.CategoricalDtype):
         d[group] = d[group].astype(object)
 

@@ -918,7 +918,8 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str | N
         ``dunnettx`` for ``trt.vs.ctrl`` (emmeans' approximation of Dunnett's test), ``mvt`` for
         ``consec`` (single-step multivariate t by Monte-Carlo integration with a fixed seed,
         error below 5e-4; it uses the mean df of the family when the df differ), ``none`` for
-        custom contrasts. The method used is in the ``adjust`` column of every row.
+        custom contrasts. The method used is in the ``adjust`` column of every row ("none" in a group
+        with a single contrast, where no method changes p).
     by : str or list, optional
         Grouping variables; default the ``by`` of ``emm``. ``None`` compares all cells.
     confidence : float, optional
@@ -982,7 +983,7 @@ def contrasts(emm: EMMResult, method="trt.vs.ctrl", *, ref=None, adjust: str | N
         part["statistic"] = t
         part["p_value"] = p
         part["p_adj"] = p_adj
-        part["adjust"] = adjust
+        part["adjust"] = adjust if len(names) > 1 else "none"  # one comparison: every method leaves p as it is
         part["ci_low"] = inf["ci_low"].to_numpy()
         part["ci_high"] = inf["ci_high"].to_numpy()
         parts.append(part)

@@ -149,11 +149,11 @@ def compliance_heatmap(result, *, ax=None, max_participants: int | None = 80):
         ax.invert_yaxis()
         ax.grid(False)
         ax.set_xlabel("Protocol week (weeks since start)")
-        ax.set_ylabel("Participants (by arm)", labelpad=14)
+        ax.set_ylabel("Participants (by arm)", labelpad=26)  # clear of the arm names beside the rows
         ax.set_title(f"Load progression rule (pain threshold {res.pain_threshold:g} NRS)")
+        # the legend sits right of the grid: below it, it would run into the axis label on a short grid
         ax.legend(handles=[Patch(color=_STATUS_COLOURS[s], label=s) for s in statuses],
-                  loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False,
-                  fontsize=8)
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=1, frameon=False, fontsize=8)
         fig.tight_layout()
     return fig
 

@@ -297,10 +297,12 @@ def progression_slopes(data, *, level: str = "participant", exercise: str | Sequ
 # ----------------------------------------------------------------------------------------
 def _arm_rate_summary(per: pd.DataFrame, count: str, nobs: str, rate: str, alpha: float):
     """Per arm: pooled proportion with participant-cluster CI (:func:`pooled_rate`; Wilson
-    kept as ``*_wilson``) and mean of participants' rates with t CI."""
+    kept as ``*_wilson``) and mean of participants' rates with t CI, truncated to [0, 1] (a share
+    cannot leave it; with few participants the t interval would)."""
     rows = []
     for a, g in per.groupby("arm", sort=True):
         m, lo, hi = mean_ci(g[rate].to_numpy(float), alpha)
+        lo, hi = (float(np.clip(v, 0.0, 1.0)) if np.isfinite(v) else v for v in (lo, hi))
         rows.append({"arm": a, f"mean_{rate}": m,
                      f"mean_{rate}_ci_low": lo, f"mean_{rate}_ci_high": hi})
     pooled = pooled_rate(per, count, nobs, by=["arm"], confidence=1 - alpha, name=rate)
@@ -321,8 +323,8 @@ def adherence(data, *, level: str = "participant", unit: str = "row",
     (:func:`pooled_rate`: cluster-robust ratio estimator on the logit scale; the Wilson CI,
     which treats rows as independent and is too narrow when adherence differs between
     participants, is kept as ``adherence_ci_low_wilson`` / ``adherence_ci_high_wilson``) and
-    the mean of the participants' adherence with a t-based CI (participants as the unit; use
-    this one to compare arms).
+    the mean of the participants' adherence with a t-based CI truncated to [0, 1] (participants as
+    the unit; use this one to compare arms).
 
     Parameters
     ----------

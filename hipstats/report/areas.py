@@ -151,7 +151,17 @@ def show(result, attr: str, *args, **kwargs):
 def _unavailable(area: str, result, display: bool) -> list[Finding] | None:
     """A single not-estimable finding when the analysis itself could not run (a :class:`NotEstimable`)."""
     if isinstance(result, NotEstimable):
-        return [record(area, result.what, None, None, None, None, str(result), display=display, headline=True)]
+        # already said on this page (with its reason) where the analysis was attempted: the index still gets
+        # the finding, the page's key findings only point back to it
+        shown = display and not result.said
+        found = record(area, result.what, None, None, None, None, str(result), display=shown, headline=True)
+        if display and not shown:
+            from IPython.display import display as show_bundle  # noqa: PLC0415
+
+            pointer = f"{result.what}: the reason it could not be estimated is given above."
+            show_bundle({**found.mime_bundle(), "text/plain": pointer,
+                         "text/html": f'<p class="hipstats-not-estimable">{html.escape(pointer)}</p>'}, raw=True)
+        return [found]
     return None
 
 
@@ -371,6 +381,11 @@ def adjustment_words(adjust, n_comparisons: int, what: str = "comparisons") -> s
     return f"{_ADJUST_NAMES.get(str(adjust).lower(), str(adjust))}-adjusted for the {n_comparisons} {what}"
 
 
+#: The H2 result's sub-analyses (keys of ``H2Result.not_estimable``) in words.
+H2_PARTS = {"ancova": "ANCOVA of the last visit", "effect_sizes": "Hedges' g of the change",
+            "responders": "responders beyond the MDC95"}
+
+
 def h2_findings(result, *, display: bool = True) -> list[Finding]:
     """Key findings H2: difference in change from baseline at the final visit, each pair of arms.
 
@@ -417,9 +432,10 @@ def h2_findings(result, *, display: bool = True) -> list[Finding]:
             adjusted=(adjusted.replace("-adjusted for the", " over the") + f" of {label}") if adjusted else "",
             headline=True, brief=brief))
     missing = getattr(result, "not_estimable", None) or getattr(result, "notes", None) or {}
+    cap = label[:1].upper() + label[1:]
     for what, reason in (missing.items() if isinstance(missing, dict) else []):
-        out.append(record("H2", f"{label[:1].upper() + label[1:]}: {what.replace('_', ' ')}", None, None, None, None,
-                          not_estimable(f"{label[:1].upper() + label[1:]}, {what.replace('_', ' ')}", reason),
+        part = H2_PARTS.get(what, what.replace("_", " "))
+        out.append(record("H2", f"{cap}: {part}", None, None, None, None, not_estimable(f"{cap}, {part}", reason),
                           confidence=conf, display=display))
     return out
 

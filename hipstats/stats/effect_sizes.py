@@ -140,7 +140,7 @@ def _g_row(x: np.ndarray, y: np.ndarray | None, paired: bool, confidence: float,
     else:
         n1, n2 = len(x), len(y)
         if n1 < 2 or n2 < 2:
-            raise AnalysisError(f"Hedges' g needs at least 2 values per group, got {n1} and {n2}")
+            raise AnalysisError(f"at least 2 values per group are needed for Hedges' g, got {n1} and {n2}")
         df = n1 + n2 - 2
         sp = np.sqrt(((n1 - 1) * x.var(ddof=1) + (n2 - 1) * y.var(ddof=1)) / df)
         if not sp > 0:
