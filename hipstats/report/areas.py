@@ -568,10 +568,12 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
                a["sensitivity_ci_high"], None,
                f"Of participants with limited IR, {100 * a['sensitivity']:.0f}% had {rule} "
                f"(the screen catches about {round(10 * a['sensitivity'])} in 10).", confidence=conf,
-               display=display, headline=True),
+               display=display, headline=True,
+               brief=f"The screen flags {100 * a['sensitivity']:.0f}% of those with limited IR."),
         record("H3", f"Specificity of {rule}", a["specificity"], a["specificity_ci_low"], a["specificity_ci_high"],
                None, f"Of participants without limited IR, {100 * a['specificity']:.0f}% were correctly not flagged.",
-               confidence=conf, display=display, headline=True),
+               confidence=conf, display=display, headline=True,
+               brief=f"{100 * a['specificity']:.0f}% of those without limited IR are not flagged."),
         record("H3", "ROC AUC of ASLR for limited IR (DeLong CI)", a["auc"], a["auc_ci_low"], a["auc_ci_high"], None,
                f"Across all possible cutoffs, ASLR separates participants with and without limited IR with an AUC "
                f"of {a['auc']:.2f} (0.5 = no better than chance, 1 = perfect).", confidence=conf,
@@ -603,7 +605,11 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
             f"In participants with {r.group} pelvic tilt the ASLR screen's AUC is {abs(r.estimate):.2f} "
             f"{'lower' if r.estimate < 0 else 'higher'} than with a {r.reference} pelvis ({ci}{p_words}).",
             confidence=conf, display=display, unit="AUC difference", null=0.0, headline=True,
-            adjusted=f"{method} over the {len(tc)} tilt-class comparisons" if adjusted else ""))
+            adjusted=f"{method} over the {len(tc)} tilt-class comparisons" if adjusted else "",
+            brief=(f"AUC {abs(r.estimate):.2f} {'lower' if r.estimate < 0 else 'higher'} with {r.group} tilt than "
+                   f"{r.reference}; " + ("unlikely to be chance." if significance_words(
+                       r.p_adj if adjusted else r.p_value, conf).startswith("unlikely")
+                       else "the data cannot rule out no difference."))))
     return out
 
 
