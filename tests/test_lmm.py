@@ -615,12 +615,12 @@ def test_plot_returns_figure():
 def test_design_from_distinct_rows_equals_patsy(formula):
     import patsy
 
-    from hipstats.models.lmm import _Spec
+    from hipstats.models._lmm_frame import ModelSpec
 
     d = _cohort("cohort_b").dropna().reset_index(drop=True)
     extra = np.linspace(0, 1, len(d))  # noqa: F841 - referenced by the formula
     env = patsy.EvalEnvironment.capture(0)
-    spec = _Spec(formula + " + (1 + week | participant_id) + (1 | participant_id:side)", d, env)
+    spec = ModelSpec(formula + " + (1 + week | participant_id) + (1 | participant_id:side)", d, env)
     y, X = patsy.dmatrices(formula, d, eval_env=env, return_type="dataframe")
     assert spec.exog_names == list(X.columns)
     np.testing.assert_array_equal(spec.X, X.to_numpy())

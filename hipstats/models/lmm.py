@@ -46,6 +46,12 @@ for a contrast :math:`l`, :math:`\\nu = 2 (l^\\top C l)^2 / (g^\\top A g)` with
 \\partial\\varphi_j) l` and :math:`A = 2 H^{-1}`, :math:`H` the Hessian of the (non-profiled)
 deviance in :math:`\\varphi = (\\theta, \\sigma)`.
 
+The code is split by topic: the model frame and specification (formula -> design matrices,
+engine choice, identifiability checks) are :mod:`hipstats.models._lmm_frame`, the optimiser
+(L-BFGS-B / BOBYQA, boundary escape, lme4's convergence check) and the numerical derivatives
+are :mod:`hipstats.models._lmm_optim`; this module holds the public API (:func:`fit_lmm`,
+:func:`fit_arrays`, :func:`lrt`) and :class:`LMMResult`.
+
 References
 ----------
 Bates D, Maechler M, Bolker B, Walker S (2015). Fitting linear mixed-effects models using
@@ -72,19 +78,26 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import html
 import warnings
 
 import numpy as np
 import pandas as pd
 import patsy
-from scipy import optimize, stats
+from scipy import stats
 
 from hipstats.errors import AnalysisError, ConvergenceWarning, SingularFitWarning
-from hipstats.models._lmm_blocked import BlockedProblem, TermData, conditional_modes, lme4_order
-from hipstats.models._lmm_core import Problem
-from hipstats.models.formula import MixedFormula, design_matrix, parse_formula
+from hipstats.models._lmm_blocked import conditional_modes
+from hipstats.models._lmm_frame import ModelSpec, legacy_formula, one_engine_z
+from hipstats.models._lmm_optim import (
+    GRAD_TOL,
+    SINGULAR_TOL,
+    blas_single_thread,
+    grad_check,
+    num_hessian,
+    optimize_theta,
+    richardson_jacobian,
+)
 from hipstats.results import (
     DEPRECATED,
     Result,
@@ -97,480 +110,12 @@ from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_lmm", "fit_arrays", "LMMResult", "lrt"]
 
-#: lme4's default tolerances: ``check.conv.grad`` (2e-3) and ``isSingular`` (1e-4).
-GRAD_TOL = 2e-3
-SINGULAR_TOL = 1e-4
+# lme4's tolerances GRAD_TOL (check.conv.grad, 2e-3) and SINGULAR_TOL (isSingular, 1e-4) are
+# defined in hipstats.models._lmm_optim (imported above, so hipstats.models.lmm.GRAD_TOL works).
+
 #: Richardson levels of the numerical theta block of the Satterthwaite Hessian (1: one central
 #: difference, error O(h^2); df within 5e-6 of 4 levels on every test_lmm fixture).
 SATT_RICHARDSON = 1
-
-
-# --------------------------------------------------------------------------- model frame
-def _legacy_formula(formula, participant, re_formula, nested):
-    """The lme4 formula that ``fit_lmm(formula, participant=, re_formula=, nested=)`` means.
-
-    ``re_formula`` is the design of the random effects within ``participant`` (``"1 + week"``),
-    ``nested`` a column whose levels get a random intercept within ``participant``:
-    ``value ~ x`` + ``(re_formula | participant)`` + ``(1 | participant:nested)``.
-    """
-    if not isinstance(participant, str):
-        raise AnalysisError(f"participant must be one column name, got {participant!r}; for several "
-                            "grouping factors write them in the formula, e.g. "
-                            "'y ~ x + (1 | participant_id) + (1 | site)'")
-    if parse_formula(formula).random:
-        raise AnalysisError(f"formula {formula!r} already has random-effects terms; drop "
-                            "participant=/re_formula=/nested= (the formula says it all)")
-    re_f = str(re_formula).strip()
-    re_f = re_f[1:].strip() if re_f.startswith("~") else re_f
-    if "|" in re_f:
-        raise AnalysisError(
-            f"re_formula {re_formula!r} contains '|': re_formula is the design within "
-            f"participant={participant!r} and is never read as lme4 syntax. Write the random terms in "
-            f"the formula instead, e.g. fit_lmm('{formula} + (1 | {participant}) + (0 + x | "
-            f"{participant})', data)")
-    text = f"{formula} + ({re_f or '1'} | {_show_name(participant)})"
-    if nested is not None:
-        if not isinstance(nested, str):
-            raise AnalysisError(f"nested must be one column name, got {nested!r}; for several "
-                                "nested factors write them in the formula, e.g. "
-                                f"'(1 | {participant}/side/trial)'")
-        text += f" + (1 | {_show_name(participant)}:{_show_name(nested)})"
-    return text
-
-
-def _show_name(name):
-    from hipstats.models.formula import quote_name
-
-    return name if quote_name(name) == name else f"`{name}`"
-
-
-def _group_codes(frame, cols):
-    """Level codes and labels of the grouping factor formed by ``cols`` (sorted levels)."""
-    if len(cols) == 1:
-        codes, uniques = pd.factorize(frame[cols[0]], sort=True)
-        return codes, list(uniques)
-    mi = pd.MultiIndex.from_frame(frame[list(cols)])
-    codes, uniques = pd.factorize(mi, sort=True)
-    return codes, [":".join(map(str, u)) for u in uniques]
-
-
-def _build_frame(mf, data, eval_env):
-    """Model frame (rows complete in every variable used) and the design matrices."""
-    if not isinstance(data, pd.DataFrame):
-        raise AnalysisError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if not mf.random:
-        raise AnalysisError(f"formula {mf.text!r} has no random-effects term; add one such as "
-                            "'+ (1 | participant_id)' (without random effects use OLS)")
-    for t in mf.random:
-        for g in t.group:
-            if g not in data.columns:
-                raise AnalysisError(f"grouping column {g!r} of {t.label} not found in data "
-                                    f"(columns: {', '.join(map(str, data.columns))})")
-    df = data if data.index.is_unique else data.reset_index(drop=True)
-    try:
-        desc = patsy.ModelDesc.from_formula(mf.fixed_formula)
-        re_descs = [patsy.ModelDesc.from_formula("~ " + t.expr) for t in mf.random]
-    except patsy.PatsyError as err:
-        raise AnalysisError(f"cannot parse formula {mf.text!r}: {err} (write column names "
-                            "that are not Python identifiers in backticks)") from err
-    if not desc.lhs_termlist:
-        raise AnalysisError(f"formula {mf.text!r} has no response (write 'value ~ ...')")
-
-    def designs(frame):
-        try:
-            y, _ = design_matrix(desc.lhs_termlist, frame, eval_env)
-            X, xinfo = design_matrix(desc.rhs_termlist, frame, eval_env)
-            Zs = [design_matrix(d.rhs_termlist, frame, eval_env) for d in re_descs]
-        except (patsy.PatsyError, SyntaxError) as err:
-            raise AnalysisError(f"cannot build the model from formula {mf.text!r}: {err} "
-                                "(write column names that are not Python identifiers in "
-                                "backticks)") from err
-        return y, X, xinfo, Zs
-
-    y, X, xinfo, Zs = designs(df)
-    keep = df.index.isin(y.index) & df.index.isin(X.index)
-    for Z, _ in Zs:
-        keep &= df.index.isin(Z.index)
-    gcols = list(dict.fromkeys(g for t in mf.random for g in t.group))
-    for g in gcols:
-        keep &= df[g].notna().to_numpy()
-    frame = df.loc[keep]
-    # like lme4's model frame: drop categories without rows (they are not estimable)
-    unused = {c: frame[c].cat.remove_unused_categories() for c in frame.columns
-              if isinstance(frame[c].dtype, pd.CategoricalDtype)
-              and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)}
-    if unused:
-        frame = frame.assign(**unused)
-    if unused or not (len(frame) == len(y) == len(X) and all(len(Z) == len(frame)
-                                                             for Z, _ in Zs)):
-        y, X, xinfo, Zs = designs(frame)
-    if y.shape[1] != 1:
-        raise AnalysisError(f"the response of {mf.text!r} must be one numeric column, "
-                            f"got columns {list(y.columns)}")
-    return frame, y, X, xinfo, Zs
-
-
-class _Spec:
-    """Everything needed to (re)fit a model: parsed formula, model frame, designs, terms.
-
-    ``terms`` are the random-effects terms as written (:class:`TermData`), ``order`` lme4's
-    order of them (most levels first), ``kind`` the engine that fits them: ``"one"`` (all
-    random effects in one term, or one term plus an intercept nested in its factor: the
-    per-participant sufficient statistics of :mod:`hipstats.models._lmm_core`) or
-    ``"blocked"`` (:mod:`hipstats.models._lmm_blocked`).
-    """
-
-    def __init__(self, formula, data, eval_env):
-        mf = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
-        self.mf = mf
-        self.formula = mf.text
-        self.eval_env = eval_env
-        frame, y, X, xinfo, Zs = _build_frame(mf, data, eval_env)
-        self.frame = frame
-        self.yname = y.columns[0]
-        self.design_info = xinfo
-        self.exog_names = list(X.columns)
-        self.X = X.to_numpy(float)
-        self.y = y.to_numpy(float).ravel()
-        n, p = self.X.shape
-        if n == 0:
-            raise AnalysisError("no complete rows left for the model (every row has a missing "
-                                f"value in a variable of {mf.text!r})")
-        self.terms, self.re_design_infos = [], []
-        for t, (Z, zinfo) in zip(mf.random, Zs):
-            codes, levels = _group_codes(frame, t.group)
-            self.terms.append(TermData(group=t.group_name, names=list(Z.columns),
-                                       codes=np.asarray(codes), levels=levels,
-                                       Xt=Z.to_numpy(float), label=t.label))
-            self.re_design_infos.append(zinfo)
-        self.group_cols = [t.group for t in mf.random]
-        self._finish(n, p)
-
-    def _finish(self, n, p):
-        self.order = lme4_order([t.nlev for t in self.terms])
-        self.kind, self.nest = self._route()
-        self._check(n, p)
-
-    def _route(self):
-        """``("one", None)``, ``("one", (parent, child))`` or ``("blocked", None)``."""
-        if len(self.terms) == 1:
-            return "one", None
-        if len(self.terms) == 2 and self.group_cols is not None:
-            for a, b in ((0, 1), (1, 0)):
-                ta, tb = self.terms[a], self.terms[b]
-                ga, gb = set(self.group_cols[a]), set(self.group_cols[b])
-                if (ga < gb and tb.names == ["Intercept"] and tb.k == 1
-                        and np.all(tb.Xt == 1.0)):
-                    return "one", (a, b)
-        return "blocked", None
-
-    def __getstate__(self):
-        # patsy's DesignInfo and the formula's evaluation environment do not pickle; they are
-        # rebuilt from the parsed formula and the model frame on unpickling
-        state = dict(self.__dict__)
-        state.update(design_info=None, re_design_infos=None, eval_env=None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if self.frame is None or getattr(self, "mf", None) is None:
-            return
-        env = patsy.EvalEnvironment([{"np": np, "numpy": np, "pd": pd}])
-        try:
-            _, _, _, xinfo, Zs = _build_frame(self.mf, self.frame, env)
-        except AnalysisError:  # the formula used names of the caller's session: no new designs
-            return
-        self.design_info, self.re_design_infos, self.eval_env = xinfo, [z for _, z in Zs], env
-
-    @classmethod
-    def from_arrays(cls, X, y, Z, groups, *, exog_names, re_names):
-        """Specification from ready design arrays: one term ``(Z | group)``, no formula.
-
-        For callers that fit the same design many times (simulation power): patsy's design
-        building costs more than the fit of a small model. The result has no model frame
-        or ``design_info``, so it cannot ``predict``.
-        """
-        self = cls.__new__(cls)
-        X = np.asarray(X, float)
-        y = np.asarray(y, float).ravel()
-        Z = np.asarray(Z, float)
-        groups = np.asarray(groups)
-        if X.ndim != 2 or Z.ndim != 2 or not (len(X) == len(y) == len(Z) == len(groups)):
-            raise AnalysisError(f"X {X.shape}, y {y.shape}, Z {Z.shape} and groups "
-                                f"{groups.shape} must be 2-D, 1-D, 2-D, 1-D with equal rows")
-        if X.shape[1] != len(exog_names) or Z.shape[1] != len(re_names):
-            raise AnalysisError("exog_names / re_names must name every column of X / Z")
-        if not (np.isfinite(X).all() and np.isfinite(y).all() and np.isfinite(Z).all()):
-            raise AnalysisError("X, y and Z must be finite (drop incomplete rows first)")
-        self.mf = None
-        self.formula = ("y ~ 0 + " + " + ".join(exog_names) + " + (0 + " + " + ".join(re_names)
-                        + " | group)")
-        self.eval_env = None
-        self.frame = self.design_info = None
-        self.re_design_infos = [None]
-        self.yname = "y"
-        self.exog_names = list(exog_names)
-        self.X, self.y = X, y
-        codes, uniques = pd.factorize(groups, sort=True)
-        self.terms = [TermData(group="group", names=list(re_names), codes=np.asarray(codes),
-                               levels=list(uniques), Xt=Z, label="(Z | group)")]
-        self.group_cols = [("group",)]
-        n, p = X.shape
-        if n == 0:
-            raise AnalysisError("no rows to fit")
-        self._finish(n, p)
-        return self
-
-    @property
-    def re_formula(self):
-        return " + ".join(t.label for t in self.terms)
-
-    def _check(self, n, p):
-        rank = np.linalg.matrix_rank(self.X)
-        if rank < p:
-            # name the columns that are linear combinations of earlier ones
-            bad, cols = [], []
-            for j, name in enumerate(self.exog_names):
-                if np.linalg.matrix_rank(self.X[:, cols + [j]]) == len(cols) + 1:
-                    cols.append(j)
-                else:
-                    bad.append(name)
-            raise AnalysisError(f"fixed-effects design of {self.formula!r} is rank deficient "
-                                f"(rank {rank} < {p} columns); not estimable: {', '.join(bad)}")
-        for t in self.terms:
-            if t.nlev < 2:
-                raise AnalysisError(f"need at least 2 levels of {t.group!r} for random effects "
-                                    f"{t.label}, got {t.nlev}")
-            if t.nlev >= n:
-                raise AnalysisError(f"each level of {t.group!r} has a single observation; the "
-                                    f"variance of {t.label} is not identifiable (number of "
-                                    f"levels {t.nlev} must be < number of observations {n})")
-            if n <= t.nlev * t.k:
-                raise AnalysisError(f"number of observations ({n}) must exceed the number of "
-                                    f"random effects ({t.nlev * t.k}) of {t.label}; the "
-                                    "random-effects structure is too rich")
-        if n <= p:
-            raise AnalysisError(f"need more observations ({n}) than fixed effects ({p})")
-
-    def problem(self):
-        if self.kind == "one":
-            t = self.terms[self.nest[0] if self.nest else 0]
-            return Problem(self.X, self.y, _one_engine_z(self), t.codes, t.k)
-        return BlockedProblem(self.X, self.y, [self.terms[i] for i in self.order])
-
-    def theta_to_lme4(self, theta_engine):
-        """Engine theta -> lme4's theta (terms in lme4's order, lower triangles)."""
-        th = np.asarray(theta_engine, float)
-        if self.kind == "blocked" or self.nest is None:
-            return th.copy()
-        a, b = self.nest
-        na = self.terms[a].k * (self.terms[a].k + 1) // 2
-        slices = {a: th[:na], b: th[na:]}
-        return np.concatenate([slices[i] for i in self.order])
-
-    def theta_from_lme4(self, theta):
-        th = np.asarray(theta, float)
-        if self.kind == "blocked" or self.nest is None:
-            return th.copy()
-        a, b = self.nest
-        sizes = {i: self.terms[i].k * (self.terms[i].k + 1) // 2 for i in (a, b)}
-        pos, slices = 0, {}
-        for i in self.order:
-            slices[i] = th[pos:pos + sizes[i]]
-            pos += sizes[i]
-        return np.concatenate([slices[a], slices[b]])
-
-
-# --------------------------------------------------------------------------- optimiser
-_BLAS_CONTROLLER: list = []
-
-
-def _blas_single_thread():
-    """Limit BLAS to one thread while fitting (optional ``threadpoolctl``).
-
-    Every linear-algebra call of a fit is tiny (at most p x p); multi-threaded OpenBLAS only
-    adds synchronisation overhead there, and a lot of it on a busy machine. The loaded BLAS
-    libraries are looked up once per process (a lookup reads the process memory map and
-    costs milliseconds, more than a small fit); numpy and scipy have loaded theirs by then.
-    """
-    if not _BLAS_CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - optional
-            _BLAS_CONTROLLER.append(None)
-        else:
-            _BLAS_CONTROLLER.append(ThreadpoolController())
-    ctl = _BLAS_CONTROLLER[0]
-    if ctl is None:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return ctl.limit(limits=1, user_api="blas")
-
-
-def _grad_check(prob, theta, reml):
-    """lme4's check.conv.grad: max(min(|g|, |H^{-1/2} g|)) over parameters not at a bound.
-
-    Returns the criterion, the gradient and the (symmetrised, central-difference) Hessian of
-    the profiled deviance in theta, None when every parameter is at a bound.
-    """
-    g = prob.gradient(theta, reml)
-    free = ~((theta <= prob.lower + 1e-10) & (g > 0))
-    if not free.any():
-        return 0.0, g, None
-    gf = g[free]
-    if getattr(prob, "analytic", True):
-        H = _num_jacobian(lambda t: prob.gradient(t, reml), theta)
-    else:
-        H = prob.hessian(theta, reml)
-    H = 0.5 * (H + H.T)
-    try:
-        scg = np.linalg.solve(np.linalg.cholesky(H[np.ix_(free, free)]), gf)
-        crit = float(np.max(np.minimum(np.abs(scg), np.abs(gf))))
-    except np.linalg.LinAlgError:
-        crit = float(np.max(np.abs(gf)))
-    return crit, g, H
-
-
-def _num_jacobian(fun, x, rel=1e-5):
-    x = np.asarray(x, float)
-    cols = []
-    for k in range(len(x)):
-        h = rel * max(abs(x[k]), 1e-2)
-        e = np.zeros_like(x)
-        e[k] = h
-        cols.append((np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * h))
-    return np.column_stack(cols)
-
-
-def _lbfgsb(fg, x0, bounds, maxiter):
-    opts = dict(maxiter=maxiter, ftol=1e-10, gtol=1e-7, maxcor=20)
-    return optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-
-
-def _bobyqa(f, x0, lower, maxiter):
-    """Powell's BOBYQA (nlopt), lme4's default optimiser for ``lmer``: derivative-free,
-    bound-constrained. Returns an object with ``x, fun, nfev, nit, message``."""
-    import nlopt
-
-    k = len(x0)
-    count = [0]
-
-    def obj(x, grad):
-        count[0] += 1
-        return float(f(x))
-
-    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
-    opt.set_min_objective(obj)
-    lo = np.where(np.isfinite(lower), lower, -1e10)
-    opt.set_lower_bounds(lo)
-    opt.set_ftol_abs(1e-8)                 # lme4's nloptwrap defaults
-    opt.set_xtol_abs(1e-8)
-    opt.set_maxeval(max(int(maxiter) * 10, 2 * k + 2) if maxiter > 1 else 2 * k + 2)
-    x0 = np.maximum(np.asarray(x0, float), lo)
-    opt.set_initial_step(np.maximum(0.25 * np.abs(x0), 0.1))
-    try:
-        x = opt.optimize(x0)
-        fun, msg = opt.last_optimum_value(), f"nlopt BOBYQA result {opt.last_optimize_result()}"
-    except nlopt.RoundoffLimited:
-        x, fun, msg = x0, float(f(x0)), "nlopt BOBYQA stopped: roundoff limited"
-    return optimize.OptimizeResult(x=np.asarray(x), fun=float(fun), nfev=count[0], nit=count[0],
-                                   message=msg)
-
-
-def _escape_boundary(f, local, phi, fbest, bounded, maxiter):
-    """Move off a boundary point that is not a minimum.
-
-    The deviance depends on Lambda only through Lambda Lambda', which is even in the last
-    diagonal entry (and in any diagonal entry whose column is otherwise 0), so such an entry
-    at 0 has zero gradient there and a gradient method that hits the bound stops even when
-    the minimum is inside. For every bounded entry at 0 a bounded
-    Brent line search along that entry decides; if it improves, the local optimiser
-    restarts from there.
-    """
-    nfev = 0
-    for _ in range(2 * len(phi)):
-        moved = False
-        for k in np.flatnonzero(bounded & (phi < SINGULAR_TOL)):
-            def line(t, k=k):
-                x = phi.copy()
-                x[k] = t
-                return f(x)
-
-            r = optimize.minimize_scalar(line, bounds=(0.0, 3.0), method="bounded",
-                                         options=dict(xatol=1e-7))
-            nfev += r.nfev
-            if r.fun < fbest - 1e-9:
-                start = phi.copy()
-                start[k] = r.x
-                alt = local(start)
-                nfev += alt.nfev
-                if alt.fun < r.fun:
-                    phi, fbest = alt.x, float(alt.fun)
-                else:
-                    phi, fbest = start, float(r.fun)
-                moved = True
-                break
-        if not moved:
-            break
-    return phi, fbest, nfev
-
-
-def _optimize(prob, reml, maxiter, theta0=None):
-    """Minimise the profiled deviance over theta.
-
-    The optimiser works on ``phi = theta * d`` where ``d`` is the root-mean-square of the
-    random-effects column that each theta entry multiplies (the factor of a random slope on
-    weeks is about the SD of weeks), which makes the problem far better conditioned; the
-    start is lme4's identity factor in those units. One-factor engine: bounded L-BFGS-B with
-    the analytic gradient; blocked engine: BOBYQA on the deviance alone, as lme4. If a
-    bounded entry ends at 0 the optimiser is restarted with that entry moved off the
-    boundary when a line search finds a lower deviance (a boundary point that
-    is not a minimum is not accepted, see :func:`_escape_boundary`); if
-    lme4's gradient criterion still fails a Nelder-Mead polish and a second local run
-    follow. ``theta0`` (e.g. the true values in a simulation) replaces the identity start;
-    bounded entries start at least 0.01 (scaled units) off their bound.
-    """
-    s = prob.theta_scale
-    lower = prob.lower
-
-    def f(phi):
-        return prob.deviance(phi / s, reml)
-
-    def fg(phi):
-        v, g = prob.value_and_grad(phi / s, reml)
-        return v, g / s
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    bounded = np.isfinite(lower)
-    analytic = getattr(prob, "analytic", True)
-
-    def local(x0):
-        res = _lbfgsb(fg, x0, bounds, maxiter) if analytic else _bobyqa(f, x0, lower, maxiter)
-        res.x = np.maximum(res.x, lower)
-        return res
-
-    if theta0 is None:
-        x0 = prob.theta0.copy()
-    else:
-        x0 = np.asarray(theta0, float) * s
-        x0 = np.where(bounded, np.maximum(x0, lower + 1e-2), x0)
-    res = local(x0)
-    nfev, nit, msg = res.nfev, res.nit, str(res.message)
-    phi, fbest = res.x, float(res.fun)
-    if maxiter > 1:
-        phi, fbest, extra = _escape_boundary(f, local, phi, fbest, bounded & (s > 0), maxiter)
-        nfev += extra
-    theta = phi / s
-    crit, g, H = _grad_check(prob, theta, reml)
-    if crit > GRAD_TOL and maxiter > 1:
-        nm = optimize.minimize(f, phi, method="Nelder-Mead", bounds=bounds,
-                               options=dict(maxfev=400 * prob.ntheta, xatol=1e-7,
-                                            fatol=1e-9, adaptive=True))
-        res = local(np.maximum(nm.x, lower))
-        nfev += nm.nfev + res.nfev
-        if res.fun <= fbest:
-            theta, msg = res.x / s, str(res.message)
-        crit, g, H = _grad_check(prob, theta, reml)
-    return theta, crit, g, H, nfev, f"{msg} ({nit} iterations)"
 
 
 # --------------------------------------------------------------------------- public API
@@ -648,11 +193,11 @@ def fit_lmm(formula, data, participant=None, re_formula="1", *, nested=None, rem
     eval_env = patsy.EvalEnvironment.capture(1)
     participant = resolve_participant(participant, where="fit_lmm", default=None, groups=groups)
     if participant is not None:
-        formula = _legacy_formula(formula, participant, re_formula, nested)
+        formula = legacy_formula(formula, participant, re_formula, nested)
     elif nested is not None or str(re_formula).strip() not in ("1", "~1", "~ 1"):
         raise AnalysisError("re_formula= and nested= need participant=; or write the random terms "
                             "in the formula, e.g. 'value ~ week + (1 + week | participant_id)'")
-    spec = _Spec(formula, data, eval_env)
+    spec = ModelSpec(formula, data, eval_env)
     return _fit_spec(spec, reml=reml, engine=engine, maxiter=maxiter, warn=warn)
 
 
@@ -680,7 +225,7 @@ def fit_arrays(X, y, Z, participant=None, *, exog_names, re_names, reml=True, ma
     participant = resolve_participant(participant, where="fit_arrays", default=None, groups=groups)
     if participant is None:
         raise TypeError("fit_arrays() needs participant= (the participant label of each row)")
-    spec = _Spec.from_arrays(X, y, Z, participant, exog_names=exog_names, re_names=re_names)
+    spec = ModelSpec.from_arrays(X, y, Z, participant, exog_names=exog_names, re_names=re_names)
     return _fit_spec(spec, reml=reml, engine="fast", maxiter=maxiter, warn=warn, theta0=theta0)
 
 
@@ -690,8 +235,8 @@ def _fit_spec(spec, *, reml, engine, maxiter, warn, theta0=None):
         raise AnalysisError(f"engine must be 'fast' or 'statsmodels', got {engine!r}")
     prob = spec.problem()
     if engine == "fast":
-        with _blas_single_thread():
-            theta, crit, grad, hess, nfev, msg = _optimize(prob, reml, maxiter, theta0)
+        with blas_single_thread():
+            theta, crit, grad, hess, nfev, msg = optimize_theta(prob, reml, maxiter, theta0)
         converged = crit <= GRAD_TOL
         info = dict(engine="fast", grad_crit=crit, gradient=grad, hessian=hess, nfev=nfev,
                     message=msg, algorithm="blocked" if spec.kind == "blocked" else "one")
@@ -717,7 +262,7 @@ def _fit_statsmodels(spec, prob, reml, maxiter):
     from statsmodels.regression.mixed_linear_model import MixedLM
 
     q = prob.q
-    Zall = _one_engine_z(spec)
+    Zall = one_engine_z(spec)
     codes = spec.terms[spec.nest[0] if spec.nest else 0].codes
     re_names = spec.terms[spec.nest[0] if spec.nest else 0].names
     exog_vc = None
@@ -744,24 +289,12 @@ def _fit_statsmodels(spec, prob, reml, maxiter):
     if spec.nest is not None:
         theta.append(float(np.sqrt(max(float(np.asarray(smres.vcomp)[0]) / scale, 0.0))))
     theta = np.asarray(theta)
-    crit, grad, _ = _grad_check(prob, np.maximum(theta, prob.lower), reml)
+    crit, grad, _ = grad_check(prob, np.maximum(theta, prob.lower), reml)
     info = dict(engine="statsmodels", engine_result=smres, engine_llf=float(smres.llf),
                 grad_crit=crit, gradient=grad, algorithm="one",
                 message=f"statsmodels converged={smres.converged}",
                 engine_warnings=[str(w.message) for w in caught])
     return theta, bool(smres.converged), info
-
-
-def _one_engine_z(spec):
-    """The ``(n, Q)`` random-effects design of the one-factor engine (term, nested slots)."""
-    if spec.nest is None:
-        return spec.terms[0].Xt
-    a, b = spec.nest
-    extra = [c for c in spec.group_cols[b] if c not in spec.group_cols[a]]
-    ncodes, _ = _group_codes(spec.frame, extra)
-    Zn = np.zeros((len(spec.y), int(ncodes.max()) + 1))
-    Zn[np.arange(len(spec.y)), ncodes] = 1.0
-    return np.column_stack([spec.terms[a].Xt, Zn])
 
 
 def lrt(model_small, model_big):
@@ -1006,7 +539,7 @@ class LMMResult(Result):
         the deviance and of ``C`` throughout, as lmerTest does with numDeriv.
         """
         if self._satt is None:
-            with _blas_single_thread():
+            with blas_single_thread():
                 if getattr(self._prob, "analytic", True):
                     self._satt = self._compute_satterthwaite_parts()
                 else:
@@ -1022,7 +555,7 @@ class LMMResult(Result):
         def f(psi):
             return prob.deviance_varpar(np.r_[psi[:k] / sc, psi[k]], reml)
 
-        H = _num_hessian(f, psi0)
+        H = num_hessian(f, psi0)
         A = 2.0 * np.linalg.pinv(H)
         s2 = self.sigma2
         jac = []
@@ -1054,7 +587,7 @@ class LMMResult(Result):
         if hprof is not None:
             Htt = hprof / np.outer(sc, sc) + np.outer(h_ts, h_ts) / h_ss
         else:
-            Htt = _richardson_jacobian(grad_theta, theta * sc, r=SATT_RICHARDSON)
+            Htt = richardson_jacobian(grad_theta, theta * sc, r=SATT_RICHARDSON)
         k = prob.ntheta
         H = np.empty((k + 1, k + 1))
         H[:k, :k] = 0.5 * (Htt + Htt.T)
@@ -1280,49 +813,3 @@ class LMMResult(Result):
                 f"<p><b>Fixed effects</b></p>{html_table(self.summary().reset_index())}"
                 f"<p><b>Variance components</b></p>"
                 f"{html_table(self.varcomp)}</div>")
-
-
-# --------------------------------------------------------------------------- numerics
-def _num_hessian(f, x, d=1e-3, floor=0.05):
-    """Central-difference Hessian of ``f`` at ``x`` (step ``d max(|x|, floor)``)."""
-    x = np.asarray(x, float)
-    k = len(x)
-    h = d * np.maximum(np.abs(x), floor)
-    f0 = f(x)
-    H = np.empty((k, k))
-    E = np.diag(h)
-    for i in range(k):
-        H[i, i] = (f(x + E[i]) - 2 * f0 + f(x - E[i])) / h[i] ** 2
-        for j in range(i):
-            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j])
-                                 + f(x - E[i] - E[j])) / (4 * h[i] * h[j])
-    return H
-
-
-def _steps(x, d=1e-3, floor=0.05):
-    """Initial step ``d * max(|x|, floor)`` (parameters are on a unit-ish scale)."""
-    x = np.asarray(x, float)
-    return d * np.maximum(np.abs(x), floor)
-
-
-def _richardson(values_by_step, r):
-    """Richardson extrapolation of central differences with step halving (error O(h^2))."""
-    a = list(values_by_step)
-    for m in range(1, r):
-        f = 4.0 ** m
-        a = [(f * a[k + 1] - a[k]) / (f - 1) for k in range(len(a) - 1)]
-    return a[0]
-
-
-def _richardson_jacobian(fun, x, r=4):
-    x = np.asarray(x, float)
-    h0 = _steps(x)
-    cols = []
-    for k in range(len(x)):
-        ests = []
-        for m in range(r):
-            e = np.zeros_like(x)
-            e[k] = h0[k] / 2 ** m
-            ests.append((np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * e[k]))
-        cols.append(_richardson(ests, r))
-    return np.column_stack(cols)
