@@ -38,7 +38,8 @@ import pytest
 
 import hipstats as hs
 from hipstats.errors import AnalysisError
-from hipstats.models.mmrm import COVARIANCES, MMRMResult, _Structure, fit_mmrm
+from hipstats.models._mmrm_covariance import Structure
+from hipstats.models.mmrm import COVARIANCES, MMRMResult, fit_mmrm
 
 FIX = Path(__file__).parent / "fixtures" / "mmrm"
 GLS = json.loads((FIX / "gls_reference.json").read_text())
@@ -217,7 +218,7 @@ def test_gradient_and_structure_derivatives():
     """Analytic dSigma, d2Sigma and deviance gradient against central differences."""
     rng = np.random.default_rng(2)
     for name in COVARIANCES:
-        st = _Structure(name, 4)
+        st = Structure(name, 4)
         th = rng.normal(0, 0.4, st.k)
         S, dS, d2S = st.sigma(th, order=2)
         h = 1e-6

@@ -49,6 +49,11 @@ covariance of ``theta`` used for the Satterthwaite and Kenward-Roger df
 The log-likelihood (REML criterion for REML fits) is the one ``mmrm``, ``nlme::gls`` and SAS
 PROC MIXED report.
 
+The code is split by topic: the covariance structures are :mod:`hipstats.models._mmrm_covariance`,
+the model frame and visit patterns :mod:`hipstats.models._mmrm_frame`, the likelihood engine and
+optimiser :mod:`hipstats.models._mmrm_engine`; this module holds :func:`fit_mmrm` and
+:class:`MMRMResult`.
+
 References
 ----------
 Mallinckrodt CH, Lane PW, Schnell D, Peng Y, Mancuso JP (2008). Recommendations for the primary
@@ -80,21 +85,29 @@ Examples
 from __future__ import annotations
 
 import html
-import re
 import warnings
 
 import numpy as np
 import pandas as pd
 import patsy
-from scipy import linalg, optimize, stats
+from scipy import stats
 
 from hipstats.errors import AnalysisError, ConvergenceWarning
 from hipstats.models import kenward_roger as kr
+from hipstats.models._mmrm_covariance import COVARIANCES, Structure, normalize_covariance
+from hipstats.models._mmrm_engine import CONV_TOL, Engine, optimize_theta
+from hipstats.models._mmrm_engine import LOG2PI  # noqa: F401 - stays importable from here
+from hipstats.models._mmrm_frame import (
+    build_frame,
+    empirical_cov,
+    group_patterns,
+    rank_problem,
+    support_problem,
+)
 from hipstats.results import (
     DEPRECATED,
     PARTICIPANT_COLUMN,
     Result,
-    exclusion_note,
     html_table,
     renamed_attribute,
     resolve_participant,
@@ -103,28 +116,10 @@ from hipstats.stats.inference import coefficient_table
 
 __all__ = ["fit_mmrm", "MMRMResult", "COVARIANCES", "DDF_METHODS"]
 
-#: Covariance structures and their long names (``"toeplitz"`` is accepted for ``"toep"``).
-COVARIANCES: dict[str, str] = {
-    "us": "unstructured", "toep": "Toeplitz", "toeph": "heterogeneous Toeplitz",
-    "ar1": "first-order autoregressive", "ar1h": "heterogeneous first-order autoregressive",
-    "cs": "compound symmetry", "csh": "heterogeneous compound symmetry"}
-_ALIASES = {"toeplitz": "toep", "unstructured": "us", "ar(1)": "ar1", "compound symmetry": "cs"}
 #: Denominator df methods of :meth:`MMRMResult.summary`, :meth:`~MMRMResult.anova` and EMMs.
 DDF_METHODS = ("satterthwaite", "kenward-roger", "kenward-roger-linear", "asymptotic")
 _DDF_ALIASES = {"kr": "kenward-roger", "kenward_roger": "kenward-roger", "satt": "satterthwaite",
                 "kenward-roger linear": "kenward-roger-linear", "z": "asymptotic", "none": "asymptotic"}
-LOG2PI = float(np.log(2.0 * np.pi))
-#: Newton-decrement tolerance ``g' H^{-1} g`` of the deviance at which a fit counts as converged.
-CONV_TOL = 1e-6
-
-
-def _normalize_covariance(covariance: str) -> str:
-    key = str(covariance).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in COVARIANCES:
-        raise AnalysisError(f"unknown covariance={covariance!r}; use one of {list(COVARIANCES)} "
-                            "('toeplitz' is accepted for 'toep')")
-    return key
 
 
 def _normalize_ddf(ddf: str) -> str:
@@ -133,491 +128,6 @@ def _normalize_ddf(ddf: str) -> str:
     if key not in DDF_METHODS:
         raise AnalysisError(f"unknown ddf={ddf!r}; use one of {DDF_METHODS}")
     return key
-
-
-# --------------------------------------------------------------------------- covariance
-def _r(x):
-    """``x / sqrt(1 + x^2)`` and its first two derivatives (mmrm's map to a correlation)."""
-    s = 1.0 + x * x
-    return x / np.sqrt(s), s ** -1.5, -3.0 * x * s ** -2.5
-
-
-def _cs_rho(x, m):
-    a = 1.0 / (m - 1.0) if m > 1 else 0.0
-    e = 1.0 / (1.0 + np.exp(-x))
-    return e * (1.0 + a) - a, (1.0 + a) * e * (1.0 - e), (1.0 + a) * e * (1.0 - e) * (1.0 - 2.0 * e)
-
-
-class _Structure:
-    """``Sigma(theta) = D C D`` of one covariance structure on ``m`` visits, with derivatives."""
-
-    def __init__(self, name: str, m: int):
-        self.name, self.m = name, m
-        self.hetero = name in ("us", "toeph", "ar1h", "csh")
-        self.nsd = m if self.hetero else 1
-        self.ncor = {"us": m * (m - 1) // 2, "toep": m - 1, "toeph": m - 1, "ar1": 1, "ar1h": 1,
-                     "cs": 1, "csh": 1}[name]
-        if m == 1:
-            self.ncor = 0
-        self.k = self.nsd + self.ncor
-        self.lower = [(i, j) for i in range(m) for j in range(i)]       # mmrm's row-wise order
-        lag = np.abs(np.subtract.outer(np.arange(m), np.arange(m)))
-        self.lag = lag
-        # constant tensors: Dsd[a] = e_a 1' + 1 e_a' (the visits whose SD parameter a sets)
-        E = np.eye(m) if self.hetero else np.ones((1, m))
-        self._Dsd = E[:, :, None] + E[:, None, :]                        # (nsd, m, m)
-        self._Dsd2 = self._Dsd[:, None] * self._Dsd[None, :]             # (nsd, nsd, m, m)
-        if name == "us" and m > 1:
-            c = len(self.lower)
-            self._rows = np.array([i for i, _ in self.lower])
-            self._cols = np.array([j for _, j in self.lower])
-            Eu = np.zeros((c, m, m))
-            Eu[np.arange(c), self._rows, self._cols] = 1.0
-            self._Eu = Eu
-            EE = np.einsum("kab,lcb->klac", Eu, Eu)                      # E_k E_l'
-            self._d2C_us = EE + EE.transpose(0, 1, 3, 2)
-
-    def param_names(self, labels) -> list[str]:
-        labels = [str(v) for v in labels]
-        sd = [f"log_sd[{v}]" for v in labels] if self.hetero else ["log_sd"]
-        if self.ncor == 0:
-            return sd
-        if self.name == "us":
-            cor = [f"chol[{labels[i]},{labels[j]}]" for i, j in self.lower]
-        elif self.name in ("toep", "toeph"):
-            cor = [f"cor_lag{l}" for l in range(1, self.m)]
-        else:
-            cor = ["rho"]
-        return sd + cor
-
-    def _corr(self, phi):
-        """``C``, ``dC/dphi`` (c, m, m) and ``d2C`` (c, c, m, m)."""
-        m, c = self.m, self.ncor
-        C = np.eye(m)
-        dC = np.zeros((c, m, m))
-        d2C = np.zeros((c, c, m, m))
-        if c == 0:
-            return C, dC, d2C
-        if self.name == "us":
-            U = np.eye(m)
-            U[self._rows, self._cols] = phi
-            C = U @ U.T
-            EU = self._Eu @ U.T                                          # E_k U'
-            dC = EU + EU.transpose(0, 2, 1)
-            return C, dC, self._d2C_us
-        if self.name in ("toep", "toeph"):
-            r, r1, r2 = _r(np.asarray(phi, float))
-            for l in range(1, m):
-                mask = self.lag == l
-                C[mask] = r[l - 1]
-                dC[l - 1][mask] = r1[l - 1]
-                d2C[l - 1, l - 1][mask] = r2[l - 1]
-            return C, dC, d2C
-        if self.name in ("ar1", "ar1h"):
-            rho, r1, r2 = (float(v) for v in _r(float(phi[0])))
-            d = self.lag.astype(float)
-            C = rho ** d
-            with np.errstate(divide="ignore", invalid="ignore"):
-                p1 = np.where(d >= 1, d * rho ** np.maximum(d - 1, 0), 0.0)
-                p2 = np.where(d >= 2, d * (d - 1) * rho ** np.maximum(d - 2, 0), 0.0)
-            dC[0] = p1 * r1
-            d2C[0, 0] = p2 * r1 ** 2 + p1 * r2
-            return C, dC, d2C
-        rho, r1, r2 = _cs_rho(float(phi[0]), m)
-        off = ~np.eye(m, dtype=bool)
-        C[off] = rho
-        dC[0][off] = r1
-        d2C[0, 0][off] = r2
-        return C, dC, d2C
-
-    def sigma(self, theta, order=0):
-        """``Sigma`` (m, m); with ``order >= 1`` also ``dSigma`` (k, m, m), ``order 2`` ``d2Sigma``."""
-        theta = np.asarray(theta, float)
-        m, k, ns = self.m, self.k, self.nsd
-        sd = np.exp(theta[:ns]) if self.hetero else np.full(m, np.exp(theta[0]))
-        C, dC, d2C = self._corr(theta[ns:])
-        S = sd[:, None] * C * sd[None, :]
-        if order == 0:
-            return S
-        dS = np.empty((k, m, m))
-        dS[:ns] = self._Dsd * S
-        dS[ns:] = sd[None, :, None] * dC * sd[None, None, :]
-        if order == 1:
-            return S, dS
-        d2S = np.zeros((k, k, m, m))
-        d2S[:ns, :ns] = self._Dsd2 * S
-        d2S[:ns, ns:] = self._Dsd[:, None] * dS[None, ns:]
-        d2S[ns:, :ns] = d2S[:ns, ns:].transpose(1, 0, 2, 3)
-        d2S[ns:, ns:] = sd[None, None, :, None] * d2C * sd[None, None, None, :]
-        return S, dS, d2S
-
-    def start(self, S):
-        """``theta`` reproducing (approximately, for structured ``C``) the covariance ``S``."""
-        m = self.m
-        sd = np.sqrt(np.maximum(np.diag(S), 1e-8))
-        R = S / np.outer(sd, sd)
-        th_sd = np.log(sd) if self.hetero else np.array([np.log(np.sqrt(np.mean(sd ** 2)))])
-        if self.ncor == 0:
-            return th_sd
-        if self.name == "us":
-            L = np.linalg.cholesky(R)
-            U = L / np.diag(L)[:, None]
-            return np.r_[th_sd, [U[i, j] for i, j in self.lower]]
-
-        def r_inv(rho):
-            rho = np.clip(rho, -0.9, 0.95)
-            return rho / np.sqrt(1.0 - rho ** 2)
-
-        if self.name in ("toep", "toeph"):
-            return np.r_[th_sd, [r_inv(np.mean(R[self.lag == l])) for l in range(1, m)]]
-        if self.name in ("ar1", "ar1h"):
-            return np.r_[th_sd, r_inv(np.mean(R[self.lag == 1]))]
-        a = 1.0 / (m - 1.0)
-        rho = float(np.clip(np.mean(R[~np.eye(m, dtype=bool)]), -a + 0.05, 0.95))
-        e = (rho + a) / (1.0 + a)
-        return np.r_[th_sd, np.log(e / (1.0 - e))]
-
-
-# --------------------------------------------------------------------------- engine
-class _Pattern:
-    """Subjects observed at the same visits: their rows and sufficient statistics."""
-
-    def __init__(self, idx, X, Y, subjects):
-        self.idx = np.asarray(idx)                   # visit positions (m_S,)
-        self.X = X                                   # (n_S, m_S, p)
-        self.Y = Y                                   # (n_S, m_S)
-        self.subjects = subjects
-        n, m, _ = X.shape
-        self.n, self.m = n, m
-
-
-class _Engine:
-    """Deviance (-2 log-likelihood) of an MMRM and its analytic gradient in ``theta``.
-
-    Every visit pattern is padded to the full ``m`` visits (missing visits get an identity
-    block in ``Sigma`` and zero sufficient statistics, which changes neither the likelihood nor
-    the gradient), so one evaluation is a few batched operations over the patterns.
-    """
-
-    def __init__(self, patterns, structure, p, N):
-        self.patterns, self.st, self.p, self.N = patterns, structure, p, N
-        m, G = structure.m, len(patterns)
-        self.G = G
-        pres = np.zeros((G, m), dtype=bool)
-        XX = np.zeros((G, m, m, p, p))
-        Xy = np.zeros((G, m, m, p))
-        yy = np.zeros((G, m, m))
-        for g, pat in enumerate(patterns):
-            i = pat.idx
-            pres[g, i] = True
-            ix = np.ix_(i, i)
-            XX[g][ix] = np.einsum("iap,ibq->abpq", pat.X, pat.X, optimize=True)
-            Xy[g][ix] = np.einsum("iap,ib->abp", pat.X, pat.Y, optimize=True)
-            yy[g][ix] = pat.Y.T @ pat.Y
-        self.mask = (pres[:, :, None] & pres[:, None, :]).astype(float)       # (G, m, m)
-        self.pad = np.zeros((G, m, m))
-        for g in range(G):
-            self.pad[g][np.diag(~pres[g])] = 1.0
-        self.n = np.array([pat.n for pat in patterns], float)
-        self.XX = XX.reshape(G * m * m, p * p)
-        self.XXg = XX.reshape(G, m * m, p * p)
-        self.Xy = Xy.reshape(G * m * m, p)
-        self.Xyg = Xy.reshape(G, m * m, p)
-        self.yy = yy
-
-    def _factor(self, S):
-        Sp = self.mask * S + self.pad
-        try:
-            C = np.linalg.cholesky(Sp)
-        except np.linalg.LinAlgError:
-            return None
-        W = np.linalg.inv(Sp)
-        logdet = 2.0 * float(self.n @ np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1))
-        return W, logdet
-
-    def evaluate(self, theta, reml=True, grad=True):
-        st, p, m, G = self.st, self.p, self.st.m, self.G
-        if grad:
-            S, dS = st.sigma(theta, order=1)
-        else:
-            S = st.sigma(theta)
-        fac = self._factor(S)
-        if fac is None:
-            return (np.inf, None) if grad else np.inf
-        W, logdet = fac
-        w = W.reshape(-1)
-        XVX = (w @ self.XX).reshape(p, p)
-        XVy = w @ self.Xy
-        yVy = float(w @ self.yy.reshape(-1))
-        try:
-            cx = np.linalg.cholesky(XVX)
-        except np.linalg.LinAlgError:
-            return (np.inf, None) if grad else np.inf
-        beta = np.linalg.solve(XVX, XVy)
-        dev = self.N * LOG2PI + logdet + yVy - beta @ XVy
-        if reml:
-            dev += 2.0 * np.log(np.diag(cx)).sum() - p * LOG2PI
-        if not grad:
-            return float(dev)
-        B = (self.Xyg @ beta).reshape(G, m, m)             # B[a, b] = sum_i (x_ia'beta) y_ib
-        RR = self.yy - B - B.transpose(0, 2, 1) + (self.XXg @ np.outer(beta, beta).ravel()).reshape(G, m, m)
-        if reml:
-            Phi = np.linalg.inv(XVX)
-            RR = RR + (self.XXg @ Phi.ravel()).reshape(G, m, m)
-        F = self.n[:, None, None] * W - W @ RR @ W
-        Fsum = (self.mask * F).sum(axis=0)
-        return float(dev), np.einsum("kab,ab->k", dS, Fsum)
-
-    def solve(self, theta):
-        """GLS ``beta``, ``Phi = (X'V^-1 X)^-1`` and ``X'V^-1 X`` at ``theta``."""
-        p = self.p
-        W, _ = self._factor(self.st.sigma(theta))
-        w = W.reshape(-1)
-        XVX = (w @ self.XX).reshape(p, p)
-        XVX = 0.5 * (XVX + XVX.T)
-        Phi = np.linalg.inv(XVX)
-        Phi = 0.5 * (Phi + Phi.T)
-        return Phi @ (w @ self.Xy), Phi, XVX
-
-    def hessian(self, theta, reml):
-        """Hessian of the deviance: central differences of the analytic gradient."""
-        theta = np.asarray(theta, float)
-        k = len(theta)
-        H = np.empty((k, k))
-        for j in range(k):
-            h = 1e-4 * max(1.0, abs(theta[j]))
-            e = np.zeros(k)
-            e[j] = h
-            H[:, j] = (self.evaluate(theta + e, reml)[1] - self.evaluate(theta - e, reml)[1]) / (2 * h)
-        return 0.5 * (H + H.T)
-
-    def kr_groups(self, theta):
-        """:class:`~hipstats.models.kenward_roger.BlockGroup` per visit pattern."""
-        S, dS, d2S = self.st.sigma(theta, order=2)
-        out = []
-        for g in self.patterns:
-            i = g.idx
-            out.append(kr.BlockGroup(g.X, S[np.ix_(i, i)], dS[:, i][:, :, i],
-                                     d2S[:, :, i][:, :, :, i]))
-        return out
-
-
-def _optimize(engine, theta0, reml, maxiter):
-    """BFGS on the unconstrained ``theta``, then Newton polish; returns theta, H, info."""
-    def fg(t):
-        v, g = engine.evaluate(t, reml)
-        if not np.isfinite(v):
-            return 1e300, np.zeros_like(t)
-        return v, g
-
-    res = optimize.minimize(fg, theta0, jac=True, method="BFGS",
-                            options=dict(maxiter=maxiter, gtol=1e-6))
-    theta, f = res.x, float(res.fun)
-    nfev, msg = res.nfev, str(res.message)
-    H = engine.hessian(theta, reml)
-    moved = False
-    for _ in range(6):
-        g = engine.evaluate(theta, reml)[1]
-        try:
-            step = np.linalg.solve(H, g)
-        except np.linalg.LinAlgError:
-            break
-        dec = float(g @ step)
-        if not np.isfinite(dec) or dec < 1e-14:
-            break
-        t = 1.0
-        while t > 1e-4:
-            cand = theta - t * step
-            fc = engine.evaluate(cand, reml, grad=False)
-            nfev += 1
-            if fc <= f + 1e-12:
-                theta, f, moved = cand, float(fc), True
-                break
-            t /= 2
-        else:
-            break
-    if moved:
-        H = engine.hessian(theta, reml)
-    g = engine.evaluate(theta, reml)[1]
-    evals = np.linalg.eigvalsh(H)
-    pd_ok = bool(evals.min() > 1e-8 * max(evals.max(), 1.0))
-    try:
-        dec = float(g @ np.linalg.solve(H, g)) if pd_ok else np.inf
-    except np.linalg.LinAlgError:
-        dec = np.inf
-    converged = pd_ok and abs(dec) < CONV_TOL
-    return theta, H, dict(nfev=nfev, nit=res.nit, message=msg, deviance=f, gradient=g,
-                          newton_decrement=dec, hessian_pd=pd_ok, converged=converged)
-
-
-# --------------------------------------------------------------------------- data
-def _natural_key(v):
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return (0, float(v), "")
-    parts = re.split(r"(\d+(?:\.\d+)?)", str(v))
-    return (1, 0.0, tuple((0, float(s)) if re.fullmatch(r"\d+(?:\.\d+)?", s) else (1, s)
-                          for s in parts if s != ""))
-
-
-def _visit_levels(col: pd.Series, visits):
-    present = pd.unique(col.dropna())
-    if visits is not None:
-        order = list(visits)
-        extra = [v for v in present if v not in set(order)]
-        if extra:
-            raise AnalysisError(f"visit column {col.name!r} has values not in visits=: "
-                                f"{extra[:5]}")
-        return [v for v in order if v in set(present)]
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return [v for v in col.cat.categories if v in set(present)]
-    return sorted(present, key=_natural_key)
-
-
-def _build(formula, data, subject, visit, visits, eval_env):
-    """Model frame, design, visit positions and notes on dropped rows."""
-    if not isinstance(data, pd.DataFrame):
-        raise AnalysisError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    for col, what in ((subject, "participant"), (visit, "visit")):
-        if col not in data.columns:
-            raise AnalysisError(f"{what} column {col!r} not found in data (columns: "
-                                f"{', '.join(map(str, data.columns))})")
-    df = data if data.index.is_unique else data.reset_index(drop=True)
-    try:
-        desc = patsy.ModelDesc.from_formula(formula)
-    except patsy.PatsyError as err:
-        raise AnalysisError(f"cannot parse formula {formula!r}: {err}") from err
-    if not desc.lhs_termlist:
-        raise AnalysisError(f"formula {formula!r} has no response (write 'value ~ ...')")
-    notes = []
-    keep = df[subject].notna() & df[visit].notna()
-    n_key = int((~keep).sum())
-    if n_key:
-        notes.append(exclusion_note(n_key, f"no {subject} or no {visit}"))
-    df = df.loc[keep]
-    try:
-        y, X = patsy.dmatrices(desc, df, eval_env=eval_env, NA_action="drop",
-                               return_type="dataframe")
-    except patsy.PatsyError as err:
-        raise AnalysisError(f"cannot build the model from formula {formula!r}: {err}") from err
-    n_na = len(df) - len(X)
-    if n_na:
-        notes.append(exclusion_note(n_na, f"a missing value in a variable of {formula}"))
-    frame = df.loc[X.index]
-    unused = {c: frame[c].cat.remove_unused_categories() for c in frame.columns
-              if isinstance(frame[c].dtype, pd.CategoricalDtype)
-              and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)}
-    if unused:
-        frame = frame.assign(**unused)
-        y, X = patsy.dmatrices(desc, frame, eval_env=eval_env, NA_action="raise",
-                               return_type="dataframe")
-    if y.shape[1] != 1:
-        raise AnalysisError(f"the response of {formula!r} must be one numeric column, got "
-                            f"{list(y.columns)}")
-    if len(frame) == 0:
-        raise AnalysisError(f"no complete rows left for {formula!r}")
-    dup = frame.duplicated([subject, visit], keep=False)
-    if dup.any():
-        rows = frame.loc[dup, [subject, visit]].head(4)
-        raise AnalysisError(f"{int(dup.sum())} rows share a {subject!r} and {visit!r} (an MMRM needs "
-                            f"one row per subject and visit), e.g. rows "
-                            f"{', '.join(f'{i} ({s}, {v})' for i, (s, v) in rows.iterrows())}")
-    levels = _visit_levels(frame[visit], visits)
-    pos = {v: i for i, v in enumerate(levels)}
-    vpos = frame[visit].map(pos).to_numpy()
-    if np.isnan(vpos.astype(float)).any():
-        raise AnalysisError(f"visit values of {visit!r} could not be matched to visits=")
-    return frame, y, X, levels, vpos.astype(int), notes
-
-
-def _patterns(frame, X, y, subject, vpos, m):
-    """Group subjects by visit pattern (bit mask of visits), rows sorted by visit."""
-    codes, subj = pd.factorize(frame[subject], sort=True)
-    order = np.lexsort((vpos, codes))
-    codes_s, vpos_s = codes[order], vpos[order]
-    Xs, ys = X[order], y[order]
-    nsub = len(subj)
-    mask = np.zeros(nsub, dtype=np.int64)
-    np.bitwise_or.at(mask, codes_s, (1 << vpos_s.astype(np.int64)))
-    counts = np.bincount(codes_s, minlength=nsub)
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    out = []
-    for pat in np.unique(mask):
-        sid = np.flatnonzero(mask == pat)
-        mS = int(counts[sid[0]])
-        rows = (starts[sid][:, None] + np.arange(mS)[None, :]).ravel()
-        idx = vpos_s[rows[:mS]]
-        out.append(_Pattern(idx, Xs[rows].reshape(len(sid), mS, -1), ys[rows].reshape(len(sid), mS),
-                            subj[sid]))
-    return out, nsub, mask, counts
-
-
-def _support_problem(structure, patterns, levels, N, p):
-    """Why the data cannot support ``structure`` (None when they can)."""
-    m, k = structure.m, structure.k
-    pair = np.zeros((m, m), dtype=int)
-    for g in patterns:
-        pair[np.ix_(g.idx, g.idx)] += g.n
-    name = COVARIANCES[structure.name]
-    if k > N - p:
-        return (f"{name} covariance has {k} parameters but the data carry only {N - p} residual "
-                f"degrees of freedom ({N} observations, {p} fixed effects)")
-    low = [levels[a] for a in range(m) if pair[a, a] < 2]
-    if structure.hetero and low:
-        return (f"{name} covariance needs a variance per visit, but visit(s) {low} have fewer than "
-                "2 observations")
-    if structure.name == "us":
-        missing = [(levels[a], levels[b]) for a in range(m) for b in range(a)
-                   if pair[a, b] == 0]
-        if missing:
-            return (f"{name} covariance needs every pair of visits observed together in at least "
-                    f"one subject; never together: {missing[:6]}"
-                    + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
-    if structure.name in ("toep", "toeph"):
-        lags = [l for l in range(1, m) if pair[structure.lag == l].sum() == 0]
-        if lags:
-            return f"{name} covariance: no subject has two visits {lags} positions apart"
-    if structure.ncor and m > 1 and pair[~np.eye(m, dtype=bool)].sum() == 0:
-        return f"{name} covariance: no subject has more than one visit, correlations not estimable"
-    return None
-
-
-def _rank_problem(X, names):
-    rank = np.linalg.matrix_rank(X)
-    if rank == X.shape[1]:
-        return None
-    bad, cols = [], []
-    for j, nm in enumerate(names):
-        if np.linalg.matrix_rank(X[:, cols + [j]]) == len(cols) + 1:
-            cols.append(j)
-        else:
-            bad.append(nm)
-    return (f"fixed-effects design is rank deficient (rank {rank} < {X.shape[1]} columns); not "
-            f"estimable: {', '.join(bad)}")
-
-
-def _empirical_cov(patterns, X, y, m):
-    """Pairwise-complete covariance of OLS residuals across visits, made positive definite."""
-    beta = np.linalg.lstsq(X, y, rcond=None)[0]
-    S = np.zeros((m, m))
-    cnt = np.zeros((m, m))
-    for g in patterns:
-        R = g.Y - g.X @ beta
-        S[np.ix_(g.idx, g.idx)] += R.T @ R
-        cnt[np.ix_(g.idx, g.idx)] += g.n
-    var = np.where(np.diag(cnt) > 0, np.diag(S) / np.maximum(np.diag(cnt), 1), np.nan)
-    v = np.nan_to_num(var, nan=np.nanmean(var))
-    v = np.where(v > 0, v, max(np.nanmean(var), 1e-6))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        C = np.where(cnt > 0, S / cnt, 0.0)
-        R = C / np.sqrt(np.outer(np.diag(C), np.diag(C)))
-    R = np.nan_to_num(R)
-    np.fill_diagonal(R, 1.0)
-    e, U = np.linalg.eigh(0.5 * (R + R.T))
-    R = (U * np.maximum(e, 0.05)) @ U.T
-    d = np.sqrt(np.diag(R))
-    R = R / np.outer(d, d)
-    sd = np.sqrt(v)
-    return R * np.outer(sd, sd)
 
 
 # --------------------------------------------------------------------------- public API
@@ -681,34 +191,34 @@ def fit_mmrm(formula, data, participant=PARTICIPANT_COLUMN, visit="visit", covar
     """
     eval_env = patsy.EvalEnvironment.capture(1)
     participant = resolve_participant(participant, where="fit_mmrm", subject=subject)
-    cov_list = [_normalize_covariance(covariance)]
+    cov_list = [normalize_covariance(covariance)]
     for c in fallback or ():
-        c = _normalize_covariance(c)
+        c = normalize_covariance(c)
         if c not in cov_list:
             cov_list.append(c)
     ddf = _normalize_ddf(ddf)
     if ddf.startswith("kenward") and not reml:
         raise AnalysisError("Kenward-Roger df need a REML fit (reml=True); use "
                             "ddf='satterthwaite' for ML")
-    frame, ydf, Xdf, levels, vpos, notes = _build(formula, data, participant, visit, visits, eval_env)
+    frame, ydf, Xdf, levels, vpos, notes = build_frame(formula, data, participant, visit, visits, eval_env)
     X = Xdf.to_numpy(float)
     y = ydf.to_numpy(float).ravel()
     N, p = X.shape
-    problem = _rank_problem(X, list(Xdf.columns))
+    problem = rank_problem(X, list(Xdf.columns))
     if problem:
         raise AnalysisError(problem)
     m = len(levels)
-    patterns, nsub, mask, counts = _patterns(frame, X, y, participant, vpos, m)
+    patterns, nsub, mask, counts = group_patterns(frame, X, y, participant, vpos, m)
     if nsub < 2:
         raise AnalysisError(f"an MMRM needs at least 2 participants ({participant!r}), got {nsub}")
     tried = []
     for i, cov in enumerate(cov_list):
-        structure = _Structure(cov, m)
-        why = _support_problem(structure, patterns, levels, N, p)
+        structure = Structure(cov, m)
+        why = support_problem(structure, patterns, levels, N, p)
         if why is None:
-            engine = _Engine(patterns, structure, p, N)
-            S0 = _empirical_cov(patterns, X, y, m)
-            theta, H, info = _optimize(engine, structure.start(S0), reml, maxiter)
+            engine = Engine(patterns, structure, p, N)
+            S0 = empirical_cov(patterns, X, y, m)
+            theta, H, info = optimize_theta(engine, structure.start(S0), reml, maxiter)
             if info["converged"] or i == len(cov_list) - 1:
                 break
             why = (f"{COVARIANCES[cov]} fit did not converge (Newton decrement "
