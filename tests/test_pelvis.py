@@ -424,6 +424,27 @@ def test_ir_by_tilt_class_matches_hand_grouping(meas):
     assert set(res.attrs["anova"]) == {"ir_free", "ir_difference"}
 
 
+def test_ir_by_tilt_class_anova_keeps_a_class_of_one(meas):
+    """A tilt class with a single participant still enters the one-way ANOVA (as in R's aov: it adds to the
+    between-class part); checked against statsmodels' OLS ANOVA of the same participants."""
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    pf = pelvis_frame(meas)
+    base = pf[pf["visit"] == "baseline"].set_index("participant_id")
+    low = np.sort(base["tilt"].dropna().to_numpy())
+    cuts = ((low[0] + low[1]) / 2, 14)  # exactly one participant below the first cut
+    res = ir_by_tilt_class(meas, cuts=cuts)
+    assert res.set_index("tilt_class").loc["posterior", "n_participants"] == 1
+    an = res.attrs["anova"]["ir_free"]
+    d = base.assign(cls=pd.cut(base["tilt"], [-np.inf, *cuts, np.inf], right=False,
+                               labels=["posterior", "neutral", "anterior"])).dropna(subset=["ir_free", "cls"])
+    ref = anova_lm(smf.ols("ir_free ~ C(cls)", d).fit())
+    assert (an["num_df"], an["den_df"]) == (2, len(d) - 3)
+    assert an["statistic"] == pytest.approx(ref.loc["C(cls)", "F"], rel=1e-10)
+    assert an["p_value"] == pytest.approx(ref.loc["C(cls)", "PR(>F)"], rel=1e-8)
+
+
 def test_ir_by_tilt_class_empty_classes(meas):
     with pytest.warns(UserWarning, match="'posterior' has no participants"):
         res = ir_by_tilt_class(meas, cuts=(-30, 10))

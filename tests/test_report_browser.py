@@ -270,7 +270,7 @@ def test_index_is_a_one_page_summary(chromium, small_custom_run, interim_run, tm
         for r in run.results:  # ... really: every finding a notebook recorded is shown on its page
             page = (run.run_dir / r.html).read_text(encoding="utf-8")
             for f in r.findings:
-                assert html.escape(f["question"]) in page, f"{r.html}: {f['question']!r} not shown"
+                assert html.escape(f["question"], quote=False) in page, f"{r.html}: {f['question']!r} not shown"
         # on screen at 1280 px: the findings and the forest plot within about two screens of 900 px
         probed = index.with_name("index.height-probe.html")
         probed.write_text(index.read_text(encoding="utf-8").replace("</body>", HEIGHT_PROBE + "</body>"))

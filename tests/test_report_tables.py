@@ -96,3 +96,14 @@ def test_a_flag_reads_yes_or_no_and_a_long_tables_text_footnote_names_its_column
     assert "Excluded: No." in html and ">False" not in html and "False." not in html
     wide = table(pd.DataFrame({"arm": ["a", "b"], "estimate": [1.0, 2.0], "excluded": [True, False]})).to_html()
     assert ">yes<" in wide and ">no<" in wide and "True" not in wide
+
+
+def test_an_unadjusted_family_shows_one_p_column():
+    """adjust 'none' (one comparison, or no method): p_adj repeats p, so the table shows p once."""
+    df = pd.DataFrame({"contrast": ["b - a"], "estimate": [2.0], "ci_low": [-1.0], "ci_high": [5.0],
+                       "p_value": [0.2], "p_adj": [0.2], "adjust": ["none"]})
+    html = table(df).to_html()
+    assert "adjusted" not in html and html.count("0.200") == 1
+    several = pd.DataFrame({"contrast": ["b - a", "c - a"], "estimate": [2.0, 1.0], "ci_low": [-1.0, -2.0],
+                            "ci_high": [5.0, 4.0], "p_value": [0.2, 0.3], "p_adj": [0.4, 0.4], "adjust": ["holm"] * 2})
+    assert "p (adjusted)" in table(several).to_html()

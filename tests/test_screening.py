@@ -729,3 +729,21 @@ def test_roc_figure_draws_the_result_with_its_labels(monkeypatch):
         assert leg.y1 < box.y0  # below the axes
     plt.close(fig)
 
+
+
+def test_page_says_why_no_tilt_class_could_be_compared():
+    """12 participants: neither tilt class can be compared with neutral; the page's table slot says so once,
+    naming each class with its reason (it used to show nothing, while the text promised both comparisons)."""
+    import warnings
+
+    import hipstats as hs
+    from hipstats.report.areas import NotEstimable, tilt_comparison_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = scq.screening_analysis(hs.simulate_cohort(12, seed=1))
+    out = tilt_comparison_table(res)
+    assert isinstance(out, NotEstimable)
+    text = str(out)
+    assert "posterior: " in text and "anterior: " in text and "not estimable" in text
+    assert text.count("not estimable") == 1

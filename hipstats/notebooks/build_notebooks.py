@@ -343,9 +343,9 @@ band of the overall curve."""),
 ## Does pelvic tilt skew the screen?
 
 The AUC of each tilt class compared with participants whose pelvis is neutral (DeLong's test for independent
-groups). Both comparisons were planned, so both are reported (under Key findings when the data cannot support
-one) and their p-values are adjusted for making two comparisons (the method is named below the table); the
-confidence intervals are per comparison. A clearly lower AUC in the anterior class would mean that anterior
+groups). Both comparisons were planned, so both are reported (a comparison the data cannot support is named,
+with the reason, below or under Key findings) and, when both can be made, their p-values are adjusted for making
+two comparisons (the method is named below the table); the confidence intervals are per comparison. A clearly lower AUC in the anterior class would mean that anterior
 tilt makes the ASLR a worse guide to hip IR."""),
     code('report.areas.tilt_comparison_table(h3)'),
     md("## Key findings"),

@@ -335,10 +335,12 @@ def ir_by_tilt_class(data, *, cuts: Sequence[float] = DEFAULT_TILT_CUTS, visit="
     anova = {}
     for col in ("ir_free", "ir_difference"):
         groups = [g[col].dropna().to_numpy() for _, g in per.groupby("tilt_class", observed=True)]
-        groups = [g for g in groups if g.size >= 2]
-        if len(groups) >= 2:
+        # every non-empty class enters (a class of one participant adds to the between-class part, as in R's
+        # aov); the test needs two classes and one residual degree of freedom
+        groups = [g for g in groups if g.size >= 1]
+        k, n_all = len(groups), sum(g.size for g in groups)
+        if k >= 2 and n_all - k >= 1:
             f, p = stats.f_oneway(*groups)
-            k, n_all = len(groups), sum(g.size for g in groups)
             anova[col] = {"statistic": float(f), "p_value": float(p), "num_df": k - 1,
                           "den_df": n_all - k}
     out.attrs["anova"] = anova

@@ -642,9 +642,17 @@ def tilt_comparisons(result, *, estimable_only: bool = False) -> pd.DataFrame:
 
 def tilt_comparison_table(result):
     """The page table of the tilt-class comparisons (estimable ones; :func:`tilt_comparisons`)."""
+    if isinstance(result, NotEstimable):
+        return None if result.said else result
     t = tilt_comparisons(result, estimable_only=True)
-    if t is None:
-        return None
+    if t is None or not len(t):  # none could be estimated: say which and why, once, here
+        every = tilt_comparisons(result)
+        if every is None or not len(every):
+            return NotEstimable("Comparison of tilt classes", "the cohort has no tilt class besides the reference")
+        reasons = getattr(result, "not_estimable", {}) or {}
+        why = "; ".join(f"{r.group}: {reasons.get(f'{r.group} vs {r.reference}', 'the data do not support it')}"
+                        for r in every.itertuples())
+        return NotEstimable(f"Comparison of each tilt class with {every['reference'].iloc[0]}", why)
     return table(t, "AUC difference against the neutral tilt class",
                  labels={"group": "Tilt class", "estimate": "AUC difference", "statistic": "DeLong D",
                          "n_participants": "Participants"},

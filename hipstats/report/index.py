@@ -183,7 +183,8 @@ def _status(manifest: dict[str, Any], results, found: list[Finding], shown: list
         lines.append(f"All {len(results)} report(s) ran without errors.")
     notes = not_estimable_notes(found, shown)
     if notes:
-        lines.append("<br><b>Not estimable in this run</b> (details on the pages): " + " &middot; ".join(_e(x) for x in notes))
+        lines.append('<div class="hipstats-not-estimable-list"><b>Not estimable in this run</b> (details on the pages):'
+                     "<ul>" + "".join(f"<li>{_e(x)}</li>" for x in notes) + "</ul></div>")
     cls = "failed" if failed else "ok"
     return f'<div class="hipstats-summary hipstats-status {cls}">' + " ".join(lines) + "</div>"
 

@@ -402,6 +402,8 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
             v = str(values.dropna().iloc[0])
             if v.lower() not in ("none", ""):
                 footnotes.append(METHOD_COLUMNS[col].format(_ADJUST.get(v.lower(), v)) + ".")
+            elif col == "adjust" and "p_adj" in df.columns and "p_value" in df.columns:
+                df = df.drop(columns="p_adj")  # nothing was adjusted (e.g. a single comparison): p_adj is p
             df = df.drop(columns=col)
     numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
     fams, used = _families(df, numeric)
