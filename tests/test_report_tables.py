@@ -104,6 +104,8 @@ def test_an_unadjusted_family_shows_one_p_column():
                        "p_value": [0.2], "p_adj": [0.2], "adjust": ["none"]})
     html = table(df).to_html()
     assert "adjusted" not in html and html.count("0.200") == 1
+    first = df[["contrast", "adjust", "estimate", "ci_low", "ci_high", "p_value", "p_adj"]]  # adjust before p_adj
+    assert table(first).to_html().count("0.200") == 1
     several = pd.DataFrame({"contrast": ["b - a", "c - a"], "estimate": [2.0, 1.0], "ci_low": [-1.0, -2.0],
                             "ci_high": [5.0, 4.0], "p_value": [0.2, 0.3], "p_adj": [0.4, 0.4], "adjust": ["holm"] * 2})
     assert "p (adjusted)" in table(several).to_html()

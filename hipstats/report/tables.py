@@ -392,6 +392,8 @@ def table(data: pd.DataFrame, title: str | None = None, *, confidence: float | N
 
     # method columns that are the same on every row -> footnotes; empty columns and hidden ones go
     for col in list(df.columns):
+        if col not in df.columns:  # dropped with an earlier column (p_adj with adjust "none")
+            continue
         values = df[col]
         if col in hide or col in HIDDEN:
             df = df.drop(columns=col)
