@@ -594,7 +594,7 @@ def screening_findings(result, *, display: bool = True) -> list[Finding]:
                           confidence=conf, display=display, headline=True))
     tc = tc[ok]
     for r in tc.itertuples():
-        adjusted = len(tc) > 1 and str(r.adjust).lower() not in ("none", "")
+        adjusted = bool(adjustment_words(r.adjust, len(tc)))  # the rule H2 uses: a method and 2+ comparisons
         method = _ADJUST_NAMES.get(str(r.adjust).lower(), str(r.adjust))
         ci = (f"{ci_label(conf)} {r.ci_low:.2f} to {r.ci_high:.2f}{', not adjusted' if adjusted else ''}; "
               if np.isfinite(r.ci_low) and np.isfinite(r.ci_high) else "")
